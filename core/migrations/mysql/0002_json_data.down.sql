@@ -1,0 +1,2 @@
+ALTER TABLE {table} DROP CONSTRAINT {data_check};
+ALTER TABLE {table} MODIFY data LONGTEXT NULL;

@@ -1,0 +1,171 @@
+//! The data model: a JSON object per key, and the rules every backend shares for it.
+
+use crate::error::{Error, Result};
+use serde_json::{Map, Value};
+
+/// The data of one conversation: a JSON object.
+pub type Data = Map<String, Value>;
+
+/// The longest state, in characters, every dialect stores.
+pub const MAX_STATE_CHARS: usize = 255;
+
+/// State and data of one key, read together.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Record {
+    /// The state, `None` when not set.
+    pub state: Option<String>,
+    /// The data, empty when not set.
+    pub data: Data,
+}
+
+impl Record {
+    /// Whether the record holds neither a state nor data (its row does not exist).
+    pub fn is_empty(&self) -> bool {
+        self.state.is_none() && self.data.is_empty()
+    }
+}
+
+/// Merges `patch` into `data` the way Python's `dict.update` does: top-level keys of `patch`
+/// replace those of `data`; `null` is stored as `null`; nested objects are replaced, not
+/// merged.
+///
+/// ```
+/// use fsmstore_core::{merge_shallow, serde_json::json};
+/// let mut data = json!({"a": 1, "nested": {"x": 1}}).as_object().unwrap().clone();
+/// let patch = json!({"b": null, "nested": {"y": 2}}).as_object().unwrap().clone();
+/// merge_shallow(&mut data, &patch);
+/// assert_eq!(serde_json::Value::Object(data), json!({"a": 1, "b": null, "nested": {"y": 2}}));
+/// ```
+pub fn merge_shallow(data: &mut Data, patch: &Data) {
+    for (field, value) in patch {
+        data.insert(field.clone(), value.clone());
+    }
+}
+
+/// Checks a state before it is written.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for an empty state or one longer than [`MAX_STATE_CHARS`].
+pub fn validate_state(state: &str) -> Result<()> {
+    if state.is_empty() {
+        return Err(Error::InvalidInput(
+            "state is empty: pass None to clear it".to_owned(),
+        ));
+    }
+    let chars = state.chars().count();
+    if chars > MAX_STATE_CHARS {
+        return Err(Error::InvalidInput(format!(
+            "state is {chars} characters, over the limit of {MAX_STATE_CHARS}"
+        )));
+    }
+    if state.contains('\0') {
+        return Err(Error::InvalidInput(
+            "state contains a NUL character".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Serializes `data` for storage and checks it against `limit` bytes.
+///
+/// # Errors
+/// [`Error::ValueTooLarge`] when the JSON text is longer than `limit`.
+pub fn validate_data(key: &str, data: &Data, limit: usize) -> Result<String> {
+    let text = serde_json::to_string(data).map_err(Error::Serialization)?;
+    if text.len() > limit {
+        return Err(Error::ValueTooLarge {
+            key: key.to_owned(),
+            size: text.len(),
+            limit,
+        });
+    }
+    Ok(text)
+}
+
+/// Parses stored JSON text back into [`Data`].
+///
+/// # Errors
+/// [`Error::CorruptData`] when the text is not a JSON object.
+pub fn parse_data(key: &str, text: &str) -> Result<Data> {
+    if text.is_empty() {
+        return Ok(Data::new());
+    }
+    data_from_value(
+        key,
+        serde_json::from_str(text).map_err(|e| corrupt(key, e))?,
+    )
+}
+
+/// Checks that a stored JSON value is an object.
+///
+/// # Errors
+/// [`Error::CorruptData`] when it is not.
+pub fn data_from_value(key: &str, value: Value) -> Result<Data> {
+    match value {
+        Value::Object(map) => Ok(map),
+        Value::Null => Ok(Data::new()),
+        other => Err(corrupt(key, format!("found {}", json_type(&other)))),
+    }
+}
+
+fn corrupt(key: &str, reason: impl ToString) -> Error {
+    Error::CorruptData {
+        key: key.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The JSON type name of `value`, for error messages.
+pub(crate) fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn state_limits() {
+        assert!(validate_state("Form:name").is_ok());
+        assert!(validate_state("").is_err());
+        assert!(validate_state(&"é".repeat(255)).is_ok());
+        assert!(validate_state(&"é".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn data_limit_counts_serialized_bytes() {
+        let data = json!({"k": "x".repeat(100)}).as_object().unwrap().clone();
+        assert!(validate_data("k", &data, 200).is_ok());
+        assert!(matches!(
+            validate_data("k", &data, 50),
+            Err(Error::ValueTooLarge {
+                size: 108,
+                limit: 50,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn parse_accepts_python_escapes_and_empty_text() {
+        let data = parse_data("k", r#"{"name": "Ren\u00e9"}"#).unwrap();
+        assert_eq!(data["name"], json!("René"));
+        assert!(parse_data("k", "").unwrap().is_empty());
+        assert!(matches!(
+            parse_data("k", "[1]"),
+            Err(Error::CorruptData { .. })
+        ));
+        assert!(matches!(
+            parse_data("k", "{oops"),
+            Err(Error::CorruptData { .. })
+        ));
+    }
+}

@@ -1,0 +1,221 @@
+//! The one error type shared by every fsmstore crate.
+
+use std::error::Error as StdError;
+
+/// A boxed driver error, kept as the `source` of an [`Error`].
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Result alias used throughout fsmstore.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in fsmstore.
+///
+/// Driver errors are boxed inside [`Error::Database`] and [`Error::Connection`]; branch on
+/// [`Error::kind`] or [`Error::is_transient`] rather than on driver types.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A table name that is not `[A-Za-z_][A-Za-z0-9_]*` of at most 63 characters.
+    #[error("invalid table name {name:?}: {reason}")]
+    InvalidTableName {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A key the key builder can not turn into a row id.
+    #[error("invalid storage key: {0}")]
+    InvalidKey(String),
+    /// A state, data object or field that can not be stored; nothing was written.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// Data larger than the configured limit; nothing was written.
+    #[error("data for key {key:?} is {size} bytes, over the limit of {limit} bytes; nothing was written")]
+    ValueTooLarge {
+        /// The row id.
+        key: String,
+        /// Serialized size in bytes.
+        size: usize,
+        /// The configured limit (`StorageOptions::max_data_bytes`).
+        limit: usize,
+    },
+    /// A typed helper could not (de)serialize the caller's type.
+    #[error("could not convert data: {0}")]
+    Serialization(#[source] serde_json::Error),
+    /// A row whose stored data is not a JSON object (for example a hand-edited or adopted
+    /// table).
+    #[error("stored data for key {key:?} is not a JSON object: {reason}")]
+    CorruptData {
+        /// The row id.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A configuration or URL that can not be used.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The storage was closed with [`Storage::close`](crate::Storage::close).
+    #[error("the storage is closed; open a new one")]
+    Closed,
+    /// The schema is older than this code needs.
+    #[error("table {table} is at schema version {current}, this code needs version {required}: run `{fix}` (or open with SchemaPolicy::Upgrade)")]
+    SchemaOutdated {
+        /// The FSM table.
+        table: String,
+        /// The applied version (0 when nothing is applied).
+        current: i64,
+        /// The version the code needs.
+        required: i64,
+        /// The command that fixes it.
+        fix: String,
+    },
+    /// The database holds a migration this code does not know: it was migrated by a newer
+    /// fsmstore.
+    #[error("table {table} is at schema version {current}, newer than this code knows (up to {known}): upgrade fsmstore, or run `fsmstore migrate down --to {known}` with the newer version")]
+    SchemaTooNew {
+        /// The FSM table.
+        table: String,
+        /// The applied version.
+        current: i64,
+        /// The newest version this code knows.
+        known: i64,
+    },
+    /// An applied migration whose SQL differs from the code's.
+    #[error("migration {version} ({description}) was applied with checksum {applied}, but the code's SQL has checksum {expected}: the migration was edited after it ran")]
+    MigrationDrift {
+        /// The migration's version.
+        version: i64,
+        /// Its description.
+        description: String,
+        /// The checksum recorded in the version table.
+        applied: String,
+        /// The checksum of the code's SQL.
+        expected: String,
+    },
+    /// A migration that started but did not finish (MySQL DDL commits as it goes).
+    #[error("migration {version} ({description}) is dirty: it started but did not finish. Inspect the table, complete or undo the migration by hand, then run `{fix}`")]
+    MigrationDirty {
+        /// The migration's version.
+        version: i64,
+        /// Its description.
+        description: String,
+        /// The command that marks the repaired state.
+        fix: String,
+    },
+    /// A migration target outside the known range, or a version table that does not make
+    /// sense.
+    #[error("migration error: {0}")]
+    Migration(String),
+    /// A migration statement failed; the lock was released.
+    #[error("migration {version} ({description}) failed: {source}")]
+    MigrationFailed {
+        /// The migration's version.
+        version: i64,
+        /// Its description.
+        description: String,
+        /// The database error.
+        #[source]
+        source: BoxError,
+    },
+    /// The server could not be reached or the connection was lost. Transient: retry later.
+    #[error("connection error: {message}")]
+    Connection {
+        /// What failed (never contains a password).
+        message: String,
+        /// The driver error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// A database error.
+    #[error("database error: {source}")]
+    Database {
+        /// Whether retrying the same call may succeed (deadlock, serialization failure,
+        /// busy database).
+        transient: bool,
+        /// The driver error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+/// A coarse classification of [`Error`], for callers that branch on the kind of failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The caller's input or configuration is wrong.
+    InvalidInput,
+    /// The schema is missing, outdated, too new, drifted or dirty.
+    Schema,
+    /// Stored data is not what fsmstore writes.
+    CorruptData,
+    /// The storage was closed.
+    Closed,
+    /// The server is unreachable or the connection was lost.
+    Connection,
+    /// Any other database error.
+    Database,
+}
+
+impl Error {
+    /// The coarse kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidTableName { .. }
+            | Error::InvalidKey(_)
+            | Error::InvalidInput(_)
+            | Error::ValueTooLarge { .. }
+            | Error::Serialization(_)
+            | Error::Config(_) => ErrorKind::InvalidInput,
+            Error::SchemaOutdated { .. }
+            | Error::SchemaTooNew { .. }
+            | Error::MigrationDrift { .. }
+            | Error::MigrationDirty { .. }
+            | Error::Migration(_)
+            | Error::MigrationFailed { .. } => ErrorKind::Schema,
+            Error::CorruptData { .. } => ErrorKind::CorruptData,
+            Error::Closed => ErrorKind::Closed,
+            Error::Connection { .. } => ErrorKind::Connection,
+            Error::Database { .. } => ErrorKind::Database,
+        }
+    }
+
+    /// Whether the same call may succeed if retried: a lost or refused connection, a
+    /// deadlock, a busy database.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Connection { .. } => true,
+            Error::Database { transient, .. } => *transient,
+            _ => false,
+        }
+    }
+
+    /// A database error from any driver.
+    pub fn database(transient: bool, source: impl Into<BoxError>) -> Self {
+        Error::Database {
+            transient,
+            source: source.into(),
+        }
+    }
+
+    /// A connection error; `message` must not contain a password.
+    pub fn connection(message: impl Into<String>, source: Option<BoxError>) -> Self {
+        Error::Connection {
+            message: message.into(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_only_for_connection_and_flagged_database_errors() {
+        assert!(Error::connection("refused", None).is_transient());
+        assert!(Error::database(true, "deadlock").is_transient());
+        assert!(!Error::database(false, "syntax").is_transient());
+        assert!(!Error::Closed.is_transient());
+        assert_eq!(Error::Closed.kind(), ErrorKind::Closed);
+    }
+}

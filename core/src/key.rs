@@ -1,0 +1,276 @@
+//! Conversation keys and how they become row ids.
+
+use crate::error::{Error, Result};
+
+/// The destiny of an ordinary dialogue (aiogram's `DEFAULT_DESTINY`).
+pub const DEFAULT_DESTINY: &str = "default";
+
+/// The longest row id, in characters, that every dialect stores (`id VARCHAR(255)`).
+pub const MAX_KEY_BYTES: usize = 255;
+
+/// Identifies one conversation: the same fields as aiogram's `StorageKey`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StorageKey {
+    /// The bot's id.
+    pub bot_id: i64,
+    /// The chat's id (negative for groups).
+    pub chat_id: i64,
+    /// The user's id.
+    pub user_id: i64,
+    /// The forum topic (message thread), if any. `Some(0)` counts as absent, as in aiogram.
+    pub thread_id: Option<i64>,
+    /// The business connection, if any.
+    pub business_connection_id: Option<String>,
+    /// Separates independent dialogues of one user in one chat; `"default"` normally.
+    pub destiny: String,
+}
+
+impl StorageKey {
+    /// A key for `user_id` in `chat_id` of bot `bot_id`, no thread, default destiny.
+    pub fn new(bot_id: i64, chat_id: i64, user_id: i64) -> Self {
+        StorageKey {
+            bot_id,
+            chat_id,
+            user_id,
+            thread_id: None,
+            business_connection_id: None,
+            destiny: DEFAULT_DESTINY.to_owned(),
+        }
+    }
+
+    /// The same key in forum topic `thread_id`.
+    pub fn with_thread(mut self, thread_id: i64) -> Self {
+        self.thread_id = Some(thread_id);
+        self
+    }
+
+    /// The same key through business connection `id`.
+    pub fn with_business_connection(mut self, id: impl Into<String>) -> Self {
+        self.business_connection_id = Some(id.into());
+        self
+    }
+
+    /// The same key with another destiny.
+    pub fn with_destiny(mut self, destiny: impl Into<String>) -> Self {
+        self.destiny = destiny.into();
+        self
+    }
+}
+
+/// Turns a [`StorageKey`] into the id of its row.
+///
+/// Implement it to lay keys out your own way; every backend uses the builder in its
+/// [`StorageOptions`](crate::StorageOptions).
+pub trait KeyBuilder: Send + Sync + std::fmt::Debug {
+    /// The row id of `key`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] when the key can not be represented (for example a
+    /// non-default destiny the builder does not include).
+    fn build(&self, key: &StorageKey) -> Result<String>;
+}
+
+/// aiogram's `DefaultKeyBuilder`, reproduced exactly.
+///
+/// Parts joined by `separator`: `prefix`, `bot_id` if `with_bot_id`,
+/// `business_connection_id` if `with_business_connection_id` and present, `chat_id`,
+/// `thread_id` if present and not 0, `user_id`, `destiny` if `with_destiny`.
+///
+/// ```
+/// use fsmstore_core::{DefaultKeyBuilder, KeyBuilder, StorageKey};
+/// let key = StorageKey::new(42, -100, 7);
+/// assert_eq!(DefaultKeyBuilder::default().build(&key).unwrap(), "fsm:-100:7");
+/// let all = DefaultKeyBuilder::default().with_bot_id(true).with_destiny(true);
+/// assert_eq!(all.build(&key.with_thread(9)).unwrap(), "fsm:42:-100:9:7:default");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DefaultKeyBuilder {
+    /// First part of every key (default `fsm`).
+    pub prefix: String,
+    /// Joins the parts (default `:`).
+    pub separator: String,
+    /// Include the bot id (for several bots on one table).
+    pub with_bot_id: bool,
+    /// Include the business connection id when the key has one.
+    pub with_business_connection_id: bool,
+    /// Include the destiny; without it a non-default destiny is an error.
+    pub with_destiny: bool,
+}
+
+impl Default for DefaultKeyBuilder {
+    fn default() -> Self {
+        DefaultKeyBuilder {
+            prefix: "fsm".to_owned(),
+            separator: ":".to_owned(),
+            with_bot_id: false,
+            with_business_connection_id: false,
+            with_destiny: false,
+        }
+    }
+}
+
+impl DefaultKeyBuilder {
+    /// Sets the prefix.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the separator.
+    pub fn with_separator(mut self, separator: impl Into<String>) -> Self {
+        self.separator = separator.into();
+        self
+    }
+
+    /// Includes the bot id or not.
+    pub fn with_bot_id(mut self, on: bool) -> Self {
+        self.with_bot_id = on;
+        self
+    }
+
+    /// Includes the business connection id or not.
+    pub fn with_business_connection_id(mut self, on: bool) -> Self {
+        self.with_business_connection_id = on;
+        self
+    }
+
+    /// Includes the destiny or not.
+    pub fn with_destiny(mut self, on: bool) -> Self {
+        self.with_destiny = on;
+        self
+    }
+}
+
+impl KeyBuilder for DefaultKeyBuilder {
+    fn build(&self, key: &StorageKey) -> Result<String> {
+        let mut parts: Vec<String> = vec![self.prefix.clone()];
+        if self.with_bot_id {
+            parts.push(key.bot_id.to_string());
+        }
+        if self.with_business_connection_id {
+            if let Some(id) = key
+                .business_connection_id
+                .as_deref()
+                .filter(|id| !id.is_empty())
+            {
+                parts.push(id.to_owned());
+            }
+        }
+        parts.push(key.chat_id.to_string());
+        if let Some(thread) = key.thread_id.filter(|&thread| thread != 0) {
+            parts.push(thread.to_string());
+        }
+        parts.push(key.user_id.to_string());
+        if self.with_destiny {
+            parts.push(key.destiny.clone());
+        } else if key.destiny != DEFAULT_DESTINY {
+            return Err(Error::InvalidKey(format!(
+                "destiny {:?} needs a key builder with with_destiny(true); \
+                 without it every destiny would share one row",
+                key.destiny
+            )));
+        }
+        Ok(parts.join(&self.separator))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(builder: &DefaultKeyBuilder, key: &StorageKey) -> String {
+        builder.build(key).unwrap()
+    }
+
+    #[test]
+    fn every_flag_combination_matches_aiogram() {
+        let key = StorageKey::new(42, -100, 7)
+            .with_thread(9)
+            .with_business_connection("bc1");
+        // (with_bot_id, with_business_connection_id, with_destiny) -> expected key
+        let vectors = [
+            ((false, false, false), "fsm:-100:9:7"),
+            ((true, false, false), "fsm:42:-100:9:7"),
+            ((false, true, false), "fsm:bc1:-100:9:7"),
+            ((false, false, true), "fsm:-100:9:7:default"),
+            ((true, true, false), "fsm:42:bc1:-100:9:7"),
+            ((true, false, true), "fsm:42:-100:9:7:default"),
+            ((false, true, true), "fsm:bc1:-100:9:7:default"),
+            ((true, true, true), "fsm:42:bc1:-100:9:7:default"),
+        ];
+        for ((bot, business, destiny), expected) in vectors {
+            let builder = DefaultKeyBuilder::default()
+                .with_bot_id(bot)
+                .with_business_connection_id(business)
+                .with_destiny(destiny);
+            assert_eq!(
+                build(&builder, &key),
+                expected,
+                "flags {bot} {business} {destiny}"
+            );
+        }
+    }
+
+    #[test]
+    fn plain_key_is_prefix_chat_user() {
+        let builder = DefaultKeyBuilder::default();
+        assert_eq!(build(&builder, &StorageKey::new(42, -100, 7)), "fsm:-100:7");
+        assert_eq!(build(&builder, &StorageKey::new(1, 5, 5)), "fsm:5:5");
+        assert_eq!(
+            build(&builder, &StorageKey::new(1, i64::MIN, i64::MAX)),
+            "fsm:-9223372036854775808:9223372036854775807"
+        );
+    }
+
+    #[test]
+    fn thread_zero_or_absent_is_left_out() {
+        let builder = DefaultKeyBuilder::default();
+        let key = StorageKey::new(42, -100, 7);
+        assert_eq!(build(&builder, &key.clone().with_thread(0)), "fsm:-100:7");
+        assert_eq!(
+            build(&builder, &key.clone().with_thread(-3)),
+            "fsm:-100:-3:7"
+        );
+    }
+
+    #[test]
+    fn empty_or_absent_business_connection_is_left_out() {
+        let builder = DefaultKeyBuilder::default().with_business_connection_id(true);
+        let key = StorageKey::new(42, -100, 7);
+        assert_eq!(build(&builder, &key), "fsm:-100:7");
+        assert_eq!(
+            build(&builder, &key.with_business_connection("")),
+            "fsm:-100:7"
+        );
+    }
+
+    #[test]
+    fn custom_prefix_and_separator() {
+        let builder = DefaultKeyBuilder::default()
+            .with_prefix("bot_fsm")
+            .with_separator("/")
+            .with_bot_id(true);
+        assert_eq!(
+            build(&builder, &StorageKey::new(42, -100, 7)),
+            "bot_fsm/42/-100/7"
+        );
+    }
+
+    #[test]
+    fn destiny_is_included_when_asked() {
+        let builder = DefaultKeyBuilder::default().with_destiny(true);
+        let key = StorageKey::new(42, -100, 7).with_destiny("album");
+        assert_eq!(build(&builder, &key), "fsm:-100:7:album");
+    }
+
+    #[test]
+    fn non_default_destiny_without_flag_is_an_error() {
+        let key = StorageKey::new(42, -100, 7).with_destiny("album");
+        let err = DefaultKeyBuilder::default().build(&key).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidKey(ref m) if m.contains("album")),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! The contract every fsmstore backend implements.
+//!
+//! `fsmstore-core` holds what is common to all backends and depends on no database driver:
+//!
+//! * [`StorageKey`], the [`KeyBuilder`] trait and [`DefaultKeyBuilder`], which reproduces
+//!   aiogram's key format so Python and Rust bots can share rows;
+//! * the [`Storage`] trait (object safe: bots hold `Arc<dyn Storage>`) and the typed
+//!   helpers of [`StorageExt`];
+//! * [`Error`], the one error type of every backend;
+//! * [`TableName`] and [`Dialect`], and the per-dialect SQL in [`sql`];
+//! * the migration list ([`migrations`]), the pure migration planner ([`MigrationPlan`]) and
+//!   the [`Migrator`] trait backends implement;
+//! * [`MemoryStorage`], the in-memory reference implementation.
+//!
+//! ```
+//! use fsmstore_core::{MemoryStorage, Storage, StorageKey};
+//! # tokio_test_block_on(async {
+//! let storage = MemoryStorage::new();
+//! let key = StorageKey::new(42, -100, 7);
+//! storage.set_state(&key, Some("Form:name")).await?;
+//! assert_eq!(storage.get_state(&key).await?.as_deref(), Some("Form:name"));
+//! # Ok::<(), fsmstore_core::Error>(())
+//! # });
+//! # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod data;
+mod dialect;
+mod error;
+mod key;
+mod memory;
+pub mod migrations;
+mod migrator;
+mod options;
+mod planner;
+pub mod sql;
+mod storage;
+mod table_name;
+
+pub use data::{
+    data_from_value, merge_shallow, parse_data, validate_data, validate_state, Data, Record,
+    MAX_STATE_CHARS,
+};
+pub use dialect::Dialect;
+pub use error::{BoxError, Error, ErrorKind, Result};
+pub use key::{DefaultKeyBuilder, KeyBuilder, StorageKey, DEFAULT_DESTINY, MAX_KEY_BYTES};
+pub use memory::MemoryStorage;
+pub use migrations::{Migration, MigrationSet, MigrationSource};
+pub use migrator::{
+    history, AppliedMigration, HistoryEntry, MigrationReport, Migrator, SchemaStatus,
+};
+pub use options::{SchemaPolicy, StorageOptions, DEFAULT_MAX_DATA_BYTES};
+pub use planner::{
+    verified_version, Direction, MigrationPlan, MigrationStep, MigrationTarget, StampPlan,
+};
+pub use storage::{object_from, Storage, StorageExt};
+pub use table_name::{TableName, DEFAULT_TABLE, DEFAULT_VERSION_TABLE};
+
+/// Re-exported so callers can build [`Data`] without naming `serde_json` themselves.
+pub use serde_json;

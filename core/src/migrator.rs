@@ -1,0 +1,192 @@
+//! The [`Migrator`] trait backends implement, and what it reports.
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::migrations::MigrationSet;
+use crate::planner::{verified_version, Direction, MigrationTarget};
+
+/// One row of the version table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    /// The migration's version.
+    pub version: i64,
+    /// Its description when it ran.
+    pub description: String,
+    /// When it ran, unix milliseconds.
+    pub installed_on_ms: i64,
+    /// `false` while it runs, or when it stopped half-way (MySQL): the migration is dirty.
+    pub success: bool,
+    /// The checksum of the SQL that ran.
+    pub checksum: String,
+    /// How long it took.
+    pub execution_time_ms: i64,
+}
+
+/// A migration run: the version before and after, and each step with its duration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// The version before.
+    pub from: i64,
+    /// The version after.
+    pub to: i64,
+    /// `(version, direction, milliseconds)` of each step that ran.
+    pub steps: Vec<(i64, Direction, i64)>,
+}
+
+/// The applied version compared with what the code needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// The FSM table.
+    pub table: String,
+    /// The applied version (0: nothing, the table does not exist).
+    pub current: i64,
+    /// The newest version the code knows.
+    pub head: i64,
+}
+
+impl SchemaStatus {
+    /// Compares `applied` with `set`.
+    ///
+    /// # Errors
+    /// Dirty, drifted or too-new schemas, as [`MigrationPlan::new`](crate::MigrationPlan::new).
+    pub fn new(set: &MigrationSet, applied: &[AppliedMigration]) -> Result<Self> {
+        Ok(SchemaStatus {
+            table: set.table().to_string(),
+            current: verified_version(set, applied)?,
+            head: set.head(),
+        })
+    }
+
+    /// Succeeds when the schema is exactly at head.
+    ///
+    /// # Errors
+    /// [`Error::SchemaOutdated`] naming the command that upgrades it.
+    pub fn require_head(&self) -> Result<()> {
+        if self.current < self.head {
+            return Err(Error::SchemaOutdated {
+                table: self.table.clone(),
+                current: self.current,
+                required: self.head,
+                fix: format!("fsmstore migrate up --table {}", self.table),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// How an applied or pending migration stands, for `history`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The migration's version.
+    pub version: i64,
+    /// Its description in the code (or in the version table, for an unknown version).
+    pub description: String,
+    /// Its row in the version table, if applied.
+    pub applied: Option<AppliedMigration>,
+    /// Whether the code knows this version.
+    pub known: bool,
+    /// Whether the applied checksum equals the code's (`true` when not applied).
+    pub checksum_ok: bool,
+}
+
+/// Runs the planned migrations of one FSM table on one database.
+///
+/// Backends implement the four required methods; they lock, read the version table, ask
+/// the planner ([`MigrationPlan`](crate::MigrationPlan)) for the next step and execute it.
+///
+/// # Behavior
+/// * Concurrent migrators apply each migration exactly once (the backend's lock).
+/// * The lock is released on every exit path, including a failing migration.
+/// * Drift, dirty migrations and a database newer than the code are errors that name the
+///   version.
+#[async_trait]
+pub trait Migrator: Send + Sync {
+    /// The migrations this migrator runs, rendered for its dialect and table.
+    fn migrations(&self) -> &MigrationSet;
+
+    /// The version-table rows of this FSM table, by version (empty when none).
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn applied(&self) -> Result<Vec<AppliedMigration>>;
+
+    /// Moves the schema to `target` under the migration lock.
+    ///
+    /// # Errors
+    /// Planner errors (see [`MigrationPlan::new`](crate::MigrationPlan::new)),
+    /// [`Error::MigrationFailed`] when a statement fails, database errors.
+    async fn migrate(&self, target: MigrationTarget) -> Result<MigrationReport>;
+
+    /// Records `target` as the applied version without running any migration SQL (to adopt
+    /// a table made elsewhere, or to mark a repaired dirty migration).
+    ///
+    /// # Errors
+    /// [`Error::Migration`] for a target outside the known range; database errors.
+    async fn stamp(&self, target: MigrationTarget) -> Result<()>;
+
+    /// Upgrades to head: idempotent and safe with many instances starting at once.
+    ///
+    /// # Errors
+    /// As [`Migrator::migrate`].
+    async fn ensure_schema(&self) -> Result<MigrationReport> {
+        self.migrate(MigrationTarget::Head).await
+    }
+
+    /// The applied version compared with head.
+    ///
+    /// # Errors
+    /// Dirty, drifted or too-new schemas; database errors.
+    async fn status(&self) -> Result<SchemaStatus> {
+        SchemaStatus::new(self.migrations(), &self.applied().await?)
+    }
+
+    /// The applied version (0: nothing applied).
+    ///
+    /// # Errors
+    /// As [`Migrator::status`].
+    async fn current(&self) -> Result<i64> {
+        Ok(self.status().await?.current)
+    }
+
+    /// Every known and every applied migration, in version order, with its state.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn history(&self) -> Result<Vec<HistoryEntry>> {
+        let applied = self.applied().await?;
+        Ok(history(self.migrations(), applied))
+    }
+}
+
+/// Joins the code's migrations with the version table's rows.
+pub fn history(set: &MigrationSet, applied: Vec<AppliedMigration>) -> Vec<HistoryEntry> {
+    let newest = applied
+        .iter()
+        .map(|row| row.version)
+        .max()
+        .unwrap_or(0)
+        .max(set.head());
+    (1..=newest)
+        .filter_map(|version| {
+            let row = applied.iter().find(|row| row.version == version).cloned();
+            let migration = set.get(version);
+            if row.is_none() && migration.is_none() {
+                return None;
+            }
+            Some(HistoryEntry {
+                version,
+                description: migration
+                    .map(|m| m.description.clone())
+                    .or_else(|| row.as_ref().map(|r| r.description.clone()))
+                    .unwrap_or_default(),
+                checksum_ok: match (&row, migration) {
+                    (Some(row), Some(m)) => row.checksum == m.checksum,
+                    _ => true,
+                },
+                known: migration.is_some(),
+                applied: row,
+            })
+        })
+        .collect()
+}

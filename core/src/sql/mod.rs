@@ -1,0 +1,136 @@
+//! Every SQL statement fsmstore runs, per dialect, in one place.
+//!
+//! Backends never write SQL text: they ask [`Queries::for_table`] and
+//! [`VersionQueries::for_table`] for the statements of their dialect and bind values.
+//! Identifiers come from validated [`TableName`]s; values are always bound parameters.
+//! Each field documents the parameters it binds, in order, and the columns it returns.
+
+mod mysql;
+mod postgres;
+mod sqlite;
+
+use crate::dialect::Dialect;
+use crate::table_name::TableName;
+
+/// Statements on the FSM table.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Queries {
+    /// `(id)` → `state, data`.
+    pub get_record: String,
+    /// `(id)` → `state`.
+    pub get_state: String,
+    /// `(id)` → `data`.
+    pub get_data: String,
+    /// `(id, field)` → the field's JSON value, SQL `NULL` when absent. `None` where the
+    /// dialect can not address an arbitrary field name exactly: read `get_data` instead.
+    pub get_value: Option<String>,
+    /// `(id, state)`: inserts the row or replaces its state.
+    pub upsert_state: String,
+    /// `(id)`: clears the state. Where `delete_if_empty` is `Some`, run it next in the same
+    /// transaction; otherwise this statement deletes the row itself when data is empty.
+    pub clear_state: String,
+    /// `(id, data)`: inserts the row or replaces its data (data is never empty here).
+    pub upsert_data: String,
+    /// `(id)`: empties the data; `delete_if_empty` as for `clear_state`.
+    pub clear_data: String,
+    /// `(id)`: deletes the row when it holds neither state nor data.
+    pub delete_if_empty: Option<String>,
+    /// `(id, patch)` → merged `data`: the whole shallow merge in one statement. `None` where
+    /// the dialect has no shallow-merge operator: lock the row, read, merge, write.
+    pub merge_data: Option<String>,
+    /// `(id)`: inserts an empty row or takes an exclusive lock on the existing one, inside
+    /// a transaction, before a read-merge-write. `None` where the transaction itself locks
+    /// (SQLite's `BEGIN IMMEDIATE`).
+    pub lock_row: Option<String>,
+    /// `(id)`: deletes the row.
+    pub delete: String,
+    /// `()` → number of rows.
+    pub count: String,
+}
+
+impl Queries {
+    /// The statements of `dialect` on `table`.
+    pub fn for_table(dialect: Dialect, table: &TableName) -> Queries {
+        let t = table.quoted(dialect);
+        match dialect {
+            Dialect::Sqlite => sqlite::queries(&t),
+            Dialect::Postgres => postgres::queries(&t),
+            Dialect::Mysql => mysql::queries(&t),
+        }
+    }
+}
+
+/// Statements on the version table, which records applied migrations of any number of FSM
+/// tables (its key is `(table_name, version)`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct VersionQueries {
+    /// `()`: creates the version table if it does not exist.
+    pub create: String,
+    /// `(table_name)` → `version, description, installed_on (unix ms), success, checksum,
+    /// execution_time_ms`, by version.
+    pub select_applied: String,
+    /// `(table_name, version, description, success, checksum, execution_time_ms)`.
+    pub insert: String,
+    /// `(success, execution_time_ms, table_name, version)`.
+    pub mark_success: String,
+    /// `(table_name, version)`.
+    pub delete: String,
+    /// `(table_name)`: forgets every version of the table.
+    pub delete_all: String,
+}
+
+impl VersionQueries {
+    /// The statements of `dialect` on version table `version_table`.
+    pub fn for_table(dialect: Dialect, version_table: &TableName) -> VersionQueries {
+        let v = version_table.quoted(dialect);
+        match dialect {
+            Dialect::Sqlite => sqlite::version_queries(&v),
+            Dialect::Postgres => postgres::version_queries(&v),
+            Dialect::Mysql => mysql::version_queries(&v),
+        }
+    }
+}
+
+/// Statements shared by every dialect (standard SQL, `?`-free apart from placeholders).
+fn common_version_queries(v: &str, placeholders: [&str; 6]) -> (String, String, String, String) {
+    let [p1, p2, p3, p4, p5, p6] = placeholders;
+    (
+        format!(
+            "INSERT INTO {v} (table_name, version, description, success, checksum, execution_time_ms) \
+             VALUES ({p1}, {p2}, {p3}, {p4}, {p5}, {p6})"
+        ),
+        format!("UPDATE {v} SET success = {p1}, execution_time_ms = {p2} WHERE table_name = {p3} AND version = {p4}"),
+        format!("DELETE FROM {v} WHERE table_name = {p1} AND version = {p2}"),
+        format!("DELETE FROM {v} WHERE table_name = {p1}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_quote_the_table_and_bind_values() {
+        let table = TableName::new("fsm_x").unwrap();
+        for dialect in Dialect::ALL {
+            let q = Queries::for_table(dialect, &table);
+            let quoted = table.quoted(dialect);
+            for sql in [
+                &q.get_record,
+                &q.get_state,
+                &q.upsert_state,
+                &q.upsert_data,
+                &q.delete,
+            ] {
+                assert!(sql.contains(&quoted), "{dialect}: {sql}");
+            }
+            assert!(q.merge_data.is_some() || q.lock_row.is_some() || dialect == Dialect::Sqlite);
+            let v = VersionQueries::for_table(dialect, &TableName::new("fsm_v").unwrap());
+            assert!(v
+                .create
+                .contains(&TableName::new("fsm_v").unwrap().quoted(dialect)));
+        }
+    }
+}

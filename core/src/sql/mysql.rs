@@ -1,0 +1,65 @@
+//! MySQL 8 / MariaDB 10.6+ statements. `data` is `JSON` (MariaDB: `LONGTEXT` with a
+//! `json_valid` check). Neither has a shallow-merge operator, so `update_data` locks the
+//! row with an upsert (an exclusive lock from the start: no shared-to-exclusive upgrade
+//! that deadlocks on a cold key), reads, merges and writes in one transaction.
+
+use super::{common_version_queries, Queries, VersionQueries};
+
+pub(super) fn queries(t: &str) -> Queries {
+    Queries {
+        get_record: format!("SELECT state, data FROM {t} WHERE id = ?"),
+        get_state: format!("SELECT state FROM {t} WHERE id = ?"),
+        get_data: format!("SELECT data FROM {t} WHERE id = ?"),
+        get_value: None,
+        upsert_state: format!(
+            "INSERT INTO {t} (id, state, data) VALUES (?, ?, '{{}}') \
+             ON DUPLICATE KEY UPDATE state = VALUES(state), updated_at = CURRENT_TIMESTAMP(6)"
+        ),
+        clear_state: format!(
+            "UPDATE {t} SET state = NULL, updated_at = CURRENT_TIMESTAMP(6) WHERE id = ?"
+        ),
+        upsert_data: format!(
+            "INSERT INTO {t} (id, state, data) VALUES (?, NULL, ?) \
+             ON DUPLICATE KEY UPDATE data = VALUES(data), updated_at = CURRENT_TIMESTAMP(6)"
+        ),
+        clear_data: format!(
+            "UPDATE {t} SET data = '{{}}', updated_at = CURRENT_TIMESTAMP(6) WHERE id = ?"
+        ),
+        delete_if_empty: Some(format!(
+            "DELETE FROM {t} WHERE id = ? AND state IS NULL AND JSON_LENGTH(data) = 0"
+        )),
+        merge_data: None,
+        lock_row: Some(format!(
+            "INSERT INTO {t} (id, state, data) VALUES (?, NULL, '{{}}') \
+             ON DUPLICATE KEY UPDATE id = id"
+        )),
+        delete: format!("DELETE FROM {t} WHERE id = ?"),
+        count: format!("SELECT COUNT(*) FROM {t}"),
+    }
+}
+
+pub(super) fn version_queries(v: &str) -> VersionQueries {
+    let (insert, mark_success, delete, delete_all) = common_version_queries(v, ["?"; 6]);
+    VersionQueries {
+        create: format!(
+            "CREATE TABLE IF NOT EXISTS {v} (\
+             table_name VARCHAR(63) NOT NULL, \
+             version BIGINT NOT NULL, \
+             description VARCHAR(255) NOT NULL, \
+             installed_on TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \
+             success BOOLEAN NOT NULL, \
+             checksum VARCHAR(64) NOT NULL, \
+             execution_time_ms BIGINT NOT NULL, \
+             PRIMARY KEY (table_name, version)) CHARACTER SET utf8mb4"
+        ),
+        select_applied: format!(
+            "SELECT version, description, \
+             CAST(UNIX_TIMESTAMP(installed_on) * 1000 AS SIGNED), success, checksum, execution_time_ms \
+             FROM {v} WHERE table_name = ? ORDER BY version"
+        ),
+        insert,
+        mark_success,
+        delete,
+        delete_all,
+    }
+}

@@ -1,0 +1,67 @@
+//! PostgreSQL statements (12+). `data` is `JSONB`; `||` is the shallow merge.
+
+use super::{common_version_queries, Queries, VersionQueries};
+
+pub(super) fn queries(t: &str) -> Queries {
+    Queries {
+        get_record: format!("SELECT state, data FROM {t} WHERE id = $1"),
+        get_state: format!("SELECT state FROM {t} WHERE id = $1"),
+        get_data: format!("SELECT data FROM {t} WHERE id = $1"),
+        get_value: Some(format!("SELECT data -> $2::text FROM {t} WHERE id = $1")),
+        upsert_state: format!(
+            "INSERT INTO {t} (id, state) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()"
+        ),
+        // One statement: delete the row when it has no data left, else clear the state.
+        clear_state: format!(
+            "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND data = '{{}}'::jsonb RETURNING id) \
+             UPDATE {t} SET state = NULL, updated_at = now() \
+             WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone)"
+        ),
+        upsert_data: format!(
+            "INSERT INTO {t} (id, data) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, updated_at = now()"
+        ),
+        clear_data: format!(
+            "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND state IS NULL RETURNING id) \
+             UPDATE {t} SET data = '{{}}'::jsonb, updated_at = now() \
+             WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone)"
+        ),
+        delete_if_empty: None,
+        merge_data: Some(format!(
+            "INSERT INTO {t} AS t (id, data) VALUES ($1, $2) \
+             ON CONFLICT (id) DO UPDATE SET data = t.data || EXCLUDED.data, updated_at = now() \
+             RETURNING data"
+        )),
+        lock_row: None,
+        delete: format!("DELETE FROM {t} WHERE id = $1"),
+        count: format!("SELECT COUNT(*) FROM {t}"),
+    }
+}
+
+pub(super) fn version_queries(v: &str) -> VersionQueries {
+    let (insert, mark_success, delete, delete_all) =
+        common_version_queries(v, ["$1", "$2", "$3", "$4", "$5", "$6"]);
+    VersionQueries {
+        create: format!(
+            "CREATE TABLE IF NOT EXISTS {v} (\
+             table_name VARCHAR(63) NOT NULL, \
+             version BIGINT NOT NULL, \
+             description VARCHAR(255) NOT NULL, \
+             installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), \
+             success BOOLEAN NOT NULL, \
+             checksum VARCHAR(64) NOT NULL, \
+             execution_time_ms BIGINT NOT NULL, \
+             PRIMARY KEY (table_name, version))"
+        ),
+        select_applied: format!(
+            "SELECT version, description, \
+             (extract(epoch FROM installed_on) * 1000)::BIGINT, success, checksum, execution_time_ms \
+             FROM {v} WHERE table_name = $1 ORDER BY version"
+        ),
+        insert,
+        mark_success,
+        delete,
+        delete_all,
+    }
+}

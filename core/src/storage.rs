@@ -1,0 +1,176 @@
+//! The [`Storage`] trait and its typed helpers.
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::data::{json_type, Data, Record};
+use crate::error::{Error, Result};
+use crate::key::StorageKey;
+
+/// Persistent FSM storage: a state and a data object per conversation key.
+///
+/// Object safe: bots hold an `Arc<dyn Storage>`. Every backend passes the conformance suite
+/// in `fsmstore-conformance`, which enforces the behaviour written here.
+///
+/// # Behavior (every method)
+/// * A row exists only while it holds a state or non-empty data; clearing both deletes it.
+/// * Every call after [`Storage::close`] fails with [`Error::Closed`].
+/// * Invalid input ([`Error::InvalidKey`], [`Error::InvalidInput`], [`Error::ValueTooLarge`])
+///   is rejected before anything is written.
+/// * A lost connection is reported with [`Error::is_transient`] `== true`; nothing is half
+///   written.
+#[async_trait]
+pub trait Storage: Send + Sync {
+    /// The state of `key`; `None` when never set or cleared.
+    ///
+    /// # Errors
+    /// Invalid key, closed storage, database errors.
+    async fn get_state(&self, key: &StorageKey) -> Result<Option<String>>;
+
+    /// Sets the state of `key`; `None` clears it. The data is untouched.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for an empty state or one over 255 characters; as
+    /// [`Storage::get_state`].
+    async fn set_state(&self, key: &StorageKey, state: Option<&str>) -> Result<()>;
+
+    /// The data of `key`, an owned copy; `{}` when never set.
+    ///
+    /// # Errors
+    /// [`Error::CorruptData`] when the stored value is not a JSON object; as
+    /// [`Storage::get_state`].
+    async fn get_data(&self, key: &StorageKey) -> Result<Data>;
+
+    /// Replaces the whole data of `key`; `{}` clears it. The state is untouched.
+    ///
+    /// # Errors
+    /// [`Error::ValueTooLarge`] over the configured limit; as [`Storage::get_state`].
+    async fn set_data(&self, key: &StorageKey, data: &Data) -> Result<()>;
+
+    /// Merges `patch` into the data of `key` like Python's `dict.update` and returns the
+    /// merged object: top-level fields are replaced, `null` is stored as `null`, nested
+    /// objects are replaced, not merged. An empty patch writes nothing.
+    ///
+    /// Atomic: concurrent updates of distinct fields of one key all survive.
+    ///
+    /// # Errors
+    /// [`Error::ValueTooLarge`] when the merged object is over the limit; as
+    /// [`Storage::get_data`].
+    async fn update_data(&self, key: &StorageKey, patch: &Data) -> Result<Data>;
+
+    /// The value of `field` in the data of `key`; `None` when absent (a stored `null` is
+    /// `Some(Value::Null)`).
+    ///
+    /// # Errors
+    /// As [`Storage::get_data`].
+    async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>>;
+
+    /// State and data of `key` in one round trip.
+    ///
+    /// # Errors
+    /// As [`Storage::get_data`].
+    async fn get_record(&self, key: &StorageKey) -> Result<Record>;
+
+    /// Clears state and data of `key` (deletes its row).
+    ///
+    /// # Errors
+    /// As [`Storage::get_state`].
+    async fn clear(&self, key: &StorageKey) -> Result<()>;
+
+    /// How many keys hold a state or data.
+    ///
+    /// # Errors
+    /// Closed storage, database errors.
+    async fn key_count(&self) -> Result<u64>;
+
+    /// Releases connections. Later calls fail with [`Error::Closed`]; closing twice is fine.
+    ///
+    /// # Errors
+    /// Database errors while shutting down.
+    async fn close(&self) -> Result<()>;
+}
+
+/// Typed helpers on every [`Storage`].
+///
+/// ```
+/// use fsmstore_core::{MemoryStorage, StorageExt, StorageKey};
+/// #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+/// struct Form { name: String, age: u32 }
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let storage = MemoryStorage::new();
+/// let key = StorageKey::new(1, 2, 3);
+/// storage.set_data_from(&key, &Form { name: "Ann".into(), age: 30 }).await?;
+/// let form: Form = storage.get_data_as(&key).await?;
+/// assert_eq!(form.age, 30);
+/// # Ok::<(), fsmstore_core::Error>(())
+/// # }).unwrap();
+/// ```
+#[async_trait]
+pub trait StorageExt: Storage {
+    /// The data of `key` deserialized into `T`.
+    ///
+    /// # Errors
+    /// [`Error::Serialization`] when the data does not fit `T`; as [`Storage::get_data`].
+    async fn get_data_as<T: DeserializeOwned>(&self, key: &StorageKey) -> Result<T> {
+        let data = self.get_data(key).await?;
+        serde_json::from_value(Value::Object(data)).map_err(Error::Serialization)
+    }
+
+    /// Replaces the data of `key` with `value` serialized.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when `T` does not serialize to a JSON object; as
+    /// [`Storage::set_data`].
+    async fn set_data_from<T: Serialize + Sync>(&self, key: &StorageKey, value: &T) -> Result<()> {
+        let data = object_from(value)?;
+        self.set_data(key, &data).await
+    }
+
+    /// Merges `value` serialized into the data of `key`, as [`Storage::update_data`].
+    ///
+    /// # Errors
+    /// As [`StorageExt::set_data_from`].
+    async fn update_data_from<T: Serialize + Sync>(
+        &self,
+        key: &StorageKey,
+        value: &T,
+    ) -> Result<Data> {
+        let patch = object_from(value)?;
+        self.update_data(key, &patch).await
+    }
+
+    /// The value of `field` deserialized into `T`; `None` when absent.
+    ///
+    /// # Errors
+    /// [`Error::Serialization`] when the value does not fit `T`.
+    async fn get_value_as<T: DeserializeOwned>(
+        &self,
+        key: &StorageKey,
+        field: &str,
+    ) -> Result<Option<T>> {
+        match self.get_value(key, field).await? {
+            Some(value) => serde_json::from_value(value)
+                .map(Some)
+                .map_err(Error::Serialization),
+            None => Ok(None),
+        }
+    }
+}
+
+impl<S: Storage + ?Sized> StorageExt for S {}
+
+/// Serializes `value` and checks that it is a JSON object.
+///
+/// # Errors
+/// [`Error::Serialization`] or [`Error::InvalidInput`] for a non-object.
+pub fn object_from<T: Serialize + ?Sized>(value: &T) -> Result<Data> {
+    match serde_json::to_value(value).map_err(Error::Serialization)? {
+        Value::Object(map) => Ok(map),
+        other => Err(Error::InvalidInput(format!(
+            "data must be a JSON object, got {}",
+            json_type(&other)
+        ))),
+    }
+}
