@@ -57,6 +57,15 @@ impl MemoryStorage {
         }
     }
 
+    /// A new, open handle on the same rows with other options (key builder, limits).
+    pub fn reopen_with(&self, options: StorageOptions) -> Self {
+        MemoryStorage {
+            rows: Arc::clone(&self.rows),
+            options,
+            closed: AtomicBool::new(false),
+        }
+    }
+
     fn rows(&self) -> Result<MutexGuard<'_, Rows>> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
@@ -125,10 +134,8 @@ impl Storage for MemoryStorage {
     async fn update_data(&self, key: &StorageKey, patch: &Data) -> Result<Data> {
         let limit = self.options.max_data_bytes;
         self.modify(key, |id, record| {
-            let mut merged = record.data.clone();
-            merge_shallow(&mut merged, patch);
-            validate_data(id, &merged, limit)?;
-            record.data = merged;
+            validate_data(id, patch, limit)?;
+            merge_shallow(&mut record.data, patch);
             Ok(record.data.clone())
         })
     }

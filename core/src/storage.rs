@@ -56,7 +56,8 @@ pub trait Storage: Send + Sync {
     /// Atomic: concurrent updates of distinct fields of one key all survive.
     ///
     /// # Errors
-    /// [`Error::ValueTooLarge`] when the merged object is over the limit; as
+    /// [`Error::ValueTooLarge`] when the patch is over the limit (the database merges, so
+    /// the merged size is not checked); as
     /// [`Storage::get_data`].
     async fn update_data(&self, key: &StorageKey, patch: &Data) -> Result<Data>;
 

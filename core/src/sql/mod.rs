@@ -79,6 +79,14 @@ pub struct VersionQueries {
     pub delete: String,
     /// `(table_name)`: forgets every version of the table.
     pub delete_all: String,
+    /// `(bare table name)` → `COUNT(*)`: 1 when that table exists in the current
+    /// database/schema, else 0.
+    pub table_exists: String,
+}
+
+/// `DROP TABLE IF EXISTS` for `table` (cleanup of scratch tables; never run by migrations).
+pub fn drop_table_if_exists(dialect: Dialect, table: &TableName) -> String {
+    format!("DROP TABLE IF EXISTS {}", table.quoted(dialect))
 }
 
 impl VersionQueries {

@@ -61,5 +61,6 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
         mark_success,
         delete,
         delete_all,
+        table_exists: "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?".to_owned(),
     }
 }

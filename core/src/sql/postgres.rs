@@ -63,5 +63,6 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
         mark_success,
         delete,
         delete_all,
+        table_exists: "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1".to_owned(),
     }
 }

@@ -53,5 +53,7 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
         mark_success,
         delete,
         delete_all,
+        table_exists: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1"
+            .to_owned(),
     }
 }

@@ -1,0 +1,142 @@
+//! One writer and a few readers, each behind a mutex, used from tokio's blocking pool.
+//!
+//! Why not a general pool: SQLite allows one writer at a time anyway, so a single writer
+//! connection behind a mutex serializes writes in-process without `SQLITE_BUSY` retries,
+//! while WAL lets readers run beside it. A call costs one `spawn_blocking` plus an
+//! uncontended mutex: the same as the bare `spawn_blocking` floor.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use fsmstore_core::{Error, Result};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::config::SqliteConfig;
+use crate::error::{from_join, from_sqlite};
+
+type Slot = Mutex<Option<Connection>>;
+
+/// The connections of one storage (or migrator).
+pub(crate) struct Connections {
+    writer: Slot,
+    readers: Vec<Slot>,
+    next_reader: AtomicUsize,
+    closed: AtomicBool,
+}
+
+impl Connections {
+    /// Opens the writer and the readers (blocking: call from `spawn_blocking`).
+    fn open_blocking(config: &SqliteConfig) -> Result<Self> {
+        let (target, is_file) = config.open_target();
+        let open = || -> Result<Connection> {
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let conn = Connection::open_with_flags(&target, flags).map_err(from_sqlite)?;
+            conn.busy_timeout(config.busy_timeout)
+                .map_err(from_sqlite)?;
+            if is_file {
+                // WAL: readers never block the writer; NORMAL: durable across application
+                // crashes, may lose the last commits on power loss (the usual WAL trade).
+                conn.pragma_update(None, "journal_mode", "WAL")
+                    .map_err(from_sqlite)?;
+                conn.pragma_update(None, "synchronous", "NORMAL")
+                    .map_err(from_sqlite)?;
+            }
+            conn.set_prepared_statement_cache_capacity(32);
+            Ok(conn)
+        };
+        let writer = open()?;
+        let reader_count = if is_file { config.readers } else { 0 };
+        let readers = (0..reader_count)
+            .map(|_| open().map(|conn| Mutex::new(Some(conn))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Connections {
+            writer: Mutex::new(Some(writer)),
+            readers,
+            next_reader: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Opens the connections on the blocking pool.
+    pub(crate) async fn open(config: &SqliteConfig) -> Result<Arc<Self>> {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || Connections::open_blocking(&config).map(Arc::new))
+            .await
+            .map_err(from_join)?
+    }
+
+    /// Runs `work` on the writer connection, on the blocking pool.
+    pub(crate) async fn write<T, F>(self: &Arc<Self>, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || with_slot(lock(&this.writer), work))
+            .await
+            .map_err(from_join)?
+    }
+
+    /// Runs `work` on a reader connection (the writer when there are none).
+    pub(crate) async fn read<T, F>(self: &Arc<Self>, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+    {
+        if self.readers.is_empty() {
+            return self.write(work).await;
+        }
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let count = this.readers.len();
+            let start = this.next_reader.fetch_add(1, Ordering::Relaxed);
+            // Take the first idle reader; wait for the one in turn when all are busy.
+            let guard = (0..count)
+                .find_map(|offset| this.readers[(start + offset) % count].try_lock().ok())
+                .unwrap_or_else(|| lock(&this.readers[start % count]));
+            with_slot(guard, work)
+        })
+        .await
+        .map_err(from_join)?
+    }
+
+    /// Closes every connection; later calls fail with [`Error::Closed`].
+    pub(crate) async fn close(self: &Arc<Self>) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        let this = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            for slot in std::iter::once(&this.writer).chain(this.readers.iter()) {
+                if let Some(conn) = lock(slot).take() {
+                    conn.close().map_err(|(_, err)| from_sqlite(err))?;
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(from_join)?
+    }
+
+    /// Whether [`Connections::close`] was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+fn lock(slot: &Slot) -> MutexGuard<'_, Option<Connection>> {
+    // A panic inside `work` leaves the connection usable: SQLite rolls back an open
+    // transaction when its `Transaction` guard is dropped during unwinding.
+    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn with_slot<T>(
+    mut guard: MutexGuard<'_, Option<Connection>>,
+    work: impl FnOnce(&mut Connection) -> Result<T>,
+) -> Result<T> {
+    match guard.as_mut() {
+        Some(conn) => work(conn),
+        None => Err(Error::Closed),
+    }
+}

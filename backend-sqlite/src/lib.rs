@@ -1,0 +1,35 @@
+//! SQLite backend of fsmstore: the embedded default.
+//!
+//! Bundled SQLite through rusqlite. Files run in WAL mode with `synchronous=NORMAL` and a
+//! busy timeout; one writer connection and a few reader connections, each behind a mutex,
+//! and every call runs on tokio's blocking pool (`spawn_blocking`), never on the async
+//! worker threads. `:memory:` databases live in SQLite's `memdb` VFS so every connection
+//! of one storage sees the same data.
+//!
+//! ```
+//! use fsmstore_core::{SchemaPolicy, Storage, StorageKey};
+//! use fsmstore_sqlite::{SqliteConfig, SqliteStorage};
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let config = SqliteConfig::from_url("sqlite::memory:")?.schema(SchemaPolicy::Upgrade);
+//! let storage = SqliteStorage::open(config).await?;
+//! let key = StorageKey::new(42, -100, 7);
+//! storage.set_state(&key, Some("Form:name")).await?;
+//! assert_eq!(storage.get_state(&key).await?.as_deref(), Some("Form:name"));
+//! # Ok::<(), fsmstore_core::Error>(())
+//! # }).unwrap();
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod config;
+mod connections;
+mod error;
+mod migrate;
+mod storage;
+
+pub use config::{SqliteConfig, SqliteLocation};
+pub use migrate::SqliteMigrator;
+pub use storage::SqliteStorage;
+
+/// The driver, re-exported so callers need not pin it.
+pub use rusqlite;

@@ -1,0 +1,233 @@
+//! [`SqliteMigrator`]: runs the planner's steps. The lock is `BEGIN IMMEDIATE`: each
+//! migration, its bookkeeping row and the planning that chose it share one transaction.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use fsmstore_core::sql::VersionQueries;
+use fsmstore_core::{
+    AppliedMigration, Dialect, Direction, Error, MigrationPlan, MigrationReport, MigrationSet,
+    MigrationTarget, Migrator, Result, StampPlan, StorageOptions,
+};
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::config::SqliteConfig;
+use crate::connections::Connections;
+use crate::error::from_sqlite;
+
+/// Migrates one FSM table in a SQLite database.
+#[derive(Clone)]
+pub struct SqliteMigrator {
+    connections: Arc<Connections>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    set: MigrationSet,
+    versions: VersionQueries,
+    version_table: String,
+}
+
+impl std::fmt::Debug for SqliteMigrator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteMigrator")
+            .field("table", self.shared.set.table())
+            .finish()
+    }
+}
+
+impl SqliteMigrator {
+    /// Opens a migrator on its own connection (no schema check: this is how an outdated
+    /// database is upgraded). A private `:memory:` database is private to this migrator:
+    /// use [`SqliteStorage::migrator`](crate::SqliteStorage::migrator) there.
+    ///
+    /// # Errors
+    /// [`Error::Connection`] when the file can not be opened.
+    pub async fn open(config: SqliteConfig) -> Result<Self> {
+        let connections = Connections::open(&config.clone().readers(0)).await?;
+        Self::on_connections(connections, &config.options)
+    }
+
+    pub(crate) fn on_connections(
+        connections: Arc<Connections>,
+        options: &StorageOptions,
+    ) -> Result<Self> {
+        Ok(SqliteMigrator {
+            connections,
+            shared: Arc::new(Shared {
+                set: options.migration_set(Dialect::Sqlite)?,
+                versions: VersionQueries::for_table(Dialect::Sqlite, &options.version_table),
+                version_table: options.version_table.as_str().to_owned(),
+            }),
+        })
+    }
+
+    /// Closes the migrator's connections (only those it opened itself matter).
+    ///
+    /// # Errors
+    /// Database errors while closing.
+    pub async fn close(&self) -> Result<()> {
+        self.connections.close().await
+    }
+}
+
+impl Shared {
+    fn applied(&self, conn: &Connection) -> Result<Vec<AppliedMigration>> {
+        let table = self.set.table().as_str();
+        let mut statement = conn
+            .prepare_cached(&self.versions.select_applied)
+            .map_err(from_sqlite)?;
+        let rows = statement
+            .query_map([table], |row| {
+                Ok(AppliedMigration {
+                    version: row.get(0)?,
+                    description: row.get(1)?,
+                    installed_on_ms: row.get(2)?,
+                    success: row.get(3)?,
+                    checksum: row.get(4)?,
+                    execution_time_ms: row.get(5)?,
+                })
+            })
+            .map_err(from_sqlite)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(from_sqlite)
+    }
+
+    fn version_table_exists(&self, conn: &Connection) -> Result<bool> {
+        conn.query_row(&self.versions.table_exists, [&self.version_table], |row| {
+            row.get::<_, i64>(0)
+        })
+        .map(|count| count > 0)
+        .map_err(from_sqlite)
+    }
+
+    /// Plans against the current rows and runs the first step, all in one transaction.
+    /// Returns the resolved target and the step that ran, if any.
+    fn run_next_step(
+        &self,
+        conn: &mut Connection,
+        target: MigrationTarget,
+    ) -> Result<(i64, i64, Option<(i64, Direction, i64)>)> {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(from_sqlite)?;
+        tx.execute(&self.versions.create, []).map_err(from_sqlite)?;
+        let plan = MigrationPlan::new(&self.set, &self.applied(&tx)?, target)?;
+        let Some(step) = plan.steps.first() else {
+            tx.commit().map_err(from_sqlite)?;
+            return Ok((plan.current, plan.target, None));
+        };
+        let started = Instant::now();
+        for statement in &step.statements {
+            tx.execute_batch(statement)
+                .map_err(|err| Error::MigrationFailed {
+                    version: step.version,
+                    description: step.description.clone(),
+                    source: Box::new(err),
+                })?;
+        }
+        let elapsed = started.elapsed().as_millis() as i64;
+        let table = self.set.table().as_str();
+        match step.direction {
+            Direction::Up => tx.execute(
+                &self.versions.insert,
+                rusqlite::params![
+                    table,
+                    step.version,
+                    step.description,
+                    true,
+                    step.checksum,
+                    elapsed
+                ],
+            ),
+            Direction::Down => tx.execute(
+                &self.versions.delete,
+                rusqlite::params![table, step.version],
+            ),
+        }
+        .map_err(from_sqlite)?;
+        tx.commit().map_err(from_sqlite)?;
+        Ok((
+            plan.current,
+            plan.target,
+            Some((step.version, step.direction, elapsed)),
+        ))
+    }
+
+    fn stamp(&self, conn: &mut Connection, target: MigrationTarget) -> Result<()> {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(from_sqlite)?;
+        tx.execute(&self.versions.create, []).map_err(from_sqlite)?;
+        let plan = StampPlan::new(&self.set, &self.applied(&tx)?, target)?;
+        let table = self.set.table().as_str();
+        for version in plan.delete {
+            tx.execute(&self.versions.delete, rusqlite::params![table, version])
+                .map_err(from_sqlite)?;
+        }
+        for m in plan.insert {
+            tx.execute(
+                &self.versions.insert,
+                rusqlite::params![table, m.version, m.description, true, m.checksum, 0_i64],
+            )
+            .map_err(from_sqlite)?;
+        }
+        tx.commit().map_err(from_sqlite)
+    }
+}
+
+#[async_trait]
+impl Migrator for SqliteMigrator {
+    fn migrations(&self) -> &MigrationSet {
+        &self.shared.set
+    }
+
+    async fn applied(&self) -> Result<Vec<AppliedMigration>> {
+        let shared = Arc::clone(&self.shared);
+        self.connections
+            .write(move |conn| {
+                if !shared.version_table_exists(conn)? {
+                    return Ok(Vec::new());
+                }
+                shared.applied(conn)
+            })
+            .await
+    }
+
+    async fn migrate(&self, target: MigrationTarget) -> Result<MigrationReport> {
+        let mut report = MigrationReport::default();
+        let mut target = target;
+        let mut first = true;
+        loop {
+            let shared = Arc::clone(&self.shared);
+            let (current, resolved, step) = self
+                .connections
+                .write(move |conn| shared.run_next_step(conn, target))
+                .await?;
+            if first {
+                report.from = current;
+                // Resolve `+1`/`-1` once, against the version when the run started.
+                target = MigrationTarget::Version(resolved);
+                first = false;
+            }
+            match step {
+                Some(step) => {
+                    tracing::info!(version = step.0, direction = ?step.1, ms = step.2, "sqlite migration ran");
+                    report.steps.push(step);
+                }
+                None => {
+                    report.to = current;
+                    return Ok(report);
+                }
+            }
+        }
+    }
+
+    async fn stamp(&self, target: MigrationTarget) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        self.connections
+            .write(move |conn| shared.stamp(conn, target))
+            .await
+    }
+}

@@ -1,0 +1,272 @@
+//! [`SqliteStorage`]: the [`Storage`] implementation.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fsmstore_core::sql::Queries;
+use fsmstore_core::{
+    merge_shallow, parse_data, validate_data, validate_state, Data, Dialect, Error, Migrator,
+    Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions,
+};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use serde_json::Value;
+
+use crate::config::SqliteConfig;
+use crate::connections::Connections;
+use crate::error::from_sqlite;
+use crate::migrate::SqliteMigrator;
+
+/// FSM storage in a SQLite database.
+///
+/// Cheap to clone: clones share the connections. See the crate docs for an example.
+#[derive(Clone)]
+pub struct SqliteStorage {
+    connections: Arc<Connections>,
+    queries: Arc<Queries>,
+    options: StorageOptions,
+}
+
+impl std::fmt::Debug for SqliteStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStorage")
+            .field("table", &self.options.table)
+            .field("closed", &self.connections.is_closed())
+            .finish()
+    }
+}
+
+impl SqliteStorage {
+    /// Opens the database and applies the schema policy of `config.options.schema`:
+    /// `Verify` (default) refuses a schema that is not at head, `Upgrade` migrates first.
+    ///
+    /// # Errors
+    /// [`Error::Connection`] when the file can not be opened;
+    /// [`Error::SchemaOutdated`] (naming the command to run), [`Error::SchemaTooNew`],
+    /// [`Error::MigrationDrift`] and [`Error::MigrationDirty`] from the schema check.
+    pub async fn open(config: SqliteConfig) -> Result<Self> {
+        let connections = Connections::open(&config).await?;
+        let storage = SqliteStorage {
+            queries: Arc::new(Queries::for_table(Dialect::Sqlite, &config.options.table)),
+            options: config.options,
+            connections,
+        };
+        let checked = match storage.options.schema {
+            SchemaPolicy::Upgrade => storage.migrator()?.ensure_schema().await.map(drop),
+            SchemaPolicy::Verify => storage
+                .migrator()?
+                .status()
+                .await
+                .and_then(|s| s.require_head()),
+            _ => Ok(()),
+        };
+        if let Err(err) = checked {
+            // Do not leave connections open behind a failed open.
+            let _ = storage.connections.close().await;
+            return Err(err);
+        }
+        Ok(storage)
+    }
+
+    /// Opens `url` (see [`SqliteConfig::from_url`]).
+    ///
+    /// # Errors
+    /// As [`SqliteConfig::from_url`] and [`SqliteStorage::open`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::open(SqliteConfig::from_url(url)?).await
+    }
+
+    /// The migrator of this storage's table, on the same connections.
+    ///
+    /// # Errors
+    /// [`Error::Migration`] for a custom migration list that is not contiguous.
+    pub fn migrator(&self) -> Result<SqliteMigrator> {
+        SqliteMigrator::on_connections(Arc::clone(&self.connections), &self.options)
+    }
+
+    /// The options this storage was opened with.
+    pub fn options(&self) -> &StorageOptions {
+        &self.options
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection, &Queries) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let queries = Arc::clone(&self.queries);
+        self.connections
+            .read(move |conn| work(conn, &queries))
+            .await
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection, &Queries) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let queries = Arc::clone(&self.queries);
+        self.connections
+            .write(move |conn| work(conn, &queries))
+            .await
+    }
+}
+
+/// Runs `statement` with `id`, then deletes the row if it holds nothing, in one
+/// transaction.
+fn clear_field(conn: &mut Connection, queries: &Queries, statement: &str, id: &str) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(from_sqlite)?;
+    tx.prepare_cached(statement)
+        .and_then(|mut s| s.execute([id]))
+        .map_err(from_sqlite)?;
+    if let Some(delete) = &queries.delete_if_empty {
+        tx.prepare_cached(delete)
+            .and_then(|mut s| s.execute([id]))
+            .map_err(from_sqlite)?;
+    }
+    tx.commit().map_err(from_sqlite)
+}
+
+fn select_data(conn: &Connection, queries: &Queries, id: &str) -> Result<Data> {
+    let text: Option<String> = conn
+        .prepare_cached(&queries.get_data)
+        .and_then(|mut s| s.query_row([id], |row| row.get(0)).optional())
+        .map_err(from_sqlite)?;
+    text.map_or_else(|| Ok(Data::new()), |text| parse_data(id, &text))
+}
+
+#[async_trait]
+impl Storage for SqliteStorage {
+    async fn get_state(&self, key: &StorageKey) -> Result<Option<String>> {
+        let id = self.options.row_id(key)?;
+        self.read(move |conn, q| {
+            let state: Option<Option<String>> = conn
+                .prepare_cached(&q.get_state)
+                .and_then(|mut s| s.query_row([&id], |row| row.get(0)).optional())
+                .map_err(from_sqlite)?;
+            Ok(state.flatten())
+        })
+        .await
+    }
+
+    async fn set_state(&self, key: &StorageKey, state: Option<&str>) -> Result<()> {
+        let id = self.options.row_id(key)?;
+        match state {
+            Some(state) => {
+                validate_state(state)?;
+                let state = state.to_owned();
+                self.write(move |conn, q| {
+                    conn.prepare_cached(&q.upsert_state)
+                        .and_then(|mut s| s.execute([&id, &state]))
+                        .map_err(from_sqlite)?;
+                    Ok(())
+                })
+                .await
+            }
+            None => {
+                self.write(move |conn, q| clear_field(conn, q, &q.clear_state, &id))
+                    .await
+            }
+        }
+    }
+
+    async fn get_data(&self, key: &StorageKey) -> Result<Data> {
+        let id = self.options.row_id(key)?;
+        self.read(move |conn, q| select_data(conn, q, &id)).await
+    }
+
+    async fn set_data(&self, key: &StorageKey, data: &Data) -> Result<()> {
+        let id = self.options.row_id(key)?;
+        if data.is_empty() {
+            return self
+                .write(move |conn, q| clear_field(conn, q, &q.clear_data, &id))
+                .await;
+        }
+        let text = validate_data(&id, data, self.options.max_data_bytes)?;
+        self.write(move |conn, q| {
+            conn.prepare_cached(&q.upsert_data)
+                .and_then(|mut s| s.execute([&id, &text]))
+                .map_err(from_sqlite)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_data(&self, key: &StorageKey, patch: &Data) -> Result<Data> {
+        if patch.is_empty() {
+            return self.get_data(key).await;
+        }
+        let id = self.options.row_id(key)?;
+        // The limit applies to the patch, as on backends that merge inside the database.
+        validate_data(&id, patch, self.options.max_data_bytes)?;
+        let patch = patch.clone();
+        // Read, merge and write inside one BEGIN IMMEDIATE: the write lock is held from the
+        // first read, so no other connection or process can interleave.
+        self.write(move |conn, q| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(from_sqlite)?;
+            let mut data = select_data(&tx, q, &id)?;
+            merge_shallow(&mut data, &patch);
+            let text = serde_json::to_string(&data).map_err(Error::Serialization)?;
+            tx.prepare_cached(&q.upsert_data)
+                .and_then(|mut s| s.execute([&id, &text]))
+                .map_err(from_sqlite)?;
+            tx.commit().map_err(from_sqlite)?;
+            Ok(data)
+        })
+        .await
+    }
+
+    async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
+        // SQLite's JSON paths can not name every field exactly (quotes, dots): read the
+        // object and pick the field.
+        Ok(self.get_data(key).await?.remove(field))
+    }
+
+    async fn get_record(&self, key: &StorageKey) -> Result<Record> {
+        let id = self.options.row_id(key)?;
+        self.read(move |conn, q| {
+            let row: Option<(Option<String>, String)> = conn
+                .prepare_cached(&q.get_record)
+                .and_then(|mut s| {
+                    s.query_row([&id], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .optional()
+                })
+                .map_err(from_sqlite)?;
+            match row {
+                Some((state, data)) => Ok(Record {
+                    state,
+                    data: parse_data(&id, &data)?,
+                }),
+                None => Ok(Record::default()),
+            }
+        })
+        .await
+    }
+
+    async fn clear(&self, key: &StorageKey) -> Result<()> {
+        let id = self.options.row_id(key)?;
+        self.write(move |conn, q| {
+            conn.prepare_cached(&q.delete)
+                .and_then(|mut s| s.execute([&id]))
+                .map_err(from_sqlite)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn key_count(&self) -> Result<u64> {
+        self.read(|conn, q| {
+            let count: i64 = conn
+                .prepare_cached(&q.count)
+                .and_then(|mut s| s.query_row([], |row| row.get(0)))
+                .map_err(from_sqlite)?;
+            u64::try_from(count).map_err(|_| Error::database(false, "negative COUNT(*)"))
+        })
+        .await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.connections.close().await
+    }
+}

@@ -1,0 +1,120 @@
+//! The whole conformance suite on a temporary file and on an in-memory database.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use fsmstore_conformance::Backend;
+use fsmstore_core::{Migrator, Result, SchemaPolicy, Storage, StorageOptions};
+use fsmstore_sqlite::{SqliteConfig, SqliteMigrator, SqliteStorage};
+
+/// Each case gets its own database file in a temporary folder.
+struct FileBackend {
+    dir: PathBuf,
+}
+
+impl FileBackend {
+    fn config(&self, options: StorageOptions) -> SqliteConfig {
+        SqliteConfig::file(self.dir.join(format!("{}.db", options.table))).options(options)
+    }
+}
+
+#[async_trait]
+impl Backend for FileBackend {
+    fn name(&self) -> String {
+        "sqlite-file".into()
+    }
+
+    async fn open(&self, options: StorageOptions) -> Result<Arc<dyn Storage>> {
+        Ok(Arc::new(SqliteStorage::open(self.config(options)).await?))
+    }
+
+    async fn migrator(&self, options: StorageOptions) -> Result<Box<dyn Migrator>> {
+        Ok(Box::new(SqliteMigrator::open(self.config(options)).await?))
+    }
+
+    async fn cleanup(&self, options: &StorageOptions) -> Result<()> {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = options;
+        Ok(())
+    }
+}
+
+async fn file() -> Option<Arc<dyn Backend>> {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("fsmstore-sqlite-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temporary folder");
+    Some(Arc::new(FileBackend { dir }))
+}
+
+/// Each case gets a named in-memory database; a keeper connection holds it open between
+/// a close and a reopen, as a file would.
+#[derive(Default)]
+struct MemoryBackend {
+    keepers: Mutex<HashMap<String, SqliteStorage>>,
+}
+
+impl MemoryBackend {
+    async fn config(&self, options: StorageOptions) -> Result<SqliteConfig> {
+        let name = format!("fsmstore-test-{}-{}", std::process::id(), options.table);
+        let keeper_needed = !self.keepers.lock().unwrap().contains_key(&name);
+        if keeper_needed {
+            let keeper = SqliteStorage::open(
+                SqliteConfig::shared_memory(&name)
+                    .options(options.clone().schema(SchemaPolicy::Trust)),
+            )
+            .await?;
+            self.keepers.lock().unwrap().insert(name.clone(), keeper);
+        }
+        Ok(SqliteConfig::shared_memory(name).options(options))
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn name(&self) -> String {
+        "sqlite-memory".into()
+    }
+
+    async fn open(&self, options: StorageOptions) -> Result<Arc<dyn Storage>> {
+        Ok(Arc::new(
+            SqliteStorage::open(self.config(options).await?).await?,
+        ))
+    }
+
+    async fn migrator(&self, options: StorageOptions) -> Result<Box<dyn Migrator>> {
+        Ok(Box::new(
+            SqliteMigrator::open(self.config(options).await?).await?,
+        ))
+    }
+
+    async fn cleanup(&self, _options: &StorageOptions) -> Result<()> {
+        let keepers: Vec<_> = self
+            .keepers
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(_, k)| k)
+            .collect();
+        for keeper in keepers {
+            keeper.close().await?;
+        }
+        Ok(())
+    }
+}
+
+async fn memory() -> Option<Arc<dyn Backend>> {
+    Some(Arc::new(MemoryBackend::default()))
+}
+
+mod file {
+    use super::file as backend;
+    fsmstore_conformance::conformance_suite!(all: backend);
+}
+
+mod memory {
+    use super::memory as backend;
+    fsmstore_conformance::conformance_suite!(all: backend);
+}

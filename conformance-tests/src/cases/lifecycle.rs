@@ -1,0 +1,130 @@
+//! Rows live exactly as long as they hold something; the reference scenarios of aiogram
+//! and teloxide.
+
+use fsmstore_core::{Data, StorageKey};
+use serde_json::json;
+
+use super::{key, obj};
+use crate::Ctx;
+
+/// `clear` removes state and data.
+pub async fn clear_removes_state_and_data(ctx: Ctx) {
+    let s = ctx.storage().await;
+    s.set_state(&key(1), Some("Form:name")).await.unwrap();
+    s.set_data(&key(1), &obj(json!({"a": 1}))).await.unwrap();
+    s.clear(&key(1)).await.unwrap();
+    assert!(s.get_record(&key(1)).await.unwrap().is_empty());
+    assert_eq!(s.key_count().await.unwrap(), 0);
+}
+
+/// Clearing the last of state and data deletes the row, whichever goes last.
+pub async fn row_holding_neither_is_deleted(ctx: Ctx) {
+    let s = ctx.storage().await;
+    s.set_state(&key(1), Some("S")).await.unwrap();
+    s.set_state(&key(1), None).await.unwrap();
+    assert_eq!(s.key_count().await.unwrap(), 0, "state cleared");
+
+    s.set_data(&key(1), &obj(json!({"a": 1}))).await.unwrap();
+    s.set_data(&key(1), &Data::new()).await.unwrap();
+    assert_eq!(s.key_count().await.unwrap(), 0, "data cleared");
+
+    s.set_state(&key(1), Some("S")).await.unwrap();
+    s.update_data(&key(1), &obj(json!({"a": 1}))).await.unwrap();
+    s.set_state(&key(1), None).await.unwrap();
+    assert_eq!(s.key_count().await.unwrap(), 1, "data still held");
+    s.set_data(&key(1), &Data::new()).await.unwrap();
+    assert_eq!(s.key_count().await.unwrap(), 0, "data cleared after state");
+
+    s.set_data(&key(1), &obj(json!({"a": 1}))).await.unwrap();
+    s.set_state(&key(1), Some("S")).await.unwrap();
+    s.set_data(&key(1), &Data::new()).await.unwrap();
+    assert_eq!(s.key_count().await.unwrap(), 1, "state still held");
+    s.set_state(&key(1), None).await.unwrap();
+    assert_eq!(s.key_count().await.unwrap(), 0, "state cleared after data");
+}
+
+/// Clearing a key that was never written is fine and leaves nothing behind.
+pub async fn clear_of_absent_key_is_fine(ctx: Ctx) {
+    let s = ctx.storage().await;
+    s.clear(&key(1)).await.unwrap();
+    assert_eq!(s.key_count().await.unwrap(), 0);
+}
+
+/// teloxide's storage test: keys 1, 11, 256 go absent → set → read → clear → absent.
+pub async fn teloxide_scenario(ctx: Ctx) {
+    let s = ctx.storage().await;
+    for chat in [1, 11, 256] {
+        let k = StorageKey::new(0, chat, chat);
+        assert!(
+            s.get_record(&k).await.unwrap().is_empty(),
+            "chat {chat} absent first"
+        );
+        s.set_state(&k, Some(&format!("Dialogue{chat}")))
+            .await
+            .unwrap();
+        s.set_data(&k, &obj(json!({ "chat": chat }))).await.unwrap();
+    }
+    for chat in [1, 11, 256] {
+        let k = StorageKey::new(0, chat, chat);
+        let record = s.get_record(&k).await.unwrap();
+        assert_eq!(record.state, Some(format!("Dialogue{chat}")));
+        assert_eq!(record.data, obj(json!({ "chat": chat })));
+        s.clear(&k).await.unwrap();
+        assert!(
+            s.get_record(&k).await.unwrap().is_empty(),
+            "chat {chat} absent after clear"
+        );
+    }
+    assert_eq!(s.key_count().await.unwrap(), 0);
+}
+
+/// aiogram's storage test (`tests/test_fsm/storage/test_storages.py`), call for call.
+pub async fn aiogram_storage_semantics(ctx: Ctx) {
+    let s = ctx.storage().await;
+    let k = StorageKey::new(42, -42, 42);
+    // test_set_state
+    assert_eq!(s.get_state(&k).await.unwrap(), None);
+    s.set_state(&k, Some("state")).await.unwrap();
+    assert_eq!(s.get_state(&k).await.unwrap().as_deref(), Some("state"));
+    s.set_state(&k, None).await.unwrap();
+    assert_eq!(s.get_state(&k).await.unwrap(), None);
+    // test_set_data
+    assert_eq!(s.get_data(&k).await.unwrap(), Data::new());
+    assert_eq!(s.get_value(&k, "foo").await.unwrap(), None);
+    s.set_data(&k, &obj(json!({"foo": "bar"}))).await.unwrap();
+    assert_eq!(s.get_data(&k).await.unwrap(), obj(json!({"foo": "bar"})));
+    assert_eq!(s.get_value(&k, "foo").await.unwrap(), Some(json!("bar")));
+    assert_eq!(s.get_value(&k, "baz").await.unwrap(), None);
+    s.set_data(&k, &Data::new()).await.unwrap();
+    assert_eq!(s.get_data(&k).await.unwrap(), Data::new());
+    assert_eq!(s.get_value(&k, "foo").await.unwrap(), None);
+    // test_update_data
+    assert_eq!(s.get_data(&k).await.unwrap(), Data::new());
+    assert_eq!(
+        s.update_data(&k, &obj(json!({"foo": "bar"})))
+            .await
+            .unwrap(),
+        obj(json!({"foo": "bar"}))
+    );
+    assert_eq!(
+        s.update_data(&k, &obj(json!({}))).await.unwrap(),
+        obj(json!({"foo": "bar"}))
+    );
+    assert_eq!(s.get_data(&k).await.unwrap(), obj(json!({"foo": "bar"})));
+    assert_eq!(
+        s.update_data(&k, &obj(json!({"baz": "spam"})))
+            .await
+            .unwrap(),
+        obj(json!({"foo": "bar", "baz": "spam"}))
+    );
+    assert_eq!(
+        s.update_data(&k, &obj(json!({"baz": "test"})))
+            .await
+            .unwrap(),
+        obj(json!({"foo": "bar", "baz": "test"}))
+    );
+    assert_eq!(
+        s.get_data(&k).await.unwrap(),
+        obj(json!({"foo": "bar", "baz": "test"}))
+    );
+}

@@ -1,0 +1,26 @@
+//! The cases, one public `async fn(Ctx)` each. Each panics with a message on failure.
+
+pub mod data;
+pub mod keys;
+pub mod lifecycle;
+pub mod migrations;
+pub mod payload;
+pub mod persistence;
+pub mod state;
+pub mod update;
+
+use fsmstore_core::{Data, StorageKey};
+use serde_json::Value;
+
+/// `json!({...})` as [`Data`]; panics on a non-object (a bug in the case).
+pub(crate) fn obj(value: Value) -> Data {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("case bug: {other} is not an object"),
+    }
+}
+
+/// Key `n`: bot 42, chat `n`, user `n` (the benchmark's and teloxide's layout).
+pub(crate) fn key(n: i64) -> StorageKey {
+    StorageKey::new(42, n, n)
+}

@@ -1,0 +1,145 @@
+//! What fits in a row: unicode, large values, limits, typed data, bad input.
+
+use fsmstore_core::{DefaultKeyBuilder, Error, StorageExt, StorageKey};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{key, obj};
+use crate::Ctx;
+
+/// Unicode in states, field names, values and key parts (business connection ids) round
+/// trips unchanged, including characters outside the BMP and escapes' look-alikes.
+pub async fn unicode_keys_and_values(ctx: Ctx) {
+    let s = ctx
+        .open(
+            ctx.options()
+                .key_builder(DefaultKeyBuilder::default().with_business_connection_id(true)),
+        )
+        .await;
+    let k = StorageKey::new(42, -100, 7).with_business_connection("бизнес-🚀");
+    let state = "Форма:имя 🚀 名前";
+    let data = obj(json!({
+        "имя": "Ренé", "emoji": "👩‍👩‍👧 🇺🇦", "cjk": "漢字かな", "rtl": "مرحبا",
+        "escapes": "\\u00e9 \"quoted\" \n\t", "🔑": ["ß", "ǅ"]
+    }));
+    s.set_state(&k, Some(state)).await.unwrap();
+    s.set_data(&k, &data).await.unwrap();
+    let record = s.get_record(&k).await.unwrap();
+    assert_eq!(record.state.as_deref(), Some(state));
+    assert_eq!(record.data, data);
+    assert_eq!(
+        s.get_value(&k, "🔑").await.unwrap(),
+        Some(json!(["ß", "ǅ"]))
+    );
+    assert_eq!(
+        s.get_state(&StorageKey::new(42, -100, 7)).await.unwrap(),
+        None
+    );
+}
+
+/// A 1 MiB string value is stored and read back whole, also through `update_data`.
+pub async fn one_mib_value(ctx: Ctx) {
+    let s = ctx.storage().await;
+    let big: String = "0123456789abcdef".repeat(64 * 1024);
+    assert_eq!(big.len(), 1024 * 1024);
+    s.set_data(&key(1), &obj(json!({"blob": big})))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_value(&key(1), "blob").await.unwrap(),
+        Some(json!(big))
+    );
+    let merged = s
+        .update_data(&key(1), &obj(json!({"small": 1})))
+        .await
+        .unwrap();
+    assert_eq!(merged.get("blob"), Some(&json!(big)));
+    assert_eq!(s.get_data(&key(1)).await.unwrap().len(), 2);
+}
+
+/// Data over the configured limit is refused with `ValueTooLarge`; what was stored stays.
+pub async fn oversized_data_is_rejected_and_nothing_lost(ctx: Ctx) {
+    let s = ctx.open(ctx.options().max_data_bytes(1024)).await;
+    s.set_data(&key(1), &obj(json!({"ok": "small"})))
+        .await
+        .unwrap();
+    let big = obj(json!({"blob": "x".repeat(2048)}));
+    let err = s.set_data(&key(1), &big).await.unwrap_err();
+    assert!(
+        matches!(err, Error::ValueTooLarge { limit: 1024, .. }),
+        "{err:?}"
+    );
+    let err = s.update_data(&key(1), &big).await.unwrap_err();
+    assert!(matches!(err, Error::ValueTooLarge { .. }), "{err:?}");
+    assert_eq!(
+        s.get_data(&key(1)).await.unwrap(),
+        obj(json!({"ok": "small"}))
+    );
+    assert!(matches!(
+        s.set_data(&key(2), &big).await,
+        Err(Error::ValueTooLarge { .. })
+    ));
+    assert_eq!(s.key_count().await.unwrap(), 1);
+}
+
+/// An object with 2,000 fields round trips.
+pub async fn many_fields_round_trip(ctx: Ctx) {
+    let s = ctx.storage().await;
+    let data: fsmstore_core::Data = (0..2000)
+        .map(|i| (format!("field_{i}"), json!(i)))
+        .collect();
+    s.set_data(&key(1), &data).await.unwrap();
+    assert_eq!(s.get_data(&key(1)).await.unwrap(), data);
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Form {
+    name: String,
+    age: u32,
+    tags: Vec<String>,
+}
+
+/// `set_data_from` and `get_data_as` round trip a struct; `get_value_as` reads one field;
+/// data that does not fit the type is a `Serialization` error.
+pub async fn typed_helpers_round_trip(ctx: Ctx) {
+    let s = ctx.storage().await;
+    let form = Form {
+        name: "Ann".into(),
+        age: 30,
+        tags: vec!["a".into()],
+    };
+    s.set_data_from(&key(1), &form).await.unwrap();
+    assert_eq!(s.get_data_as::<Form>(&key(1)).await.unwrap(), form);
+    assert_eq!(
+        s.get_value_as::<u32>(&key(1), "age").await.unwrap(),
+        Some(30)
+    );
+    s.update_data_from(&key(1), &json!({"age": "thirty"}))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.get_data_as::<Form>(&key(1)).await,
+        Err(Error::Serialization(_))
+    ));
+}
+
+/// Data that is not a JSON object is refused and nothing is written.
+pub async fn non_object_data_is_rejected(ctx: Ctx) {
+    let s = ctx.storage().await;
+    s.set_data(&key(1), &obj(json!({"keep": 1}))).await.unwrap();
+    for bad in [
+        json!([1, 2]),
+        json!("text"),
+        json!(3),
+        json!(null),
+        json!(true),
+    ] {
+        let err = s.set_data_from(&key(1), &bad).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidInput(_)), "{bad}: {err:?}");
+        assert!(matches!(
+            s.update_data_from(&key(1), &bad).await,
+            Err(Error::InvalidInput(_))
+        ));
+    }
+    assert_eq!(s.get_data(&key(1)).await.unwrap(), obj(json!({"keep": 1})));
+}

@@ -1,0 +1,162 @@
+//! The conformance suite every fsmstore backend passes.
+//!
+//! Every case is a public `async fn(Ctx)` in [`cases`], grouped by module: `keys`, `state`,
+//! `data`, `update`, `lifecycle`, `payload`, `persistence` (the storage group) and
+//! `migrations` (the schema group). A case panics on failure, like a test.
+//!
+//! A backend implements [`Backend`] (open a storage or a migrator with given options,
+//! clean up a case's tables) and expands the suite into one named test per case:
+//!
+//! ```ignore
+//! fsmstore_conformance::conformance_suite!(storage: my_backend);
+//! fsmstore_conformance::conformance_suite!(migrations: my_backend);
+//! // where: async fn my_backend() -> Option<std::sync::Arc<dyn fsmstore_conformance::Backend>>
+//! ```
+//!
+//! Each case runs on its own FSM table and version table (see [`Ctx`]), so cases run in
+//! parallel and never see each other's rows. [`run_suite`] runs a whole group and reports
+//! each case, for tools (the `fsmstore conformance` command).
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod backend;
+pub mod cases;
+mod ctx;
+mod runner;
+
+pub use backend::{Backend, MemoryBackend};
+pub use ctx::Ctx;
+pub use runner::{
+    migration_cases, run_case, run_suite, run_test, storage_cases, unreachable, BoxCase, Case,
+    CaseReport,
+};
+
+/// Expands the suite into one `#[test]` per case.
+///
+/// `$factory` is an `async fn() -> Option<Arc<dyn Backend>>` (or a closure returning such
+/// a future): `None` skips the test (a server that is unreachable; see [`unreachable`]).
+///
+/// * `conformance_suite!(storage: factory)`: the storage group;
+/// * `conformance_suite!(migrations: factory)`: the schema group (SQL backends);
+/// * `conformance_suite!(all: factory)`: both.
+#[macro_export]
+macro_rules! conformance_suite {
+    (storage: $factory:expr) => {
+        $crate::__storage_cases!(__expand_tests, $factory);
+    };
+    (migrations: $factory:expr) => {
+        $crate::__migration_cases!(__expand_tests, $factory);
+    };
+    (all: $factory:expr) => {
+        $crate::__storage_cases!(__expand_tests, $factory);
+        $crate::__migration_cases!(__expand_tests, $factory);
+    };
+}
+
+/// The storage group: the one list of its cases.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __storage_cases {
+    ($callback:ident, $($args:tt)*) => {
+        $crate::$callback! { $($args)* ;
+            keys::users_in_one_chat_are_independent,
+            keys::negative_ids_are_distinct_keys,
+            keys::threads_are_distinct_keys,
+            keys::bot_ids_share_rows_unless_asked,
+            keys::non_default_destiny_needs_with_destiny,
+            state::state_absent_is_none,
+            state::set_state_then_get,
+            state::set_state_overwrites,
+            state::set_state_none_clears,
+            state::empty_state_is_rejected,
+            state::long_state_is_rejected,
+            state::state_does_not_touch_data,
+            data::data_absent_is_empty,
+            data::set_data_then_get,
+            data::set_data_replaces_whole_object,
+            data::set_empty_data_clears,
+            data::data_does_not_touch_state,
+            data::get_value_present_missing_and_null,
+            data::get_record_returns_state_and_data,
+            data::get_data_returns_an_owned_copy,
+            update::update_data_on_absent_key_creates,
+            update::update_data_merges_and_returns,
+            update::update_data_overwrites_top_level_fields,
+            update::update_data_empty_patch_writes_nothing,
+            update::update_data_keeps_null,
+            update::update_data_replaces_nested_objects,
+            update::concurrent_update_data_cold_key,
+            update::concurrent_update_data_warm_key,
+            update::concurrent_writers_on_distinct_keys,
+            lifecycle::clear_removes_state_and_data,
+            lifecycle::row_holding_neither_is_deleted,
+            lifecycle::clear_of_absent_key_is_fine,
+            lifecycle::teloxide_scenario,
+            lifecycle::aiogram_storage_semantics,
+            payload::unicode_keys_and_values,
+            payload::one_mib_value,
+            payload::oversized_data_is_rejected_and_nothing_lost,
+            payload::many_fields_round_trip,
+            payload::typed_helpers_round_trip,
+            payload::non_object_data_is_rejected,
+            persistence::data_persists_across_reopen,
+            persistence::calls_after_close_fail,
+            persistence::close_twice_is_fine,
+        }
+    };
+}
+
+/// The schema group: the one list of its cases.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __migration_cases {
+    ($callback:ident, $($args:tt)*) => {
+        $crate::$callback! { $($args)* ;
+            migrations::migrate_up_down_up,
+            migrations::downgrade_and_upgrade_keep_rows,
+            migrations::ensure_schema_is_idempotent,
+            migrations::concurrent_ensure_schema,
+            migrations::relative_targets_move_one_step,
+            migrations::drift_is_detected,
+            migrations::schema_newer_than_code_is_refused,
+            migrations::outdated_schema_names_the_fix,
+            migrations::upgrade_policy_migrates_on_open,
+            migrations::stamp_records_without_running,
+            migrations::history_reports_applied_and_pending,
+            migrations::failing_migration_releases_the_lock,
+        }
+    };
+}
+
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __expand_tests {
+    ($factory:expr ; $($group:ident :: $name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::run_test($factory, stringify!($name), |ctx| -> $crate::BoxCase {
+                    ::std::boxed::Box::pin($crate::cases::$group::$name(ctx))
+                });
+            }
+        )*
+    };
+}
+
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __registry {
+    (() ; $($group:ident :: $name:ident),* $(,)?) => {
+        vec![
+            $(
+                $crate::Case {
+                    group: stringify!($group),
+                    name: stringify!($name),
+                    run: |ctx| -> $crate::BoxCase {
+                        ::std::boxed::Box::pin($crate::cases::$group::$name(ctx))
+                    },
+                },
+            )*
+        ]
+    };
+}

@@ -1,0 +1,139 @@
+//! Running cases: as tests (panics propagate) or as a suite (each case reported).
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::backend::Backend;
+use crate::ctx::Ctx;
+
+/// A case's future.
+pub type BoxCase = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// One case of the suite.
+#[derive(Debug, Clone, Copy)]
+pub struct Case {
+    /// Its group (the module in [`cases`](crate::cases)).
+    pub group: &'static str,
+    /// Its name.
+    pub name: &'static str,
+    /// Runs it.
+    pub run: fn(Ctx) -> BoxCase,
+}
+
+/// The storage group's cases, in order.
+pub fn storage_cases() -> Vec<Case> {
+    crate::__storage_cases!(__registry, ())
+}
+
+/// The schema group's cases, in order.
+pub fn migration_cases() -> Vec<Case> {
+    crate::__migration_cases!(__registry, ())
+}
+
+/// How one case went.
+#[derive(Debug, Clone)]
+pub struct CaseReport {
+    /// Its group.
+    pub group: &'static str,
+    /// Its name.
+    pub name: &'static str,
+    /// `None` when it passed, else the failure message.
+    pub failure: Option<String>,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// Runs `case` on its own tables, then drops them (also after a failure). Returns the
+/// panic payload of a failed case.
+pub async fn run_case(
+    backend: Arc<dyn Backend>,
+    name: &str,
+    case: fn(Ctx) -> BoxCase,
+) -> Result<(), Box<dyn Any + Send>> {
+    let ctx = Ctx::new(Arc::clone(&backend), name);
+    let options = ctx.options();
+    let outcome = tokio::spawn(case(ctx)).await;
+    if let Err(err) = backend.cleanup(&options).await {
+        eprintln!(
+            "fsmstore-conformance: cleanup of {} failed: {err}",
+            options.table
+        );
+    }
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(err) if err.is_panic() => Err(err.into_panic()),
+        Err(err) => Err(Box::new(format!("case was cancelled: {err}"))),
+    }
+}
+
+/// Runs `cases` one after another against `backend`, calling `progress` after each.
+pub async fn run_suite(
+    backend: Arc<dyn Backend>,
+    cases: &[Case],
+    mut progress: impl FnMut(&CaseReport),
+) -> Vec<CaseReport> {
+    let mut reports = Vec::with_capacity(cases.len());
+    for case in cases {
+        let started = Instant::now();
+        let outcome = run_case(Arc::clone(&backend), case.name, case.run).await;
+        let report = CaseReport {
+            group: case.group,
+            name: case.name,
+            failure: outcome.err().map(|payload| panic_message(&*payload)),
+            duration: started.elapsed(),
+        };
+        progress(&report);
+        reports.push(report);
+    }
+    reports
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "case panicked".to_owned())
+}
+
+/// Runs one case as a test: builds a multi-threaded runtime, asks `factory` for the
+/// backend (`None` skips), runs the case and re-raises its panic.
+pub fn run_test<F, Fut>(factory: F, name: &str, case: fn(Ctx) -> BoxCase)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Option<Arc<dyn Backend>>>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the test");
+    runtime.block_on(async {
+        let Some(backend) = factory().await else {
+            return;
+        };
+        if let Err(panic) = run_case(backend, name, case).await {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}
+
+/// What a backend factory returns when its server is unreachable: `None` (skip the test,
+/// loudly on stderr), or a panic when the `CI` environment variable is set, so CI never
+/// passes with the database tests skipped.
+pub fn unreachable<T>(
+    backend: &str,
+    url_variable: &str,
+    error: &dyn std::fmt::Display,
+) -> Option<T> {
+    if std::env::var_os("CI").is_some() {
+        panic!("{backend} is unreachable ({error}) and CI is set: start the server or set {url_variable}");
+    }
+    eprintln!(
+        "\n*** SKIPPED: {backend} is unreachable ({error}). Start it or set {url_variable}; under CI this fails. ***\n"
+    );
+    None
+}
