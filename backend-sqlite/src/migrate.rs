@@ -7,8 +7,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use fsmstore_core::sql::VersionQueries;
 use fsmstore_core::{
-    AppliedMigration, Dialect, Direction, Error, MigrationPlan, MigrationReport, MigrationSet,
-    MigrationTarget, Migrator, Result, StampPlan, StorageOptions,
+    drive_migration, AppliedMigration, Dialect, Direction, Error, MigrationPlan, MigrationReport,
+    MigrationSet, MigrationTarget, Migrator, Result, StampPlan, StepOutcome, StorageOptions,
 };
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -104,11 +104,7 @@ impl Shared {
 
     /// Plans against the current rows and runs the first step, all in one transaction.
     /// Returns the resolved target and the step that ran, if any.
-    fn run_next_step(
-        &self,
-        conn: &mut Connection,
-        target: MigrationTarget,
-    ) -> Result<(i64, i64, Option<(i64, Direction, i64)>)> {
+    fn run_next_step(&self, conn: &mut Connection, target: MigrationTarget) -> Result<StepOutcome> {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(from_sqlite)?;
@@ -116,7 +112,11 @@ impl Shared {
         let plan = MigrationPlan::new(&self.set, &self.applied(&tx)?, target)?;
         let Some(step) = plan.steps.first() else {
             tx.commit().map_err(from_sqlite)?;
-            return Ok((plan.current, plan.target, None));
+            return Ok(StepOutcome {
+                current: plan.current,
+                target: plan.target,
+                ran: None,
+            });
         };
         let started = Instant::now();
         for statement in &step.statements {
@@ -148,11 +148,12 @@ impl Shared {
         }
         .map_err(from_sqlite)?;
         tx.commit().map_err(from_sqlite)?;
-        Ok((
-            plan.current,
-            plan.target,
-            Some((step.version, step.direction, elapsed)),
-        ))
+        tracing::info!(version = step.version, direction = ?step.direction, ms = elapsed, "sqlite migration ran");
+        Ok(StepOutcome {
+            current: plan.current,
+            target: plan.target,
+            ran: Some((step.version, step.direction, elapsed)),
+        })
     }
 
     fn stamp(&self, conn: &mut Connection, target: MigrationTarget) -> Result<()> {
@@ -196,32 +197,12 @@ impl Migrator for SqliteMigrator {
     }
 
     async fn migrate(&self, target: MigrationTarget) -> Result<MigrationReport> {
-        let mut report = MigrationReport::default();
-        let mut target = target;
-        let mut first = true;
-        loop {
+        drive_migration(target, |target| {
             let shared = Arc::clone(&self.shared);
-            let (current, resolved, step) = self
-                .connections
+            self.connections
                 .write(move |conn| shared.run_next_step(conn, target))
-                .await?;
-            if first {
-                report.from = current;
-                // Resolve `+1`/`-1` once, against the version when the run started.
-                target = MigrationTarget::Version(resolved);
-                first = false;
-            }
-            match step {
-                Some(step) => {
-                    tracing::info!(version = step.0, direction = ?step.1, ms = step.2, "sqlite migration ran");
-                    report.steps.push(step);
-                }
-                None => {
-                    report.to = current;
-                    return Ok(report);
-                }
-            }
-        }
+        })
+        .await
     }
 
     async fn stamp(&self, target: MigrationTarget) -> Result<()> {

@@ -51,7 +51,8 @@ pub use key::{DefaultKeyBuilder, KeyBuilder, StorageKey, DEFAULT_DESTINY, MAX_KE
 pub use memory::MemoryStorage;
 pub use migrations::{Migration, MigrationSet, MigrationSource};
 pub use migrator::{
-    history, AppliedMigration, HistoryEntry, MigrationReport, Migrator, SchemaStatus,
+    drive_migration, history, AppliedMigration, HistoryEntry, MigrationReport, Migrator,
+    SchemaStatus, StepOutcome,
 };
 pub use options::{SchemaPolicy, StorageOptions, DEFAULT_MAX_DATA_BYTES};
 pub use planner::{

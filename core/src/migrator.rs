@@ -159,6 +159,49 @@ pub trait Migrator: Send + Sync {
     }
 }
 
+/// What one planning round of a migration run did: the version it found, the resolved
+/// target, and the step it ran (none when the target was reached).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepOutcome {
+    /// The applied version before the step.
+    pub current: i64,
+    /// The absolute target the planner resolved.
+    pub target: i64,
+    /// `(version, direction, milliseconds)` of the step that ran.
+    pub ran: Option<(i64, Direction, i64)>,
+}
+
+/// The migration loop every backend shares: calls `next_step` (which plans against the
+/// version table and runs at most one step, under the backend's lock) until no step is
+/// left. Relative targets (`+1`, `-1`) are resolved once, against the version the run
+/// started from.
+///
+/// # Errors
+/// The first error of `next_step`.
+pub async fn drive_migration<F, Fut>(
+    target: MigrationTarget,
+    mut next_step: F,
+) -> Result<MigrationReport>
+where
+    F: FnMut(MigrationTarget) -> Fut + Send,
+    Fut: std::future::Future<Output = Result<StepOutcome>> + Send,
+{
+    let first = next_step(target).await?;
+    let mut report = MigrationReport {
+        from: first.current,
+        to: first.current,
+        steps: Vec::new(),
+    };
+    let absolute = MigrationTarget::Version(first.target);
+    let mut outcome = first;
+    while let Some(step) = outcome.ran {
+        report.steps.push(step);
+        outcome = next_step(absolute).await?;
+    }
+    report.to = outcome.current;
+    Ok(report)
+}
+
 /// Joins the code's migrations with the version table's rows.
 pub fn history(set: &MigrationSet, applied: Vec<AppliedMigration>) -> Vec<HistoryEntry> {
     let newest = applied
