@@ -56,7 +56,8 @@ pub use migrator::{
 };
 pub use options::{SchemaPolicy, StorageOptions, DEFAULT_MAX_DATA_BYTES};
 pub use planner::{
-    verified_version, Direction, MigrationPlan, MigrationStep, MigrationTarget, StampPlan,
+    dirty_error, verified_version, Direction, MigrationPlan, MigrationStep, MigrationTarget,
+    StampPlan,
 };
 pub use storage::{object_from, Storage, StorageExt};
 pub use table_name::{TableName, DEFAULT_TABLE, DEFAULT_VERSION_TABLE};

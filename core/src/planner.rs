@@ -209,15 +209,7 @@ impl StampPlan {
 pub fn verified_version(set: &MigrationSet, applied: &[AppliedMigration]) -> Result<i64> {
     let table = set.table().to_string();
     if let Some(dirty) = applied.iter().find(|row| !row.success) {
-        return Err(Error::MigrationDirty {
-            version: dirty.version,
-            description: dirty.description.clone(),
-            fix: format!(
-                "fsmstore migrate stamp {} --table {table}` if you completed it, or `fsmstore migrate stamp {} --table {table}` if you undid it",
-                dirty.version,
-                dirty.version - 1
-            ),
-        });
+        return Err(dirty_error(dirty.version, &dirty.description, &table));
     }
     let current = applied.iter().map(|row| row.version).max().unwrap_or(0);
     if current > set.head() {
@@ -246,6 +238,19 @@ pub fn verified_version(set: &MigrationSet, applied: &[AppliedMigration]) -> Res
         }
     }
     Ok(current)
+}
+
+/// The error for migration `version` of `table` left half-applied, naming the `stamp`
+/// commands that record the repaired state.
+pub fn dirty_error(version: i64, description: &str, table: &str) -> Error {
+    Error::MigrationDirty {
+        version,
+        description: description.to_owned(),
+        fix: format!(
+            "fsmstore migrate stamp {version} --table {table}` if you completed it, or `fsmstore migrate stamp {} --table {table}` if you undid it",
+            version - 1
+        ),
+    }
 }
 
 fn resolve_target(set: &MigrationSet, current: i64, target: MigrationTarget) -> Result<i64> {
