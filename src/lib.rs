@@ -29,12 +29,18 @@ pub use fsmstore_core::*;
 #[cfg(feature = "sqlite")]
 pub use fsmstore_sqlite as sqlite;
 
+/// The PostgreSQL backend.
+#[cfg(feature = "postgres")]
+pub use fsmstore_postgres as postgres;
+
 /// The backend a URL names, by its scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Scheme {
     /// `sqlite:`
     Sqlite,
+    /// `postgres://` or `postgresql://`
+    Postgres,
 }
 
 impl Scheme {
@@ -46,9 +52,7 @@ impl Scheme {
         let scheme = url.split(':').next().unwrap_or_default();
         match scheme {
             "sqlite" => Ok(Scheme::Sqlite),
-            "postgres" | "postgresql" => Err(Error::Config(
-                "PostgreSQL URLs need fsmstore's `postgres` Cargo feature".to_owned(),
-            )),
+            "postgres" | "postgresql" => Ok(Scheme::Postgres),
             "mysql" | "mariadb" => Err(Error::Config(
                 "MySQL URLs need fsmstore's `mysql` Cargo feature".to_owned(),
             )),
@@ -69,6 +73,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Storage>> {
     match Scheme::of(url)? {
         #[cfg(feature = "sqlite")]
         Scheme::Sqlite => Ok(Arc::new(sqlite::SqliteStorage::connect(url).await?)),
+        #[cfg(feature = "postgres")]
+        Scheme::Postgres => Ok(Arc::new(postgres::PgStorage::connect(url).await?)),
         #[allow(unreachable_patterns)]
         _ => Err(feature_off(url)),
     }
@@ -84,6 +90,11 @@ pub async fn connect_with(url: &str, options: StorageOptions) -> Result<Arc<dyn 
         Scheme::Sqlite => {
             let config = sqlite::SqliteConfig::from_url(url)?.options(options);
             Ok(Arc::new(sqlite::SqliteStorage::open(config).await?))
+        }
+        #[cfg(feature = "postgres")]
+        Scheme::Postgres => {
+            let config = postgres::PgConfig::from_url(url)?.options(options);
+            Ok(Arc::new(postgres::PgStorage::open(config).await?))
         }
         #[allow(unreachable_patterns)]
         _ => Err(feature_off(url)),
@@ -101,6 +112,11 @@ pub async fn migrator(url: &str, options: StorageOptions) -> Result<Box<dyn Migr
         Scheme::Sqlite => {
             let config = sqlite::SqliteConfig::from_url(url)?.options(options);
             Ok(Box::new(sqlite::SqliteMigrator::open(config).await?))
+        }
+        #[cfg(feature = "postgres")]
+        Scheme::Postgres => {
+            let config = postgres::PgConfig::from_url(url)?.options(options);
+            Ok(Box::new(postgres::PgMigrator::new(config)?))
         }
         #[allow(unreachable_patterns)]
         _ => Err(feature_off(url)),

@@ -84,6 +84,56 @@ pub struct VersionQueries {
     pub table_exists: String,
 }
 
+/// The statements that take and release the migration lock of one version table.
+///
+/// PostgreSQL: a session advisory lock whose key is derived from the version table's name
+/// (released by `release`, or by the session ending). MySQL: `GET_LOCK` binding the
+/// timeout in seconds, returning 1 (taken), 0 (timed out) or NULL (error); `RELEASE_LOCK`.
+/// SQLite has none: its lock is `BEGIN IMMEDIATE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MigrationLock {
+    /// Takes the lock (waits for it).
+    pub acquire: String,
+    /// Releases it.
+    pub release: String,
+    /// The lock's name or key, for messages.
+    pub name: String,
+}
+
+impl MigrationLock {
+    /// The lock statements of `dialect` for `version_table`.
+    pub fn for_table(dialect: Dialect, version_table: &TableName) -> Option<MigrationLock> {
+        let name = format!("fsmstore:{version_table}");
+        match dialect {
+            Dialect::Sqlite => None,
+            Dialect::Postgres => {
+                let key = advisory_key(&name);
+                Some(MigrationLock {
+                    acquire: format!("SELECT pg_advisory_lock({key})"),
+                    release: format!("SELECT pg_advisory_unlock({key})"),
+                    name: format!("advisory lock {key} ({name})"),
+                })
+            }
+            // A validated identifier: safe inside a string literal.
+            Dialect::Mysql => Some(MigrationLock {
+                acquire: format!("SELECT GET_LOCK('{name}', ?)"),
+                release: format!("SELECT RELEASE_LOCK('{name}')"),
+                name,
+            }),
+        }
+    }
+}
+
+/// A stable 64-bit key for `name`: the first 8 bytes of its SHA-256.
+fn advisory_key(name: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(name.as_bytes());
+    let mut bytes = [0_u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
 /// `DROP TABLE IF EXISTS` for `table` (cleanup of scratch tables; never run by migrations).
 pub fn drop_table_if_exists(dialect: Dialect, table: &TableName) -> String {
     format!("DROP TABLE IF EXISTS {}", table.quoted(dialect))
@@ -118,6 +168,12 @@ fn common_version_queries(v: &str, placeholders: [&str; 6]) -> (String, String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn advisory_keys_are_stable_and_distinct() {
+        assert_eq!(advisory_key("fsmstore:a"), advisory_key("fsmstore:a"));
+        assert_ne!(advisory_key("fsmstore:a"), advisory_key("fsmstore:b"));
+    }
 
     #[test]
     fn statements_quote_the_table_and_bind_values() {

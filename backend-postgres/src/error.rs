@@ -1,0 +1,50 @@
+//! tokio-postgres and pool errors as fsmstore errors.
+
+use deadpool_postgres::PoolError;
+use fsmstore_core::Error;
+use tokio_postgres::error::SqlState;
+
+/// Maps a driver error. A closed connection, an I/O failure or a server shutting the
+/// session down (`pg_terminate_backend`, restart) is a transient connection error;
+/// serialization failures and deadlocks are transient database errors.
+pub(crate) fn from_pg(err: tokio_postgres::Error) -> Error {
+    if err.is_closed() {
+        return Error::connection("the PostgreSQL connection was closed", Some(Box::new(err)));
+    }
+    match err.code() {
+        Some(code) if is_connection_state(code) => Error::connection(
+            "the PostgreSQL server ended the session",
+            Some(Box::new(err)),
+        ),
+        Some(code) => {
+            let transient = *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::LOCK_NOT_AVAILABLE;
+            Error::database(transient, err)
+        }
+        // No SQLSTATE: the failure happened below SQL (socket, TLS, protocol).
+        None => Error::connection("PostgreSQL connection failed", Some(Box::new(err))),
+    }
+}
+
+fn is_connection_state(code: &SqlState) -> bool {
+    // Class 08 (connection exception) and 57P0x (operator intervention: admin shutdown,
+    // crash shutdown, cannot connect now).
+    code.code().starts_with("08")
+        || *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+}
+
+/// Maps a pool error: a timeout or a failed connect is transient.
+pub(crate) fn from_pool(err: PoolError) -> Error {
+    match err {
+        PoolError::Backend(err) => from_pg(err),
+        PoolError::Closed => Error::Closed,
+        PoolError::Timeout(kind) => Error::connection(
+            format!("no PostgreSQL connection within the pool timeout ({kind:?})"),
+            None,
+        ),
+        other => Error::connection(format!("PostgreSQL pool: {other}"), None),
+    }
+}

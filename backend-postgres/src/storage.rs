@@ -1,0 +1,247 @@
+//! [`PgStorage`]: the [`Storage`] implementation.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use fsmstore_core::sql::Queries;
+use fsmstore_core::{
+    data_from_value, validate_data, validate_state, Data, Dialect, Error, Migrator, Record, Result,
+    SchemaPolicy, Storage, StorageKey, StorageOptions,
+};
+use serde_json::Value;
+use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::Row;
+
+use crate::config::PgConfig;
+use crate::error::{from_pg, from_pool};
+use crate::migrate::PgMigrator;
+
+/// FSM storage in a PostgreSQL database, over a connection pool.
+///
+/// Cheap to clone: clones share the pool. A lost connection makes the calls that used it
+/// fail with a transient error; the pool replaces the connection on its next checkout.
+#[derive(Clone)]
+pub struct PgStorage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    queries: Queries,
+    config: PgConfig,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for PgStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStorage")
+            .field("config", &self.inner.config)
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+pub(crate) fn build_pool(config: &PgConfig) -> Result<Pool> {
+    let manager = Manager::from_config(
+        config.driver_config(),
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            // `Fast`: trust a connection the driver does not know to be closed; a dead one
+            // fails its call with a transient error and is dropped on its next recycle.
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(config.pool_max)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(config.pool_timeout))
+        .create_timeout(Some(config.connect_timeout))
+        .build()
+        .map_err(|err| Error::Config(format!("PostgreSQL pool: {err}")))
+}
+
+impl PgStorage {
+    /// Connects and applies the schema policy of `config.options.schema`: `Verify`
+    /// (default) refuses a schema that is not at head, `Upgrade` migrates first.
+    ///
+    /// # Errors
+    /// [`Error::Connection`] when the server is unreachable (transient);
+    /// [`Error::SchemaOutdated`] naming the command to run, and the other schema errors.
+    pub async fn open(config: PgConfig) -> Result<Self> {
+        let pool = build_pool(&config)?;
+        let storage = PgStorage {
+            inner: Arc::new(Inner {
+                queries: Queries::for_table(Dialect::Postgres, &config.options.table),
+                pool,
+                config,
+                closed: AtomicBool::new(false),
+            }),
+        };
+        let checked = match storage.inner.config.options.schema {
+            SchemaPolicy::Upgrade => storage.migrator()?.ensure_schema().await.map(drop),
+            SchemaPolicy::Verify => storage
+                .migrator()?
+                .status()
+                .await
+                .and_then(|status| status.require_head()),
+            _ => storage.client().await.map(drop),
+        };
+        if let Err(err) = checked {
+            storage.inner.pool.close();
+            return Err(err);
+        }
+        Ok(storage)
+    }
+
+    /// Opens `url` (see [`PgConfig::from_url`]).
+    ///
+    /// # Errors
+    /// As [`PgConfig::from_url`] and [`PgStorage::open`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::open(PgConfig::from_url(url)?).await
+    }
+
+    /// The migrator of this storage's table, sharing its pool for reads.
+    ///
+    /// # Errors
+    /// [`Error::Migration`] for a custom migration list that is not contiguous.
+    pub fn migrator(&self) -> Result<PgMigrator> {
+        PgMigrator::with_pool(self.inner.pool.clone(), self.inner.config.clone())
+    }
+
+    /// The settings this storage was opened with.
+    pub fn config(&self) -> &PgConfig {
+        &self.inner.config
+    }
+
+    fn options(&self) -> &StorageOptions {
+        &self.inner.config.options
+    }
+
+    async fn client(&self) -> Result<Object> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        self.inner.pool.get().await.map_err(from_pool)
+    }
+
+    /// Runs `sql` (prepared once per connection) with `params`, returning at most one row.
+    async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+        client.query_opt(&statement, params).await.map_err(from_pg)
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<()> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+        client.execute(&statement, params).await.map_err(from_pg)?;
+        Ok(())
+    }
+}
+
+fn data_of(id: &str, row: &Row, column: usize) -> Result<Data> {
+    let value: Value = row.try_get(column).map_err(from_pg)?;
+    data_from_value(id, value)
+}
+
+#[async_trait]
+impl Storage for PgStorage {
+    async fn get_state(&self, key: &StorageKey) -> Result<Option<String>> {
+        let id = self.options().row_id(key)?;
+        let row = self
+            .query_opt(&self.inner.queries.get_state, &[&id])
+            .await?;
+        row.map_or(Ok(None), |row| row.try_get(0).map_err(from_pg))
+    }
+
+    async fn set_state(&self, key: &StorageKey, state: Option<&str>) -> Result<()> {
+        let id = self.options().row_id(key)?;
+        let q = &self.inner.queries;
+        match state {
+            Some(state) => {
+                validate_state(state)?;
+                self.execute(&q.upsert_state, &[&id, &state]).await
+            }
+            // One statement: deletes the row when its data is empty, else clears the state.
+            None => self.execute(&q.clear_state, &[&id]).await,
+        }
+    }
+
+    async fn get_data(&self, key: &StorageKey) -> Result<Data> {
+        let id = self.options().row_id(key)?;
+        let row = self.query_opt(&self.inner.queries.get_data, &[&id]).await?;
+        row.map_or_else(|| Ok(Data::new()), |row| data_of(&id, &row, 0))
+    }
+
+    async fn set_data(&self, key: &StorageKey, data: &Data) -> Result<()> {
+        let id = self.options().row_id(key)?;
+        let q = &self.inner.queries;
+        if data.is_empty() {
+            return self.execute(&q.clear_data, &[&id]).await;
+        }
+        validate_data(&id, data, self.options().max_data_bytes)?;
+        self.execute(&q.upsert_data, &[&id, &Json(data)]).await
+    }
+
+    async fn update_data(&self, key: &StorageKey, patch: &Data) -> Result<Data> {
+        if patch.is_empty() {
+            return self.get_data(key).await;
+        }
+        let id = self.options().row_id(key)?;
+        validate_data(&id, patch, self.options().max_data_bytes)?;
+        let sql = self.inner.queries.merge_data.as_deref().ok_or_else(|| {
+            Error::Config("the PostgreSQL queries have no merge statement".to_owned())
+        })?;
+        let row = self.query_opt(sql, &[&id, &Json(patch)]).await?;
+        match row {
+            Some(row) => data_of(&id, &row, 0),
+            None => Err(Error::database(false, "INSERT … RETURNING returned no row")),
+        }
+    }
+
+    async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
+        let id = self.options().row_id(key)?;
+        let Some(sql) = self.inner.queries.get_value.as_deref() else {
+            return Ok(self.get_data(key).await?.remove(field));
+        };
+        let row = self.query_opt(sql, &[&id, &field]).await?;
+        row.map_or(Ok(None), |row| row.try_get(0).map_err(from_pg))
+    }
+
+    async fn get_record(&self, key: &StorageKey) -> Result<Record> {
+        let id = self.options().row_id(key)?;
+        let row = self
+            .query_opt(&self.inner.queries.get_record, &[&id])
+            .await?;
+        match row {
+            Some(row) => Ok(Record {
+                state: row.try_get(0).map_err(from_pg)?,
+                data: data_of(&id, &row, 1)?,
+            }),
+            None => Ok(Record::default()),
+        }
+    }
+
+    async fn clear(&self, key: &StorageKey) -> Result<()> {
+        let id = self.options().row_id(key)?;
+        self.execute(&self.inner.queries.delete, &[&id]).await
+    }
+
+    async fn key_count(&self) -> Result<u64> {
+        let row = self.query_opt(&self.inner.queries.count, &[]).await?;
+        let count: i64 = match row {
+            Some(row) => row.try_get(0).map_err(from_pg)?,
+            None => 0,
+        };
+        Ok(count.max(0) as u64)
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.pool.close();
+        Ok(())
+    }
+}

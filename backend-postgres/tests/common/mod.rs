@@ -1,0 +1,75 @@
+//! The local server the tests run against, and the suite's backend.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fsmstore_conformance::Backend;
+use fsmstore_core::sql::drop_table_if_exists;
+use fsmstore_core::{Dialect, Migrator, Result, Storage, StorageOptions};
+use fsmstore_postgres::{PgConfig, PgMigrator, PgStorage};
+
+pub const URL_VARIABLE: &str = "FSMSTORE_TEST_POSTGRES_URL";
+
+pub fn url() -> String {
+    std::env::var(URL_VARIABLE)
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A connection for the test itself (DDL cleanup, killing sessions), or `None` with a
+/// loud skip when the server is unreachable (a failure under `CI`).
+pub async fn admin() -> Option<tokio_postgres::Client> {
+    let config = PgConfig::from_url(&url()).expect("FSMSTORE_TEST_POSTGRES_URL is a postgres URL");
+    match config.pg.connect(tokio_postgres::NoTls).await {
+        Ok((client, connection)) => {
+            tokio::spawn(connection);
+            Some(client)
+        }
+        Err(err) => fsmstore_conformance::unreachable("PostgreSQL", URL_VARIABLE, &err),
+    }
+}
+
+pub struct PgBackend {
+    admin: tokio_postgres::Client,
+}
+
+impl PgBackend {
+    fn config(options: StorageOptions) -> PgConfig {
+        PgConfig::from_url(&url())
+            .expect("valid URL")
+            .pool_max(8)
+            .options(options)
+    }
+}
+
+#[async_trait]
+impl Backend for PgBackend {
+    fn name(&self) -> String {
+        "postgres".into()
+    }
+
+    async fn open(&self, options: StorageOptions) -> Result<Arc<dyn Storage>> {
+        Ok(Arc::new(PgStorage::open(Self::config(options)).await?))
+    }
+
+    async fn migrator(&self, options: StorageOptions) -> Result<Box<dyn Migrator>> {
+        Ok(Box::new(PgMigrator::new(Self::config(options))?))
+    }
+
+    async fn cleanup(&self, options: &StorageOptions) -> Result<()> {
+        for table in [&options.table, &options.version_table] {
+            let sql = drop_table_if_exists(Dialect::Postgres, table);
+            self.admin
+                .batch_execute(&sql)
+                .await
+                .map_err(|err| fsmstore_core::Error::database(false, err))?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn backend() -> Option<Arc<dyn Backend>> {
+    let admin = admin().await?;
+    Some(Arc::new(PgBackend { admin }))
+}

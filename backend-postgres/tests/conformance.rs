@@ -1,0 +1,6 @@
+//! The whole conformance suite against the PostgreSQL server of
+//! `FSMSTORE_TEST_POSTGRES_URL` (default: the local one), each case on its own tables.
+
+mod common;
+
+fsmstore_conformance::conformance_suite!(all: common::backend);

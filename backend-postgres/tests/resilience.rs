@@ -1,0 +1,156 @@
+//! Lost connections and unreachable servers.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fsmstore_core::sql::drop_table_if_exists;
+use fsmstore_core::{Dialect, Error, SchemaPolicy, Storage, StorageKey, StorageOptions};
+use fsmstore_postgres::{PgConfig, PgStorage};
+use serde_json::json;
+
+fn data(value: serde_json::Value) -> fsmstore_core::Data {
+    value.as_object().cloned().expect("object")
+}
+
+/// Kills the storage's server sessions with `pg_terminate_backend` while it writes: calls
+/// fail with transient errors at worst, then succeed without reopening, and every row is
+/// whole (`check` always equals `gen`: written by one statement).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn terminated_connections_recover_without_reopening() {
+    let Some(admin) = common::admin().await else {
+        return;
+    };
+    let app = format!("fsmstore-kill-{}", std::process::id());
+    let options = StorageOptions::default()
+        .table(&format!("kill_{}", std::process::id()))
+        .unwrap()
+        .version_table(&format!("kill_{}_ver", std::process::id()))
+        .unwrap()
+        .schema(SchemaPolicy::Upgrade);
+    let mut config = PgConfig::from_url(&common::url())
+        .unwrap()
+        .pool_max(4)
+        .options(options.clone());
+    config.pg.application_name(&app);
+    let storage = Arc::new(PgStorage::open(config).await.expect("open"));
+
+    let transient = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let (storage, transient) = (Arc::clone(&storage), Arc::clone(&transient));
+        tokio::spawn(async move {
+            for generation in 0..400_i64 {
+                let key = StorageKey::new(1, generation % 16, 1);
+                let blob = "x".repeat(2048);
+                let calls = [
+                    storage
+                        .set_data(
+                            &key,
+                            &data(json!({"gen": generation, "check": generation, "blob": blob})),
+                        )
+                        .await,
+                    storage
+                        .update_data(&key, &data(json!({"touched": generation})))
+                        .await
+                        .map(drop),
+                    storage.set_state(&key, Some("Form:name")).await,
+                ];
+                for result in calls {
+                    match result {
+                        Ok(()) => {}
+                        Err(err) if err.is_transient() => {
+                            transient.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(err) => panic!("non-transient error after a lost connection: {err:?}"),
+                    }
+                }
+            }
+        })
+    };
+    let mut terminated = 0_i64;
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let row = admin
+            .query_one(
+                "SELECT COUNT(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+                &[&app],
+            )
+            .await
+            .unwrap();
+        terminated += row.get::<_, i64>(0);
+    }
+    writer.await.expect("writer panicked");
+    assert!(
+        terminated > 0,
+        "no session was terminated: the test proved nothing"
+    );
+
+    // One more kill, then the same storage must work again within a few calls.
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .unwrap();
+    let key = StorageKey::new(1, 99, 1);
+    let mut recovered = false;
+    for _ in 0..10 {
+        match storage.set_state(&key, Some("after")).await {
+            Ok(()) => {
+                recovered = true;
+                break;
+            }
+            Err(err) => assert!(err.is_transient(), "{err:?}"),
+        }
+    }
+    assert!(recovered, "the pool did not recover");
+    assert_eq!(
+        storage.get_state(&key).await.unwrap().as_deref(),
+        Some("after")
+    );
+
+    for chat in 0..16 {
+        let row = storage
+            .get_data(&StorageKey::new(1, chat, 1))
+            .await
+            .unwrap();
+        assert_eq!(
+            row.get("gen"),
+            row.get("check"),
+            "half-written row for chat {chat}: {row:?}"
+        );
+        assert_eq!(
+            row.get("blob").and_then(|b| b.as_str()).map(str::len),
+            Some(2048)
+        );
+    }
+    eprintln!(
+        "terminated {terminated} sessions; {} calls failed transiently",
+        transient.load(Ordering::Relaxed)
+    );
+    storage.close().await.unwrap();
+    for table in [&options.table, &options.version_table] {
+        admin
+            .batch_execute(&drop_table_if_exists(Dialect::Postgres, table))
+            .await
+            .unwrap();
+    }
+}
+
+/// An unreachable server is a transient connection error that never shows the password.
+#[tokio::test]
+async fn unreachable_server_is_a_transient_error_without_the_password() {
+    let config = PgConfig::from_url(
+        "postgres://bot:hunter2@127.0.0.1:1/bots?connect_timeout_ms=500&pool_timeout_ms=1000",
+    )
+    .unwrap()
+    .schema(SchemaPolicy::Verify);
+    let err = PgStorage::open(config).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(matches!(err, Error::Connection { .. }), "{err:?}");
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
