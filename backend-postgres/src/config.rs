@@ -37,6 +37,8 @@ pub struct PgConfig {
     pub statement_timeout: Option<Duration>,
     /// Server-side `search_path`: the schema that holds the tables. Default: the server's.
     pub search_path: Option<TableName>,
+    /// A PEM file of extra root certificates to trust for TLS (`ssl_root_cert`).
+    pub ssl_root_cert: Option<std::path::PathBuf>,
     /// Tables, key layout, schema policy, limits.
     pub options: StorageOptions,
 }
@@ -51,15 +53,17 @@ impl PgConfig {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: None,
             search_path: None,
+            ssl_root_cert: None,
             options: StorageOptions::default(),
         }
     }
 
     /// Parses `postgres://user:password@host:port/database?…`. fsmstore's own query
     /// parameters are `table`, `version_table`, `pool_max`, `pool_timeout_ms`,
-    /// `connect_timeout_ms`, `statement_timeout_ms`, `search_path` and `schema`
-    /// (`verify`, `upgrade`, `trust`); every other one (`sslmode`, `application_name`, …)
-    /// goes to tokio-postgres.
+    /// `connect_timeout_ms`, `statement_timeout_ms`, `search_path`, `ssl_root_cert` (a PEM
+    /// file of roots to trust besides the Mozilla ones) and `schema` (`verify`, `upgrade`,
+    /// `trust`); every other one (`sslmode`, `application_name`, …) goes to tokio-postgres.
+    /// `sslmode=require` connects with TLS (the `tls` feature) and verifies the server.
     ///
     /// # Errors
     /// [`Error::Config`] for a malformed URL or parameter (the message never contains the
@@ -81,7 +85,8 @@ impl PgConfig {
                 | "connect_timeout_ms"
                 | "statement_timeout_ms"
                 | "search_path"
-                | "schema" => ours.push((name, value)),
+                | "schema"
+                | "ssl_root_cert" => ours.push((name, value)),
                 _ => driver.push(pair),
             }
         }
@@ -118,6 +123,7 @@ impl PgConfig {
                 self.statement_timeout = Some(Duration::from_millis(number(value)?));
             }
             "search_path" => self.search_path = Some(TableName::new(value)?),
+            "ssl_root_cert" => self.ssl_root_cert = Some(value.into()),
             _ => self.options.schema = parse_policy(value)?,
         }
         Ok(self)

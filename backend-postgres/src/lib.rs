@@ -24,6 +24,7 @@ mod config;
 mod error;
 mod migrate;
 mod storage;
+mod tls;
 
 pub use config::PgConfig;
 pub use migrate::PgMigrator;

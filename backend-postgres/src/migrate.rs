@@ -73,14 +73,7 @@ impl PgMigrator {
     /// the lock whatever `work` returned. Dropping the connection afterwards ends the
     /// session, which releases the lock even if the release statement could not run.
     async fn locked<T>(&self, work: impl AsyncLockedWork<T>) -> Result<T> {
-        let (client, connection) = self
-            .inner
-            .config
-            .driver_config()
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(from_pg)?;
-        let driver = tokio::spawn(connection);
+        let (client, driver) = crate::tls::connect_dedicated(&self.inner.config).await?;
         let client = Mutex::new(client);
         let result = async {
             client

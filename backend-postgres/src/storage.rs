@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Object, Pool, Runtime};
 use fsmstore_core::sql::Queries;
 use fsmstore_core::{
     data_from_value, validate_data, validate_state, Data, Dialect, Error, Migrator, Record, Result,
@@ -44,16 +44,7 @@ impl std::fmt::Debug for PgStorage {
 }
 
 pub(crate) fn build_pool(config: &PgConfig) -> Result<Pool> {
-    let manager = Manager::from_config(
-        config.driver_config(),
-        tokio_postgres::NoTls,
-        ManagerConfig {
-            // `Fast`: trust a connection the driver does not know to be closed; a dead one
-            // fails its call with a transient error and is dropped on its next recycle.
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
-    Pool::builder(manager)
+    Pool::builder(crate::tls::manager(config)?)
         .max_size(config.pool_max)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(config.pool_timeout))
