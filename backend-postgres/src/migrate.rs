@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use fsmstore_core::sql::{MigrationLock, VersionQueries};
+use fsmstore_core::sql::{drop_table_if_exists, MigrationLock, VersionQueries};
 use fsmstore_core::{
     drive_migration, AppliedMigration, Dialect, Direction, Error, MigrationPlan, MigrationReport,
     MigrationSet, MigrationTarget, Migrator, Result, StampPlan, StepOutcome,
@@ -257,5 +257,17 @@ impl Migrator for PgMigrator {
 
     async fn stamp(&self, target: MigrationTarget) -> Result<()> {
         self.locked(Stamp(target)).await
+    }
+
+    async fn drop_tables(&self) -> Result<()> {
+        let client = self.pool.get().await.map_err(from_pool)?;
+        let options = &self.inner.config.options;
+        for table in [&options.table, &options.version_table] {
+            client
+                .batch_execute(&drop_table_if_exists(Dialect::Postgres, table))
+                .await
+                .map_err(from_pg)?;
+        }
+        Ok(())
     }
 }

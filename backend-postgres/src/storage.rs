@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool, Runtime};
-use fsmstore_core::sql::Queries;
+use fsmstore_core::sql::{InspectQueries, Queries};
 use fsmstore_core::{
-    data_from_value, validate_data, validate_state, Data, Dialect, Error, Migrator, Record, Result,
-    SchemaPolicy, Storage, StorageKey, StorageOptions,
+    data_from_value, validate_data, validate_state, Data, Dialect, Error, Inspect, Migrator,
+    Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions, StoredRow, TableStats,
 };
 use serde_json::Value;
 use tokio_postgres::types::{Json, ToSql};
@@ -30,6 +30,7 @@ pub struct PgStorage {
 struct Inner {
     pool: Pool,
     queries: Queries,
+    inspect: InspectQueries,
     config: PgConfig,
     closed: AtomicBool,
 }
@@ -65,6 +66,7 @@ impl PgStorage {
         let storage = PgStorage {
             inner: Arc::new(Inner {
                 queries: Queries::for_table(Dialect::Postgres, &config.options.table),
+                inspect: InspectQueries::for_table(Dialect::Postgres, &config.options.table),
                 pool,
                 config,
                 closed: AtomicBool::new(false),
@@ -125,11 +127,16 @@ impl PgStorage {
         client.query_opt(&statement, params).await.map_err(from_pg)
     }
 
-    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<()> {
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
         let client = self.client().await?;
         let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
-        client.execute(&statement, params).await.map_err(from_pg)?;
-        Ok(())
+        client.execute(&statement, params).await.map_err(from_pg)
+    }
+
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
+        client.query(&statement, params).await.map_err(from_pg)
     }
 }
 
@@ -154,10 +161,12 @@ impl Storage for PgStorage {
         match state {
             Some(state) => {
                 validate_state(state)?;
-                self.execute(&q.upsert_state, &[&id, &state]).await
+                self.execute(&q.upsert_state, &[&id, &state])
+                    .await
+                    .map(drop)
             }
             // One statement: deletes the row when its data is empty, else clears the state.
-            None => self.execute(&q.clear_state, &[&id]).await,
+            None => self.execute(&q.clear_state, &[&id]).await.map(drop),
         }
     }
 
@@ -171,10 +180,12 @@ impl Storage for PgStorage {
         let id = self.options().row_id(key)?;
         let q = &self.inner.queries;
         if data.is_empty() {
-            return self.execute(&q.clear_data, &[&id]).await;
+            return self.execute(&q.clear_data, &[&id]).await.map(drop);
         }
         validate_data(&id, data, self.options().max_data_bytes)?;
-        self.execute(&q.upsert_data, &[&id, &Json(data)]).await
+        self.execute(&q.upsert_data, &[&id, &Json(data)])
+            .await
+            .map(drop)
     }
 
     async fn update_data(&self, key: &StorageKey, patch: &Data) -> Result<Data> {
@@ -218,7 +229,9 @@ impl Storage for PgStorage {
 
     async fn clear(&self, key: &StorageKey) -> Result<()> {
         let id = self.options().row_id(key)?;
-        self.execute(&self.inner.queries.delete, &[&id]).await
+        self.execute(&self.inner.queries.delete, &[&id])
+            .await
+            .map(drop)
     }
 
     async fn key_count(&self) -> Result<u64> {
@@ -234,5 +247,85 @@ impl Storage for PgStorage {
         self.inner.closed.store(true, Ordering::Release);
         self.inner.pool.close();
         Ok(())
+    }
+}
+
+fn stored(row: &Row) -> Result<StoredRow> {
+    let id: String = row.try_get(0).map_err(from_pg)?;
+    Ok(StoredRow {
+        state: row.try_get(1).map_err(from_pg)?,
+        data: data_of(&id, row, 2)?,
+        updated_at_ms: row.try_get(3).map_err(from_pg)?,
+        id,
+    })
+}
+
+#[async_trait]
+impl Inspect for PgStorage {
+    async fn list_rows(
+        &self,
+        state: Option<&str>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<StoredRow>> {
+        let q = &self.inner.inspect;
+        let after = after.unwrap_or_default();
+        let limit = limit.min(i64::MAX as u64) as i64;
+        let rows = match state {
+            Some(state) => {
+                self.query(&q.list_by_state, &[&state, &after, &limit])
+                    .await?
+            }
+            None => self.query(&q.list, &[&after, &limit]).await?,
+        };
+        rows.iter().map(stored).collect()
+    }
+
+    async fn get_row(&self, id: &str) -> Result<Option<StoredRow>> {
+        let row = self.query_opt(&self.inner.inspect.get_row, &[&id]).await?;
+        row.as_ref().map(stored).transpose()
+    }
+
+    async fn stats(&self) -> Result<TableStats> {
+        let q = &self.inner.inspect;
+        let range = self.query_opt(&q.time_range, &[]).await?;
+        let (rows, oldest_ms, newest_ms): (i64, Option<i64>, Option<i64>) = match range {
+            Some(row) => (
+                row.try_get(0).map_err(from_pg)?,
+                row.try_get(1).map_err(from_pg)?,
+                row.try_get(2).map_err(from_pg)?,
+            ),
+            None => (0, None, None),
+        };
+        let per_state = self
+            .query(&q.count_by_state, &[])
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get::<_, i64>(1)? as u64)))
+            .collect::<std::result::Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(from_pg)?;
+        Ok(TableStats {
+            rows: rows as u64,
+            per_state,
+            oldest_ms,
+            newest_ms,
+        })
+    }
+
+    async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {
+        let row = self
+            .query_opt(&self.inner.inspect.count_older, &[&cutoff_ms])
+            .await?;
+        let count: i64 = match row {
+            Some(row) => row.try_get(0).map_err(from_pg)?,
+            None => 0,
+        };
+        Ok(count as u64)
+    }
+
+    async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {
+        let batch = batch.min(i64::MAX as u64) as i64;
+        self.execute(&self.inner.inspect.purge_batch, &[&cutoff_ms, &batch])
+            .await
     }
 }

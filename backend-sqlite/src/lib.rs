@@ -24,6 +24,7 @@
 mod config;
 mod connections;
 mod error;
+mod inspect;
 mod migrate;
 mod storage;
 

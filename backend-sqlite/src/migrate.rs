@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use fsmstore_core::sql::VersionQueries;
+use fsmstore_core::sql::{drop_table_if_exists, VersionQueries};
 use fsmstore_core::{
     drive_migration, AppliedMigration, Dialect, Direction, Error, MigrationPlan, MigrationReport,
     MigrationSet, MigrationTarget, Migrator, Result, StampPlan, StepOutcome, StorageOptions,
+    TableName,
 };
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -203,6 +204,25 @@ impl Migrator for SqliteMigrator {
                 .write(move |conn| shared.run_next_step(conn, target))
         })
         .await
+    }
+
+    async fn drop_tables(&self) -> Result<()> {
+        let shared = Arc::clone(&self.shared);
+        self.connections
+            .write(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(from_sqlite)?;
+                for table in [
+                    shared.set.table().clone(),
+                    TableName::new(&shared.version_table)?,
+                ] {
+                    tx.execute(&drop_table_if_exists(Dialect::Sqlite, &table), [])
+                        .map_err(from_sqlite)?;
+                }
+                tx.commit().map_err(from_sqlite)
+            })
+            .await
     }
 
     async fn stamp(&self, target: MigrationTarget) -> Result<()> {

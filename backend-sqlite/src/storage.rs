@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use fsmstore_core::sql::Queries;
+use fsmstore_core::sql::{InspectQueries, Queries};
 use fsmstore_core::{
     merge_shallow, parse_data, validate_data, validate_state, Data, Dialect, Error, Migrator,
     Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions,
@@ -21,9 +21,10 @@ use crate::migrate::SqliteMigrator;
 /// Cheap to clone: clones share the connections. See the crate docs for an example.
 #[derive(Clone)]
 pub struct SqliteStorage {
-    connections: Arc<Connections>,
+    pub(crate) connections: Arc<Connections>,
     queries: Arc<Queries>,
-    options: StorageOptions,
+    pub(crate) inspect: Arc<InspectQueries>,
+    pub(crate) options: StorageOptions,
 }
 
 impl std::fmt::Debug for SqliteStorage {
@@ -47,6 +48,10 @@ impl SqliteStorage {
         let connections = Connections::open(&config).await?;
         let storage = SqliteStorage {
             queries: Arc::new(Queries::for_table(Dialect::Sqlite, &config.options.table)),
+            inspect: Arc::new(InspectQueries::for_table(
+                Dialect::Sqlite,
+                &config.options.table,
+            )),
             options: config.options,
             connections,
         };

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use fsmstore_conformance::Backend;
-use fsmstore_core::{Migrator, Result, SchemaPolicy, Storage, StorageOptions};
+use fsmstore_core::{Inspect, Migrator, Result, SchemaPolicy, Storage, StorageOptions};
 use fsmstore_sqlite::{SqliteConfig, SqliteMigrator, SqliteStorage};
 
 /// Each case gets its own database file in a temporary folder.
@@ -27,6 +27,10 @@ impl Backend for FileBackend {
     }
 
     async fn open(&self, options: StorageOptions) -> Result<Arc<dyn Storage>> {
+        Ok(Arc::new(SqliteStorage::open(self.config(options)).await?))
+    }
+
+    async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {
         Ok(Arc::new(SqliteStorage::open(self.config(options)).await?))
     }
 
@@ -79,9 +83,12 @@ impl Backend for MemoryBackend {
     }
 
     async fn open(&self, options: StorageOptions) -> Result<Arc<dyn Storage>> {
-        Ok(Arc::new(
-            SqliteStorage::open(self.config(options).await?).await?,
-        ))
+        Ok(self.open_inspect(options).await?)
+    }
+
+    async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {
+        let config = self.config(options).await?;
+        Ok(Arc::new(SqliteStorage::open(config).await?))
     }
 
     async fn migrator(&self, options: StorageOptions) -> Result<Box<dyn Migrator>> {

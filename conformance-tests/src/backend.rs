@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use fsmstore_core::{Error, MemoryStorage, Migrator, Result, Storage, StorageOptions};
+use fsmstore_core::{Error, Inspect, MemoryStorage, Migrator, Result, Storage, StorageOptions};
 
 /// A backend under test.
 ///
@@ -20,6 +20,19 @@ pub trait Backend: Send + Sync + 'static {
     /// # Errors
     /// Whatever opening fails with; the schema cases check these errors.
     async fn open(&self, options: StorageOptions) -> Result<Arc<dyn Storage>>;
+
+    /// Opens a storage with `options` for whole-table operations (the `inspect` cases).
+    /// Every SQL backend should implement it; the default fails those cases.
+    ///
+    /// # Errors
+    /// As [`Backend::open`].
+    async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {
+        let _ = options;
+        Err(Error::Config(format!(
+            "{}: open_inspect is not implemented",
+            self.name()
+        )))
+    }
 
     /// Opens a migrator for `options.table` (no schema check).
     ///
@@ -56,6 +69,10 @@ impl Backend for MemoryBackend {
     }
 
     async fn open(&self, options: StorageOptions) -> Result<Arc<dyn Storage>> {
+        Ok(self.open_inspect(options).await?)
+    }
+
+    async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         let storage = match tables.get(options.table.as_str()) {
             // Same rows, options of this open (key builder, limits).

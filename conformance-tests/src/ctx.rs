@@ -4,7 +4,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use fsmstore_core::{MigrationSource, Migrator, SchemaPolicy, Storage, StorageOptions, TableName};
+use fsmstore_core::{
+    Inspect, MigrationSource, Migrator, SchemaPolicy, Storage, StorageOptions, TableName,
+};
 
 use crate::backend::Backend;
 
@@ -67,6 +69,15 @@ impl Ctx {
         match self.backend.open(options).await {
             Ok(storage) => storage,
             Err(err) => panic!("{}: open failed: {err}", self.backend.name()),
+        }
+    }
+
+    /// Opens a storage for whole-table operations on this case's table. Panics if that
+    /// fails.
+    pub async fn inspect(&self) -> Arc<dyn Inspect> {
+        match self.backend.open_inspect(self.options()).await {
+            Ok(storage) => storage,
+            Err(err) => panic!("{}: open_inspect failed: {err}", self.backend.name()),
         }
     }
 

@@ -1,7 +1,7 @@
 //! The conformance suite every fsmstore backend passes.
 //!
 //! Every case is a public `async fn(Ctx)` in [`cases`], grouped by module: `keys`, `state`,
-//! `data`, `update`, `lifecycle`, `payload`, `persistence` (the storage group) and
+//! `data`, `update`, `lifecycle`, `payload`, `persistence`, `inspect` (the storage group) and
 //! `migrations` (the schema group). A case panics on failure, like a test.
 //!
 //! A backend implements [`Backend`] (open a storage or a migrator with given options,
@@ -102,6 +102,10 @@ macro_rules! __storage_cases {
             persistence::data_persists_across_reopen,
             persistence::calls_after_close_fail,
             persistence::close_twice_is_fine,
+            inspect::inspect_lists_rows_by_id_and_state,
+            inspect::inspect_get_row_by_built_id,
+            inspect::inspect_stats_counts_states,
+            inspect::purge_removes_only_old_rows,
         }
     };
 }

@@ -31,6 +31,7 @@
 mod data;
 mod dialect;
 mod error;
+mod inspect;
 mod key;
 mod memory;
 pub mod migrations;
@@ -47,6 +48,7 @@ pub use data::{
 };
 pub use dialect::Dialect;
 pub use error::{BoxError, Error, ErrorKind, Result};
+pub use inspect::{now_ms, Inspect, StoredRow, TableStats};
 pub use key::{DefaultKeyBuilder, KeyBuilder, StorageKey, DEFAULT_DESTINY, MAX_KEY_BYTES};
 pub use memory::MemoryStorage;
 pub use migrations::{Migration, MigrationSet, MigrationSource};

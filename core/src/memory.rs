@@ -9,11 +9,13 @@ use serde_json::Value;
 
 use crate::data::{merge_shallow, validate_data, validate_state, Data, Record};
 use crate::error::{Error, Result};
+use crate::inspect::{now_ms, Inspect, StoredRow, TableStats};
 use crate::key::StorageKey;
 use crate::options::StorageOptions;
 use crate::storage::Storage;
 
-type Rows = HashMap<String, Record>;
+/// Each row with its last write, unix milliseconds.
+type Rows = HashMap<String, (Record, i64)>;
 
 /// Keeps everything in a `HashMap` behind a mutex. Nothing survives the process.
 ///
@@ -86,19 +88,23 @@ impl MemoryStorage {
     ) -> Result<T> {
         let id = self.options.row_id(key)?;
         let mut rows = self.rows()?;
-        let mut record = rows.get(&id).cloned().unwrap_or_default();
+        let mut record = rows.get(&id).map(|(r, _)| r.clone()).unwrap_or_default();
         let out = change(&id, &mut record)?;
         if record.is_empty() {
             rows.remove(&id);
         } else {
-            rows.insert(id, record);
+            rows.insert(id, (record, now_ms()));
         }
         Ok(out)
     }
 
     fn read(&self, key: &StorageKey) -> Result<Record> {
         let id = self.options.row_id(key)?;
-        Ok(self.rows()?.get(&id).cloned().unwrap_or_default())
+        Ok(self
+            .rows()?
+            .get(&id)
+            .map(|(r, _)| r.clone())
+            .unwrap_or_default())
     }
 }
 
@@ -161,5 +167,82 @@ impl Storage for MemoryStorage {
     async fn close(&self) -> Result<()> {
         self.closed.store(true, Ordering::Release);
         Ok(())
+    }
+}
+
+fn stored(id: &str, (record, updated_at_ms): &(Record, i64)) -> StoredRow {
+    StoredRow {
+        id: id.to_owned(),
+        state: record.state.clone(),
+        data: record.data.clone(),
+        updated_at_ms: *updated_at_ms,
+    }
+}
+
+#[async_trait]
+impl Inspect for MemoryStorage {
+    async fn list_rows(
+        &self,
+        state: Option<&str>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<StoredRow>> {
+        let rows = self.rows()?;
+        let mut ids: Vec<&String> = rows
+            .iter()
+            .filter(|(id, (record, _))| {
+                after.is_none_or(|after| id.as_str() > after)
+                    && state.is_none_or(|state| record.state.as_deref() == Some(state))
+            })
+            .map(|(id, _)| id)
+            .collect();
+        ids.sort();
+        Ok(ids
+            .into_iter()
+            .take(limit as usize)
+            .map(|id| stored(id, &rows[id]))
+            .collect())
+    }
+
+    async fn get_row(&self, id: &str) -> Result<Option<StoredRow>> {
+        Ok(self.rows()?.get(id).map(|row| stored(id, row)))
+    }
+
+    async fn stats(&self) -> Result<TableStats> {
+        let rows = self.rows()?;
+        let mut per_state: HashMap<Option<String>, u64> = HashMap::new();
+        for (record, _) in rows.values() {
+            *per_state.entry(record.state.clone()).or_default() += 1;
+        }
+        let mut per_state: Vec<_> = per_state.into_iter().collect();
+        per_state.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(TableStats {
+            rows: rows.len() as u64,
+            per_state,
+            oldest_ms: rows.values().map(|(_, t)| *t).min(),
+            newest_ms: rows.values().map(|(_, t)| *t).max(),
+        })
+    }
+
+    async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {
+        Ok(self
+            .rows()?
+            .values()
+            .filter(|(_, t)| *t < cutoff_ms)
+            .count() as u64)
+    }
+
+    async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {
+        let mut rows = self.rows()?;
+        let old: Vec<String> = rows
+            .iter()
+            .filter(|(_, (_, t))| *t < cutoff_ms)
+            .map(|(id, _)| id.clone())
+            .take(batch as usize)
+            .collect();
+        for id in &old {
+            rows.remove(id);
+        }
+        Ok(old.len() as u64)
     }
 }

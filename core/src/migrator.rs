@@ -125,6 +125,18 @@ pub trait Migrator: Send + Sync {
     /// [`Error::Migration`] for a target outside the known range; database errors.
     async fn stamp(&self, target: MigrationTarget) -> Result<()>;
 
+    /// Drops the FSM table and the version table, whatever version they are at (scratch
+    /// tables of the conformance command; uninstalling). The version table is dropped
+    /// even if other FSM tables recorded versions in it, so use it only on tables you own.
+    ///
+    /// # Errors
+    /// [`Error::Config`] where the backend does not support it; database errors.
+    async fn drop_tables(&self) -> Result<()> {
+        Err(Error::Config(
+            "this migrator can not drop tables".to_owned(),
+        ))
+    }
+
     /// Upgrades to head: idempotent and safe with many instances starting at once.
     ///
     /// # Errors

@@ -1,6 +1,7 @@
 //! The cases, one public `async fn(Ctx)` each. Each panics with a message on failure.
 
 pub mod data;
+pub mod inspect;
 pub mod keys;
 pub mod lifecycle;
 pub mod migrations;

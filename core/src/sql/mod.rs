@@ -61,6 +61,73 @@ impl Queries {
     }
 }
 
+/// Whole-table statements for [`Inspect`](crate::Inspect). Rows come back as
+/// `id, state, data, updated_at (unix ms)`; times are bound as unix milliseconds.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct InspectQueries {
+    /// `(after_id, limit)` → rows with `id > after_id`, by id.
+    pub list: String,
+    /// `(state, after_id, limit)` → rows in `state` with `id > after_id`, by id.
+    pub list_by_state: String,
+    /// `(id)` → the row.
+    pub get_row: String,
+    /// `()` → `state, COUNT(*)`, most common first.
+    pub count_by_state: String,
+    /// `()` → `COUNT(*), MIN(updated_at ms), MAX(updated_at ms)`.
+    pub time_range: String,
+    /// `(cutoff_ms)` → `COUNT(*)` of rows written before the cutoff.
+    pub count_older: String,
+    /// `(cutoff_ms, limit)`: deletes at most `limit` rows written before the cutoff.
+    pub purge_batch: String,
+}
+
+impl InspectQueries {
+    /// The statements of `dialect` on `table`.
+    pub fn for_table(dialect: Dialect, table: &TableName) -> InspectQueries {
+        let t = table.quoted(dialect);
+        match dialect {
+            Dialect::Sqlite => sqlite::inspect_queries(&t),
+            Dialect::Postgres => postgres::inspect_queries(&t),
+            Dialect::Mysql => mysql::inspect_queries(&t),
+        }
+    }
+}
+
+/// Builds [`InspectQueries`] from a dialect's `updated_at`-as-ms expression, cutoff
+/// comparison and placeholders (`p(n)` is the n-th).
+fn inspect_queries(
+    t: &str,
+    updated_ms: &str,
+    before: &str,
+    p: impl Fn(usize) -> String,
+) -> InspectQueries {
+    let columns = format!("id, state, data, {updated_ms}");
+    InspectQueries {
+        list: format!(
+            "SELECT {columns} FROM {t} WHERE id > {} ORDER BY id LIMIT {}",
+            p(1),
+            p(2)
+        ),
+        list_by_state: format!(
+            "SELECT {columns} FROM {t} WHERE state = {} AND id > {} ORDER BY id LIMIT {}",
+            p(1),
+            p(2),
+            p(3)
+        ),
+        get_row: format!("SELECT {columns} FROM {t} WHERE id = {}", p(1)),
+        count_by_state: format!(
+            "SELECT state, COUNT(*) AS n FROM {t} GROUP BY state ORDER BY n DESC, state"
+        ),
+        time_range: format!("SELECT COUNT(*), MIN({updated_ms}), MAX({updated_ms}) FROM {t}"),
+        count_older: format!(
+            "SELECT COUNT(*) FROM {t} WHERE {before}",
+            before = before.replace("{cutoff}", &p(1))
+        ),
+        purge_batch: String::new(),
+    }
+}
+
 /// Statements on the version table, which records applied migrations of any number of FSM
 /// tables (its key is `(table_name, version)`).
 #[derive(Debug, Clone)]

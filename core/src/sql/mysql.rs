@@ -64,3 +64,14 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
         table_exists: "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?".to_owned(),
     }
 }
+
+pub(super) fn inspect_queries(t: &str) -> super::InspectQueries {
+    let mut q = super::inspect_queries(
+        t,
+        "CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED)",
+        "updated_at < FROM_UNIXTIME({cutoff} / 1000)",
+        |_| "?".to_owned(),
+    );
+    q.purge_batch = format!("DELETE FROM {t} WHERE updated_at < FROM_UNIXTIME(? / 1000) LIMIT ?");
+    q
+}

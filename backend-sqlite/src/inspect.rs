@@ -1,0 +1,129 @@
+//! [`Inspect`] for [`SqliteStorage`]: list, stats, purge.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fsmstore_core::sql::InspectQueries;
+use fsmstore_core::{parse_data, Inspect, Result, StoredRow, TableStats};
+use rusqlite::{Connection, OptionalExtension, Params, Row};
+
+use crate::error::from_sqlite;
+use crate::storage::SqliteStorage;
+
+fn stored(row: &Row<'_>) -> rusqlite::Result<(String, Option<String>, String, i64)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+fn rows(conn: &Connection, sql: &str, params: impl Params) -> Result<Vec<StoredRow>> {
+    let mut statement = conn.prepare_cached(sql).map_err(from_sqlite)?;
+    let raw = statement
+        .query_map(params, stored)
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(from_sqlite)?;
+    raw.into_iter()
+        .map(|(id, state, data, updated_at_ms)| {
+            Ok(StoredRow {
+                data: parse_data(&id, &data)?,
+                id,
+                state,
+                updated_at_ms,
+            })
+        })
+        .collect()
+}
+
+impl SqliteStorage {
+    async fn read_inspect<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection, &InspectQueries) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let queries = Arc::clone(&self.inspect);
+        self.connections
+            .read(move |conn| work(conn, &queries))
+            .await
+    }
+}
+
+#[async_trait]
+impl Inspect for SqliteStorage {
+    async fn list_rows(
+        &self,
+        state: Option<&str>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<StoredRow>> {
+        let (state, after) = (
+            state.map(str::to_owned),
+            after.unwrap_or_default().to_owned(),
+        );
+        let limit = limit.min(i64::MAX as u64) as i64;
+        self.read_inspect(move |conn, q| match state {
+            Some(state) => rows(
+                conn,
+                &q.list_by_state,
+                rusqlite::params![state, after, limit],
+            ),
+            None => rows(conn, &q.list, rusqlite::params![after, limit]),
+        })
+        .await
+    }
+
+    async fn get_row(&self, id: &str) -> Result<Option<StoredRow>> {
+        let id = id.to_owned();
+        self.read_inspect(move |conn, q| Ok(rows(conn, &q.get_row, [&id])?.pop()))
+            .await
+    }
+
+    async fn stats(&self) -> Result<TableStats> {
+        self.read_inspect(|conn, q| {
+            let (rows, oldest_ms, newest_ms): (i64, Option<i64>, Option<i64>) = conn
+                .query_row(&q.time_range, [], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
+                .map_err(from_sqlite)?;
+            let mut statement = conn
+                .prepare_cached(&q.count_by_state)
+                .map_err(from_sqlite)?;
+            let per_state = statement
+                .query_map([], |row| {
+                    Ok((
+                        row.get::<_, Option<String>>(0)?,
+                        row.get::<_, i64>(1)? as u64,
+                    ))
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(from_sqlite)?;
+            Ok(TableStats {
+                rows: rows as u64,
+                per_state,
+                oldest_ms,
+                newest_ms,
+            })
+        })
+        .await
+    }
+
+    async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {
+        self.read_inspect(move |conn, q| {
+            let count: Option<i64> = conn
+                .query_row(&q.count_older, [cutoff_ms], |row| row.get(0))
+                .optional()
+                .map_err(from_sqlite)?;
+            Ok(count.unwrap_or_default() as u64)
+        })
+        .await
+    }
+
+    async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {
+        let queries = Arc::clone(&self.inspect);
+        let batch = batch.min(i64::MAX as u64) as i64;
+        self.connections
+            .write(move |conn| {
+                conn.prepare_cached(&queries.purge_batch)
+                    .and_then(|mut s| s.execute(rusqlite::params![cutoff_ms, batch]))
+                    .map(|n| n as u64)
+                    .map_err(from_sqlite)
+            })
+            .await
+    }
+}

@@ -1,0 +1,113 @@
+//! Whole-table operations: list, get by id, stats, purge.
+
+use std::time::Duration;
+
+use fsmstore_core::{now_ms, StorageKey};
+use serde_json::json;
+
+use super::{key, obj};
+use crate::Ctx;
+
+/// Rows are listed by id, filtered by state, and paged with `after` + `limit`.
+pub async fn inspect_lists_rows_by_id_and_state(ctx: Ctx) {
+    let s = ctx.inspect().await;
+    for n in 1..=5 {
+        s.set_state(&key(n), Some(if n % 2 == 0 { "B" } else { "A" }))
+            .await
+            .unwrap();
+        s.update_data(&key(n), &obj(json!({ "n": n })))
+            .await
+            .unwrap();
+    }
+    let all = s.list_rows(None, None, 100).await.unwrap();
+    let ids: Vec<_> = all.iter().map(|row| row.id.as_str()).collect();
+    assert_eq!(ids, ["fsm:1:1", "fsm:2:2", "fsm:3:3", "fsm:4:4", "fsm:5:5"]);
+    assert_eq!(all[2].data, obj(json!({"n": 3})));
+    let b: Vec<_> = s
+        .list_rows(Some("B"), None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(b, ["fsm:2:2", "fsm:4:4"]);
+    let page = s.list_rows(None, Some("fsm:2:2"), 2).await.unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["fsm:3:3", "fsm:4:4"]
+    );
+}
+
+/// `get_row` finds a row by its built id, with state, data and a plausible update time.
+pub async fn inspect_get_row_by_built_id(ctx: Ctx) {
+    let s = ctx.inspect().await;
+    let before = now_ms();
+    s.set_state(&StorageKey::new(42, -100, 7), Some("Form:name"))
+        .await
+        .unwrap();
+    s.set_data(&StorageKey::new(42, -100, 7), &obj(json!({"a": 1})))
+        .await
+        .unwrap();
+    let row = s.get_row("fsm:-100:7").await.unwrap().expect("row");
+    assert_eq!(row.state.as_deref(), Some("Form:name"));
+    assert_eq!(row.data, obj(json!({"a": 1})));
+    assert!(
+        (row.updated_at_ms - before).abs() < 60_000,
+        "{} vs {before}",
+        row.updated_at_ms
+    );
+    assert_eq!(s.get_row("fsm:-100:8").await.unwrap(), None);
+}
+
+/// `stats` counts rows per state (data-only rows under `None`) and the time range.
+pub async fn inspect_stats_counts_states(ctx: Ctx) {
+    let s = ctx.inspect().await;
+    let empty = s.stats().await.unwrap();
+    assert_eq!((empty.rows, empty.oldest_ms), (0, None));
+    for n in 1..=3 {
+        s.set_state(&key(n), Some("Form:name")).await.unwrap();
+    }
+    s.set_state(&key(4), Some("Form:age")).await.unwrap();
+    s.set_data(&key(5), &obj(json!({"only": "data"})))
+        .await
+        .unwrap();
+    let stats = s.stats().await.unwrap();
+    assert_eq!(stats.rows, 5);
+    assert_eq!(stats.per_state[0], (Some("Form:name".to_owned()), 3));
+    assert!(stats.per_state.contains(&(Some("Form:age".to_owned()), 1)));
+    assert!(stats.per_state.contains(&(None, 1)));
+    let (oldest, newest) = (stats.oldest_ms.unwrap(), stats.newest_ms.unwrap());
+    assert!(oldest <= newest && (newest - now_ms()).abs() < 60_000);
+}
+
+/// Purging rows older than a cutoff removes exactly those, in batches, and no newer row.
+pub async fn purge_removes_only_old_rows(ctx: Ctx) {
+    let s = ctx.inspect().await;
+    for n in 1..=5 {
+        s.set_state(&key(n), Some("old")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let cutoff = now_ms();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    for n in 6..=8 {
+        s.set_state(&key(n), Some("new")).await.unwrap();
+    }
+    s.set_state(&key(1), Some("touched")).await.unwrap();
+    assert_eq!(s.count_older_than(cutoff).await.unwrap(), 4);
+    let mut purged = Vec::new();
+    loop {
+        let n = s.purge_older_than(cutoff, 3).await.unwrap();
+        assert!(n <= 3, "a batch deleted {n} > 3 rows");
+        if n == 0 {
+            break;
+        }
+        purged.push(n);
+    }
+    assert_eq!(purged.iter().sum::<u64>(), 4, "{purged:?}");
+    assert_eq!(s.key_count().await.unwrap(), 4);
+    assert_eq!(
+        s.get_state(&key(1)).await.unwrap().as_deref(),
+        Some("touched")
+    );
+    assert_eq!(s.get_state(&key(2)).await.unwrap(), None);
+}

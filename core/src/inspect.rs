@@ -1,0 +1,84 @@
+//! [`Inspect`]: operators' access to a whole table (list, stats, purge), beside the
+//! per-key [`Storage`] calls bots use.
+
+use async_trait::async_trait;
+
+use crate::data::Data;
+use crate::error::Result;
+use crate::storage::Storage;
+
+/// One row as stored: its id (the built key), state, data and last update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRow {
+    /// The row id, e.g. `fsm:-100:7`.
+    pub id: String,
+    /// The state.
+    pub state: Option<String>,
+    /// The data.
+    pub data: Data,
+    /// Last write, unix milliseconds.
+    pub updated_at_ms: i64,
+}
+
+/// What a table holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableStats {
+    /// Rows (keys with a state or data).
+    pub rows: u64,
+    /// Rows per state (`None`: data only), most common first.
+    pub per_state: Vec<(Option<String>, u64)>,
+    /// The least recently written row's `updated_at`, unix milliseconds.
+    pub oldest_ms: Option<i64>,
+    /// The most recently written row's `updated_at`, unix milliseconds.
+    pub newest_ms: Option<i64>,
+}
+
+/// Whole-table operations for operators and tools (the `fsmstore inspect` and `purge`
+/// commands). Every SQL backend and [`MemoryStorage`](crate::MemoryStorage) implement it.
+#[async_trait]
+pub trait Inspect: Storage {
+    /// Up to `limit` rows with ids greater than `after` (for paging), by id; only those
+    /// in `state` when given.
+    ///
+    /// # Errors
+    /// Database errors; [`Error::CorruptData`](crate::Error::CorruptData).
+    async fn list_rows(
+        &self,
+        state: Option<&str>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<StoredRow>>;
+
+    /// The row with id `id` (a built key such as `fsm:-100:7`).
+    ///
+    /// # Errors
+    /// As [`Inspect::list_rows`].
+    async fn get_row(&self, id: &str) -> Result<Option<StoredRow>>;
+
+    /// Row counts per state and the update time range.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn stats(&self) -> Result<TableStats>;
+
+    /// How many rows were last written before `cutoff_ms` (unix milliseconds).
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64>;
+
+    /// Deletes at most `batch` rows last written before `cutoff_ms`; returns how many.
+    /// Call it until it returns 0 to purge everything (small batches keep locks short).
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64>;
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
