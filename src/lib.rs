@@ -33,6 +33,10 @@ pub use fsmstore_sqlite as sqlite;
 #[cfg(feature = "postgres")]
 pub use fsmstore_postgres as postgres;
 
+/// The MySQL / MariaDB backend.
+#[cfg(feature = "mysql")]
+pub use fsmstore_mysql as mysql;
+
 /// The backend a URL names, by its scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -41,6 +45,8 @@ pub enum Scheme {
     Sqlite,
     /// `postgres://` or `postgresql://`
     Postgres,
+    /// `mysql://` or `mariadb://`
+    Mysql,
 }
 
 impl Scheme {
@@ -53,9 +59,7 @@ impl Scheme {
         match scheme {
             "sqlite" => Ok(Scheme::Sqlite),
             "postgres" | "postgresql" => Ok(Scheme::Postgres),
-            "mysql" | "mariadb" => Err(Error::Config(
-                "MySQL URLs need fsmstore's `mysql` Cargo feature".to_owned(),
-            )),
+            "mysql" | "mariadb" => Ok(Scheme::Mysql),
             _ => Err(Error::Config(format!(
                 "unknown database URL scheme {scheme:?}: use sqlite://, postgres:// or mysql://"
             ))),
@@ -75,6 +79,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Storage>> {
         Scheme::Sqlite => Ok(Arc::new(sqlite::SqliteStorage::connect(url).await?)),
         #[cfg(feature = "postgres")]
         Scheme::Postgres => Ok(Arc::new(postgres::PgStorage::connect(url).await?)),
+        #[cfg(feature = "mysql")]
+        Scheme::Mysql => Ok(Arc::new(mysql::MysqlStorage::connect(url).await?)),
         #[allow(unreachable_patterns)]
         _ => Err(feature_off(url)),
     }
@@ -85,6 +91,15 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Storage>> {
 /// # Errors
 /// As [`connect`].
 pub async fn connect_with(url: &str, options: StorageOptions) -> Result<Arc<dyn Storage>> {
+    Ok(connect_inspect(url, options).await?)
+}
+
+/// As [`connect_with`], with the whole-table operations of [`Inspect`] (list, stats,
+/// purge) for operators' tools.
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_inspect(url: &str, options: StorageOptions) -> Result<Arc<dyn Inspect>> {
     match Scheme::of(url)? {
         #[cfg(feature = "sqlite")]
         Scheme::Sqlite => {
@@ -95,6 +110,11 @@ pub async fn connect_with(url: &str, options: StorageOptions) -> Result<Arc<dyn 
         Scheme::Postgres => {
             let config = postgres::PgConfig::from_url(url)?.options(options);
             Ok(Arc::new(postgres::PgStorage::open(config).await?))
+        }
+        #[cfg(feature = "mysql")]
+        Scheme::Mysql => {
+            let config = mysql::MysqlConfig::from_url(url)?.options(options);
+            Ok(Arc::new(mysql::MysqlStorage::open(config).await?))
         }
         #[allow(unreachable_patterns)]
         _ => Err(feature_off(url)),
@@ -117,6 +137,11 @@ pub async fn migrator(url: &str, options: StorageOptions) -> Result<Box<dyn Migr
         Scheme::Postgres => {
             let config = postgres::PgConfig::from_url(url)?.options(options);
             Ok(Box::new(postgres::PgMigrator::new(config)?))
+        }
+        #[cfg(feature = "mysql")]
+        Scheme::Mysql => {
+            let config = mysql::MysqlConfig::from_url(url)?.options(options);
+            Ok(Box::new(mysql::MysqlMigrator::open(config).await?))
         }
         #[allow(unreachable_patterns)]
         _ => Err(feature_off(url)),

@@ -36,6 +36,7 @@ mod key;
 mod memory;
 pub mod migrations;
 mod migrator;
+mod offline;
 mod options;
 mod planner;
 pub mod sql;
@@ -56,6 +57,7 @@ pub use migrator::{
     drive_migration, history, AppliedMigration, HistoryEntry, MigrationReport, Migrator,
     SchemaStatus, StepOutcome,
 };
+pub use offline::offline_script;
 pub use options::{SchemaPolicy, StorageOptions, DEFAULT_MAX_DATA_BYTES};
 pub use planner::{
     dirty_error, verified_version, Direction, MigrationPlan, MigrationStep, MigrationTarget,

@@ -182,12 +182,17 @@ impl MigrationLock {
                     name: format!("advisory lock {key} ({name})"),
                 })
             }
-            // A validated identifier: safe inside a string literal.
-            Dialect::Mysql => Some(MigrationLock {
-                acquire: format!("SELECT GET_LOCK('{name}', ?)"),
-                release: format!("SELECT RELEASE_LOCK('{name}')"),
-                name,
-            }),
+            // A validated identifier: safe inside a string literal. MySQL refuses lock
+            // names over 64 characters (error 3057): truncate; two long version tables
+            // sharing a prefix then share a lock, which only serializes their migrations.
+            Dialect::Mysql => {
+                let name: String = name.chars().take(64).collect();
+                Some(MigrationLock {
+                    acquire: format!("SELECT GET_LOCK('{name}', ?)"),
+                    release: format!("SELECT RELEASE_LOCK('{name}')"),
+                    name,
+                })
+            }
         }
     }
 }

@@ -1,0 +1,117 @@
+//! [`Inspect`] for [`MysqlStorage`]: whole-table operations for operators (list, stats,
+//! purge), on core's MySQL statements.
+
+use async_trait::async_trait;
+use fsmstore_core::sql::InspectQueries;
+use fsmstore_core::{Dialect, Inspect, Result, StoredRow, TableName, TableStats};
+use sqlx::mysql::MySqlRow;
+use sqlx::{Row, SqlStr};
+
+use crate::error::from_sqlx;
+use crate::storage::{data_column, sql, MysqlStorage};
+
+/// Core's whole-table statements as sqlx strings.
+pub(crate) struct InspectStatements {
+    list: SqlStr,
+    list_by_state: SqlStr,
+    get_row: SqlStr,
+    count_by_state: SqlStr,
+    time_range: SqlStr,
+    count_older: SqlStr,
+    purge_batch: SqlStr,
+}
+
+impl InspectStatements {
+    pub(crate) fn new(table: &TableName) -> Self {
+        let q = InspectQueries::for_table(Dialect::Mysql, table);
+        InspectStatements {
+            list: sql(&q.list),
+            list_by_state: sql(&q.list_by_state),
+            get_row: sql(&q.get_row),
+            count_by_state: sql(&q.count_by_state),
+            time_range: sql(&q.time_range),
+            count_older: sql(&q.count_older),
+            purge_batch: sql(&q.purge_batch),
+        }
+    }
+}
+
+/// `id, state, data, updated_at ms` as a [`StoredRow`].
+fn stored_row(row: &MySqlRow) -> Result<StoredRow> {
+    let id: String = row.try_get(0).map_err(from_sqlx)?;
+    Ok(StoredRow {
+        state: row.try_get(1).map_err(from_sqlx)?,
+        data: data_column(row, 2, &id)?,
+        updated_at_ms: row.try_get(3).map_err(from_sqlx)?,
+        id,
+    })
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or_default()
+}
+
+#[async_trait]
+impl Inspect for MysqlStorage {
+    async fn list_rows(
+        &self,
+        state: Option<&str>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<StoredRow>> {
+        let q = &self.inner.inspect;
+        let after = after.unwrap_or("");
+        let rows = retrying!(self, |conn| {
+            let query = match state {
+                Some(state) => sqlx::query(q.list_by_state.clone()).bind(state),
+                None => sqlx::query(q.list.clone()),
+            };
+            query.bind(after).bind(limit).fetch_all(&mut *conn)
+        })?;
+        rows.iter().map(stored_row).collect()
+    }
+
+    async fn get_row(&self, id: &str) -> Result<Option<StoredRow>> {
+        let q = &self.inner.inspect;
+        let row = retrying!(self, |conn| sqlx::query(q.get_row.clone())
+            .bind(id)
+            .fetch_optional(&mut *conn))?;
+        row.as_ref().map(stored_row).transpose()
+    }
+
+    async fn stats(&self) -> Result<TableStats> {
+        let q = &self.inner.inspect;
+        let per_state: Vec<(Option<String>, i64)> =
+            retrying!(self, |conn| sqlx::query_as(q.count_by_state.clone())
+                .fetch_all(&mut *conn))?;
+        let (rows, oldest_ms, newest_ms): (i64, Option<i64>, Option<i64>) =
+            retrying!(self, |conn| sqlx::query_as(q.time_range.clone())
+                .fetch_one(&mut *conn))?;
+        Ok(TableStats {
+            rows: count(rows),
+            per_state: per_state
+                .into_iter()
+                .map(|(state, n)| (state, count(n)))
+                .collect(),
+            oldest_ms,
+            newest_ms,
+        })
+    }
+
+    async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {
+        let q = &self.inner.inspect;
+        let n: i64 = retrying!(self, |conn| sqlx::query_scalar(q.count_older.clone())
+            .bind(cutoff_ms)
+            .fetch_one(&mut *conn))?;
+        Ok(count(n))
+    }
+
+    async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {
+        let q = &self.inner.inspect;
+        let done = retrying!(self, |conn| sqlx::query(q.purge_batch.clone())
+            .bind(cutoff_ms)
+            .bind(batch)
+            .execute(&mut *conn))?;
+        Ok(done.rows_affected())
+    }
+}

@@ -1,0 +1,336 @@
+//! [`MysqlStorage`]: the [`Storage`] implementation.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fsmstore_core::sql::Queries;
+use fsmstore_core::{
+    merge_shallow, parse_data, validate_data, validate_state, Data, Dialect, Error, Migrator,
+    Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions,
+};
+use serde_json::Value;
+use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlRow};
+use sqlx::{Acquire, AssertSqlSafe, Row, SqlSafeStr, SqlStr};
+
+use crate::config::MysqlConfig;
+use crate::error::from_sqlx;
+use crate::inspect::InspectStatements;
+use crate::migrate::MysqlMigrator;
+
+/// FSM storage in a MySQL 8 or MariaDB 10.6+ database.
+///
+/// Cheap to clone: clones share the pool. See the crate docs for an example.
+#[derive(Clone)]
+pub struct MysqlStorage {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) pool: MySqlPool,
+    sql: Statements,
+    pub(crate) inspect: InspectStatements,
+    pub(crate) config: MysqlConfig,
+    pub(crate) closed: AtomicBool,
+}
+
+/// Core's MySQL statements as sqlx strings (cheap to clone: shared, not copied).
+struct Statements {
+    get_record: SqlStr,
+    get_state: SqlStr,
+    get_data: SqlStr,
+    upsert_state: SqlStr,
+    clear_state: SqlStr,
+    upsert_data: SqlStr,
+    clear_data: SqlStr,
+    delete_if_empty: Option<SqlStr>,
+    lock_row: SqlStr,
+    delete: SqlStr,
+    count: SqlStr,
+}
+
+/// A statement text from core as a sqlx string. Core builds every statement from validated,
+/// quoted identifiers and binds every value, which is what `AssertSqlSafe` asserts.
+pub(crate) fn sql(text: &str) -> SqlStr {
+    AssertSqlSafe(Arc::<str>::from(text)).into_sql_str()
+}
+
+impl Statements {
+    fn new(q: &Queries) -> Result<Self> {
+        let lock_row = q.lock_row.as_deref().ok_or_else(|| {
+            Error::Config("core defines no MySQL lock_row statement for update_data".to_owned())
+        })?;
+        Ok(Statements {
+            get_record: sql(&q.get_record),
+            get_state: sql(&q.get_state),
+            get_data: sql(&q.get_data),
+            upsert_state: sql(&q.upsert_state),
+            clear_state: sql(&q.clear_state),
+            upsert_data: sql(&q.upsert_data),
+            clear_data: sql(&q.clear_data),
+            delete_if_empty: q.delete_if_empty.as_deref().map(sql),
+            lock_row: sql(lock_row),
+            delete: sql(&q.delete),
+            count: sql(&q.count),
+        })
+    }
+}
+
+impl std::fmt::Debug for MysqlStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlStorage")
+            .field("server", &self.inner.config.to_string())
+            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl MysqlStorage {
+    /// Connects (a pool of `config.pool_max` connections) and applies the schema policy of
+    /// `config.options.schema`: `Verify` (default) refuses a schema that is not at head,
+    /// `Upgrade` migrates first (under the migration lock).
+    ///
+    /// # Errors
+    /// [`Error::Connection`] when the server can not be reached; [`Error::SchemaOutdated`]
+    /// (naming the command to run), [`Error::SchemaTooNew`], [`Error::MigrationDrift`] and
+    /// [`Error::MigrationDirty`] from the schema check.
+    pub async fn open(config: MysqlConfig) -> Result<Self> {
+        let sql = Statements::new(&Queries::for_table(Dialect::Mysql, &config.options.table))?;
+        let inspect = InspectStatements::new(&config.options.table);
+        let pool = config.pool(config.pool_max).await?;
+        let storage = MysqlStorage {
+            inner: Arc::new(Inner {
+                pool,
+                sql,
+                inspect,
+                config,
+                closed: AtomicBool::new(false),
+            }),
+        };
+        let checked = match storage.options().schema {
+            SchemaPolicy::Upgrade => storage.migrator()?.ensure_schema().await.map(drop),
+            SchemaPolicy::Verify => storage
+                .migrator()?
+                .status()
+                .await
+                .and_then(|s| s.require_head()),
+            _ => Ok(()),
+        };
+        if let Err(err) = checked {
+            // Do not leave connections open behind a failed open.
+            storage.inner.pool.close().await;
+            return Err(err);
+        }
+        Ok(storage)
+    }
+
+    /// Opens `url` (see [`MysqlConfig::from_url`]).
+    ///
+    /// # Errors
+    /// As [`MysqlConfig::from_url`] and [`MysqlStorage::open`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::open(MysqlConfig::from_url(url)?).await
+    }
+
+    /// The migrator of this storage's table; it reads through this storage's pool and takes
+    /// the migration lock on a connection of its own.
+    ///
+    /// # Errors
+    /// [`Error::Migration`] for a custom migration list that is not contiguous.
+    pub fn migrator(&self) -> Result<MysqlMigrator> {
+        MysqlMigrator::on_pool(self.inner.pool.clone(), &self.inner.config)
+    }
+
+    /// The options this storage was opened with.
+    pub fn options(&self) -> &StorageOptions {
+        &self.inner.config.options
+    }
+
+    /// The pool, for callers that want to run their own statements beside the storage.
+    pub fn pool(&self) -> &MySqlPool {
+        &self.inner.pool
+    }
+}
+
+pub(crate) fn data_column(row: &MySqlRow, index: usize, id: &str) -> Result<Data> {
+    // MariaDB's JSON is LONGTEXT, MySQL 8's a JSON column type that sqlx's `String` refuses
+    // to decode: read the text unchecked (both arrive as UTF-8 text) and parse it with
+    // core's rules, so bad stored data is `CorruptData` on both servers.
+    let text: Option<String> = row.try_get_unchecked(index).map_err(from_sqlx)?;
+    text.map_or_else(|| Ok(Data::new()), |text| parse_data(id, &text))
+}
+
+async fn select_row(
+    conn: &mut MySqlConnection,
+    statement: &SqlStr,
+    id: &str,
+) -> sqlx::Result<Option<MySqlRow>> {
+    sqlx::query(statement.clone())
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+}
+
+/// Runs `statement` binding `id` and, when given, a second value.
+async fn execute(
+    conn: &mut MySqlConnection,
+    statement: &SqlStr,
+    id: &str,
+    value: Option<&str>,
+) -> sqlx::Result<()> {
+    let mut query = sqlx::query(statement.clone()).bind(id);
+    if let Some(value) = value {
+        query = query.bind(value);
+    }
+    query.execute(&mut *conn).await.map(drop)
+}
+
+/// `update_data` in one transaction: core's `lock_row` upsert takes an exclusive row lock
+/// from the start (inserting an empty row for a cold key, so there is no shared-to-exclusive
+/// upgrade to deadlock on), then the row is read, merged in Rust with `dict.update`
+/// semantics and written. Concurrent updates of one key queue on the row lock. The outer
+/// `Result` is the database's (retried); the inner one is stored data that is not an object.
+async fn merge_locked(
+    conn: &mut MySqlConnection,
+    sql: &Statements,
+    id: &str,
+    patch: &Data,
+) -> sqlx::Result<Result<Data>> {
+    let mut tx = conn.begin().await?;
+    execute(&mut tx, &sql.lock_row, id, None).await?;
+    let row = select_row(&mut tx, &sql.get_data, id).await?;
+    let mut data = match row.map(|row| data_column(&row, 0, id)) {
+        Some(Ok(data)) => data,
+        None => Data::new(),
+        // Dropping the transaction rolls back the lock_row insert.
+        Some(Err(err)) => return Ok(Err(err)),
+    };
+    merge_shallow(&mut data, patch);
+    let text = match serde_json::to_string(&data) {
+        Ok(text) => text,
+        Err(err) => return Ok(Err(Error::Serialization(err))),
+    };
+    execute(&mut tx, &sql.upsert_data, id, Some(&text)).await?;
+    tx.commit().await?;
+    Ok(Ok(data))
+}
+
+/// Runs `clear` (a statement emptying state or data) and core's `delete_if_empty` in one
+/// transaction, so a row holding nothing never stays behind.
+async fn clear_field(
+    conn: &mut MySqlConnection,
+    sql: &Statements,
+    clear: &SqlStr,
+    id: &str,
+) -> sqlx::Result<()> {
+    let mut tx = conn.begin().await?;
+    execute(&mut tx, clear, id, None).await?;
+    if let Some(delete) = &sql.delete_if_empty {
+        execute(&mut tx, delete, id, None).await?;
+    }
+    tx.commit().await
+}
+
+#[async_trait]
+impl Storage for MysqlStorage {
+    async fn get_state(&self, key: &StorageKey) -> Result<Option<String>> {
+        let sql = &self.inner.sql;
+        let id = self.options().row_id(key)?;
+        let row = retrying!(self, |conn| select_row(conn, &sql.get_state, &id))?;
+        match row {
+            Some(row) => row.try_get(0).map_err(from_sqlx),
+            None => Ok(None),
+        }
+    }
+
+    async fn set_state(&self, key: &StorageKey, state: Option<&str>) -> Result<()> {
+        let sql = &self.inner.sql;
+        let id = self.options().row_id(key)?;
+        match state {
+            Some(state) => {
+                validate_state(state)?;
+                retrying!(self, |conn| execute(
+                    conn,
+                    &sql.upsert_state,
+                    &id,
+                    Some(state)
+                ))
+            }
+            None => retrying!(self, |conn| clear_field(conn, sql, &sql.clear_state, &id)),
+        }
+    }
+
+    async fn get_data(&self, key: &StorageKey) -> Result<Data> {
+        let sql = &self.inner.sql;
+        let id = self.options().row_id(key)?;
+        let row = retrying!(self, |conn| select_row(conn, &sql.get_data, &id))?;
+        match row {
+            Some(row) => data_column(&row, 0, &id),
+            None => Ok(Data::new()),
+        }
+    }
+
+    async fn set_data(&self, key: &StorageKey, data: &Data) -> Result<()> {
+        let sql = &self.inner.sql;
+        let id = self.options().row_id(key)?;
+        if data.is_empty() {
+            return retrying!(self, |conn| clear_field(conn, sql, &sql.clear_data, &id));
+        }
+        let text = validate_data(&id, data, self.options().max_data_bytes)?;
+        retrying!(self, |conn| execute(
+            conn,
+            &sql.upsert_data,
+            &id,
+            Some(&text)
+        ))
+    }
+
+    async fn update_data(&self, key: &StorageKey, patch: &Data) -> Result<Data> {
+        if patch.is_empty() {
+            return self.get_data(key).await;
+        }
+        let id = self.options().row_id(key)?;
+        // The limit applies to the patch, as on backends that merge inside the database.
+        validate_data(&id, patch, self.options().max_data_bytes)?;
+        let sql = &self.inner.sql;
+        retrying!(self, |conn| merge_locked(conn, sql, &id, patch))?
+    }
+
+    async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
+        // Core has no MySQL get_value: JSON paths can not name every field exactly
+        // (quotes, dots, `*`) on both servers. Read the object and pick the field.
+        Ok(self.get_data(key).await?.remove(field))
+    }
+
+    async fn get_record(&self, key: &StorageKey) -> Result<Record> {
+        let sql = &self.inner.sql;
+        let id = self.options().row_id(key)?;
+        let row = retrying!(self, |conn| select_row(conn, &sql.get_record, &id))?;
+        match row {
+            Some(row) => Ok(Record {
+                state: row.try_get(0).map_err(from_sqlx)?,
+                data: data_column(&row, 1, &id)?,
+            }),
+            None => Ok(Record::default()),
+        }
+    }
+
+    async fn clear(&self, key: &StorageKey) -> Result<()> {
+        let sql = &self.inner.sql;
+        let id = self.options().row_id(key)?;
+        retrying!(self, |conn| execute(conn, &sql.delete, &id, None))
+    }
+
+    async fn key_count(&self) -> Result<u64> {
+        let sql = &self.inner.sql;
+        let count: i64 = retrying!(self, |conn| sqlx::query_scalar(sql.count.clone())
+            .fetch_one(&mut *conn))?;
+        u64::try_from(count).map_err(|_| Error::database(false, "negative COUNT(*)"))
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.pool.close().await;
+        Ok(())
+    }
+}

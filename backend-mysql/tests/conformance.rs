@@ -1,0 +1,54 @@
+//! The whole conformance suite against the server `FSMSTORE_TEST_MYSQL_URL` names (default:
+//! the local MariaDB). Each case runs on its own FSM and version table, dropped afterwards.
+
+mod common;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fsmstore_conformance::Backend;
+use fsmstore_core::{Inspect, Migrator, Result, Storage, StorageOptions};
+use fsmstore_mysql::{MysqlConfig, MysqlMigrator, MysqlStorage};
+
+struct MysqlBackend {
+    config: MysqlConfig,
+}
+
+impl MysqlBackend {
+    fn config(&self, options: StorageOptions) -> MysqlConfig {
+        self.config.clone().options(options)
+    }
+}
+
+#[async_trait]
+impl Backend for MysqlBackend {
+    fn name(&self) -> String {
+        "mysql".into()
+    }
+
+    async fn open(&self, options: StorageOptions) -> Result<Arc<dyn Storage>> {
+        Ok(Arc::new(MysqlStorage::open(self.config(options)).await?))
+    }
+
+    async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {
+        Ok(Arc::new(MysqlStorage::open(self.config(options)).await?))
+    }
+
+    async fn migrator(&self, options: StorageOptions) -> Result<Box<dyn Migrator>> {
+        Ok(Box::new(MysqlMigrator::open(self.config(options)).await?))
+    }
+
+    async fn cleanup(&self, options: &StorageOptions) -> Result<()> {
+        common::drop_tables(&self.config, options).await
+    }
+}
+
+async fn backend() -> Option<Arc<dyn Backend>> {
+    let config = common::config()?;
+    match common::reachable(&config).await {
+        Ok(()) => Some(Arc::new(MysqlBackend { config })),
+        Err(err) => fsmstore_conformance::unreachable("MariaDB", common::URL_VARIABLE, &err),
+    }
+}
+
+fsmstore_conformance::conformance_suite!(all: backend);

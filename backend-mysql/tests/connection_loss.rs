@@ -1,0 +1,162 @@
+//! The storage's server connections are killed (`KILL <id>` from an admin connection) while
+//! it works and while it idles: calls fail at worst with transient errors, succeed again
+//! without reopening the storage, and no row is ever half written.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fsmstore_core::serde_json::{json, Value};
+use fsmstore_core::{Data, SchemaPolicy, Storage, StorageKey};
+use fsmstore_mysql::sqlx::{self, AssertSqlSafe, MySqlConnection};
+use fsmstore_mysql::{MysqlConfig, MysqlStorage};
+
+const WRITERS: i64 = 4;
+
+fn key(n: i64) -> StorageKey {
+    StorageKey::new(1, -100, n)
+}
+
+fn patch(i: i64) -> Data {
+    // Two fields written by one update: a half-written row would show them disagree.
+    json!({"i": i, "pair": [i, i], "blob": "x".repeat(2000)})
+        .as_object()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A row is whole when both fields of its last update agree.
+fn assert_whole(data: &Data) {
+    let i = data.get("i").cloned().unwrap_or(Value::Null);
+    assert_eq!(
+        data.get("pair"),
+        Some(&json!([i, i])),
+        "half-written row: {data:?}"
+    );
+}
+
+/// Kills every connection of the storage: those opened after the admin connection, by the
+/// same user, on the same database (this test binary runs nothing else against it).
+async fn kill_storage_connections(admin: &mut MySqlConnection) -> usize {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST \
+         WHERE ID > CONNECTION_ID() AND DB = DATABASE() \
+         AND USER = SUBSTRING_INDEX(USER(), '@', 1)",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    .unwrap();
+    let mut killed = 0;
+    for id in ids {
+        // The connection may have gone already: ignore "Unknown thread id".
+        if sqlx::raw_sql(AssertSqlSafe(format!("KILL {id}")))
+            .execute(&mut *admin)
+            .await
+            .is_ok()
+        {
+            killed += 1;
+        }
+    }
+    killed
+}
+
+async fn open(server: &MysqlConfig, options: fsmstore_core::StorageOptions) -> MysqlStorage {
+    MysqlStorage::open(
+        server
+            .clone()
+            .pool_max(4)
+            .options(options.schema(SchemaPolicy::Upgrade)),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_connections_recover_without_reopening() {
+    let Some(server) = common::server().await else {
+        return;
+    };
+    let options = common::unique_options("fm_kill");
+    // The admin connection exists before the storage's: its id is the lower bound.
+    let mut admin = common::connection(&server).await.unwrap();
+    let storage = Arc::new(open(&server, options.clone()).await);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (calls, transient) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let writers: Vec<_> = (1..=WRITERS)
+        .map(|n| {
+            let (storage, stop) = (Arc::clone(&storage), Arc::clone(&stop));
+            let (calls, transient) = (Arc::clone(&calls), Arc::clone(&transient));
+            tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let results = [
+                        storage.update_data(&key(n), &patch(i)).await.map(drop),
+                        storage.set_state(&key(n), Some(&format!("S{i}"))).await,
+                        storage
+                            .get_record(&key(n))
+                            .await
+                            .map(|r| assert_whole(&r.data)),
+                    ];
+                    for result in results {
+                        calls.fetch_add(1, Ordering::Relaxed);
+                        if let Err(err) = result {
+                            assert!(err.is_transient(), "not transient: {err:?}");
+                            transient.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    // Kill mid-run, several times.
+    let mut killed = 0;
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        killed += kill_storage_connections(&mut admin).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.expect("writer panicked");
+    }
+    assert!(killed > 0, "no connection was killed");
+    let calls = calls.load(Ordering::Relaxed);
+    assert!(calls > 100, "only {calls} calls ran");
+    eprintln!(
+        "killed {killed} connections during {calls} calls; {} calls failed (transient)",
+        transient.load(Ordering::Relaxed)
+    );
+
+    // Kill the idle pool: the next calls succeed on fresh connections, same storage.
+    assert!(kill_storage_connections(&mut admin).await > 0);
+    for n in 1..=WRITERS {
+        let data = storage.update_data(&key(n), &patch(1_000)).await.unwrap();
+        assert_whole(&data);
+        storage.set_state(&key(n), Some("after")).await.unwrap();
+    }
+    for n in 1..=WRITERS {
+        let record = storage.get_record(&key(n)).await.unwrap();
+        assert_eq!(record.state.as_deref(), Some("after"));
+        assert_eq!(record.data.get("i"), Some(&json!(1_000)));
+        assert_whole(&record.data);
+    }
+    assert_eq!(storage.key_count().await.unwrap(), WRITERS as u64);
+    storage.close().await.unwrap();
+    common::drop_tables(&server, &options).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_is_a_transient_error() {
+    // Nothing listens on port 9 of this host: refused at once, retried until the timeout.
+    let config = MysqlConfig::from_url("mysql://root:XYZZY-secret@127.0.0.1:9/test")
+        .unwrap()
+        .connect_timeout(Duration::from_millis(300))
+        .options(common::unique_options("fm_unreach"));
+    let err = MysqlStorage::open(config).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("XYZZY"), "{err:?}");
+}

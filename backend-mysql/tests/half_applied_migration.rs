@@ -1,0 +1,192 @@
+//! A migration whose second statement fails: MySQL has already committed the first, so the
+//! migration is reported dirty (naming the version and the stamp command), stays dirty on
+//! every later run, is repaired by `stamp`, and the migration lock is free throughout.
+
+mod common;
+
+use std::time::Duration;
+
+use fsmstore_core::migrations::{builtin, Script};
+use fsmstore_core::sql::MigrationLock;
+use fsmstore_core::{
+    Dialect, Error, MigrationSource, MigrationTarget, Migrator, SchemaPolicy, Storage,
+};
+use fsmstore_mysql::sqlx::{self, Connection};
+use fsmstore_mysql::{MysqlMigrator, MysqlStorage};
+
+/// Version 4: adds a column (commits), then fails.
+fn half_failing() -> Vec<MigrationSource> {
+    let script = Script {
+        up: "ALTER TABLE {table} ADD COLUMN half_applied INT NULL;\n\
+             SELECT no_such_column FROM fsmstore_no_such_table;\n"
+            .into(),
+        down: "ALTER TABLE {table} DROP COLUMN half_applied;\n".into(),
+    };
+    let mut sources = builtin();
+    sources.push(MigrationSource {
+        version: 4,
+        description: "fails half-way".into(),
+        sqlite: script.clone(),
+        postgres: script.clone(),
+        mysql: script,
+    });
+    sources
+}
+
+/// `IS_FREE_LOCK` of the migration lock, asked on a connection of its own.
+async fn lock_is_free(
+    config: &fsmstore_mysql::MysqlConfig,
+    version_table: &fsmstore_core::TableName,
+) -> bool {
+    let lock = MigrationLock::for_table(Dialect::Mysql, version_table).unwrap();
+    let mut conn = common::connection(config).await.unwrap();
+    let free: Option<i64> = sqlx::query_scalar("SELECT IS_FREE_LOCK(?)")
+        .bind(lock.name)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.ok();
+    free == Some(1)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_applied_migration_is_dirty_until_stamped() {
+    let Some(server) = common::server().await else {
+        return;
+    };
+    let options = common::unique_options("fm_half");
+    let table = options.table.to_string();
+    let config = server
+        .clone()
+        .options(options.clone().migrations(half_failing()));
+    let migrator = MysqlMigrator::open(config.clone()).await.unwrap();
+
+    let err = migrator.ensure_schema().await.unwrap_err();
+    assert!(
+        matches!(err, Error::MigrationDirty { version: 4, .. }),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("fsmstore migrate stamp 4 --table {table}")),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("fsmstore migrate stamp 3 --table {table}")),
+        "{message}"
+    );
+    assert!(lock_is_free(&server, &options.version_table).await);
+
+    // The row stays unfinished: status, a second run and opening a storage all say dirty.
+    let applied = migrator.applied().await.unwrap();
+    assert_eq!(applied.len(), 4);
+    assert!(!applied[3].success && applied[..3].iter().all(|row| row.success));
+    assert!(matches!(
+        migrator.status().await,
+        Err(Error::MigrationDirty { version: 4, .. })
+    ));
+    let again = tokio::time::timeout(Duration::from_secs(20), migrator.ensure_schema())
+        .await
+        .expect("the migration lock was not released");
+    assert!(
+        matches!(again, Err(Error::MigrationDirty { version: 4, .. })),
+        "{again:?}"
+    );
+    let opened = MysqlStorage::open(config.clone().schema(SchemaPolicy::Verify)).await;
+    assert!(matches!(
+        opened,
+        Err(Error::MigrationDirty { version: 4, .. })
+    ));
+
+    // The operator completes the migration by hand, then records it: stamp repairs the row.
+    migrator.stamp(MigrationTarget::Version(4)).await.unwrap();
+    assert_eq!(migrator.current().await.unwrap(), 4);
+    assert!(migrator.applied().await.unwrap().iter().all(|r| r.success));
+
+    // The lock is free: another migrator gets through at once, and the table works.
+    let other = MysqlMigrator::open(config.clone()).await.unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(20), other.ensure_schema())
+        .await
+        .expect("the migration lock was not released")
+        .unwrap();
+    assert!(report.steps.is_empty(), "{report:?}");
+    let storage = MysqlStorage::open(config.clone().schema(SchemaPolicy::Verify))
+        .await
+        .unwrap();
+    storage
+        .set_state(&fsmstore_core::StorageKey::new(1, 2, 3), Some("S"))
+        .await
+        .unwrap();
+    storage.close().await.unwrap();
+    assert!(lock_is_free(&server, &options.version_table).await);
+    common::drop_tables(&server, &options).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_first_statement_leaves_no_row() {
+    let Some(server) = common::server().await else {
+        return;
+    };
+    let options = common::unique_options("fm_first");
+    let mut sources = builtin();
+    sources.push(MigrationSource {
+        version: 4,
+        description: "fails at once".into(),
+        sqlite: Script {
+            up: "".into(),
+            down: "".into(),
+        },
+        postgres: Script {
+            up: "".into(),
+            down: "".into(),
+        },
+        mysql: Script {
+            up: "SELECT no_such_column FROM fsmstore_no_such_table;\n\
+                 ALTER TABLE {table} ADD COLUMN never INT NULL;\n"
+                .into(),
+            down: "SELECT 1;\n".into(),
+        },
+    });
+    let migrator = MysqlMigrator::open(server.clone().options(options.clone().migrations(sources)))
+        .await
+        .unwrap();
+    let err = migrator.ensure_schema().await.unwrap_err();
+    assert!(
+        matches!(err, Error::MigrationFailed { version: 4, .. }),
+        "{err:?}"
+    );
+    assert_eq!(migrator.current().await.unwrap(), 3, "no row for version 4");
+    assert!(lock_is_free(&server, &options.version_table).await);
+    common::drop_tables(&server, &options).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_applied_downgrade_is_dirty() {
+    let Some(server) = common::server().await else {
+        return;
+    };
+    let options = common::unique_options("fm_down");
+    let mut sources = half_failing();
+    sources[3].mysql = Script {
+        up: "ALTER TABLE {table} ADD COLUMN half_applied INT NULL;\n".into(),
+        down: "ALTER TABLE {table} DROP COLUMN half_applied;\n\
+               SELECT no_such_column FROM fsmstore_no_such_table;\n"
+            .into(),
+    };
+    let migrator = MysqlMigrator::open(server.clone().options(options.clone().migrations(sources)))
+        .await
+        .unwrap();
+    migrator.ensure_schema().await.unwrap();
+    let err = migrator
+        .migrate(MigrationTarget::Version(3))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::MigrationDirty { version: 4, .. }),
+        "{err:?}"
+    );
+    // The column is gone: the operator records the downgrade as done.
+    migrator.stamp(MigrationTarget::Version(3)).await.unwrap();
+    assert_eq!(migrator.current().await.unwrap(), 3);
+    common::drop_tables(&server, &options).await.unwrap();
+}

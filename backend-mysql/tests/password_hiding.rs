@@ -1,0 +1,77 @@
+//! The password never shows: not in `Debug` or `Display` of the config, the storage or the
+//! migrator, and not in the errors of a refused login or an unreachable server.
+
+mod common;
+
+use std::time::Duration;
+
+use fsmstore_core::Storage;
+use fsmstore_mysql::{MysqlConfig, MysqlMigrator, MysqlStorage};
+
+const SECRET: &str = "XYZZY-pl0ugh";
+
+fn assert_hidden(shown: &str) {
+    assert!(!shown.contains(SECRET), "the password leaked: {shown}");
+}
+
+#[test]
+fn config_debug_and_display_hide_the_password() {
+    let config = MysqlConfig::from_url(&format!(
+        "mysql://bot:{SECRET}@db.example:3306/bots?table=fsm&ssl-mode=disabled"
+    ))
+    .unwrap();
+    assert_hidden(&format!("{config}"));
+    assert_hidden(&format!("{config:?}"));
+    assert_hidden(&format!("{config:#?}"));
+    assert!(config
+        .to_string()
+        .starts_with("mysql://bot:***@db.example:3306/bots"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_login_and_unreachable_server_hide_the_password() {
+    if let Some(server) = common::server().await {
+        // A wrong password for the test user: the server refuses the login.
+        let connect = server.connect.clone().password(SECRET);
+        let config = server
+            .clone()
+            .connect_options(connect)
+            .connect_timeout(Duration::from_secs(3));
+        let err = MysqlStorage::open(config.clone()).await.unwrap_err();
+        assert_hidden(&format!("{err} {err:?}"));
+        eprintln!("refused login: {err}");
+        assert!(
+            !err.is_transient(),
+            "a refused login is not transient: {err:?}"
+        );
+        let err = MysqlMigrator::open(config).await.unwrap_err();
+        assert_hidden(&format!("{err} {err:?}"));
+    }
+    let unreachable = MysqlConfig::from_url(&format!("mysql://bot:{SECRET}@127.0.0.1:9/bots"))
+        .unwrap()
+        .connect_timeout(Duration::from_millis(200));
+    let err = MysqlStorage::open(unreachable).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert_hidden(&format!("{err} {err:?}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_and_migrator_debug_hide_the_password() {
+    let Some(server) = common::server().await else {
+        return;
+    };
+    let options = common::unique_options("fm_pw");
+    let storage = MysqlStorage::open(
+        server
+            .clone()
+            .options(options.clone().schema(fsmstore_core::SchemaPolicy::Upgrade)),
+    )
+    .await
+    .unwrap();
+    // The test server's password (if any) must not show either.
+    let password_free = format!("{storage:?} {:?}", storage.migrator().unwrap());
+    assert_hidden(&password_free);
+    assert!(password_free.contains("***"), "{password_free}");
+    storage.close().await.ok();
+    common::drop_tables(&server, &options).await.unwrap();
+}

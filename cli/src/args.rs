@@ -1,0 +1,210 @@
+//! The command line.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use fsmstore::{Dialect, MigrationTarget, SchemaPolicy, StorageOptions};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  failure: connection, database or input error, or a conformance case failed
+  2  invalid command line
+  3  the schema needs attention: outdated (run `fsmstore migrate up`), newer than this
+     binary, drifted or dirty";
+
+/// fsmstore: persistent FSM state for chat bots. Migrations, conformance, inspection.
+#[derive(Debug, Parser)]
+#[command(name = "fsmstore", version, after_help = EXIT_CODES)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Global {
+    /// Database URL: sqlite://file.db, sqlite::memory:, postgres://…, mysql://…
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        default_value = "sqlite://fsmstore.db",
+        hide_env_values = true
+    )]
+    pub(crate) url: String,
+    /// The FSM table.
+    #[arg(long, global = true, default_value = fsmstore::DEFAULT_TABLE)]
+    pub(crate) table: String,
+    /// The version table.
+    #[arg(long, global = true, default_value = fsmstore::DEFAULT_VERSION_TABLE)]
+    pub(crate) version_table: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+impl Global {
+    /// Storage options for these tables with `policy`.
+    pub(crate) fn options(&self, policy: SchemaPolicy) -> fsmstore::Result<StorageOptions> {
+        Ok(StorageOptions::default()
+            .table(&self.table)?
+            .version_table(&self.version_table)?
+            .schema(policy))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Apply, revert, record and print migrations of the FSM table.
+    #[command(subcommand)]
+    Migrate(MigrateCommand),
+    /// Run the conformance suite against the database (in scratch tables it drops).
+    Conformance(ConformanceArgs),
+    /// Look at what the table holds.
+    #[command(subcommand)]
+    Inspect(InspectCommand),
+    /// Delete conversations not written for a while.
+    Purge(PurgeArgs),
+    /// Create and migrate a database and run a simulated form bot for many users.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MigrateCommand {
+    /// Upgrade: to head (default), to a version, or +K steps.
+    Up {
+        /// head, a version (3) or +K.
+        #[arg(long, default_value = "head", value_parser = parse_target)]
+        to: MigrationTarget,
+    },
+    /// Downgrade: one step (default), to a version, to base, or -K steps.
+    Down {
+        /// base, a version (1) or -K.
+        #[arg(long, default_value = "-1", value_parser = parse_target, allow_hyphen_values = true)]
+        to: MigrationTarget,
+    },
+    /// Print the applied version and whether it is head.
+    Current,
+    /// Print every migration: applied or pending, checksum state, when and how long.
+    History,
+    /// Print the SQL of a range of migrations without a database (Alembic's --sql).
+    Sql {
+        /// sqlite, postgres or mysql.
+        #[arg(long, value_parser = parse_dialect)]
+        dialect: Dialect,
+        /// From this version (default 0).
+        #[arg(long, default_value_t = 0)]
+        from: i64,
+        /// To this version (default head).
+        #[arg(long)]
+        to: Option<i64>,
+    },
+    /// Record a version as applied without running its SQL (adopt a table; repair a
+    /// dirty migration).
+    Stamp {
+        /// head, base or a version.
+        #[arg(value_parser = parse_target, allow_hyphen_values = true)]
+        version: MigrationTarget,
+    },
+    /// Write the migrations as files for another migration tool (strategy 1: the FSM
+    /// table in your application's own migrations).
+    Export {
+        /// sqlx, refinery or plain.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// sqlite, postgres or mysql.
+        #[arg(long, value_parser = parse_dialect)]
+        dialect: Dialect,
+        /// The folder to write to (created if missing).
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        /// Number the files from this version + 1, to follow your own migrations.
+        #[arg(long, default_value_t = 0)]
+        version_offset: i64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// sqlx-cli reversible migrations: `<VERSION>_<name>.up.sql` / `.down.sql`.
+    Sqlx,
+    /// refinery: `V<VERSION>__<name>.sql` (up only: refinery does not revert).
+    Refinery,
+    /// Plain `NNNN_<name>.up.sql` / `.down.sql`.
+    Plain,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ConformanceArgs {
+    /// Which cases: storage, migrations or all.
+    #[arg(long, value_enum, default_value = "all")]
+    pub(crate) group: Group,
+    /// Only cases whose name contains this.
+    #[arg(long)]
+    pub(crate) filter: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Group {
+    /// The storage cases.
+    Storage,
+    /// The schema cases.
+    Migrations,
+    /// Both.
+    All,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum InspectCommand {
+    /// List conversations by id.
+    List {
+        /// Only those in this state.
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+        /// Start after this id (paging).
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Print one conversation by its row id (e.g. fsm:-100:7).
+    Get {
+        /// The row id.
+        key: String,
+    },
+    /// Rows, rows per state, oldest and newest update.
+    Stats,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PurgeArgs {
+    /// Delete rows not written for this long: 90s, 45m, 12h, 30d, 2w.
+    #[arg(long, value_parser = crate::time::parse_age)]
+    pub(crate) older_than: std::time::Duration,
+    /// Only count what would be deleted.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Rows deleted per statement.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) batch: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Simulated users.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) users: i64,
+    /// Users served at once.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) concurrency: usize,
+}
+
+fn parse_target(text: &str) -> Result<MigrationTarget, String> {
+    text.parse().map_err(|err: fsmstore::Error| err.to_string())
+}
+
+fn parse_dialect(text: &str) -> Result<Dialect, String> {
+    text.parse().map_err(|err: fsmstore::Error| err.to_string())
+}

@@ -1,0 +1,156 @@
+//! `fsmstore inspect …` and `fsmstore purge`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use fsmstore::{now_ms, Inspect, SchemaPolicy, StoredRow};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{json, Value};
+
+use crate::args::{Global, InspectCommand, PurgeArgs};
+use crate::output;
+use crate::time::format_ms;
+
+async fn open(global: &Global) -> anyhow::Result<Arc<dyn Inspect>> {
+    // Verify: inspecting a table at another version would misread it.
+    let options = global.options(SchemaPolicy::Verify)?;
+    Ok(fsmstore::connect_inspect(&global.url, options).await?)
+}
+
+fn row_json(row: &StoredRow) -> Value {
+    json!({
+        "id": row.id,
+        "state": row.state,
+        "data": Value::Object(row.data.clone()),
+        "updated_at_ms": row.updated_at_ms,
+    })
+}
+
+pub(crate) async fn run(global: &Global, command: InspectCommand) -> anyhow::Result<ExitCode> {
+    let storage = open(global).await?;
+    match command {
+        InspectCommand::List {
+            state,
+            limit,
+            after,
+        } => {
+            let rows = storage
+                .list_rows(state.as_deref(), after.as_deref(), limit)
+                .await?;
+            if global.json {
+                output::json(&Value::Array(rows.iter().map(row_json).collect()));
+            } else {
+                let cells: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|row| {
+                        vec![
+                            row.id.clone(),
+                            row.state.clone().unwrap_or_else(|| "-".into()),
+                            format_ms(row.updated_at_ms),
+                            output::truncate(&Value::Object(row.data.clone()).to_string(), 60),
+                        ]
+                    })
+                    .collect();
+                output::table(&["id", "state", "updated", "data"], &cells);
+                println!("{} rows", rows.len());
+            }
+        }
+        InspectCommand::Get { key } => {
+            let Some(row) = storage.get_row(&key).await? else {
+                anyhow::bail!(
+                    "no row with id {key:?} in table {} (ids look like fsm:<chat>:<user>)",
+                    global.table
+                );
+            };
+            if global.json {
+                output::json(&row_json(&row));
+            } else {
+                println!("id:      {}", row.id);
+                println!("state:   {}", row.state.as_deref().unwrap_or("-"));
+                println!("updated: {}", format_ms(row.updated_at_ms));
+                println!(
+                    "data:    {}",
+                    serde_json::to_string_pretty(&Value::Object(row.data))?
+                );
+            }
+        }
+        InspectCommand::Stats => {
+            let stats = storage.stats().await?;
+            if global.json {
+                output::json(&json!({
+                    "rows": stats.rows,
+                    "per_state": stats.per_state.iter().map(|(state, n)| json!({"state": state, "rows": n})).collect::<Vec<_>>(),
+                    "oldest_ms": stats.oldest_ms,
+                    "newest_ms": stats.newest_ms,
+                }));
+            } else {
+                println!("table:  {}", global.table);
+                println!("rows:   {}", stats.rows);
+                println!(
+                    "oldest: {}",
+                    stats.oldest_ms.map(format_ms).unwrap_or_else(|| "-".into())
+                );
+                println!(
+                    "newest: {}",
+                    stats.newest_ms.map(format_ms).unwrap_or_else(|| "-".into())
+                );
+                let cells: Vec<Vec<String>> = stats
+                    .per_state
+                    .iter()
+                    .map(|(state, n)| {
+                        vec![
+                            state.clone().unwrap_or_else(|| "(data only)".into()),
+                            n.to_string(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["state", "rows"], &cells);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn purge(global: &Global, args: PurgeArgs) -> anyhow::Result<ExitCode> {
+    let storage = open(global).await?;
+    let cutoff = now_ms() - args.older_than.as_millis() as i64;
+    let total = storage.count_older_than(cutoff).await?;
+    if args.dry_run {
+        if global.json {
+            output::json(&json!({"would_delete": total, "cutoff_ms": cutoff, "dry_run": true}));
+        } else {
+            println!(
+                "{total} rows not written since {} would be deleted (dry run)",
+                format_ms(cutoff)
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} purging [{bar:40}] {pos}/{len} rows ({per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let mut deleted = 0;
+    loop {
+        let n = storage.purge_older_than(cutoff, args.batch.max(1)).await?;
+        if n == 0 {
+            break;
+        }
+        deleted += n;
+        bar.inc(n);
+    }
+    bar.finish_and_clear();
+    if global.json {
+        output::json(&json!({"deleted": deleted, "cutoff_ms": cutoff}));
+    } else {
+        println!(
+            "deleted {deleted} rows not written since {}",
+            format_ms(cutoff)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

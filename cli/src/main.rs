@@ -1,0 +1,68 @@
+//! `fsmstore`: migrations, conformance against a live database, inspection, purge and a
+//! demo, for any database fsmstore supports.
+#![forbid(unsafe_code)]
+
+mod args;
+mod conformance;
+mod demo;
+mod export;
+mod inspect;
+mod migrate;
+mod output;
+mod time;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+
+/// Exit codes, also listed in `--help`.
+pub(crate) mod exit {
+    /// A command failed (connection, database, bad input), or a conformance case failed.
+    pub(crate) const FAILURE: u8 = 1;
+    /// The schema needs attention: outdated, newer than this binary, drifted or dirty.
+    pub(crate) const SCHEMA: u8 = 3;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: could not start the async runtime: {err}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", output::one_line(&err));
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let global = cli.global;
+    match cli.command {
+        Command::Migrate(command) => migrate::run(&global, command).await,
+        Command::Conformance(args) => conformance::run(&global, args).await,
+        Command::Inspect(command) => inspect::run(&global, command).await,
+        Command::Purge(args) => inspect::purge(&global, args).await,
+        Command::Demo(args) => demo::run(&global, args).await,
+    }
+}
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    match err
+        .downcast_ref::<fsmstore::Error>()
+        .map(fsmstore::Error::kind)
+    {
+        Some(fsmstore::ErrorKind::Schema) => exit::SCHEMA,
+        _ => exit::FAILURE,
+    }
+}

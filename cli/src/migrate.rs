@@ -1,0 +1,182 @@
+//! `fsmstore migrate …`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use fsmstore::{offline_script, Direction, MigrationSet, Migrator, SchemaPolicy, TableName};
+use serde_json::json;
+
+use crate::args::{Global, MigrateCommand};
+use crate::output;
+use crate::time::format_ms;
+
+async fn open(global: &Global) -> anyhow::Result<Box<dyn Migrator>> {
+    let options = global.options(SchemaPolicy::Trust)?;
+    Ok(fsmstore::migrator(&global.url, options).await?)
+}
+
+pub(crate) async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        MigrateCommand::Up { to } | MigrateCommand::Down { to } => {
+            let migrator = open(global).await?;
+            let report = migrator.migrate(to).await?;
+            if global.json {
+                output::json(&json!({
+                    "from": report.from,
+                    "to": report.to,
+                    "steps": report.steps.iter().map(|(version, direction, ms)| json!({
+                        "version": version,
+                        "direction": direction_name(*direction),
+                        "ms": ms,
+                    })).collect::<Vec<_>>(),
+                }));
+            } else if report.steps.is_empty() {
+                println!("{}: already at version {}", global.table, report.to);
+            } else {
+                for (version, direction, ms) in &report.steps {
+                    let description = migrator
+                        .migrations()
+                        .get(*version)
+                        .map(|m| m.description.as_str())
+                        .unwrap_or_default();
+                    println!(
+                        "{:<4} {version}  {description}  ({ms} ms)",
+                        direction_name(*direction)
+                    );
+                }
+                println!("{}: version {} -> {}", global.table, report.from, report.to);
+            }
+        }
+        MigrateCommand::Current => {
+            let migrator = open(global).await?;
+            let status = migrator.status().await?;
+            if global.json {
+                output::json(
+                    &json!({"table": status.table, "current": status.current, "head": status.head}),
+                );
+            } else {
+                let note = if status.current == status.head {
+                    "(head)".to_owned()
+                } else {
+                    format!("(head is {}: run `fsmstore migrate up`)", status.head)
+                };
+                println!("{}: version {} {note}", status.table, status.current);
+            }
+        }
+        MigrateCommand::History => history(global).await?,
+        MigrateCommand::Sql { dialect, from, to } => {
+            let table = TableName::new(&global.table)?;
+            let set = MigrationSet::builtin(dialect, &table);
+            let to = to.unwrap_or(set.head());
+            let script = offline_script(&set, &TableName::new(&global.version_table)?, from, to)?;
+            print!("{script}");
+        }
+        MigrateCommand::Stamp { version } => {
+            let migrator = open(global).await?;
+            migrator.stamp(version).await?;
+            let current = migrator.current().await?;
+            if global.json {
+                output::json(&json!({"table": global.table, "current": current}));
+            } else {
+                println!(
+                    "{}: stamped at version {current} (no migration SQL was run)",
+                    global.table
+                );
+            }
+        }
+        MigrateCommand::Export {
+            format,
+            dialect,
+            dir,
+            version_offset,
+        } => {
+            let table = TableName::new(&global.table)?;
+            let set = MigrationSet::builtin(dialect, &table);
+            let files = crate::export::write(&set, format, &dir, version_offset)
+                .with_context(|| format!("exporting to {}", dir.display()))?;
+            if global.json {
+                output::json(&json!({"files": files}));
+            } else {
+                for file in files {
+                    println!("{file}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn history(global: &Global) -> anyhow::Result<()> {
+    let migrator = open(global).await?;
+    let entries = migrator.history().await?;
+    if global.json {
+        let entries: Vec<_> = entries
+            .iter()
+            .map(|entry| {
+                json!({
+                    "version": entry.version,
+                    "description": entry.description,
+                    "state": state(entry),
+                    "checksum_ok": entry.checksum_ok,
+                    "known": entry.known,
+                    "installed_on_ms": entry.applied.as_ref().map(|a| a.installed_on_ms),
+                    "execution_time_ms": entry.applied.as_ref().map(|a| a.execution_time_ms),
+                    "checksum": entry.applied.as_ref().map(|a| a.checksum.clone()),
+                })
+            })
+            .collect();
+        output::json(&json!({"table": global.table, "migrations": entries}));
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|entry| {
+            let applied = entry.applied.as_ref();
+            vec![
+                entry.version.to_string(),
+                state(entry).to_owned(),
+                entry.description.clone(),
+                applied
+                    .map(|a| format_ms(a.installed_on_ms))
+                    .unwrap_or_default(),
+                applied
+                    .map(|a| format!("{} ms", a.execution_time_ms))
+                    .unwrap_or_default(),
+                applied
+                    .map(|a| a.checksum[..12.min(a.checksum.len())].to_owned())
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    println!("{} (version table {})", global.table, global.version_table);
+    output::table(
+        &[
+            "version",
+            "state",
+            "description",
+            "installed on",
+            "took",
+            "checksum",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// applied, pending, dirty, drifted (checksum differs) or unknown (newer than this binary).
+fn state(entry: &fsmstore::HistoryEntry) -> &'static str {
+    match &entry.applied {
+        None => "pending",
+        Some(row) if !row.success => "dirty",
+        Some(_) if !entry.known => "unknown",
+        Some(_) if !entry.checksum_ok => "drifted",
+        Some(_) => "applied",
+    }
+}
+
+fn direction_name(direction: Direction) -> &'static str {
+    match direction {
+        Direction::Up => "up",
+        Direction::Down => "down",
+    }
+}

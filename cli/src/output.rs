@@ -1,0 +1,64 @@
+//! Printing: text for people, JSON for scripts.
+
+use serde_json::Value;
+
+/// Prints `value` as pretty JSON.
+pub(crate) fn json(value: &Value) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(err) => eprintln!("error: could not print JSON: {err}"),
+    }
+}
+
+/// An error and its causes on one line, with a hint for connection failures.
+pub(crate) fn one_line(err: &anyhow::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    let line = line.replace('\n', " ");
+    match err.downcast_ref::<fsmstore::Error>() {
+        Some(e) if e.kind() == fsmstore::ErrorKind::Connection => {
+            format!("{line} (is the server running? check --url or DATABASE_URL)")
+        }
+        _ => line,
+    }
+}
+
+/// Left-aligned columns.
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// `text` cut to `max` characters with an ellipsis.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}

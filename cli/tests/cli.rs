@@ -1,0 +1,422 @@
+//! The `fsmstore` binary, driven as a user would, on SQLite and (when reachable) on the
+//! local PostgreSQL.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fsmstore::serde_json::{self, json, Value};
+use fsmstore::StorageKey;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fsmstore-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("fsm.db").display())
+}
+
+fn fsmstore(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fsmstore"))
+        .args(args)
+        .args(["--url", url])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run fsmstore")
+}
+
+fn ok(url: &str, args: &[&str]) -> String {
+    let out = fsmstore(url, args);
+    assert!(
+        out.status.success(),
+        "fsmstore {args:?} failed ({:?}): {}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn ok_json(url: &str, args: &[&str]) -> Value {
+    let mut args = args.to_vec();
+    args.push("--json");
+    serde_json::from_str(&ok(url, &args)).unwrap()
+}
+
+fn current(url: &str) -> i64 {
+    ok_json(url, &["migrate", "current"])["current"]
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn migrate_up_down_stamp_and_history() {
+    let dir = temp_dir("migrate");
+    let url = sqlite_url(&dir);
+    assert_eq!(current(&url), 0);
+    let up = ok_json(&url, &["migrate", "up", "--to", "+1"]);
+    assert_eq!((up["from"].as_i64(), up["to"].as_i64()), (Some(0), Some(1)));
+    ok(&url, &["migrate", "up"]);
+    assert_eq!(current(&url), 3);
+    let text = ok(&url, &["migrate", "up"]);
+    assert!(text.contains("already at version 3"), "{text}");
+
+    ok(&url, &["migrate", "down"]);
+    assert_eq!(current(&url), 2);
+    let history = ok_json(&url, &["migrate", "history"]);
+    let states: Vec<_> = history["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(states, ["applied", "applied", "pending"]);
+    assert!(history["migrations"][0]["checksum_ok"].as_bool().unwrap());
+    let text = ok(&url, &["migrate", "history"]);
+    assert!(
+        text.contains("seed layout") && text.contains("pending"),
+        "{text}"
+    );
+
+    ok(&url, &["migrate", "stamp", "3"]);
+    assert_eq!(current(&url), 3, "stamp records without running");
+    ok(&url, &["migrate", "stamp", "2"]);
+    ok(&url, &["migrate", "up"]);
+    ok(&url, &["migrate", "down", "--to", "base"]);
+    assert_eq!(current(&url), 0);
+}
+
+/// The offline script, run by hand on an empty database, leaves exactly what `migrate up`
+/// leaves: the same schema and a version table fsmstore accepts.
+#[test]
+fn offline_sql_equals_what_up_executes() {
+    let online = temp_dir("online");
+    let offline = temp_dir("offline");
+    ok(&sqlite_url(&online), &["migrate", "up"]);
+    let script = ok(
+        "sqlite://unused.db",
+        &["migrate", "sql", "--dialect", "sqlite"],
+    );
+    assert!(
+        script.contains("INSERT INTO \"fsmstore_migrations\""),
+        "{script}"
+    );
+    let db = rusqlite::Connection::open(offline.join("fsm.db")).unwrap();
+    db.execute_batch(&script).unwrap();
+    drop(db);
+    let schema = |dir: &Path| -> Vec<(String, String)> {
+        let db = rusqlite::Connection::open(dir.join("fsm.db")).unwrap();
+        let mut s = db
+            .prepare("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+            .unwrap();
+        s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert_eq!(schema(&online), schema(&offline));
+    let history = ok_json(&sqlite_url(&offline), &["migrate", "history"]);
+    for m in history["migrations"].as_array().unwrap() {
+        assert_eq!(m["state"], "applied", "{m}");
+    }
+    // A range: 3 -> 1 on PostgreSQL.
+    let down = ok(
+        "sqlite://unused.db",
+        &[
+            "migrate",
+            "sql",
+            "--dialect",
+            "postgres",
+            "--from",
+            "3",
+            "--to",
+            "1",
+        ],
+    );
+    assert!(
+        down.contains("-- 3 down") && down.contains("-- 2 down") && !down.contains("-- 1 down"),
+        "{down}"
+    );
+}
+
+#[test]
+fn export_writes_files_each_tool_accepts() {
+    let dir = temp_dir("export");
+    let sqlx = dir.join("sqlx");
+    ok(
+        "sqlite://unused.db",
+        &[
+            "migrate",
+            "export",
+            "--format",
+            "sqlx",
+            "--dialect",
+            "postgres",
+            "--dir",
+            sqlx.to_str().unwrap(),
+            "--version-offset",
+            "20260000000000",
+        ],
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&sqlx)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 6, "{names:?}");
+    for name in &names {
+        // sqlx: <VERSION>_<DESCRIPTION>.(up|down).sql, VERSION an i64.
+        let (version, rest) = name.split_once('_').unwrap();
+        assert!(
+            version.parse::<i64>().is_ok()
+                && (rest.ends_with(".up.sql") || rest.ends_with(".down.sql")),
+            "{name}"
+        );
+    }
+    assert!(
+        names[0].starts_with("20260000000001_fsmstore_seed_layout"),
+        "{names:?}"
+    );
+    let up = std::fs::read_to_string(
+        sqlx.join(
+            names
+                .iter()
+                .find(|n| n.starts_with("20260000000002") && n.ends_with(".up.sql"))
+                .unwrap(),
+        ),
+    )
+    .unwrap();
+    assert!(up.contains("JSONB"), "{up}");
+
+    let refinery = dir.join("refinery");
+    ok(
+        "sqlite://unused.db",
+        &[
+            "migrate",
+            "export",
+            "--format",
+            "refinery",
+            "--dialect",
+            "mysql",
+            "--dir",
+            refinery.to_str().unwrap(),
+        ],
+    );
+    let names: Vec<String> = std::fs::read_dir(&refinery)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3);
+    for name in names {
+        // refinery: [V|U]<version>__<name>.sql, name made of word characters.
+        let body = name
+            .strip_prefix('V')
+            .and_then(|n| n.strip_suffix(".sql"))
+            .unwrap();
+        let (version, label) = body.split_once("__").unwrap();
+        assert!(version.parse::<u32>().is_ok(), "{name}");
+        assert!(
+            label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{name}"
+        );
+    }
+}
+
+/// A table made by aiogram-sqlalchemy-storage, rows in exactly its shape, adopted with
+/// `stamp 1` + `up`: every key found, states and data intact.
+#[test]
+fn adopting_a_python_table_keeps_every_row() {
+    let dir = temp_dir("adopt");
+    let db = rusqlite::Connection::open(dir.join("fsm.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE aiogram_fsm_data (id VARCHAR(255) NOT NULL, state VARCHAR, data VARCHAR, PRIMARY KEY (id));
+         INSERT INTO aiogram_fsm_data VALUES ('fsm:-100:7', 'Form:name', '{\"name\": \"Ren\\u00e9\", \"tags\": [\"a\", \"b\"]}');
+         INSERT INTO aiogram_fsm_data VALUES ('fsm:5:5', 'Form:age', '');
+         INSERT INTO aiogram_fsm_data VALUES ('fsm:6:6', 'Form:city', NULL);
+         INSERT INTO aiogram_fsm_data VALUES ('fsm:8:8', NULL, '{\"only\": \"data\", \"n\": {\"x\": null}}');
+         INSERT INTO aiogram_fsm_data VALUES ('fsm:-100:9:7', 'Thread:state', '{}');",
+    )
+    .unwrap();
+    drop(db);
+    let url = sqlite_url(&dir);
+    // Opening before adoption names the fix.
+    let out = fsmstore(&url, &["inspect", "stats"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fsmstore migrate up"));
+    ok(&url, &["migrate", "stamp", "1"]);
+    ok(&url, &["migrate", "up"]);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let storage = fsmstore::connect(&url).await.unwrap();
+        let one = storage
+            .get_record(&StorageKey::new(0, -100, 7))
+            .await
+            .unwrap();
+        assert_eq!(one.state.as_deref(), Some("Form:name"));
+        assert_eq!(
+            Value::Object(one.data),
+            json!({"name": "René", "tags": ["a", "b"]})
+        );
+        assert_eq!(
+            storage
+                .get_state(&StorageKey::new(0, 5, 5))
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("Form:age")
+        );
+        assert!(storage
+            .get_data(&StorageKey::new(0, 5, 5))
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            storage
+                .get_state(&StorageKey::new(0, 6, 6))
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("Form:city")
+        );
+        let only = storage.get_data(&StorageKey::new(0, 8, 8)).await.unwrap();
+        assert_eq!(
+            Value::Object(only),
+            json!({"only": "data", "n": {"x": null}})
+        );
+        let thread = StorageKey::new(0, -100, 7).with_thread(9);
+        assert_eq!(
+            storage.get_state(&thread).await.unwrap().as_deref(),
+            Some("Thread:state")
+        );
+        assert_eq!(storage.key_count().await.unwrap(), 5);
+        // And the adopted table works for new writes.
+        storage
+            .update_data(
+                &StorageKey::new(0, 5, 5),
+                &json!({"age": 30}).as_object().unwrap().clone(),
+            )
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn conformance_command_passes_on_a_file_and_fails_with_exit_1() {
+    let dir = temp_dir("conformance");
+    let out = fsmstore(&sqlite_url(&dir), &["conformance"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+    assert!(
+        stdout.contains("ok    keys") && stdout.contains("migrate_up_down_up"),
+        "{stdout}"
+    );
+    // Every case dropped its scratch tables.
+    let db = rusqlite::Connection::open(dir.join("fsm.db")).unwrap();
+    let left: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'fc_%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
+
+    // A private in-memory database forgets everything between opens: the persistence
+    // case must fail, and the exit code says so.
+    let out = fsmstore(
+        "sqlite::memory:",
+        &[
+            "conformance",
+            "--group",
+            "storage",
+            "--filter",
+            "persist",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["failed"], 1);
+    assert_eq!(report["cases"][0]["name"], "data_persists_across_reopen");
+}
+
+#[test]
+fn demo_inspect_and_purge() {
+    let dir = temp_dir("demo");
+    let url = sqlite_url(&dir);
+    let demo = ok_json(&url, &["demo", "--users", "40"]);
+    assert_eq!(demo["rows"], 40);
+    let stats = ok_json(&url, &["inspect", "stats"]);
+    assert_eq!(stats["rows"], 40);
+    let per_state = stats["per_state"].as_array().unwrap();
+    assert_eq!(per_state.len(), 4, "{per_state:?}");
+    let listed = ok_json(
+        &url,
+        &["inspect", "list", "--state", "Form:age", "--limit", "100"],
+    );
+    assert_eq!(listed.as_array().unwrap().len(), 10);
+    let one = ok_json(&url, &["inspect", "get", "fsm:7:7"]);
+    assert_eq!(one["data"]["name"], "user7");
+    let missing = fsmstore(&url, &["inspect", "get", "fsm:999:999"]);
+    assert_eq!(missing.status.code(), Some(1));
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let dry = ok_json(&url, &["purge", "--older-than", "1s", "--dry-run"]);
+    assert_eq!(dry["would_delete"], 40);
+    assert_eq!(
+        ok_json(&url, &["inspect", "stats"])["rows"],
+        40,
+        "a dry run deletes nothing"
+    );
+    let purged = ok_json(&url, &["purge", "--older-than", "1s", "--batch", "7"]);
+    assert_eq!(purged["deleted"], 40);
+    assert_eq!(ok_json(&url, &["inspect", "stats"])["rows"], 0);
+}
+
+#[test]
+fn errors_are_one_line_with_the_fix_and_documented_exit_codes() {
+    let out = fsmstore("redis://localhost", &["migrate", "current"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: ") && stderr.trim_end().lines().count() == 1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown database URL scheme"), "{stderr}");
+
+    let out = fsmstore(
+        "postgres://bot:hunter2@127.0.0.1:1/x?connect_timeout_ms=300&pool_timeout_ms=500",
+        &["migrate", "current"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("check --url") && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+
+    let out = fsmstore("sqlite://x.db", &["migrate", "up", "--to", "sideways"]);
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+    let out = fsmstore(
+        "sqlite://x.db",
+        &["--table", "bad-name", "migrate", "current"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid table name"));
+    let help = ok("sqlite://x.db", &["--help"]);
+    assert!(help.contains("Exit codes") && help.contains("3  the schema needs attention"));
+}
