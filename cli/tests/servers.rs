@@ -1,9 +1,10 @@
-//! The `fsmstore` binary against the local PostgreSQL (`FSMSTORE_TEST_POSTGRES_URL`):
-//! migrations, adoption of a Python table, and the conformance command. Skipped loudly when
-//! the server is unreachable; a failure under `CI`.
+//! The `fsmstore` binary against the local PostgreSQL (`FSMSTORE_TEST_POSTGRES_URL`) and
+//! MariaDB (`FSMSTORE_TEST_MYSQL_URL`): migrations, adoption of a Python table, and the
+//! conformance command. Skipped loudly when a server is unreachable; a failure under `CI`.
 
 use std::process::{Command, Output};
 
+use fsmstore::mysql::sqlx;
 use fsmstore::postgres::tokio_postgres;
 use fsmstore::serde_json::{json, Value};
 use fsmstore::{StorageKey, StorageOptions};
@@ -20,17 +21,32 @@ async fn pg_admin() -> Option<tokio_postgres::Client> {
             tokio::spawn(connection);
             Some(client)
         }
-        Err(err) => fsmstore_conformance_skip(&err),
+        Err(err) => skip("PostgreSQL", "FSMSTORE_TEST_POSTGRES_URL", &err),
     }
 }
 
-fn fsmstore_conformance_skip<T>(err: &dyn std::fmt::Display) -> Option<T> {
-    if std::env::var_os("CI").is_some() {
-        panic!("PostgreSQL is unreachable ({err}) and CI is set");
+fn mysql_url() -> String {
+    std::env::var("FSMSTORE_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+async fn mysql_admin() -> Option<sqlx::MySqlConnection> {
+    use sqlx::Connection;
+    let config = fsmstore::mysql::MysqlConfig::from_url(&mysql_url()).expect("mysql URL");
+    match sqlx::MySqlConnection::connect_with(&config.connect).await {
+        Ok(conn) => Some(conn),
+        Err(err) => skip("MariaDB", "FSMSTORE_TEST_MYSQL_URL", &err),
     }
-    eprintln!(
-        "\n*** SKIPPED: PostgreSQL is unreachable ({err}); set FSMSTORE_TEST_POSTGRES_URL ***\n"
-    );
+}
+
+async fn mysql_exec(conn: &mut sqlx::MySqlConnection, sql: String) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(conn).await.unwrap();
+}
+
+fn skip<T>(server: &str, variable: &str, err: &dyn std::fmt::Display) -> Option<T> {
+    if std::env::var_os("CI").is_some() {
+        panic!("{server} is unreachable ({err}) and CI is set");
+    }
+    eprintln!("\n*** SKIPPED: {server} is unreachable ({err}); set {variable} ***\n");
     None
 }
 
@@ -142,4 +158,59 @@ async fn conformance_command_against_postgres() {
         .unwrap()
         .get(0);
     assert_eq!(left, 0, "scratch tables left behind");
+}
+
+/// MariaDB: a hand-made table in the seed layout (aiogram-sqlalchemy-storage cannot create
+/// one on MySQL: `VARCHAR` without a length), rows in the Python shapes, adopted.
+#[tokio::test(flavor = "multi_thread")]
+async fn mariadb_migrations_and_python_adoption() {
+    let Some(mut admin) = mysql_admin().await else { return };
+    let url = mysql_url();
+    let table = format!("py_adopt_{}", std::process::id());
+    mysql_exec(&mut admin, format!("DROP TABLE IF EXISTS {table}, {table}_ver")).await;
+    mysql_exec(
+        &mut admin,
+        format!(
+            "CREATE TABLE {table} (id VARCHAR(255) NOT NULL PRIMARY KEY, state VARCHAR(255) NULL, data TEXT NULL) \
+             CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+        ),
+    )
+    .await;
+    mysql_exec(
+        &mut admin,
+        format!(
+            "INSERT INTO {table} VALUES ('fsm:-100:7', 'Form:name', '{{\"name\": \"Ren\\\\u00e9\"}}'), \
+             ('fsm:5:5', 'Form:age', ''), ('fsm:6:6', 'Form:city', NULL), ('fsm:8:8', NULL, '{{\"only\": \"data\"}}')"
+        ),
+    )
+    .await;
+    ok(&url, &table, &["migrate", "stamp", "1"]);
+    ok(&url, &table, &["migrate", "up"]);
+    let options = StorageOptions::default()
+        .table(&table)
+        .unwrap()
+        .version_table(&format!("{table}_ver"))
+        .unwrap();
+    let storage = fsmstore::connect_with(&url, options).await.unwrap();
+    let record = storage.get_record(&StorageKey::new(0, -100, 7)).await.unwrap();
+    assert_eq!(record.state.as_deref(), Some("Form:name"));
+    assert_eq!(Value::Object(record.data), json!({"name": "René"}));
+    assert!(storage.get_data(&StorageKey::new(0, 5, 5)).await.unwrap().is_empty());
+    assert_eq!(storage.get_state(&StorageKey::new(0, 6, 6)).await.unwrap().as_deref(), Some("Form:city"));
+    assert_eq!(Value::Object(storage.get_data(&StorageKey::new(0, 8, 8)).await.unwrap()), json!({"only": "data"}));
+    assert_eq!(storage.key_count().await.unwrap(), 4);
+    storage.close().await.unwrap();
+    let history = ok(&url, &table, &["migrate", "history", "--json"]);
+    assert_eq!(history.matches("\"applied\"").count(), 3, "{history}");
+    ok(&url, &table, &["migrate", "down", "--to", "base"]);
+    mysql_exec(&mut admin, format!("DROP TABLE IF EXISTS {table}_ver")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn conformance_command_against_mariadb() {
+    let Some(_admin) = mysql_admin().await else { return };
+    let out = fsmstore(&mysql_url(), "aiogram_fsm_data", &["conformance"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
 }
