@@ -106,6 +106,9 @@ impl PgConfig {
     }
 
     fn apply_parameter(mut self, name: &str, value: &str) -> Result<Self> {
+        if self.options.set_url_parameter(name, value)? {
+            return Ok(self);
+        }
         let number = |value: &str| {
             value.parse::<u64>().map_err(|_| {
                 Error::Config(format!(
@@ -114,8 +117,6 @@ impl PgConfig {
             })
         };
         match name {
-            "table" => self.options = self.options.table(value)?,
-            "version_table" => self.options = self.options.version_table(value)?,
             "pool_max" => self.pool_max = number(value)?.max(1) as usize,
             "pool_timeout_ms" => self.pool_timeout = Duration::from_millis(number(value)?),
             "connect_timeout_ms" => self.connect_timeout = Duration::from_millis(number(value)?),
@@ -124,7 +125,7 @@ impl PgConfig {
             }
             "search_path" => self.search_path = Some(TableName::new(value)?),
             "ssl_root_cert" => self.ssl_root_cert = Some(value.into()),
-            _ => self.options.schema = parse_policy(value)?,
+            _ => {}
         }
         Ok(self)
     }
@@ -195,17 +196,6 @@ impl PgConfig {
             pg.application_name("fsmstore");
         }
         pg
-    }
-}
-
-fn parse_policy(value: &str) -> Result<SchemaPolicy> {
-    match value {
-        "verify" => Ok(SchemaPolicy::Verify),
-        "upgrade" => Ok(SchemaPolicy::Upgrade),
-        "trust" => Ok(SchemaPolicy::Trust),
-        other => Err(Error::Config(format!(
-            "schema={other:?}: use verify, upgrade or trust"
-        ))),
     }
 }
 

@@ -104,6 +104,9 @@ impl SqliteConfig {
     }
 
     fn apply_parameter(mut self, name: &str, value: &str) -> Result<Self> {
+        if self.options.set_url_parameter(name, value)? {
+            return Ok(self);
+        }
         let number = |value: &str| {
             value.parse::<u64>().map_err(|_| {
                 Error::Config(format!(
@@ -112,11 +115,8 @@ impl SqliteConfig {
             })
         };
         match name {
-            "table" => self.options = self.options.table(value)?,
-            "version_table" => self.options = self.options.version_table(value)?,
             "readers" => self.readers = number(value)? as usize,
             "busy_timeout_ms" => self.busy_timeout = Duration::from_millis(number(value)?),
-            "schema" => self.options.schema = parse_policy(value)?,
             other => {
                 return Err(Error::Config(format!(
                     "unknown sqlite URL parameter {other:?} (known: table, version_table, readers, busy_timeout_ms, schema)"
@@ -191,17 +191,6 @@ impl SqliteConfig {
             }
             SqliteLocation::SharedMemory(name) => (format!("file:/{name}?vfs=memdb"), false),
         }
-    }
-}
-
-fn parse_policy(value: &str) -> Result<SchemaPolicy> {
-    match value {
-        "verify" => Ok(SchemaPolicy::Verify),
-        "upgrade" => Ok(SchemaPolicy::Upgrade),
-        "trust" => Ok(SchemaPolicy::Trust),
-        other => Err(Error::Config(format!(
-            "schema={other:?}: use verify, upgrade or trust"
-        ))),
     }
 }
 

@@ -26,7 +26,8 @@ async fn pg_admin() -> Option<tokio_postgres::Client> {
 }
 
 fn mysql_url() -> String {
-    std::env::var("FSMSTORE_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+    std::env::var("FSMSTORE_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
 
 async fn mysql_admin() -> Option<sqlx::MySqlConnection> {
@@ -39,7 +40,10 @@ async fn mysql_admin() -> Option<sqlx::MySqlConnection> {
 }
 
 async fn mysql_exec(conn: &mut sqlx::MySqlConnection, sql: String) {
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(conn).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(conn)
+        .await
+        .unwrap();
 }
 
 fn skip<T>(server: &str, variable: &str, err: &dyn std::fmt::Display) -> Option<T> {
@@ -164,10 +168,16 @@ async fn conformance_command_against_postgres() {
 /// one on MySQL: `VARCHAR` without a length), rows in the Python shapes, adopted.
 #[tokio::test(flavor = "multi_thread")]
 async fn mariadb_migrations_and_python_adoption() {
-    let Some(mut admin) = mysql_admin().await else { return };
+    let Some(mut admin) = mysql_admin().await else {
+        return;
+    };
     let url = mysql_url();
     let table = format!("py_adopt_{}", std::process::id());
-    mysql_exec(&mut admin, format!("DROP TABLE IF EXISTS {table}, {table}_ver")).await;
+    mysql_exec(
+        &mut admin,
+        format!("DROP TABLE IF EXISTS {table}, {table}_ver"),
+    )
+    .await;
     mysql_exec(
         &mut admin,
         format!(
@@ -192,12 +202,29 @@ async fn mariadb_migrations_and_python_adoption() {
         .version_table(&format!("{table}_ver"))
         .unwrap();
     let storage = fsmstore::connect_with(&url, options).await.unwrap();
-    let record = storage.get_record(&StorageKey::new(0, -100, 7)).await.unwrap();
+    let record = storage
+        .get_record(&StorageKey::new(0, -100, 7))
+        .await
+        .unwrap();
     assert_eq!(record.state.as_deref(), Some("Form:name"));
     assert_eq!(Value::Object(record.data), json!({"name": "René"}));
-    assert!(storage.get_data(&StorageKey::new(0, 5, 5)).await.unwrap().is_empty());
-    assert_eq!(storage.get_state(&StorageKey::new(0, 6, 6)).await.unwrap().as_deref(), Some("Form:city"));
-    assert_eq!(Value::Object(storage.get_data(&StorageKey::new(0, 8, 8)).await.unwrap()), json!({"only": "data"}));
+    assert!(storage
+        .get_data(&StorageKey::new(0, 5, 5))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        storage
+            .get_state(&StorageKey::new(0, 6, 6))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("Form:city")
+    );
+    assert_eq!(
+        Value::Object(storage.get_data(&StorageKey::new(0, 8, 8)).await.unwrap()),
+        json!({"only": "data"})
+    );
     assert_eq!(storage.key_count().await.unwrap(), 4);
     storage.close().await.unwrap();
     let history = ok(&url, &table, &["migrate", "history", "--json"]);
@@ -208,7 +235,9 @@ async fn mariadb_migrations_and_python_adoption() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn conformance_command_against_mariadb() {
-    let Some(_admin) = mysql_admin().await else { return };
+    let Some(_admin) = mysql_admin().await else {
+        return;
+    };
     let out = fsmstore(&mysql_url(), "aiogram_fsm_data", &["conformance"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");

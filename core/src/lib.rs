@@ -58,7 +58,7 @@ pub use migrator::{
     SchemaStatus, StepOutcome,
 };
 pub use offline::offline_script;
-pub use options::{SchemaPolicy, StorageOptions, DEFAULT_MAX_DATA_BYTES};
+pub use options::{SchemaPolicy, StorageOptions, DEFAULT_MAX_DATA_BYTES, SHARED_URL_PARAMETERS};
 pub use planner::{
     dirty_error, verified_version, Direction, MigrationPlan, MigrationStep, MigrationTarget,
     StampPlan,

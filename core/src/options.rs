@@ -25,6 +25,22 @@ pub enum SchemaPolicy {
     Trust,
 }
 
+impl std::str::FromStr for SchemaPolicy {
+    type Err = Error;
+
+    /// Parses `verify`, `upgrade` or `trust` (the `schema` URL parameter).
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "verify" => Ok(SchemaPolicy::Verify),
+            "upgrade" => Ok(SchemaPolicy::Upgrade),
+            "trust" => Ok(SchemaPolicy::Trust),
+            other => Err(Error::Config(format!(
+                "schema={other:?}: use verify, upgrade or trust"
+            ))),
+        }
+    }
+}
+
 /// Options every backend takes, next to its connection settings.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -69,6 +85,9 @@ impl fmt::Debug for StorageOptions {
     }
 }
 
+/// The shared URL parameters, for backends' "known parameters" messages.
+pub const SHARED_URL_PARAMETERS: [&str; 3] = ["table", "version_table", "schema"];
+
 impl StorageOptions {
     /// Sets the FSM table.
     ///
@@ -86,6 +105,22 @@ impl StorageOptions {
     pub fn version_table(mut self, name: &str) -> Result<Self> {
         self.version_table = TableName::new(name)?;
         Ok(self)
+    }
+
+    /// Applies URL query parameter `name=value` if it is one of the shared ones (`table`,
+    /// `version_table`, `schema`); returns whether it was. Backends parse their own
+    /// parameters and call this for the rest.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTableName`], or [`Error::Config`] for a bad `schema`.
+    pub fn set_url_parameter(&mut self, name: &str, value: &str) -> Result<bool> {
+        match name {
+            "table" => self.table = TableName::new(value)?,
+            "version_table" => self.version_table = TableName::new(value)?,
+            "schema" => self.schema = value.parse()?,
+            _ => return Ok(false),
+        }
+        Ok(true)
     }
 
     /// Sets the key builder.
