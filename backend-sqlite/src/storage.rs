@@ -11,7 +11,7 @@ use fsmstore_core::{
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 
-use crate::config::SqliteConfig;
+use crate::config::{SqliteConfig, SqliteLocation};
 use crate::connections::Connections;
 use crate::error::from_sqlite;
 use crate::migrate::SqliteMigrator;
@@ -39,6 +39,8 @@ impl std::fmt::Debug for SqliteStorage {
 impl SqliteStorage {
     /// Opens the database and applies the schema policy of `config.options.schema`:
     /// `Verify` (default) refuses a schema that is not at head, `Upgrade` migrates first.
+    /// A private in-memory database (`sqlite::memory:`) is always new, so `Verify` creates
+    /// its schema instead of failing.
     ///
     /// # Errors
     /// [`Error::Connection`] when the file can not be opened;
@@ -46,6 +48,7 @@ impl SqliteStorage {
     /// [`Error::MigrationDrift`] and [`Error::MigrationDirty`] from the schema check.
     pub async fn open(config: SqliteConfig) -> Result<Self> {
         let connections = Connections::open(&config).await?;
+        let config_location = config.location.clone();
         let storage = SqliteStorage {
             queries: Arc::new(Queries::for_table(Dialect::Sqlite, &config.options.table)),
             inspect: Arc::new(InspectQueries::for_table(
@@ -55,7 +58,13 @@ impl SqliteStorage {
             options: config.options,
             connections,
         };
-        let checked = match storage.options.schema {
+        // A private in-memory database is always new: verifying it could only fail with
+        // advice that can not apply, so it is created instead.
+        let policy = match (&config_location, storage.options.schema) {
+            (SqliteLocation::Memory, SchemaPolicy::Verify) => SchemaPolicy::Upgrade,
+            (_, policy) => policy,
+        };
+        let checked = match policy {
             SchemaPolicy::Upgrade => storage.migrator()?.ensure_schema().await.map(drop),
             SchemaPolicy::Verify => storage
                 .migrator()?

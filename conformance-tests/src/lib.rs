@@ -1,7 +1,7 @@
 //! The conformance suite every fsmstore backend passes.
 //!
 //! Every case is a public `async fn(Ctx)` in [`cases`], grouped by module: `keys`, `state`,
-//! `data`, `update`, `lifecycle`, `payload`, `persistence`, `inspect` (the storage group) and
+//! `data`, `update`, `lifecycle`, `payload`, `persistence`, `inspect`, `reference` (the storage group) and
 //! `migrations` (the schema group). A case panics on failure, like a test.
 //!
 //! A backend implements [`Backend`] (open a storage or a migrator with given options,
@@ -106,6 +106,7 @@ macro_rules! __storage_cases {
             inspect::inspect_get_row_by_built_id,
             inspect::inspect_stats_counts_states,
             inspect::purge_removes_only_old_rows,
+            reference::matches_memory_storage_on_random_operations,
         }
     };
 }

@@ -7,6 +7,7 @@ pub mod lifecycle;
 pub mod migrations;
 pub mod payload;
 pub mod persistence;
+pub mod reference;
 pub mod state;
 pub mod update;
 
