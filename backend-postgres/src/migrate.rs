@@ -182,21 +182,13 @@ impl Inner {
         let plan = MigrationPlan::new(&self.set, &self.applied(&tx).await?, target)?;
         let Some(step) = plan.steps.first() else {
             tx.commit().await.map_err(from_pg)?;
-            return Ok(StepOutcome {
-                current: plan.current,
-                target: plan.target,
-                ran: None,
-            });
+            return Ok(StepOutcome::finished(&plan));
         };
         let started = Instant::now();
         for statement in &step.statements {
             tx.batch_execute(statement)
                 .await
-                .map_err(|err| Error::MigrationFailed {
-                    version: step.version,
-                    description: step.description.clone(),
-                    source: Box::new(err),
-                })?;
+                .map_err(|err| step.failed(err))?;
         }
         let elapsed = started.elapsed().as_millis() as i64;
         let table = self.set.table().as_str();
@@ -223,11 +215,7 @@ impl Inner {
         .map_err(from_pg)?;
         tx.commit().await.map_err(from_pg)?;
         tracing::info!(version = step.version, direction = ?step.direction, ms = elapsed, "postgres migration ran");
-        Ok(StepOutcome {
-            current: plan.current,
-            target: plan.target,
-            ran: Some((step.version, step.direction, elapsed)),
-        })
+        Ok(StepOutcome::ran(&plan, step, elapsed))
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use fsmstore_core::sql::{drop_table_if_exists, VersionQueries};
 use fsmstore_core::{
-    drive_migration, AppliedMigration, Dialect, Direction, Error, MigrationPlan, MigrationReport,
+    drive_migration, AppliedMigration, Dialect, Direction, MigrationPlan, MigrationReport,
     MigrationSet, MigrationTarget, Migrator, Result, StampPlan, StepOutcome, StorageOptions,
     TableName,
 };
@@ -113,20 +113,12 @@ impl Shared {
         let plan = MigrationPlan::new(&self.set, &self.applied(&tx)?, target)?;
         let Some(step) = plan.steps.first() else {
             tx.commit().map_err(from_sqlite)?;
-            return Ok(StepOutcome {
-                current: plan.current,
-                target: plan.target,
-                ran: None,
-            });
+            return Ok(StepOutcome::finished(&plan));
         };
         let started = Instant::now();
         for statement in &step.statements {
             tx.execute_batch(statement)
-                .map_err(|err| Error::MigrationFailed {
-                    version: step.version,
-                    description: step.description.clone(),
-                    source: Box::new(err),
-                })?;
+                .map_err(|err| step.failed(err))?;
         }
         let elapsed = started.elapsed().as_millis() as i64;
         let table = self.set.table().as_str();
@@ -150,11 +142,7 @@ impl Shared {
         .map_err(from_sqlite)?;
         tx.commit().map_err(from_sqlite)?;
         tracing::info!(version = step.version, direction = ?step.direction, ms = elapsed, "sqlite migration ran");
-        Ok(StepOutcome {
-            current: plan.current,
-            target: plan.target,
-            ran: Some((step.version, step.direction, elapsed)),
-        })
+        Ok(StepOutcome::ran(&plan, step, elapsed))
     }
 
     fn stamp(&self, conn: &mut Connection, target: MigrationTarget) -> Result<()> {

@@ -183,6 +183,26 @@ pub struct StepOutcome {
     pub ran: Option<(i64, Direction, i64)>,
 }
 
+impl StepOutcome {
+    /// Nothing left to run: `plan` is empty.
+    pub fn finished(plan: &crate::MigrationPlan) -> Self {
+        StepOutcome {
+            current: plan.current,
+            target: plan.target,
+            ran: None,
+        }
+    }
+
+    /// The first step of `plan` ran in `elapsed_ms`.
+    pub fn ran(plan: &crate::MigrationPlan, step: &crate::MigrationStep, elapsed_ms: i64) -> Self {
+        StepOutcome {
+            current: plan.current,
+            target: plan.target,
+            ran: Some((step.version, step.direction, elapsed_ms)),
+        }
+    }
+}
+
 /// The migration loop every backend shares: calls `next_step` (which plans against the
 /// version table and runs at most one step, under the backend's lock) until no step is
 /// left. Relative targets (`+1`, `-1`) are resolved once, against the version the run

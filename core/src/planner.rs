@@ -83,6 +83,15 @@ pub struct MigrationStep {
 }
 
 impl MigrationStep {
+    /// The error for this step when one of its statements failed with `source`.
+    pub fn failed(&self, source: impl Into<crate::error::BoxError>) -> Error {
+        Error::MigrationFailed {
+            version: self.version,
+            description: self.description.clone(),
+            source: source.into(),
+        }
+    }
+
     fn new(migration: &Migration, direction: Direction) -> Self {
         MigrationStep {
             version: migration.version,
