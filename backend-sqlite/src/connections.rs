@@ -39,8 +39,7 @@ impl Connections {
             if is_file {
                 // WAL: readers never block the writer; NORMAL: durable across application
                 // crashes, may lose the last commits on power loss (the usual WAL trade).
-                conn.pragma_update(None, "journal_mode", "WAL")
-                    .map_err(from_sqlite)?;
+                enable_wal(&conn, config.busy_timeout)?;
                 conn.pragma_update(None, "synchronous", "NORMAL")
                     .map_err(from_sqlite)?;
             }
@@ -122,6 +121,26 @@ impl Connections {
     /// Whether [`Connections::close`] was called.
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// Switches a file to WAL. The busy handler does not cover this pragma: when several
+/// connections open a brand-new file at once, the switch can fail with `SQLITE_BUSY` right
+/// away, so retry until the busy timeout (WAL is persistent: once one connection switched,
+/// the others find it set).
+fn enable_wal(conn: &Connection, timeout: std::time::Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Ok(()) => return Ok(()),
+            Err(err)
+                if err.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(err) => return Err(from_sqlite(err)),
+        }
     }
 }
 
