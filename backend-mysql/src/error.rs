@@ -105,7 +105,7 @@ macro_rules! retrying {
             }
             attempt += 1;
             // Waiting for a connection already retried until the connect timeout.
-            let mut pooled = match inner.pool.acquire().await {
+            let mut pooled = match inner.checkout().await {
                 Ok(pooled) => pooled,
                 Err(err) => break Err($crate::error::from_sqlx(err)),
             };
@@ -114,9 +114,13 @@ macro_rules! retrying {
                 $work.await
             };
             let err = match result {
-                Ok(value) => break Ok(value),
+                Ok(value) => {
+                    inner.checkin(pooled);
+                    break Ok(value);
+                }
                 Err(err) => err,
             };
+            // Not back on the stash: sqlx's release path tests (pings) or closes it.
             drop(pooled);
             let failure = $crate::error::classify(&err);
             match $crate::error::retry_after(failure, attempt, inner.config.pool_max) {

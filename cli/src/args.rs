@@ -68,6 +68,9 @@ pub(crate) enum Command {
     Purge(PurgeArgs),
     /// Create and migrate a database and run a simulated form bot for many users.
     Demo(DemoArgs),
+    /// Measure fsmstore per call (and, with --floor, the bare driver beside it) in a
+    /// scratch table it drops afterwards.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +202,25 @@ pub(crate) struct DemoArgs {
     /// Users served at once.
     #[arg(long, default_value_t = 16)]
     pub(crate) concurrency: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Conversation keys per phase.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) keys: i64,
+    /// Tasks updating one key at once in the concurrency phase.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) concurrency: usize,
+    /// Rows put in the table before the phases (to show the cost per call stays flat).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) prefill: i64,
+    /// Also run every phase with the bare driver, interleaved, and print the ratio.
+    #[arg(long)]
+    pub(crate) floor: bool,
+    /// Rounds of all phases; the report shows medians.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) rounds: usize,
 }
 
 fn parse_target(text: &str) -> Result<MigrationTarget, String> {

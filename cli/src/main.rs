@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod bench;
 mod conformance;
 mod demo;
 mod export;
@@ -54,6 +55,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(command) => inspect::run(&global, command).await,
         Command::Purge(args) => inspect::purge(&global, args).await,
         Command::Demo(args) => demo::run(&global, args).await,
+        Command::Bench(args) => bench::run(&global, args).await,
     }
 }
 

@@ -1,0 +1,183 @@
+//! `fsmstore bench`: the workload on fsmstore and, with `--floor`, on the bare driver in
+//! the same process, interleaved so that machine noise hits both.
+//!
+//! Both sides use one scratch table (`bench_<pid>`, its own version table), created with
+//! `SchemaPolicy::Upgrade` and dropped afterwards. fsmstore's rows are `fsm:{i}:{i}` (key
+//! `StorageKey::new(42, i, i)`), the floor's `fsm:-{i}:{i}`, prefilled rows `fsm:{j}:{j}`
+//! with `j` above the benchmark's keys, so all of them interleave in the primary key.
+
+mod floor_mysql;
+mod floor_postgres;
+mod floor_sqlite;
+mod report;
+mod workload;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use fsmstore::{Dialect, SchemaPolicy, Scheme, Storage, StorageOptions, TableName};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use self::floor_mysql::MysqlFloor;
+use self::floor_postgres::PgFloor;
+use self::floor_sqlite::SqliteFloor;
+use self::report::{PhaseReport, Report};
+use self::workload::{run_concurrency, run_phase, FsmTarget, Phase, Sample};
+use crate::args::{BenchArgs, Global};
+use crate::{exit, output};
+
+/// The floor's row id for key `i`.
+pub(crate) fn floor_id(i: i64) -> String {
+    format!("fsm:-{i}:{i}")
+}
+
+/// The bare driver of one backend.
+enum Floor {
+    Sqlite(SqliteFloor),
+    Postgres(PgFloor),
+    Mysql(MysqlFloor),
+}
+
+impl Floor {
+    async fn open(url: &str, table: &TableName) -> anyhow::Result<Floor> {
+        Ok(match Scheme::of(url)? {
+            Scheme::Sqlite => Floor::Sqlite(SqliteFloor::open(url, table).await?),
+            Scheme::Postgres => Floor::Postgres(PgFloor::open(url, table).await?),
+            Scheme::Mysql => Floor::Mysql(MysqlFloor::open(url, table).await?),
+            _ => anyhow::bail!("no floor for this database"),
+        })
+    }
+
+    async fn run_phase(&self, phase: Phase, keys: i64, bar: &ProgressBar) -> Sample {
+        match self {
+            Floor::Sqlite(f) => run_phase(f, phase, keys, bar).await,
+            Floor::Postgres(f) => run_phase(f, phase, keys, bar).await,
+            Floor::Mysql(f) => run_phase(f, phase, keys, bar).await,
+        }
+    }
+
+    async fn prefill(&self, first: i64, rows: i64) -> anyhow::Result<()> {
+        match self {
+            Floor::Sqlite(f) => f.prefill(first, rows).await,
+            Floor::Postgres(f) => f.prefill(first, rows).await,
+            Floor::Mysql(f) => f.prefill(first, rows).await,
+        }
+    }
+}
+
+pub(crate) async fn run(global: &Global, args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let (url, json) = (global.url.clone(), global.json);
+    // On a runtime worker, as a bot's handlers run (not on the thread that blocks on main).
+    let report = tokio::spawn(async move { bench(&url, &args).await }).await??;
+    if json {
+        output::json(&report.json());
+    } else {
+        report.print();
+    }
+    Ok(
+        if report.errors() == 0 && report.concurrency.lost_updates == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(exit::FAILURE)
+        },
+    )
+}
+
+async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
+    let pid = std::process::id();
+    let options = StorageOptions::default()
+        .table(&format!("bench_{pid}"))?
+        .version_table(&format!("bench_{pid}_ver"))?
+        .schema(SchemaPolicy::Upgrade);
+    let storage = fsmstore::connect_with(url, options.clone())
+        .await
+        .context("open the storage")?;
+    let result = measure(url, args, &options, &storage).await;
+    let closed = storage.close().await;
+    let dropped = async {
+        fsmstore::migrator(url, options.clone())
+            .await?
+            .drop_tables()
+            .await
+    }
+    .await;
+    let report = result?;
+    closed?;
+    dropped.context("drop the scratch tables")?;
+    Ok(report)
+}
+
+async fn measure(
+    url: &str,
+    args: &BenchArgs,
+    options: &StorageOptions,
+    storage: &Arc<dyn Storage>,
+) -> anyhow::Result<Report> {
+    let keys = args.keys.max(1);
+    let rounds = args.rounds.max(1);
+    let floor = if args.floor || args.prefill > 0 {
+        Some(Floor::open(url, &options.table).await?)
+    } else {
+        None
+    };
+    if let (Some(floor), true) = (&floor, args.prefill > 0) {
+        let spinner =
+            ProgressBar::new_spinner().with_message(format!("prefilling {} rows", args.prefill));
+        spinner.enable_steady_tick(std::time::Duration::from_millis(200));
+        floor.prefill(keys + 1, args.prefill).await?;
+        spinner.finish_and_clear();
+    }
+    let floor = floor.filter(|_| args.floor);
+    let rows_at_start = storage.key_count().await?;
+    let sides = if floor.is_some() { 2 } else { 1 };
+    let bar = ProgressBar::new((rounds * Phase::ALL.len() * sides) as u64 * keys as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg:24} [{bar:40}] {pos}/{len} ({per_sec})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let fsm = FsmTarget::new(Arc::clone(storage), keys);
+    let mut fsm_samples: Vec<Vec<Sample>> = vec![Vec::new(); Phase::ALL.len()];
+    let mut floor_samples: Vec<Vec<Sample>> = vec![Vec::new(); Phase::ALL.len()];
+    for round in 0..rounds {
+        for (p, phase) in Phase::ALL.into_iter().enumerate() {
+            bar.set_message(format!("round {}/{rounds} {}", round + 1, phase.name()));
+            // Alternate who goes first, so neither always meets a warmer machine.
+            let floor_first = round % 2 == 1;
+            if let (Some(floor), true) = (&floor, floor_first) {
+                floor_samples[p].push(floor.run_phase(phase, keys, &bar).await);
+            }
+            fsm_samples[p].push(run_phase(&fsm, phase, keys, &bar).await);
+            if let (Some(floor), false) = (&floor, floor_first) {
+                floor_samples[p].push(floor.run_phase(phase, keys, &bar).await);
+            }
+        }
+    }
+    bar.set_message("concurrency");
+    let concurrency = run_concurrency(storage, args.concurrency.max(1)).await;
+    bar.finish_and_clear();
+    let phases = Phase::ALL
+        .into_iter()
+        .enumerate()
+        .map(|(p, phase)| PhaseReport::new(phase, &fsm_samples[p], &floor_samples[p]))
+        .collect();
+    Ok(Report {
+        backend: dialect_name(url),
+        keys,
+        rounds,
+        prefill: args.prefill,
+        rows_at_start,
+        phases,
+        concurrency,
+    })
+}
+
+fn dialect_name(url: &str) -> String {
+    match Scheme::of(url) {
+        Ok(Scheme::Sqlite) => Dialect::Sqlite.to_string(),
+        Ok(Scheme::Postgres) => Dialect::Postgres.to_string(),
+        Ok(Scheme::Mysql) => Dialect::Mysql.to_string(),
+        _ => "database".to_owned(),
+    }
+}

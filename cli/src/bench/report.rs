@@ -1,0 +1,170 @@
+//! Medians over rounds, the text table and the JSON report.
+
+use fsmstore::serde_json::{json, Value};
+
+use super::workload::{Concurrency, Phase, Sample};
+use crate::output;
+
+/// One side's figures for one phase: medians over the rounds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stats {
+    pub(crate) ops_per_sec: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+}
+
+impl Stats {
+    fn of(rounds: &[Sample]) -> Stats {
+        Stats {
+            ops_per_sec: median(rounds.iter().map(Sample::ops_per_sec)),
+            p50_us: median(rounds.iter().map(|s| s.percentile_us(50))),
+            p99_us: median(rounds.iter().map(|s| s.percentile_us(99))),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "ops_per_sec": round2(self.ops_per_sec),
+            "p50_us": round2(self.p50_us),
+            "p99_us": round2(self.p99_us),
+        })
+    }
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+/// One phase: fsmstore, and the floor when measured.
+pub(crate) struct PhaseReport {
+    pub(crate) phase: Phase,
+    pub(crate) fsm: Stats,
+    pub(crate) floor: Option<Stats>,
+    pub(crate) errors: u64,
+    pub(crate) first_error: Option<String>,
+}
+
+impl PhaseReport {
+    pub(crate) fn new(phase: Phase, fsm: &[Sample], floor: &[Sample]) -> Self {
+        let all = fsm.iter().chain(floor);
+        PhaseReport {
+            phase,
+            fsm: Stats::of(fsm),
+            floor: (!floor.is_empty()).then(|| Stats::of(floor)),
+            errors: all.clone().map(|s| s.errors).sum(),
+            first_error: all.filter_map(|s| s.first_error.clone()).next(),
+        }
+    }
+
+    /// fsmstore's time per call over the floor's (median throughputs): 1.05 = 5 % slower.
+    fn ratio(&self) -> Option<f64> {
+        self.floor
+            .filter(|floor| self.fsm.ops_per_sec > 0.0 && floor.ops_per_sec > 0.0)
+            .map(|floor| floor.ops_per_sec / self.fsm.ops_per_sec)
+    }
+}
+
+/// Everything a run measured.
+pub(crate) struct Report {
+    pub(crate) backend: String,
+    pub(crate) keys: i64,
+    pub(crate) rounds: usize,
+    pub(crate) prefill: i64,
+    pub(crate) rows_at_start: u64,
+    pub(crate) phases: Vec<PhaseReport>,
+    pub(crate) concurrency: Concurrency,
+}
+
+impl Report {
+    pub(crate) fn errors(&self) -> u64 {
+        self.phases.iter().map(|p| p.errors).sum::<u64>() + self.concurrency.errors
+    }
+
+    pub(crate) fn json(&self) -> Value {
+        let c = &self.concurrency;
+        json!({
+            "backend": self.backend,
+            "keys": self.keys,
+            "rounds": self.rounds,
+            "prefill": self.prefill,
+            "rows_at_start": self.rows_at_start,
+            "phases": self.phases.iter().map(|p| json!({
+                "phase": p.phase.name(),
+                "fsmstore": p.fsm.json(),
+                "floor": p.floor.as_ref().map(Stats::json),
+                "ratio": p.ratio().map(|r| (r * 1000.0).round() / 1000.0),
+                "errors": p.errors,
+                "first_error": p.first_error,
+            })).collect::<Vec<_>>(),
+            "concurrency": {
+                "tasks": c.tasks,
+                "lost_updates": c.lost_updates,
+                "errors": c.errors,
+                "first_error": c.first_error,
+                "ms": round2(c.millis),
+            },
+            "errors": self.errors(),
+        })
+    }
+
+    pub(crate) fn print(&self) {
+        println!(
+            "{} · {} keys · {} rounds (medians) · {} rows in the table at start",
+            self.backend, self.keys, self.rounds, self.rows_at_start
+        );
+        let with_floor = self.phases.iter().any(|p| p.floor.is_some());
+        let mut headers = vec!["phase", "fsmstore ops/s", "p50 µs", "p99 µs"];
+        if with_floor {
+            headers.extend(["floor ops/s", "p50 µs", "p99 µs", "fsmstore/floor"]);
+        }
+        let rows: Vec<Vec<String>> = self
+            .phases
+            .iter()
+            .map(|p| {
+                let mut row = vec![p.phase.name().to_owned()];
+                row.extend(cells(&p.fsm));
+                if let Some(floor) = &p.floor {
+                    row.extend(cells(floor));
+                    row.push(p.ratio().map_or("-".into(), |r| format!("{r:.2}×")));
+                }
+                row
+            })
+            .collect();
+        output::table(&headers, &rows);
+        let c = &self.concurrency;
+        println!(
+            "\nconcurrency: {} tasks update_data one key: {} lost updates, {} errors, {:.1} ms",
+            c.tasks, c.lost_updates, c.errors, c.millis
+        );
+        for p in &self.phases {
+            if let Some(err) = &p.first_error {
+                println!("{}: {} errors, first: {err}", p.phase.name(), p.errors);
+            }
+        }
+        if let Some(err) = &c.first_error {
+            println!("concurrency: first error: {err}");
+        }
+    }
+}
+
+fn cells(stats: &Stats) -> [String; 3] {
+    [
+        format!("{:.0}", stats.ops_per_sec),
+        format!("{:.1}", stats.p50_us),
+        format!("{:.1}", stats.p99_us),
+    ]
+}

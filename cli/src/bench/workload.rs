@@ -1,0 +1,260 @@
+//! The workload: six per-key phases run one awaited call at a time, and a concurrency
+//! phase of many `update_data` calls on one key.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use fsmstore::serde_json::{json, Value};
+use fsmstore::{Data, Storage, StorageKey};
+use indicatif::ProgressBar;
+
+/// The state every key is put in.
+pub(crate) const STATE: &str = "Form:name";
+
+/// The per-key phases, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    SetState,
+    GetState,
+    SetData,
+    GetData,
+    UpdateData,
+    Clear,
+}
+
+impl Phase {
+    pub(crate) const ALL: [Phase; 6] = [
+        Phase::SetState,
+        Phase::GetState,
+        Phase::SetData,
+        Phase::GetData,
+        Phase::UpdateData,
+        Phase::Clear,
+    ];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Phase::SetState => "set_state",
+            Phase::GetState => "get_state",
+            Phase::SetData => "set_data",
+            Phase::GetData => "get_data",
+            Phase::UpdateData => "update_data",
+            Phase::Clear => "clear",
+        }
+    }
+}
+
+/// The object `set_data` writes for key `i`.
+pub(crate) fn data_for(i: i64) -> Data {
+    object(json!({"name": format!("user{i}"), "age": i, "tags": ["a", "b"]}))
+}
+
+/// The patch `update_data` merges.
+pub(crate) fn patch() -> Data {
+    object(json!({"step": 2}))
+}
+
+fn object(value: Value) -> Data {
+    match value {
+        Value::Object(map) => map,
+        _ => Data::new(),
+    }
+}
+
+/// One side of the comparison: fsmstore, or the bare driver. Key `i` (1-based) is the
+/// conversation the call is about; each side maps it to its own rows.
+pub(crate) trait Target: Sync {
+    fn set_state(&self, i: i64) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn get_state(&self, i: i64) -> impl Future<Output = anyhow::Result<Option<String>>> + Send;
+    fn set_data(&self, i: i64, data: &Data) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn get_data(&self, i: i64) -> impl Future<Output = anyhow::Result<Data>> + Send;
+    fn update_data(
+        &self,
+        i: i64,
+        patch: &Data,
+    ) -> impl Future<Output = anyhow::Result<Data>> + Send;
+    fn clear(&self, i: i64) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// fsmstore through `Arc<dyn Storage>`, as an application holds it. Keys are built before
+/// the clock starts (the caller's work); the row id is built inside the call (fsmstore's).
+pub(crate) struct FsmTarget {
+    pub(crate) storage: Arc<dyn Storage>,
+    keys: Vec<StorageKey>,
+}
+
+impl FsmTarget {
+    pub(crate) fn new(storage: Arc<dyn Storage>, keys: i64) -> Self {
+        let keys = (0..=keys).map(|i| StorageKey::new(42, i, i)).collect();
+        FsmTarget { storage, keys }
+    }
+
+    fn key(&self, i: i64) -> &StorageKey {
+        &self.keys[i as usize]
+    }
+}
+
+impl Target for FsmTarget {
+    async fn set_state(&self, i: i64) -> anyhow::Result<()> {
+        Ok(self.storage.set_state(self.key(i), Some(STATE)).await?)
+    }
+    async fn get_state(&self, i: i64) -> anyhow::Result<Option<String>> {
+        Ok(self.storage.get_state(self.key(i)).await?)
+    }
+    async fn set_data(&self, i: i64, data: &Data) -> anyhow::Result<()> {
+        Ok(self.storage.set_data(self.key(i), data).await?)
+    }
+    async fn get_data(&self, i: i64) -> anyhow::Result<Data> {
+        Ok(self.storage.get_data(self.key(i)).await?)
+    }
+    async fn update_data(&self, i: i64, patch: &Data) -> anyhow::Result<Data> {
+        Ok(self.storage.update_data(self.key(i), patch).await?)
+    }
+    async fn clear(&self, i: i64) -> anyhow::Result<()> {
+        Ok(self.storage.clear(self.key(i)).await?)
+    }
+}
+
+/// What one run of one phase measured.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sample {
+    /// Latency of each call, nanoseconds, sorted.
+    pub(crate) nanos: Vec<u64>,
+    /// Calls that failed or returned something other than expected.
+    pub(crate) errors: u64,
+    pub(crate) first_error: Option<String>,
+}
+
+impl Sample {
+    /// Calls per second of call time (the checks between calls are not counted).
+    pub(crate) fn ops_per_sec(&self) -> f64 {
+        let total: u64 = self.nanos.iter().sum();
+        if total == 0 {
+            return 0.0;
+        }
+        self.nanos.len() as f64 * 1e9 / total as f64
+    }
+
+    /// The `pct` percentile latency in microseconds.
+    pub(crate) fn percentile_us(&self, pct: usize) -> f64 {
+        if self.nanos.is_empty() {
+            return 0.0;
+        }
+        let index = (self.nanos.len() * pct / 100).min(self.nanos.len() - 1);
+        self.nanos[index] as f64 / 1000.0
+    }
+
+    fn fail(&mut self, what: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(what);
+    }
+}
+
+/// How often the progress bar moves (per call would add to what is measured).
+const BAR_STEP: i64 = 128;
+
+/// Runs `phase` over keys `1..=keys`, one awaited call at a time, checking each answer.
+pub(crate) async fn run_phase<T: Target>(
+    target: &T,
+    phase: Phase,
+    keys: i64,
+    bar: &ProgressBar,
+) -> Sample {
+    let mut sample = Sample {
+        nanos: Vec::with_capacity(keys as usize),
+        ..Sample::default()
+    };
+    let patch = patch();
+    for i in 1..=keys {
+        let data = (phase == Phase::SetData).then(|| data_for(i));
+        let started = Instant::now();
+        let outcome: anyhow::Result<Option<String>> = match phase {
+            Phase::SetState => target.set_state(i).await.map(|()| None),
+            Phase::GetState => target.get_state(i).await.map(|state| {
+                (state.as_deref() != Some(STATE)).then(|| format!("get_state: {state:?}"))
+            }),
+            Phase::SetData => match &data {
+                Some(data) => target.set_data(i, data).await.map(|()| None),
+                None => Ok(None),
+            },
+            Phase::GetData => target.get_data(i).await.map(|data| {
+                (data != data_for(i)).then(|| format!("get_data: {}", Value::Object(data)))
+            }),
+            Phase::UpdateData => target.update_data(i, &patch).await.map(|data| {
+                (data.len() != 4 || data.get("step") != Some(&json!(2)))
+                    .then(|| format!("update_data: {}", Value::Object(data)))
+            }),
+            Phase::Clear => target.clear(i).await.map(|()| None),
+        };
+        sample.nanos.push(started.elapsed().as_nanos() as u64);
+        match outcome {
+            Ok(None) => {}
+            Ok(Some(wrong)) => sample.fail(format!("key {i}: unexpected {wrong}")),
+            Err(err) => sample.fail(format!("key {i}: {}", crate::output::one_line(&err))),
+        }
+        if i % BAR_STEP == 0 {
+            bar.inc(BAR_STEP as u64);
+        }
+    }
+    bar.inc((keys % BAR_STEP) as u64);
+    sample.nanos.sort_unstable();
+    sample
+}
+
+/// The concurrency phase's outcome.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Concurrency {
+    pub(crate) tasks: usize,
+    pub(crate) lost_updates: u64,
+    pub(crate) errors: u64,
+    pub(crate) first_error: Option<String>,
+    pub(crate) millis: f64,
+}
+
+/// `tasks` tasks each merge their own field into one key at once; every field must survive.
+pub(crate) async fn run_concurrency(storage: &Arc<dyn Storage>, tasks: usize) -> Concurrency {
+    let key = StorageKey::new(42, 0, 0);
+    let mut outcome = Concurrency {
+        tasks,
+        ..Concurrency::default()
+    };
+    let note = |outcome: &mut Concurrency, err: String| {
+        outcome.errors += 1;
+        outcome.first_error.get_or_insert(err);
+    };
+    if let Err(err) = storage.clear(&key).await {
+        note(&mut outcome, err.to_string());
+    }
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let storage = Arc::clone(storage);
+            let key = key.clone();
+            tokio::spawn(async move {
+                let patch = object(json!({ format!("f{t}"): t }));
+                storage.update_data(&key, &patch).await.map(drop)
+            })
+        })
+        .collect();
+    for handle in handles {
+        match handle.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => note(&mut outcome, err.to_string()),
+            Err(err) => note(&mut outcome, format!("task: {err}")),
+        }
+    }
+    outcome.millis = started.elapsed().as_secs_f64() * 1000.0;
+    match storage.get_data(&key).await {
+        Ok(data) => {
+            outcome.lost_updates = (0..tasks)
+                .filter(|t| data.get(&format!("f{t}")) != Some(&json!(t)))
+                .count() as u64;
+        }
+        Err(err) => note(&mut outcome, err.to_string()),
+    }
+    if let Err(err) = storage.clear(&key).await {
+        note(&mut outcome, err.to_string());
+    }
+    outcome
+}

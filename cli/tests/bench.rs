@@ -1,0 +1,66 @@
+//! `fsmstore bench` on a SQLite file: the JSON report's shape (never its timings).
+
+use std::process::Command;
+
+use fsmstore::serde_json::{self, Value};
+
+#[test]
+fn bench_with_floor_reports_every_phase_and_no_lost_updates() {
+    let dir = std::env::temp_dir().join(format!("fsmstore-cli-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("b.db").display());
+    let out = Command::new(env!("CARGO_BIN_EXE_fsmstore"))
+        .args(["bench", "--url", &url, "--keys", "50", "--concurrency", "8"])
+        .args(["--floor", "--json"])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run fsmstore");
+    assert!(
+        out.status.success(),
+        "bench failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let phases = report["phases"].as_array().unwrap();
+    let names: Vec<&str> = phases
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "set_state",
+            "get_state",
+            "set_data",
+            "get_data",
+            "update_data",
+            "clear"
+        ]
+    );
+    for phase in phases {
+        for side in ["fsmstore", "floor"] {
+            for field in ["ops_per_sec", "p50_us", "p99_us"] {
+                assert!(phase[side][field].is_number(), "{side}.{field} in {phase}");
+            }
+        }
+        assert!(phase["ratio"].is_number(), "{phase}");
+        assert_eq!(phase["errors"], 0, "{phase}");
+    }
+    assert_eq!(report["concurrency"]["tasks"], 8);
+    assert_eq!(report["concurrency"]["lost_updates"], 0);
+    assert_eq!(report["concurrency"]["errors"], 0);
+    assert_eq!(report["errors"], 0);
+    // The scratch tables are gone: only the (empty) database file's own tables remain.
+    let conn = rusqlite::Connection::open(dir.join("b.db")).unwrap();
+    let tables: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name LIKE 'bench_%'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(tables, 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
