@@ -152,6 +152,9 @@ impl MysqlConfig {
     }
 
     fn apply_parameter(mut self, name: &str, value: &str) -> Result<Self> {
+        if self.options.set_url_parameter(name, value)? {
+            return Ok(self);
+        }
         let number = |value: &str| {
             value.parse::<u64>().map_err(|_| {
                 Error::Config(format!(
@@ -160,8 +163,6 @@ impl MysqlConfig {
             })
         };
         match name {
-            "table" => self.options = self.options.table(value)?,
-            "version_table" => self.options = self.options.version_table(value)?,
             "pool_max" => {
                 self.pool_max = u32::try_from(number(value)?)
                     .ok()
@@ -170,7 +171,6 @@ impl MysqlConfig {
             }
             "connect_timeout_ms" => self.connect_timeout = Duration::from_millis(number(value)?),
             "lock_timeout_s" => self.lock_timeout = Duration::from_secs(number(value)?),
-            "schema" => self.options.schema = parse_policy(value)?,
             other => {
                 return Err(Error::Config(format!(
                     "unknown mysql URL parameter {other:?} (known: table, version_table, pool_max, connect_timeout_ms, lock_timeout_s, schema, and sqlx's {})",
@@ -253,17 +253,6 @@ impl MysqlConfig {
             .connect_with(self.connect.clone())
             .await
             .map_err(from_sqlx)
-    }
-}
-
-fn parse_policy(value: &str) -> Result<SchemaPolicy> {
-    match value {
-        "verify" => Ok(SchemaPolicy::Verify),
-        "upgrade" => Ok(SchemaPolicy::Upgrade),
-        "trust" => Ok(SchemaPolicy::Trust),
-        other => Err(Error::Config(format!(
-            "schema={other:?}: use verify, upgrade or trust"
-        ))),
     }
 }
 

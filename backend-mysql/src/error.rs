@@ -105,7 +105,7 @@ macro_rules! retrying {
             }
             attempt += 1;
             // Waiting for a connection already retried until the connect timeout.
-            let mut pooled = match inner.checkout().await {
+            let mut pooled = match inner.stash.checkout(&inner.pool).await {
                 Ok(pooled) => pooled,
                 Err(err) => break Err($crate::error::from_sqlx(err)),
             };
@@ -115,7 +115,7 @@ macro_rules! retrying {
             };
             let err = match result {
                 Ok(value) => {
-                    inner.checkin(pooled);
+                    inner.stash.checkin(pooled);
                     break Ok(value);
                 }
                 Err(err) => err,

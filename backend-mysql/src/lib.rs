@@ -32,6 +32,8 @@ mod config;
 mod error;
 mod inspect;
 mod migrate;
+mod stash;
+mod steps;
 mod storage;
 
 pub use config::MysqlConfig;

@@ -1,8 +1,7 @@
 //! [`MysqlStorage`]: the [`Storage`] implementation.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use fsmstore_core::sql::Queries;
@@ -11,15 +10,14 @@ use fsmstore_core::{
     Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions,
 };
 use serde_json::Value;
-use sqlx::mysql::{MySql, MySqlConnection, MySqlPool, MySqlRow};
-use sqlx::pool::PoolConnection;
+use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlRow};
 use sqlx::{Acquire, AssertSqlSafe, Row, SqlSafeStr, SqlStr};
-use tokio::sync::Notify;
 
 use crate::config::MysqlConfig;
 use crate::error::from_sqlx;
 use crate::inspect::InspectStatements;
 use crate::migrate::MysqlMigrator;
+use crate::stash::ConnectionStash;
 
 /// FSM storage in a MySQL 8 or MariaDB 10.6+ database.
 ///
@@ -35,75 +33,8 @@ pub(crate) struct Inner {
     pub(crate) inspect: InspectStatements,
     pub(crate) config: MysqlConfig,
     pub(crate) closed: AtomicBool,
-    /// Connections of calls that succeeded, kept checked out of sqlx's pool (see
-    /// [`Inner::checkin`]), most recently used last.
-    stash: Mutex<Vec<(PoolConnection<MySql>, Instant)>>,
-    /// Signalled when a connection is stashed while callers wait for one.
-    stashed: Notify,
-    /// Callers waiting in [`Inner::checkout`].
-    waiting: AtomicUsize,
-}
-
-/// A stashed connection idle longer than this goes back through sqlx's pool instead, which
-/// tests it and applies its idle and lifetime limits.
-const STASH_IDLE: Duration = Duration::from_secs(30);
-
-impl Inner {
-    /// A connection: the most recently stashed one, else one from sqlx's pool. A caller
-    /// waiting on the pool also takes a connection stashed meanwhile (else the stash could
-    /// hold every connection while callers time out in the pool's queue).
-    pub(crate) async fn checkout(&self) -> sqlx::Result<PoolConnection<MySql>> {
-        loop {
-            if let Some(conn) = self.pop_stashed() {
-                return Ok(conn);
-            }
-            let stashed = self.stashed.notified();
-            tokio::pin!(stashed);
-            stashed.as_mut().enable();
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            // Again after registering: one stashed between the first look and now.
-            let outcome = match self.pop_stashed() {
-                Some(conn) => Some(Ok(conn)),
-                None => tokio::select! {
-                    acquired = self.pool.acquire() => Some(acquired),
-                    () = &mut stashed => None,
-                },
-            };
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-            if let Some(outcome) = outcome {
-                return outcome;
-            }
-        }
-    }
-
-    fn pop_stashed(&self) -> Option<PoolConnection<MySql>> {
-        let (conn, since) = self.stash.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
-        // Too long idle: dropping hands it to sqlx's pool, which pings it on the way.
-        (since.elapsed() < STASH_IDLE).then_some(conn)
-    }
-
-    /// Keeps the connection of a call that succeeded for the next call.
-    ///
-    /// Why not drop it back into sqlx's pool: sqlx pings every released connection
-    /// (`COM_PING`, in a spawned task) before it can be acquired again. For one-statement
-    /// calls that is a second round trip per call, and on a small machine the ping's client
-    /// and server work made calls up to 1.5x (2.5x for `update_data`) slower than the same
-    /// statements on one bare connection. A call that succeeded left its connection clean
-    /// (transaction committed, result read), so the ping tells nothing; a call that failed
-    /// or was cancelled drops its connection and sqlx tests or closes it as before. Each
-    /// stashed connection still holds its pool slot, so `pool_max` bounds the total.
-    pub(crate) fn checkin(&self, conn: PoolConnection<MySql>) {
-        let mut stash = self.stash.lock().unwrap_or_else(|e| e.into_inner());
-        // Checked under the lock `close` drains under: nothing is stashed after the drain.
-        if self.closed.load(Ordering::Acquire) {
-            return;
-        }
-        stash.push((conn, Instant::now()));
-        drop(stash);
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            self.stashed.notify_one();
-        }
-    }
+    /// Connections of calls that succeeded, kept for the next call (see `stash.rs`).
+    pub(crate) stash: ConnectionStash,
 }
 
 /// Core's MySQL statements as sqlx strings (cheap to clone: shared, not copied).
@@ -177,9 +108,7 @@ impl MysqlStorage {
                 inspect,
                 config,
                 closed: AtomicBool::new(false),
-                stash: Mutex::new(Vec::new()),
-                stashed: Notify::new(),
-                waiting: AtomicUsize::new(0),
+                stash: ConnectionStash::default(),
             }),
         };
         let checked = match storage.options().schema {
@@ -193,7 +122,7 @@ impl MysqlStorage {
         };
         if let Err(err) = checked {
             // Do not leave connections open behind a failed open.
-            storage.inner.pool.close().await;
+            let _ = storage.close().await;
             return Err(err);
         }
         Ok(storage)
@@ -406,9 +335,7 @@ impl Storage for MysqlStorage {
     async fn close(&self) -> Result<()> {
         self.inner.closed.store(true, Ordering::Release);
         // sqlx's close waits for every checked-out connection: hand the stash back first.
-        let stashed =
-            std::mem::take(&mut *self.inner.stash.lock().unwrap_or_else(|e| e.into_inner()));
-        drop(stashed);
+        self.inner.stash.drain();
         self.inner.pool.close().await;
         Ok(())
     }
