@@ -184,7 +184,12 @@ impl Shared {
             if index == 0 && self.execute(conn, undo, undo_args).await.is_ok() {
                 return Err(step.failed(err));
             }
-            return Err(dirty_error(step.version, &step.description, self.table()));
+            return Err(dirty_error(
+                step.version,
+                &step.description,
+                self.table(),
+                Some(Box::new(err)),
+            ));
         }
         Ok(())
     }

@@ -63,8 +63,15 @@ async fn half_applied_migration_is_dirty_until_stamped() {
 
     let err = migrator.ensure_schema().await.unwrap_err();
     assert!(
-        matches!(err, Error::MigrationDirty { version: 4, .. }),
-        "{err:?}"
+        matches!(
+            err,
+            Error::MigrationDirty {
+                version: 4,
+                source: Some(_),
+                ..
+            }
+        ),
+        "the failing run keeps the statement's error: {err:?}"
     );
     let message = err.to_string();
     assert!(

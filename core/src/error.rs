@@ -101,6 +101,10 @@ pub enum Error {
         description: String,
         /// The command that marks the repaired state.
         fix: String,
+        /// The statement's error, when this run left the migration half-applied (`None`
+        /// when a later run finds it dirty).
+        #[source]
+        source: Option<BoxError>,
     },
     /// A migration target outside the known range, or a version table that does not make
     /// sense.

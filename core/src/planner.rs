@@ -218,7 +218,7 @@ impl StampPlan {
 pub fn verified_version(set: &MigrationSet, applied: &[AppliedMigration]) -> Result<i64> {
     let table = set.table().to_string();
     if let Some(dirty) = applied.iter().find(|row| !row.success) {
-        return Err(dirty_error(dirty.version, &dirty.description, &table));
+        return Err(dirty_error(dirty.version, &dirty.description, &table, None));
     }
     let current = applied.iter().map(|row| row.version).max().unwrap_or(0);
     if current > set.head() {
@@ -250,9 +250,16 @@ pub fn verified_version(set: &MigrationSet, applied: &[AppliedMigration]) -> Res
 }
 
 /// The error for migration `version` of `table` left half-applied, naming the `stamp`
-/// commands that record the repaired state.
-pub fn dirty_error(version: i64, description: &str, table: &str) -> Error {
+/// commands that record the repaired state; `source` is the failing statement's error when
+/// this run left it so.
+pub fn dirty_error(
+    version: i64,
+    description: &str,
+    table: &str,
+    source: Option<crate::error::BoxError>,
+) -> Error {
     Error::MigrationDirty {
+        source,
         version,
         description: description.to_owned(),
         fix: format!(
