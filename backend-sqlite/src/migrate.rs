@@ -44,7 +44,7 @@ impl SqliteMigrator {
     /// use [`SqliteStorage::migrator`](crate::SqliteStorage::migrator) there.
     ///
     /// # Errors
-    /// [`Error::Connection`] when the file can not be opened.
+    /// [`Error::Connection`](fsmstore_core::Error::Connection) when the file can not be opened.
     pub async fn open(config: SqliteConfig) -> Result<Self> {
         let connections = Connections::open(&config.clone().readers(0)).await?;
         Self::on_connections(connections, &config.options)

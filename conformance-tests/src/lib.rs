@@ -34,7 +34,7 @@ pub use runner::{
 /// Expands the suite into one `#[test]` per case.
 ///
 /// `$factory` is an `async fn() -> Option<Arc<dyn Backend>>` (or a closure returning such
-/// a future): `None` skips the test (a server that is unreachable; see [`unreachable`]).
+/// a future): `None` skips the test (a server that is unreachable; see [`unreachable()`]).
 ///
 /// * `conformance_suite!(storage: factory)`: the storage group;
 /// * `conformance_suite!(migrations: factory)`: the schema group (SQL backends);
