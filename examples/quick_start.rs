@@ -27,10 +27,19 @@ async fn main() -> fsmstore::Result<()> {
     // Another table and key layout, through the options.
     let options = StorageOptions::default()
         .table("dev_aiogram_fsm_data")? // per environment
-        .key_builder(DefaultKeyBuilder::default().with_bot_id(true).with_destiny(true))
+        .key_builder(
+            DefaultKeyBuilder::default()
+                .with_bot_id(true)
+                .with_destiny(true),
+        )
         .schema(SchemaPolicy::Upgrade);
     let storage = fsmstore::connect_with("sqlite://bot.db", options).await?;
-    storage.set_state(&key.with_destiny("album"), Some("Album:photos")).await?;
-    println!("{} keys in dev_aiogram_fsm_data", storage.key_count().await?);
+    storage
+        .set_state(&key.with_destiny("album"), Some("Album:photos"))
+        .await?;
+    println!(
+        "{} keys in dev_aiogram_fsm_data",
+        storage.key_count().await?
+    );
     storage.close().await
 }
