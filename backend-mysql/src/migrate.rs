@@ -137,6 +137,20 @@ impl MysqlMigrator {
         }
     }
 
+    /// The version table's rows for this FSM table (empty when it does not exist).
+    async fn read_applied(&self) -> Result<Vec<AppliedMigration>> {
+        let mut conn = self.pool.acquire().await.map_err(from_sqlx)?;
+        let exists: i64 = sqlx::query_scalar(self.shared.table_exists.clone())
+            .bind(&self.shared.version_table)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(from_sqlx)?;
+        if exists == 0 {
+            return Ok(Vec::new());
+        }
+        self.shared.applied(&mut conn).await
+    }
+
     /// Releases the lock and closes the dedicated connection. A failure here is logged,
     /// not returned: the server releases the lock when the session ends anyway.
     async fn unlock(&self, mut conn: MySqlConnection) {
@@ -179,16 +193,17 @@ impl Migrator for MysqlMigrator {
     }
 
     async fn applied(&self) -> Result<Vec<AppliedMigration>> {
-        let mut conn = self.pool.acquire().await.map_err(from_sqlx)?;
-        let exists: i64 = sqlx::query_scalar(self.shared.table_exists.clone())
-            .bind(&self.shared.version_table)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(from_sqlx)?;
-        if exists == 0 {
-            return Ok(Vec::new());
+        let rows = self.read_applied().await?;
+        if rows.iter().all(|row| row.success) {
+            return Ok(rows);
         }
-        self.shared.applied(&mut conn).await
+        // An unfinished row is dirty only if no migrator is running it: without the lock
+        // a concurrent start-up (`Verify` while another instance upgrades) would report
+        // a migration in progress as dirty. Wait for the lock, then read again.
+        let conn = self.lock().await?;
+        let rows = self.read_applied().await;
+        self.unlock(conn).await;
+        rows
     }
 
     async fn migrate(&self, target: MigrationTarget) -> Result<MigrationReport> {

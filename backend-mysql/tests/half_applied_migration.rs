@@ -197,3 +197,53 @@ async fn half_applied_downgrade_is_dirty() {
     assert_eq!(migrator.current().await.unwrap(), 3);
     common::drop_tables(&server, &options).await.unwrap();
 }
+
+/// Version 4: one slow statement (it holds the migration lock for a second).
+fn slow() -> Vec<MigrationSource> {
+    let script = Script {
+        up: "SELECT SLEEP(1);\n".into(),
+        down: "SELECT 1;\n".into(),
+    };
+    let mut sources = builtin();
+    sources.push(MigrationSource {
+        version: 4,
+        description: "slow".into(),
+        sqlite: script.clone(),
+        postgres: script.clone(),
+        mysql: script,
+    });
+    sources
+}
+
+/// While one migrator runs a migration (its row unfinished), another process asking for
+/// the status waits for the lock and sees the finished migration, not a dirty one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_in_progress_is_not_reported_dirty() {
+    let Some(server) = common::server().await else {
+        return;
+    };
+    let options = common::unique_options("fm_busy").migrations(slow());
+    let config = server.clone().options(options.clone());
+    MysqlMigrator::open(config.clone())
+        .await
+        .unwrap()
+        .migrate(MigrationTarget::Version(3))
+        .await
+        .unwrap();
+    let running = {
+        let config = config.clone();
+        tokio::spawn(async move {
+            let migrator = MysqlMigrator::open(config).await.unwrap();
+            migrator.ensure_schema().await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let observer = MysqlMigrator::open(config.clone()).await.unwrap();
+    let status = observer.status().await;
+    assert!(
+        matches!(status, Ok(ref s) if s.current == 4),
+        "a migration in progress was reported as {status:?}"
+    );
+    running.await.unwrap().unwrap();
+    common::drop_tables(&server, &options).await.unwrap();
+}
