@@ -1,6 +1,6 @@
 //! The README's quick start, compiled and run by CI: `cargo run --example quick_start`.
 
-use fsmstore::{serde_json::json, Storage, StorageExt, StorageKey};
+use fsmstore::{serde_json::json, StorageExt, StorageKey};
 use fsmstore::{DefaultKeyBuilder, SchemaPolicy, StorageOptions};
 
 #[tokio::main]

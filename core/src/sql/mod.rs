@@ -95,14 +95,26 @@ impl InspectQueries {
 }
 
 /// Builds [`InspectQueries`] from a dialect's `updated_at`-as-ms expression, cutoff
-/// comparison and placeholders (`p(n)` is the n-th).
+/// comparison (`{cutoff}` is the bound unix ms), placeholders (`p(n)` is the n-th) and
+/// whether `DELETE … LIMIT` exists (MySQL; elsewhere a limited id subquery, which MySQL in
+/// turn refuses).
 fn inspect_queries(
     t: &str,
     updated_ms: &str,
     before: &str,
     p: impl Fn(usize) -> String,
+    delete_limit: bool,
 ) -> InspectQueries {
     let columns = format!("id, state, data, {updated_ms}");
+    let older = before.replace("{cutoff}", &p(1));
+    let purge_batch = if delete_limit {
+        format!("DELETE FROM {t} WHERE {older} LIMIT {}", p(2))
+    } else {
+        format!(
+            "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE {older} LIMIT {})",
+            p(2)
+        )
+    };
     InspectQueries {
         list: format!(
             "SELECT {columns} FROM {t} WHERE id > {} ORDER BY id LIMIT {}",
@@ -120,11 +132,8 @@ fn inspect_queries(
             "SELECT state, COUNT(*) AS n FROM {t} GROUP BY state ORDER BY n DESC, state"
         ),
         time_range: format!("SELECT COUNT(*), MIN({updated_ms}), MAX({updated_ms}) FROM {t}"),
-        count_older: format!(
-            "SELECT COUNT(*) FROM {t} WHERE {before}",
-            before = before.replace("{cutoff}", &p(1))
-        ),
-        purge_batch: String::new(),
+        count_older: format!("SELECT COUNT(*) FROM {t} WHERE {older}"),
+        purge_batch,
     }
 }
 

@@ -66,12 +66,11 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
 }
 
 pub(super) fn inspect_queries(t: &str) -> super::InspectQueries {
-    let mut q = super::inspect_queries(
+    super::inspect_queries(
         t,
         "CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED)",
         "updated_at < FROM_UNIXTIME({cutoff} / 1000)",
         |_| "?".to_owned(),
-    );
-    q.purge_batch = format!("DELETE FROM {t} WHERE updated_at < FROM_UNIXTIME(? / 1000) LIMIT ?");
-    q
+        true,
+    )
 }

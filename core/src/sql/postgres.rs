@@ -68,15 +68,11 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
 }
 
 pub(super) fn inspect_queries(t: &str) -> super::InspectQueries {
-    let mut q = super::inspect_queries(
+    super::inspect_queries(
         t,
         "(extract(epoch FROM updated_at) * 1000)::BIGINT",
         "updated_at < to_timestamp({cutoff}::BIGINT / 1000.0)",
         |n| format!("${n}"),
-    );
-    q.purge_batch = format!(
-        "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} \
-         WHERE updated_at < to_timestamp($1::BIGINT / 1000.0) LIMIT $2)"
-    );
-    q
+        false,
+    )
 }

@@ -59,10 +59,11 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
 }
 
 pub(super) fn inspect_queries(t: &str) -> super::InspectQueries {
-    let mut q = super::inspect_queries(t, "updated_at", "updated_at < {cutoff}", |n| {
-        format!("?{n}")
-    });
-    q.purge_batch =
-        format!("DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE updated_at < ?1 LIMIT ?2)");
-    q
+    super::inspect_queries(
+        t,
+        "updated_at",
+        "updated_at < {cutoff}",
+        |n| format!("?{n}"),
+        false,
+    )
 }
