@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fsmstore_conformance::Backend;
-use fsmstore_core::{Inspect, Migrator, Result, Storage, StorageOptions};
+use fsmstore_core::{Inspect, Migrator, Result, StorageOptions};
 use fsmstore_mysql::{MysqlConfig, MysqlMigrator, MysqlStorage};
 
 struct MysqlBackend {
@@ -24,10 +24,6 @@ impl MysqlBackend {
 impl Backend for MysqlBackend {
     fn name(&self) -> String {
         "mysql".into()
-    }
-
-    async fn open(&self, options: StorageOptions) -> Result<Arc<dyn Storage>> {
-        Ok(Arc::new(MysqlStorage::open(self.config(options)).await?))
     }
 
     async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {

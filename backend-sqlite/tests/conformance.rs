@@ -26,10 +26,6 @@ impl Backend for FileBackend {
         "sqlite-file".into()
     }
 
-    async fn open(&self, options: StorageOptions) -> Result<Arc<dyn Storage>> {
-        Ok(Arc::new(SqliteStorage::open(self.config(options)).await?))
-    }
-
     async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {
         Ok(Arc::new(SqliteStorage::open(self.config(options)).await?))
     }
@@ -80,10 +76,6 @@ impl MemoryBackend {
 impl Backend for MemoryBackend {
     fn name(&self) -> String {
         "sqlite-memory".into()
-    }
-
-    async fn open(&self, options: StorageOptions) -> Result<Arc<dyn Storage>> {
-        Ok(self.open_inspect(options).await?)
     }
 
     async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use fsmstore::{Inspect, Migrator, Result, Storage, StorageOptions};
+use fsmstore::{Inspect, Migrator, Result, StorageOptions};
 use fsmstore_conformance::{migration_cases, run_suite, storage_cases, Backend};
 use serde_json::json;
 
@@ -22,10 +22,6 @@ impl Backend for UrlBackend {
         fsmstore::Scheme::of(&self.url)
             .map(|scheme| format!("{scheme:?}").to_lowercase())
             .unwrap_or_else(|_| "database".into())
-    }
-
-    async fn open(&self, options: StorageOptions) -> Result<Arc<dyn Storage>> {
-        fsmstore::connect_with(&self.url, options).await
     }
 
     async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {

@@ -15,23 +15,20 @@ pub trait Backend: Send + Sync + 'static {
     /// A short name for reports (`sqlite`, `postgres`, …).
     fn name(&self) -> String;
 
-    /// Opens a storage with `options`, applying `options.schema`.
+    /// Opens a storage with `options`, applying `options.schema`, with the whole-table
+    /// operations of [`Inspect`] (every fsmstore backend has them; the `inspect` cases use
+    /// them).
     ///
     /// # Errors
     /// Whatever opening fails with; the schema cases check these errors.
-    async fn open(&self, options: StorageOptions) -> Result<Arc<dyn Storage>>;
+    async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>>;
 
-    /// Opens a storage with `options` for whole-table operations (the `inspect` cases).
-    /// Every SQL backend should implement it; the default fails those cases.
+    /// [`Backend::open_inspect`], seen as a plain [`Storage`].
     ///
     /// # Errors
-    /// As [`Backend::open`].
-    async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {
-        let _ = options;
-        Err(Error::Config(format!(
-            "{}: open_inspect is not implemented",
-            self.name()
-        )))
+    /// As [`Backend::open_inspect`].
+    async fn open(&self, options: StorageOptions) -> Result<Arc<dyn Storage>> {
+        Ok(self.open_inspect(options).await?)
     }
 
     /// Opens a migrator for `options.table` (no schema check).
@@ -66,10 +63,6 @@ impl MemoryBackend {
 impl Backend for MemoryBackend {
     fn name(&self) -> String {
         "memory".to_owned()
-    }
-
-    async fn open(&self, options: StorageOptions) -> Result<Arc<dyn Storage>> {
-        Ok(self.open_inspect(options).await?)
     }
 
     async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {

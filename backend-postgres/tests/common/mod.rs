@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fsmstore_conformance::Backend;
 use fsmstore_core::sql::drop_table_if_exists;
-use fsmstore_core::{Dialect, Inspect, Migrator, Result, Storage, StorageOptions};
+use fsmstore_core::{Dialect, Inspect, Migrator, Result, StorageOptions};
 use fsmstore_postgres::{PgConfig, PgMigrator, PgStorage};
 
 pub const URL_VARIABLE: &str = "FSMSTORE_TEST_POSTGRES_URL";
@@ -47,10 +47,6 @@ impl PgBackend {
 impl Backend for PgBackend {
     fn name(&self) -> String {
         "postgres".into()
-    }
-
-    async fn open(&self, options: StorageOptions) -> Result<Arc<dyn Storage>> {
-        Ok(Arc::new(PgStorage::open(Self::config(options)).await?))
     }
 
     async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {
