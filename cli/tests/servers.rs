@@ -80,6 +80,33 @@ fn ok(url: &str, table: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// After `stamp 1` + `up`, the four Python-shaped rows read back through the default key
+/// builder: state and data intact, `''` and `NULL` data as `{}`.
+async fn assert_adopted(url: &str, table: &str) {
+    let options = StorageOptions::default()
+        .table(table)
+        .unwrap()
+        .version_table(&format!("{table}_ver"))
+        .unwrap();
+    let storage = fsmstore::connect_with(url, options).await.unwrap();
+    let record = storage
+        .get_record(&StorageKey::new(0, -100, 7))
+        .await
+        .unwrap();
+    assert_eq!(record.state.as_deref(), Some("Form:name"));
+    assert_eq!(Value::Object(record.data), json!({"name": "René"}));
+    let age = storage.get_record(&StorageKey::new(0, 5, 5)).await.unwrap();
+    assert_eq!(age.state.as_deref(), Some("Form:age"));
+    assert!(age.data.is_empty());
+    let city = storage.get_record(&StorageKey::new(0, 6, 6)).await.unwrap();
+    assert_eq!(city.state.as_deref(), Some("Form:city"));
+    assert!(city.data.is_empty());
+    let only = storage.get_data(&StorageKey::new(0, 8, 8)).await.unwrap();
+    assert_eq!(Value::Object(only), json!({"only": "data"}));
+    assert_eq!(storage.key_count().await.unwrap(), 4);
+    storage.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_migrations_and_python_adoption() {
     let Some(admin) = pg_admin().await else {
@@ -105,32 +132,7 @@ async fn postgres_migrations_and_python_adoption() {
     let history = ok(&url, &table, &["migrate", "history"]);
     assert_eq!(history.matches("applied").count(), 3, "{history}");
 
-    let options = StorageOptions::default()
-        .table(&table)
-        .unwrap()
-        .version_table(&format!("{table}_ver"))
-        .unwrap();
-    let storage = fsmstore::connect_with(&url, options).await.unwrap();
-    let record = storage
-        .get_record(&StorageKey::new(0, -100, 7))
-        .await
-        .unwrap();
-    assert_eq!(record.state.as_deref(), Some("Form:name"));
-    assert_eq!(Value::Object(record.data), json!({"name": "René"}));
-    assert_eq!(
-        storage
-            .get_state(&StorageKey::new(0, 6, 6))
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("Form:city")
-    );
-    assert_eq!(
-        Value::Object(storage.get_data(&StorageKey::new(0, 8, 8)).await.unwrap()),
-        json!({"only": "data"})
-    );
-    assert_eq!(storage.key_count().await.unwrap(), 4);
-    storage.close().await.unwrap();
+    assert_adopted(&url, &table).await;
 
     // Down and up again keep the rows; base drops the table.
     ok(&url, &table, &["migrate", "down", "--to", "1"]);
@@ -196,37 +198,7 @@ async fn mariadb_migrations_and_python_adoption() {
     .await;
     ok(&url, &table, &["migrate", "stamp", "1"]);
     ok(&url, &table, &["migrate", "up"]);
-    let options = StorageOptions::default()
-        .table(&table)
-        .unwrap()
-        .version_table(&format!("{table}_ver"))
-        .unwrap();
-    let storage = fsmstore::connect_with(&url, options).await.unwrap();
-    let record = storage
-        .get_record(&StorageKey::new(0, -100, 7))
-        .await
-        .unwrap();
-    assert_eq!(record.state.as_deref(), Some("Form:name"));
-    assert_eq!(Value::Object(record.data), json!({"name": "René"}));
-    assert!(storage
-        .get_data(&StorageKey::new(0, 5, 5))
-        .await
-        .unwrap()
-        .is_empty());
-    assert_eq!(
-        storage
-            .get_state(&StorageKey::new(0, 6, 6))
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("Form:city")
-    );
-    assert_eq!(
-        Value::Object(storage.get_data(&StorageKey::new(0, 8, 8)).await.unwrap()),
-        json!({"only": "data"})
-    );
-    assert_eq!(storage.key_count().await.unwrap(), 4);
-    storage.close().await.unwrap();
+    assert_adopted(&url, &table).await;
     let history = ok(&url, &table, &["migrate", "history", "--json"]);
     assert_eq!(history.matches("\"applied\"").count(), 3, "{history}");
     ok(&url, &table, &["migrate", "down", "--to", "base"]);
