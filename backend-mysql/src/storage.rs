@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use fsmstore_core::sql::Queries;
 use fsmstore_core::{
     merge_shallow, parse_data, validate_data, validate_state, Data, Dialect, Error, Migrator,
-    Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions,
+    Record, Result, Storage, StorageKey, StorageOptions,
 };
 use serde_json::Value;
 use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlRow};
@@ -111,14 +111,9 @@ impl MysqlStorage {
                 stash: ConnectionStash::default(),
             }),
         };
-        let checked = match storage.options().schema {
-            SchemaPolicy::Upgrade => storage.migrator()?.ensure_schema().await.map(drop),
-            SchemaPolicy::Verify => storage
-                .migrator()?
-                .status()
-                .await
-                .and_then(|s| s.require_head()),
-            _ => Ok(()),
+        let checked = match storage.migrator() {
+            Ok(migrator) => migrator.apply_policy(storage.options().schema).await,
+            Err(err) => Err(err),
         };
         if let Err(err) = checked {
             // Do not leave connections open behind a failed open.

@@ -72,14 +72,12 @@ impl PgStorage {
                 closed: AtomicBool::new(false),
             }),
         };
-        let checked = match storage.inner.config.options.schema {
-            SchemaPolicy::Upgrade => storage.migrator()?.ensure_schema().await.map(drop),
-            SchemaPolicy::Verify => storage
-                .migrator()?
-                .status()
-                .await
-                .and_then(|status| status.require_head()),
-            _ => storage.client().await.map(drop),
+        let checked = match (storage.inner.config.options.schema, storage.migrator()) {
+            // Nothing to check: still fail now, not at the first call, if the server is
+            // unreachable.
+            (SchemaPolicy::Trust, _) => storage.client().await.map(drop),
+            (policy, Ok(migrator)) => migrator.apply_policy(policy).await,
+            (_, Err(err)) => Err(err),
         };
         if let Err(err) = checked {
             storage.inner.pool.close();

@@ -64,14 +64,9 @@ impl SqliteStorage {
             (SqliteLocation::Memory, SchemaPolicy::Verify) => SchemaPolicy::Upgrade,
             (_, policy) => policy,
         };
-        let checked = match policy {
-            SchemaPolicy::Upgrade => storage.migrator()?.ensure_schema().await.map(drop),
-            SchemaPolicy::Verify => storage
-                .migrator()?
-                .status()
-                .await
-                .and_then(|s| s.require_head()),
-            _ => Ok(()),
+        let checked = match storage.migrator() {
+            Ok(migrator) => migrator.apply_policy(policy).await,
+            Err(err) => Err(err),
         };
         if let Err(err) = checked {
             // Do not leave connections open behind a failed open.

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::migrations::MigrationSet;
+use crate::options::SchemaPolicy;
 use crate::planner::{verified_version, Direction, MigrationTarget};
 
 /// One row of the version table.
@@ -143,6 +144,21 @@ pub trait Migrator: Send + Sync {
     /// As [`Migrator::migrate`].
     async fn ensure_schema(&self) -> Result<MigrationReport> {
         self.migrate(MigrationTarget::Head).await
+    }
+
+    /// What opening a storage does about the schema: `Upgrade` runs
+    /// [`Migrator::ensure_schema`], `Verify` requires the schema at head, `Trust` checks
+    /// nothing. Every backend's `open` calls this, so the policies mean the same everywhere.
+    ///
+    /// # Errors
+    /// [`Error::SchemaOutdated`] naming the command to run, the other schema errors, and
+    /// database errors.
+    async fn apply_policy(&self, policy: SchemaPolicy) -> Result<()> {
+        match policy {
+            SchemaPolicy::Upgrade => self.ensure_schema().await.map(drop),
+            SchemaPolicy::Verify => self.status().await?.require_head(),
+            SchemaPolicy::Trust => Ok(()),
+        }
     }
 
     /// The applied version compared with head.
