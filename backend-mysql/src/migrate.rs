@@ -73,8 +73,7 @@ impl MysqlMigrator {
     pub(crate) fn on_pool(pool: MySqlPool, config: &MysqlConfig) -> Result<Self> {
         let options = &config.options;
         let v = VersionQueries::for_table(Dialect::Mysql, &options.version_table);
-        let lock = MigrationLock::for_table(Dialect::Mysql, &options.version_table)
-            .ok_or_else(|| Error::Config("core defines no MySQL migration lock".to_owned()))?;
+        let lock = MigrationLock::mysql(&options.version_table);
         Ok(MysqlMigrator {
             pool,
             connect: config.connect.clone(),

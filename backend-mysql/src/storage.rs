@@ -4,10 +4,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use fsmstore_core::sql::Queries;
+use fsmstore_core::sql::MysqlQueries;
 use fsmstore_core::{
-    merge_shallow, parse_data, validate_data, validate_state, Data, Dialect, Error, Migrator,
-    Record, Result, Storage, StorageKey, StorageOptions,
+    merge_shallow, parse_data, validate_data, validate_state, Data, Error, Migrator, Record,
+    Result, Storage, StorageKey, StorageOptions,
 };
 use serde_json::Value;
 use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlRow};
@@ -46,7 +46,7 @@ struct Statements {
     clear_state: SqlStr,
     upsert_data: SqlStr,
     clear_data: SqlStr,
-    delete_if_empty: Option<SqlStr>,
+    delete_if_empty: SqlStr,
     lock_row: SqlStr,
     delete: SqlStr,
     count: SqlStr,
@@ -59,23 +59,20 @@ pub(crate) fn sql(text: &str) -> SqlStr {
 }
 
 impl Statements {
-    fn new(q: &Queries) -> Result<Self> {
-        let lock_row = q.lock_row.as_deref().ok_or_else(|| {
-            Error::Config("core defines no MySQL lock_row statement for update_data".to_owned())
-        })?;
-        Ok(Statements {
-            get_record: sql(&q.get_record),
-            get_state: sql(&q.get_state),
-            get_data: sql(&q.get_data),
-            upsert_state: sql(&q.upsert_state),
-            clear_state: sql(&q.clear_state),
-            upsert_data: sql(&q.upsert_data),
-            clear_data: sql(&q.clear_data),
-            delete_if_empty: q.delete_if_empty.as_deref().map(sql),
-            lock_row: sql(lock_row),
-            delete: sql(&q.delete),
-            count: sql(&q.count),
-        })
+    fn new(q: &MysqlQueries) -> Self {
+        Statements {
+            get_record: sql(&q.row.get_record),
+            get_state: sql(&q.row.get_state),
+            get_data: sql(&q.row.get_data),
+            upsert_state: sql(&q.row.upsert_state),
+            clear_state: sql(&q.row.clear_state),
+            upsert_data: sql(&q.row.upsert_data),
+            clear_data: sql(&q.row.clear_data),
+            delete_if_empty: sql(&q.delete_if_empty),
+            lock_row: sql(&q.lock_row),
+            delete: sql(&q.row.delete),
+            count: sql(&q.row.count),
+        }
     }
 }
 
@@ -98,7 +95,7 @@ impl MysqlStorage {
     /// (naming the command to run), [`Error::SchemaTooNew`], [`Error::MigrationDrift`] and
     /// [`Error::MigrationDirty`] from the schema check.
     pub async fn open(config: MysqlConfig) -> Result<Self> {
-        let sql = Statements::new(&Queries::for_table(Dialect::Mysql, &config.options.table))?;
+        let sql = Statements::new(&MysqlQueries::new(&config.options.table));
         let inspect = InspectStatements::new(&config.options.table);
         let pool = config.pool(config.pool_max).await?;
         let storage = MysqlStorage {
@@ -224,9 +221,7 @@ async fn clear_field(
 ) -> sqlx::Result<()> {
     let mut tx = conn.begin().await?;
     execute(&mut tx, clear, id, None).await?;
-    if let Some(delete) = &sql.delete_if_empty {
-        execute(&mut tx, delete, id, None).await?;
-    }
+    execute(&mut tx, &sql.delete_if_empty, id, None).await?;
     tx.commit().await
 }
 

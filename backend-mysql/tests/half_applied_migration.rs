@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use fsmstore_core::migrations::{builtin, Script};
 use fsmstore_core::sql::MigrationLock;
-use fsmstore_core::{
-    Dialect, Error, MigrationSource, MigrationTarget, Migrator, SchemaPolicy, Storage,
-};
+use fsmstore_core::{Error, MigrationSource, MigrationTarget, Migrator, SchemaPolicy, Storage};
 use fsmstore_mysql::sqlx::{self, Connection};
 use fsmstore_mysql::{MysqlMigrator, MysqlStorage};
 
@@ -38,7 +36,7 @@ async fn lock_is_free(
     config: &fsmstore_mysql::MysqlConfig,
     version_table: &fsmstore_core::TableName,
 ) -> bool {
-    let lock = MigrationLock::for_table(Dialect::Mysql, version_table).unwrap();
+    let lock = MigrationLock::mysql(version_table);
     let mut conn = common::connection(config).await.unwrap();
     let free: Option<i64> = sqlx::query_scalar("SELECT IS_FREE_LOCK(?)")
         .bind(lock.name)

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use fsmstore_core::sql::{drop_table_if_exists, MigrationLock, VersionQueries};
 use fsmstore_core::{
-    drive_migration, AppliedMigration, Dialect, Direction, Error, MigrationPlan, MigrationReport,
+    drive_migration, AppliedMigration, Dialect, Direction, MigrationPlan, MigrationReport,
     MigrationSet, MigrationTarget, Migrator, Result, StampPlan, StepOutcome,
 };
 use tokio::sync::Mutex;
@@ -53,8 +53,7 @@ impl PgMigrator {
     }
 
     pub(crate) fn with_pool(pool: Pool, config: PgConfig) -> Result<Self> {
-        let lock = MigrationLock::for_table(Dialect::Postgres, &config.options.version_table)
-            .ok_or_else(|| Error::Config("PostgreSQL has a migration lock".to_owned()))?;
+        let lock = MigrationLock::postgres(&config.options.version_table);
         Ok(PgMigrator {
             pool,
             inner: Arc::new(Inner {

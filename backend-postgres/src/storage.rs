@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool, Runtime};
-use fsmstore_core::sql::{InspectQueries, Queries};
+use fsmstore_core::sql::{InspectQueries, PostgresQueries};
 use fsmstore_core::{
     data_from_value, validate_data, validate_state, Data, Dialect, Error, Inspect, Migrator,
     Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions, StoredRow, TableStats,
@@ -29,7 +29,7 @@ pub struct PgStorage {
 
 struct Inner {
     pool: Pool,
-    queries: Queries,
+    queries: PostgresQueries,
     inspect: InspectQueries,
     config: PgConfig,
     closed: AtomicBool,
@@ -65,7 +65,7 @@ impl PgStorage {
         let pool = build_pool(&config)?;
         let storage = PgStorage {
             inner: Arc::new(Inner {
-                queries: Queries::for_table(Dialect::Postgres, &config.options.table),
+                queries: PostgresQueries::new(&config.options.table),
                 inspect: InspectQueries::for_table(Dialect::Postgres, &config.options.table),
                 pool,
                 config,
@@ -148,7 +148,7 @@ impl Storage for PgStorage {
     async fn get_state(&self, key: &StorageKey) -> Result<Option<String>> {
         let id = self.options().row_id(key)?;
         let row = self
-            .query_opt(&self.inner.queries.get_state, &[&id])
+            .query_opt(&self.inner.queries.row.get_state, &[&id])
             .await?;
         row.map_or(Ok(None), |row| row.try_get(0).map_err(from_pg))
     }
@@ -159,18 +159,20 @@ impl Storage for PgStorage {
         match state {
             Some(state) => {
                 validate_state(state)?;
-                self.execute(&q.upsert_state, &[&id, &state])
+                self.execute(&q.row.upsert_state, &[&id, &state])
                     .await
                     .map(drop)
             }
             // One statement: deletes the row when its data is empty, else clears the state.
-            None => self.execute(&q.clear_state, &[&id]).await.map(drop),
+            None => self.execute(&q.row.clear_state, &[&id]).await.map(drop),
         }
     }
 
     async fn get_data(&self, key: &StorageKey) -> Result<Data> {
         let id = self.options().row_id(key)?;
-        let row = self.query_opt(&self.inner.queries.get_data, &[&id]).await?;
+        let row = self
+            .query_opt(&self.inner.queries.row.get_data, &[&id])
+            .await?;
         row.map_or_else(|| Ok(Data::new()), |row| data_of(&id, &row, 0))
     }
 
@@ -178,10 +180,10 @@ impl Storage for PgStorage {
         let id = self.options().row_id(key)?;
         let q = &self.inner.queries;
         if data.is_empty() {
-            return self.execute(&q.clear_data, &[&id]).await.map(drop);
+            return self.execute(&q.row.clear_data, &[&id]).await.map(drop);
         }
         validate_data(&id, data, self.options().max_data_bytes)?;
-        self.execute(&q.upsert_data, &[&id, &Json(data)])
+        self.execute(&q.row.upsert_data, &[&id, &Json(data)])
             .await
             .map(drop)
     }
@@ -192,10 +194,9 @@ impl Storage for PgStorage {
         }
         let id = self.options().row_id(key)?;
         validate_data(&id, patch, self.options().max_data_bytes)?;
-        let sql = self.inner.queries.merge_data.as_deref().ok_or_else(|| {
-            Error::Config("the PostgreSQL queries have no merge statement".to_owned())
-        })?;
-        let row = self.query_opt(sql, &[&id, &Json(patch)]).await?;
+        let row = self
+            .query_opt(&self.inner.queries.merge_data, &[&id, &Json(patch)])
+            .await?;
         match row {
             Some(row) => data_of(&id, &row, 0),
             None => Err(Error::database(false, "INSERT … RETURNING returned no row")),
@@ -204,17 +205,16 @@ impl Storage for PgStorage {
 
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
         let id = self.options().row_id(key)?;
-        let Some(sql) = self.inner.queries.get_value.as_deref() else {
-            return Ok(self.get_data(key).await?.remove(field));
-        };
-        let row = self.query_opt(sql, &[&id, &field]).await?;
+        let row = self
+            .query_opt(&self.inner.queries.get_value, &[&id, &field])
+            .await?;
         row.map_or(Ok(None), |row| row.try_get(0).map_err(from_pg))
     }
 
     async fn get_record(&self, key: &StorageKey) -> Result<Record> {
         let id = self.options().row_id(key)?;
         let row = self
-            .query_opt(&self.inner.queries.get_record, &[&id])
+            .query_opt(&self.inner.queries.row.get_record, &[&id])
             .await?;
         match row {
             Some(row) => Ok(Record {
@@ -227,13 +227,13 @@ impl Storage for PgStorage {
 
     async fn clear(&self, key: &StorageKey) -> Result<()> {
         let id = self.options().row_id(key)?;
-        self.execute(&self.inner.queries.delete, &[&id])
+        self.execute(&self.inner.queries.row.delete, &[&id])
             .await
             .map(drop)
     }
 
     async fn key_count(&self) -> Result<u64> {
-        let row = self.query_opt(&self.inner.queries.count, &[]).await?;
+        let row = self.query_opt(&self.inner.queries.row.count, &[]).await?;
         let count: i64 = match row {
             Some(row) => row.try_get(0).map_err(from_pg)?,
             None => 0,

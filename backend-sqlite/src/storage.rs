@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use fsmstore_core::sql::{InspectQueries, Queries};
+use fsmstore_core::sql::{InspectQueries, SqliteQueries};
 use fsmstore_core::{
     merge_shallow, parse_data, validate_data, validate_state, Data, Dialect, Error, Migrator,
     Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions,
@@ -22,7 +22,7 @@ use crate::migrate::SqliteMigrator;
 #[derive(Clone)]
 pub struct SqliteStorage {
     pub(crate) connections: Arc<Connections>,
-    queries: Arc<Queries>,
+    queries: Arc<SqliteQueries>,
     pub(crate) inspect: Arc<InspectQueries>,
     pub(crate) options: StorageOptions,
 }
@@ -50,7 +50,7 @@ impl SqliteStorage {
         let connections = Connections::open(&config).await?;
         let config_location = config.location.clone();
         let storage = SqliteStorage {
-            queries: Arc::new(Queries::for_table(Dialect::Sqlite, &config.options.table)),
+            queries: Arc::new(SqliteQueries::new(&config.options.table)),
             inspect: Arc::new(InspectQueries::for_table(
                 Dialect::Sqlite,
                 &config.options.table,
@@ -99,7 +99,7 @@ impl SqliteStorage {
 
     async fn read<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Connection, &Queries) -> Result<T> + Send + 'static,
+        work: impl FnOnce(&mut Connection, &SqliteQueries) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let queries = Arc::clone(&self.queries);
         self.connections
@@ -109,7 +109,7 @@ impl SqliteStorage {
 
     async fn write<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Connection, &Queries) -> Result<T> + Send + 'static,
+        work: impl FnOnce(&mut Connection, &SqliteQueries) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let queries = Arc::clone(&self.queries);
         self.connections
@@ -120,24 +120,27 @@ impl SqliteStorage {
 
 /// Runs `statement` with `id`, then deletes the row if it holds nothing, in one
 /// transaction.
-fn clear_field(conn: &mut Connection, queries: &Queries, statement: &str, id: &str) -> Result<()> {
+fn clear_field(
+    conn: &mut Connection,
+    queries: &SqliteQueries,
+    statement: &str,
+    id: &str,
+) -> Result<()> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(from_sqlite)?;
     tx.prepare_cached(statement)
         .and_then(|mut s| s.execute([id]))
         .map_err(from_sqlite)?;
-    if let Some(delete) = &queries.delete_if_empty {
-        tx.prepare_cached(delete)
-            .and_then(|mut s| s.execute([id]))
-            .map_err(from_sqlite)?;
-    }
+    tx.prepare_cached(&queries.delete_if_empty)
+        .and_then(|mut s| s.execute([id]))
+        .map_err(from_sqlite)?;
     tx.commit().map_err(from_sqlite)
 }
 
-fn select_data(conn: &Connection, queries: &Queries, id: &str) -> Result<Data> {
+fn select_data(conn: &Connection, queries: &SqliteQueries, id: &str) -> Result<Data> {
     let text: Option<String> = conn
-        .prepare_cached(&queries.get_data)
+        .prepare_cached(&queries.row.get_data)
         .and_then(|mut s| s.query_row([id], |row| row.get(0)).optional())
         .map_err(from_sqlite)?;
     text.map_or_else(|| Ok(Data::new()), |text| parse_data(id, &text))
@@ -149,7 +152,7 @@ impl Storage for SqliteStorage {
         let id = self.options.row_id(key)?;
         self.read(move |conn, q| {
             let state: Option<Option<String>> = conn
-                .prepare_cached(&q.get_state)
+                .prepare_cached(&q.row.get_state)
                 .and_then(|mut s| s.query_row([&id], |row| row.get(0)).optional())
                 .map_err(from_sqlite)?;
             Ok(state.flatten())
@@ -164,7 +167,7 @@ impl Storage for SqliteStorage {
                 validate_state(state)?;
                 let state = state.to_owned();
                 self.write(move |conn, q| {
-                    conn.prepare_cached(&q.upsert_state)
+                    conn.prepare_cached(&q.row.upsert_state)
                         .and_then(|mut s| s.execute([&id, &state]))
                         .map_err(from_sqlite)?;
                     Ok(())
@@ -172,7 +175,7 @@ impl Storage for SqliteStorage {
                 .await
             }
             None => {
-                self.write(move |conn, q| clear_field(conn, q, &q.clear_state, &id))
+                self.write(move |conn, q| clear_field(conn, q, &q.row.clear_state, &id))
                     .await
             }
         }
@@ -187,12 +190,12 @@ impl Storage for SqliteStorage {
         let id = self.options.row_id(key)?;
         if data.is_empty() {
             return self
-                .write(move |conn, q| clear_field(conn, q, &q.clear_data, &id))
+                .write(move |conn, q| clear_field(conn, q, &q.row.clear_data, &id))
                 .await;
         }
         let text = validate_data(&id, data, self.options.max_data_bytes)?;
         self.write(move |conn, q| {
-            conn.prepare_cached(&q.upsert_data)
+            conn.prepare_cached(&q.row.upsert_data)
                 .and_then(|mut s| s.execute([&id, &text]))
                 .map_err(from_sqlite)?;
             Ok(())
@@ -217,7 +220,7 @@ impl Storage for SqliteStorage {
             let mut data = select_data(&tx, q, &id)?;
             merge_shallow(&mut data, &patch);
             let text = serde_json::to_string(&data).map_err(Error::Serialization)?;
-            tx.prepare_cached(&q.upsert_data)
+            tx.prepare_cached(&q.row.upsert_data)
                 .and_then(|mut s| s.execute([&id, &text]))
                 .map_err(from_sqlite)?;
             tx.commit().map_err(from_sqlite)?;
@@ -236,7 +239,7 @@ impl Storage for SqliteStorage {
         let id = self.options.row_id(key)?;
         self.read(move |conn, q| {
             let row: Option<(Option<String>, String)> = conn
-                .prepare_cached(&q.get_record)
+                .prepare_cached(&q.row.get_record)
                 .and_then(|mut s| {
                     s.query_row([&id], |row| Ok((row.get(0)?, row.get(1)?)))
                         .optional()
@@ -256,7 +259,7 @@ impl Storage for SqliteStorage {
     async fn clear(&self, key: &StorageKey) -> Result<()> {
         let id = self.options.row_id(key)?;
         self.write(move |conn, q| {
-            conn.prepare_cached(&q.delete)
+            conn.prepare_cached(&q.row.delete)
                 .and_then(|mut s| s.execute([&id]))
                 .map_err(from_sqlite)?;
             Ok(())
@@ -267,7 +270,7 @@ impl Storage for SqliteStorage {
     async fn key_count(&self) -> Result<u64> {
         self.read(|conn, q| {
             let count: i64 = conn
-                .prepare_cached(&q.count)
+                .prepare_cached(&q.row.count)
                 .and_then(|mut s| s.query_row([], |row| row.get(0)))
                 .map_err(from_sqlite)?;
             u64::try_from(count).map_err(|_| Error::database(false, "negative COUNT(*)"))

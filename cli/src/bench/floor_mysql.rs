@@ -8,7 +8,7 @@ use anyhow::Context;
 use fsmstore::mysql::sqlx::mysql::{MySqlConnection, MySqlRow};
 use fsmstore::mysql::sqlx::{self, AssertSqlSafe, Connection, Row, SqlSafeStr, SqlStr};
 use fsmstore::mysql::MysqlConfig;
-use fsmstore::sql::Queries;
+use fsmstore::sql::MysqlQueries;
 use fsmstore::{Data, Dialect, TableName};
 use tokio::sync::Mutex;
 
@@ -36,18 +36,15 @@ impl MysqlFloor {
         let conn = MySqlConnection::connect_with(&config.connect)
             .await
             .context("floor: connect to MySQL")?;
-        let q = Queries::for_table(Dialect::Mysql, table);
+        let q = MysqlQueries::new(table);
         Ok(MysqlFloor {
             conn: Mutex::new(conn),
-            upsert_state: sql(&q.upsert_state),
-            get_state: sql(&q.get_state),
-            upsert_data: sql(&q.upsert_data),
-            get_data: sql(&q.get_data),
-            lock_row: sql(q
-                .lock_row
-                .as_deref()
-                .context("core has no MySQL lock_row")?),
-            delete: sql(&q.delete),
+            upsert_state: sql(&q.row.upsert_state),
+            get_state: sql(&q.row.get_state),
+            upsert_data: sql(&q.row.upsert_data),
+            get_data: sql(&q.row.get_data),
+            lock_row: sql(&q.lock_row),
+            delete: sql(&q.row.delete),
             table: table.quoted(Dialect::Mysql),
         })
     }

@@ -4,7 +4,7 @@ use anyhow::Context;
 use fsmstore::postgres::tokio_postgres::types::Json;
 use fsmstore::postgres::tokio_postgres::{Client, NoTls, Statement};
 use fsmstore::postgres::PgConfig;
-use fsmstore::sql::Queries;
+use fsmstore::sql::PostgresQueries;
 use fsmstore::{Data, Dialect, TableName};
 
 use super::floor_id;
@@ -33,18 +33,14 @@ impl PgFloor {
             .await
             .context("floor: connect to PostgreSQL (no TLS)")?;
         tokio::spawn(async move { drop(connection.await) });
-        let q = Queries::for_table(Dialect::Postgres, table);
-        let merge = q
-            .merge_data
-            .as_deref()
-            .context("core has no PostgreSQL merge_data")?;
+        let q = PostgresQueries::new(table);
         Ok(PgFloor {
-            upsert_state: client.prepare(&q.upsert_state).await?,
-            get_state: client.prepare(&q.get_state).await?,
-            upsert_data: client.prepare(&q.upsert_data).await?,
-            get_data: client.prepare(&q.get_data).await?,
-            merge_data: client.prepare(merge).await?,
-            delete: client.prepare(&q.delete).await?,
+            upsert_state: client.prepare(&q.row.upsert_state).await?,
+            get_state: client.prepare(&q.row.get_state).await?,
+            upsert_data: client.prepare(&q.row.upsert_data).await?,
+            get_data: client.prepare(&q.row.get_data).await?,
+            merge_data: client.prepare(&q.merge_data).await?,
+            delete: client.prepare(&q.row.delete).await?,
             table: table.quoted(Dialect::Postgres),
             client,
         })

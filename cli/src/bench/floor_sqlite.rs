@@ -5,17 +5,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use fsmstore::sql::Queries;
+use fsmstore::sql::SqliteQueries;
 use fsmstore::sqlite::rusqlite::{self, Connection, OptionalExtension, TransactionBehavior};
 use fsmstore::sqlite::{SqliteConfig, SqliteLocation};
-use fsmstore::{Data, Dialect, TableName};
+use fsmstore::{Data, TableName};
 
 use super::floor_id;
 use super::workload::Target;
 
 pub(crate) struct SqliteFloor {
     conn: Arc<Mutex<Connection>>,
-    queries: Arc<Queries>,
+    queries: Arc<SqliteQueries>,
 }
 
 impl SqliteFloor {
@@ -28,14 +28,14 @@ impl SqliteFloor {
         let conn = tokio::task::spawn_blocking(move || open_blocking(&path, busy)).await??;
         Ok(SqliteFloor {
             conn: Arc::new(Mutex::new(conn)),
-            queries: Arc::new(Queries::for_table(Dialect::Sqlite, table)),
+            queries: Arc::new(SqliteQueries::new(table)),
         })
     }
 
     /// Runs `work` on the connection on tokio's blocking pool.
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Connection, &Queries) -> rusqlite::Result<T> + Send + 'static,
+        work: impl FnOnce(&mut Connection, &SqliteQueries) -> rusqlite::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
         let (conn, queries) = (Arc::clone(&self.conn), Arc::clone(&self.queries));
         let result = tokio::task::spawn_blocking(move || {
@@ -59,7 +59,7 @@ impl SqliteFloor {
             self.run(move |conn, q| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 {
-                    let mut insert = tx.prepare_cached(&q.upsert_state)?;
+                    let mut insert = tx.prepare_cached(&q.row.upsert_state)?;
                     for j in start..start + count {
                         insert.execute((format!("fsm:{j}:{j}"), "Form:prefill"))?;
                     }
@@ -83,8 +83,8 @@ fn open_blocking(path: &std::path::Path, busy: Duration) -> anyhow::Result<Conne
     Ok(conn)
 }
 
-fn select_data(conn: &Connection, q: &Queries, id: &str) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached(&q.get_data)?
+fn select_data(conn: &Connection, q: &SqliteQueries, id: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached(&q.row.get_data)?
         .query_row([id], |row| row.get(0))
         .optional()
 }
@@ -100,7 +100,7 @@ impl Target for SqliteFloor {
     async fn set_state(&self, i: i64) -> anyhow::Result<()> {
         let id = floor_id(i);
         self.run(move |conn, q| {
-            conn.prepare_cached(&q.upsert_state)?
+            conn.prepare_cached(&q.row.upsert_state)?
                 .execute([&id, super::workload::STATE])
                 .map(drop)
         })
@@ -111,7 +111,7 @@ impl Target for SqliteFloor {
         let id = floor_id(i);
         let state: Option<Option<String>> = self
             .run(move |conn, q| {
-                conn.prepare_cached(&q.get_state)?
+                conn.prepare_cached(&q.row.get_state)?
                     .query_row([&id], |row| row.get(0))
                     .optional()
             })
@@ -123,7 +123,7 @@ impl Target for SqliteFloor {
         let id = floor_id(i);
         let text = fsmstore::serde_json::to_string(data)?;
         self.run(move |conn, q| {
-            conn.prepare_cached(&q.upsert_data)?
+            conn.prepare_cached(&q.row.upsert_data)?
                 .execute([&id, &text])
                 .map(drop)
         })
@@ -151,7 +151,7 @@ impl Target for SqliteFloor {
                 data.insert(field.clone(), value.clone());
             }
             let text = fsmstore::serde_json::to_string(&data)?;
-            tx.prepare_cached(&queries.upsert_data)?
+            tx.prepare_cached(&queries.row.upsert_data)?
                 .execute([&id, &text])?;
             tx.commit()?;
             Ok(data)
@@ -161,7 +161,7 @@ impl Target for SqliteFloor {
 
     async fn clear(&self, i: i64) -> anyhow::Result<()> {
         let id = floor_id(i);
-        self.run(move |conn, q| conn.prepare_cached(&q.delete)?.execute([&id]).map(drop))
+        self.run(move |conn, q| conn.prepare_cached(&q.row.delete)?.execute([&id]).map(drop))
             .await
     }
 }

@@ -1,7 +1,8 @@
 //! Every SQL statement fsmstore runs, per dialect, in one place.
 //!
-//! Backends never write SQL text: they ask [`Queries::for_table`] and
-//! [`VersionQueries::for_table`] for the statements of their dialect and bind values.
+//! Backends never write SQL text: they take their dialect's statement set
+//! ([`SqliteQueries`], [`PostgresQueries`], [`MysqlQueries`]) and
+//! [`VersionQueries::for_table`], and bind values.
 //! Identifiers come from validated [`TableName`]s; values are always bound parameters.
 //! Each field documents the parameters it binds, in order, and the columns it returns.
 
@@ -12,52 +13,100 @@ mod sqlite;
 use crate::dialect::Dialect;
 use crate::table_name::TableName;
 
-/// Statements on the FSM table.
+/// The statements every dialect has on the FSM table. Each dialect's own set
+/// ([`SqliteQueries`], [`PostgresQueries`], [`MysqlQueries`]) embeds it as `row` and adds
+/// exactly what that dialect runs besides, so a backend never meets a statement its
+/// dialect lacks.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct Queries {
+pub struct RowQueries {
     /// `(id)` → `state, data`.
     pub get_record: String,
     /// `(id)` → `state`.
     pub get_state: String,
     /// `(id)` → `data`.
     pub get_data: String,
-    /// `(id, field)` → the field's JSON value, SQL `NULL` when absent. `None` where the
-    /// dialect can not address an arbitrary field name exactly: read `get_data` instead.
-    pub get_value: Option<String>,
     /// `(id, state)`: inserts the row or replaces its state.
     pub upsert_state: String,
-    /// `(id)`: clears the state. Where `delete_if_empty` is `Some`, run it next in the same
-    /// transaction; otherwise this statement deletes the row itself when data is empty.
+    /// `(id)`: clears the state (see the dialect's set for how an empty row goes).
     pub clear_state: String,
     /// `(id, data)`: inserts the row or replaces its data (data is never empty here).
     pub upsert_data: String,
-    /// `(id)`: empties the data; `delete_if_empty` as for `clear_state`.
+    /// `(id)`: empties the data (see the dialect's set for how an empty row goes).
     pub clear_data: String,
-    /// `(id)`: deletes the row when it holds neither state nor data.
-    pub delete_if_empty: Option<String>,
-    /// `(id, patch)` → merged `data`: the whole shallow merge in one statement. `None` where
-    /// the dialect has no shallow-merge operator: lock the row, read, merge, write.
-    pub merge_data: Option<String>,
-    /// `(id)`: inserts an empty row or takes an exclusive lock on the existing one, inside
-    /// a transaction, before a read-merge-write. `None` where the transaction itself locks
-    /// (SQLite's `BEGIN IMMEDIATE`).
-    pub lock_row: Option<String>,
     /// `(id)`: deletes the row.
     pub delete: String,
     /// `()` → number of rows.
     pub count: String,
 }
 
-impl Queries {
-    /// The statements of `dialect` on `table`.
-    pub fn for_table(dialect: Dialect, table: &TableName) -> Queries {
-        let t = table.quoted(dialect);
-        match dialect {
-            Dialect::Sqlite => sqlite::queries(&t),
-            Dialect::Postgres => postgres::queries(&t),
-            Dialect::Mysql => mysql::queries(&t),
-        }
+/// SQLite's statements: `update_data` and `transition` read, merge and write inside one
+/// `BEGIN IMMEDIATE`, which is the lock; clearing a field is followed by
+/// `delete_if_empty` in the same transaction.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SqliteQueries {
+    /// The statements every dialect has.
+    pub row: RowQueries,
+    /// `(id)`: deletes the row when it holds neither state nor data.
+    pub delete_if_empty: String,
+    /// `(id, state, data)`: inserts the row or replaces state and data together (the write
+    /// of a `transition` after the merge; state may be `NULL`, data is never empty here).
+    pub upsert_record: String,
+}
+
+impl SqliteQueries {
+    /// The statements on `table`.
+    pub fn new(table: &TableName) -> Self {
+        sqlite::queries(&table.quoted(Dialect::Sqlite))
+    }
+}
+
+/// PostgreSQL's statements: every operation is one statement. `clear_state` and
+/// `clear_data` delete the row themselves when it would hold nothing.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PostgresQueries {
+    /// The statements every dialect has.
+    pub row: RowQueries,
+    /// `(id, field)` → the field's JSON value, SQL `NULL` when absent.
+    pub get_value: String,
+    /// `(id, patch)` → merged `data`: the whole shallow merge (`jsonb ||`) in one upsert.
+    pub merge_data: String,
+    /// `(id, state, patch)` → merged `data`: sets the state (`NULL` clears it) and merges
+    /// the patch in one statement; deletes the row when it ends up holding nothing.
+    pub transition: String,
+}
+
+impl PostgresQueries {
+    /// The statements on `table`.
+    pub fn new(table: &TableName) -> Self {
+        postgres::queries(&table.quoted(Dialect::Postgres))
+    }
+}
+
+/// MySQL's and MariaDB's statements: neither server has a shallow-merge operator, so
+/// `update_data` and `transition` run `lock_row`, read, merge in Rust and write in one
+/// transaction; clearing a field is followed by `delete_if_empty` in the same transaction.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct MysqlQueries {
+    /// The statements every dialect has.
+    pub row: RowQueries,
+    /// `(id)`: deletes the row when it holds neither state nor data.
+    pub delete_if_empty: String,
+    /// `(id, state, data)`: inserts the row or replaces state and data together (the write
+    /// of a `transition` after the merge; state may be `NULL`, data is never empty here).
+    pub upsert_record: String,
+    /// `(id)`: inserts an empty row or takes an exclusive lock on the existing one, inside
+    /// a transaction, before a read-merge-write.
+    pub lock_row: String,
+}
+
+impl MysqlQueries {
+    /// The statements on `table`.
+    pub fn new(table: &TableName) -> Self {
+        mysql::queries(&table.quoted(Dialect::Mysql))
     }
 }
 
@@ -153,19 +202,13 @@ pub struct VersionQueries {
     pub mark_success: String,
     /// `(table_name, version)`.
     pub delete: String,
-    /// `(table_name)`: forgets every version of the table.
-    pub delete_all: String,
     /// `(bare table name)` → `COUNT(*)`: 1 when that table exists in the current
     /// database/schema, else 0.
     pub table_exists: String,
 }
 
-/// The statements that take and release the migration lock of one version table.
-///
-/// PostgreSQL: a session advisory lock whose key is derived from the version table's name
-/// (released by `release`, or by the session ending). MySQL: `GET_LOCK` binding the
-/// timeout in seconds, returning 1 (taken), 0 (timed out) or NULL (error); `RELEASE_LOCK`.
-/// SQLite has none: its lock is `BEGIN IMMEDIATE`.
+/// The statements that take and release the migration lock of one version table, on the
+/// servers that have named locks. (SQLite has none: its lock is `BEGIN IMMEDIATE`.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct MigrationLock {
@@ -178,30 +221,32 @@ pub struct MigrationLock {
 }
 
 impl MigrationLock {
-    /// The lock statements of `dialect` for `version_table`.
-    pub fn for_table(dialect: Dialect, version_table: &TableName) -> Option<MigrationLock> {
+    /// PostgreSQL: a session advisory lock whose key is derived from the version table's
+    /// name, released by `release` or by the session ending.
+    pub fn postgres(version_table: &TableName) -> MigrationLock {
         let name = format!("fsmstore:{version_table}");
-        match dialect {
-            Dialect::Sqlite => None,
-            Dialect::Postgres => {
-                let key = advisory_key(&name);
-                Some(MigrationLock {
-                    acquire: format!("SELECT pg_advisory_lock({key})"),
-                    release: format!("SELECT pg_advisory_unlock({key})"),
-                    name: format!("advisory lock {key} ({name})"),
-                })
-            }
-            // A validated identifier: safe inside a string literal. MySQL refuses lock
-            // names over 64 characters (error 3057): truncate; two long version tables
-            // sharing a prefix then share a lock, which only serializes their migrations.
-            Dialect::Mysql => {
-                let name: String = name.chars().take(64).collect();
-                Some(MigrationLock {
-                    acquire: format!("SELECT GET_LOCK('{name}', ?)"),
-                    release: format!("SELECT RELEASE_LOCK('{name}')"),
-                    name,
-                })
-            }
+        let key = advisory_key(&name);
+        MigrationLock {
+            acquire: format!("SELECT pg_advisory_lock({key})"),
+            release: format!("SELECT pg_advisory_unlock({key})"),
+            name: format!("advisory lock {key} ({name})"),
+        }
+    }
+
+    /// MySQL / MariaDB: `GET_LOCK` binding the timeout in seconds, returning 1 (taken), 0
+    /// (timed out) or NULL (error); `RELEASE_LOCK`.
+    pub fn mysql(version_table: &TableName) -> MigrationLock {
+        // A validated identifier: safe inside a string literal. MySQL refuses lock names
+        // over 64 characters (error 3057): truncate; two long version tables sharing a
+        // prefix then share a lock, which only serializes their migrations.
+        let name: String = format!("fsmstore:{version_table}")
+            .chars()
+            .take(64)
+            .collect();
+        MigrationLock {
+            acquire: format!("SELECT GET_LOCK('{name}', ?)"),
+            release: format!("SELECT RELEASE_LOCK('{name}')"),
+            name,
         }
     }
 }
@@ -233,7 +278,7 @@ impl VersionQueries {
 }
 
 /// Statements shared by every dialect (standard SQL, `?`-free apart from placeholders).
-fn common_version_queries(v: &str, placeholders: [&str; 6]) -> (String, String, String, String) {
+fn common_version_queries(v: &str, placeholders: [&str; 6]) -> (String, String, String) {
     let [p1, p2, p3, p4, p5, p6] = placeholders;
     (
         format!(
@@ -242,7 +287,6 @@ fn common_version_queries(v: &str, placeholders: [&str; 6]) -> (String, String, 
         ),
         format!("UPDATE {v} SET success = {p1}, execution_time_ms = {p2} WHERE table_name = {p3} AND version = {p4}"),
         format!("DELETE FROM {v} WHERE table_name = {p1} AND version = {p2}"),
-        format!("DELETE FROM {v} WHERE table_name = {p1}"),
     )
 }
 
@@ -257,10 +301,14 @@ mod tests {
     }
 
     #[test]
-    fn statements_quote_the_table_and_bind_values() {
+    fn statements_quote_the_table() {
         let table = TableName::new("fsm_x").unwrap();
-        for dialect in Dialect::ALL {
-            let q = Queries::for_table(dialect, &table);
+        let rows = [
+            (Dialect::Sqlite, SqliteQueries::new(&table).row),
+            (Dialect::Postgres, PostgresQueries::new(&table).row),
+            (Dialect::Mysql, MysqlQueries::new(&table).row),
+        ];
+        for (dialect, q) in rows {
             let quoted = table.quoted(dialect);
             for sql in [
                 &q.get_record,
@@ -271,11 +319,16 @@ mod tests {
             ] {
                 assert!(sql.contains(&quoted), "{dialect}: {sql}");
             }
-            assert!(q.merge_data.is_some() || q.lock_row.is_some() || dialect == Dialect::Sqlite);
             let v = VersionQueries::for_table(dialect, &TableName::new("fsm_v").unwrap());
             assert!(v
                 .create
                 .contains(&TableName::new("fsm_v").unwrap().quoted(dialect)));
         }
+    }
+
+    #[test]
+    fn mysql_lock_names_fit_get_lock() {
+        let long = TableName::new(&"v".repeat(63)).unwrap();
+        assert_eq!(MigrationLock::mysql(&long).name.chars().count(), 64);
     }
 }

@@ -3,43 +3,48 @@
 //! row with an upsert (an exclusive lock from the start: no shared-to-exclusive upgrade
 //! that deadlocks on a cold key), reads, merges and writes in one transaction.
 
-use super::{common_version_queries, Queries, VersionQueries};
+use super::{common_version_queries, MysqlQueries, RowQueries, VersionQueries};
 
-pub(super) fn queries(t: &str) -> Queries {
-    Queries {
-        get_record: format!("SELECT state, data FROM {t} WHERE id = ?"),
-        get_state: format!("SELECT state FROM {t} WHERE id = ?"),
-        get_data: format!("SELECT data FROM {t} WHERE id = ?"),
-        get_value: None,
-        upsert_state: format!(
-            "INSERT INTO {t} (id, state, data) VALUES (?, ?, '{{}}') \
-             ON DUPLICATE KEY UPDATE state = VALUES(state), updated_at = CURRENT_TIMESTAMP(6)"
-        ),
-        clear_state: format!(
-            "UPDATE {t} SET state = NULL, updated_at = CURRENT_TIMESTAMP(6) WHERE id = ?"
-        ),
-        upsert_data: format!(
-            "INSERT INTO {t} (id, state, data) VALUES (?, NULL, ?) \
-             ON DUPLICATE KEY UPDATE data = VALUES(data), updated_at = CURRENT_TIMESTAMP(6)"
-        ),
-        clear_data: format!(
-            "UPDATE {t} SET data = '{{}}', updated_at = CURRENT_TIMESTAMP(6) WHERE id = ?"
-        ),
-        delete_if_empty: Some(format!(
+pub(super) fn queries(t: &str) -> MysqlQueries {
+    MysqlQueries {
+        row: RowQueries {
+            get_record: format!("SELECT state, data FROM {t} WHERE id = ?"),
+            get_state: format!("SELECT state FROM {t} WHERE id = ?"),
+            get_data: format!("SELECT data FROM {t} WHERE id = ?"),
+            upsert_state: format!(
+                "INSERT INTO {t} (id, state, data) VALUES (?, ?, '{{}}') \
+                 ON DUPLICATE KEY UPDATE state = VALUES(state), updated_at = CURRENT_TIMESTAMP(6)"
+            ),
+            clear_state: format!(
+                "UPDATE {t} SET state = NULL, updated_at = CURRENT_TIMESTAMP(6) WHERE id = ?"
+            ),
+            upsert_data: format!(
+                "INSERT INTO {t} (id, state, data) VALUES (?, NULL, ?) \
+                 ON DUPLICATE KEY UPDATE data = VALUES(data), updated_at = CURRENT_TIMESTAMP(6)"
+            ),
+            clear_data: format!(
+                "UPDATE {t} SET data = '{{}}', updated_at = CURRENT_TIMESTAMP(6) WHERE id = ?"
+            ),
+            delete: format!("DELETE FROM {t} WHERE id = ?"),
+            count: format!("SELECT COUNT(*) FROM {t}"),
+        },
+        delete_if_empty: format!(
             "DELETE FROM {t} WHERE id = ? AND state IS NULL AND JSON_LENGTH(data) = 0"
-        )),
-        merge_data: None,
-        lock_row: Some(format!(
+        ),
+        upsert_record: format!(
+            "INSERT INTO {t} (id, state, data) VALUES (?, ?, ?) \
+             ON DUPLICATE KEY UPDATE state = VALUES(state), data = VALUES(data), \
+             updated_at = CURRENT_TIMESTAMP(6)"
+        ),
+        lock_row: format!(
             "INSERT INTO {t} (id, state, data) VALUES (?, NULL, '{{}}') \
              ON DUPLICATE KEY UPDATE id = id"
-        )),
-        delete: format!("DELETE FROM {t} WHERE id = ?"),
-        count: format!("SELECT COUNT(*) FROM {t}"),
+        ),
     }
 }
 
 pub(super) fn version_queries(v: &str) -> VersionQueries {
-    let (insert, mark_success, delete, delete_all) = common_version_queries(v, ["?"; 6]);
+    let (insert, mark_success, delete) = common_version_queries(v, ["?"; 6]);
     VersionQueries {
         create: format!(
             "CREATE TABLE IF NOT EXISTS {v} (\
@@ -60,7 +65,6 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
         insert,
         mark_success,
         delete,
-        delete_all,
         table_exists: "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?".to_owned(),
     }
 }

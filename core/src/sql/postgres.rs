@@ -1,46 +1,54 @@
 //! PostgreSQL statements (12+). `data` is `JSONB`; `||` is the shallow merge.
 
-use super::{common_version_queries, Queries, VersionQueries};
+use super::{common_version_queries, PostgresQueries, RowQueries, VersionQueries};
 
-pub(super) fn queries(t: &str) -> Queries {
-    Queries {
-        get_record: format!("SELECT state, data FROM {t} WHERE id = $1"),
-        get_state: format!("SELECT state FROM {t} WHERE id = $1"),
-        get_data: format!("SELECT data FROM {t} WHERE id = $1"),
-        get_value: Some(format!("SELECT data -> $2::text FROM {t} WHERE id = $1")),
-        upsert_state: format!(
-            "INSERT INTO {t} (id, state) VALUES ($1, $2) \
-             ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()"
-        ),
-        // One statement: delete the row when it has no data left, else clear the state.
-        clear_state: format!(
-            "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND data = '{{}}'::jsonb RETURNING id) \
-             UPDATE {t} SET state = NULL, updated_at = now() \
-             WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone)"
-        ),
-        upsert_data: format!(
-            "INSERT INTO {t} (id, data) VALUES ($1, $2) \
-             ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, updated_at = now()"
-        ),
-        clear_data: format!(
-            "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND state IS NULL RETURNING id) \
-             UPDATE {t} SET data = '{{}}'::jsonb, updated_at = now() \
-             WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone)"
-        ),
-        delete_if_empty: None,
-        merge_data: Some(format!(
+pub(super) fn queries(t: &str) -> PostgresQueries {
+    PostgresQueries {
+        row: RowQueries {
+            get_record: format!("SELECT state, data FROM {t} WHERE id = $1"),
+            get_state: format!("SELECT state FROM {t} WHERE id = $1"),
+            get_data: format!("SELECT data FROM {t} WHERE id = $1"),
+            upsert_state: format!(
+                "INSERT INTO {t} (id, state) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()"
+            ),
+            // One statement: delete the row when it has no data left, else clear the state
+            // and return the data it keeps (a `transition` to no state with no patch).
+            clear_state: format!(
+                "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND data = '{{}}'::jsonb RETURNING id) \
+                 UPDATE {t} SET state = NULL, updated_at = now() \
+                 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone) RETURNING data"
+            ),
+            upsert_data: format!(
+                "INSERT INTO {t} (id, data) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, updated_at = now()"
+            ),
+            clear_data: format!(
+                "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND state IS NULL RETURNING id) \
+                 UPDATE {t} SET data = '{{}}'::jsonb, updated_at = now() \
+                 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone)"
+            ),
+            delete: format!("DELETE FROM {t} WHERE id = $1"),
+            count: format!("SELECT COUNT(*) FROM {t}"),
+        },
+        get_value: format!("SELECT data -> $2::text FROM {t} WHERE id = $1"),
+        merge_data: format!(
             "INSERT INTO {t} AS t (id, data) VALUES ($1, $2) \
              ON CONFLICT (id) DO UPDATE SET data = t.data || EXCLUDED.data, updated_at = now() \
              RETURNING data"
-        )),
-        lock_row: None,
-        delete: format!("DELETE FROM {t} WHERE id = $1"),
-        count: format!("SELECT COUNT(*) FROM {t}"),
+        ),
+        // The row holds a state or a non-empty patch here (the backend runs `clear_state`
+        // for "no state, empty patch"), so it is never left empty.
+        transition: format!(
+            "INSERT INTO {t} AS t (id, state, data) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, data = t.data || EXCLUDED.data, \
+             updated_at = now() RETURNING data"
+        ),
     }
 }
 
 pub(super) fn version_queries(v: &str) -> VersionQueries {
-    let (insert, mark_success, delete, delete_all) =
+    let (insert, mark_success, delete) =
         common_version_queries(v, ["$1", "$2", "$3", "$4", "$5", "$6"]);
     VersionQueries {
         create: format!(
@@ -62,7 +70,6 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
         insert,
         mark_success,
         delete,
-        delete_all,
         table_exists: "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1".to_owned(),
     }
 }

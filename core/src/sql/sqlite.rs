@@ -1,37 +1,45 @@
 //! SQLite statements (3.38+, bundled). `updated_at` holds unix milliseconds.
 
-use super::{common_version_queries, Queries, VersionQueries};
+use super::{common_version_queries, RowQueries, SqliteQueries, VersionQueries};
 
 const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 
-pub(super) fn queries(t: &str) -> Queries {
-    Queries {
-        get_record: format!("SELECT state, data FROM {t} WHERE id = ?1"),
-        get_state: format!("SELECT state FROM {t} WHERE id = ?1"),
-        get_data: format!("SELECT data FROM {t} WHERE id = ?1"),
-        get_value: None,
-        upsert_state: format!(
-            "INSERT INTO {t} (id, state, data, updated_at) VALUES (?1, ?2, '{{}}', {NOW_MS}) \
-             ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
-        ),
-        clear_state: format!("UPDATE {t} SET state = NULL, updated_at = {NOW_MS} WHERE id = ?1"),
-        upsert_data: format!(
-            "INSERT INTO {t} (id, state, data, updated_at) VALUES (?1, NULL, ?2, {NOW_MS}) \
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at"
-        ),
-        clear_data: format!("UPDATE {t} SET data = '{{}}', updated_at = {NOW_MS} WHERE id = ?1"),
-        delete_if_empty: Some(format!(
+pub(super) fn queries(t: &str) -> SqliteQueries {
+    SqliteQueries {
+        row: RowQueries {
+            get_record: format!("SELECT state, data FROM {t} WHERE id = ?1"),
+            get_state: format!("SELECT state FROM {t} WHERE id = ?1"),
+            get_data: format!("SELECT data FROM {t} WHERE id = ?1"),
+            upsert_state: format!(
+                "INSERT INTO {t} (id, state, data, updated_at) VALUES (?1, ?2, '{{}}', {NOW_MS}) \
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
+            ),
+            clear_state: format!(
+                "UPDATE {t} SET state = NULL, updated_at = {NOW_MS} WHERE id = ?1"
+            ),
+            upsert_data: format!(
+                "INSERT INTO {t} (id, state, data, updated_at) VALUES (?1, NULL, ?2, {NOW_MS}) \
+                 ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at"
+            ),
+            clear_data: format!(
+                "UPDATE {t} SET data = '{{}}', updated_at = {NOW_MS} WHERE id = ?1"
+            ),
+            delete: format!("DELETE FROM {t} WHERE id = ?1"),
+            count: format!("SELECT COUNT(*) FROM {t}"),
+        },
+        delete_if_empty: format!(
             "DELETE FROM {t} WHERE id = ?1 AND state IS NULL AND data = '{{}}'"
-        )),
-        merge_data: None,
-        lock_row: None,
-        delete: format!("DELETE FROM {t} WHERE id = ?1"),
-        count: format!("SELECT COUNT(*) FROM {t}"),
+        ),
+        upsert_record: format!(
+            "INSERT INTO {t} (id, state, data, updated_at) VALUES (?1, ?2, ?3, {NOW_MS}) \
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, data = excluded.data, \
+             updated_at = excluded.updated_at"
+        ),
     }
 }
 
 pub(super) fn version_queries(v: &str) -> VersionQueries {
-    let (insert, mark_success, delete, delete_all) =
+    let (insert, mark_success, delete) =
         common_version_queries(v, ["?1", "?2", "?3", "?4", "?5", "?6"]);
     VersionQueries {
         create: format!(
@@ -52,7 +60,6 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
         insert,
         mark_success,
         delete,
-        delete_all,
         table_exists: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1"
             .to_owned(),
     }
