@@ -328,7 +328,7 @@ mod tests {
 
     #[test]
     fn mysql_lock_names_fit_get_lock() {
-        let long = TableName::new(&"v".repeat(63)).unwrap();
+        let long = TableName::new("v".repeat(63)).unwrap();
         assert_eq!(MigrationLock::mysql(&long).name.chars().count(), 64);
     }
 }
