@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fsmstore_core::sql::{drop_table_if_exists, MigrationLock, VersionQueries};
 use fsmstore_core::{
-    drive_migration, AppliedMigration, Dialect, Error, MigrationReport, MigrationSet,
+    run_migration, run_stamp, AppliedMigration, Dialect, Error, MigrationReport, MigrationSet,
     MigrationTarget, Migrator, Result, TableName,
 };
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool};
@@ -22,7 +22,7 @@ use sqlx::Connection;
 
 use crate::config::MysqlConfig;
 use crate::error::from_sqlx;
-use crate::steps::Shared;
+use crate::steps::{MysqlSteps, Shared};
 use crate::storage::sql;
 
 /// Migrates one FSM table in a MySQL / MariaDB database.
@@ -86,6 +86,7 @@ impl MysqlMigrator {
                 select_applied: sql(&v.select_applied),
                 insert: sql(&v.insert),
                 mark_success: sql(&v.mark_success),
+                set_success: sql(&v.set_success),
                 delete: sql(&v.delete),
                 table_exists: sql(&v.table_exists),
                 lock_acquire: sql(&lock.acquire),
@@ -95,15 +96,10 @@ impl MysqlMigrator {
         })
     }
 
-    /// Closes the migrator's pool (the storage's, for a migrator from
-    /// [`MysqlStorage::migrator`](crate::MysqlStorage::migrator): close that instead).
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    /// Opens the dedicated connection and takes the migration lock on it.
-    async fn lock(&self) -> Result<MySqlConnection> {
-        let mut conn = tokio::time::timeout(
+    /// Opens the connection a run holds its lock on: never a pooled one, which could be
+    /// handed back mid-run.
+    async fn dedicated(&self) -> Result<MySqlConnection> {
+        tokio::time::timeout(
             self.connect_timeout,
             MySqlConnection::connect_with(&self.connect),
         )
@@ -117,23 +113,17 @@ impl MysqlMigrator {
                 None,
             )
         })?
-        .map_err(from_sqlx)?;
-        let seconds = self.lock_timeout.as_secs_f64().ceil() as i64;
-        let got: Option<i64> = sqlx::query_scalar(self.shared.lock_acquire.clone())
-            .bind(seconds)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(from_sqlx)?;
-        let name = &self.shared.lock_name;
-        match got {
-            Some(1) => Ok(conn),
-            Some(_) => Err(Error::Migration(format!(
-                "timed out after {seconds} s waiting for the migration lock {name:?}: another migrator holds it (see SELECT IS_USED_LOCK('{name}'))"
-            ))),
-            None => Err(Error::Migration(format!(
-                "could not take the migration lock {name:?}: GET_LOCK returned NULL"
-            ))),
-        }
+        .map_err(from_sqlx)
+    }
+
+    /// The steps of one run, on a dedicated connection. If the future is dropped mid-run,
+    /// the connection closes and the server releases the lock with the session.
+    async fn steps(&self) -> Result<MysqlSteps<'_>> {
+        Ok(MysqlSteps {
+            conn: self.dedicated().await?,
+            shared: &self.shared,
+            lock_timeout: self.lock_timeout,
+        })
     }
 
     /// The version table's rows for this FSM table (empty when it does not exist).
@@ -148,40 +138,6 @@ impl MysqlMigrator {
             return Ok(Vec::new());
         }
         self.shared.applied(&mut conn).await
-    }
-
-    /// Releases the lock and closes the dedicated connection. A failure here is logged,
-    /// not returned: the server releases the lock when the session ends anyway.
-    async fn unlock(&self, mut conn: MySqlConnection) {
-        let released: sqlx::Result<Option<i64>> =
-            sqlx::query_scalar(self.shared.lock_release.clone())
-                .fetch_one(&mut conn)
-                .await;
-        match released {
-            Ok(Some(1)) => {}
-            other => {
-                tracing::warn!(lock = %self.shared.lock_name, result = ?other, "RELEASE_LOCK did not release the migration lock; closing the session releases it")
-            }
-        }
-        if let Err(err) = conn.close().await {
-            tracing::debug!(error = %err, "closing the migration connection failed");
-        }
-    }
-
-    /// Takes the lock and creates the version table under it. The caller runs its work,
-    /// then [`MysqlMigrator::unlock`], whatever the work returned.
-    async fn lock_and_create(&self) -> Result<MySqlConnection> {
-        let mut conn = self.lock().await?;
-        match sqlx::raw_sql(self.shared.create.clone())
-            .execute(&mut conn)
-            .await
-        {
-            Ok(_) => Ok(conn),
-            Err(err) => {
-                self.unlock(conn).await;
-                Err(from_sqlx(err))
-            }
-        }
     }
 }
 
@@ -199,52 +155,68 @@ impl Migrator for MysqlMigrator {
         // An unfinished row is dirty only if no migrator is running it: without the lock
         // a concurrent start-up (`Verify` while another instance upgrades) would report
         // a migration in progress as dirty. Wait for the lock, then read again.
-        let conn = self.lock().await?;
-        let rows = self.read_applied().await;
-        self.unlock(conn).await;
+        let mut steps = self.steps().await?;
+        let rows = match self
+            .shared
+            .acquire_lock(&mut steps.conn, self.lock_timeout)
+            .await
+        {
+            Ok(()) => {
+                let rows = self.read_applied().await;
+                self.shared.release_lock(&mut steps.conn).await;
+                rows
+            }
+            Err(err) => Err(err),
+        };
+        steps.close().await;
         rows
     }
 
     async fn migrate(&self, target: MigrationTarget) -> Result<MigrationReport> {
-        let mut conn = self.lock_and_create().await?;
-        let result = {
-            let conn = tokio::sync::Mutex::new(&mut conn);
-            let shared = &*self.shared;
-            drive_migration(target, |target| {
-                let conn = &conn;
-                async move { shared.next_step(*conn.lock().await, target).await }
-            })
-            .await
-        };
-        self.unlock(conn).await;
+        let mut steps = self.steps().await?;
+        let result = run_migration(&mut steps, &self.shared.set, target).await;
+        steps.close().await;
         result
     }
 
     async fn drop_tables(&self) -> Result<()> {
-        let mut conn = self.lock().await?;
-        let mut result = Ok(());
-        for table in [
-            self.shared.set.table().clone(),
-            TableName::new(&self.shared.version_table)?,
-        ] {
-            let statement = sql(&drop_table_if_exists(Dialect::Mysql, &table));
-            result = sqlx::raw_sql(statement)
-                .execute(&mut conn)
-                .await
-                .map(drop)
-                .map_err(from_sqlx);
-            if result.is_err() {
-                break;
+        let mut steps = self.steps().await?;
+        let result = async {
+            self.shared
+                .acquire_lock(&mut steps.conn, self.lock_timeout)
+                .await?;
+            let mut dropped = Ok(());
+            for table in [
+                self.shared.set.table().clone(),
+                TableName::new(&self.shared.version_table)?,
+            ] {
+                let statement = sql(&drop_table_if_exists(Dialect::Mysql, &table));
+                dropped = sqlx::raw_sql(statement)
+                    .execute(&mut steps.conn)
+                    .await
+                    .map(drop)
+                    .map_err(from_sqlx);
+                if dropped.is_err() {
+                    break;
+                }
             }
+            self.shared.release_lock(&mut steps.conn).await;
+            dropped
         }
-        self.unlock(conn).await;
+        .await;
+        steps.close().await;
         result
     }
 
+    async fn close(&self) -> Result<()> {
+        self.pool.close().await;
+        Ok(())
+    }
+
     async fn stamp(&self, target: MigrationTarget) -> Result<()> {
-        let mut conn = self.lock_and_create().await?;
-        let result = self.shared.stamp(&mut conn, target).await;
-        self.unlock(conn).await;
+        let mut steps = self.steps().await?;
+        let result = run_stamp(&mut steps, &self.shared.set, target).await;
+        steps.close().await;
         result
     }
 }

@@ -1,12 +1,11 @@
-//! The steps of a MySQL migration run and their version-table bookkeeping: planning a
-//! round, running a step one statement at a time with its unfinished/successful marks,
-//! stamping. The lock around them is in `migrate.rs`.
+//! The steps of a MySQL migration run ([`MysqlSteps`], core's [`MigrationSteps`]) and their
+//! version-table bookkeeping: the lock, a step run one statement at a time with its
+//! unfinished/successful marks, stamping.
 
-use std::time::Instant;
-
+use async_trait::async_trait;
 use fsmstore_core::{
-    dirty_error, AppliedMigration, Direction, MigrationPlan, MigrationSet, MigrationStep,
-    MigrationTarget, Result, StampPlan, StepOutcome,
+    dirty_error, AppliedMigration, Direction, Error, MigrationSet, MigrationStep, MigrationSteps,
+    Result, StampPlan,
 };
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, SqlStr};
@@ -22,6 +21,7 @@ pub(crate) struct Shared {
     pub(crate) select_applied: SqlStr,
     pub(crate) insert: SqlStr,
     pub(crate) mark_success: SqlStr,
+    pub(crate) set_success: SqlStr,
     pub(crate) delete: SqlStr,
     pub(crate) table_exists: SqlStr,
     pub(crate) lock_acquire: SqlStr,
@@ -78,89 +78,46 @@ impl Shared {
         query.execute(&mut *conn).await.map(drop).map_err(from_sqlx)
     }
 
-    /// Plans against the version table and runs the first step (the lock is held).
-    pub(crate) async fn next_step(
+    /// Takes `GET_LOCK` on `conn`, waiting at most `timeout`.
+    pub(crate) async fn acquire_lock(
         &self,
         conn: &mut MySqlConnection,
-        target: MigrationTarget,
-    ) -> Result<StepOutcome> {
-        let applied = self.applied(conn).await?;
-        let plan = MigrationPlan::new(&self.set, &applied, target)?;
-        let Some(step) = plan.steps.first() else {
-            return Ok(StepOutcome::finished(&plan));
-        };
-        let table = self.table();
-        let started = Instant::now();
-        match step.direction {
-            Direction::Up => {
-                // Recorded unfinished first: DDL commits as it goes.
-                self.execute(
-                    conn,
-                    &self.insert,
-                    vec![
-                        Arg::Text(table),
-                        Arg::Int(step.version),
-                        Arg::Text(&step.description),
-                        Arg::Bool(false),
-                        Arg::Text(&step.checksum),
-                        Arg::Int(0),
-                    ],
-                )
-                .await?;
-                let undo = vec![Arg::Text(table), Arg::Int(step.version)];
-                self.run_statements(conn, step, &self.delete, undo).await?;
-            }
-            Direction::Down => {
-                let previous_ms = applied
-                    .iter()
-                    .find(|row| row.version == step.version)
-                    .map_or(0, |row| row.execution_time_ms);
-                let mark = |success| {
-                    vec![
-                        Arg::Bool(success),
-                        Arg::Int(previous_ms),
-                        Arg::Text(table),
-                        Arg::Int(step.version),
-                    ]
-                };
-                self.execute(conn, &self.mark_success, mark(false)).await?;
-                self.run_statements(conn, step, &self.mark_success, mark(true))
-                    .await?;
-            }
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        let seconds = timeout.as_secs_f64().ceil() as i64;
+        let got: Option<i64> = sqlx::query_scalar(self.lock_acquire.clone())
+            .bind(seconds)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(from_sqlx)?;
+        let name = &self.lock_name;
+        match got {
+            Some(1) => Ok(()),
+            Some(_) => Err(Error::Migration(format!(
+                "timed out after {seconds} s waiting for the migration lock {name:?}: another migrator holds it (see SELECT IS_USED_LOCK('{name}'))"
+            ))),
+            None => Err(Error::Migration(format!(
+                "could not take the migration lock {name:?}: GET_LOCK returned NULL"
+            ))),
         }
-        let elapsed = started.elapsed().as_millis() as i64;
-        match step.direction {
-            Direction::Up => {
-                self.execute(
-                    conn,
-                    &self.mark_success,
-                    vec![
-                        Arg::Bool(true),
-                        Arg::Int(elapsed),
-                        Arg::Text(table),
-                        Arg::Int(step.version),
-                    ],
-                )
-                .await?
-            }
-            Direction::Down => {
-                self.execute(
-                    conn,
-                    &self.delete,
-                    vec![Arg::Text(table), Arg::Int(step.version)],
-                )
-                .await?
-            }
+    }
+
+    /// `RELEASE_LOCK` on `conn`. A failure is logged, not returned: the server releases the
+    /// lock when the session ends anyway.
+    pub(crate) async fn release_lock(&self, conn: &mut MySqlConnection) {
+        let released: sqlx::Result<Option<i64>> = sqlx::query_scalar(self.lock_release.clone())
+            .fetch_one(&mut *conn)
+            .await;
+        if !matches!(released, Ok(Some(1))) {
+            tracing::warn!(lock = %self.lock_name, result = ?released, "RELEASE_LOCK did not release the migration lock; closing the session releases it");
         }
-        tracing::info!(version = step.version, direction = ?step.direction, ms = elapsed, "mysql migration ran");
-        Ok(StepOutcome::ran(&plan, step, elapsed))
     }
 
     /// Runs the step's statements one at a time (text protocol: DDL is not prepared). If the
     /// first fails nothing changed: `undo` restores the version row and the error is
     /// `MigrationFailed`. If a later one fails the step is half-applied: the row stays
     /// unfinished and the error is `MigrationDirty`, naming the stamp commands.
-    pub(crate) async fn run_statements(
+    async fn run_statements(
         &self,
         conn: &mut MySqlConnection,
         step: &MigrationStep,
@@ -193,37 +150,130 @@ impl Shared {
         }
         Ok(())
     }
+}
 
-    pub(crate) async fn stamp(
-        &self,
-        conn: &mut MySqlConnection,
-        target: MigrationTarget,
-    ) -> Result<()> {
-        let plan = StampPlan::new(&self.set, &self.applied(conn).await?, target)?;
-        let table = self.table();
-        let mut tx = conn.begin().await.map_err(from_sqlx)?;
-        for version in plan.delete {
-            self.execute(
-                &mut tx,
-                &self.delete,
-                vec![Arg::Text(table), Arg::Int(version)],
-            )
-            .await?;
+/// [`MigrationSteps`] on a dedicated connection holding `GET_LOCK`. MySQL commits DDL
+/// implicitly, so rounds are not transactions: `apply` records a step as unfinished before
+/// its first statement and `record` marks it done.
+pub(crate) struct MysqlSteps<'m> {
+    pub(crate) conn: MySqlConnection,
+    pub(crate) shared: &'m Shared,
+    pub(crate) lock_timeout: std::time::Duration,
+}
+
+impl MysqlSteps<'_> {
+    /// Closes the dedicated connection (which also ends its session and any lock).
+    pub(crate) async fn close(self) {
+        if let Err(err) = self.conn.close().await {
+            tracing::debug!(error = %err, "closing the migration connection failed");
         }
-        for m in plan.insert {
-            self.execute(
-                &mut tx,
-                &self.insert,
-                vec![
-                    Arg::Text(table),
-                    Arg::Int(m.version),
-                    Arg::Text(&m.description),
-                    Arg::Bool(true),
-                    Arg::Text(&m.checksum),
-                    Arg::Int(0),
-                ],
-            )
+    }
+}
+
+#[async_trait]
+impl MigrationSteps for MysqlSteps<'_> {
+    async fn lock(&mut self) -> Result<()> {
+        self.shared
+            .acquire_lock(&mut self.conn, self.lock_timeout)
             .await?;
+        sqlx::raw_sql(self.shared.create.clone())
+            .execute(&mut self.conn)
+            .await
+            .map(drop)
+            .map_err(from_sqlx)
+    }
+
+    async fn unlock(&mut self) {
+        self.shared.release_lock(&mut self.conn).await;
+    }
+
+    async fn begin(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn rollback(&mut self) {}
+
+    async fn applied(&mut self) -> Result<Vec<AppliedMigration>> {
+        self.shared.applied(&mut self.conn).await
+    }
+
+    async fn apply(&mut self, step: &MigrationStep) -> Result<()> {
+        let (shared, conn) = (self.shared, &mut self.conn);
+        let key = vec![Arg::Text(shared.table()), Arg::Int(step.version)];
+        let mark = |success| {
+            vec![
+                Arg::Bool(success),
+                Arg::Text(shared.table()),
+                Arg::Int(step.version),
+            ]
+        };
+        match step.direction {
+            Direction::Up => {
+                // Recorded unfinished first: DDL commits as it goes.
+                let row = vec![
+                    Arg::Text(shared.table()),
+                    Arg::Int(step.version),
+                    Arg::Text(&step.description),
+                    Arg::Bool(false),
+                    Arg::Text(&step.checksum),
+                    Arg::Int(0),
+                ];
+                shared.execute(conn, &shared.insert, row).await?;
+                shared.run_statements(conn, step, &shared.delete, key).await
+            }
+            Direction::Down => {
+                shared
+                    .execute(conn, &shared.set_success, mark(false))
+                    .await?;
+                shared
+                    .run_statements(conn, step, &shared.set_success, mark(true))
+                    .await
+            }
+        }
+    }
+
+    async fn record(&mut self, step: &MigrationStep, elapsed_ms: i64) -> Result<()> {
+        let (shared, conn) = (self.shared, &mut self.conn);
+        match step.direction {
+            Direction::Up => {
+                let done = vec![
+                    Arg::Bool(true),
+                    Arg::Int(elapsed_ms),
+                    Arg::Text(shared.table()),
+                    Arg::Int(step.version),
+                ];
+                shared.execute(conn, &shared.mark_success, done).await
+            }
+            Direction::Down => {
+                let key = vec![Arg::Text(shared.table()), Arg::Int(step.version)];
+                shared.execute(conn, &shared.delete, key).await
+            }
+        }
+    }
+
+    /// One transaction: the version table is InnoDB.
+    async fn stamp(&mut self, plan: &StampPlan) -> Result<()> {
+        let shared = self.shared;
+        let table = shared.table();
+        let mut tx = self.conn.begin().await.map_err(from_sqlx)?;
+        for version in &plan.delete {
+            let key = vec![Arg::Text(table), Arg::Int(*version)];
+            shared.execute(&mut tx, &shared.delete, key).await?;
+        }
+        for m in &plan.insert {
+            let row = vec![
+                Arg::Text(table),
+                Arg::Int(m.version),
+                Arg::Text(&m.description),
+                Arg::Bool(true),
+                Arg::Text(&m.checksum),
+                Arg::Int(0),
+            ];
+            shared.execute(&mut tx, &shared.insert, row).await?;
         }
         tx.commit().await.map_err(from_sqlx)
     }

@@ -1,17 +1,17 @@
-//! [`PgMigrator`]: runs the planner's steps under an advisory lock held by a dedicated
-//! connection. Each migration and its bookkeeping row commit in one transaction.
+//! [`PgMigrator`]: core's migration engine on PostgreSQL. [`MigrationSteps`] on a
+//! dedicated connection that holds an advisory lock; each planning round, its migration
+//! and its version row commit in one transaction.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use fsmstore_core::sql::{drop_table_if_exists, MigrationLock, VersionQueries};
 use fsmstore_core::{
-    drive_migration, AppliedMigration, Dialect, Direction, MigrationPlan, MigrationReport,
-    MigrationSet, MigrationTarget, Migrator, Result, StampPlan, StepOutcome,
+    run_migration, run_stamp, AppliedMigration, Dialect, Direction, MigrationReport, MigrationSet,
+    MigrationStep, MigrationSteps, MigrationTarget, Migrator, Result, StampPlan,
 };
-use tokio::sync::Mutex;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient};
 
 use crate::config::PgConfig;
@@ -68,81 +68,124 @@ impl PgMigrator {
         })
     }
 
-    /// Opens a dedicated connection, takes the advisory lock, runs `work`, and releases
-    /// the lock whatever `work` returned. Dropping the connection afterwards ends the
-    /// session, which releases the lock even if the release statement could not run.
-    async fn locked<T>(&self, work: impl AsyncLockedWork<T>) -> Result<T> {
+    /// The steps of one run, on a dedicated connection: dropping it ends the session,
+    /// which releases the advisory lock even if the release statement could not run.
+    async fn steps(&self) -> Result<PgSteps<'_>> {
         let (client, driver) = crate::tls::connect_dedicated(&self.inner.config).await?;
-        let client = Mutex::new(client);
-        let result = async {
-            client
-                .lock()
-                .await
-                .execute(&self.inner.lock.acquire, &[])
-                .await
-                .map_err(from_pg)?;
-            let result = work.run(&self.inner, &client).await;
-            let released = client.lock().await.execute(&self.inner.lock.release, &[]).await;
-            if let Err(err) = released {
-                tracing::warn!(lock = %self.inner.lock.name, error = %err, "releasing the migration lock failed; the session end releases it");
-            }
-            result
-        }
-        .await;
-        drop(client);
-        driver.abort();
-        result
-    }
-}
-
-/// Work done while holding the migration lock.
-trait AsyncLockedWork<T> {
-    async fn run(self, inner: &Inner, client: &Mutex<Client>) -> Result<T>;
-}
-
-struct Migrate(MigrationTarget);
-struct Stamp(MigrationTarget);
-
-impl AsyncLockedWork<MigrationReport> for Migrate {
-    async fn run(self, inner: &Inner, client: &Mutex<Client>) -> Result<MigrationReport> {
-        drive_migration(self.0, |target| async move {
-            let mut client = client.lock().await;
-            inner.run_next_step(&mut client, target).await
+        Ok(PgSteps {
+            client,
+            driver,
+            inner: &self.inner,
         })
-        .await
     }
 }
 
-impl AsyncLockedWork<()> for Stamp {
-    async fn run(self, inner: &Inner, client: &Mutex<Client>) -> Result<()> {
-        let mut client = client.lock().await;
-        let tx = client.transaction().await.map_err(from_pg)?;
-        tx.execute(&inner.versions.create, &[])
+/// [`MigrationSteps`] on a dedicated connection: the advisory lock, then each planning
+/// round in one transaction.
+struct PgSteps<'m> {
+    client: Client,
+    driver: tokio::task::JoinHandle<()>,
+    inner: &'m Inner,
+}
+
+impl Drop for PgSteps<'_> {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl PgSteps<'_> {
+    async fn run(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<()> {
+        self.client
+            .execute(sql, params)
             .await
-            .map_err(from_pg)?;
-        let plan = StampPlan::new(&inner.set, &inner.applied(&tx).await?, self.0)?;
-        let table = inner.set.table().as_str();
-        for version in plan.delete {
-            tx.execute(&inner.versions.delete, &[&table, &version])
+            .map(drop)
+            .map_err(from_pg)
+    }
+
+    async fn batch(&self, sql: &str) -> Result<()> {
+        self.client.batch_execute(sql).await.map_err(from_pg)
+    }
+}
+
+#[async_trait]
+impl MigrationSteps for PgSteps<'_> {
+    async fn lock(&mut self) -> Result<()> {
+        self.run(&self.inner.lock.acquire, &[]).await?;
+        self.batch(&self.inner.versions.create).await
+    }
+
+    async fn unlock(&mut self) {
+        if let Err(err) = self.run(&self.inner.lock.release, &[]).await {
+            tracing::warn!(lock = %self.inner.lock.name, error = %err, "releasing the migration lock failed; the session end releases it");
+        }
+    }
+
+    async fn begin(&mut self) -> Result<()> {
+        self.batch("BEGIN").await
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        self.batch("COMMIT").await
+    }
+
+    async fn rollback(&mut self) {
+        if let Err(err) = self.batch("ROLLBACK").await {
+            tracing::warn!(error = %err, "rolling back a migration round failed");
+        }
+    }
+
+    async fn applied(&mut self) -> Result<Vec<AppliedMigration>> {
+        self.inner.applied(&self.client).await
+    }
+
+    async fn apply(&mut self, step: &MigrationStep) -> Result<()> {
+        for statement in &step.statements {
+            self.client
+                .batch_execute(statement)
                 .await
-                .map_err(from_pg)?;
+                .map_err(|err| step.failed(err))?;
         }
-        for m in plan.insert {
-            tx.execute(
-                &inner.versions.insert,
-                &[
+        Ok(())
+    }
+
+    async fn record(&mut self, step: &MigrationStep, elapsed_ms: i64) -> Result<()> {
+        let table = self.inner.set.table().as_str();
+        let versions = &self.inner.versions;
+        match step.direction {
+            Direction::Up => {
+                let row: [&(dyn ToSql + Sync); 6] = [
                     &table,
-                    &m.version,
-                    &m.description,
+                    &step.version,
+                    &step.description,
                     &true,
-                    &m.checksum,
-                    &0_i64,
-                ],
-            )
-            .await
-            .map_err(from_pg)?;
+                    &step.checksum,
+                    &elapsed_ms,
+                ];
+                self.run(&versions.insert, &row).await
+            }
+            Direction::Down => self.run(&versions.delete, &[&table, &step.version]).await,
         }
-        tx.commit().await.map_err(from_pg)
+    }
+
+    async fn stamp(&mut self, plan: &StampPlan) -> Result<()> {
+        let table = self.inner.set.table().as_str();
+        let versions = &self.inner.versions;
+        for version in &plan.delete {
+            self.run(&versions.delete, &[&table, version]).await?;
+        }
+        for m in &plan.insert {
+            let row: [&(dyn ToSql + Sync); 6] = [
+                &table,
+                &m.version,
+                &m.description,
+                &true,
+                &m.checksum,
+                &0_i64,
+            ];
+            self.run(&versions.insert, &row).await?;
+        }
+        Ok(())
     }
 }
 
@@ -165,56 +208,6 @@ impl Inner {
             })
             .collect::<std::result::Result<Vec<_>, tokio_postgres::Error>>()
             .map_err(from_pg)
-    }
-
-    /// Plans against the version table and runs the first step, with its bookkeeping, in
-    /// one transaction.
-    async fn run_next_step(
-        &self,
-        client: &mut Client,
-        target: MigrationTarget,
-    ) -> Result<StepOutcome> {
-        let tx = client.transaction().await.map_err(from_pg)?;
-        tx.execute(&self.versions.create, &[])
-            .await
-            .map_err(from_pg)?;
-        let plan = MigrationPlan::new(&self.set, &self.applied(&tx).await?, target)?;
-        let Some(step) = plan.steps.first() else {
-            tx.commit().await.map_err(from_pg)?;
-            return Ok(StepOutcome::finished(&plan));
-        };
-        let started = Instant::now();
-        for statement in &step.statements {
-            tx.batch_execute(statement)
-                .await
-                .map_err(|err| step.failed(err))?;
-        }
-        let elapsed = started.elapsed().as_millis() as i64;
-        let table = self.set.table().as_str();
-        match step.direction {
-            Direction::Up => {
-                tx.execute(
-                    &self.versions.insert,
-                    &[
-                        &table,
-                        &step.version,
-                        &step.description,
-                        &true,
-                        &step.checksum,
-                        &elapsed,
-                    ],
-                )
-                .await
-            }
-            Direction::Down => {
-                tx.execute(&self.versions.delete, &[&table, &step.version])
-                    .await
-            }
-        }
-        .map_err(from_pg)?;
-        tx.commit().await.map_err(from_pg)?;
-        tracing::info!(version = step.version, direction = ?step.direction, ms = elapsed, "postgres migration ran");
-        Ok(StepOutcome::ran(&plan, step, elapsed))
     }
 }
 
@@ -239,11 +232,18 @@ impl Migrator for PgMigrator {
     }
 
     async fn migrate(&self, target: MigrationTarget) -> Result<MigrationReport> {
-        self.locked(Migrate(target)).await
+        let mut steps = self.steps().await?;
+        run_migration(&mut steps, &self.inner.set, target).await
     }
 
     async fn stamp(&self, target: MigrationTarget) -> Result<()> {
-        self.locked(Stamp(target)).await
+        let mut steps = self.steps().await?;
+        run_stamp(&mut steps, &self.inner.set, target).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.pool.close();
+        Ok(())
     }
 
     async fn drop_tables(&self) -> Result<()> {

@@ -1,16 +1,16 @@
-//! [`SqliteMigrator`]: runs the planner's steps. The lock is `BEGIN IMMEDIATE`: each
-//! migration, its bookkeeping row and the planning that chose it share one transaction.
+//! [`SqliteMigrator`]: core's migration engine on SQLite. The lock is `BEGIN IMMEDIATE`:
+//! each planning round, its migration and its version row share one transaction.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use fsmstore_core::sql::{drop_table_if_exists, VersionQueries};
 use fsmstore_core::{
-    drive_migration, AppliedMigration, Dialect, Direction, MigrationPlan, MigrationReport,
-    MigrationSet, MigrationTarget, Migrator, Result, StampPlan, StepOutcome, StorageOptions,
-    TableName,
+    run_migration, run_stamp, AppliedMigration, Dialect, Direction, Error, MigrationReport,
+    MigrationSet, MigrationStep, MigrationSteps, MigrationTarget, Migrator, Result, StampPlan,
+    StorageOptions, TableName,
 };
+use futures_util::FutureExt;
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::config::SqliteConfig;
@@ -63,14 +63,6 @@ impl SqliteMigrator {
             }),
         })
     }
-
-    /// Closes the migrator's connections (only those it opened itself matter).
-    ///
-    /// # Errors
-    /// Database errors while closing.
-    pub async fn close(&self) -> Result<()> {
-        self.connections.close().await
-    }
 }
 
 impl Shared {
@@ -102,69 +94,108 @@ impl Shared {
         .map(|count| count > 0)
         .map_err(from_sqlite)
     }
+}
 
-    /// Plans against the current rows and runs the first step, all in one transaction.
-    /// Returns the resolved target and the step that ran, if any.
-    fn run_next_step(&self, conn: &mut Connection, target: MigrationTarget) -> Result<StepOutcome> {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+/// [`MigrationSteps`] on the writer connection, inside one blocking call: SQLite's steps
+/// never wait on anything but SQLite, so core's engine runs to completion in a single poll
+/// (see [`run_blocking`]). The lock is each round's `BEGIN IMMEDIATE`.
+struct SqliteSteps<'c> {
+    conn: &'c mut Connection,
+    shared: &'c Shared,
+}
+
+impl SqliteSteps<'_> {
+    fn run(&self, sql: &str, params: impl rusqlite::Params) -> Result<()> {
+        self.conn
+            .execute(sql, params)
+            .map(drop)
+            .map_err(from_sqlite)
+    }
+}
+
+#[async_trait]
+impl MigrationSteps for SqliteSteps<'_> {
+    async fn lock(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn unlock(&mut self) {}
+
+    async fn begin(&mut self) -> Result<()> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
             .map_err(from_sqlite)?;
-        tx.execute(&self.versions.create, []).map_err(from_sqlite)?;
-        let plan = MigrationPlan::new(&self.set, &self.applied(&tx)?, target)?;
-        let Some(step) = plan.steps.first() else {
-            tx.commit().map_err(from_sqlite)?;
-            return Ok(StepOutcome::finished(&plan));
-        };
-        let started = Instant::now();
+        self.run(&self.shared.versions.create, [])
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        self.conn.execute_batch("COMMIT").map_err(from_sqlite)
+    }
+
+    async fn rollback(&mut self) {
+        if let Err(err) = self.conn.execute_batch("ROLLBACK") {
+            tracing::warn!(error = %err, "rolling back a migration round failed");
+        }
+    }
+
+    async fn applied(&mut self) -> Result<Vec<AppliedMigration>> {
+        self.shared.applied(self.conn)
+    }
+
+    async fn apply(&mut self, step: &MigrationStep) -> Result<()> {
         for statement in &step.statements {
-            tx.execute_batch(statement)
+            self.conn
+                .execute_batch(statement)
                 .map_err(|err| step.failed(err))?;
         }
-        let elapsed = started.elapsed().as_millis() as i64;
-        let table = self.set.table().as_str();
+        Ok(())
+    }
+
+    async fn record(&mut self, step: &MigrationStep, elapsed_ms: i64) -> Result<()> {
+        let table = self.shared.set.table().as_str();
+        let versions = &self.shared.versions;
         match step.direction {
-            Direction::Up => tx.execute(
-                &self.versions.insert,
+            Direction::Up => self.run(
+                &versions.insert,
                 rusqlite::params![
                     table,
                     step.version,
                     step.description,
                     true,
                     step.checksum,
-                    elapsed
+                    elapsed_ms
                 ],
             ),
-            Direction::Down => tx.execute(
-                &self.versions.delete,
-                rusqlite::params![table, step.version],
-            ),
+            Direction::Down => self.run(&versions.delete, rusqlite::params![table, step.version]),
         }
-        .map_err(from_sqlite)?;
-        tx.commit().map_err(from_sqlite)?;
-        tracing::info!(version = step.version, direction = ?step.direction, ms = elapsed, "sqlite migration ran");
-        Ok(StepOutcome::ran(&plan, step, elapsed))
     }
 
-    fn stamp(&self, conn: &mut Connection, target: MigrationTarget) -> Result<()> {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(from_sqlite)?;
-        tx.execute(&self.versions.create, []).map_err(from_sqlite)?;
-        let plan = StampPlan::new(&self.set, &self.applied(&tx)?, target)?;
-        let table = self.set.table().as_str();
-        for version in plan.delete {
-            tx.execute(&self.versions.delete, rusqlite::params![table, version])
-                .map_err(from_sqlite)?;
+    async fn stamp(&mut self, plan: &StampPlan) -> Result<()> {
+        let table = self.shared.set.table().as_str();
+        let versions = &self.shared.versions;
+        for version in &plan.delete {
+            self.run(&versions.delete, rusqlite::params![table, version])?;
         }
-        for m in plan.insert {
-            tx.execute(
-                &self.versions.insert,
+        for m in &plan.insert {
+            self.run(
+                &versions.insert,
                 rusqlite::params![table, m.version, m.description, true, m.checksum, 0_i64],
-            )
-            .map_err(from_sqlite)?;
+            )?;
         }
-        tx.commit().map_err(from_sqlite)
+        Ok(())
     }
+}
+
+/// Runs a migration future built on [`SqliteSteps`] to completion on the current
+/// (blocking) thread. It never waits, so one poll finishes it; a future that did wait
+/// would be a bug in this file, reported as an error rather than a hang.
+fn run_blocking<T>(work: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    work.now_or_never().unwrap_or_else(|| {
+        Err(Error::database(
+            false,
+            "a SQLite migration step waited on something other than SQLite",
+        ))
+    })
 }
 
 #[async_trait]
@@ -186,12 +217,20 @@ impl Migrator for SqliteMigrator {
     }
 
     async fn migrate(&self, target: MigrationTarget) -> Result<MigrationReport> {
-        drive_migration(target, |target| {
-            let shared = Arc::clone(&self.shared);
-            self.connections
-                .write(move |conn| shared.run_next_step(conn, target))
-        })
-        .await
+        let shared = Arc::clone(&self.shared);
+        self.connections
+            .write(move |conn| {
+                let mut steps = SqliteSteps {
+                    conn,
+                    shared: &shared,
+                };
+                run_blocking(run_migration(&mut steps, &shared.set, target))
+            })
+            .await
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.connections.close().await
     }
 
     async fn drop_tables(&self) -> Result<()> {
@@ -216,7 +255,13 @@ impl Migrator for SqliteMigrator {
     async fn stamp(&self, target: MigrationTarget) -> Result<()> {
         let shared = Arc::clone(&self.shared);
         self.connections
-            .write(move |conn| shared.stamp(conn, target))
+            .write(move |conn| {
+                let mut steps = SqliteSteps {
+                    conn,
+                    shared: &shared,
+                };
+                run_blocking(run_stamp(&mut steps, &shared.set, target))
+            })
             .await
     }
 }

@@ -34,6 +34,7 @@ mod error;
 mod inspect;
 mod key;
 mod memory;
+mod migration_run;
 pub mod migrations;
 mod migrator;
 mod offline;
@@ -52,10 +53,10 @@ pub use error::{BoxError, Error, ErrorKind, Result};
 pub use inspect::{now_ms, Inspect, StoredRow, TableStats};
 pub use key::{DefaultKeyBuilder, KeyBuilder, StorageKey, DEFAULT_DESTINY, MAX_KEY_BYTES};
 pub use memory::MemoryStorage;
+pub use migration_run::{run_migration, run_stamp, MigrationSteps};
 pub use migrations::{Migration, MigrationSet, MigrationSource};
 pub use migrator::{
-    drive_migration, history, AppliedMigration, HistoryEntry, MigrationReport, Migrator,
-    SchemaStatus, StepOutcome,
+    history, AppliedMigration, HistoryEntry, MigrationReport, Migrator, SchemaStatus,
 };
 pub use offline::offline_script;
 pub use options::{SchemaPolicy, StorageOptions, DEFAULT_MAX_DATA_BYTES, SHARED_URL_PARAMETERS};

@@ -126,6 +126,14 @@ pub trait Migrator: Send + Sync {
     /// [`Error::Migration`] for a target outside the known range; database errors.
     async fn stamp(&self, target: MigrationTarget) -> Result<()>;
 
+    /// Releases the connections this migrator holds. A migrator handed out by a
+    /// `Database` shares the database's pool: closing it closes the database. Later calls
+    /// fail with [`Error::Closed`]; closing twice is fine.
+    ///
+    /// # Errors
+    /// Database errors while shutting down.
+    async fn close(&self) -> Result<()>;
+
     /// Drops the FSM table and the version table, whatever version they are at (scratch
     /// tables of the conformance command; uninstalling). The version table is dropped
     /// even if other FSM tables recorded versions in it, so use it only on tables you own.
@@ -185,69 +193,6 @@ pub trait Migrator: Send + Sync {
         let applied = self.applied().await?;
         Ok(history(self.migrations(), applied))
     }
-}
-
-/// What one planning round of a migration run did: the version it found, the resolved
-/// target, and the step it ran (none when the target was reached).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StepOutcome {
-    /// The applied version before the step.
-    pub current: i64,
-    /// The absolute target the planner resolved.
-    pub target: i64,
-    /// `(version, direction, milliseconds)` of the step that ran.
-    pub ran: Option<(i64, Direction, i64)>,
-}
-
-impl StepOutcome {
-    /// Nothing left to run: `plan` is empty.
-    pub fn finished(plan: &crate::MigrationPlan) -> Self {
-        StepOutcome {
-            current: plan.current,
-            target: plan.target,
-            ran: None,
-        }
-    }
-
-    /// The first step of `plan` ran in `elapsed_ms`.
-    pub fn ran(plan: &crate::MigrationPlan, step: &crate::MigrationStep, elapsed_ms: i64) -> Self {
-        StepOutcome {
-            current: plan.current,
-            target: plan.target,
-            ran: Some((step.version, step.direction, elapsed_ms)),
-        }
-    }
-}
-
-/// The migration loop every backend shares: calls `next_step` (which plans against the
-/// version table and runs at most one step, under the backend's lock) until no step is
-/// left. Relative targets (`+1`, `-1`) are resolved once, against the version the run
-/// started from.
-///
-/// # Errors
-/// The first error of `next_step`.
-pub async fn drive_migration<F, Fut>(
-    target: MigrationTarget,
-    mut next_step: F,
-) -> Result<MigrationReport>
-where
-    F: FnMut(MigrationTarget) -> Fut + Send,
-    Fut: std::future::Future<Output = Result<StepOutcome>> + Send,
-{
-    let first = next_step(target).await?;
-    let mut report = MigrationReport {
-        from: first.current,
-        to: first.current,
-        steps: Vec::new(),
-    };
-    let absolute = MigrationTarget::Version(first.target);
-    let mut outcome = first;
-    while let Some(step) = outcome.ran {
-        report.steps.push(step);
-        outcome = next_step(absolute).await?;
-    }
-    report.to = outcome.current;
-    Ok(report)
 }
 
 /// Joins the code's migrations with the version table's rows.

@@ -200,6 +200,9 @@ pub struct VersionQueries {
     pub insert: String,
     /// `(success, execution_time_ms, table_name, version)`.
     pub mark_success: String,
+    /// `(success, table_name, version)`: marks a row unfinished or finished, keeping its
+    /// execution time (a MySQL down step).
+    pub set_success: String,
     /// `(table_name, version)`.
     pub delete: String,
     /// `(bare table name)` → `COUNT(*)`: 1 when that table exists in the current
@@ -278,7 +281,7 @@ impl VersionQueries {
 }
 
 /// Statements shared by every dialect (standard SQL, `?`-free apart from placeholders).
-fn common_version_queries(v: &str, placeholders: [&str; 6]) -> (String, String, String) {
+fn common_version_queries(v: &str, placeholders: [&str; 6]) -> (String, String, String, String) {
     let [p1, p2, p3, p4, p5, p6] = placeholders;
     (
         format!(
@@ -286,6 +289,7 @@ fn common_version_queries(v: &str, placeholders: [&str; 6]) -> (String, String, 
              VALUES ({p1}, {p2}, {p3}, {p4}, {p5}, {p6})"
         ),
         format!("UPDATE {v} SET success = {p1}, execution_time_ms = {p2} WHERE table_name = {p3} AND version = {p4}"),
+        format!("UPDATE {v} SET success = {p1} WHERE table_name = {p2} AND version = {p3}"),
         format!("DELETE FROM {v} WHERE table_name = {p1} AND version = {p2}"),
     )
 }

@@ -44,7 +44,7 @@ pub(super) fn queries(t: &str) -> MysqlQueries {
 }
 
 pub(super) fn version_queries(v: &str) -> VersionQueries {
-    let (insert, mark_success, delete) = common_version_queries(v, ["?"; 6]);
+    let (insert, mark_success, set_success, delete) = common_version_queries(v, ["?"; 6]);
     VersionQueries {
         create: format!(
             "CREATE TABLE IF NOT EXISTS {v} (\
@@ -64,6 +64,7 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
         ),
         insert,
         mark_success,
+        set_success,
         delete,
         table_exists: "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?".to_owned(),
     }

@@ -48,7 +48,7 @@ pub(super) fn queries(t: &str) -> PostgresQueries {
 }
 
 pub(super) fn version_queries(v: &str) -> VersionQueries {
-    let (insert, mark_success, delete) =
+    let (insert, mark_success, set_success, delete) =
         common_version_queries(v, ["$1", "$2", "$3", "$4", "$5", "$6"]);
     VersionQueries {
         create: format!(
@@ -69,6 +69,7 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
         ),
         insert,
         mark_success,
+        set_success,
         delete,
         table_exists: "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1".to_owned(),
     }

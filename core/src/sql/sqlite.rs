@@ -39,7 +39,7 @@ pub(super) fn queries(t: &str) -> SqliteQueries {
 }
 
 pub(super) fn version_queries(v: &str) -> VersionQueries {
-    let (insert, mark_success, delete) =
+    let (insert, mark_success, set_success, delete) =
         common_version_queries(v, ["?1", "?2", "?3", "?4", "?5", "?6"]);
     VersionQueries {
         create: format!(
@@ -59,6 +59,7 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
         ),
         insert,
         mark_success,
+        set_success,
         delete,
         table_exists: "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1"
             .to_owned(),
