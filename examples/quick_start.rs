@@ -33,7 +33,9 @@ async fn main() -> fsmstore::Result<()> {
                 .with_destiny(true),
         )
         .schema(SchemaPolicy::Upgrade);
-    let storage = fsmstore::connect_with("sqlite://bot.db", options).await?;
+    let storage = fsmstore::open_with("sqlite://bot.db", options)
+        .await?
+        .storage();
     storage
         .set_state(&key.with_destiny("album"), Some("Album:photos"))
         .await?;

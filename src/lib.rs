@@ -5,37 +5,78 @@
 //! one async API, with versioned per-dialect migrations and a shared conformance suite.
 //!
 //! ```
-//! use fsmstore::{serde_json::json, Storage, StorageKey};
+//! use fsmstore::{Data, StorageKey};
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! let storage = fsmstore::connect("sqlite::memory:?schema=upgrade").await?;
+//! // One handle per database: the bot's storage, the operator's inspect and the
+//! // migrator share its connections.
+//! let db = fsmstore::open("sqlite::memory:?schema=upgrade").await?;
+//! let storage = db.storage();
 //! let key = StorageKey::new(42, -100, 7); // bot, chat, user
 //! storage.set_state(&key, Some("Form:name")).await?;
-//! let patch = json!({"name": "Ann"}).as_object().cloned().unwrap_or_default();
+//! let patch = Data::from_iter([("name".to_owned(), "Ann".into())]);
 //! let data = storage.update_data(&key, &patch).await?;
 //! assert_eq!(data["name"], "Ann");
+//! assert_eq!(db.migrator()?.current().await?, db.migrator()?.migrations().head());
+//! assert_eq!(db.inspect().stats().await?.rows, 1);
+//! db.close().await?;
 //! # Ok::<(), fsmstore::Error>(())
 //! # }).unwrap();
 //! ```
 //!
-//! Cargo features: `sqlite` (default), `full` (every backend).
+//! The top level holds what a bot uses. Operators' calls live in [`inspect`], the
+//! migration machinery in [`migrate`], and backend authors find the whole contract crate
+//! as [`core`]. Cargo features: `sqlite` (default), `postgres`, `postgres-tls`, `mysql`,
+//! `mysql-tls`, `full` (every backend).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
 use std::sync::Arc;
 
-pub use fsmstore_core::*;
+pub use fsmstore_core::{
+    serde_json, Data, Database, DefaultKeyBuilder, Error, ErrorKind, KeyBuilder, Record, Result,
+    SchemaPolicy, Storage, StorageExt, StorageKey, StorageOptions, TableName, DEFAULT_DESTINY,
+};
+
+/// `fsmstore-core`, the contract crate, whole: for backend authors and tools.
+pub use fsmstore_core as core;
+
+/// Migrations: the [`Migrator`](migrate::Migrator) a [`Database`] hands out, targets,
+/// reports and history, offline SQL, the planner and the engine backends drive.
+pub mod migrate {
+    pub use fsmstore_core::migrations::{MigrationSet, MigrationSource};
+    pub use fsmstore_core::{
+        offline_script, run_migration, run_stamp, AppliedMigration, Dialect, Direction,
+        HistoryEntry, Migration, MigrationPlan, MigrationReport, MigrationStep, MigrationSteps,
+        MigrationTarget, Migrator, SchemaStatus, StampPlan,
+    };
+}
+
+/// Whole-table operations for operators: list rows, stats, purge by age.
+pub mod inspect {
+    pub use fsmstore_core::{now_ms, Inspect, StoredRow, TableStats};
+}
 
 /// The SQLite backend.
 #[cfg(feature = "sqlite")]
-pub use fsmstore_sqlite as sqlite;
+pub mod sqlite {
+    pub use fsmstore_sqlite::{
+        rusqlite, SqliteConfig, SqliteLocation, SqliteMigrator, SqliteStorage,
+    };
+}
 
 /// The PostgreSQL backend.
 #[cfg(feature = "postgres")]
-pub use fsmstore_postgres as postgres;
+pub mod postgres {
+    pub use fsmstore_postgres::{
+        deadpool_postgres, tokio_postgres, PgConfig, PgMigrator, PgStorage,
+    };
+}
 
 /// The MySQL / MariaDB backend.
 #[cfg(feature = "mysql")]
-pub use fsmstore_mysql as mysql;
+pub mod mysql {
+    pub use fsmstore_mysql::{sqlx, MysqlConfig, MysqlMigrator, MysqlStorage};
+}
 
 /// The backend a URL names, by its scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,85 +108,66 @@ impl Scheme {
     }
 }
 
-/// Opens the storage `url` names, with the options its query string sets (default: the
-/// table `aiogram_fsm_data`, schema policy `Verify`).
+/// Opens the database `url` names, with the options its query sets (default: the table
+/// `aiogram_fsm_data`, schema policy `verify`), and applies the schema policy.
+///
+/// URL forms: `sqlite://path/to/file.db`, `sqlite:///absolute.db`, `sqlite::memory:`,
+/// `postgres://user:password@host/db`, `mysql://user:password@host/db`. Shared query
+/// parameters: `table`, `version_table`, `schema` (`verify`, `upgrade`, `trust`),
+/// `pool_max`, `connect_timeout_ms`, `max_data_bytes`; each backend adds its own.
 ///
 /// # Errors
-/// [`Error::Config`] for a bad URL; connection errors; [`Error::SchemaOutdated`] and the
-/// other schema errors of the backend's `open`.
+/// [`Error::Config`] for a bad URL or an unknown parameter (naming it); connection errors;
+/// [`Error::SchemaOutdated`] (naming the command that fixes it) and the other schema
+/// errors under `schema=verify`.
+pub async fn open(url: &str) -> Result<Database> {
+    open_with(url, StorageOptions::default()).await
+}
+
+/// [`open`] with options set in code. A setting given both in the URL and in `options`
+/// must agree (see [`StorageOptions::merge`]): `open_with("sqlite://x.db?table=a",
+/// options.table("b")?)` is an [`Error::Config`], never a silent choice.
+///
+/// # Errors
+/// As [`open`].
+pub async fn open_with(url: &str, options: StorageOptions) -> Result<Database> {
+    match Scheme::of(url)? {
+        #[cfg(feature = "sqlite")]
+        Scheme::Sqlite => {
+            let config = sqlite::SqliteConfig::from_url(url)?.options(options)?;
+            sqlite::SqliteStorage::open(config).await?.database()
+        }
+        #[cfg(feature = "postgres")]
+        Scheme::Postgres => {
+            let config = postgres::PgConfig::from_url(url)?.options(options)?;
+            postgres::PgStorage::open(config).await?.database()
+        }
+        #[cfg(feature = "mysql")]
+        Scheme::Mysql => {
+            let config = mysql::MysqlConfig::from_url(url)?.options(options)?;
+            mysql::MysqlStorage::open(config).await?.database()
+        }
+        #[allow(unreachable_patterns)]
+        _ => {
+            drop(options);
+            Err(feature_off(url))
+        }
+    }
+}
+
+/// The one-liner for bots: [`open`]`(url)?.storage()`.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let storage = fsmstore::connect("sqlite::memory:").await?;
+/// # Ok::<(), fsmstore::Error>(())
+/// # }).unwrap();
+/// ```
+///
+/// # Errors
+/// As [`open`].
 pub async fn connect(url: &str) -> Result<Arc<dyn Storage>> {
-    match Scheme::of(url)? {
-        #[cfg(feature = "sqlite")]
-        Scheme::Sqlite => Ok(Arc::new(sqlite::SqliteStorage::connect(url).await?)),
-        #[cfg(feature = "postgres")]
-        Scheme::Postgres => Ok(Arc::new(postgres::PgStorage::connect(url).await?)),
-        #[cfg(feature = "mysql")]
-        Scheme::Mysql => Ok(Arc::new(mysql::MysqlStorage::connect(url).await?)),
-        #[allow(unreachable_patterns)]
-        _ => Err(feature_off(url)),
-    }
-}
-
-/// Opens the storage `url` names with `options`, which replace any the URL's query sets.
-///
-/// # Errors
-/// As [`connect`].
-pub async fn connect_with(url: &str, options: StorageOptions) -> Result<Arc<dyn Storage>> {
-    Ok(connect_inspect(url, options).await?)
-}
-
-/// As [`connect_with`], with the whole-table operations of [`Inspect`] (list, stats,
-/// purge) for operators' tools.
-///
-/// # Errors
-/// As [`connect`].
-pub async fn connect_inspect(url: &str, options: StorageOptions) -> Result<Arc<dyn Inspect>> {
-    match Scheme::of(url)? {
-        #[cfg(feature = "sqlite")]
-        Scheme::Sqlite => {
-            let config = sqlite::SqliteConfig::from_url(url)?.options(options);
-            Ok(Arc::new(sqlite::SqliteStorage::open(config).await?))
-        }
-        #[cfg(feature = "postgres")]
-        Scheme::Postgres => {
-            let config = postgres::PgConfig::from_url(url)?.options(options);
-            Ok(Arc::new(postgres::PgStorage::open(config).await?))
-        }
-        #[cfg(feature = "mysql")]
-        Scheme::Mysql => {
-            let config = mysql::MysqlConfig::from_url(url)?.options(options);
-            Ok(Arc::new(mysql::MysqlStorage::open(config).await?))
-        }
-        #[allow(unreachable_patterns)]
-        _ => Err(feature_off(url)),
-    }
-}
-
-/// A migrator for the FSM table of `options` in the database `url` names (no schema check:
-/// this is how an outdated schema is upgraded).
-///
-/// # Errors
-/// As [`connect`], without the schema errors.
-pub async fn migrator(url: &str, options: StorageOptions) -> Result<Box<dyn Migrator>> {
-    match Scheme::of(url)? {
-        #[cfg(feature = "sqlite")]
-        Scheme::Sqlite => {
-            let config = sqlite::SqliteConfig::from_url(url)?.options(options);
-            Ok(Box::new(sqlite::SqliteMigrator::open(config).await?))
-        }
-        #[cfg(feature = "postgres")]
-        Scheme::Postgres => {
-            let config = postgres::PgConfig::from_url(url)?.options(options);
-            Ok(Box::new(postgres::PgMigrator::new(config)?))
-        }
-        #[cfg(feature = "mysql")]
-        Scheme::Mysql => {
-            let config = mysql::MysqlConfig::from_url(url)?.options(options);
-            Ok(Box::new(mysql::MysqlMigrator::open(config).await?))
-        }
-        #[allow(unreachable_patterns)]
-        _ => Err(feature_off(url)),
-    }
+    Ok(open(url).await?.storage())
 }
 
 #[allow(dead_code)]

@@ -2,10 +2,12 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use fsmstore_core::{Error, KeyBuilder, Result, SchemaPolicy, StorageOptions};
+use fsmstore_core::{query_string, DatabaseUrl, Error, Result, StorageOptions};
+
+/// The URL parameters only this backend reads.
+const MYSQL_PARAMETERS: [&str; 1] = ["lock_timeout_s"];
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 
 use crate::error::from_sqlx;
@@ -37,7 +39,7 @@ const SQLX_PARAMETERS: &[&str] = &[
 /// let config = MysqlConfig::from_url(
 ///     "mysql://bot:s3cret@db.internal:3306/bots?table=dev_fsm&pool_max=4",
 /// ).unwrap();
-/// assert_eq!(config.pool_max, 4);
+/// assert_eq!(config.options.pool_max, 4);
 /// assert_eq!(config.options.table.as_str(), "dev_fsm");
 /// assert!(!format!("{config} {config:?}").contains("s3cret"));
 /// ```
@@ -46,13 +48,10 @@ const SQLX_PARAMETERS: &[&str] = &[
 pub struct MysqlConfig {
     /// Host, port, user, password, database, TLS: sqlx's connection settings.
     pub connect: MySqlConnectOptions,
-    /// The most connections the storage's pool opens. Default 10.
-    pub pool_max: u32,
-    /// How long opening a connection, or waiting for a free one, may take. Default 10 s.
-    pub connect_timeout: Duration,
     /// How long a migrator waits for the migration lock (`GET_LOCK`). Default 60 s.
     pub lock_timeout: Duration,
-    /// Tables, key layout, schema policy, limits.
+    /// The options every backend shares (`connect_timeout` bounds both connecting and
+    /// waiting for a pooled connection).
     pub options: StorageOptions,
 }
 
@@ -67,8 +66,6 @@ impl fmt::Debug for MysqlConfig {
             .field("password", &"<hidden>")
             .field("database", &self.connect.get_database())
             .field("ssl_mode", &self.connect.get_ssl_mode())
-            .field("pool_max", &self.pool_max)
-            .field("connect_timeout", &self.connect_timeout)
             .field("lock_timeout", &self.lock_timeout)
             .field("options", &self.options)
             .finish()
@@ -99,128 +96,56 @@ impl MysqlConfig {
     pub fn new(connect: MySqlConnectOptions) -> Self {
         MysqlConfig {
             connect,
-            pool_max: 10,
-            connect_timeout: Duration::from_secs(10),
             lock_timeout: Duration::from_secs(60),
             options: StorageOptions::default(),
         }
     }
 
-    /// Parses `mysql://user:password@host:port/database` (also `mariadb://`), with optional
-    /// query parameters `table`, `version_table`, `pool_max` (default 10),
-    /// `connect_timeout_ms` (default 10000), `lock_timeout_s` (default 60) and `schema`
-    /// (`verify`, `upgrade`, `trust`), plus sqlx's own: `ssl-mode`, `ssl-ca`, `ssl-cert`,
-    /// `ssl-key`, `charset`, `collation`, `socket`, `statement-cache-capacity`, `timezone`.
-    /// Percent-encode special characters of the user and password.
+    /// Parses `mysql://user:password@host:port/database` (also `mariadb://`), with the
+    /// shared query parameters
+    /// ([`SHARED_URL_PARAMETERS`](fsmstore_core::SHARED_URL_PARAMETERS)), this backend's
+    /// `lock_timeout_s` (how long a migrator waits for `GET_LOCK`, default 60), and sqlx's
+    /// own: `ssl-mode`, `ssl-ca`, `ssl-cert`, `ssl-key`, `charset`, `collation`, `socket`,
+    /// `statement-cache-capacity`, `timezone`. Percent-encode special characters of the
+    /// user and password.
     ///
     /// # Errors
-    /// [`Error::Config`] for another scheme, an unknown or bad parameter;
-    /// [`Error::InvalidTableName`]. Messages never contain the password.
+    /// [`Error::Config`] for another scheme, an unknown parameter or a bad value, naming
+    /// it; [`Error::InvalidTableName`]. Messages never contain the password.
     pub fn from_url(url: &str) -> Result<Self> {
-        let rest = url
-            .strip_prefix("mysql://")
-            .or_else(|| url.strip_prefix("mariadb://"))
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "not a mysql:// URL (scheme {:?})",
-                    url.split(':').next().unwrap_or_default()
-                ))
-            })?;
-        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let mut ours = Vec::new();
-        let mut theirs = Vec::new();
-        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            if SQLX_PARAMETERS.contains(&name) {
-                theirs.push(pair);
-            } else {
-                ours.push((name, value));
-            }
+        let mut url = DatabaseUrl::parse(url)?;
+        if !matches!(url.scheme(), "mysql" | "mariadb") {
+            return Err(Error::Config(format!(
+                "not a mysql:// URL (scheme {:?})",
+                url.scheme()
+            )));
         }
-        let mut sqlx_url = format!("mysql://{location}");
-        if !theirs.is_empty() {
-            sqlx_url = format!("{sqlx_url}?{}", theirs.join("&"));
+        let driver = url.take_driver(SQLX_PARAMETERS);
+        let mut sqlx_url = format!("mysql:{}", url.location());
+        if !driver.is_empty() {
+            sqlx_url = format!("{sqlx_url}?{}", query_string(&driver));
         }
         // sqlx's messages name the problem, not the URL, so they carry no password.
         let connect = MySqlConnectOptions::from_str(&sqlx_url)
             .map_err(|err| Error::Config(format!("invalid mysql:// URL: {err}")))?;
         let mut config = Self::new(connect);
-        for (name, value) in ours {
-            config = config.apply_parameter(name, value)?;
+        if let Some(seconds) = url.take_parsed::<u64>("lock_timeout_s")? {
+            config.lock_timeout = Duration::from_secs(seconds);
         }
+        let mut known = MYSQL_PARAMETERS.to_vec();
+        known.extend(SQLX_PARAMETERS);
+        config.options = url.finish("mysql", &known)?;
         Ok(config)
     }
 
-    fn apply_parameter(mut self, name: &str, value: &str) -> Result<Self> {
-        if self.options.set_url_parameter(name, value)? {
-            return Ok(self);
-        }
-        let number = |value: &str| {
-            value.parse::<u64>().map_err(|_| {
-                Error::Config(format!(
-                    "mysql URL parameter {name}={value:?} is not a number"
-                ))
-            })
-        };
-        match name {
-            "pool_max" => {
-                self.pool_max = u32::try_from(number(value)?)
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| Error::Config(format!("pool_max={value} must be 1 or more")))?;
-            }
-            "connect_timeout_ms" => self.connect_timeout = Duration::from_millis(number(value)?),
-            "lock_timeout_s" => self.lock_timeout = Duration::from_secs(number(value)?),
-            other => {
-                return Err(Error::Config(format!(
-                    "unknown mysql URL parameter {other:?} (known: table, version_table, pool_max, connect_timeout_ms, lock_timeout_s, schema, and sqlx's {})",
-                    SQLX_PARAMETERS.join(", ")
-                )))
-            }
-        }
-        Ok(self)
-    }
-
-    /// Sets the FSM table.
+    /// Joins `options` set in code with those the URL set (see
+    /// [`StorageOptions::merge`]).
     ///
     /// # Errors
-    /// [`Error::InvalidTableName`].
-    pub fn table(mut self, name: &str) -> Result<Self> {
-        self.options = self.options.table(name)?;
+    /// [`Error::Config`] for a setting the URL and `options` give differently.
+    pub fn options(mut self, options: StorageOptions) -> Result<Self> {
+        self.options = self.options.merge(options)?;
         Ok(self)
-    }
-
-    /// Sets the version table.
-    ///
-    /// # Errors
-    /// [`Error::InvalidTableName`].
-    pub fn version_table(mut self, name: &str) -> Result<Self> {
-        self.options = self.options.version_table(name)?;
-        Ok(self)
-    }
-
-    /// Sets what opening does about the schema.
-    pub fn schema(mut self, policy: SchemaPolicy) -> Self {
-        self.options.schema = policy;
-        self
-    }
-
-    /// Sets the key builder.
-    pub fn key_builder(mut self, builder: impl KeyBuilder + 'static) -> Self {
-        self.options.key_builder = Arc::new(builder);
-        self
-    }
-
-    /// Sets the pool size (at least 1).
-    pub fn pool_max(mut self, max: u32) -> Self {
-        self.pool_max = max.max(1);
-        self
-    }
-
-    /// Sets the connect (and pool wait) timeout.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
     }
 
     /// Sets how long a migrator waits for the migration lock.
@@ -235,18 +160,12 @@ impl MysqlConfig {
         self
     }
 
-    /// Replaces the shared options.
-    pub fn options(mut self, options: StorageOptions) -> Self {
-        self.options = options;
-        self
-    }
-
     /// Opens a pool of at most `max` connections and checks that the server answers.
     pub(crate) async fn pool(&self, max: u32) -> Result<MySqlPool> {
         MySqlPoolOptions::new()
             .max_connections(max.max(1))
             .min_connections(0)
-            .acquire_timeout(self.connect_timeout)
+            .acquire_timeout(self.options.connect_timeout)
             // Released connections are pinged by sqlx anyway; a connection that died while
             // idle costs one failed attempt, which the storage retries on another one.
             .test_before_acquire(false)
@@ -272,13 +191,13 @@ mod tests {
         assert_eq!(config.connect.get_database(), Some("bots"));
         assert_eq!(config.options.table.as_str(), "t1");
         assert_eq!(config.options.version_table.as_str(), "v1");
-        assert_eq!(config.pool_max, 3);
-        assert_eq!(config.connect_timeout, Duration::from_millis(250));
+        assert_eq!(config.options.pool_max, 3);
+        assert_eq!(config.options.connect_timeout, Duration::from_millis(250));
         assert_eq!(config.lock_timeout, Duration::from_secs(5));
-        assert_eq!(config.options.schema, SchemaPolicy::Upgrade);
+        assert_eq!(config.options.schema, fsmstore_core::SchemaPolicy::Upgrade);
         let maria = MysqlConfig::from_url("mariadb://root@127.0.0.1/test").unwrap();
         assert_eq!(maria.connect.get_port(), 3306);
-        assert_eq!(maria.pool_max, 10);
+        assert_eq!(maria.options.pool_max, 10);
     }
 
     #[test]

@@ -123,7 +123,7 @@ macro_rules! retrying {
             // Not back on the stash: sqlx's release path tests (pings) or closes it.
             drop(pooled);
             let failure = $crate::error::classify(&err);
-            match $crate::error::retry_after(failure, attempt, inner.config.pool_max) {
+            match $crate::error::retry_after(failure, attempt, inner.config.options.pool_max) {
                 Some(pause) => {
                     ::tracing::debug!(attempt, ?failure, error = %err, "mysql call retried");
                     if !pause.is_zero() {

@@ -77,7 +77,7 @@ impl MysqlMigrator {
         Ok(MysqlMigrator {
             pool,
             connect: config.connect.clone(),
-            connect_timeout: config.connect_timeout,
+            connect_timeout: config.options.connect_timeout,
             lock_timeout: config.lock_timeout,
             shared: Arc::new(Shared {
                 set: options.migration_set(Dialect::Mysql)?,

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fsmstore_core::sql::MysqlQueries;
 use fsmstore_core::{
-    merge_shallow, parse_data, validate_data, validate_state, Data, Error, Migrator, Record,
-    Result, Storage, StorageKey, StorageOptions,
+    merge_shallow, parse_data, validate_data, validate_state, Data, Database, Error, Migrator,
+    Record, Result, Storage, StorageKey, StorageOptions,
 };
 use serde_json::Value;
 use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlRow};
@@ -86,7 +86,7 @@ impl std::fmt::Debug for MysqlStorage {
 }
 
 impl MysqlStorage {
-    /// Connects (a pool of `config.pool_max` connections) and applies the schema policy of
+    /// Connects (a pool of `config.options.pool_max` connections) and applies the schema policy of
     /// `config.options.schema`: `Verify` (default) refuses a schema that is not at head,
     /// `Upgrade` migrates first (under the migration lock).
     ///
@@ -97,7 +97,7 @@ impl MysqlStorage {
     pub async fn open(config: MysqlConfig) -> Result<Self> {
         let sql = Statements::new(&MysqlQueries::new(&config.options.table));
         let inspect = InspectStatements::new(&config.options.table);
-        let pool = config.pool(config.pool_max).await?;
+        let pool = config.pool(config.options.pool_max).await?;
         let storage = MysqlStorage {
             inner: Arc::new(Inner {
                 pool,
@@ -128,6 +128,20 @@ impl MysqlStorage {
         Self::open(MysqlConfig::from_url(url)?).await
     }
 
+    /// One [`Database`] handle over this storage's connections: the storage, its
+    /// whole-table operations and its migrator.
+    ///
+    /// # Errors
+    /// [`Error::Migration`] for a custom migration list that is not contiguous.
+    pub fn database(&self) -> Result<Database> {
+        let migrator: Arc<dyn Migrator> = Arc::new(self.migrator()?);
+        Ok(Database::new(
+            "mysql",
+            Arc::new(self.clone()),
+            Some(migrator),
+        ))
+    }
+
     /// The migrator of this storage's table; it reads through this storage's pool and takes
     /// the migration lock on a connection of its own.
     ///
@@ -135,11 +149,6 @@ impl MysqlStorage {
     /// [`Error::Migration`] for a custom migration list that is not contiguous.
     pub fn migrator(&self) -> Result<MysqlMigrator> {
         MysqlMigrator::on_pool(self.inner.pool.clone(), &self.inner.config)
-    }
-
-    /// The options this storage was opened with.
-    pub fn options(&self) -> &StorageOptions {
-        &self.inner.config.options
     }
 
     /// The pool, for callers that want to run their own statements beside the storage.
@@ -320,6 +329,10 @@ impl Storage for MysqlStorage {
         let count: i64 = retrying!(self, |conn| sqlx::query_scalar(sql.count.clone())
             .fetch_one(&mut *conn))?;
         u64::try_from(count).map_err(|_| Error::database(false, "negative COUNT(*)"))
+    }
+
+    fn options(&self) -> &StorageOptions {
+        &self.inner.config.options
     }
 
     async fn close(&self) -> Result<()> {

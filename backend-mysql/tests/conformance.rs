@@ -7,15 +7,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fsmstore_conformance::Backend;
-use fsmstore_core::{Inspect, Migrator, Result, StorageOptions};
-use fsmstore_mysql::{MysqlConfig, MysqlMigrator, MysqlStorage};
+use fsmstore_core::{Database, Result, StorageOptions};
+use fsmstore_mysql::{MysqlConfig, MysqlStorage};
 
 struct MysqlBackend {
     config: MysqlConfig,
 }
 
 impl MysqlBackend {
-    fn config(&self, options: StorageOptions) -> MysqlConfig {
+    fn config(&self, options: StorageOptions) -> Result<MysqlConfig> {
         self.config.clone().options(options)
     }
 }
@@ -26,12 +26,8 @@ impl Backend for MysqlBackend {
         "mysql".into()
     }
 
-    async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {
-        Ok(Arc::new(MysqlStorage::open(self.config(options)).await?))
-    }
-
-    async fn migrator(&self, options: StorageOptions) -> Result<Box<dyn Migrator>> {
-        Ok(Box::new(MysqlMigrator::open(self.config(options)).await?))
+    async fn open_database(&self, options: StorageOptions) -> Result<Database> {
+        MysqlStorage::open(self.config(options)?).await?.database()
     }
 
     async fn cleanup(&self, options: &StorageOptions) -> Result<()> {

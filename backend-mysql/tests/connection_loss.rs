@@ -63,14 +63,12 @@ async fn kill_storage_connections(admin: &mut MySqlConnection) -> usize {
 }
 
 async fn open(server: &MysqlConfig, options: fsmstore_core::StorageOptions) -> MysqlStorage {
-    MysqlStorage::open(
-        server
-            .clone()
-            .pool_max(4)
-            .options(options.schema(SchemaPolicy::Upgrade)),
-    )
-    .await
-    .unwrap()
+    let mut config = server.clone();
+    config.options.pool_max = 4;
+    let config = config
+        .options(options.schema(SchemaPolicy::Upgrade))
+        .unwrap();
+    MysqlStorage::open(config).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -154,8 +152,8 @@ async fn unreachable_server_is_a_transient_error() {
     // Nothing listens on port 9 of this host: refused at once, retried until the timeout.
     let config = MysqlConfig::from_url("mysql://root:XYZZY-secret@127.0.0.1:9/test")
         .unwrap()
-        .connect_timeout(Duration::from_millis(300))
-        .options(common::unique_options("fm_unreach"));
+        .options(common::unique_options("fm_unreach").connect_timeout(Duration::from_millis(300)))
+        .unwrap();
     let err = MysqlStorage::open(config).await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
     assert!(!format!("{err} {err:?}").contains("XYZZY"), "{err:?}");

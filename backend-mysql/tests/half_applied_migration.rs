@@ -10,7 +10,7 @@ use fsmstore_core::migrations::{builtin, Script};
 use fsmstore_core::sql::MigrationLock;
 use fsmstore_core::{Error, MigrationSource, MigrationTarget, Migrator, SchemaPolicy, Storage};
 use fsmstore_mysql::sqlx::{self, Connection};
-use fsmstore_mysql::{MysqlMigrator, MysqlStorage};
+use fsmstore_mysql::{MysqlConfig, MysqlMigrator, MysqlStorage};
 
 /// Version 4: adds a column (commits), then fails.
 fn half_failing() -> Vec<MigrationSource> {
@@ -56,7 +56,8 @@ async fn half_applied_migration_is_dirty_until_stamped() {
     let table = options.table.to_string();
     let config = server
         .clone()
-        .options(options.clone().migrations(half_failing()));
+        .options(options.clone().migrations(half_failing()))
+        .unwrap();
     let migrator = MysqlMigrator::open(config.clone()).await.unwrap();
 
     let err = migrator.ensure_schema().await.unwrap_err();
@@ -97,7 +98,7 @@ async fn half_applied_migration_is_dirty_until_stamped() {
         matches!(again, Err(Error::MigrationDirty { version: 4, .. })),
         "{again:?}"
     );
-    let opened = MysqlStorage::open(config.clone().schema(SchemaPolicy::Verify)).await;
+    let opened = MysqlStorage::open(verify(&config)).await;
     assert!(matches!(
         opened,
         Err(Error::MigrationDirty { version: 4, .. })
@@ -115,9 +116,7 @@ async fn half_applied_migration_is_dirty_until_stamped() {
         .expect("the migration lock was not released")
         .unwrap();
     assert!(report.steps.is_empty(), "{report:?}");
-    let storage = MysqlStorage::open(config.clone().schema(SchemaPolicy::Verify))
-        .await
-        .unwrap();
+    let storage = MysqlStorage::open(verify(&config)).await.unwrap();
     storage
         .set_state(&fsmstore_core::StorageKey::new(1, 2, 3), Some("S"))
         .await
@@ -152,9 +151,14 @@ async fn failing_first_statement_leaves_no_row() {
             down: "SELECT 1;\n".into(),
         },
     });
-    let migrator = MysqlMigrator::open(server.clone().options(options.clone().migrations(sources)))
-        .await
-        .unwrap();
+    let migrator = MysqlMigrator::open(
+        server
+            .clone()
+            .options(options.clone().migrations(sources))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     let err = migrator.ensure_schema().await.unwrap_err();
     assert!(
         matches!(err, Error::MigrationFailed { version: 4, .. }),
@@ -178,9 +182,14 @@ async fn half_applied_downgrade_is_dirty() {
                SELECT no_such_column FROM fsmstore_no_such_table;\n"
             .into(),
     };
-    let migrator = MysqlMigrator::open(server.clone().options(options.clone().migrations(sources)))
-        .await
-        .unwrap();
+    let migrator = MysqlMigrator::open(
+        server
+            .clone()
+            .options(options.clone().migrations(sources))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     migrator.ensure_schema().await.unwrap();
     let err = migrator
         .migrate(MigrationTarget::Version(3))
@@ -221,7 +230,7 @@ async fn migration_in_progress_is_not_reported_dirty() {
         return;
     };
     let options = common::unique_options("fm_busy").migrations(slow());
-    let config = server.clone().options(options.clone());
+    let config = server.clone().options(options.clone()).unwrap();
     MysqlMigrator::open(config.clone())
         .await
         .unwrap()
@@ -244,4 +253,11 @@ async fn migration_in_progress_is_not_reported_dirty() {
     );
     running.await.unwrap().unwrap();
     common::drop_tables(&server, &options).await.unwrap();
+}
+
+/// `config` opened with `SchemaPolicy::Verify`.
+fn verify(config: &MysqlConfig) -> MysqlConfig {
+    let mut config = config.clone();
+    config.options.schema = SchemaPolicy::Verify;
+    config
 }

@@ -33,10 +33,8 @@ async fn refused_login_and_unreachable_server_hide_the_password() {
     if let Some(server) = common::server().await {
         // A wrong password for the test user: the server refuses the login.
         let connect = server.connect.clone().password(SECRET);
-        let config = server
-            .clone()
-            .connect_options(connect)
-            .connect_timeout(Duration::from_secs(3));
+        let mut config = server.clone().connect_options(connect);
+        config.options.connect_timeout = Duration::from_secs(3);
         let err = MysqlStorage::open(config.clone()).await.unwrap_err();
         assert_hidden(&format!("{err} {err:?}"));
         eprintln!("refused login: {err}");
@@ -47,9 +45,10 @@ async fn refused_login_and_unreachable_server_hide_the_password() {
         let err = MysqlMigrator::open(config).await.unwrap_err();
         assert_hidden(&format!("{err} {err:?}"));
     }
-    let unreachable = MysqlConfig::from_url(&format!("mysql://bot:{SECRET}@127.0.0.1:9/bots"))
-        .unwrap()
-        .connect_timeout(Duration::from_millis(200));
+    let unreachable = MysqlConfig::from_url(&format!(
+        "mysql://bot:{SECRET}@127.0.0.1:9/bots?connect_timeout_ms=200"
+    ))
+    .unwrap();
     let err = MysqlStorage::open(unreachable).await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
     assert_hidden(&format!("{err} {err:?}"));
@@ -64,7 +63,8 @@ async fn storage_and_migrator_debug_hide_the_password() {
     let storage = MysqlStorage::open(
         server
             .clone()
-            .options(options.clone().schema(fsmstore_core::SchemaPolicy::Upgrade)),
+            .options(options.clone().schema(fsmstore_core::SchemaPolicy::Upgrade))
+            .unwrap(),
     )
     .await
     .unwrap();

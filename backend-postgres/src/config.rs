@@ -2,10 +2,34 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use fsmstore_core::{Error, KeyBuilder, Result, SchemaPolicy, StorageOptions, TableName};
+use fsmstore_core::{query_string, DatabaseUrl, Error, Result, StorageOptions, TableName};
+
+/// The URL parameters only this backend reads.
+const POSTGRES_PARAMETERS: [&str; 3] = ["statement_timeout_ms", "search_path", "ssl_root_cert"];
+
+/// The URL parameters tokio-postgres reads itself (its `connect_timeout` is fsmstore's
+/// `connect_timeout_ms`).
+const DRIVER_PARAMETERS: [&str; 17] = [
+    "user",
+    "password",
+    "dbname",
+    "options",
+    "application_name",
+    "sslmode",
+    "sslnegotiation",
+    "host",
+    "hostaddr",
+    "port",
+    "tcp_user_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_retries",
+    "target_session_attrs",
+    "channel_binding",
+];
 use tokio_postgres::config::Host;
 
 /// Settings of a PostgreSQL storage.
@@ -17,7 +41,7 @@ use tokio_postgres::config::Host;
 /// let config = PgConfig::from_url(
 ///     "postgres://bot:s3cret@db:5432/bots?pool_max=32&search_path=fsm&table=prod_fsm",
 /// ).unwrap();
-/// assert_eq!(config.pool_max, 32);
+/// assert_eq!(config.options.pool_max, 32);
 /// assert_eq!(config.to_string(), "postgres://bot:***@db:5432/bots");
 /// assert!(!format!("{config:?}").contains("s3cret"));
 /// ```
@@ -27,30 +51,22 @@ pub struct PgConfig {
     /// The driver's connection settings (host, port, user, password, database, sslmode,
     /// application_name, …).
     pub pg: tokio_postgres::Config,
-    /// Most connections in the pool. Default 16.
-    pub pool_max: usize,
-    /// How long a call waits for a free connection. Default 30 s.
-    pub pool_timeout: Duration,
-    /// How long connecting may take. Default 5 s.
-    pub connect_timeout: Duration,
     /// Server-side `statement_timeout`, if any.
     pub statement_timeout: Option<Duration>,
     /// Server-side `search_path`: the schema that holds the tables. Default: the server's.
     pub search_path: Option<TableName>,
     /// A PEM file of extra root certificates to trust for TLS (`ssl_root_cert`).
     pub ssl_root_cert: Option<std::path::PathBuf>,
-    /// Tables, key layout, schema policy, limits.
+    /// The options every backend shares (`pool_max` is the pool's size;
+    /// `connect_timeout` bounds both connecting and waiting for a pooled connection).
     pub options: StorageOptions,
 }
 
 impl PgConfig {
-    /// Settings for `pg` with the defaults above.
+    /// Settings for the server `pg` names, with the defaults for the rest.
     pub fn new(pg: tokio_postgres::Config) -> Self {
         PgConfig {
             pg,
-            pool_max: 16,
-            pool_timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(5),
             statement_timeout: None,
             search_path: None,
             ssl_root_cert: None,
@@ -58,112 +74,53 @@ impl PgConfig {
         }
     }
 
-    /// Parses `postgres://user:password@host:port/database?…`. fsmstore's own query
-    /// parameters are `table`, `version_table`, `pool_max`, `pool_timeout_ms`,
-    /// `connect_timeout_ms`, `statement_timeout_ms`, `search_path`, `ssl_root_cert` (a PEM
-    /// file of roots to trust besides the Mozilla ones) and `schema` (`verify`, `upgrade`,
-    /// `trust`); every other one (`sslmode`, `application_name`, …) goes to tokio-postgres.
-    /// `sslmode=require` connects with TLS (the `tls` feature) and verifies the server.
+    /// Parses `postgres://user:password@host:port/database` (also `postgresql://`), with
+    /// the shared query parameters
+    /// ([`SHARED_URL_PARAMETERS`](fsmstore_core::SHARED_URL_PARAMETERS)), this backend's
+    /// `statement_timeout_ms`, `search_path` (the schema holding the tables) and
+    /// `ssl_root_cert` (a PEM file), and tokio-postgres' own (`sslmode`,
+    /// `application_name`, `options`, `target_session_attrs`, keepalives, …).
     ///
     /// # Errors
-    /// [`Error::Config`] for a malformed URL or parameter (the message never contains the
-    /// password); [`Error::InvalidTableName`].
+    /// [`Error::Config`] for another scheme, an unknown parameter or a bad value, naming
+    /// it; [`Error::InvalidTableName`]. Messages never contain the password.
     pub fn from_url(url: &str) -> Result<Self> {
-        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(Error::Config("not a postgres:// URL".to_owned()));
+        let mut url = DatabaseUrl::parse(url)?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return Err(Error::Config(format!(
+                "not a postgres:// URL (scheme {:?})",
+                url.scheme()
+            )));
         }
-        let (base, query) = url.split_once('?').unwrap_or((url, ""));
-        let mut ours = Vec::new();
-        let mut driver = Vec::new();
-        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            match name {
-                "table"
-                | "version_table"
-                | "pool_max"
-                | "pool_timeout_ms"
-                | "connect_timeout_ms"
-                | "statement_timeout_ms"
-                | "search_path"
-                | "schema"
-                | "ssl_root_cert" => ours.push((name, value)),
-                _ => driver.push(pair),
-            }
+        let driver = url.take_driver(&DRIVER_PARAMETERS);
+        let mut driver_url = format!("postgres:{}", url.location());
+        if !driver.is_empty() {
+            driver_url = format!("{driver_url}?{}", query_string(&driver));
         }
-        let driver_url = if driver.is_empty() {
-            base.to_owned()
-        } else {
-            format!("{base}?{}", driver.join("&"))
-        };
         // tokio-postgres' messages do not echo the URL, but keep only its kind anyway.
         let pg = tokio_postgres::Config::from_str(&driver_url)
             .map_err(|err| Error::Config(format!("invalid postgres URL: {err}")))?;
         let mut config = PgConfig::new(pg);
-        for (name, value) in ours {
-            config = config.apply_parameter(name, value)?;
+        if let Some(ms) = url.take_parsed::<u64>("statement_timeout_ms")? {
+            config.statement_timeout = Some(Duration::from_millis(ms));
         }
+        if let Some(schema) = url.take("search_path") {
+            config.search_path = Some(TableName::new(schema)?);
+        }
+        config.ssl_root_cert = url.take("ssl_root_cert").map(Into::into);
+        let mut known = POSTGRES_PARAMETERS.to_vec();
+        known.extend(DRIVER_PARAMETERS);
+        config.options = url.finish("postgres", &known)?;
         Ok(config)
     }
 
-    fn apply_parameter(mut self, name: &str, value: &str) -> Result<Self> {
-        if self.options.set_url_parameter(name, value)? {
-            return Ok(self);
-        }
-        let number = |value: &str| {
-            value.parse::<u64>().map_err(|_| {
-                Error::Config(format!(
-                    "postgres URL parameter {name}={value:?} is not a number"
-                ))
-            })
-        };
-        match name {
-            "pool_max" => self.pool_max = number(value)?.max(1) as usize,
-            "pool_timeout_ms" => self.pool_timeout = Duration::from_millis(number(value)?),
-            "connect_timeout_ms" => self.connect_timeout = Duration::from_millis(number(value)?),
-            "statement_timeout_ms" => {
-                self.statement_timeout = Some(Duration::from_millis(number(value)?));
-            }
-            "search_path" => self.search_path = Some(TableName::new(value)?),
-            "ssl_root_cert" => self.ssl_root_cert = Some(value.into()),
-            _ => {}
-        }
-        Ok(self)
-    }
-
-    /// Sets the FSM table.
-    ///
-    /// # Errors
-    /// [`Error::InvalidTableName`].
-    pub fn table(mut self, name: &str) -> Result<Self> {
-        self.options = self.options.table(name)?;
-        Ok(self)
-    }
-
-    /// Sets what opening does about the schema.
-    pub fn schema(mut self, policy: SchemaPolicy) -> Self {
-        self.options.schema = policy;
-        self
-    }
-
-    /// Sets the key builder.
-    pub fn key_builder(mut self, builder: impl KeyBuilder + 'static) -> Self {
-        self.options.key_builder = Arc::new(builder);
-        self
-    }
-
-    /// Sets the pool size.
-    pub fn pool_max(mut self, connections: usize) -> Self {
-        self.pool_max = connections.max(1);
-        self
-    }
-
-    /// Sets the server-side statement timeout.
+    /// Sets a server-side `statement_timeout` for every session.
     pub fn statement_timeout(mut self, timeout: Duration) -> Self {
         self.statement_timeout = Some(timeout);
         self
     }
 
-    /// Sets the schema (`search_path`) that holds the tables.
+    /// Sets the schema that holds the tables (`search_path`).
     ///
     /// # Errors
     /// [`Error::InvalidTableName`] for a name that is not a plain identifier.
@@ -172,16 +129,20 @@ impl PgConfig {
         Ok(self)
     }
 
-    /// Replaces the shared options.
-    pub fn options(mut self, options: StorageOptions) -> Self {
-        self.options = options;
-        self
+    /// Joins `options` set in code with those the URL set (see
+    /// [`StorageOptions::merge`]).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a setting the URL and `options` give differently.
+    pub fn options(mut self, options: StorageOptions) -> Result<Self> {
+        self.options = self.options.merge(options)?;
+        Ok(self)
     }
 
     /// The driver config with fsmstore's session settings applied.
     pub(crate) fn driver_config(&self) -> tokio_postgres::Config {
         let mut pg = self.pg.clone();
-        pg.connect_timeout(self.connect_timeout);
+        pg.connect_timeout(self.options.connect_timeout);
         let mut session = pg.get_options().unwrap_or_default().to_owned();
         if let Some(schema) = &self.search_path {
             session.push_str(&format!(" -c search_path={schema}"));
@@ -231,9 +192,6 @@ impl fmt::Debug for PgConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgConfig")
             .field("url", &self.to_string())
-            .field("pool_max", &self.pool_max)
-            .field("pool_timeout", &self.pool_timeout)
-            .field("connect_timeout", &self.connect_timeout)
             .field("statement_timeout", &self.statement_timeout)
             .field("search_path", &self.search_path)
             .field("options", &self.options)
@@ -252,7 +210,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.options.table.as_str(), "t1");
-        assert_eq!(config.options.schema, SchemaPolicy::Upgrade);
+        assert_eq!(config.options.schema, fsmstore_core::SchemaPolicy::Upgrade);
         assert_eq!(config.statement_timeout, Some(Duration::from_millis(1500)));
         let driver = config.driver_config();
         assert_eq!(driver.get_application_name(), Some("bot7"));
@@ -269,6 +227,8 @@ mod tests {
             "mysql://x",
             "postgres://u:hunter2@h/db?pool_max=many",
             "postgres://u:hunter2@h/db?schema=maybe",
+            "postgres://u:hunter2@h/db?bogus=1",
+            "postgres://u:hunter2@h/db?pool_timeout_ms=5",
         ] {
             let err = PgConfig::from_url(url).unwrap_err();
             assert!(matches!(err, Error::Config(_)), "{url}");

@@ -7,11 +7,11 @@
 //! its bookkeeping row in one transaction.
 //!
 //! ```no_run
-//! use fsmstore_core::{SchemaPolicy, Storage, StorageKey};
+//! use fsmstore_core::{SchemaPolicy, Storage, StorageKey, StorageOptions};
 //! use fsmstore_postgres::{PgConfig, PgStorage};
 //! # async fn run() -> fsmstore_core::Result<()> {
 //! let config = PgConfig::from_url("postgres://bot:secret@db.internal/bots?pool_max=16")?
-//!     .schema(SchemaPolicy::Upgrade);
+//!     .options(StorageOptions::default().schema(SchemaPolicy::Upgrade))?;
 //! let storage = PgStorage::open(config).await?;
 //! storage.set_state(&StorageKey::new(42, -100, 7), Some("Form:name")).await?;
 //! # Ok(())

@@ -48,7 +48,9 @@ impl PgMigrator {
     /// [`Error::Config`] for a bad pool setting, [`Error::Migration`] for a custom
     /// migration list that is not contiguous.
     pub fn new(config: PgConfig) -> Result<Self> {
-        let pool = build_pool(&config.clone().pool_max(2))?;
+        let mut small = config.clone();
+        small.options.pool_max = 2;
+        let pool = build_pool(&small)?;
         Self::with_pool(pool, config)
     }
 

@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool, Runtime};
 use fsmstore_core::sql::{InspectQueries, PostgresQueries};
 use fsmstore_core::{
-    data_from_value, validate_data, validate_state, Data, Dialect, Error, Inspect, Migrator,
-    Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions, StoredRow, TableStats,
+    data_from_value, validate_data, validate_state, Data, Database, Dialect, Error, Inspect,
+    Migrator, Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions, StoredRow,
+    TableStats,
 };
 use serde_json::Value;
 use tokio_postgres::types::{Json, ToSql};
@@ -46,10 +47,10 @@ impl std::fmt::Debug for PgStorage {
 
 pub(crate) fn build_pool(config: &PgConfig) -> Result<Pool> {
     Pool::builder(crate::tls::manager(config)?)
-        .max_size(config.pool_max)
+        .max_size(config.options.pool_max as usize)
         .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(config.pool_timeout))
-        .create_timeout(Some(config.connect_timeout))
+        .wait_timeout(Some(config.options.connect_timeout))
+        .create_timeout(Some(config.options.connect_timeout))
         .build()
         .map_err(|err| Error::Config(format!("PostgreSQL pool: {err}")))
 }
@@ -94,6 +95,20 @@ impl PgStorage {
         Self::open(PgConfig::from_url(url)?).await
     }
 
+    /// One [`Database`] handle over this storage's connections: the storage, its
+    /// whole-table operations and its migrator.
+    ///
+    /// # Errors
+    /// [`Error::Migration`] for a custom migration list that is not contiguous.
+    pub fn database(&self) -> Result<Database> {
+        let migrator: Arc<dyn Migrator> = Arc::new(self.migrator()?);
+        Ok(Database::new(
+            "postgres",
+            Arc::new(self.clone()),
+            Some(migrator),
+        ))
+    }
+
     /// The migrator of this storage's table, sharing its pool for reads.
     ///
     /// # Errors
@@ -105,10 +120,6 @@ impl PgStorage {
     /// The settings this storage was opened with.
     pub fn config(&self) -> &PgConfig {
         &self.inner.config
-    }
-
-    fn options(&self) -> &StorageOptions {
-        &self.inner.config.options
     }
 
     async fn client(&self) -> Result<Object> {
@@ -239,6 +250,10 @@ impl Storage for PgStorage {
             None => 0,
         };
         Ok(count.max(0) as u64)
+    }
+
+    fn options(&self) -> &StorageOptions {
+        &self.inner.config.options
     }
 
     async fn close(&self) -> Result<()> {

@@ -29,11 +29,12 @@ async fn terminated_connections_recover_without_reopening() {
         .unwrap()
         .version_table(&format!("kill_{}_ver", std::process::id()))
         .unwrap()
-        .schema(SchemaPolicy::Upgrade);
+        .schema(SchemaPolicy::Upgrade)
+        .pool_max(4);
     let mut config = PgConfig::from_url(&common::url())
         .unwrap()
-        .pool_max(4)
-        .options(options.clone());
+        .options(options.clone())
+        .unwrap();
     config.pg.application_name(&app);
     let storage = Arc::new(PgStorage::open(config).await.expect("open"));
 
@@ -144,10 +145,9 @@ async fn terminated_connections_recover_without_reopening() {
 #[tokio::test]
 async fn unreachable_server_is_a_transient_error_without_the_password() {
     let config = PgConfig::from_url(
-        "postgres://bot:hunter2@127.0.0.1:1/bots?connect_timeout_ms=500&pool_timeout_ms=1000",
+        "postgres://bot:hunter2@127.0.0.1:1/bots?connect_timeout_ms=500&schema=verify",
     )
-    .unwrap()
-    .schema(SchemaPolicy::Verify);
+    .unwrap();
     let err = PgStorage::open(config).await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
     assert!(matches!(err, Error::Connection { .. }), "{err:?}");

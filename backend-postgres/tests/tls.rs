@@ -6,7 +6,7 @@
 mod common;
 
 use fsmstore_core::sql::drop_table_if_exists;
-use fsmstore_core::{Dialect, SchemaPolicy, Storage, StorageKey};
+use fsmstore_core::{Dialect, SchemaPolicy, Storage, StorageKey, StorageOptions};
 use fsmstore_postgres::{PgConfig, PgStorage};
 
 const SNAKEOIL: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
@@ -29,15 +29,13 @@ async fn tls_is_used_and_the_certificate_verified() {
     };
     let app = format!("fsmstore-tls-{}", std::process::id());
     let table = format!("tls_{}", std::process::id());
-    let mut config = PgConfig::from_url(&url)
-        .unwrap()
+    let options = StorageOptions::default()
         .table(&table)
         .unwrap()
-        .schema(SchemaPolicy::Upgrade);
-    config.options = config
-        .options
         .version_table(&format!("{table}_ver"))
-        .unwrap();
+        .unwrap()
+        .schema(SchemaPolicy::Upgrade);
+    let mut config = PgConfig::from_url(&url).unwrap().options(options).unwrap();
     config.pg.application_name(&app);
     let storage = PgStorage::open(config.clone())
         .await

@@ -3,10 +3,12 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use fsmstore_core::{Error, KeyBuilder, Result, SchemaPolicy, StorageOptions};
+use fsmstore_core::{DatabaseUrl, Error, Result, StorageOptions};
+
+/// The URL parameters only SQLite reads.
+const SQLITE_PARAMETERS: [&str; 1] = ["busy_timeout_ms"];
 
 /// Where the SQLite database lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +27,7 @@ pub enum SqliteLocation {
 ///
 /// ```
 /// use fsmstore_sqlite::{SqliteConfig, SqliteLocation};
-/// let config = SqliteConfig::from_url("sqlite://bot.db?table=dev_fsm&readers=2").unwrap();
+/// let config = SqliteConfig::from_url("sqlite://bot.db?table=dev_fsm&pool_max=3").unwrap();
 /// assert_eq!(config.location, SqliteLocation::File("bot.db".into()));
 /// assert_eq!(config.options.table.as_str(), "dev_fsm");
 /// ```
@@ -34,12 +36,10 @@ pub enum SqliteLocation {
 pub struct SqliteConfig {
     /// The database.
     pub location: SqliteLocation,
-    /// Reader connections beside the one writer (files only; in-memory databases use the
-    /// writer for reads too). Default 4.
-    pub readers: usize,
     /// How long a connection waits for a lock held by another connection. Default 5 s.
     pub busy_timeout: Duration,
-    /// Tables, key layout, schema policy, limits.
+    /// The options every backend shares. `pool_max` counts the one writer and the
+    /// readers beside it (files only; in-memory databases use the writer for reads too).
     pub options: StorageOptions,
 }
 
@@ -47,7 +47,6 @@ impl fmt::Debug for SqliteConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqliteConfig")
             .field("location", &self.location)
-            .field("readers", &self.readers)
             .field("busy_timeout", &self.busy_timeout)
             .field("options", &self.options)
             .finish()
@@ -58,7 +57,6 @@ impl SqliteConfig {
     fn new(location: SqliteLocation) -> Self {
         SqliteConfig {
             location,
-            readers: 4,
             busy_timeout: Duration::from_secs(5),
             options: StorageOptions::default(),
         }
@@ -80,101 +78,56 @@ impl SqliteConfig {
     }
 
     /// Parses `sqlite://path/to/file.db`, `sqlite:///absolute/path.db`, `sqlite::memory:`
-    /// or `sqlite://:memory:`, with optional query parameters `table`, `version_table`,
-    /// `readers`, `busy_timeout_ms` and `schema` (`verify`, `upgrade`, `trust`).
+    /// or `sqlite://:memory:`, with the shared query parameters
+    /// ([`SHARED_URL_PARAMETERS`](fsmstore_core::SHARED_URL_PARAMETERS)) and SQLite's own
+    /// `busy_timeout_ms`.
     ///
     /// # Errors
-    /// [`Error::Config`] for another scheme or a bad parameter; [`Error::InvalidTableName`].
+    /// [`Error::Config`] for another scheme, an unknown parameter or a bad value, naming
+    /// it; [`Error::InvalidTableName`].
     pub fn from_url(url: &str) -> Result<Self> {
-        let rest = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-            .ok_or_else(|| Error::Config(format!("not a sqlite URL: {url:?}")))?;
-        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let mut url = DatabaseUrl::parse(url)?;
+        if url.scheme() != "sqlite" {
+            return Err(Error::Config(format!(
+                "not a sqlite URL (scheme {:?})",
+                url.scheme()
+            )));
+        }
+        let path = url.location();
+        let path = path.strip_prefix("//").unwrap_or(path);
         let mut config = match path {
             ":memory:" => Self::memory(),
-            "" => return Err(Error::Config(format!("sqlite URL without a path: {url:?}"))),
+            "" => return Err(Error::Config("sqlite URL without a path".to_owned())),
             path => Self::file(path),
         };
-        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            config = config.apply_parameter(name, value)?;
+        if let Some(ms) = url.take_parsed::<u64>("busy_timeout_ms")? {
+            config.busy_timeout = Duration::from_millis(ms);
         }
+        config.options = url.finish("sqlite", &SQLITE_PARAMETERS)?;
         Ok(config)
     }
 
-    fn apply_parameter(mut self, name: &str, value: &str) -> Result<Self> {
-        if self.options.set_url_parameter(name, value)? {
-            return Ok(self);
-        }
-        let number = |value: &str| {
-            value.parse::<u64>().map_err(|_| {
-                Error::Config(format!(
-                    "sqlite URL parameter {name}={value:?} is not a number"
-                ))
-            })
-        };
-        match name {
-            "readers" => self.readers = number(value)? as usize,
-            "busy_timeout_ms" => self.busy_timeout = Duration::from_millis(number(value)?),
-            other => {
-                return Err(Error::Config(format!(
-                    "unknown sqlite URL parameter {other:?} (known: table, version_table, readers, busy_timeout_ms, schema)"
-                )))
-            }
-        }
-        Ok(self)
-    }
-
-    /// Sets the FSM table.
+    /// Joins `options` set in code with those the URL set (see
+    /// [`StorageOptions::merge`]).
     ///
     /// # Errors
-    /// [`Error::InvalidTableName`].
-    pub fn table(mut self, name: &str) -> Result<Self> {
-        self.options = self.options.table(name)?;
+    /// [`Error::Config`] for a setting the URL and `options` give differently.
+    pub fn options(mut self, options: StorageOptions) -> Result<Self> {
+        self.options = self.options.merge(options)?;
         Ok(self)
     }
 
-    /// Sets the version table.
-    ///
-    /// # Errors
-    /// [`Error::InvalidTableName`].
-    pub fn version_table(mut self, name: &str) -> Result<Self> {
-        self.options = self.options.version_table(name)?;
-        Ok(self)
-    }
-
-    /// Sets what opening does about the schema.
-    pub fn schema(mut self, policy: SchemaPolicy) -> Self {
-        self.options.schema = policy;
-        self
-    }
-
-    /// Sets the key builder.
-    pub fn key_builder(mut self, builder: impl KeyBuilder + 'static) -> Self {
-        self.options.key_builder = Arc::new(builder);
-        self
-    }
-
-    /// Sets the number of reader connections.
-    pub fn readers(mut self, readers: usize) -> Self {
-        self.readers = readers;
-        self
-    }
-
-    /// Sets the busy timeout.
+    /// Sets how long a connection waits for a lock held by another connection.
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
         self
     }
 
-    /// Replaces the shared options.
-    pub fn options(mut self, options: StorageOptions) -> Self {
-        self.options = options;
-        self
+    /// Reader connections beside the writer.
+    pub(crate) fn readers(&self) -> usize {
+        self.options.pool_max.saturating_sub(1) as usize
     }
 
-    /// The path or URI rusqlite opens, and whether the database is a file.
     pub(crate) fn open_target(&self) -> (String, bool) {
         static PRIVATE: AtomicU64 = AtomicU64::new(0);
         match &self.location {
@@ -213,11 +166,14 @@ mod tests {
             abs.location,
             SqliteLocation::File("/var/lib/bot/fsm.db".into())
         );
-        let rel = SqliteConfig::from_url("sqlite://data/fsm.db?schema=upgrade&busy_timeout_ms=250")
-            .unwrap();
+        let rel = SqliteConfig::from_url(
+            "sqlite://data/fsm.db?schema=upgrade&busy_timeout_ms=250&pool_max=3",
+        )
+        .unwrap();
         assert_eq!(rel.location, SqliteLocation::File("data/fsm.db".into()));
-        assert_eq!(rel.options.schema, SchemaPolicy::Upgrade);
+        assert_eq!(rel.options.schema, fsmstore_core::SchemaPolicy::Upgrade);
         assert_eq!(rel.busy_timeout, Duration::from_millis(250));
+        assert_eq!(rel.readers(), 2);
     }
 
     #[test]
@@ -226,7 +182,8 @@ mod tests {
             "postgres://x",
             "sqlite://",
             "sqlite://a.db?nope=1",
-            "sqlite://a.db?readers=x",
+            "sqlite://a.db?busy_timeout_ms=x",
+            "sqlite://a.db?readers=2",
             "sqlite://a.db?schema=maybe",
         ] {
             assert!(

@@ -47,7 +47,7 @@ impl Connections {
             Ok(conn)
         };
         let writer = open()?;
-        let reader_count = if is_file { config.readers } else { 0 };
+        let reader_count = if is_file { config.readers() } else { 0 };
         let readers = (0..reader_count)
             .map(|_| open().map(|conn| Mutex::new(Some(conn))))
             .collect::<Result<Vec<_>>>()?;

@@ -7,13 +7,14 @@
 //! of one storage sees the same data.
 //!
 //! ```
-//! use fsmstore_core::{SchemaPolicy, Storage, StorageKey};
+//! use fsmstore_core::{SchemaPolicy, Storage, StorageKey, StorageOptions};
 //! use fsmstore_sqlite::{SqliteConfig, SqliteStorage};
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! // A private in-memory database gets its schema on open; a file is verified unless the
 //! // URL or the config asks to upgrade (`?schema=upgrade`, `SchemaPolicy::Upgrade`).
 //! let storage = SqliteStorage::connect("sqlite::memory:").await?;
-//! let file = SqliteConfig::from_url("sqlite://doc-example.db")?.schema(SchemaPolicy::Upgrade);
+//! let file = SqliteConfig::from_url("sqlite://doc-example.db")?
+//!     .options(StorageOptions::default().schema(SchemaPolicy::Upgrade))?;
 //! # let _ = file;
 //! let key = StorageKey::new(42, -100, 7);
 //! storage.set_state(&key, Some("Form:name")).await?;

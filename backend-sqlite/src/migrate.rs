@@ -46,7 +46,9 @@ impl SqliteMigrator {
     /// # Errors
     /// [`Error::Connection`](fsmstore_core::Error::Connection) when the file can not be opened.
     pub async fn open(config: SqliteConfig) -> Result<Self> {
-        let connections = Connections::open(&config.clone().readers(0)).await?;
+        let mut single = config.clone();
+        single.options.pool_max = 1;
+        let connections = Connections::open(&single).await?;
         Self::on_connections(connections, &config.options)
     }
 

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fsmstore_core::sql::{InspectQueries, SqliteQueries};
 use fsmstore_core::{
-    merge_shallow, parse_data, validate_data, validate_state, Data, Dialect, Error, Migrator,
-    Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions,
+    merge_shallow, parse_data, validate_data, validate_state, Data, Database, Dialect, Error,
+    Migrator, Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
@@ -84,17 +84,26 @@ impl SqliteStorage {
         Self::open(SqliteConfig::from_url(url)?).await
     }
 
+    /// One [`Database`] handle over this storage's connections: the storage, its
+    /// whole-table operations and its migrator.
+    ///
+    /// # Errors
+    /// [`Error::Migration`] for a custom migration list that is not contiguous.
+    pub fn database(&self) -> Result<Database> {
+        let migrator: Arc<dyn Migrator> = Arc::new(self.migrator()?);
+        Ok(Database::new(
+            "sqlite",
+            Arc::new(self.clone()),
+            Some(migrator),
+        ))
+    }
+
     /// The migrator of this storage's table, on the same connections.
     ///
     /// # Errors
     /// [`Error::Migration`] for a custom migration list that is not contiguous.
     pub fn migrator(&self) -> Result<SqliteMigrator> {
         SqliteMigrator::on_connections(Arc::clone(&self.connections), &self.options)
-    }
-
-    /// The options this storage was opened with.
-    pub fn options(&self) -> &StorageOptions {
-        &self.options
     }
 
     async fn read<T: Send + 'static>(
@@ -276,6 +285,10 @@ impl Storage for SqliteStorage {
             u64::try_from(count).map_err(|_| Error::database(false, "negative COUNT(*)"))
         })
         .await
+    }
+
+    fn options(&self) -> &StorageOptions {
+        &self.options
     }
 
     async fn close(&self) -> Result<()> {

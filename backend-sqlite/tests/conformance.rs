@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use fsmstore_conformance::Backend;
-use fsmstore_core::{Inspect, Migrator, Result, SchemaPolicy, Storage, StorageOptions};
-use fsmstore_sqlite::{SqliteConfig, SqliteMigrator, SqliteStorage};
+use fsmstore_core::{Database, Result, SchemaPolicy, Storage, StorageOptions};
+use fsmstore_sqlite::{SqliteConfig, SqliteStorage};
 
 /// Each case gets its own database file in a temporary folder.
 struct FileBackend {
@@ -15,7 +15,7 @@ struct FileBackend {
 }
 
 impl FileBackend {
-    fn config(&self, options: StorageOptions) -> SqliteConfig {
+    fn config(&self, options: StorageOptions) -> Result<SqliteConfig> {
         SqliteConfig::file(self.dir.join(format!("{}.db", options.table))).options(options)
     }
 }
@@ -26,12 +26,8 @@ impl Backend for FileBackend {
         "sqlite-file".into()
     }
 
-    async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {
-        Ok(Arc::new(SqliteStorage::open(self.config(options)).await?))
-    }
-
-    async fn migrator(&self, options: StorageOptions) -> Result<Box<dyn Migrator>> {
-        Ok(Box::new(SqliteMigrator::open(self.config(options)).await?))
+    async fn open_database(&self, options: StorageOptions) -> Result<Database> {
+        SqliteStorage::open(self.config(options)?).await?.database()
     }
 
     async fn cleanup(&self, options: &StorageOptions) -> Result<()> {
@@ -63,12 +59,12 @@ impl MemoryBackend {
         if keeper_needed {
             let keeper = SqliteStorage::open(
                 SqliteConfig::shared_memory(&name)
-                    .options(options.clone().schema(SchemaPolicy::Trust)),
+                    .options(options.clone().schema(SchemaPolicy::Trust))?,
             )
             .await?;
             self.keepers.lock().unwrap().insert(name.clone(), keeper);
         }
-        Ok(SqliteConfig::shared_memory(name).options(options))
+        SqliteConfig::shared_memory(name).options(options)
     }
 }
 
@@ -78,15 +74,9 @@ impl Backend for MemoryBackend {
         "sqlite-memory".into()
     }
 
-    async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {
+    async fn open_database(&self, options: StorageOptions) -> Result<Database> {
         let config = self.config(options).await?;
-        Ok(Arc::new(SqliteStorage::open(config).await?))
-    }
-
-    async fn migrator(&self, options: StorageOptions) -> Result<Box<dyn Migrator>> {
-        Ok(Box::new(
-            SqliteMigrator::open(self.config(options).await?).await?,
-        ))
+        SqliteStorage::open(config).await?.database()
     }
 
     async fn cleanup(&self, _options: &StorageOptions) -> Result<()> {

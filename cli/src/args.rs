@@ -1,7 +1,8 @@
 //! The command line.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use fsmstore::{Dialect, MigrationTarget, SchemaPolicy, StorageOptions};
+use fsmstore::migrate::{Dialect, MigrationTarget};
+use fsmstore::{Database, SchemaPolicy, StorageOptions};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -34,10 +35,10 @@ pub(crate) struct Global {
     )]
     pub(crate) url: String,
     /// The FSM table.
-    #[arg(long, global = true, default_value = fsmstore::DEFAULT_TABLE)]
+    #[arg(long, global = true, default_value = fsmstore::core::DEFAULT_TABLE)]
     pub(crate) table: String,
     /// The version table.
-    #[arg(long, global = true, default_value = fsmstore::DEFAULT_VERSION_TABLE)]
+    #[arg(long, global = true, default_value = fsmstore::core::DEFAULT_VERSION_TABLE)]
     pub(crate) version_table: String,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -51,6 +52,21 @@ impl Global {
             .table(&self.table)?
             .version_table(&self.version_table)?
             .schema(policy))
+    }
+
+    /// Opens the database of `--url` for these tables with `policy`, runs `work` on it and
+    /// closes it, whatever `work` returned.
+    pub(crate) async fn with_database<T>(
+        &self,
+        policy: SchemaPolicy,
+        work: impl AsyncFnOnce(&Database) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let db = fsmstore::open_with(&self.url, self.options(policy)?).await?;
+        let result = work(&db).await;
+        let closed = db.close().await;
+        let value = result?;
+        closed?;
+        Ok(value)
     }
 }
 

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use fsmstore::{Inspect, Migrator, Result, StorageOptions};
+use fsmstore::{Database, Result, SchemaPolicy, StorageOptions};
 use fsmstore_conformance::{migration_cases, run_suite, storage_cases, Backend};
 use serde_json::json;
 
@@ -24,27 +24,26 @@ impl Backend for UrlBackend {
             .unwrap_or_else(|_| "database".into())
     }
 
-    async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {
-        fsmstore::connect_inspect(&self.url, options).await
-    }
-
-    async fn migrator(&self, options: StorageOptions) -> Result<Box<dyn Migrator>> {
-        fsmstore::migrator(&self.url, options).await
+    async fn open_database(&self, options: StorageOptions) -> Result<Database> {
+        fsmstore::open_with(&self.url, options).await
     }
 
     async fn cleanup(&self, options: &StorageOptions) -> Result<()> {
-        fsmstore::migrator(&self.url, options.clone())
-            .await?
-            .drop_tables()
-            .await
+        let db = self
+            .open_database(options.clone().schema(SchemaPolicy::Trust))
+            .await?;
+        let dropped = async { db.migrator()?.drop_tables().await }.await;
+        db.close().await?;
+        dropped
     }
 }
 
 pub(crate) async fn run(global: &Global, args: ConformanceArgs) -> anyhow::Result<ExitCode> {
     // Fail early, with the usual message, when the database is unreachable.
-    fsmstore::migrator(&global.url, global.options(fsmstore::SchemaPolicy::Trust)?)
-        .await?
-        .applied()
+    global
+        .with_database(SchemaPolicy::Trust, async |db| {
+            Ok(db.migrator()?.applied().await?)
+        })
         .await?;
     let mut cases = match args.group {
         Group::Storage => storage_cases(),

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use fsmstore::inspect::Inspect;
 use fsmstore::serde_json::{json, Value};
-use fsmstore::{Inspect, SchemaPolicy, StorageKey};
+use fsmstore::{SchemaPolicy, StorageKey};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::Semaphore;
 
@@ -59,8 +60,8 @@ async fn converse(storage: &dyn Inspect, user: i64) -> fsmstore::Result<u64> {
 
 pub(crate) async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitCode> {
     // Strategy 3 of the migration guide: create or upgrade the table at start-up.
-    let storage =
-        fsmstore::connect_inspect(&global.url, global.options(SchemaPolicy::Upgrade)?).await?;
+    let db = fsmstore::open_with(&global.url, global.options(SchemaPolicy::Upgrade)?).await?;
+    let storage = db.inspect();
     let bar = ProgressBar::new(args.users.max(0) as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} users [{bar:40}] {pos}/{len} ({per_sec}, {eta})")
@@ -87,7 +88,7 @@ pub(crate) async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitC
     bar.finish_and_clear();
     let stats = storage.stats().await?;
     let sample = storage.list_rows(None, None, 3).await?;
-    storage.close().await?;
+    db.close().await?;
     let ops = calls as f64 / elapsed.as_secs_f64();
     if global.json {
         output::json(&json!({
@@ -106,9 +107,12 @@ pub(crate) async fn run(global: &Global, args: DemoArgs) -> anyhow::Result<ExitC
         elapsed.as_secs_f64(),
         args.concurrency
     );
+    // The backend, not the URL: a URL may carry a password.
     println!(
         "database: {}  table: {}  rows: {}",
-        global.url, global.table, stats.rows
+        db.backend(),
+        global.table,
+        stats.rows
     );
     let cells: Vec<Vec<String>> = stats
         .per_state

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use fsmstore::MigrationSet;
+use fsmstore::migrate::MigrationSet;
 
 use crate::args::ExportFormat;
 

@@ -1,9 +1,9 @@
 //! `fsmstore inspect …` and `fsmstore purge`.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use fsmstore::{now_ms, Inspect, SchemaPolicy, StoredRow};
+use fsmstore::inspect::{now_ms, Inspect, StoredRow};
+use fsmstore::SchemaPolicy;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
@@ -11,11 +11,8 @@ use crate::args::{Global, InspectCommand, PurgeArgs};
 use crate::output;
 use crate::time::format_ms;
 
-async fn open(global: &Global) -> anyhow::Result<Arc<dyn Inspect>> {
-    // Verify: inspecting a table at another version would misread it.
-    let options = global.options(SchemaPolicy::Verify)?;
-    Ok(fsmstore::connect_inspect(&global.url, options).await?)
-}
+// Verify: inspecting a table at another version would misread it.
+const POLICY: SchemaPolicy = SchemaPolicy::Verify;
 
 fn row_json(row: &StoredRow) -> Value {
     json!({
@@ -27,7 +24,18 @@ fn row_json(row: &StoredRow) -> Value {
 }
 
 pub(crate) async fn run(global: &Global, command: InspectCommand) -> anyhow::Result<ExitCode> {
-    let storage = open(global).await?;
+    global
+        .with_database(POLICY, async |db| {
+            show(global, &*db.inspect(), command).await
+        })
+        .await
+}
+
+async fn show(
+    global: &Global,
+    storage: &dyn Inspect,
+    command: InspectCommand,
+) -> anyhow::Result<ExitCode> {
     match command {
         InspectCommand::List {
             state,
@@ -112,7 +120,18 @@ pub(crate) async fn run(global: &Global, command: InspectCommand) -> anyhow::Res
 }
 
 pub(crate) async fn purge(global: &Global, args: PurgeArgs) -> anyhow::Result<ExitCode> {
-    let storage = open(global).await?;
+    global
+        .with_database(POLICY, async |db| {
+            purge_rows(global, &*db.inspect(), args).await
+        })
+        .await
+}
+
+async fn purge_rows(
+    global: &Global,
+    storage: &dyn Inspect,
+    args: PurgeArgs,
+) -> anyhow::Result<ExitCode> {
     let cutoff = now_ms() - args.older_than.as_millis() as i64;
     let total = storage.count_older_than(cutoff).await?;
     if args.dry_run {

@@ -3,22 +3,59 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use fsmstore::{offline_script, Direction, MigrationSet, Migrator, SchemaPolicy, TableName};
+use fsmstore::migrate::{offline_script, Direction, HistoryEntry, MigrationSet, Migrator};
+use fsmstore::{Database, SchemaPolicy, TableName};
 use serde_json::json;
 
 use crate::args::{Global, MigrateCommand};
 use crate::output;
 use crate::time::format_ms;
 
-async fn open(global: &Global) -> anyhow::Result<Box<dyn Migrator>> {
-    let options = global.options(SchemaPolicy::Trust)?;
-    Ok(fsmstore::migrator(&global.url, options).await?)
-}
-
 pub(crate) async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<ExitCode> {
     match command {
+        MigrateCommand::Sql { dialect, from, to } => {
+            let table = TableName::new(&global.table)?;
+            let set = MigrationSet::builtin(dialect, &table);
+            let to = to.unwrap_or(set.head());
+            let script = offline_script(&set, &TableName::new(&global.version_table)?, from, to)?;
+            print!("{script}");
+        }
+        MigrateCommand::Export {
+            format,
+            dialect,
+            dir,
+            version_offset,
+        } => {
+            let table = TableName::new(&global.table)?;
+            let set = MigrationSet::builtin(dialect, &table);
+            let files = crate::export::write(&set, format, &dir, version_offset)
+                .with_context(|| format!("exporting to {}", dir.display()))?;
+            if global.json {
+                output::json(&json!({"files": files}));
+            } else {
+                for file in files {
+                    println!("{file}");
+                }
+            }
+        }
+        online => {
+            // Trust: this is how an outdated, too new or dirty schema is looked at and
+            // repaired.
+            global
+                .with_database(SchemaPolicy::Trust, async |db| {
+                    run_online(global, db, online).await
+                })
+                .await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The commands that read or change the database.
+async fn run_online(global: &Global, db: &Database, command: MigrateCommand) -> anyhow::Result<()> {
+    let migrator = db.migrator()?;
+    match command {
         MigrateCommand::Up { to } | MigrateCommand::Down { to } => {
-            let migrator = open(global).await?;
             let report = migrator.migrate(to).await?;
             if global.json {
                 output::json(&json!({
@@ -48,7 +85,6 @@ pub(crate) async fn run(global: &Global, command: MigrateCommand) -> anyhow::Res
             }
         }
         MigrateCommand::Current => {
-            let migrator = open(global).await?;
             let status = migrator.status().await?;
             if global.json {
                 output::json(
@@ -63,16 +99,8 @@ pub(crate) async fn run(global: &Global, command: MigrateCommand) -> anyhow::Res
                 println!("{}: version {} {note}", status.table, status.current);
             }
         }
-        MigrateCommand::History => history(global).await?,
-        MigrateCommand::Sql { dialect, from, to } => {
-            let table = TableName::new(&global.table)?;
-            let set = MigrationSet::builtin(dialect, &table);
-            let to = to.unwrap_or(set.head());
-            let script = offline_script(&set, &TableName::new(&global.version_table)?, from, to)?;
-            print!("{script}");
-        }
+        MigrateCommand::History => history(global, &*migrator).await?,
         MigrateCommand::Stamp { version } => {
-            let migrator = open(global).await?;
             migrator.stamp(version).await?;
             let current = migrator.current().await?;
             if global.json {
@@ -84,30 +112,12 @@ pub(crate) async fn run(global: &Global, command: MigrateCommand) -> anyhow::Res
                 );
             }
         }
-        MigrateCommand::Export {
-            format,
-            dialect,
-            dir,
-            version_offset,
-        } => {
-            let table = TableName::new(&global.table)?;
-            let set = MigrationSet::builtin(dialect, &table);
-            let files = crate::export::write(&set, format, &dir, version_offset)
-                .with_context(|| format!("exporting to {}", dir.display()))?;
-            if global.json {
-                output::json(&json!({"files": files}));
-            } else {
-                for file in files {
-                    println!("{file}");
-                }
-            }
-        }
+        MigrateCommand::Sql { .. } | MigrateCommand::Export { .. } => {}
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
-async fn history(global: &Global) -> anyhow::Result<()> {
-    let migrator = open(global).await?;
+async fn history(global: &Global, migrator: &dyn Migrator) -> anyhow::Result<()> {
     let entries = migrator.history().await?;
     if global.json {
         let entries: Vec<_> = entries
@@ -164,7 +174,7 @@ async fn history(global: &Global) -> anyhow::Result<()> {
 }
 
 /// applied, pending, dirty, drifted (checksum differs) or unknown (newer than this binary).
-fn state(entry: &fsmstore::HistoryEntry) -> &'static str {
+fn state(entry: &HistoryEntry) -> &'static str {
     match &entry.applied {
         None => "pending",
         Some(row) if !row.success => "dirty",

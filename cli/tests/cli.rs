@@ -398,7 +398,7 @@ fn errors_are_one_line_with_the_fix_and_documented_exit_codes() {
     assert!(stderr.contains("unknown database URL scheme"), "{stderr}");
 
     let out = fsmstore(
-        "postgres://bot:hunter2@127.0.0.1:1/x?connect_timeout_ms=300&pool_timeout_ms=500",
+        "postgres://bot:hunter2@127.0.0.1:1/x?connect_timeout_ms=300",
         &["migrate", "current"],
     );
     assert_eq!(out.status.code(), Some(1));

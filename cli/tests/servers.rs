@@ -88,7 +88,7 @@ async fn assert_adopted(url: &str, table: &str) {
         .unwrap()
         .version_table(&format!("{table}_ver"))
         .unwrap();
-    let storage = fsmstore::connect_with(url, options).await.unwrap();
+    let storage = fsmstore::open_with(url, options).await.unwrap().storage();
     let record = storage
         .get_record(&StorageKey::new(0, -100, 7))
         .await

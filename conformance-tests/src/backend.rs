@@ -4,39 +4,53 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use fsmstore_core::{Error, Inspect, MemoryStorage, Migrator, Result, Storage, StorageOptions};
+use fsmstore_core::{
+    Database, Inspect, MemoryStorage, Migrator, Result, SchemaPolicy, Storage, StorageOptions,
+};
 
 /// A backend under test.
 ///
 /// The suite passes [`StorageOptions`] naming the case's own FSM and version tables;
 /// opening them twice must reach the same data (that is how persistence is tested).
+/// A backend implements [`Backend::open_database`] and [`Backend::cleanup`]; the rest
+/// derives from the [`Database`] handle.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// A short name for reports (`sqlite`, `postgres`, …).
     fn name(&self) -> String;
 
-    /// Opens a storage with `options`, applying `options.schema`, with the whole-table
-    /// operations of [`Inspect`] (every fsmstore backend has them; the `inspect` cases use
-    /// them).
+    /// Opens the database with `options`, applying `options.schema`.
     ///
     /// # Errors
     /// Whatever opening fails with; the schema cases check these errors.
-    async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>>;
+    async fn open_database(&self, options: StorageOptions) -> Result<Database>;
 
-    /// [`Backend::open_inspect`], seen as a plain [`Storage`].
+    /// The storage of [`Backend::open_database`].
     ///
     /// # Errors
-    /// As [`Backend::open_inspect`].
+    /// As [`Backend::open_database`].
     async fn open(&self, options: StorageOptions) -> Result<Arc<dyn Storage>> {
-        Ok(self.open_inspect(options).await?)
+        Ok(self.open_database(options).await?.storage())
     }
 
-    /// Opens a migrator for `options.table` (no schema check).
+    /// The whole-table operations of [`Backend::open_database`].
     ///
     /// # Errors
-    /// Backends without a schema return [`Error::Config`]; the schema group is not run on
+    /// As [`Backend::open_database`].
+    async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {
+        Ok(self.open_database(options).await?.inspect())
+    }
+
+    /// A migrator for `options.table`: the database opened without a schema check.
+    ///
+    /// # Errors
+    /// Backends without a schema return [`Error::Config`](fsmstore_core::Error::Config); the schema group is not run on
     /// them.
-    async fn migrator(&self, options: StorageOptions) -> Result<Box<dyn Migrator>>;
+    async fn migrator(&self, options: StorageOptions) -> Result<Arc<dyn Migrator>> {
+        self.open_database(options.schema(SchemaPolicy::Trust))
+            .await?
+            .migrator()
+    }
 
     /// Drops what a case created: its FSM table and its version table.
     ///
@@ -65,7 +79,7 @@ impl Backend for MemoryBackend {
         "memory".to_owned()
     }
 
-    async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {
+    async fn open_database(&self, options: StorageOptions) -> Result<Database> {
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         let storage = match tables.get(options.table.as_str()) {
             // Same rows, options of this open (key builder, limits).
@@ -76,13 +90,7 @@ impl Backend for MemoryBackend {
                 storage
             }
         };
-        Ok(Arc::new(storage))
-    }
-
-    async fn migrator(&self, _options: StorageOptions) -> Result<Box<dyn Migrator>> {
-        Err(Error::Config(
-            "MemoryStorage has no schema to migrate".to_owned(),
-        ))
+        Ok(Database::new("memory", Arc::new(storage), None))
     }
 
     async fn cleanup(&self, options: &StorageOptions) -> Result<()> {

@@ -82,12 +82,12 @@ impl Ctx {
     }
 
     /// A migrator on this case's table with the built-in migrations. Panics if that fails.
-    pub async fn migrator(&self) -> Box<dyn Migrator> {
+    pub async fn migrator(&self) -> Arc<dyn Migrator> {
         self.migrator_with(None).await
     }
 
     /// A migrator running `sources` instead of the built-in migrations when given.
-    pub async fn migrator_with(&self, sources: Option<Vec<MigrationSource>>) -> Box<dyn Migrator> {
+    pub async fn migrator_with(&self, sources: Option<Vec<MigrationSource>>) -> Arc<dyn Migrator> {
         let mut options = self.options();
         if let Some(sources) = sources {
             options = options.migrations(sources);

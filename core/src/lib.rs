@@ -29,6 +29,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod data;
+mod database;
 mod dialect;
 mod error;
 mod inspect;
@@ -43,11 +44,13 @@ mod planner;
 pub mod sql;
 mod storage;
 mod table_name;
+mod url;
 
 pub use data::{
     data_from_value, merge_shallow, parse_data, validate_data, validate_state, Data, Record,
     MAX_STATE_CHARS,
 };
+pub use database::Database;
 pub use dialect::Dialect;
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use inspect::{now_ms, Inspect, StoredRow, TableStats};
@@ -59,13 +62,17 @@ pub use migrator::{
     history, AppliedMigration, HistoryEntry, MigrationReport, Migrator, SchemaStatus,
 };
 pub use offline::offline_script;
-pub use options::{SchemaPolicy, StorageOptions, DEFAULT_MAX_DATA_BYTES, SHARED_URL_PARAMETERS};
+pub use options::{
+    SchemaPolicy, StorageOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_DATA_BYTES,
+    DEFAULT_POOL_MAX, SHARED_URL_PARAMETERS,
+};
 pub use planner::{
     dirty_error, verified_version, Direction, MigrationPlan, MigrationStep, MigrationTarget,
     StampPlan,
 };
 pub use storage::{object_from, Storage, StorageExt};
 pub use table_name::{TableName, DEFAULT_TABLE, DEFAULT_VERSION_TABLE};
+pub use url::{query_string, DatabaseUrl};
 
 /// Re-exported so callers can build [`Data`] without naming `serde_json` themselves.
 pub use serde_json;

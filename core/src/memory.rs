@@ -164,6 +164,10 @@ impl Storage for MemoryStorage {
         Ok(self.rows()?.len() as u64)
     }
 
+    fn options(&self) -> &StorageOptions {
+        &self.options
+    }
+
     async fn close(&self) -> Result<()> {
         self.closed.store(true, Ordering::Release);
         Ok(())

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
@@ -11,6 +12,12 @@ use crate::table_name::TableName;
 
 /// The largest data object, serialized, that a storage accepts by default: 8 MiB.
 pub const DEFAULT_MAX_DATA_BYTES: usize = 8 * 1024 * 1024;
+
+/// The most connections a storage opens by default, on every backend.
+pub const DEFAULT_POOL_MAX: u32 = 10;
+
+/// How long opening a connection, or waiting for a pooled one, may take by default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What opening a storage does about the schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,7 +48,30 @@ impl std::str::FromStr for SchemaPolicy {
     }
 }
 
-/// Options every backend takes, next to its connection settings.
+/// The options every backend shares, with the same types and defaults everywhere; each
+/// backend's config adds only its own settings (TLS, search path, busy timeout, …).
+///
+/// | option | URL parameter | default |
+/// |---|---|---|
+/// | [`table`](StorageOptions::table) | `table` | `aiogram_fsm_data` |
+/// | [`version_table`](StorageOptions::version_table) | `version_table` | `fsmstore_migrations` |
+/// | [`schema`](StorageOptions::schema) | `schema` (`verify`, `upgrade`, `trust`) | `verify` |
+/// | [`pool_max`](StorageOptions::pool_max) | `pool_max` | 10 |
+/// | [`connect_timeout`](StorageOptions::connect_timeout) | `connect_timeout_ms` | 10 s |
+/// | [`max_data_bytes`](StorageOptions::max_data_bytes) | `max_data_bytes` | 8 MiB |
+/// | [`key_builder`](StorageOptions::key_builder) | — | aiogram's layout |
+///
+/// A setting given both in a URL and in code must agree: see [`StorageOptions::merge`].
+///
+/// ```
+/// use fsmstore_core::{SchemaPolicy, StorageOptions};
+/// let options = StorageOptions::default()
+///     .table("dev_aiogram_fsm_data")?
+///     .schema(SchemaPolicy::Upgrade)
+///     .pool_max(4);
+/// assert_eq!(options.pool_max, 4);
+/// # Ok::<(), fsmstore_core::Error>(())
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct StorageOptions {
@@ -55,6 +85,12 @@ pub struct StorageOptions {
     pub schema: SchemaPolicy,
     /// The largest serialized data object accepted.
     pub max_data_bytes: usize,
+    /// The most connections the storage opens (SQLite: one writer and `pool_max - 1`
+    /// readers).
+    pub pool_max: u32,
+    /// How long opening a connection, or waiting for a pooled one, may take (PostgreSQL,
+    /// MySQL; SQLite waits on no server and has `busy_timeout` instead).
+    pub connect_timeout: Duration,
     /// Migrations to run instead of the built-in ones (tests and extensions).
     pub migrations: Option<Arc<Vec<MigrationSource>>>,
 }
@@ -67,6 +103,8 @@ impl Default for StorageOptions {
             key_builder: Arc::new(DefaultKeyBuilder::default()),
             schema: SchemaPolicy::default(),
             max_data_bytes: DEFAULT_MAX_DATA_BYTES,
+            pool_max: DEFAULT_POOL_MAX,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             migrations: None,
         }
     }
@@ -80,13 +118,22 @@ impl fmt::Debug for StorageOptions {
             .field("key_builder", &self.key_builder)
             .field("schema", &self.schema)
             .field("max_data_bytes", &self.max_data_bytes)
+            .field("pool_max", &self.pool_max)
+            .field("connect_timeout", &self.connect_timeout)
             .field("custom_migrations", &self.migrations.is_some())
             .finish()
     }
 }
 
-/// The shared URL parameters, for backends' "known parameters" messages.
-pub const SHARED_URL_PARAMETERS: [&str; 3] = ["table", "version_table", "schema"];
+/// The URL parameters every backend understands (parsed by [`DatabaseUrl`](crate::DatabaseUrl)).
+pub const SHARED_URL_PARAMETERS: [&str; 6] = [
+    "table",
+    "version_table",
+    "schema",
+    "pool_max",
+    "connect_timeout_ms",
+    "max_data_bytes",
+];
 
 impl StorageOptions {
     /// Sets the FSM table.
@@ -107,20 +154,99 @@ impl StorageOptions {
         Ok(self)
     }
 
-    /// Applies URL query parameter `name=value` if it is one of the shared ones (`table`,
-    /// `version_table`, `schema`); returns whether it was. Backends parse their own
-    /// parameters and call this for the rest.
+    /// Applies URL query parameter `name=value` if it is one of
+    /// [`SHARED_URL_PARAMETERS`]; returns whether it was.
     ///
     /// # Errors
-    /// [`Error::InvalidTableName`], or [`Error::Config`] for a bad `schema`.
+    /// [`Error::InvalidTableName`], or [`Error::Config`] naming the parameter for a bad
+    /// value.
     pub fn set_url_parameter(&mut self, name: &str, value: &str) -> Result<bool> {
+        let number = |value: &str| {
+            value.parse::<u64>().map_err(|_| {
+                Error::Config(format!(
+                    "URL parameter {name}={value:?} is not a whole number"
+                ))
+            })
+        };
         match name {
             "table" => self.table = TableName::new(value)?,
             "version_table" => self.version_table = TableName::new(value)?,
             "schema" => self.schema = value.parse()?,
+            "pool_max" => {
+                self.pool_max = u32::try_from(number(value)?)
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        Error::Config(format!("URL parameter pool_max={value} must be 1 or more"))
+                    })?;
+            }
+            "connect_timeout_ms" => self.connect_timeout = Duration::from_millis(number(value)?),
+            "max_data_bytes" => {
+                self.max_data_bytes = usize::try_from(number(value)?).map_err(|_| {
+                    Error::Config(format!("URL parameter max_data_bytes={value} is too large"))
+                })?;
+            }
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// Joins options parsed from a URL (`self`) with options set in code. A setting left at
+    /// its default on one side takes the other side's value; a setting both sides changed
+    /// must agree, so a URL's `table=` is never silently dropped. The key builder and
+    /// custom migrations come from code (a URL can not set them).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first setting the two sides set differently.
+    pub fn merge(self, code: StorageOptions) -> Result<StorageOptions> {
+        let defaults = StorageOptions::default();
+        fn pick<T: PartialEq + fmt::Debug>(name: &str, url: T, code: T, default: &T) -> Result<T> {
+            match (url == *default, code == *default) {
+                (_, true) => Ok(url),
+                (true, false) => Ok(code),
+                (false, false) if url == code => Ok(code),
+                (false, false) => Err(Error::Config(format!(
+                    "{name} is {url:?} in the URL and {code:?} in the options: set it in one place"
+                ))),
+            }
+        }
+        Ok(StorageOptions {
+            table: pick("table", self.table, code.table, &defaults.table)?,
+            version_table: pick(
+                "version_table",
+                self.version_table,
+                code.version_table,
+                &defaults.version_table,
+            )?,
+            schema: pick("schema", self.schema, code.schema, &defaults.schema)?,
+            max_data_bytes: pick(
+                "max_data_bytes",
+                self.max_data_bytes,
+                code.max_data_bytes,
+                &defaults.max_data_bytes,
+            )?,
+            pool_max: pick("pool_max", self.pool_max, code.pool_max, &defaults.pool_max)?,
+            connect_timeout: pick(
+                "connect_timeout",
+                self.connect_timeout,
+                code.connect_timeout,
+                &defaults.connect_timeout,
+            )?,
+            key_builder: code.key_builder,
+            migrations: code.migrations,
+        })
+    }
+
+    /// Sets the most connections the storage opens (at least 1).
+    pub fn pool_max(mut self, connections: u32) -> Self {
+        self.pool_max = connections.max(1);
+        self
+    }
+
+    /// Sets how long opening a connection, or waiting for a pooled one, may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
     }
 
     /// Sets the key builder.
@@ -167,5 +293,83 @@ impl StorageOptions {
     /// [`Error::Migration`] for a custom list that is not contiguous.
     pub fn migration_set(&self, dialect: Dialect) -> Result<MigrationSet> {
         migrations::resolve(self.migrations.as_ref(), dialect, &self.table)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url_options(pairs: &[(&str, &str)]) -> StorageOptions {
+        let mut options = StorageOptions::default();
+        for (name, value) in pairs {
+            assert!(options.set_url_parameter(name, value).unwrap(), "{name}");
+        }
+        options
+    }
+
+    #[test]
+    fn shared_url_parameters_parse_and_name_themselves_when_bad() {
+        let options = url_options(&[
+            ("table", "t1"),
+            ("version_table", "v1"),
+            ("schema", "upgrade"),
+            ("pool_max", "3"),
+            ("connect_timeout_ms", "250"),
+            ("max_data_bytes", "1024"),
+        ]);
+        assert_eq!(options.table.as_str(), "t1");
+        assert_eq!(options.version_table.as_str(), "v1");
+        assert_eq!(options.schema, SchemaPolicy::Upgrade);
+        assert_eq!(options.pool_max, 3);
+        assert_eq!(options.connect_timeout, Duration::from_millis(250));
+        assert_eq!(options.max_data_bytes, 1024);
+        for (name, value) in [
+            ("pool_max", "0"),
+            ("pool_max", "many"),
+            ("connect_timeout_ms", "-1"),
+            ("schema", "maybe"),
+        ] {
+            let err = StorageOptions::default()
+                .set_url_parameter(name, value)
+                .unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        assert!(!StorageOptions::default()
+            .set_url_parameter("readers", "2")
+            .unwrap());
+    }
+
+    #[test]
+    fn merge_takes_each_side_where_the_other_kept_the_default() {
+        let url = url_options(&[("table", "from_url"), ("pool_max", "3")]);
+        let code = StorageOptions::default()
+            .schema(SchemaPolicy::Upgrade)
+            .max_data_bytes(99);
+        let merged = url.merge(code).unwrap();
+        assert_eq!(merged.table.as_str(), "from_url");
+        assert_eq!(merged.pool_max, 3);
+        assert_eq!(merged.schema, SchemaPolicy::Upgrade);
+        assert_eq!(merged.max_data_bytes, 99);
+    }
+
+    #[test]
+    fn merge_refuses_a_setting_given_differently_in_both() {
+        let url = url_options(&[("table", "from_url")]);
+        let err = url
+            .clone()
+            .merge(StorageOptions::default().table("from_code").unwrap())
+            .unwrap_err();
+        assert!(matches!(err, Error::Config(_)));
+        assert!(err.to_string().contains("table"), "{err}");
+        // The same value on both sides is not a conflict.
+        let same = url
+            .merge(StorageOptions::default().table("from_url").unwrap())
+            .unwrap();
+        assert_eq!(same.table.as_str(), "from_url");
+        let err = url_options(&[("schema", "trust")])
+            .merge(StorageOptions::default().schema(SchemaPolicy::Upgrade))
+            .unwrap_err();
+        assert!(err.to_string().contains("schema"), "{err}");
     }
 }

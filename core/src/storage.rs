@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::data::{json_type, Data, Record};
 use crate::error::{Error, Result};
 use crate::key::StorageKey;
+use crate::options::StorageOptions;
 
 /// Persistent FSM storage: a state and a data object per conversation key.
 ///
@@ -85,6 +86,9 @@ pub trait Storage: Send + Sync {
     /// # Errors
     /// Closed storage, database errors.
     async fn key_count(&self) -> Result<u64>;
+
+    /// The options this storage was opened with (table, key layout, limits).
+    fn options(&self) -> &StorageOptions;
 
     /// Releases connections. Later calls fail with [`Error::Closed`]; closing twice is fine.
     ///

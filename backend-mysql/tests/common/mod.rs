@@ -18,12 +18,11 @@ pub const DEFAULT_URL: &str = "mysql://root@127.0.0.1:3306/test";
 pub fn config() -> Option<MysqlConfig> {
     let url = std::env::var(URL_VARIABLE).unwrap_or_else(|_| DEFAULT_URL.to_owned());
     match MysqlConfig::from_url(&url) {
-        Ok(config) => Some(
-            config
-                .pool_max(8)
-                .connect_timeout(Duration::from_secs(10))
-                .lock_timeout(Duration::from_secs(30)),
-        ),
+        Ok(mut config) => {
+            config.options.pool_max = 8;
+            config.options.connect_timeout = Duration::from_secs(10);
+            Some(config.lock_timeout(Duration::from_secs(30)))
+        }
         Err(err) => panic!("{URL_VARIABLE} is not a usable mysql:// URL: {err}"),
     }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fsmstore_conformance::Backend;
 use fsmstore_core::sql::drop_table_if_exists;
-use fsmstore_core::{Dialect, Inspect, Migrator, Result, StorageOptions};
-use fsmstore_postgres::{PgConfig, PgMigrator, PgStorage};
+use fsmstore_core::{Database, Dialect, Result, StorageOptions};
+use fsmstore_postgres::{PgConfig, PgStorage};
 
 pub const URL_VARIABLE: &str = "FSMSTORE_TEST_POSTGRES_URL";
 
@@ -35,11 +35,10 @@ pub struct PgBackend {
 }
 
 impl PgBackend {
-    fn config(options: StorageOptions) -> PgConfig {
-        PgConfig::from_url(&url())
-            .expect("valid URL")
-            .pool_max(8)
-            .options(options)
+    fn config(options: StorageOptions) -> Result<PgConfig> {
+        let mut config = PgConfig::from_url(&url()).expect("valid URL");
+        config.options.pool_max = 8;
+        config.options(options)
     }
 }
 
@@ -49,12 +48,8 @@ impl Backend for PgBackend {
         "postgres".into()
     }
 
-    async fn open_inspect(&self, options: StorageOptions) -> Result<Arc<dyn Inspect>> {
-        Ok(Arc::new(PgStorage::open(Self::config(options)).await?))
-    }
-
-    async fn migrator(&self, options: StorageOptions) -> Result<Box<dyn Migrator>> {
-        Ok(Box::new(PgMigrator::new(Self::config(options))?))
+    async fn open_database(&self, options: StorageOptions) -> Result<Database> {
+        PgStorage::open(Self::config(options)?).await?.database()
     }
 
     async fn cleanup(&self, options: &StorageOptions) -> Result<()> {

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use fsmstore::core::sql::MysqlQueries;
+use fsmstore::core::Dialect;
 use fsmstore::mysql::sqlx::mysql::{MySqlConnection, MySqlRow};
 use fsmstore::mysql::sqlx::{self, AssertSqlSafe, Connection, Row, SqlSafeStr, SqlStr};
 use fsmstore::mysql::MysqlConfig;
-use fsmstore::sql::MysqlQueries;
-use fsmstore::{Data, Dialect, TableName};
+use fsmstore::{Data, TableName};
 use tokio::sync::Mutex;
 
 use super::floor_id;

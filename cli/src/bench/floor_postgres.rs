@@ -1,11 +1,12 @@
 //! The PostgreSQL floor: tokio-postgres on one connection, core's statements prepared once.
 
 use anyhow::Context;
+use fsmstore::core::sql::PostgresQueries;
+use fsmstore::core::Dialect;
 use fsmstore::postgres::tokio_postgres::types::Json;
 use fsmstore::postgres::tokio_postgres::{Client, NoTls, Statement};
 use fsmstore::postgres::PgConfig;
-use fsmstore::sql::PostgresQueries;
-use fsmstore::{Data, Dialect, TableName};
+use fsmstore::{Data, TableName};
 
 use super::floor_id;
 use super::workload::{Target, STATE};

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use fsmstore::sql::SqliteQueries;
+use fsmstore::core::sql::SqliteQueries;
 use fsmstore::sqlite::rusqlite::{self, Connection, OptionalExtension, TransactionBehavior};
 use fsmstore::sqlite::{SqliteConfig, SqliteLocation};
 use fsmstore::{Data, TableName};

@@ -16,7 +16,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use fsmstore::{Dialect, SchemaPolicy, Scheme, Storage, StorageOptions, TableName};
+use fsmstore::migrate::Dialect;
+use fsmstore::{SchemaPolicy, Scheme, Storage, StorageOptions, TableName};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use self::floor_mysql::MysqlFloor;
@@ -90,21 +91,15 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
         .table(&format!("bench_{pid}"))?
         .version_table(&format!("bench_{pid}_ver"))?
         .schema(SchemaPolicy::Upgrade);
-    let storage = fsmstore::connect_with(url, options.clone())
+    let db = fsmstore::open_with(url, options.clone())
         .await
         .context("open the storage")?;
-    let result = measure(url, args, &options, &storage).await;
-    let closed = storage.close().await;
-    let dropped = async {
-        fsmstore::migrator(url, options.clone())
-            .await?
-            .drop_tables()
-            .await
-    }
-    .await;
+    let result = measure(url, args, &options, &db.storage()).await;
+    let dropped = async { db.migrator()?.drop_tables().await }.await;
+    let closed = db.close().await;
     let report = result?;
-    closed?;
     dropped.context("drop the scratch tables")?;
+    closed?;
     Ok(report)
 }
 

@@ -1,0 +1,109 @@
+//! [`Database`]: one handle per database and FSM table, handing out every view of it over
+//! one pool.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::inspect::Inspect;
+use crate::migrator::Migrator;
+use crate::options::StorageOptions;
+use crate::storage::Storage;
+
+/// One database and FSM table, opened once: the bot's [`Storage`], the operator's
+/// [`Inspect`] and the [`Migrator`], all over the same connections.
+///
+/// Cheap to clone (clones share everything). Open one with `fsmstore::open(url)` or a
+/// backend's `database()`; a backend outside this workspace builds one with
+/// [`Database::new`].
+///
+/// Closing: [`Database::close`] closes the pool, and with it every view handed out.
+/// Dropping the last handle and view without closing is fine too: the connections are
+/// closed when the pool is dropped (pending statements finish or are cut off by the
+/// server; nothing acknowledged is lost).
+///
+/// ```
+/// use fsmstore_core::{Database, MemoryStorage, StorageKey};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let db = Database::new("memory", std::sync::Arc::new(MemoryStorage::new()), None);
+/// let storage = db.storage();
+/// storage.set_state(&StorageKey::new(1, 2, 3), Some("Form:name")).await?;
+/// assert_eq!(db.inspect().stats().await?.rows, 1);
+/// assert!(db.migrator().is_err()); // an in-memory store has no schema
+/// # Ok::<(), fsmstore_core::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Database {
+    backend: &'static str,
+    storage: Arc<dyn Inspect>,
+    migrator: Option<Arc<dyn Migrator>>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("backend", &self.backend)
+            .field("table", &self.storage.options().table)
+            .field("migrations", &self.migrator.is_some())
+            .finish()
+    }
+}
+
+impl Database {
+    /// A handle over `storage` and, for a backend with a schema, its `migrator` (which
+    /// must share the storage's connections). `backend` names it in messages.
+    pub fn new(
+        backend: &'static str,
+        storage: Arc<dyn Inspect>,
+        migrator: Option<Arc<dyn Migrator>>,
+    ) -> Self {
+        Database {
+            backend,
+            storage,
+            migrator,
+        }
+    }
+
+    /// The backend's name (`sqlite`, `postgres`, `mysql`, …).
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// The options the database was opened with.
+    pub fn options(&self) -> &StorageOptions {
+        self.storage.options()
+    }
+
+    /// The per-key storage bots use.
+    pub fn storage(&self) -> Arc<dyn Storage> {
+        self.storage.clone()
+    }
+
+    /// The whole-table operations operators use (list, stats, purge).
+    pub fn inspect(&self) -> Arc<dyn Inspect> {
+        Arc::clone(&self.storage)
+    }
+
+    /// The migrator of the FSM table, reading through the same pool (each migration run
+    /// takes the backend's lock on a connection of its own).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a backend without a schema (an in-memory or key-value store).
+    pub fn migrator(&self) -> Result<Arc<dyn Migrator>> {
+        self.migrator.clone().ok_or_else(|| {
+            Error::Config(format!(
+                "the {} backend has no schema to migrate",
+                self.backend
+            ))
+        })
+    }
+
+    /// Closes the pool: every view handed out fails with [`Error::Closed`] afterwards.
+    /// Closing twice is fine.
+    ///
+    /// # Errors
+    /// Database errors while shutting down.
+    pub async fn close(&self) -> Result<()> {
+        self.storage.close().await
+    }
+}
