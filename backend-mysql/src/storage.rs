@@ -47,6 +47,7 @@ struct Statements {
     upsert_data: SqlStr,
     clear_data: SqlStr,
     delete_if_empty: SqlStr,
+    upsert_record: SqlStr,
     lock_row: SqlStr,
     delete: SqlStr,
     count: SqlStr,
@@ -69,6 +70,7 @@ impl Statements {
             upsert_data: sql(&q.row.upsert_data),
             clear_data: sql(&q.row.clear_data),
             delete_if_empty: sql(&q.delete_if_empty),
+            upsert_record: sql(&q.upsert_record),
             lock_row: sql(&q.lock_row),
             delete: sql(&q.row.delete),
             count: sql(&q.row.count),
@@ -190,16 +192,19 @@ async fn execute(
     query.execute(&mut *conn).await.map(drop)
 }
 
-/// `update_data` in one transaction: core's `lock_row` upsert takes an exclusive row lock
-/// from the start (inserting an empty row for a cold key, so there is no shared-to-exclusive
-/// upgrade to deadlock on), then the row is read, merged in Rust with `dict.update`
-/// semantics and written. Concurrent updates of one key queue on the row lock. The outer
-/// `Result` is the database's (retried); the inner one is stored data that is not an object.
+/// `update_data` and `transition` in one transaction: core's `lock_row` upsert takes an
+/// exclusive row lock from the start (inserting an empty row for a cold key, so there is no
+/// shared-to-exclusive upgrade to deadlock on), then the row is read, merged in Rust with
+/// `dict.update` semantics and written. Concurrent updates of one key queue on the row
+/// lock. `state` is `Some(new state)` for a transition (the row goes when it ends up
+/// empty), `None` to keep it. The outer `Result` is the database's (retried); the inner one
+/// is stored data that is not an object.
 async fn merge_locked(
     conn: &mut MySqlConnection,
     sql: &Statements,
     id: &str,
     patch: &Data,
+    state: Option<Option<&str>>,
 ) -> sqlx::Result<Result<Data>> {
     let mut tx = conn.begin().await?;
     execute(&mut tx, &sql.lock_row, id, None).await?;
@@ -215,7 +220,18 @@ async fn merge_locked(
         Ok(text) => text,
         Err(err) => return Ok(Err(Error::Serialization(err))),
     };
-    execute(&mut tx, &sql.upsert_data, id, Some(&text)).await?;
+    match state {
+        None => execute(&mut tx, &sql.upsert_data, id, Some(&text)).await?,
+        Some(None) if data.is_empty() => execute(&mut tx, &sql.delete, id, None).await?,
+        Some(state) => {
+            sqlx::query(sql.upsert_record.clone())
+                .bind(id)
+                .bind(state)
+                .bind(&text)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
     tx.commit().await?;
     Ok(Ok(data))
 }
@@ -296,7 +312,28 @@ impl Storage for MysqlStorage {
         // The limit applies to the patch, as on backends that merge inside the database.
         validate_data(&id, patch, self.options().max_data_bytes)?;
         let sql = &self.inner.sql;
-        retrying!(self, |conn| merge_locked(conn, sql, &id, patch))?
+        retrying!(self, |conn| merge_locked(conn, sql, &id, patch, None))?
+    }
+
+    async fn transition(
+        &self,
+        key: &StorageKey,
+        state: Option<&str>,
+        patch: &Data,
+    ) -> Result<Data> {
+        let id = self.options().row_id(key)?;
+        if let Some(state) = state {
+            validate_state(state)?;
+        }
+        validate_data(&id, patch, self.options().max_data_bytes)?;
+        let sql = &self.inner.sql;
+        retrying!(self, |conn| merge_locked(
+            conn,
+            sql,
+            &id,
+            patch,
+            Some(state)
+        ))?
     }
 
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {

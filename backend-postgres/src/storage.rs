@@ -214,6 +214,29 @@ impl Storage for PgStorage {
         }
     }
 
+    async fn transition(
+        &self,
+        key: &StorageKey,
+        state: Option<&str>,
+        patch: &Data,
+    ) -> Result<Data> {
+        let id = self.options().row_id(key)?;
+        if let Some(state) = state {
+            validate_state(state)?;
+        }
+        validate_data(&id, patch, self.options().max_data_bytes)?;
+        let q = &self.inner.queries;
+        // No state and nothing to merge may leave the row empty: `clear_state` deletes it
+        // then, in the same statement, and returns the data otherwise.
+        let row = if state.is_none() && patch.is_empty() {
+            self.query_opt(&q.row.clear_state, &[&id]).await?
+        } else {
+            self.query_opt(&q.transition, &[&id, &state, &Json(patch)])
+                .await?
+        };
+        row.map_or_else(|| Ok(Data::new()), |row| data_of(&id, &row, 0))
+    }
+
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
         let id = self.options().row_id(key)?;
         let row = self

@@ -147,6 +147,39 @@ fn clear_field(
     tx.commit().map_err(from_sqlite)
 }
 
+/// Reads, merges `patch` and writes inside one `BEGIN IMMEDIATE`: the write lock is held
+/// from the first read, so no other connection or process can interleave. `state` is
+/// `Some(new state)` for a transition (the row goes when it ends up empty) and `None` to
+/// keep the state (`update_data`, whose non-empty patch never empties the row).
+fn merge_locked(
+    conn: &mut Connection,
+    q: &SqliteQueries,
+    id: &str,
+    patch: &Data,
+    state: Option<Option<&str>>,
+) -> Result<Data> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(from_sqlite)?;
+    let mut data = select_data(&tx, q, id)?;
+    merge_shallow(&mut data, patch);
+    let text = serde_json::to_string(&data).map_err(Error::Serialization)?;
+    match state {
+        None => tx
+            .prepare_cached(&q.row.upsert_data)
+            .and_then(|mut s| s.execute([id, &text])),
+        Some(None) if data.is_empty() => tx
+            .prepare_cached(&q.row.delete)
+            .and_then(|mut s| s.execute([id])),
+        Some(state) => tx
+            .prepare_cached(&q.upsert_record)
+            .and_then(|mut s| s.execute(rusqlite::params![id, state, text])),
+    }
+    .map_err(from_sqlite)?;
+    tx.commit().map_err(from_sqlite)?;
+    Ok(data)
+}
+
 fn select_data(conn: &Connection, queries: &SqliteQueries, id: &str) -> Result<Data> {
     let text: Option<String> = conn
         .prepare_cached(&queries.row.get_data)
@@ -220,22 +253,24 @@ impl Storage for SqliteStorage {
         // The limit applies to the patch, as on backends that merge inside the database.
         validate_data(&id, patch, self.options.max_data_bytes)?;
         let patch = patch.clone();
-        // Read, merge and write inside one BEGIN IMMEDIATE: the write lock is held from the
-        // first read, so no other connection or process can interleave.
-        self.write(move |conn, q| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(from_sqlite)?;
-            let mut data = select_data(&tx, q, &id)?;
-            merge_shallow(&mut data, &patch);
-            let text = serde_json::to_string(&data).map_err(Error::Serialization)?;
-            tx.prepare_cached(&q.row.upsert_data)
-                .and_then(|mut s| s.execute([&id, &text]))
-                .map_err(from_sqlite)?;
-            tx.commit().map_err(from_sqlite)?;
-            Ok(data)
-        })
-        .await
+        self.write(move |conn, q| merge_locked(conn, q, &id, &patch, None))
+            .await
+    }
+
+    async fn transition(
+        &self,
+        key: &StorageKey,
+        state: Option<&str>,
+        patch: &Data,
+    ) -> Result<Data> {
+        let id = self.options.row_id(key)?;
+        if let Some(state) = state {
+            validate_state(state)?;
+        }
+        validate_data(&id, patch, self.options.max_data_bytes)?;
+        let (state, patch) = (state.map(str::to_owned), patch.clone());
+        self.write(move |conn, q| merge_locked(conn, q, &id, &patch, Some(state.as_deref())))
+            .await
     }
 
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {

@@ -1,7 +1,7 @@
 //! The conformance suite every fsmstore backend passes.
 //!
 //! Every case is a public `async fn(Ctx)` in [`cases`], grouped by module: `keys`, `state`,
-//! `data`, `update`, `lifecycle`, `payload`, `persistence`, `inspect`, `reference` (the storage group) and
+//! `data`, `update`, `transition`, `lifecycle`, `payload`, `persistence`, `inspect`, `reference` (the storage group) and
 //! `migrations` (the schema group). A case panics on failure, like a test.
 //!
 //! A backend implements [`Backend`] (open a storage or a migrator with given options,
@@ -88,6 +88,12 @@ macro_rules! __storage_cases {
             update::concurrent_update_data_cold_key,
             update::concurrent_update_data_warm_key,
             update::concurrent_writers_on_distinct_keys,
+            transition::transition_on_absent_key_creates,
+            transition::transition_sets_state_and_merges,
+            transition::transition_to_no_state,
+            transition::transition_with_empty_patch_moves_the_state,
+            transition::invalid_transition_writes_nothing,
+            transition::concurrent_transitions_lose_nothing,
             lifecycle::clear_removes_state_and_data,
             lifecycle::row_holding_neither_is_deleted,
             lifecycle::clear_of_absent_key_is_fine,

@@ -138,9 +138,31 @@ impl Storage for MemoryStorage {
     }
 
     async fn update_data(&self, key: &StorageKey, patch: &Data) -> Result<Data> {
+        if patch.is_empty() {
+            // Writes nothing, so `updated_at` stays as it was.
+            return Ok(self.read(key)?.data);
+        }
         let limit = self.options.max_data_bytes;
         self.modify(key, |id, record| {
             validate_data(id, patch, limit)?;
+            merge_shallow(&mut record.data, patch);
+            Ok(record.data.clone())
+        })
+    }
+
+    async fn transition(
+        &self,
+        key: &StorageKey,
+        state: Option<&str>,
+        patch: &Data,
+    ) -> Result<Data> {
+        if let Some(state) = state {
+            validate_state(state)?;
+        }
+        let limit = self.options.max_data_bytes;
+        self.modify(key, |id, record| {
+            validate_data(id, patch, limit)?;
+            record.state = state.map(str::to_owned);
             merge_shallow(&mut record.data, patch);
             Ok(record.data.clone())
         })

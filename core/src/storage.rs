@@ -62,6 +62,20 @@ pub trait Storage: Send + Sync {
     /// [`Storage::get_data`].
     async fn update_data(&self, key: &StorageKey, patch: &Data) -> Result<Data>;
 
+    /// Moves the dialogue of `key` to `state` (`None` clears it) and merges `patch` into
+    /// its data as [`Storage::update_data`] does, atomically: one statement on
+    /// PostgreSQL, one locked transaction on SQLite and MySQL. Returns the merged data.
+    /// When it leaves neither state nor data, the row is deleted.
+    ///
+    /// This is the step from one form question to the next: without it, `update_data`
+    /// then `set_state` are two writes another handler can come between.
+    ///
+    /// # Errors
+    /// As [`Storage::set_state`] and [`Storage::update_data`]; nothing is written when
+    /// either the state or the patch is invalid.
+    async fn transition(&self, key: &StorageKey, state: Option<&str>, patch: &Data)
+        -> Result<Data>;
+
     /// The value of `field` in the data of `key`; `None` when absent (a stored `null` is
     /// `Some(Value::Null)`).
     ///

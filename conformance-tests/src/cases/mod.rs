@@ -9,6 +9,7 @@ pub mod payload;
 pub mod persistence;
 pub mod reference;
 pub mod state;
+pub mod transition;
 pub mod update;
 
 use fsmstore_core::{Data, StorageKey};

@@ -39,7 +39,7 @@ fn object(rng: &mut Rng, max_fields: u64) -> Data {
         .collect()
 }
 
-/// 400 random operations on 6 keys, each applied to the backend and to a `MemoryStorage`:
+/// 400 random operations (every write, including `transition`) on 6 keys, each applied to the backend and to a `MemoryStorage`:
 /// every result and the final contents must be equal.
 pub async fn matches_memory_storage_on_random_operations(ctx: Ctx) {
     let s = ctx.storage().await;
@@ -49,7 +49,7 @@ pub async fn matches_memory_storage_on_random_operations(ctx: Ctx) {
     let keys: Vec<StorageKey> = (1..=6).map(|n| StorageKey::new(42, -n, n)).collect();
     for step in 0..400 {
         let k = &keys[rng.below(keys.len() as u64) as usize];
-        let op = rng.below(8);
+        let op = rng.below(9);
         let context = format!("seed {seed:#x}, step {step}, op {op}, key {k:?}");
         match op {
             0 => {
@@ -80,6 +80,16 @@ pub async fn matches_memory_storage_on_random_operations(ctx: Ctx) {
                     reference.get_value(k, &field).await.unwrap(),
                     "get_value: {context}"
                 );
+            }
+            8 => {
+                let state = (rng.below(3) != 0).then(|| format!("S{}", rng.below(4)));
+                let patch = object(&mut rng, 2);
+                let got = s.transition(k, state.as_deref(), &patch).await.unwrap();
+                let want = reference
+                    .transition(k, state.as_deref(), &patch)
+                    .await
+                    .unwrap();
+                assert_eq!(got, want, "transition: {context}");
             }
             6 => assert_eq!(
                 s.get_record(k).await.unwrap(),
