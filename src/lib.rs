@@ -5,7 +5,7 @@
 //! one async API, with versioned per-dialect migrations and a shared conformance suite.
 //!
 //! ```
-//! use fsmstore::{Data, StorageKey};
+//! use fsmstore::{data, StorageKey};
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! // One handle per database: the bot's storage, the operator's inspect and the
 //! // migrator share its connections.
@@ -13,8 +13,7 @@
 //! let storage = db.storage();
 //! let key = StorageKey::new(42, -100, 7); // bot, chat, user
 //! storage.set_state(&key, Some("Form:name")).await?;
-//! let patch = Data::from_iter([("name".to_owned(), "Ann".into())]);
-//! let data = storage.update_data(&key, &patch).await?;
+//! let data = storage.update_data(&key, &data!({"name": "Ann"})).await?;
 //! assert_eq!(data["name"], "Ann");
 //! assert_eq!(db.migrator()?.current().await?, db.migrator()?.migrations().head());
 //! assert_eq!(db.inspect().stats().await?.rows, 1);
@@ -33,8 +32,9 @@
 use std::sync::Arc;
 
 pub use fsmstore_core::{
-    serde_json, Data, Database, DefaultKeyBuilder, Error, ErrorKind, KeyBuilder, Record, Result,
-    SchemaPolicy, Storage, StorageExt, StorageKey, StorageOptions, TableName, DEFAULT_DESTINY,
+    data, serde_json, states, Data, Database, DefaultKeyBuilder, Dialogue, DialogueState, Error,
+    ErrorKind, IntoState, KeyBuilder, Record, Result, SchemaPolicy, Storage, StorageExt,
+    StorageKey, StorageOptions, TableName, DEFAULT_DESTINY,
 };
 
 /// `fsmstore-core`, the contract crate, whole: for backend authors and tools.

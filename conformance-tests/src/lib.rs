@@ -94,6 +94,7 @@ macro_rules! __storage_cases {
             transition::transition_with_empty_patch_moves_the_state,
             transition::invalid_transition_writes_nothing,
             transition::concurrent_transitions_lose_nothing,
+            transition::dialogue_walks_a_typed_form,
             lifecycle::clear_removes_state_and_data,
             lifecycle::row_holding_neither_is_deleted,
             lifecycle::clear_of_absent_key_is_fine,

@@ -82,6 +82,23 @@ pub fn validate_data(key: &str, data: &Data, limit: usize) -> Result<String> {
     Ok(text)
 }
 
+/// A [`Data`] object from a JSON object literal, as `serde_json::json!` takes it.
+///
+/// ```
+/// let data = fsmstore_core::data!({"name": "Ann", "age": 30, "tags": ["a"]});
+/// assert_eq!(data["age"], 30);
+/// ```
+#[macro_export]
+macro_rules! data {
+    ({ $($body:tt)* }) => {
+        match $crate::serde_json::json!({ $($body)* }) {
+            $crate::serde_json::Value::Object(map) => map,
+            // Invariant: an object literal always makes an object.
+            _ => ::std::unreachable!("a JSON object literal is an object"),
+        }
+    };
+}
+
 /// Parses stored JSON text back into [`Data`].
 ///
 /// # Errors

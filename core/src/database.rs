@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
+use crate::dialogue::Dialogue;
 use crate::error::{Error, Result};
 use crate::inspect::Inspect;
+use crate::key::StorageKey;
 use crate::migrator::Migrator;
 use crate::options::StorageOptions;
 use crate::storage::Storage;
@@ -77,6 +79,11 @@ impl Database {
     /// The per-key storage bots use.
     pub fn storage(&self) -> Arc<dyn Storage> {
         self.storage.clone()
+    }
+
+    /// The dialogue of `key`: state, data, typed patches and atomic transitions.
+    pub fn dialogue(&self, key: StorageKey) -> Dialogue {
+        Dialogue::new(self.storage(), key)
     }
 
     /// The whole-table operations operators use (list, stats, purge).

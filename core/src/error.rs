@@ -51,6 +51,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A stored state that the caller's typed states ([`DialogueState`](crate::DialogueState))
+    /// do not name: written by another version of the bot, or by hand.
+    #[error("stored state {state:?} is not a state of {type_name}")]
+    UnknownState {
+        /// The stored state.
+        state: String,
+        /// The type it was read as.
+        type_name: &'static str,
+    },
     /// A configuration or URL that can not be used.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -176,7 +185,7 @@ impl Error {
             | Error::MigrationDirty { .. }
             | Error::Migration(_)
             | Error::MigrationFailed { .. } => ErrorKind::Schema,
-            Error::CorruptData { .. } => ErrorKind::CorruptData,
+            Error::CorruptData { .. } | Error::UnknownState { .. } => ErrorKind::CorruptData,
             Error::Closed => ErrorKind::Closed,
             Error::Connection { .. } => ErrorKind::Connection,
             Error::Database { .. } => ErrorKind::Database,

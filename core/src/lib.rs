@@ -31,6 +31,7 @@
 mod data;
 mod database;
 mod dialect;
+mod dialogue;
 mod error;
 mod inspect;
 mod key;
@@ -52,6 +53,7 @@ pub use data::{
 };
 pub use database::Database;
 pub use dialect::Dialect;
+pub use dialogue::{patch_from, Dialogue, DialogueState, IntoState};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use inspect::{now_ms, Inspect, StoredRow, TableStats};
 pub use key::{DefaultKeyBuilder, KeyBuilder, StorageKey, DEFAULT_DESTINY, MAX_KEY_BYTES};

@@ -135,3 +135,49 @@ pub async fn concurrent_transitions_lose_nothing(ctx: Ctx) {
     let state = record.state.expect("a state");
     assert!(state.starts_with("Step:"), "{state}");
 }
+
+fsmstore_core::states! {
+    enum Form in "Form" {
+        Name => "name",
+        Age => "age",
+    }
+}
+
+/// A typed form walked through [`Dialogue`](fsmstore_core::Dialogue) on the backend:
+/// typed states round-trip, `None` fields of a typed patch do not overwrite stored ones,
+/// an unknown stored state is its own error.
+pub async fn dialogue_walks_a_typed_form(ctx: Ctx) {
+    #[derive(serde::Serialize, serde::Deserialize, Default, Debug, PartialEq)]
+    struct Answers {
+        name: Option<String>,
+        age: Option<u32>,
+    }
+    let s = ctx.storage().await;
+    let dialogue = fsmstore_core::Dialogue::new(Arc::clone(&s), key(1));
+    dialogue.set_state(Form::Name).await.unwrap();
+    let answers = Answers {
+        name: Some("Ann".into()),
+        ..Default::default()
+    };
+    dialogue.transition(Form::Age, &answers).await.unwrap();
+    let answers = Answers {
+        age: Some(30),
+        ..Default::default()
+    };
+    dialogue.update(&answers).await.unwrap();
+    assert_eq!(dialogue.state_as::<Form>().await.unwrap(), Some(Form::Age));
+    assert_eq!(
+        dialogue.data_as::<Answers>().await.unwrap(),
+        Answers {
+            name: Some("Ann".into()),
+            age: Some(30)
+        }
+    );
+    s.set_state(&key(1), Some("Form:nmae")).await.unwrap();
+    assert!(matches!(
+        dialogue.state_as::<Form>().await,
+        Err(fsmstore_core::Error::UnknownState { .. })
+    ));
+    dialogue.finish().await.unwrap();
+    assert_eq!(s.key_count().await.unwrap(), 0);
+}

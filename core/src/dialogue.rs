@@ -1,0 +1,287 @@
+//! [`Dialogue`]: one conversation on a storage, in the spirit of aiogram's `FSMContext`,
+//! and [`DialogueState`], typed state names.
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::data::{Data, Record};
+use crate::error::{Error, Result};
+use crate::key::StorageKey;
+use crate::storage::{object_from, Storage, StorageExt};
+
+/// A state a dialogue can be in, with its stored name (`"Group:state"`, aiogram's
+/// `StatesGroup` layout). Declare one with [`states!`](crate::states), so `"Form:nmae"`
+/// can not compile.
+pub trait DialogueState: Sized + Send + Sync {
+    /// The stored name.
+    fn name(&self) -> &'static str;
+
+    /// The state a stored name stands for; `None` for a name this type does not know.
+    fn from_name(name: &str) -> Option<Self>;
+}
+
+/// Declares an enum of dialogue states and its [`DialogueState`] names,
+/// `"<group>:<state>"`.
+///
+/// ```
+/// fsmstore_core::states! {
+///     /// The questions of the sign-up form.
+///     pub enum Form in "Form" {
+///         Name => "name",
+///         Age => "age",
+///     }
+/// }
+/// use fsmstore_core::DialogueState;
+/// assert_eq!(Form::Age.name(), "Form:age");
+/// assert_eq!(Form::from_name("Form:name"), Some(Form::Name));
+/// assert_eq!(Form::from_name("Form:nmae"), None);
+/// ```
+#[macro_export]
+macro_rules! states {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident in $group:literal {
+            $($(#[$variant_meta:meta])* $variant:ident => $state:literal),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        $vis enum $name {
+            $($(#[$variant_meta])* $variant),+
+        }
+
+        impl $crate::DialogueState for $name {
+            fn name(&self) -> &'static str {
+                match self {
+                    $($name::$variant => concat!($group, ":", $state)),+
+                }
+            }
+
+            fn from_name(name: &str) -> ::std::option::Option<Self> {
+                match name {
+                    $(concat!($group, ":", $state) => ::std::option::Option::Some($name::$variant),)+
+                    _ => ::std::option::Option::None,
+                }
+            }
+        }
+    };
+}
+
+/// What [`Dialogue::set_state`] and [`Dialogue::transition`] accept as the next state: a
+/// typed [`DialogueState`], a name (`&str`, `String`), or `Option<&str>` (`None` leaves no
+/// state).
+pub trait IntoState {
+    /// The stored name, or `None` for no state.
+    fn state_name(&self) -> Option<&str>;
+}
+
+impl<S: DialogueState> IntoState for S {
+    fn state_name(&self) -> Option<&str> {
+        Some(self.name())
+    }
+}
+
+impl IntoState for &str {
+    fn state_name(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl IntoState for String {
+    fn state_name(&self) -> Option<&str> {
+        Some(self)
+    }
+}
+
+impl IntoState for Option<&str> {
+    fn state_name(&self) -> Option<&str> {
+        *self
+    }
+}
+
+/// One conversation: a key on a storage, with the calls a handler makes.
+///
+/// Typed patches ([`Dialogue::update`], [`Dialogue::transition`]) leave out fields that
+/// serialize to `null`, so a form struct with `Option` fields updates only what it holds:
+/// `Form { age: Some(30), ..Default::default() }` never writes `name: null` over a stored
+/// name. To store a `null`, use [`Storage::update_data`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use fsmstore_core::{Dialogue, MemoryStorage, StorageKey};
+///
+/// fsmstore_core::states! {
+///     pub enum Form in "Form" { Name => "name", Age => "age" }
+/// }
+/// #[derive(serde::Serialize, serde::Deserialize, Default, Debug, PartialEq)]
+/// struct Answers { name: Option<String>, age: Option<u32> }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let dialogue = Dialogue::new(Arc::new(MemoryStorage::new()), StorageKey::new(42, -100, 7));
+/// dialogue.set_state(Form::Name).await?;
+/// // The answer and the next question in one atomic write.
+/// let answers = Answers { name: Some("Ann".into()), ..Default::default() };
+/// dialogue.transition(Form::Age, &answers).await?;
+/// let answers = Answers { age: Some(30), ..Default::default() };
+/// dialogue.update(&answers).await?; // `name: None` is left out, not written as null
+/// assert_eq!(dialogue.state_as::<Form>().await?, Some(Form::Age));
+/// assert_eq!(
+///     dialogue.data_as::<Answers>().await?,
+///     Answers { name: Some("Ann".into()), age: Some(30) },
+/// );
+/// dialogue.finish().await?;
+/// # Ok::<(), fsmstore_core::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Dialogue {
+    storage: Arc<dyn Storage>,
+    key: StorageKey,
+}
+
+impl std::fmt::Debug for Dialogue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialogue").field("key", &self.key).finish()
+    }
+}
+
+impl Dialogue {
+    /// The dialogue of `key` on `storage`.
+    pub fn new(storage: Arc<dyn Storage>, key: StorageKey) -> Self {
+        Dialogue { storage, key }
+    }
+
+    /// Its key.
+    pub fn key(&self) -> &StorageKey {
+        &self.key
+    }
+
+    /// Its storage.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// The state, as stored; `None` when there is none.
+    ///
+    /// # Errors
+    /// As [`Storage::get_state`].
+    pub async fn state(&self) -> Result<Option<String>> {
+        self.storage.get_state(&self.key).await
+    }
+
+    /// The state as a typed `S`; `None` when there is none.
+    ///
+    /// # Errors
+    /// [`Error::UnknownState`] for a stored name `S` does not know; as [`Dialogue::state`].
+    pub async fn state_as<S: DialogueState>(&self) -> Result<Option<S>> {
+        match self.state().await? {
+            None => Ok(None),
+            Some(name) => S::from_name(&name).map(Some).ok_or(Error::UnknownState {
+                state: name,
+                type_name: std::any::type_name::<S>(),
+            }),
+        }
+    }
+
+    /// Sets the state (`None` clears it); the data is untouched.
+    ///
+    /// # Errors
+    /// As [`Storage::set_state`].
+    pub async fn set_state(&self, state: impl IntoState + Send) -> Result<()> {
+        self.storage.set_state(&self.key, state.state_name()).await
+    }
+
+    /// The data, an owned copy; `{}` when never set.
+    ///
+    /// # Errors
+    /// As [`Storage::get_data`].
+    pub async fn data(&self) -> Result<Data> {
+        self.storage.get_data(&self.key).await
+    }
+
+    /// The data deserialized into `T`.
+    ///
+    /// # Errors
+    /// [`Error::Serialization`] when the data does not fit `T`; as [`Dialogue::data`].
+    pub async fn data_as<T: DeserializeOwned>(&self) -> Result<T> {
+        self.storage.get_data_as(&self.key).await
+    }
+
+    /// State and data in one round trip.
+    ///
+    /// # Errors
+    /// As [`Storage::get_record`].
+    pub async fn record(&self) -> Result<Record> {
+        self.storage.get_record(&self.key).await
+    }
+
+    /// Merges the fields of `patch` that are not `null` into the data (see the type's
+    /// docs) and returns the merged data.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when `patch` is not an object; as [`Storage::update_data`].
+    pub async fn update<T: Serialize + Sync + ?Sized>(&self, patch: &T) -> Result<Data> {
+        let patch = patch_from(patch)?;
+        self.storage.update_data(&self.key, &patch).await
+    }
+
+    /// Moves to `state` and merges the fields of `patch` that are not `null`, in one atomic
+    /// write ([`Storage::transition`]); returns the merged data.
+    ///
+    /// # Errors
+    /// As [`Dialogue::update`] and [`Storage::transition`].
+    pub async fn transition<T: Serialize + Sync + ?Sized>(
+        &self,
+        state: impl IntoState + Send,
+        patch: &T,
+    ) -> Result<Data> {
+        let patch = patch_from(patch)?;
+        self.storage
+            .transition(&self.key, state.state_name(), &patch)
+            .await
+    }
+
+    /// Ends the dialogue: no state, no data, no row.
+    ///
+    /// # Errors
+    /// As [`Storage::clear`].
+    pub async fn finish(&self) -> Result<()> {
+        self.storage.clear(&self.key).await
+    }
+}
+
+/// `value` serialized, without its top-level `null` fields.
+///
+/// # Errors
+/// As [`object_from`].
+pub fn patch_from<T: Serialize + ?Sized>(value: &T) -> Result<Data> {
+    let mut patch = object_from(value)?;
+    patch.retain(|_, field| !field.is_null());
+    Ok(patch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn typed_patches_leave_out_null_fields_only() {
+        #[derive(Serialize)]
+        struct Form {
+            name: Option<String>,
+            age: Option<u32>,
+            tags: Vec<String>,
+        }
+        let patch = patch_from(&Form {
+            name: None,
+            age: Some(30),
+            tags: vec![],
+        })
+        .unwrap();
+        assert_eq!(Value::Object(patch), json!({"age": 30, "tags": []}));
+        assert!(patch_from(&json!([1])).is_err());
+    }
+}
