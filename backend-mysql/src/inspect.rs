@@ -7,6 +7,7 @@ use fsmstore_core::{Dialect, Inspect, Result, StoredRow, TableName, TableStats};
 use sqlx::mysql::MySqlRow;
 use sqlx::{Row, SqlStr};
 
+use crate::call::{Access, Phase};
 use crate::error::from_sqlx;
 use crate::storage::{data_column, sql, MysqlStorage};
 
@@ -59,34 +60,69 @@ impl Inspect for MysqlStorage {
         after: Option<&str>,
         limit: u64,
     ) -> Result<Vec<StoredRow>> {
-        let q = &self.inner.inspect;
-        let after = after.unwrap_or("");
-        let rows = retrying!(self, |conn| {
-            let query = match state {
-                Some(state) => sqlx::query(q.list_by_state.clone()).bind(state),
-                None => sqlx::query(q.list.clone()),
-            };
-            query.bind(after).bind(limit).fetch_all(&mut *conn)
-        })?;
+        let args = (&self.inner.inspect, state, after.unwrap_or(""), limit);
+        let rows = self
+            .call(
+                "list_rows",
+                Access::Read,
+                args,
+                |conn, (q, state, after, limit)| {
+                    Box::pin(async move {
+                        let query = match state {
+                            Some(state) => sqlx::query(q.list_by_state.clone()).bind(*state),
+                            None => sqlx::query(q.list.clone()),
+                        };
+                        query
+                            .bind(*after)
+                            .bind(*limit)
+                            .fetch_all(&mut *conn)
+                            .await
+                            .before()
+                    })
+                },
+            )
+            .await?;
         rows.iter().map(stored_row).collect()
     }
 
     async fn get_row(&self, id: &str) -> Result<Option<StoredRow>> {
-        let q = &self.inner.inspect;
-        let row = retrying!(self, |conn| sqlx::query(q.get_row.clone())
-            .bind(id)
-            .fetch_optional(&mut *conn))?;
+        let args = (&self.inner.inspect, id);
+        let row = self
+            .call("get_row", Access::Read, args, |conn, (q, id)| {
+                Box::pin(async move {
+                    sqlx::query(q.get_row.clone())
+                        .bind(*id)
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .before()
+                })
+            })
+            .await?;
         row.as_ref().map(stored_row).transpose()
     }
 
     async fn stats(&self) -> Result<TableStats> {
         let q = &self.inner.inspect;
-        let per_state: Vec<(Option<String>, i64)> =
-            retrying!(self, |conn| sqlx::query_as(q.count_by_state.clone())
-                .fetch_all(&mut *conn))?;
-        let (rows, oldest_ms, newest_ms): (i64, Option<i64>, Option<i64>) =
-            retrying!(self, |conn| sqlx::query_as(q.time_range.clone())
-                .fetch_one(&mut *conn))?;
+        let per_state: Vec<(Option<String>, i64)> = self
+            .call("stats", Access::Read, q, |conn, q| {
+                Box::pin(async move {
+                    sqlx::query_as(q.count_by_state.clone())
+                        .fetch_all(&mut *conn)
+                        .await
+                        .before()
+                })
+            })
+            .await?;
+        let (rows, oldest_ms, newest_ms): (i64, Option<i64>, Option<i64>) = self
+            .call("stats", Access::Read, q, |conn, q| {
+                Box::pin(async move {
+                    sqlx::query_as(q.time_range.clone())
+                        .fetch_one(&mut *conn)
+                        .await
+                        .before()
+                })
+            })
+            .await?;
         Ok(TableStats {
             rows: count(rows),
             per_state: per_state
@@ -99,19 +135,47 @@ impl Inspect for MysqlStorage {
     }
 
     async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {
-        let q = &self.inner.inspect;
-        let n: i64 = retrying!(self, |conn| sqlx::query_scalar(q.count_older.clone())
-            .bind(cutoff_ms)
-            .fetch_one(&mut *conn))?;
+        let args = (&self.inner.inspect, cutoff_ms);
+        let n: i64 = self
+            .call(
+                "count_older_than",
+                Access::Read,
+                args,
+                |conn, (q, cutoff)| {
+                    Box::pin(async move {
+                        sqlx::query_scalar(q.count_older.clone())
+                            .bind(*cutoff)
+                            .fetch_one(&mut *conn)
+                            .await
+                            .before()
+                    })
+                },
+            )
+            .await?;
         Ok(count(n))
     }
 
     async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {
-        let q = &self.inner.inspect;
-        let done = retrying!(self, |conn| sqlx::query(q.purge_batch.clone())
-            .bind(cutoff_ms)
-            .bind(batch)
-            .execute(&mut *conn))?;
+        let args = (&self.inner.inspect, cutoff_ms, batch);
+        // Replay-safe: running the batch again only deletes more rows that are too old,
+        // so a lost reply is not an unknown outcome.
+        let done = self
+            .call(
+                "purge_older_than",
+                Access::Write,
+                args,
+                |conn, (q, cutoff, batch)| {
+                    Box::pin(async move {
+                        sqlx::query(q.purge_batch.clone())
+                            .bind(*cutoff)
+                            .bind(*batch)
+                            .execute(&mut *conn)
+                            .await
+                            .before()
+                    })
+                },
+            )
+            .await?;
         Ok(done.rows_affected())
     }
 }

@@ -40,13 +40,17 @@ struct Slots {
 }
 
 impl ConnectionStash {
-    /// A connection: the most recently stashed one, else one from `pool`. A caller waiting
-    /// on the pool also takes a connection stashed meanwhile (else the stash could hold
-    /// every connection while callers time out in the pool's queue).
-    pub(crate) async fn checkout(&self, pool: &MySqlPool) -> sqlx::Result<PoolConnection<MySql>> {
+    /// A connection and how long it was idle: the most recently stashed one, else one from
+    /// `pool` (idle for an unknown time: `Duration::MAX`). A caller waiting on the pool also
+    /// takes a connection stashed meanwhile (else the stash could hold every connection
+    /// while callers time out in the pool's queue).
+    pub(crate) async fn checkout(
+        &self,
+        pool: &MySqlPool,
+    ) -> sqlx::Result<(PoolConnection<MySql>, Duration)> {
         loop {
-            if let Some(conn) = self.pop() {
-                return Ok(conn);
+            if let Some(stashed) = self.pop() {
+                return Ok(stashed);
             }
             let stashed = self.stashed.notified();
             tokio::pin!(stashed);
@@ -54,9 +58,9 @@ impl ConnectionStash {
             self.waiting.fetch_add(1, Ordering::SeqCst);
             // Again after registering: one stashed between the first look and now.
             let outcome = match self.pop() {
-                Some(conn) => Some(Ok(conn)),
+                Some(stashed) => Some(Ok(stashed)),
                 None => tokio::select! {
-                    acquired = pool.acquire() => Some(acquired),
+                    acquired = pool.acquire() => Some(acquired.map(|conn| (conn, Duration::MAX))),
                     () = &mut stashed => None,
                 },
             };
@@ -67,10 +71,11 @@ impl ConnectionStash {
         }
     }
 
-    fn pop(&self) -> Option<PoolConnection<MySql>> {
+    fn pop(&self) -> Option<(PoolConnection<MySql>, Duration)> {
         let (conn, since) = self.lock().connections.pop()?;
+        let idle = since.elapsed();
         // Too long idle: dropping hands it to sqlx's pool, which pings it on the way.
-        (since.elapsed() < STASH_IDLE).then_some(conn)
+        (idle < STASH_IDLE).then_some((conn, idle))
     }
 
     /// Keeps the connection of a call that succeeded for the next call.

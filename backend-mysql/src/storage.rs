@@ -13,6 +13,7 @@ use serde_json::Value;
 use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlRow};
 use sqlx::{Acquire, AssertSqlSafe, Row, SqlSafeStr, SqlStr};
 
+use crate::call::{Access, Attempt, Phase};
 use crate::config::MysqlConfig;
 use crate::error::from_sqlx;
 use crate::inspect::InspectStatements;
@@ -192,47 +193,50 @@ async fn execute(
     query.execute(&mut *conn).await.map(drop)
 }
 
+/// What [`merge_locked`] writes: the statements, the row, the patch, and `Some(new state)`
+/// for a transition (the row goes when it ends up empty) or `None` to keep the state.
+struct Merge<'a> {
+    sql: &'a Statements,
+    id: &'a str,
+    patch: &'a Data,
+    state: Option<Option<&'a str>>,
+}
+
 /// `update_data` and `transition` in one transaction: core's `lock_row` upsert takes an
 /// exclusive row lock from the start (inserting an empty row for a cold key, so there is no
 /// shared-to-exclusive upgrade to deadlock on), then the row is read, merged in Rust with
 /// `dict.update` semantics and written. Concurrent updates of one key queue on the row
-/// lock. `state` is `Some(new state)` for a transition (the row goes when it ends up
-/// empty), `None` to keep it. The outer `Result` is the database's (retried); the inner one
-/// is stored data that is not an object.
-async fn merge_locked(
-    conn: &mut MySqlConnection,
-    sql: &Statements,
-    id: &str,
-    patch: &Data,
-    state: Option<Option<&str>>,
-) -> sqlx::Result<Result<Data>> {
-    let mut tx = conn.begin().await?;
-    execute(&mut tx, &sql.lock_row, id, None).await?;
-    let row = select_row(&mut tx, &sql.get_data, id).await?;
+/// lock. Everything before `COMMIT` is rolled back if the connection dies. The inner
+/// `Result` is stored data that is not an object.
+async fn merge_locked(conn: &mut MySqlConnection, m: &Merge<'_>) -> Attempt<Result<Data>> {
+    let (sql, id) = (m.sql, m.id);
+    let mut tx = conn.begin().await.before()?;
+    execute(&mut tx, &sql.lock_row, id, None).await.before()?;
+    let row = select_row(&mut tx, &sql.get_data, id).await.before()?;
     let mut data = match row.map(|row| data_column(&row, 0, id)) {
         Some(Ok(data)) => data,
         None => Data::new(),
         // Dropping the transaction rolls back the lock_row insert.
         Some(Err(err)) => return Ok(Err(err)),
     };
-    merge_shallow(&mut data, patch);
+    merge_shallow(&mut data, m.patch);
     let text = match serde_json::to_string(&data) {
         Ok(text) => text,
         Err(err) => return Ok(Err(Error::Serialization(err))),
     };
-    match state {
-        None => execute(&mut tx, &sql.upsert_data, id, Some(&text)).await?,
-        Some(None) if data.is_empty() => execute(&mut tx, &sql.delete, id, None).await?,
-        Some(state) => {
-            sqlx::query(sql.upsert_record.clone())
-                .bind(id)
-                .bind(state)
-                .bind(&text)
-                .execute(&mut *tx)
-                .await?;
-        }
+    match m.state {
+        None => execute(&mut tx, &sql.upsert_data, id, Some(&text)).await,
+        Some(None) if data.is_empty() => execute(&mut tx, &sql.delete, id, None).await,
+        Some(state) => sqlx::query(sql.upsert_record.clone())
+            .bind(id)
+            .bind(state)
+            .bind(&text)
+            .execute(&mut *tx)
+            .await
+            .map(drop),
     }
-    tx.commit().await?;
+    .before()?;
+    tx.commit().await.applying()?;
     Ok(Ok(data))
 }
 
@@ -243,19 +247,79 @@ async fn clear_field(
     sql: &Statements,
     clear: &SqlStr,
     id: &str,
-) -> sqlx::Result<()> {
-    let mut tx = conn.begin().await?;
-    execute(&mut tx, clear, id, None).await?;
-    execute(&mut tx, &sql.delete_if_empty, id, None).await?;
-    tx.commit().await
+) -> Attempt<()> {
+    let mut tx = conn.begin().await.before()?;
+    execute(&mut tx, clear, id, None).await.before()?;
+    execute(&mut tx, &sql.delete_if_empty, id, None)
+        .await
+        .before()?;
+    tx.commit().await.applying()
+}
+
+impl MysqlStorage {
+    /// A read of the row of `id` with `statement`.
+    async fn select(
+        &self,
+        operation: &'static str,
+        statement: &SqlStr,
+        id: &str,
+    ) -> Result<Option<MySqlRow>> {
+        self.call(
+            operation,
+            Access::Read,
+            (statement, id),
+            |conn, (statement, id)| {
+                Box::pin(async move { select_row(conn, statement, id).await.before() })
+            },
+        )
+        .await
+    }
+
+    /// A one-statement write binding `id` and `value`.
+    async fn write(
+        &self,
+        operation: &'static str,
+        statement: &SqlStr,
+        id: &str,
+        value: Option<&str>,
+    ) -> Result<()> {
+        let args = (statement, id, value);
+        self.call(
+            operation,
+            Access::Write,
+            args,
+            |conn, (statement, id, value)| {
+                Box::pin(async move { execute(conn, statement, id, *value).await.applying() })
+            },
+        )
+        .await
+    }
+
+    /// `clear` and `delete_if_empty` in one transaction.
+    async fn clear_field(&self, operation: &'static str, clear: &SqlStr, id: &str) -> Result<()> {
+        let args = (&self.inner.sql, clear, id);
+        self.call(operation, Access::Write, args, |conn, (sql, clear, id)| {
+            Box::pin(clear_field(conn, sql, clear, id))
+        })
+        .await
+    }
+
+    /// A read-merge-write under the row lock.
+    async fn merge(&self, operation: &'static str, merge: Merge<'_>) -> Result<Data> {
+        self.call(operation, Access::Write, merge, |conn, merge| {
+            Box::pin(merge_locked(conn, merge))
+        })
+        .await?
+    }
 }
 
 #[async_trait]
 impl Storage for MysqlStorage {
     async fn get_state(&self, key: &StorageKey) -> Result<Option<String>> {
-        let sql = &self.inner.sql;
         let id = self.options().row_id(key)?;
-        let row = retrying!(self, |conn| select_row(conn, &sql.get_state, &id))?;
+        let row = self
+            .select("get_state", &self.inner.sql.get_state, &id)
+            .await?;
         match row {
             Some(row) => row.try_get(0).map_err(from_sqlx),
             None => Ok(None),
@@ -268,21 +332,18 @@ impl Storage for MysqlStorage {
         match state {
             Some(state) => {
                 validate_state(state)?;
-                retrying!(self, |conn| execute(
-                    conn,
-                    &sql.upsert_state,
-                    &id,
-                    Some(state)
-                ))
+                self.write("set_state", &sql.upsert_state, &id, Some(state))
+                    .await
             }
-            None => retrying!(self, |conn| clear_field(conn, sql, &sql.clear_state, &id)),
+            None => self.clear_field("set_state", &sql.clear_state, &id).await,
         }
     }
 
     async fn get_data(&self, key: &StorageKey) -> Result<Data> {
-        let sql = &self.inner.sql;
         let id = self.options().row_id(key)?;
-        let row = retrying!(self, |conn| select_row(conn, &sql.get_data, &id))?;
+        let row = self
+            .select("get_data", &self.inner.sql.get_data, &id)
+            .await?;
         match row {
             Some(row) => data_column(&row, 0, &id),
             None => Ok(Data::new()),
@@ -293,15 +354,11 @@ impl Storage for MysqlStorage {
         let sql = &self.inner.sql;
         let id = self.options().row_id(key)?;
         if data.is_empty() {
-            return retrying!(self, |conn| clear_field(conn, sql, &sql.clear_data, &id));
+            return self.clear_field("set_data", &sql.clear_data, &id).await;
         }
         let text = validate_data(&id, data, self.options().max_data_bytes)?;
-        retrying!(self, |conn| execute(
-            conn,
-            &sql.upsert_data,
-            &id,
-            Some(&text)
-        ))
+        self.write("set_data", &sql.upsert_data, &id, Some(&text))
+            .await
     }
 
     async fn update_data(&self, key: &StorageKey, patch: &Data) -> Result<Data> {
@@ -311,8 +368,13 @@ impl Storage for MysqlStorage {
         let id = self.options().row_id(key)?;
         // The limit applies to the patch, as on backends that merge inside the database.
         validate_data(&id, patch, self.options().max_data_bytes)?;
-        let sql = &self.inner.sql;
-        retrying!(self, |conn| merge_locked(conn, sql, &id, patch, None))?
+        let merge = Merge {
+            sql: &self.inner.sql,
+            id: &id,
+            patch,
+            state: None,
+        };
+        self.merge("update_data", merge).await
     }
 
     async fn transition(
@@ -326,14 +388,13 @@ impl Storage for MysqlStorage {
             validate_state(state)?;
         }
         validate_data(&id, patch, self.options().max_data_bytes)?;
-        let sql = &self.inner.sql;
-        retrying!(self, |conn| merge_locked(
-            conn,
-            sql,
-            &id,
+        let merge = Merge {
+            sql: &self.inner.sql,
+            id: &id,
             patch,
-            Some(state)
-        ))?
+            state: Some(state),
+        };
+        self.merge("transition", merge).await
     }
 
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
@@ -343,9 +404,10 @@ impl Storage for MysqlStorage {
     }
 
     async fn get_record(&self, key: &StorageKey) -> Result<Record> {
-        let sql = &self.inner.sql;
         let id = self.options().row_id(key)?;
-        let row = retrying!(self, |conn| select_row(conn, &sql.get_record, &id))?;
+        let row = self
+            .select("get_record", &self.inner.sql.get_record, &id)
+            .await?;
         match row {
             Some(row) => Ok(Record {
                 state: row.try_get(0).map_err(from_sqlx)?,
@@ -356,15 +418,26 @@ impl Storage for MysqlStorage {
     }
 
     async fn clear(&self, key: &StorageKey) -> Result<()> {
-        let sql = &self.inner.sql;
         let id = self.options().row_id(key)?;
-        retrying!(self, |conn| execute(conn, &sql.delete, &id, None))
+        self.write("clear", &self.inner.sql.delete, &id, None).await
     }
 
     async fn key_count(&self) -> Result<u64> {
-        let sql = &self.inner.sql;
-        let count: i64 = retrying!(self, |conn| sqlx::query_scalar(sql.count.clone())
-            .fetch_one(&mut *conn))?;
+        let count: i64 = self
+            .call(
+                "key_count",
+                Access::Read,
+                &self.inner.sql.count,
+                |conn, count| {
+                    Box::pin(async move {
+                        sqlx::query_scalar((*count).clone())
+                            .fetch_one(&mut *conn)
+                            .await
+                            .before()
+                    })
+                },
+            )
+            .await?;
         u64::try_from(count).map_err(|_| Error::database(false, "negative COUNT(*)"))
     }
 

@@ -1,6 +1,7 @@
 //! The storage's server connections are killed (`KILL <id>` from an admin connection) while
-//! it works and while it idles: calls fail at worst with transient errors, succeed again
-//! without reopening the storage, and no row is ever half written.
+//! it works and while it idles: reads fail at worst with transient errors, a write in flight
+//! at worst with `OutcomeUnknown` (its reply was lost: it is never replayed), calls succeed
+//! again without reopening the storage, and no row is ever half written.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fsmstore_core::serde_json::{json, Value};
-use fsmstore_core::{Data, SchemaPolicy, Storage, StorageKey};
+use fsmstore_core::{Data, Error, SchemaPolicy, Storage, StorageKey};
 use fsmstore_mysql::sqlx::{self, AssertSqlSafe, MySqlConnection};
 use fsmstore_mysql::{MysqlConfig, MysqlStorage};
 
@@ -83,27 +84,44 @@ async fn killed_connections_recover_without_reopening() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let (calls, transient) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let unknown = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (1..=WRITERS)
         .map(|n| {
             let (storage, stop) = (Arc::clone(&storage), Arc::clone(&stop));
             let (calls, transient) = (Arc::clone(&calls), Arc::clone(&transient));
+            let unknown = Arc::clone(&unknown);
             tokio::spawn(async move {
                 let mut i = 0;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
                     let results = [
-                        storage.update_data(&key(n), &patch(i)).await.map(drop),
-                        storage.set_state(&key(n), Some(&format!("S{i}"))).await,
-                        storage
-                            .get_record(&key(n))
-                            .await
-                            .map(|r| assert_whole(&r.data)),
+                        (
+                            true,
+                            storage.update_data(&key(n), &patch(i)).await.map(drop),
+                        ),
+                        (
+                            true,
+                            storage.set_state(&key(n), Some(&format!("S{i}"))).await,
+                        ),
+                        (
+                            false,
+                            storage
+                                .get_record(&key(n))
+                                .await
+                                .map(|r| assert_whole(&r.data)),
+                        ),
                     ];
-                    for result in results {
+                    for (write, result) in results {
                         calls.fetch_add(1, Ordering::Relaxed);
-                        if let Err(err) = result {
-                            assert!(err.is_transient(), "not transient: {err:?}");
-                            transient.fetch_add(1, Ordering::Relaxed);
+                        match result {
+                            Ok(()) => {}
+                            Err(Error::OutcomeUnknown { .. }) if write => {
+                                unknown.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(err) => {
+                                assert!(err.is_transient(), "not transient: {err:?}");
+                                transient.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
                 }
@@ -125,8 +143,9 @@ async fn killed_connections_recover_without_reopening() {
     let calls = calls.load(Ordering::Relaxed);
     assert!(calls > 100, "only {calls} calls ran");
     eprintln!(
-        "killed {killed} connections during {calls} calls; {} calls failed (transient)",
-        transient.load(Ordering::Relaxed)
+        "killed {killed} connections during {calls} calls; {} failed transient, {} writes with an unknown outcome",
+        transient.load(Ordering::Relaxed),
+        unknown.load(Ordering::Relaxed)
     );
 
     // Kill the idle pool: the next calls succeed on fresh connections, same storage.

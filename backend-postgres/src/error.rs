@@ -4,6 +4,30 @@ use deadpool_postgres::PoolError;
 use fsmstore_core::Error;
 use tokio_postgres::error::SqlState;
 
+/// How a failed statement left the session, for deciding whether to run it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The socket closed or failed with no word from the server: a statement in flight may
+    /// or may not have been applied.
+    ConnectionLost,
+    /// The server ended the session and said so (class 08, 57P0x): the statement in
+    /// flight was rolled back.
+    SessionAborted,
+    /// Anything else (the server answered).
+    Other,
+}
+
+/// Classifies `err`.
+pub(crate) fn classify(err: &tokio_postgres::Error) -> Failure {
+    match err.code() {
+        Some(code) if is_connection_state(code) => Failure::SessionAborted,
+        Some(_) => Failure::Other,
+        // No SQLSTATE: the failure happened below SQL (socket, TLS, protocol), or the
+        // connection had closed.
+        None => Failure::ConnectionLost,
+    }
+}
+
 /// Maps a driver error. A closed connection, an I/O failure or a server shutting the
 /// session down (`pg_terminate_backend`, restart) is a transient connection error;
 /// serialization failures and deadlocks are transient database errors.

@@ -7,16 +7,17 @@ use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool, Runtime};
 use fsmstore_core::sql::{InspectQueries, PostgresQueries};
 use fsmstore_core::{
-    data_from_value, validate_data, validate_state, Data, Database, Dialect, Error, Inspect,
+    data_from_value, retry, validate_data, validate_state, Data, Database, Dialect, Error, Inspect,
     Migrator, Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions, StoredRow,
     TableStats,
 };
+use futures_util::future::BoxFuture;
 use serde_json::Value;
 use tokio_postgres::types::{Json, ToSql};
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Statement};
 
 use crate::config::PgConfig;
-use crate::error::{from_pg, from_pool};
+use crate::error::{classify, from_pg, from_pool, Failure};
 use crate::migrate::PgMigrator;
 
 /// FSM storage in a PostgreSQL database, over a connection pool.
@@ -129,25 +130,135 @@ impl PgStorage {
         self.inner.pool.get().await.map_err(from_pool)
     }
 
-    /// Runs `sql` (prepared once per connection) with `params`, returning at most one row.
-    async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
-        client.query_opt(&statement, params).await.map_err(from_pg)
+    /// Runs `op` on `sql` (prepared once per connection) with `params`: conflicts again
+    /// under the retry policy; a connection that fails before the statement could apply
+    /// anything is replaced (at most `pool_max + 1` times); a write whose connection is lost
+    /// while it runs is [`Error::OutcomeUnknown`], never replayed.
+    async fn run<T>(
+        &self,
+        operation: &'static str,
+        access: Access,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        op: PgOp<T>,
+    ) -> Result<T> {
+        let policy = self.options().retry;
+        retry(&policy, operation, || {
+            self.attempt(operation, access, sql, params, op)
+        })
+        .await
     }
 
-    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
-        client.execute(&statement, params).await.map_err(from_pg)
+    async fn attempt<T>(
+        &self,
+        operation: &'static str,
+        access: Access,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        op: PgOp<T>,
+    ) -> Result<T> {
+        let mut lost = None;
+        for _ in 0..=self.options().pool_max {
+            // Waiting for a connection already retried until the connect timeout.
+            let client = self.client().await?;
+            // Preparing runs nothing: any failure here leaves the row as it was.
+            let prepared = client.prepare_cached(sql).await;
+            let result = match prepared {
+                Ok(statement) => op(&client, &statement, params).await,
+                Err(err) if classify(&err) != Failure::Other => {
+                    lost = Some(err);
+                    continue;
+                }
+                Err(err) => return Err(from_pg(err)),
+            };
+            match result {
+                Ok(value) => return Ok(value),
+                Err(err) => match (classify(&err), access) {
+                    (Failure::ConnectionLost, Access::Write) => {
+                        return Err(Error::outcome_unknown(operation, err))
+                    }
+                    (Failure::ConnectionLost | Failure::SessionAborted, _) => {
+                        tracing::debug!(operation, error = %err, "connection lost; running the call on another one");
+                        lost = Some(err);
+                    }
+                    (Failure::Other, _) => return Err(from_pg(err)),
+                },
+            }
+        }
+        Err(lost.map_or_else(
+            || Error::connection("no live PostgreSQL connection", None),
+            from_pg,
+        ))
     }
 
-    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
-        let client = self.client().await?;
-        let statement = client.prepare_cached(sql).await.map_err(from_pg)?;
-        client.query(&statement, params).await.map_err(from_pg)
+    /// A statement returning at most one row.
+    async fn query_opt(
+        &self,
+        operation: &'static str,
+        access: Access,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>> {
+        self.run(
+            operation,
+            access,
+            sql,
+            params,
+            |client, statement, params| Box::pin(client.query_opt(statement, params)),
+        )
+        .await
+    }
+
+    /// A write returning the rows it changed.
+    async fn execute(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64> {
+        self.run(
+            operation,
+            Access::Write,
+            sql,
+            params,
+            |client, statement, params| Box::pin(client.execute(statement, params)),
+        )
+        .await
+    }
+
+    /// A read returning rows.
+    async fn query(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
+        self.run(
+            operation,
+            Access::Read,
+            sql,
+            params,
+            |client, statement, params| Box::pin(client.query(statement, params)),
+        )
+        .await
     }
 }
+
+/// Whether a call writes: a write whose connection is lost mid-statement has an unknown
+/// outcome; a read simply runs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+/// One statement on a pooled connection. A plain function (no captures), so its future
+/// borrows only its arguments.
+type PgOp<T> = for<'c> fn(
+    &'c Object,
+    &'c Statement,
+    &'c [&'c (dyn ToSql + Sync)],
+) -> BoxFuture<'c, std::result::Result<T, tokio_postgres::Error>>;
 
 fn data_of(id: &str, row: &Row, column: usize) -> Result<Data> {
     let value: Value = row.try_get(column).map_err(from_pg)?;
@@ -159,7 +270,12 @@ impl Storage for PgStorage {
     async fn get_state(&self, key: &StorageKey) -> Result<Option<String>> {
         let id = self.options().row_id(key)?;
         let row = self
-            .query_opt(&self.inner.queries.row.get_state, &[&id])
+            .query_opt(
+                "get_state",
+                Access::Read,
+                &self.inner.queries.row.get_state,
+                &[&id],
+            )
             .await?;
         row.map_or(Ok(None), |row| row.try_get(0).map_err(from_pg))
     }
@@ -170,19 +286,27 @@ impl Storage for PgStorage {
         match state {
             Some(state) => {
                 validate_state(state)?;
-                self.execute(&q.row.upsert_state, &[&id, &state])
+                self.execute("set_state", &q.row.upsert_state, &[&id, &state])
                     .await
                     .map(drop)
             }
             // One statement: deletes the row when its data is empty, else clears the state.
-            None => self.execute(&q.row.clear_state, &[&id]).await.map(drop),
+            None => self
+                .execute("set_state", &q.row.clear_state, &[&id])
+                .await
+                .map(drop),
         }
     }
 
     async fn get_data(&self, key: &StorageKey) -> Result<Data> {
         let id = self.options().row_id(key)?;
         let row = self
-            .query_opt(&self.inner.queries.row.get_data, &[&id])
+            .query_opt(
+                "get_data",
+                Access::Read,
+                &self.inner.queries.row.get_data,
+                &[&id],
+            )
             .await?;
         row.map_or_else(|| Ok(Data::new()), |row| data_of(&id, &row, 0))
     }
@@ -191,10 +315,13 @@ impl Storage for PgStorage {
         let id = self.options().row_id(key)?;
         let q = &self.inner.queries;
         if data.is_empty() {
-            return self.execute(&q.row.clear_data, &[&id]).await.map(drop);
+            return self
+                .execute("set_data", &q.row.clear_data, &[&id])
+                .await
+                .map(drop);
         }
         validate_data(&id, data, self.options().max_data_bytes)?;
-        self.execute(&q.row.upsert_data, &[&id, &Json(data)])
+        self.execute("set_data", &q.row.upsert_data, &[&id, &Json(data)])
             .await
             .map(drop)
     }
@@ -206,7 +333,12 @@ impl Storage for PgStorage {
         let id = self.options().row_id(key)?;
         validate_data(&id, patch, self.options().max_data_bytes)?;
         let row = self
-            .query_opt(&self.inner.queries.merge_data, &[&id, &Json(patch)])
+            .query_opt(
+                "update_data",
+                Access::Write,
+                &self.inner.queries.merge_data,
+                &[&id, &Json(patch)],
+            )
             .await?;
         match row {
             Some(row) => data_of(&id, &row, 0),
@@ -229,10 +361,16 @@ impl Storage for PgStorage {
         // No state and nothing to merge may leave the row empty: `clear_state` deletes it
         // then, in the same statement, and returns the data otherwise.
         let row = if state.is_none() && patch.is_empty() {
-            self.query_opt(&q.row.clear_state, &[&id]).await?
-        } else {
-            self.query_opt(&q.transition, &[&id, &state, &Json(patch)])
+            self.query_opt("transition", Access::Write, &q.row.clear_state, &[&id])
                 .await?
+        } else {
+            self.query_opt(
+                "transition",
+                Access::Write,
+                &q.transition,
+                &[&id, &state, &Json(patch)],
+            )
+            .await?
         };
         row.map_or_else(|| Ok(Data::new()), |row| data_of(&id, &row, 0))
     }
@@ -240,7 +378,12 @@ impl Storage for PgStorage {
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
         let id = self.options().row_id(key)?;
         let row = self
-            .query_opt(&self.inner.queries.get_value, &[&id, &field])
+            .query_opt(
+                "get_value",
+                Access::Read,
+                &self.inner.queries.get_value,
+                &[&id, &field],
+            )
             .await?;
         row.map_or(Ok(None), |row| row.try_get(0).map_err(from_pg))
     }
@@ -248,7 +391,12 @@ impl Storage for PgStorage {
     async fn get_record(&self, key: &StorageKey) -> Result<Record> {
         let id = self.options().row_id(key)?;
         let row = self
-            .query_opt(&self.inner.queries.row.get_record, &[&id])
+            .query_opt(
+                "get_record",
+                Access::Read,
+                &self.inner.queries.row.get_record,
+                &[&id],
+            )
             .await?;
         match row {
             Some(row) => Ok(Record {
@@ -261,13 +409,20 @@ impl Storage for PgStorage {
 
     async fn clear(&self, key: &StorageKey) -> Result<()> {
         let id = self.options().row_id(key)?;
-        self.execute(&self.inner.queries.row.delete, &[&id])
+        self.execute("clear", &self.inner.queries.row.delete, &[&id])
             .await
             .map(drop)
     }
 
     async fn key_count(&self) -> Result<u64> {
-        let row = self.query_opt(&self.inner.queries.row.count, &[]).await?;
+        let row = self
+            .query_opt(
+                "key_count",
+                Access::Read,
+                &self.inner.queries.row.count,
+                &[],
+            )
+            .await?;
         let count: i64 = match row {
             Some(row) => row.try_get(0).map_err(from_pg)?,
             None => 0,
@@ -309,22 +464,26 @@ impl Inspect for PgStorage {
         let limit = limit.min(i64::MAX as u64) as i64;
         let rows = match state {
             Some(state) => {
-                self.query(&q.list_by_state, &[&state, &after, &limit])
+                self.query("list_rows", &q.list_by_state, &[&state, &after, &limit])
                     .await?
             }
-            None => self.query(&q.list, &[&after, &limit]).await?,
+            None => self.query("list_rows", &q.list, &[&after, &limit]).await?,
         };
         rows.iter().map(stored).collect()
     }
 
     async fn get_row(&self, id: &str) -> Result<Option<StoredRow>> {
-        let row = self.query_opt(&self.inner.inspect.get_row, &[&id]).await?;
+        let row = self
+            .query_opt("get_row", Access::Read, &self.inner.inspect.get_row, &[&id])
+            .await?;
         row.as_ref().map(stored).transpose()
     }
 
     async fn stats(&self) -> Result<TableStats> {
         let q = &self.inner.inspect;
-        let range = self.query_opt(&q.time_range, &[]).await?;
+        let range = self
+            .query_opt("stats", Access::Read, &q.time_range, &[])
+            .await?;
         let (rows, oldest_ms, newest_ms): (i64, Option<i64>, Option<i64>) = match range {
             Some(row) => (
                 row.try_get(0).map_err(from_pg)?,
@@ -334,7 +493,7 @@ impl Inspect for PgStorage {
             None => (0, None, None),
         };
         let per_state = self
-            .query(&q.count_by_state, &[])
+            .query("stats", &q.count_by_state, &[])
             .await?
             .iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get::<_, i64>(1)? as u64)))
@@ -350,7 +509,12 @@ impl Inspect for PgStorage {
 
     async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {
         let row = self
-            .query_opt(&self.inner.inspect.count_older, &[&cutoff_ms])
+            .query_opt(
+                "count_older_than",
+                Access::Read,
+                &self.inner.inspect.count_older,
+                &[&cutoff_ms],
+            )
             .await?;
         let count: i64 = match row {
             Some(row) => row.try_get(0).map_err(from_pg)?,
@@ -361,7 +525,11 @@ impl Inspect for PgStorage {
 
     async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {
         let batch = batch.min(i64::MAX as u64) as i64;
-        self.execute(&self.inner.inspect.purge_batch, &[&cutoff_ms, &batch])
-            .await
+        self.execute(
+            "purge_older_than",
+            &self.inner.inspect.purge_batch,
+            &[&cutoff_ms, &batch],
+        )
+        .await
     }
 }

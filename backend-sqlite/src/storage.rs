@@ -5,8 +5,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fsmstore_core::sql::{InspectQueries, SqliteQueries};
 use fsmstore_core::{
-    merge_shallow, parse_data, validate_data, validate_state, Data, Database, Dialect, Error,
-    Migrator, Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions,
+    merge_shallow, parse_data, retry, validate_data, validate_state, Data, Database, Dialect,
+    Error, Migrator, Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
@@ -106,24 +106,35 @@ impl SqliteStorage {
         SqliteMigrator::on_connections(Arc::clone(&self.connections), &self.options)
     }
 
+    /// Runs `work` on a reader (or the idle writer), again under the retry policy when
+    /// the database was busy.
     async fn read<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Connection, &SqliteQueries) -> Result<T> + Send + 'static,
+        operation: &'static str,
+        work: impl Fn(&mut Connection, &SqliteQueries) -> Result<T> + Send + Sync + 'static,
     ) -> Result<T> {
-        let queries = Arc::clone(&self.queries);
-        self.connections
-            .read(move |conn| work(conn, &queries))
-            .await
+        let work = Arc::new(work);
+        retry(&self.options.retry, operation, || {
+            let (work, queries) = (Arc::clone(&work), Arc::clone(&self.queries));
+            self.connections.read(move |conn| work(conn, &queries))
+        })
+        .await
     }
 
+    /// Runs `work` on the writer, again under the retry policy when the database was busy
+    /// (`SQLITE_BUSY` after the busy timeout: nothing was applied). SQLite is in-process:
+    /// there is no lost reply, so no unknown outcome.
     async fn write<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&mut Connection, &SqliteQueries) -> Result<T> + Send + 'static,
+        operation: &'static str,
+        work: impl Fn(&mut Connection, &SqliteQueries) -> Result<T> + Send + Sync + 'static,
     ) -> Result<T> {
-        let queries = Arc::clone(&self.queries);
-        self.connections
-            .write(move |conn| work(conn, &queries))
-            .await
+        let work = Arc::new(work);
+        retry(&self.options.retry, operation, || {
+            let (work, queries) = (Arc::clone(&work), Arc::clone(&self.queries));
+            self.connections.write(move |conn| work(conn, &queries))
+        })
+        .await
     }
 }
 
@@ -192,7 +203,7 @@ fn select_data(conn: &Connection, queries: &SqliteQueries, id: &str) -> Result<D
 impl Storage for SqliteStorage {
     async fn get_state(&self, key: &StorageKey) -> Result<Option<String>> {
         let id = self.options.row_id(key)?;
-        self.read(move |conn, q| {
+        self.read("get_state", move |conn, q| {
             let state: Option<Option<String>> = conn
                 .prepare_cached(&q.row.get_state)
                 .and_then(|mut s| s.query_row([&id], |row| row.get(0)).optional())
@@ -208,7 +219,7 @@ impl Storage for SqliteStorage {
             Some(state) => {
                 validate_state(state)?;
                 let state = state.to_owned();
-                self.write(move |conn, q| {
+                self.write("set_state", move |conn, q| {
                     conn.prepare_cached(&q.row.upsert_state)
                         .and_then(|mut s| s.execute([&id, &state]))
                         .map_err(from_sqlite)?;
@@ -217,26 +228,31 @@ impl Storage for SqliteStorage {
                 .await
             }
             None => {
-                self.write(move |conn, q| clear_field(conn, q, &q.row.clear_state, &id))
-                    .await
+                self.write("set_state", move |conn, q| {
+                    clear_field(conn, q, &q.row.clear_state, &id)
+                })
+                .await
             }
         }
     }
 
     async fn get_data(&self, key: &StorageKey) -> Result<Data> {
         let id = self.options.row_id(key)?;
-        self.read(move |conn, q| select_data(conn, q, &id)).await
+        self.read("get_data", move |conn, q| select_data(conn, q, &id))
+            .await
     }
 
     async fn set_data(&self, key: &StorageKey, data: &Data) -> Result<()> {
         let id = self.options.row_id(key)?;
         if data.is_empty() {
             return self
-                .write(move |conn, q| clear_field(conn, q, &q.row.clear_data, &id))
+                .write("set_data", move |conn, q| {
+                    clear_field(conn, q, &q.row.clear_data, &id)
+                })
                 .await;
         }
         let text = validate_data(&id, data, self.options.max_data_bytes)?;
-        self.write(move |conn, q| {
+        self.write("set_data", move |conn, q| {
             conn.prepare_cached(&q.row.upsert_data)
                 .and_then(|mut s| s.execute([&id, &text]))
                 .map_err(from_sqlite)?;
@@ -253,8 +269,10 @@ impl Storage for SqliteStorage {
         // The limit applies to the patch, as on backends that merge inside the database.
         validate_data(&id, patch, self.options.max_data_bytes)?;
         let patch = patch.clone();
-        self.write(move |conn, q| merge_locked(conn, q, &id, &patch, None))
-            .await
+        self.write("update_data", move |conn, q| {
+            merge_locked(conn, q, &id, &patch, None)
+        })
+        .await
     }
 
     async fn transition(
@@ -269,8 +287,10 @@ impl Storage for SqliteStorage {
         }
         validate_data(&id, patch, self.options.max_data_bytes)?;
         let (state, patch) = (state.map(str::to_owned), patch.clone());
-        self.write(move |conn, q| merge_locked(conn, q, &id, &patch, Some(state.as_deref())))
-            .await
+        self.write("transition", move |conn, q| {
+            merge_locked(conn, q, &id, &patch, Some(state.as_deref()))
+        })
+        .await
     }
 
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
@@ -281,7 +301,7 @@ impl Storage for SqliteStorage {
 
     async fn get_record(&self, key: &StorageKey) -> Result<Record> {
         let id = self.options.row_id(key)?;
-        self.read(move |conn, q| {
+        self.read("get_record", move |conn, q| {
             let row: Option<(Option<String>, String)> = conn
                 .prepare_cached(&q.row.get_record)
                 .and_then(|mut s| {
@@ -302,7 +322,7 @@ impl Storage for SqliteStorage {
 
     async fn clear(&self, key: &StorageKey) -> Result<()> {
         let id = self.options.row_id(key)?;
-        self.write(move |conn, q| {
+        self.write("clear", move |conn, q| {
             conn.prepare_cached(&q.row.delete)
                 .and_then(|mut s| s.execute([&id]))
                 .map_err(from_sqlite)?;
@@ -312,7 +332,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn key_count(&self) -> Result<u64> {
-        self.read(|conn, q| {
+        self.read("key_count", |conn, q| {
             let count: i64 = conn
                 .prepare_cached(&q.row.count)
                 .and_then(|mut s| s.query_row([], |row| row.get(0)))

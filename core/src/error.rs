@@ -139,6 +139,18 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+    /// The connection was lost after a write was sent and before its reply came: the
+    /// write may or may not have been applied. Not transient: running it again blindly
+    /// could overwrite a newer write of another handler. Read the key to see where it
+    /// stands, then decide.
+    #[error("the outcome of {operation} is unknown: the connection was lost after the write was sent ({source})")]
+    OutcomeUnknown {
+        /// The storage call (`set_state`, `update_data`, …).
+        operation: &'static str,
+        /// The driver error.
+        #[source]
+        source: BoxError,
+    },
     /// A database error.
     #[error("database error: {source}")]
     Database {
@@ -165,6 +177,8 @@ pub enum ErrorKind {
     Closed,
     /// The server is unreachable or the connection was lost.
     Connection,
+    /// A write whose reply was lost: it may or may not have been applied.
+    OutcomeUnknown,
     /// Any other database error.
     Database,
 }
@@ -188,6 +202,7 @@ impl Error {
             Error::CorruptData { .. } | Error::UnknownState { .. } => ErrorKind::CorruptData,
             Error::Closed => ErrorKind::Closed,
             Error::Connection { .. } => ErrorKind::Connection,
+            Error::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
             Error::Database { .. } => ErrorKind::Database,
         }
     }
@@ -206,6 +221,14 @@ impl Error {
     pub fn database(transient: bool, source: impl Into<BoxError>) -> Self {
         Error::Database {
             transient,
+            source: source.into(),
+        }
+    }
+
+    /// A write whose reply was lost (see [`Error::OutcomeUnknown`]).
+    pub fn outcome_unknown(operation: &'static str, source: impl Into<BoxError>) -> Self {
+        Error::OutcomeUnknown {
+            operation,
             source: source.into(),
         }
     }
@@ -230,5 +253,8 @@ mod tests {
         assert!(!Error::database(false, "syntax").is_transient());
         assert!(!Error::Closed.is_transient());
         assert_eq!(Error::Closed.kind(), ErrorKind::Closed);
+        let unknown = Error::outcome_unknown("set_state", "broken pipe");
+        assert!(!unknown.is_transient());
+        assert_eq!(unknown.kind(), ErrorKind::OutcomeUnknown);
     }
 }

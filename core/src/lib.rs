@@ -42,6 +42,7 @@ mod migrator;
 mod offline;
 mod options;
 mod planner;
+mod retry;
 pub mod sql;
 mod storage;
 mod table_name;
@@ -72,6 +73,7 @@ pub use planner::{
     dirty_error, verified_version, Direction, MigrationPlan, MigrationStep, MigrationTarget,
     StampPlan,
 };
+pub use retry::{is_conflict, retry, RetryPolicy};
 pub use storage::{object_from, Storage, StorageExt};
 pub use table_name::{TableName, DEFAULT_TABLE, DEFAULT_VERSION_TABLE};
 pub use url::{query_string, DatabaseUrl};

@@ -8,6 +8,7 @@ use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::key::{DefaultKeyBuilder, KeyBuilder, StorageKey, MAX_KEY_BYTES};
 use crate::migrations::{self, MigrationSet, MigrationSource};
+use crate::retry::RetryPolicy;
 use crate::table_name::TableName;
 
 /// The largest data object, serialized, that a storage accepts by default: 8 MiB.
@@ -59,6 +60,7 @@ impl std::str::FromStr for SchemaPolicy {
 /// | [`pool_max`](StorageOptions::pool_max) | `pool_max` | 10 |
 /// | [`connect_timeout`](StorageOptions::connect_timeout) | `connect_timeout_ms` | 10 s |
 /// | [`max_data_bytes`](StorageOptions::max_data_bytes) | `max_data_bytes` | 8 MiB |
+/// | [`retry`](StorageOptions::retry) | `retry_attempts` | 5 attempts, 5 ms to 500 ms ([`RetryPolicy`]) |
 /// | [`key_builder`](StorageOptions::key_builder) | — | aiogram's layout |
 ///
 /// A setting given both in a URL and in code must agree: see [`StorageOptions::merge`].
@@ -91,6 +93,8 @@ pub struct StorageOptions {
     /// How long opening a connection, or waiting for a pooled one, may take (PostgreSQL,
     /// MySQL; SQLite waits on no server and has `busy_timeout` instead).
     pub connect_timeout: Duration,
+    /// How calls are run again after a conflict the database rolled back.
+    pub retry: RetryPolicy,
     /// Migrations to run instead of the built-in ones (tests and extensions).
     pub migrations: Option<Arc<Vec<MigrationSource>>>,
 }
@@ -105,6 +109,7 @@ impl Default for StorageOptions {
             max_data_bytes: DEFAULT_MAX_DATA_BYTES,
             pool_max: DEFAULT_POOL_MAX,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            retry: RetryPolicy::default(),
             migrations: None,
         }
     }
@@ -120,19 +125,21 @@ impl fmt::Debug for StorageOptions {
             .field("max_data_bytes", &self.max_data_bytes)
             .field("pool_max", &self.pool_max)
             .field("connect_timeout", &self.connect_timeout)
+            .field("retry", &self.retry)
             .field("custom_migrations", &self.migrations.is_some())
             .finish()
     }
 }
 
 /// The URL parameters every backend understands (parsed by [`DatabaseUrl`](crate::DatabaseUrl)).
-pub const SHARED_URL_PARAMETERS: [&str; 6] = [
+pub const SHARED_URL_PARAMETERS: [&str; 7] = [
     "table",
     "version_table",
     "schema",
     "pool_max",
     "connect_timeout_ms",
     "max_data_bytes",
+    "retry_attempts",
 ];
 
 impl StorageOptions {
@@ -181,6 +188,18 @@ impl StorageOptions {
                     })?;
             }
             "connect_timeout_ms" => self.connect_timeout = Duration::from_millis(number(value)?),
+            "retry_attempts" => {
+                let attempts = u32::try_from(number(value)?)
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "URL parameter retry_attempts={value} must be 1 or more"
+                        ))
+                    })?;
+                self.retry =
+                    RetryPolicy::new(attempts, self.retry.base_delay, self.retry.max_delay);
+            }
             "max_data_bytes" => {
                 self.max_data_bytes = usize::try_from(number(value)?).map_err(|_| {
                     Error::Config(format!("URL parameter max_data_bytes={value} is too large"))
@@ -232,6 +251,7 @@ impl StorageOptions {
                 code.connect_timeout,
                 &defaults.connect_timeout,
             )?,
+            retry: pick("retry", self.retry, code.retry, &defaults.retry)?,
             key_builder: code.key_builder,
             migrations: code.migrations,
         })
@@ -240,6 +260,12 @@ impl StorageOptions {
     /// Sets the most connections the storage opens (at least 1).
     pub fn pool_max(mut self, connections: u32) -> Self {
         self.pool_max = connections.max(1);
+        self
+    }
+
+    /// Sets how calls are run again after a conflict the database rolled back.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 

@@ -1,0 +1,195 @@
+//! A write whose reply is lost is reported as `OutcomeUnknown` and never replayed, so it
+//! can not overwrite a newer write made meanwhile by another handler.
+//!
+//! A TCP proxy between the storage and the server forwards everything until it is armed;
+//! armed, it forwards the next statement execution (`COM_STMT_EXECUTE`), drops the server's
+//! reply, waits while another connection writes a newer value, and closes the client's
+//! socket: the write was applied, its reply never arrived.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fsmstore_core::{Error, SchemaPolicy, Storage, StorageKey};
+use fsmstore_mysql::MysqlStorage;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+/// `COM_STMT_EXECUTE`: the command byte of a prepared statement's execution.
+const COM_STMT_EXECUTE: u8 = 0x17;
+
+struct Proxy {
+    armed: AtomicBool,
+    /// Signalled when the armed statement went through.
+    forwarded: Notify,
+    /// Signalled by the test when the client's socket may be closed.
+    close: Notify,
+}
+
+async fn start_proxy(server: (String, u16)) -> (u16, Arc<Proxy>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let proxy = Arc::new(Proxy {
+        armed: AtomicBool::new(false),
+        forwarded: Notify::new(),
+        close: Notify::new(),
+    });
+    let shared = Arc::clone(&proxy);
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = TcpStream::connect((server.0.as_str(), server.1))
+                .await
+                .unwrap();
+            tokio::spawn(pump(client, upstream, Arc::clone(&shared)));
+        }
+    });
+    (port, proxy)
+}
+
+async fn pump(client: TcpStream, server: TcpStream, proxy: Arc<Proxy>) {
+    let (mut client_rx, mut client_tx) = client.into_split();
+    let (mut server_rx, mut server_tx) = server.into_split();
+    // Set once this connection's armed statement went through: its replies are dropped.
+    let cut = Arc::new(AtomicBool::new(false));
+    let (down_proxy, down_cut) = (Arc::clone(&proxy), Arc::clone(&cut));
+    let down = tokio::spawn(async move {
+        let mut buf = vec![0_u8; 64 * 1024];
+        loop {
+            let n = match server_rx.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if down_cut.load(Ordering::SeqCst) {
+                // The reply to the armed statement (and anything after it) is lost.
+                down_proxy.close.notified().await;
+                break;
+            }
+            if client_tx.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        // Dropping `client_tx` with the read half gone closes the client's socket.
+    });
+    let mut buf = vec![0_u8; 64 * 1024];
+    loop {
+        let n = match client_rx.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let executes = n > 4 && buf[4] == COM_STMT_EXECUTE;
+        let armed = executes && proxy.armed.swap(false, Ordering::SeqCst);
+        if armed {
+            cut.store(true, Ordering::SeqCst);
+        }
+        if server_tx.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        if armed {
+            proxy.forwarded.notify_one();
+            break;
+        }
+    }
+    let _ = down.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_is_an_unknown_outcome_and_never_overwrites_a_newer_write() {
+    let Some(server) = common::server().await else {
+        return;
+    };
+    let options = common::unique_options("fm_unknown").schema(SchemaPolicy::Upgrade);
+    let direct = MysqlStorage::open(server.clone().options(options.clone()).unwrap())
+        .await
+        .unwrap();
+    let host = server.connect.get_host().to_owned();
+    let (port, proxy) = start_proxy((host, server.connect.get_port())).await;
+    let mut through = server
+        .clone()
+        .connect_options(server.connect.clone().port(port));
+    through.options.pool_max = 1;
+    let proxied = MysqlStorage::open(through.options(options.clone()).unwrap())
+        .await
+        .unwrap();
+    let key = StorageKey::new(1, -100, 7);
+    // Warm the connection and its prepared statement.
+    proxied.set_state(&key, Some("Form:first")).await.unwrap();
+
+    proxy.armed.store(true, Ordering::SeqCst);
+    let write = tokio::spawn({
+        let proxied = proxied.clone();
+        let key = key.clone();
+        async move { proxied.set_state(&key, Some("Form:stale")).await }
+    });
+    proxy.forwarded.notified().await;
+    // The stale write reached the server; give it time to commit, then write a newer
+    // state on another connection before the stale write's client learns anything.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    direct.set_state(&key, Some("Form:newer")).await.unwrap();
+    proxy.close.notify_one();
+
+    let err = write.await.unwrap().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::OutcomeUnknown {
+                operation: "set_state",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!err.is_transient(), "an unknown outcome is not transient");
+    // Not replayed: the newer write stands.
+    assert_eq!(
+        direct.get_state(&key).await.unwrap().as_deref(),
+        Some("Form:newer")
+    );
+    // The storage goes on working through the proxy on a fresh connection.
+    proxied.set_state(&key, Some("Form:after")).await.unwrap();
+    assert_eq!(
+        direct.get_state(&key).await.unwrap().as_deref(),
+        Some("Form:after")
+    );
+    proxied.close().await.unwrap();
+    direct.close().await.unwrap();
+    common::drop_tables(&server, &options).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_whose_reply_is_lost_runs_again_on_another_connection() {
+    let Some(server) = common::server().await else {
+        return;
+    };
+    let options = common::unique_options("fm_unknown_read").schema(SchemaPolicy::Upgrade);
+    let host = server.connect.get_host().to_owned();
+    let (port, proxy) = start_proxy((host, server.connect.get_port())).await;
+    let mut through = server
+        .clone()
+        .connect_options(server.connect.clone().port(port));
+    through.options.pool_max = 2;
+    let proxied = MysqlStorage::open(through.options(options.clone()).unwrap())
+        .await
+        .unwrap();
+    let key = StorageKey::new(1, -100, 8);
+    proxied.set_state(&key, Some("Form:name")).await.unwrap();
+    proxied.get_state(&key).await.unwrap();
+
+    proxy.armed.store(true, Ordering::SeqCst);
+    let read = tokio::spawn({
+        let proxied = proxied.clone();
+        let key = key.clone();
+        async move { proxied.get_state(&key).await }
+    });
+    proxy.forwarded.notified().await;
+    proxy.close.notify_one();
+    assert_eq!(
+        read.await.unwrap().unwrap().as_deref(),
+        Some("Form:name"),
+        "a read is safe to run again"
+    );
+    proxied.close().await.unwrap();
+    common::drop_tables(&server, &options).await.unwrap();
+}
