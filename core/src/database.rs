@@ -10,6 +10,7 @@ use crate::key::StorageKey;
 use crate::migrator::Migrator;
 use crate::options::StorageOptions;
 use crate::storage::Storage;
+use crate::traced::Traced;
 
 /// One database and FSM table, opened once: the bot's [`Storage`], the operator's
 /// [`Inspect`] and the [`Migrator`], all over the same connections.
@@ -53,7 +54,8 @@ impl std::fmt::Debug for Database {
 
 impl Database {
     /// A handle over `storage` and, for a backend with a schema, its `migrator` (which
-    /// must share the storage's connections). `backend` names it in messages.
+    /// must share the storage's connections). `backend` names it in messages and in the
+    /// `tracing` spans every call of the storage runs in (see [`Traced`]).
     pub fn new(
         backend: &'static str,
         storage: Arc<dyn Inspect>,
@@ -61,7 +63,7 @@ impl Database {
     ) -> Self {
         Database {
             backend,
-            storage,
+            storage: Arc::new(Traced::new(backend, storage)),
             migrator,
         }
     }

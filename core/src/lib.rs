@@ -46,6 +46,7 @@ mod retry;
 pub mod sql;
 mod storage;
 mod table_name;
+mod traced;
 mod url;
 
 pub use data::{
@@ -76,6 +77,7 @@ pub use planner::{
 pub use retry::{is_conflict, retry, RetryPolicy};
 pub use storage::{object_from, Storage, StorageExt};
 pub use table_name::{TableName, DEFAULT_TABLE, DEFAULT_VERSION_TABLE};
+pub use traced::Traced;
 pub use url::{query_string, DatabaseUrl};
 
 /// Re-exported so callers can build [`Data`] without naming `serde_json` themselves.

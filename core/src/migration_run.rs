@@ -196,6 +196,7 @@ async fn one_round(
         });
     };
     let span = tracing::info_span!(
+        target: "fsmstore",
         "fsmstore.migration_step",
         table = %set.table(),
         dialect = %set.dialect(),
@@ -207,7 +208,7 @@ async fn one_round(
         steps.apply(step).await?;
         let elapsed = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         steps.record(step, elapsed).await?;
-        tracing::info!(ms = elapsed, "migration step ran");
+        tracing::info!(target: "fsmstore", ms = elapsed, "migration step ran");
         Ok::<_, crate::Error>(elapsed)
     }
     .instrument(span)
