@@ -38,3 +38,16 @@ pub use storage::SqliteStorage;
 
 /// The driver, re-exported so callers need not pin it.
 pub use rusqlite;
+
+#[cfg(test)]
+mod tests {
+    /// Core's SQLite statements use `unixepoch('subsec')`, which SQLite has since 3.42.
+    #[test]
+    fn bundled_sqlite_has_unixepoch_subsec() {
+        assert!(
+            rusqlite::version_number() >= 3_042_000,
+            "{}",
+            rusqlite::version()
+        );
+    }
+}

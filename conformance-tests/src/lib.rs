@@ -105,7 +105,6 @@ macro_rules! __storage_cases {
             payload::oversized_data_is_rejected_and_nothing_lost,
             payload::many_fields_round_trip,
             payload::typed_helpers_round_trip,
-            payload::non_object_data_is_rejected,
             persistence::data_persists_across_reopen,
             persistence::calls_after_close_fail,
             persistence::close_twice_is_fine,

@@ -9,7 +9,7 @@ use crate::error::Error;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Dialect {
-    /// SQLite 3.35+ (bundled with `fsmstore-sqlite`).
+    /// SQLite 3.42+ (`unixepoch('subsec')`; bundled with `fsmstore-sqlite`).
     Sqlite,
     /// PostgreSQL 12+.
     Postgres,

@@ -193,3 +193,35 @@ pub fn object_from<T: Serialize + ?Sized>(value: &T) -> Result<Data> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::memory::MemoryStorage;
+
+    /// The typed helpers refuse non-objects in core, before any backend is called (so
+    /// this is a core test, not a conformance case).
+    #[tokio::test]
+    async fn typed_helpers_refuse_non_objects_and_write_nothing() {
+        let s = MemoryStorage::new();
+        let key = StorageKey::new(1, 2, 3);
+        s.set_data(&key, &crate::data!({"keep": 1})).await.unwrap();
+        for bad in [
+            json!([1, 2]),
+            json!("text"),
+            json!(3),
+            json!(null),
+            json!(true),
+        ] {
+            let err = s.set_data_from(&key, &bad).await.unwrap_err();
+            assert!(matches!(err, Error::InvalidInput(_)), "{bad}: {err:?}");
+            assert!(matches!(
+                s.update_data_from(&key, &bad).await,
+                Err(Error::InvalidInput(_))
+            ));
+        }
+        assert_eq!(s.get_data(&key).await.unwrap(), crate::data!({"keep": 1}));
+    }
+}

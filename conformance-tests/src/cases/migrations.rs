@@ -241,12 +241,30 @@ pub async fn outdated_schema_names_the_fix(ctx: Ctx) {
 
 /// Opening with policy `Upgrade` migrates an outdated schema, keeping its rows.
 pub async fn upgrade_policy_migrates_on_open(ctx: Ctx) {
+    let s = ctx.storage().await;
+    s.set_state(&key(1), Some("Form:name")).await.unwrap();
+    s.set_data(&key(1), &obj(json!({"name": "Ann"})))
+        .await
+        .unwrap();
+    s.set_data(&key(2), &obj(json!({"only": "data"})))
+        .await
+        .unwrap();
+    s.close().await.unwrap();
     let m = ctx.migrator().await;
-    m.migrate(MigrationTarget::Version(2)).await.unwrap();
+    m.migrate(MigrationTarget::Version(1)).await.unwrap();
+    assert_eq!(m.current().await.unwrap(), 1);
+    // `ctx.storage()` opens with `SchemaPolicy::Upgrade`.
     let s = ctx.storage().await;
     assert_eq!(m.current().await.unwrap(), m.migrations().head());
-    s.set_state(&key(1), Some("S")).await.unwrap();
-    assert_eq!(s.get_state(&key(1)).await.unwrap().as_deref(), Some("S"));
+    let one = s.get_record(&key(1)).await.unwrap();
+    assert_eq!(one.state.as_deref(), Some("Form:name"));
+    assert_eq!(one.data, obj(json!({"name": "Ann"})));
+    assert_eq!(
+        s.get_data(&key(2)).await.unwrap(),
+        obj(json!({"only": "data"}))
+    );
+    s.set_state(&key(3), Some("S")).await.unwrap();
+    assert_eq!(s.key_count().await.unwrap(), 3);
 }
 
 /// `stamp` records a version without running SQL: rows survive a stamp down and back.

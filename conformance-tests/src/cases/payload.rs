@@ -122,24 +122,3 @@ pub async fn typed_helpers_round_trip(ctx: Ctx) {
         Err(Error::Serialization(_))
     ));
 }
-
-/// Data that is not a JSON object is refused and nothing is written.
-pub async fn non_object_data_is_rejected(ctx: Ctx) {
-    let s = ctx.storage().await;
-    s.set_data(&key(1), &obj(json!({"keep": 1}))).await.unwrap();
-    for bad in [
-        json!([1, 2]),
-        json!("text"),
-        json!(3),
-        json!(null),
-        json!(true),
-    ] {
-        let err = s.set_data_from(&key(1), &bad).await.unwrap_err();
-        assert!(matches!(err, Error::InvalidInput(_)), "{bad}: {err:?}");
-        assert!(matches!(
-            s.update_data_from(&key(1), &bad).await,
-            Err(Error::InvalidInput(_))
-        ));
-    }
-    assert_eq!(s.get_data(&key(1)).await.unwrap(), obj(json!({"keep": 1})));
-}

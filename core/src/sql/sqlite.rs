@@ -1,4 +1,5 @@
-//! SQLite statements (3.38+, bundled). `updated_at` holds unix milliseconds.
+//! SQLite statements (3.42+, for `unixepoch('subsec')`; the bundled SQLite is newer). `updated_at`
+//! holds unix milliseconds.
 
 use super::{common_version_queries, RowQueries, SqliteQueries, VersionQueries};
 
