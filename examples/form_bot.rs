@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use fsmstore::serde_json::{json, Value};
-use fsmstore::{Data, Storage, StorageKey};
+use fsmstore::{BotId, ChatId, Data, Storage, StorageKey, UserId};
 
 const BOT_ID: i64 = 42;
 
@@ -58,7 +58,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 fn chat_key(user: i64) -> StorageKey {
     // A private chat: chat id = user id.
-    StorageKey::new(BOT_ID, user, user)
+    StorageKey::new(BotId(BOT_ID), ChatId(user), UserId(user))
 }
 
 /// Delivers the next two messages of `user`, resuming from what the storage holds.

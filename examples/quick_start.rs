@@ -1,6 +1,6 @@
 //! The README's quick start, compiled and run by CI: `cargo run --example quick_start`.
 
-use fsmstore::{serde_json::json, StorageExt, StorageKey};
+use fsmstore::{serde_json::json, BotId, ChatId, StorageExt, StorageKey, UserId};
 use fsmstore::{DefaultKeyBuilder, SchemaPolicy, StorageOptions};
 
 #[tokio::main]
@@ -9,7 +9,7 @@ async fn main() -> fsmstore::Result<()> {
     // many instances). Without it, an outdated schema is an error naming the fix.
     let storage = fsmstore::connect("sqlite://bot.db?schema=upgrade").await?;
 
-    let key = StorageKey::new(42, -100, 7); // bot, chat, user
+    let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7)); // bot, chat, user
     storage.set_state(&key, Some("Form:name")).await?; // None clears
     storage
         .set_data(&key, &json!({"lang": "en"}).as_object().unwrap().clone())
@@ -37,7 +37,7 @@ async fn main() -> fsmstore::Result<()> {
         .await?
         .storage();
     storage
-        .set_state(&key.with_destiny("album"), Some("Album:photos"))
+        .set_state(&key.for_destiny("album"), Some("Album:photos"))
         .await?;
     println!(
         "{} keys in dev_aiogram_fsm_data",

@@ -5,13 +5,13 @@
 //! one async API, with versioned per-dialect migrations and a shared conformance suite.
 //!
 //! ```
-//! use fsmstore::{data, StorageKey};
+//! use fsmstore::{data, BotId, ChatId, StorageKey, UserId};
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! // One handle per database: the bot's storage, the operator's inspect and the
 //! // migrator share its connections.
 //! let db = fsmstore::open("sqlite::memory:?schema=upgrade").await?;
 //! let storage = db.storage();
-//! let key = StorageKey::new(42, -100, 7); // bot, chat, user
+//! let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7)); // bot, chat, user
 //! storage.set_state(&key, Some("Form:name")).await?;
 //! let data = storage.update_data(&key, &data!({"name": "Ann"})).await?;
 //! assert_eq!(data["name"], "Ann");
@@ -32,9 +32,9 @@
 use std::sync::Arc;
 
 pub use fsmstore_core::{
-    data, serde_json, states, Data, Database, DefaultKeyBuilder, Dialogue, DialogueState, Error,
-    ErrorKind, IntoState, KeyBuilder, Record, Result, SchemaPolicy, Storage, StorageExt,
-    StorageKey, StorageOptions, TableName, DEFAULT_DESTINY,
+    data, serde_json, states, BotId, ChatId, Data, Database, DefaultKeyBuilder, Dialogue,
+    DialogueState, Error, ErrorKind, IntoState, KeyBuilder, Record, Result, SchemaPolicy, Storage,
+    StorageExt, StorageKey, StorageOptions, TableName, UserId, DEFAULT_DESTINY,
 };
 
 /// `fsmstore-core`, the contract crate, whole: for backend authors and tools.

@@ -1,7 +1,7 @@
 //! `fsmstore::open`: one handle per database, and URL parameters never silently dropped.
 
 use fsmstore::migrate::MigrationTarget;
-use fsmstore::{Error, SchemaPolicy, StorageKey, StorageOptions};
+use fsmstore::{BotId, ChatId, Error, SchemaPolicy, StorageKey, StorageOptions, UserId};
 
 fn temp_db(name: &str) -> String {
     let path = std::env::temp_dir().join(format!("fsmstore-open-{}-{name}.db", std::process::id()));
@@ -14,7 +14,7 @@ async fn one_handle_hands_out_storage_inspect_and_migrator_over_one_database() {
     let db = fsmstore::open(&format!("{}?schema=upgrade", temp_db("views")))
         .await
         .unwrap();
-    let key = StorageKey::new(1, -100, 7);
+    let key = StorageKey::new(BotId(1), ChatId(-100), UserId(7));
     db.storage()
         .set_state(&key, Some("Form:name"))
         .await

@@ -13,11 +13,11 @@
 //!   as dirty, naming the `stamp` command that repairs it.
 //!
 //! ```no_run
-//! use fsmstore_core::{Storage, StorageKey};
+//! use fsmstore_core::{Storage, BotId, ChatId, StorageKey, UserId};
 //! use fsmstore_mysql::MysqlStorage;
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! let storage = MysqlStorage::connect("mysql://bot:secret@127.0.0.1:3306/bots?schema=upgrade").await?;
-//! let key = StorageKey::new(42, -100, 7);
+//! let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7));
 //! storage.set_state(&key, Some("Form:name")).await?;
 //! assert_eq!(storage.get_state(&key).await?.as_deref(), Some("Form:name"));
 //! storage.close().await?;

@@ -10,14 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fsmstore_core::serde_json::{json, Value};
-use fsmstore_core::{Data, Error, SchemaPolicy, Storage, StorageKey};
+use fsmstore_core::{BotId, ChatId, Data, Error, SchemaPolicy, Storage, StorageKey, UserId};
 use fsmstore_mysql::sqlx::{self, AssertSqlSafe, MySqlConnection};
 use fsmstore_mysql::{MysqlConfig, MysqlStorage};
 
 const WRITERS: i64 = 4;
 
 fn key(n: i64) -> StorageKey {
-    StorageKey::new(1, -100, n)
+    StorageKey::new(BotId(1), ChatId(-100), UserId(n))
 }
 
 fn patch(i: i64) -> Data {

@@ -118,7 +118,14 @@ async fn half_applied_migration_is_dirty_until_stamped() {
     assert!(report.steps.is_empty(), "{report:?}");
     let storage = MysqlStorage::open(verify(&config)).await.unwrap();
     storage
-        .set_state(&fsmstore_core::StorageKey::new(1, 2, 3), Some("S"))
+        .set_state(
+            &fsmstore_core::StorageKey::new(
+                fsmstore_core::BotId(1),
+                fsmstore_core::ChatId(2),
+                fsmstore_core::UserId(3),
+            ),
+            Some("S"),
+        )
         .await
         .unwrap();
     storage.close().await.unwrap();

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fsmstore_core::{Error, SchemaPolicy, Storage, StorageKey};
+use fsmstore_core::{BotId, ChatId, Error, SchemaPolicy, Storage, StorageKey, UserId};
 use fsmstore_mysql::MysqlStorage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -113,7 +113,7 @@ async fn a_lost_reply_is_an_unknown_outcome_and_never_overwrites_a_newer_write()
     let proxied = MysqlStorage::open(through.options(options.clone()).unwrap())
         .await
         .unwrap();
-    let key = StorageKey::new(1, -100, 7);
+    let key = StorageKey::new(BotId(1), ChatId(-100), UserId(7));
     // Warm the connection and its prepared statement.
     proxied.set_state(&key, Some("Form:first")).await.unwrap();
 
@@ -173,7 +173,7 @@ async fn a_read_whose_reply_is_lost_runs_again_on_another_connection() {
     let proxied = MysqlStorage::open(through.options(options.clone()).unwrap())
         .await
         .unwrap();
-    let key = StorageKey::new(1, -100, 8);
+    let key = StorageKey::new(BotId(1), ChatId(-100), UserId(8));
     proxied.set_state(&key, Some("Form:name")).await.unwrap();
     proxied.get_state(&key).await.unwrap();
 

@@ -7,13 +7,13 @@
 //! its bookkeeping row in one transaction.
 //!
 //! ```no_run
-//! use fsmstore_core::{SchemaPolicy, Storage, StorageKey, StorageOptions};
+//! use fsmstore_core::{SchemaPolicy, Storage, BotId, ChatId, StorageKey, UserId, StorageOptions};
 //! use fsmstore_postgres::{PgConfig, PgStorage};
 //! # async fn run() -> fsmstore_core::Result<()> {
 //! let config = PgConfig::from_url("postgres://bot:secret@db.internal/bots?pool_max=16")?
 //!     .options(StorageOptions::default().schema(SchemaPolicy::Upgrade))?;
 //! let storage = PgStorage::open(config).await?;
-//! storage.set_state(&StorageKey::new(42, -100, 7), Some("Form:name")).await?;
+//! storage.set_state(&StorageKey::new(BotId(42), ChatId(-100), UserId(7)), Some("Form:name")).await?;
 //! # Ok(())
 //! # }
 //! ```

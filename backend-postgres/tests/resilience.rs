@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fsmstore_core::sql::drop_table_if_exists;
-use fsmstore_core::{Dialect, Error, ErrorKind, SchemaPolicy, Storage, StorageKey, StorageOptions};
+use fsmstore_core::{
+    BotId, ChatId, Dialect, Error, ErrorKind, SchemaPolicy, Storage, StorageKey, StorageOptions,
+    UserId,
+};
 use fsmstore_postgres::{PgConfig, PgStorage};
 use serde_json::json;
 
@@ -43,7 +46,7 @@ async fn terminated_connections_recover_without_reopening() {
         let (storage, transient) = (Arc::clone(&storage), Arc::clone(&transient));
         tokio::spawn(async move {
             for generation in 0..400_i64 {
-                let key = StorageKey::new(1, generation % 16, 1);
+                let key = StorageKey::new(BotId(1), ChatId(generation % 16), UserId(1));
                 let blob = "x".repeat(2048);
                 let calls = [
                     storage
@@ -100,7 +103,7 @@ async fn terminated_connections_recover_without_reopening() {
         )
         .await
         .unwrap();
-    let key = StorageKey::new(1, 99, 1);
+    let key = StorageKey::new(BotId(1), ChatId(99), UserId(1));
     let mut recovered = false;
     for _ in 0..10 {
         match storage.set_state(&key, Some("after")).await {
@@ -122,7 +125,7 @@ async fn terminated_connections_recover_without_reopening() {
 
     for chat in 0..16 {
         let row = storage
-            .get_data(&StorageKey::new(1, chat, 1))
+            .get_data(&StorageKey::new(BotId(1), ChatId(chat), UserId(1)))
             .await
             .unwrap();
         assert_eq!(

@@ -6,7 +6,9 @@
 mod common;
 
 use fsmstore_core::sql::drop_table_if_exists;
-use fsmstore_core::{Dialect, SchemaPolicy, Storage, StorageKey, StorageOptions};
+use fsmstore_core::{
+    BotId, ChatId, Dialect, SchemaPolicy, Storage, StorageKey, StorageOptions, UserId,
+};
 use fsmstore_postgres::{PgConfig, PgStorage};
 
 const SNAKEOIL: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
@@ -40,7 +42,7 @@ async fn tls_is_used_and_the_certificate_verified() {
     let storage = PgStorage::open(config.clone())
         .await
         .expect("TLS connection");
-    let key = StorageKey::new(1, 2, 3);
+    let key = StorageKey::new(BotId(1), ChatId(2), UserId(3));
     storage.set_state(&key, Some("secure")).await.unwrap();
     assert_eq!(
         storage.get_state(&key).await.unwrap().as_deref(),

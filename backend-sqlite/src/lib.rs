@@ -7,7 +7,7 @@
 //! of one storage sees the same data.
 //!
 //! ```
-//! use fsmstore_core::{SchemaPolicy, Storage, StorageKey, StorageOptions};
+//! use fsmstore_core::{SchemaPolicy, Storage, BotId, ChatId, StorageKey, UserId, StorageOptions};
 //! use fsmstore_sqlite::{SqliteConfig, SqliteStorage};
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! // A private in-memory database gets its schema on open; a file is verified unless the
@@ -16,7 +16,7 @@
 //! let file = SqliteConfig::from_url("sqlite://doc-example.db")?
 //!     .options(StorageOptions::default().schema(SchemaPolicy::Upgrade))?;
 //! # let _ = file;
-//! let key = StorageKey::new(42, -100, 7);
+//! let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7));
 //! storage.set_state(&key, Some("Form:name")).await?;
 //! assert_eq!(storage.get_state(&key).await?.as_deref(), Some("Form:name"));
 //! # Ok::<(), fsmstore_core::Error>(())

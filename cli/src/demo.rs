@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use fsmstore::inspect::Inspect;
 use fsmstore::serde_json::{json, Value};
-use fsmstore::{SchemaPolicy, StorageKey};
+use fsmstore::{BotId, ChatId, SchemaPolicy, StorageKey, UserId};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::Semaphore;
 
@@ -38,7 +38,7 @@ fn answer(user: i64, field: &str) -> Value {
 /// One user's conversation: `/start`, then as many answers as they send. Each message is
 /// what a bot handler does: read the state, store the answer, move on.
 async fn converse(storage: &dyn Inspect, user: i64) -> fsmstore::Result<u64> {
-    let key = StorageKey::new(42, user, user);
+    let key = StorageKey::new(BotId(42), ChatId(user), UserId(user));
     storage.set_state(&key, Some(FORM[0].0)).await?;
     let mut calls = 1;
     for _ in 0..answers_sent(user) {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use fsmstore::serde_json::{self, json, Value};
-use fsmstore::StorageKey;
+use fsmstore::{BotId, ChatId, StorageKey, UserId};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("fsmstore-cli-{}-{name}", std::process::id()));
@@ -252,7 +252,7 @@ fn adopting_a_python_table_keeps_every_row() {
     runtime.block_on(async {
         let storage = fsmstore::connect(&url).await.unwrap();
         let one = storage
-            .get_record(&StorageKey::new(0, -100, 7))
+            .get_record(&StorageKey::new(BotId(0), ChatId(-100), UserId(7)))
             .await
             .unwrap();
         assert_eq!(one.state.as_deref(), Some("Form:name"));
@@ -262,31 +262,34 @@ fn adopting_a_python_table_keeps_every_row() {
         );
         assert_eq!(
             storage
-                .get_state(&StorageKey::new(0, 5, 5))
+                .get_state(&StorageKey::new(BotId(0), ChatId(5), UserId(5)))
                 .await
                 .unwrap()
                 .as_deref(),
             Some("Form:age")
         );
         assert!(storage
-            .get_data(&StorageKey::new(0, 5, 5))
+            .get_data(&StorageKey::new(BotId(0), ChatId(5), UserId(5)))
             .await
             .unwrap()
             .is_empty());
         assert_eq!(
             storage
-                .get_state(&StorageKey::new(0, 6, 6))
+                .get_state(&StorageKey::new(BotId(0), ChatId(6), UserId(6)))
                 .await
                 .unwrap()
                 .as_deref(),
             Some("Form:city")
         );
-        let only = storage.get_data(&StorageKey::new(0, 8, 8)).await.unwrap();
+        let only = storage
+            .get_data(&StorageKey::new(BotId(0), ChatId(8), UserId(8)))
+            .await
+            .unwrap();
         assert_eq!(
             Value::Object(only),
             json!({"only": "data", "n": {"x": null}})
         );
-        let thread = StorageKey::new(0, -100, 7).with_thread(9);
+        let thread = StorageKey::new(BotId(0), ChatId(-100), UserId(7)).with_thread(9);
         assert_eq!(
             storage.get_state(&thread).await.unwrap().as_deref(),
             Some("Thread:state")
@@ -295,7 +298,7 @@ fn adopting_a_python_table_keeps_every_row() {
         // And the adopted table works for new writes.
         storage
             .update_data(
-                &StorageKey::new(0, 5, 5),
+                &StorageKey::new(BotId(0), ChatId(5), UserId(5)),
                 &json!({"age": 30}).as_object().unwrap().clone(),
             )
             .await

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use fsmstore::mysql::sqlx;
 use fsmstore::postgres::tokio_postgres;
 use fsmstore::serde_json::{json, Value};
-use fsmstore::{StorageKey, StorageOptions};
+use fsmstore::{BotId, ChatId, StorageKey, StorageOptions, UserId};
 
 fn pg_url() -> String {
     std::env::var("FSMSTORE_TEST_POSTGRES_URL")
@@ -90,18 +90,27 @@ async fn assert_adopted(url: &str, table: &str) {
         .unwrap();
     let storage = fsmstore::open_with(url, options).await.unwrap().storage();
     let record = storage
-        .get_record(&StorageKey::new(0, -100, 7))
+        .get_record(&StorageKey::new(BotId(0), ChatId(-100), UserId(7)))
         .await
         .unwrap();
     assert_eq!(record.state.as_deref(), Some("Form:name"));
     assert_eq!(Value::Object(record.data), json!({"name": "René"}));
-    let age = storage.get_record(&StorageKey::new(0, 5, 5)).await.unwrap();
+    let age = storage
+        .get_record(&StorageKey::new(BotId(0), ChatId(5), UserId(5)))
+        .await
+        .unwrap();
     assert_eq!(age.state.as_deref(), Some("Form:age"));
     assert!(age.data.is_empty());
-    let city = storage.get_record(&StorageKey::new(0, 6, 6)).await.unwrap();
+    let city = storage
+        .get_record(&StorageKey::new(BotId(0), ChatId(6), UserId(6)))
+        .await
+        .unwrap();
     assert_eq!(city.state.as_deref(), Some("Form:city"));
     assert!(city.data.is_empty());
-    let only = storage.get_data(&StorageKey::new(0, 8, 8)).await.unwrap();
+    let only = storage
+        .get_data(&StorageKey::new(BotId(0), ChatId(8), UserId(8)))
+        .await
+        .unwrap();
     assert_eq!(Value::Object(only), json!({"only": "data"}));
     assert_eq!(storage.key_count().await.unwrap(), 4);
     storage.close().await.unwrap();

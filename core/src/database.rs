@@ -25,11 +25,11 @@ use crate::traced::Traced;
 /// server; nothing acknowledged is lost).
 ///
 /// ```
-/// use fsmstore_core::{Database, MemoryStorage, StorageKey};
+/// use fsmstore_core::{Database, MemoryStorage, BotId, ChatId, StorageKey, UserId};
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let db = Database::new("memory", std::sync::Arc::new(MemoryStorage::new()), None);
 /// let storage = db.storage();
-/// storage.set_state(&StorageKey::new(1, 2, 3), Some("Form:name")).await?;
+/// storage.set_state(&StorageKey::new(BotId(1), ChatId(2), UserId(3)), Some("Form:name")).await?;
 /// assert_eq!(db.inspect().stats().await?.rows, 1);
 /// assert!(db.migrator().is_err()); // an in-memory store has no schema
 /// # Ok::<(), fsmstore_core::Error>(())

@@ -110,7 +110,7 @@ impl IntoState for Option<&str> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use fsmstore_core::{Dialogue, MemoryStorage, StorageKey};
+/// use fsmstore_core::{Dialogue, MemoryStorage, BotId, ChatId, StorageKey, UserId};
 ///
 /// fsmstore_core::states! {
 ///     pub enum Form in "Form" { Name => "name", Age => "age" }
@@ -119,7 +119,7 @@ impl IntoState for Option<&str> {
 /// struct Answers { name: Option<String>, age: Option<u32> }
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let dialogue = Dialogue::new(Arc::new(MemoryStorage::new()), StorageKey::new(42, -100, 7));
+/// let dialogue = Dialogue::new(Arc::new(MemoryStorage::new()), StorageKey::new(BotId(42), ChatId(-100), UserId(7)));
 /// dialogue.set_state(Form::Name).await?;
 /// // The answer and the next question in one atomic write.
 /// let answers = Answers { name: Some("Ann".into()), ..Default::default() };

@@ -8,7 +8,27 @@ pub const DEFAULT_DESTINY: &str = "default";
 /// The longest row id, in characters, that every dialect stores (`id VARCHAR(255)`).
 pub const MAX_KEY_BYTES: usize = 255;
 
+/// A bot's id (the number before the colon of its token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BotId(pub i64);
+
+/// A chat's id (negative for groups and channels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChatId(pub i64);
+
+/// A user's id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(pub i64);
+
 /// Identifies one conversation: the same fields as aiogram's `StorageKey`.
+///
+/// Built with typed ids, so a chat id can not land in the user's place:
+///
+/// ```
+/// use fsmstore_core::{BotId, ChatId, StorageKey, UserId};
+/// let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7)).with_thread(9);
+/// assert_eq!((key.chat_id, key.user_id, key.thread_id), (-100, 7, Some(9)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StorageKey {
     /// The bot's id.
@@ -26,12 +46,12 @@ pub struct StorageKey {
 }
 
 impl StorageKey {
-    /// A key for `user_id` in `chat_id` of bot `bot_id`, no thread, default destiny.
-    pub fn new(bot_id: i64, chat_id: i64, user_id: i64) -> Self {
+    /// A key for `user` in `chat` of `bot`, no thread, default destiny.
+    pub fn new(bot: BotId, chat: ChatId, user: UserId) -> Self {
         StorageKey {
-            bot_id,
-            chat_id,
-            user_id,
+            bot_id: bot.0,
+            chat_id: chat.0,
+            user_id: user.0,
             thread_id: None,
             business_connection_id: None,
             destiny: DEFAULT_DESTINY.to_owned(),
@@ -50,8 +70,10 @@ impl StorageKey {
         self
     }
 
-    /// The same key with another destiny.
-    pub fn with_destiny(mut self, destiny: impl Into<String>) -> Self {
+    /// The same key for another destiny: a separate dialogue of the same user in the same
+    /// chat. (The key builder's `with_destiny(true)` is a different thing: whether the
+    /// destiny is part of the row id, which a non-default destiny needs.)
+    pub fn for_destiny(mut self, destiny: impl Into<String>) -> Self {
         self.destiny = destiny.into();
         self
     }
@@ -77,8 +99,8 @@ pub trait KeyBuilder: Send + Sync + std::fmt::Debug {
 /// `thread_id` if present and not 0, `user_id`, `destiny` if `with_destiny`.
 ///
 /// ```
-/// use fsmstore_core::{DefaultKeyBuilder, KeyBuilder, StorageKey};
-/// let key = StorageKey::new(42, -100, 7);
+/// use fsmstore_core::{BotId, ChatId, DefaultKeyBuilder, KeyBuilder, StorageKey, UserId};
+/// let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7));
 /// assert_eq!(DefaultKeyBuilder::default().build(&key).unwrap(), "fsm:-100:7");
 /// let all = DefaultKeyBuilder::default().with_bot_id(true).with_destiny(true);
 /// assert_eq!(all.build(&key.with_thread(9)).unwrap(), "fsm:42:-100:9:7:default");
@@ -185,7 +207,7 @@ mod tests {
 
     #[test]
     fn every_flag_combination_matches_aiogram() {
-        let key = StorageKey::new(42, -100, 7)
+        let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7))
             .with_thread(9)
             .with_business_connection("bc1");
         // (with_bot_id, with_business_connection_id, with_destiny) -> expected key
@@ -215,10 +237,22 @@ mod tests {
     #[test]
     fn plain_key_is_prefix_chat_user() {
         let builder = DefaultKeyBuilder::default();
-        assert_eq!(build(&builder, &StorageKey::new(42, -100, 7)), "fsm:-100:7");
-        assert_eq!(build(&builder, &StorageKey::new(1, 5, 5)), "fsm:5:5");
         assert_eq!(
-            build(&builder, &StorageKey::new(1, i64::MIN, i64::MAX)),
+            build(
+                &builder,
+                &StorageKey::new(BotId(42), ChatId(-100), UserId(7))
+            ),
+            "fsm:-100:7"
+        );
+        assert_eq!(
+            build(&builder, &StorageKey::new(BotId(1), ChatId(5), UserId(5))),
+            "fsm:5:5"
+        );
+        assert_eq!(
+            build(
+                &builder,
+                &StorageKey::new(BotId(1), ChatId(i64::MIN), UserId(i64::MAX))
+            ),
             "fsm:-9223372036854775808:9223372036854775807"
         );
     }
@@ -226,7 +260,7 @@ mod tests {
     #[test]
     fn thread_zero_or_absent_is_left_out() {
         let builder = DefaultKeyBuilder::default();
-        let key = StorageKey::new(42, -100, 7);
+        let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7));
         assert_eq!(build(&builder, &key.clone().with_thread(0)), "fsm:-100:7");
         assert_eq!(
             build(&builder, &key.clone().with_thread(-3)),
@@ -237,7 +271,7 @@ mod tests {
     #[test]
     fn empty_or_absent_business_connection_is_left_out() {
         let builder = DefaultKeyBuilder::default().with_business_connection_id(true);
-        let key = StorageKey::new(42, -100, 7);
+        let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7));
         assert_eq!(build(&builder, &key), "fsm:-100:7");
         assert_eq!(
             build(&builder, &key.with_business_connection("")),
@@ -252,7 +286,10 @@ mod tests {
             .with_separator("/")
             .with_bot_id(true);
         assert_eq!(
-            build(&builder, &StorageKey::new(42, -100, 7)),
+            build(
+                &builder,
+                &StorageKey::new(BotId(42), ChatId(-100), UserId(7))
+            ),
             "bot_fsm/42/-100/7"
         );
     }
@@ -260,13 +297,13 @@ mod tests {
     #[test]
     fn destiny_is_included_when_asked() {
         let builder = DefaultKeyBuilder::default().with_destiny(true);
-        let key = StorageKey::new(42, -100, 7).with_destiny("album");
+        let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7)).for_destiny("album");
         assert_eq!(build(&builder, &key), "fsm:-100:7:album");
     }
 
     #[test]
     fn non_default_destiny_without_flag_is_an_error() {
-        let key = StorageKey::new(42, -100, 7).with_destiny("album");
+        let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7)).for_destiny("album");
         let err = DefaultKeyBuilder::default().build(&key).unwrap_err();
         assert!(
             matches!(err, Error::InvalidKey(ref m) if m.contains("album")),

@@ -13,10 +13,10 @@
 //! * [`MemoryStorage`], the in-memory reference implementation.
 //!
 //! ```
-//! use fsmstore_core::{MemoryStorage, Storage, StorageKey};
+//! use fsmstore_core::{MemoryStorage, Storage, BotId, ChatId, StorageKey, UserId};
 //! # tokio_test_block_on(async {
 //! let storage = MemoryStorage::new();
-//! let key = StorageKey::new(42, -100, 7);
+//! let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7));
 //! storage.set_state(&key, Some("Form:name")).await?;
 //! assert_eq!(storage.get_state(&key).await?.as_deref(), Some("Form:name"));
 //! # Ok::<(), fsmstore_core::Error>(())
@@ -58,7 +58,10 @@ pub use dialect::Dialect;
 pub use dialogue::{patch_from, Dialogue, DialogueState, IntoState};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use inspect::{now_ms, Inspect, StoredRow, TableStats};
-pub use key::{DefaultKeyBuilder, KeyBuilder, StorageKey, DEFAULT_DESTINY, MAX_KEY_BYTES};
+pub use key::{
+    BotId, ChatId, DefaultKeyBuilder, KeyBuilder, StorageKey, UserId, DEFAULT_DESTINY,
+    MAX_KEY_BYTES,
+};
 pub use memory::MemoryStorage;
 pub use migration_run::{run_migration, run_stamp, MigrationSteps};
 pub use migrations::{Migration, MigrationSet, MigrationSource};

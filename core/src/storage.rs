@@ -114,12 +114,12 @@ pub trait Storage: Send + Sync {
 /// Typed helpers on every [`Storage`].
 ///
 /// ```
-/// use fsmstore_core::{MemoryStorage, StorageExt, StorageKey};
+/// use fsmstore_core::{MemoryStorage, StorageExt, BotId, ChatId, StorageKey, UserId};
 /// #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
 /// struct Form { name: String, age: u32 }
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// let storage = MemoryStorage::new();
-/// let key = StorageKey::new(1, 2, 3);
+/// let key = StorageKey::new(BotId(1), ChatId(2), UserId(3));
 /// storage.set_data_from(&key, &Form { name: "Ann".into(), age: 30 }).await?;
 /// let form: Form = storage.get_data_as(&key).await?;
 /// assert_eq!(form.age, 30);
@@ -199,6 +199,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::key::{BotId, ChatId, UserId};
     use crate::memory::MemoryStorage;
 
     /// The typed helpers refuse non-objects in core, before any backend is called (so
@@ -206,7 +207,7 @@ mod tests {
     #[tokio::test]
     async fn typed_helpers_refuse_non_objects_and_write_nothing() {
         let s = MemoryStorage::new();
-        let key = StorageKey::new(1, 2, 3);
+        let key = StorageKey::new(BotId(1), ChatId(2), UserId(3));
         s.set_data(&key, &crate::data!({"keep": 1})).await.unwrap();
         for bad in [
             json!([1, 2]),

@@ -193,6 +193,7 @@ mod tests {
     use tracing::{Event, Id, Metadata, Subscriber};
 
     use super::*;
+    use crate::key::{BotId, ChatId, UserId};
     use crate::memory::MemoryStorage;
 
     /// Collects span fields as text.
@@ -232,7 +233,7 @@ mod tests {
     fn every_call_has_a_span_with_the_row_id_and_no_values() {
         let fields = Fields::default();
         let storage = Traced::new("memory", Arc::new(MemoryStorage::new()));
-        let key = StorageKey::new(42, -100, 7);
+        let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7));
         tracing::subscriber::with_default(fields.clone(), || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .build()

@@ -3,7 +3,7 @@
 //!
 //! Both sides use one scratch table (`bench_<pid>`, its own version table), created with
 //! `SchemaPolicy::Upgrade` and dropped afterwards. fsmstore's rows are `fsm:{i}:{i}` (key
-//! `StorageKey::new(42, i, i)`), the floor's `fsm:-{i}:{i}`, prefilled rows `fsm:{j}:{j}`
+//! `StorageKey::new(BotId(42), ChatId(i), UserId(i))`), the floor's `fsm:-{i}:{i}`, prefilled rows `fsm:{j}:{j}`
 //! with `j` above the benchmark's keys, so all of them interleave in the primary key.
 
 mod floor_mysql;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use fsmstore::serde_json::{json, Value};
-use fsmstore::{Data, Storage, StorageKey};
+use fsmstore::{BotId, ChatId, Data, Storage, StorageKey, UserId};
 use indicatif::ProgressBar;
 
 /// The state every key is put in.
@@ -86,7 +86,9 @@ pub(crate) struct FsmTarget {
 
 impl FsmTarget {
     pub(crate) fn new(storage: Arc<dyn Storage>, keys: i64) -> Self {
-        let keys = (0..=keys).map(|i| StorageKey::new(42, i, i)).collect();
+        let keys = (0..=keys)
+            .map(|i| StorageKey::new(BotId(42), ChatId(i), UserId(i)))
+            .collect();
         FsmTarget { storage, keys }
     }
 
@@ -214,7 +216,7 @@ pub(crate) struct Concurrency {
 
 /// `tasks` tasks each merge their own field into one key at once; every field must survive.
 pub(crate) async fn run_concurrency(storage: &Arc<dyn Storage>, tasks: usize) -> Concurrency {
-    let key = StorageKey::new(42, 0, 0);
+    let key = StorageKey::new(BotId(42), ChatId(0), UserId(0));
     let mut outcome = Concurrency {
         tasks,
         ..Concurrency::default()

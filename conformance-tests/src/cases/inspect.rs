@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use fsmstore_core::{now_ms, StorageKey};
+use fsmstore_core::{now_ms, BotId, ChatId, StorageKey, UserId};
 use serde_json::json;
 
 use super::{key, obj};
@@ -42,12 +42,18 @@ pub async fn inspect_lists_rows_by_id_and_state(ctx: Ctx) {
 pub async fn inspect_get_row_by_built_id(ctx: Ctx) {
     let s = ctx.inspect().await;
     let before = now_ms();
-    s.set_state(&StorageKey::new(42, -100, 7), Some("Form:name"))
-        .await
-        .unwrap();
-    s.set_data(&StorageKey::new(42, -100, 7), &obj(json!({"a": 1})))
-        .await
-        .unwrap();
+    s.set_state(
+        &StorageKey::new(BotId(42), ChatId(-100), UserId(7)),
+        Some("Form:name"),
+    )
+    .await
+    .unwrap();
+    s.set_data(
+        &StorageKey::new(BotId(42), ChatId(-100), UserId(7)),
+        &obj(json!({"a": 1})),
+    )
+    .await
+    .unwrap();
     let row = s.get_row("fsm:-100:7").await.unwrap().expect("row");
     assert_eq!(row.state.as_deref(), Some("Form:name"));
     assert_eq!(row.data, obj(json!({"a": 1})));

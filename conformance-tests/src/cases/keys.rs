@@ -1,6 +1,6 @@
 //! Key semantics: which keys address the same row.
 
-use fsmstore_core::{DefaultKeyBuilder, Error, StorageKey};
+use fsmstore_core::{BotId, ChatId, DefaultKeyBuilder, Error, StorageKey, UserId};
 
 use super::key;
 use crate::Ctx;
@@ -8,7 +8,10 @@ use crate::Ctx;
 /// Two users of one chat have separate states.
 pub async fn users_in_one_chat_are_independent(ctx: Ctx) {
     let s = ctx.storage().await;
-    let (a, b) = (StorageKey::new(42, -100, 1), StorageKey::new(42, -100, 2));
+    let (a, b) = (
+        StorageKey::new(BotId(42), ChatId(-100), UserId(1)),
+        StorageKey::new(BotId(42), ChatId(-100), UserId(2)),
+    );
     s.set_state(&a, Some("A")).await.unwrap();
     s.set_state(&b, Some("B")).await.unwrap();
     assert_eq!(s.get_state(&a).await.unwrap().as_deref(), Some("A"));
@@ -21,10 +24,10 @@ pub async fn users_in_one_chat_are_independent(ctx: Ctx) {
 pub async fn negative_ids_are_distinct_keys(ctx: Ctx) {
     let s = ctx.storage().await;
     let keys = [
-        StorageKey::new(42, -100, 7),
-        StorageKey::new(42, 100, 7),
-        StorageKey::new(42, -100, -7),
-        StorageKey::new(42, i64::MIN, i64::MAX),
+        StorageKey::new(BotId(42), ChatId(-100), UserId(7)),
+        StorageKey::new(BotId(42), ChatId(100), UserId(7)),
+        StorageKey::new(BotId(42), ChatId(-100), UserId(-7)),
+        StorageKey::new(BotId(42), ChatId(i64::MIN), UserId(i64::MAX)),
     ];
     for (i, k) in keys.iter().enumerate() {
         s.set_state(k, Some(&format!("S{i}"))).await.unwrap();
@@ -42,7 +45,7 @@ pub async fn negative_ids_are_distinct_keys(ctx: Ctx) {
 /// A forum thread is its own key; thread 0 is the same as no thread (aiogram).
 pub async fn threads_are_distinct_keys(ctx: Ctx) {
     let s = ctx.storage().await;
-    let plain = StorageKey::new(42, -100, 7);
+    let plain = StorageKey::new(BotId(42), ChatId(-100), UserId(7));
     s.set_state(&plain, Some("plain")).await.unwrap();
     s.set_state(&plain.clone().with_thread(9), Some("thread"))
         .await
@@ -66,12 +69,15 @@ pub async fn threads_are_distinct_keys(ctx: Ctx) {
 pub async fn bot_ids_share_rows_unless_asked(ctx: Ctx) {
     let shared = ctx.storage().await;
     shared
-        .set_state(&StorageKey::new(1, 5, 5), Some("one"))
+        .set_state(
+            &StorageKey::new(BotId(1), ChatId(5), UserId(5)),
+            Some("one"),
+        )
         .await
         .unwrap();
     assert_eq!(
         shared
-            .get_state(&StorageKey::new(2, 5, 5))
+            .get_state(&StorageKey::new(BotId(2), ChatId(5), UserId(5)))
             .await
             .unwrap()
             .as_deref(),
@@ -84,11 +90,17 @@ pub async fn bot_ids_share_rows_unless_asked(ctx: Ctx) {
         )
         .await;
     separate
-        .set_state(&StorageKey::new(1, 5, 5), Some("bot1"))
+        .set_state(
+            &StorageKey::new(BotId(1), ChatId(5), UserId(5)),
+            Some("bot1"),
+        )
         .await
         .unwrap();
     assert_eq!(
-        separate.get_state(&StorageKey::new(2, 5, 5)).await.unwrap(),
+        separate
+            .get_state(&StorageKey::new(BotId(2), ChatId(5), UserId(5)))
+            .await
+            .unwrap(),
         None
     );
 }
@@ -97,7 +109,7 @@ pub async fn bot_ids_share_rows_unless_asked(ctx: Ctx) {
 /// it, destinies are separate rows.
 pub async fn non_default_destiny_needs_with_destiny(ctx: Ctx) {
     let s = ctx.storage().await;
-    let album = key(3).with_destiny("album");
+    let album = key(3).for_destiny("album");
     let err = s.set_state(&album, Some("X")).await.unwrap_err();
     assert!(matches!(err, Error::InvalidKey(_)), "{err:?}");
     assert!(matches!(

@@ -1,7 +1,7 @@
 //! Rows live exactly as long as they hold something; the reference scenarios of aiogram
 //! and teloxide.
 
-use fsmstore_core::{Data, StorageKey};
+use fsmstore_core::{BotId, ChatId, Data, StorageKey, UserId};
 use serde_json::json;
 
 use super::{key, obj};
@@ -54,7 +54,7 @@ pub async fn clear_of_absent_key_is_fine(ctx: Ctx) {
 pub async fn teloxide_scenario(ctx: Ctx) {
     let s = ctx.storage().await;
     for chat in [1, 11, 256] {
-        let k = StorageKey::new(0, chat, chat);
+        let k = StorageKey::new(BotId(0), ChatId(chat), UserId(chat));
         assert!(
             s.get_record(&k).await.unwrap().is_empty(),
             "chat {chat} absent first"
@@ -65,7 +65,7 @@ pub async fn teloxide_scenario(ctx: Ctx) {
         s.set_data(&k, &obj(json!({ "chat": chat }))).await.unwrap();
     }
     for chat in [1, 11, 256] {
-        let k = StorageKey::new(0, chat, chat);
+        let k = StorageKey::new(BotId(0), ChatId(chat), UserId(chat));
         let record = s.get_record(&k).await.unwrap();
         assert_eq!(record.state, Some(format!("Dialogue{chat}")));
         assert_eq!(record.data, obj(json!({ "chat": chat })));
@@ -81,7 +81,7 @@ pub async fn teloxide_scenario(ctx: Ctx) {
 /// aiogram's storage test (`tests/test_fsm/storage/test_storages.py`), call for call.
 pub async fn aiogram_storage_semantics(ctx: Ctx) {
     let s = ctx.storage().await;
-    let k = StorageKey::new(42, -42, 42);
+    let k = StorageKey::new(BotId(42), ChatId(-42), UserId(42));
     // test_set_state
     assert_eq!(s.get_state(&k).await.unwrap(), None);
     s.set_state(&k, Some("state")).await.unwrap();

@@ -12,7 +12,7 @@ pub mod state;
 pub mod transition;
 pub mod update;
 
-use fsmstore_core::{Data, StorageKey};
+use fsmstore_core::{BotId, ChatId, Data, StorageKey, UserId};
 use serde_json::Value;
 
 /// `json!({...})` as [`Data`]; panics on a non-object (a bug in the case).
@@ -25,5 +25,5 @@ pub(crate) fn obj(value: Value) -> Data {
 
 /// Key `n`: bot 42, chat `n`, user `n` (the benchmark's and teloxide's layout).
 pub(crate) fn key(n: i64) -> StorageKey {
-    StorageKey::new(42, n, n)
+    StorageKey::new(BotId(42), ChatId(n), UserId(n))
 }

@@ -1,6 +1,6 @@
 //! What fits in a row: unicode, large values, limits, typed data, bad input.
 
-use fsmstore_core::{DefaultKeyBuilder, Error, StorageExt, StorageKey};
+use fsmstore_core::{BotId, ChatId, DefaultKeyBuilder, Error, StorageExt, StorageKey, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -16,7 +16,8 @@ pub async fn unicode_keys_and_values(ctx: Ctx) {
                 .key_builder(DefaultKeyBuilder::default().with_business_connection_id(true)),
         )
         .await;
-    let k = StorageKey::new(42, -100, 7).with_business_connection("бизнес-🚀");
+    let k =
+        StorageKey::new(BotId(42), ChatId(-100), UserId(7)).with_business_connection("бизнес-🚀");
     let state = "Форма:имя 🚀 名前";
     let data = obj(json!({
         "имя": "Ренé", "emoji": "👩‍👩‍👧 🇺🇦", "cjk": "漢字かな", "rtl": "مرحبا",
@@ -32,7 +33,9 @@ pub async fn unicode_keys_and_values(ctx: Ctx) {
         Some(json!(["ß", "ǅ"]))
     );
     assert_eq!(
-        s.get_state(&StorageKey::new(42, -100, 7)).await.unwrap(),
+        s.get_state(&StorageKey::new(BotId(42), ChatId(-100), UserId(7)))
+            .await
+            .unwrap(),
         None
     );
 }

@@ -1,7 +1,7 @@
 //! Differential testing: the backend against [`MemoryStorage`], the reference, on
 //! pseudo-random operation sequences.
 
-use fsmstore_core::{Data, MemoryStorage, Storage, StorageKey};
+use fsmstore_core::{BotId, ChatId, Data, MemoryStorage, Storage, StorageKey, UserId};
 use serde_json::{json, Value};
 
 use crate::Ctx;
@@ -46,7 +46,9 @@ pub async fn matches_memory_storage_on_random_operations(ctx: Ctx) {
     let reference = MemoryStorage::new();
     let seed = 0x5EED_F5A5_u64;
     let mut rng = Rng(seed);
-    let keys: Vec<StorageKey> = (1..=6).map(|n| StorageKey::new(42, -n, n)).collect();
+    let keys: Vec<StorageKey> = (1..=6)
+        .map(|n| StorageKey::new(BotId(42), ChatId(-n), UserId(n)))
+        .collect();
     for step in 0..400 {
         let k = &keys[rng.below(keys.len() as u64) as usize];
         let op = rng.below(9);
