@@ -15,6 +15,27 @@ use crate::options::StorageOptions;
 /// Object safe: bots hold an `Arc<dyn Storage>`. Every backend passes the conformance suite
 /// in `fsmstore-conformance`, which enforces the behaviour written here.
 ///
+/// The methods are `async` (through `async_trait`, which rustdoc shows desugared as
+/// functions returning a boxed future). As written:
+///
+/// ```text
+/// async fn get_state(&self, key: &StorageKey) -> Result<Option<String>>;
+/// async fn set_state(&self, key: &StorageKey, state: Option<&str>) -> Result<()>;
+/// async fn get_data(&self, key: &StorageKey) -> Result<Data>;
+/// async fn set_data(&self, key: &StorageKey, data: &Data) -> Result<()>;
+/// async fn update_data(&self, key: &StorageKey, patch: &Data) -> Result<Data>;
+/// async fn transition(&self, key: &StorageKey, state: Option<&str>, patch: &Data) -> Result<Data>;
+/// async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>>;
+/// async fn get_record(&self, key: &StorageKey) -> Result<Record>;
+/// async fn clear(&self, key: &StorageKey) -> Result<()>;
+/// async fn key_count(&self) -> Result<u64>;
+/// fn options(&self) -> &StorageOptions;
+/// async fn close(&self) -> Result<()>;
+/// ```
+///
+/// Dropping a storage without [`Storage::close`] is fine: its connections close when the
+/// last clone goes. `close` is for shutting down on purpose, so later calls fail fast.
+///
 /// # Behavior (every method)
 /// * A row exists only while it holds a state or non-empty data; clearing both deletes it.
 /// * Every call after [`Storage::close`] fails with [`Error::Closed`].
