@@ -63,6 +63,9 @@ async fn main() -> fsmstore::Result<()> {
     db.storage()
         .set_state(&key.for_destiny("album"), Some("Album:photos"))
         .await?;
-    println!("{} keys in dev_aiogram_fsm_data", db.storage().key_count().await?);
+    println!(
+        "{} keys in dev_aiogram_fsm_data",
+        db.storage().key_count().await?
+    );
     db.close().await
 }

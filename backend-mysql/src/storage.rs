@@ -383,11 +383,7 @@ impl Storage for MysqlStorage {
         state: Option<&str>,
         patch: &Data,
     ) -> Result<Data> {
-        let id = self.options().row_id(key)?;
-        if let Some(state) = state {
-            validate_state(state)?;
-        }
-        validate_data(&id, patch, self.options().max_data_bytes)?;
+        let id = self.options().transition_row_id(key, state, patch)?;
         let merge = Merge {
             sql: &self.inner.sql,
             id: &id,

@@ -352,11 +352,7 @@ impl Storage for PgStorage {
         state: Option<&str>,
         patch: &Data,
     ) -> Result<Data> {
-        let id = self.options().row_id(key)?;
-        if let Some(state) = state {
-            validate_state(state)?;
-        }
-        validate_data(&id, patch, self.options().max_data_bytes)?;
+        let id = self.options().transition_row_id(key, state, patch)?;
         let q = &self.inner.queries;
         // No state and nothing to merge may leave the row empty: `clear_state` deletes it
         // then, in the same statement, and returns the data otherwise.

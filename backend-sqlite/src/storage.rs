@@ -281,11 +281,7 @@ impl Storage for SqliteStorage {
         state: Option<&str>,
         patch: &Data,
     ) -> Result<Data> {
-        let id = self.options.row_id(key)?;
-        if let Some(state) = state {
-            validate_state(state)?;
-        }
-        validate_data(&id, patch, self.options.max_data_bytes)?;
+        let id = self.options.transition_row_id(key, state, patch)?;
         let (state, patch) = (state.map(str::to_owned), patch.clone());
         self.write("transition", move |conn, q| {
             merge_locked(conn, q, &id, &patch, Some(state.as_deref()))

@@ -156,12 +156,8 @@ impl Storage for MemoryStorage {
         state: Option<&str>,
         patch: &Data,
     ) -> Result<Data> {
-        if let Some(state) = state {
-            validate_state(state)?;
-        }
-        let limit = self.options.max_data_bytes;
-        self.modify(key, |id, record| {
-            validate_data(id, patch, limit)?;
+        self.options.transition_row_id(key, state, patch)?;
+        self.modify(key, |_, record| {
             record.state = state.map(str::to_owned);
             merge_shallow(&mut record.data, patch);
             Ok(record.data.clone())

@@ -313,6 +313,26 @@ impl StorageOptions {
         Ok(id)
     }
 
+    /// The row id of `key` for a `transition` to `state` with `patch`, once both are
+    /// checked: every backend refuses the same input before writing anything.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`], [`Error::InvalidInput`] for a bad state,
+    /// [`Error::ValueTooLarge`] for a patch over the limit.
+    pub fn transition_row_id(
+        &self,
+        key: &StorageKey,
+        state: Option<&str>,
+        patch: &crate::data::Data,
+    ) -> Result<String> {
+        let id = self.row_id(key)?;
+        if let Some(state) = state {
+            crate::data::validate_state(state)?;
+        }
+        crate::data::validate_data(&id, patch, self.max_data_bytes)?;
+        Ok(id)
+    }
+
     /// The migrations for `dialect`, rendered for this FSM table.
     ///
     /// # Errors
