@@ -31,6 +31,8 @@
 
 use std::sync::Arc;
 
+use fsmstore_core::DatabaseUrl;
+
 pub use fsmstore_core::{
     data, serde_json, states, BotId, ChatId, Data, Database, DefaultKeyBuilder, Dialogue,
     DialogueState, Error, ErrorKind, IntoState, KeyBuilder, Record, Result, SchemaPolicy, Storage,
@@ -96,12 +98,12 @@ impl Scheme {
     /// # Errors
     /// [`Error::Config`] for an unknown scheme, or one whose Cargo feature is off.
     pub fn of(url: &str) -> Result<Scheme> {
-        let scheme = url.split(':').next().unwrap_or_default();
-        match scheme {
+        let url = DatabaseUrl::parse(url)?;
+        match url.scheme() {
             "sqlite" => Ok(Scheme::Sqlite),
             "postgres" | "postgresql" => Ok(Scheme::Postgres),
             "mysql" | "mariadb" => Ok(Scheme::Mysql),
-            _ => Err(Error::Config(format!(
+            scheme => Err(Error::Config(format!(
                 "unknown database URL scheme {scheme:?}: use sqlite://, postgres:// or mysql://"
             ))),
         }
@@ -114,7 +116,8 @@ impl Scheme {
 /// URL forms: `sqlite://path/to/file.db`, `sqlite:///absolute.db`, `sqlite::memory:`,
 /// `postgres://user:password@host/db`, `mysql://user:password@host/db`. Shared query
 /// parameters: `table`, `version_table`, `schema` (`verify`, `upgrade`, `trust`),
-/// `pool_max`, `connect_timeout_ms`, `max_data_bytes`; each backend adds its own.
+/// `pool_max`, `connect_timeout_ms`, `max_data_bytes`, `retry_attempts`; each backend adds
+/// its own.
 ///
 /// # Errors
 /// [`Error::Config`] for a bad URL or an unknown parameter (naming it); connection errors;
@@ -148,9 +151,9 @@ pub async fn open_with(url: &str, options: StorageOptions) -> Result<Database> {
             mysql::MysqlStorage::open(config).await?.database()
         }
         #[allow(unreachable_patterns)]
-        _ => {
+        scheme => {
             drop(options);
-            Err(feature_off(url))
+            Err(feature_off(scheme))
         }
     }
 }
@@ -171,9 +174,13 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Storage>> {
 }
 
 #[allow(dead_code)]
-fn feature_off(url: &str) -> Error {
+fn feature_off(scheme: Scheme) -> Error {
+    let feature = match scheme {
+        Scheme::Sqlite => "sqlite",
+        Scheme::Postgres => "postgres",
+        Scheme::Mysql => "mysql",
+    };
     Error::Config(format!(
-        "the backend for {:?} is not compiled in: enable its Cargo feature",
-        url.split(':').next().unwrap_or_default()
+        "the {feature} backend is not compiled in: enable fsmstore's Cargo feature {feature:?}"
     ))
 }

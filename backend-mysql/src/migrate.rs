@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use fsmstore_core::sql::{drop_table_if_exists, MigrationLock, VersionQueries};
 use fsmstore_core::{
     run_migration, run_stamp, AppliedMigration, Dialect, Error, MigrationReport, MigrationSet,
-    MigrationTarget, Migrator, Result, TableName,
+    MigrationTarget, Migrator, Result, Storage, TableName,
 };
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool};
 use sqlx::Connection;
@@ -23,7 +23,7 @@ use sqlx::Connection;
 use crate::config::MysqlConfig;
 use crate::error::from_sqlx;
 use crate::steps::{MysqlSteps, Shared};
-use crate::storage::sql;
+use crate::storage::{sql, MysqlStorage};
 
 /// Migrates one FSM table in a MySQL / MariaDB database.
 ///
@@ -39,6 +39,9 @@ pub struct MysqlMigrator {
     connect_timeout: Duration,
     lock_timeout: Duration,
     shared: Arc<Shared>,
+    /// The storage whose pool this migrator shares, if any: closing goes through it (its
+    /// connection stash must be drained before sqlx's `close` can finish).
+    storage: Option<MysqlStorage>,
 }
 
 impl std::fmt::Debug for MysqlMigrator {
@@ -93,6 +96,7 @@ impl MysqlMigrator {
                 lock_release: sql(&lock.release),
                 lock_name: lock.name,
             }),
+            storage: None,
         })
     }
 
@@ -114,6 +118,21 @@ impl MysqlMigrator {
             )
         })?
         .map_err(from_sqlx)
+    }
+
+    /// This migrator on the pool of `storage`, closing through it.
+    pub(crate) fn sharing(mut self, storage: MysqlStorage) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// [`Error::Closed`] once the pool was closed (by this migrator or the storage it
+    /// shares): nothing, not even a dedicated connection, is opened afterwards.
+    fn ensure_open(&self) -> Result<()> {
+        if self.pool.is_closed() {
+            return Err(Error::Closed);
+        }
+        Ok(())
     }
 
     /// The steps of one run, on a dedicated connection. If the future is dropped mid-run,
@@ -148,6 +167,7 @@ impl Migrator for MysqlMigrator {
     }
 
     async fn applied(&self) -> Result<Vec<AppliedMigration>> {
+        self.ensure_open()?;
         let rows = self.read_applied().await?;
         if rows.iter().all(|row| row.success) {
             return Ok(rows);
@@ -173,6 +193,7 @@ impl Migrator for MysqlMigrator {
     }
 
     async fn migrate(&self, target: MigrationTarget) -> Result<MigrationReport> {
+        self.ensure_open()?;
         let mut steps = self.steps().await?;
         let result = run_migration(&mut steps, &self.shared.set, target).await;
         steps.close().await;
@@ -180,6 +201,7 @@ impl Migrator for MysqlMigrator {
     }
 
     async fn drop_tables(&self) -> Result<()> {
+        self.ensure_open()?;
         let mut steps = self.steps().await?;
         let result = async {
             self.shared
@@ -209,11 +231,17 @@ impl Migrator for MysqlMigrator {
     }
 
     async fn close(&self) -> Result<()> {
-        self.pool.close().await;
-        Ok(())
+        match &self.storage {
+            Some(storage) => storage.close().await,
+            None => {
+                self.pool.close().await;
+                Ok(())
+            }
+        }
     }
 
     async fn stamp(&self, target: MigrationTarget) -> Result<()> {
+        self.ensure_open()?;
         let mut steps = self.steps().await?;
         let result = run_stamp(&mut steps, &self.shared.set, target).await;
         steps.close().await;

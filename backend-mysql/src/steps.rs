@@ -176,11 +176,15 @@ impl MigrationSteps for MysqlSteps<'_> {
         self.shared
             .acquire_lock(&mut self.conn, self.lock_timeout)
             .await?;
-        sqlx::raw_sql(self.shared.create.clone())
+        let created = sqlx::raw_sql(self.shared.create.clone())
             .execute(&mut self.conn)
             .await
             .map(drop)
-            .map_err(from_sqlx)
+            .map_err(from_sqlx);
+        if created.is_err() {
+            self.unlock().await;
+        }
+        created
     }
 
     async fn unlock(&mut self) {

@@ -151,7 +151,10 @@ impl MysqlStorage {
     /// # Errors
     /// [`Error::Migration`] for a custom migration list that is not contiguous.
     pub fn migrator(&self) -> Result<MysqlMigrator> {
-        MysqlMigrator::on_pool(self.inner.pool.clone(), &self.inner.config)
+        Ok(
+            MysqlMigrator::on_pool(self.inner.pool.clone(), &self.inner.config)?
+                .sharing(self.clone()),
+        )
     }
 
     /// The pool, for callers that want to run their own statements beside the storage.

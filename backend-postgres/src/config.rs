@@ -11,7 +11,7 @@ const POSTGRES_PARAMETERS: [&str; 3] = ["statement_timeout_ms", "search_path", "
 
 /// The URL parameters tokio-postgres reads itself (its `connect_timeout` is fsmstore's
 /// `connect_timeout_ms`).
-const DRIVER_PARAMETERS: [&str; 17] = [
+const DRIVER_PARAMETERS: [&str; 18] = [
     "user",
     "password",
     "dbname",
@@ -29,6 +29,7 @@ const DRIVER_PARAMETERS: [&str; 17] = [
     "keepalives_retries",
     "target_session_attrs",
     "channel_binding",
+    "load_balance_hosts",
 ];
 use tokio_postgres::config::Host;
 

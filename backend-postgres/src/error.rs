@@ -22,10 +22,24 @@ pub(crate) fn classify(err: &tokio_postgres::Error) -> Failure {
     match err.code() {
         Some(code) if is_connection_state(code) => Failure::SessionAborted,
         Some(_) => Failure::Other,
-        // No SQLSTATE: the failure happened below SQL (socket, TLS, protocol), or the
-        // connection had closed.
-        None => Failure::ConnectionLost,
+        // No SQLSTATE: the connection closed, or the socket failed...
+        None if err.is_closed() || io_source(err) => Failure::ConnectionLost,
+        // ...or the client refused something itself (a value that does not convert, a
+        // row count, a parameter count): our bug or the caller's input, not the network.
+        None => Failure::Other,
     }
+}
+
+/// Whether `err` was caused by an I/O error (the socket failed).
+fn io_source(err: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Maps a driver error. A closed connection, an I/O failure or a server shutting the
@@ -46,8 +60,11 @@ pub(crate) fn from_pg(err: tokio_postgres::Error) -> Error {
                 || *code == SqlState::LOCK_NOT_AVAILABLE;
             Error::database(transient, err)
         }
-        // No SQLSTATE: the failure happened below SQL (socket, TLS, protocol).
-        None => Error::connection("PostgreSQL connection failed", Some(Box::new(err))),
+        None if classify(&err) == Failure::ConnectionLost => {
+            Error::connection("PostgreSQL connection failed", Some(Box::new(err)))
+        }
+        // Refused by the client itself (conversion, row or parameter count): permanent.
+        None => Error::database(false, err),
     }
 }
 

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use fsmstore_core::sql::{drop_table_if_exists, MigrationLock, VersionQueries};
 use fsmstore_core::{
-    run_migration, run_stamp, AppliedMigration, Dialect, Direction, MigrationReport, MigrationSet,
-    MigrationStep, MigrationSteps, MigrationTarget, Migrator, Result, StampPlan,
+    run_migration, run_stamp, AppliedMigration, Dialect, Direction, Error, MigrationReport,
+    MigrationSet, MigrationStep, MigrationSteps, MigrationTarget, Migrator, Result, StampPlan,
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient};
@@ -70,6 +70,15 @@ impl PgMigrator {
         })
     }
 
+    /// [`Error::Closed`] once the pool was closed (by this migrator or the storage it
+    /// shares): no dedicated connection is opened afterwards.
+    fn ensure_open(&self) -> Result<()> {
+        if self.pool.is_closed() {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
     /// The steps of one run, on a dedicated connection: dropping it ends the session,
     /// which releases the advisory lock even if the release statement could not run.
     async fn steps(&self) -> Result<PgSteps<'_>> {
@@ -114,7 +123,11 @@ impl PgSteps<'_> {
 impl MigrationSteps for PgSteps<'_> {
     async fn lock(&mut self) -> Result<()> {
         self.run(&self.inner.lock.acquire, &[]).await?;
-        self.batch(&self.inner.versions.create).await
+        let created = self.batch(&self.inner.versions.create).await;
+        if created.is_err() {
+            self.unlock().await;
+        }
+        created
     }
 
     async fn unlock(&mut self) {
@@ -234,11 +247,13 @@ impl Migrator for PgMigrator {
     }
 
     async fn migrate(&self, target: MigrationTarget) -> Result<MigrationReport> {
+        self.ensure_open()?;
         let mut steps = self.steps().await?;
         run_migration(&mut steps, &self.inner.set, target).await
     }
 
     async fn stamp(&self, target: MigrationTarget) -> Result<()> {
+        self.ensure_open()?;
         let mut steps = self.steps().await?;
         run_stamp(&mut steps, &self.inner.set, target).await
     }

@@ -137,14 +137,14 @@ impl PgStorage {
     async fn run<T>(
         &self,
         operation: &'static str,
-        access: Access,
+        replay: Replay,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
         op: PgOp<T>,
     ) -> Result<T> {
         let policy = self.options().retry;
         retry(&policy, operation, || {
-            self.attempt(operation, access, sql, params, op)
+            self.attempt(operation, replay, sql, params, op)
         })
         .await
     }
@@ -152,7 +152,7 @@ impl PgStorage {
     async fn attempt<T>(
         &self,
         operation: &'static str,
-        access: Access,
+        replay: Replay,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
         op: PgOp<T>,
@@ -173,8 +173,8 @@ impl PgStorage {
             };
             match result {
                 Ok(value) => return Ok(value),
-                Err(err) => match (classify(&err), access) {
-                    (Failure::ConnectionLost, Access::Write) => {
+                Err(err) => match (classify(&err), replay) {
+                    (Failure::ConnectionLost, Replay::Unsafe) => {
                         return Err(Error::outcome_unknown(operation, err))
                     }
                     (Failure::ConnectionLost | Failure::SessionAborted, _) => {
@@ -195,13 +195,13 @@ impl PgStorage {
     async fn query_opt(
         &self,
         operation: &'static str,
-        access: Access,
+        replay: Replay,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>> {
         self.run(
             operation,
-            access,
+            replay,
             sql,
             params,
             |client, statement, params| Box::pin(client.query_opt(statement, params)),
@@ -218,7 +218,7 @@ impl PgStorage {
     ) -> Result<u64> {
         self.run(
             operation,
-            Access::Write,
+            Replay::Unsafe,
             sql,
             params,
             |client, statement, params| Box::pin(client.execute(statement, params)),
@@ -235,7 +235,7 @@ impl PgStorage {
     ) -> Result<Vec<Row>> {
         self.run(
             operation,
-            Access::Read,
+            Replay::Safe,
             sql,
             params,
             |client, statement, params| Box::pin(client.query(statement, params)),
@@ -244,12 +244,13 @@ impl PgStorage {
     }
 }
 
-/// Whether a call writes: a write whose connection is lost mid-statement has an unknown
-/// outcome; a read simply runs again.
+/// Whether a statement may run again after its connection was lost mid-statement: a read
+/// (or a write whose replay changes nothing, like a purge batch) may; a write may not, its
+/// outcome is unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
-    Read,
-    Write,
+enum Replay {
+    Safe,
+    Unsafe,
 }
 
 /// One statement on a pooled connection. A plain function (no captures), so its future
@@ -272,7 +273,7 @@ impl Storage for PgStorage {
         let row = self
             .query_opt(
                 "get_state",
-                Access::Read,
+                Replay::Safe,
                 &self.inner.queries.row.get_state,
                 &[&id],
             )
@@ -303,7 +304,7 @@ impl Storage for PgStorage {
         let row = self
             .query_opt(
                 "get_data",
-                Access::Read,
+                Replay::Safe,
                 &self.inner.queries.row.get_data,
                 &[&id],
             )
@@ -335,7 +336,7 @@ impl Storage for PgStorage {
         let row = self
             .query_opt(
                 "update_data",
-                Access::Write,
+                Replay::Unsafe,
                 &self.inner.queries.merge_data,
                 &[&id, &Json(patch)],
             )
@@ -357,12 +358,12 @@ impl Storage for PgStorage {
         // No state and nothing to merge may leave the row empty: `clear_state` deletes it
         // then, in the same statement, and returns the data otherwise.
         let row = if state.is_none() && patch.is_empty() {
-            self.query_opt("transition", Access::Write, &q.row.clear_state, &[&id])
+            self.query_opt("transition", Replay::Unsafe, &q.row.clear_state, &[&id])
                 .await?
         } else {
             self.query_opt(
                 "transition",
-                Access::Write,
+                Replay::Unsafe,
                 &q.transition,
                 &[&id, &state, &Json(patch)],
             )
@@ -376,7 +377,7 @@ impl Storage for PgStorage {
         let row = self
             .query_opt(
                 "get_value",
-                Access::Read,
+                Replay::Safe,
                 &self.inner.queries.get_value,
                 &[&id, &field],
             )
@@ -389,7 +390,7 @@ impl Storage for PgStorage {
         let row = self
             .query_opt(
                 "get_record",
-                Access::Read,
+                Replay::Safe,
                 &self.inner.queries.row.get_record,
                 &[&id],
             )
@@ -414,7 +415,7 @@ impl Storage for PgStorage {
         let row = self
             .query_opt(
                 "key_count",
-                Access::Read,
+                Replay::Safe,
                 &self.inner.queries.row.count,
                 &[],
             )
@@ -470,7 +471,7 @@ impl Inspect for PgStorage {
 
     async fn get_row(&self, id: &str) -> Result<Option<StoredRow>> {
         let row = self
-            .query_opt("get_row", Access::Read, &self.inner.inspect.get_row, &[&id])
+            .query_opt("get_row", Replay::Safe, &self.inner.inspect.get_row, &[&id])
             .await?;
         row.as_ref().map(stored).transpose()
     }
@@ -478,7 +479,7 @@ impl Inspect for PgStorage {
     async fn stats(&self) -> Result<TableStats> {
         let q = &self.inner.inspect;
         let range = self
-            .query_opt("stats", Access::Read, &q.time_range, &[])
+            .query_opt("stats", Replay::Safe, &q.time_range, &[])
             .await?;
         let (rows, oldest_ms, newest_ms): (i64, Option<i64>, Option<i64>) = match range {
             Some(row) => (
@@ -507,7 +508,7 @@ impl Inspect for PgStorage {
         let row = self
             .query_opt(
                 "count_older_than",
-                Access::Read,
+                Replay::Safe,
                 &self.inner.inspect.count_older,
                 &[&cutoff_ms],
             )
@@ -521,10 +522,15 @@ impl Inspect for PgStorage {
 
     async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {
         let batch = batch.min(i64::MAX as u64) as i64;
-        self.execute(
+        // Replay-safe: running the batch again only deletes more rows that are too old.
+        let params: [&(dyn ToSql + Sync); 2] = [&cutoff_ms, &batch];
+        let sql = &self.inner.inspect.purge_batch;
+        self.run(
             "purge_older_than",
-            &self.inner.inspect.purge_batch,
-            &[&cutoff_ms, &batch],
+            Replay::Safe,
+            sql,
+            &params,
+            |client, statement, params| Box::pin(client.execute(statement, params)),
         )
         .await
     }

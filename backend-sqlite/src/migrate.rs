@@ -106,6 +106,18 @@ struct SqliteSteps<'c> {
     shared: &'c Shared,
 }
 
+/// The writer is the storage's shared connection: whatever ended the run (an error the
+/// engine did not roll back, a panic), it must not stay inside a transaction.
+impl Drop for SqliteSteps<'_> {
+    fn drop(&mut self) {
+        if !self.conn.is_autocommit() {
+            if let Err(err) = self.conn.execute_batch("ROLLBACK") {
+                tracing::warn!(error = %err, "rolling back an unfinished migration round failed");
+            }
+        }
+    }
+}
+
 impl SqliteSteps<'_> {
     fn run(&self, sql: &str, params: impl rusqlite::Params) -> Result<()> {
         self.conn
@@ -127,7 +139,11 @@ impl MigrationSteps for SqliteSteps<'_> {
         self.conn
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(from_sqlite)?;
-        self.run(&self.shared.versions.create, [])
+        let created = self.run(&self.shared.versions.create, []);
+        if created.is_err() {
+            self.rollback().await;
+        }
+        created
     }
 
     async fn commit(&mut self) -> Result<()> {

@@ -112,6 +112,7 @@ async fn run_online(global: &Global, db: &Database, command: MigrateCommand) -> 
                 );
             }
         }
+        // Offline commands, answered by `run` before a database is opened.
         MigrateCommand::Sql { .. } | MigrateCommand::Export { .. } => {}
     }
     Ok(())

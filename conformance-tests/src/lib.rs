@@ -135,6 +135,7 @@ macro_rules! __migration_cases {
             migrations::stamp_records_without_running,
             migrations::history_reports_applied_and_pending,
             migrations::failing_migration_releases_the_lock,
+            migrations::closing_the_handle_closes_every_view,
         }
     };
 }

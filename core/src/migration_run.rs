@@ -32,7 +32,9 @@ use crate::planner::{Direction, MigrationPlan, MigrationStep, MigrationTarget, S
 #[async_trait]
 pub trait MigrationSteps: Send {
     /// Takes the migration lock (waits for it, with the backend's timeout) and creates the
-    /// version table if it is missing.
+    /// version table if it is missing. All or nothing: when it fails it holds no lock (it
+    /// releases what it took), since the engine calls `unlock` only after a `lock` that
+    /// succeeded.
     ///
     /// # Errors
     /// A lock that could not be taken, database errors.
@@ -41,7 +43,7 @@ pub trait MigrationSteps: Send {
     /// Releases the lock. A failure is logged, not returned: ending the session releases it.
     async fn unlock(&mut self);
 
-    /// Starts a planning round.
+    /// Starts a planning round. All or nothing: when it fails, no transaction is left open.
     ///
     /// # Errors
     /// Database errors.
@@ -167,18 +169,17 @@ async fn round(
     finish_round(steps, outcome).await
 }
 
-/// Commits the round after `result` succeeded, rolls it back after it failed.
+/// Commits the round after `result` succeeded, rolls it back after it failed (or after
+/// the commit failed).
 async fn finish_round<T>(steps: &mut (dyn MigrationSteps + '_), result: Result<T>) -> Result<T> {
-    match result {
-        Ok(value) => {
-            steps.commit().await?;
-            Ok(value)
-        }
-        Err(err) => {
-            steps.rollback().await;
-            Err(err)
-        }
+    let committed = match result {
+        Ok(value) => steps.commit().await.map(|()| value),
+        Err(err) => Err(err),
+    };
+    if committed.is_err() {
+        steps.rollback().await;
     }
+    committed
 }
 
 /// Plans against the version table and runs the plan's first step.

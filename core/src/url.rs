@@ -64,7 +64,13 @@ impl DatabaseUrl {
                         .to_owned(),
                 )
             })?;
-        let (location, query) = rest.split_once('?').unwrap_or((rest, ""));
+        // The query starts after the user info: a `?` in an unencoded password must not
+        // split the URL there (and land in a message as a "parameter").
+        let query_from = rest.rfind('@').map_or(0, |at| at + 1);
+        let (location, query) = match rest[query_from..].find('?') {
+            Some(at) => (&rest[..query_from + at], &rest[query_from + at + 1..]),
+            None => (rest, ""),
+        };
         let mut options = StorageOptions::default();
         let mut parameters: Vec<(String, String)> = Vec::new();
         let mut seen: Vec<&str> = Vec::new();
@@ -193,6 +199,19 @@ mod tests {
         let err = DatabaseUrl::parse("postgres://h/db?pool_max=0").unwrap_err();
         assert!(err.to_string().contains("pool_max"), "{err}");
         assert!(DatabaseUrl::parse("no-scheme").is_err());
+    }
+
+    #[test]
+    fn a_question_mark_in_the_password_is_not_a_query() {
+        let mut url = DatabaseUrl::parse("postgres://u:p?ss@h/db?table=t1&search_path=x").unwrap();
+        assert_eq!(url.location(), "//u:p?ss@h/db");
+        assert_eq!(url.options().table.as_str(), "t1");
+        assert_eq!(url.take("search_path").as_deref(), Some("x"));
+        let err = DatabaseUrl::parse("postgres://u:p?ss@h/db?bogus=1")
+            .unwrap()
+            .finish("postgres", &[])
+            .unwrap_err();
+        assert!(!err.to_string().contains("ss@h"), "{err}");
     }
 
     #[test]

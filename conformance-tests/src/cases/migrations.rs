@@ -353,3 +353,43 @@ fn broken() -> fsmstore_core::migrations::Script {
         down: "SELECT 1;\n".into(),
     }
 }
+
+/// One handle, one pool: after `Database::close` the migrator refuses to work (no dedicated
+/// connection is opened behind the closed pool), and closing a migrator closes the storage
+/// it shares the pool with.
+pub async fn closing_the_handle_closes_every_view(ctx: Ctx) {
+    let db = ctx
+        .backend()
+        .open_database(ctx.options())
+        .await
+        .expect("open");
+    let migrator = db.migrator().expect("a migrator");
+    let head = migrator.migrations().head();
+    assert_eq!(migrator.current().await.unwrap(), head);
+    db.close().await.unwrap();
+    assert!(matches!(migrator.current().await, Err(Error::Closed)));
+    assert!(matches!(
+        migrator.migrate(MigrationTarget::Base).await,
+        Err(Error::Closed)
+    ));
+    assert!(matches!(
+        migrator.stamp(MigrationTarget::Version(1)).await,
+        Err(Error::Closed)
+    ));
+
+    let db = ctx
+        .backend()
+        .open_database(ctx.options())
+        .await
+        .expect("reopen");
+    let storage = db.storage();
+    storage.set_state(&key(1), Some("S")).await.unwrap();
+    db.migrator().unwrap().close().await.unwrap();
+    assert!(matches!(
+        storage.get_state(&key(1)).await,
+        Err(Error::Closed)
+    ));
+    // The schema and the row are intact for the next handle.
+    let s = ctx.open(ctx.options().schema(SchemaPolicy::Verify)).await;
+    assert_eq!(s.get_state(&key(1)).await.unwrap().as_deref(), Some("S"));
+}

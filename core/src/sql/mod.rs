@@ -51,7 +51,8 @@ pub struct SqliteQueries {
     /// `(id)`: deletes the row when it holds neither state nor data.
     pub delete_if_empty: String,
     /// `(id, state, data)`: inserts the row or replaces state and data together (the write
-    /// of a `transition` after the merge; state may be `NULL`, data is never empty here).
+    /// of a `transition` after the merge). Either the state is set or the data is not
+    /// empty: the backend deletes the row instead when both would be empty.
     pub upsert_record: String,
 }
 
@@ -74,7 +75,8 @@ pub struct PostgresQueries {
     /// `(id, patch)` → merged `data`: the whole shallow merge (`jsonb ||`) in one upsert.
     pub merge_data: String,
     /// `(id, state, patch)` → merged `data`: sets the state (`NULL` clears it) and merges
-    /// the patch in one statement; deletes the row when it ends up holding nothing.
+    /// the patch in one upsert. It never deletes: the backend runs `clear_state` instead for
+    /// "no state, empty patch", the one case that can leave the row empty.
     pub transition: String,
 }
 
@@ -96,7 +98,8 @@ pub struct MysqlQueries {
     /// `(id)`: deletes the row when it holds neither state nor data.
     pub delete_if_empty: String,
     /// `(id, state, data)`: inserts the row or replaces state and data together (the write
-    /// of a `transition` after the merge; state may be `NULL`, data is never empty here).
+    /// of a `transition` after the merge). Either the state is set or the data is not
+    /// empty: the backend deletes the row instead when both would be empty.
     pub upsert_record: String,
     /// `(id)`: inserts an empty row or takes an exclusive lock on the existing one, inside
     /// a transaction, before a read-merge-write.
