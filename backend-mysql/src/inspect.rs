@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use fsmstore_core::sql::InspectQueries;
-use fsmstore_core::{Dialect, Inspect, Result, StoredRow, TableName, TableStats};
+use fsmstore_core::{Dialect, Error, Inspect, Result, StoredRow, TableName, TableStats};
 use sqlx::mysql::MySqlRow;
 use sqlx::{Row, SqlStr};
 
@@ -39,7 +39,12 @@ impl InspectStatements {
 
 /// `id, state, data, updated_at ms` as a [`StoredRow`].
 fn stored_row(row: &MySqlRow) -> Result<StoredRow> {
-    let id: String = row.try_get(0).map_err(from_sqlx)?;
+    // The id is VARBINARY (byte-exact, migration 4): decode the bytes, which are UTF-8.
+    let id: Vec<u8> = row.try_get_unchecked(0).map_err(from_sqlx)?;
+    let id = String::from_utf8(id).map_err(|err| Error::CorruptData {
+        key: String::from_utf8_lossy(err.as_bytes()).into_owned(),
+        reason: "the row id is not UTF-8".to_owned(),
+    })?;
     Ok(StoredRow {
         state: row.try_get(1).map_err(from_sqlx)?,
         data: data_column(row, 2, &id)?,

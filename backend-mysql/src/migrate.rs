@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fsmstore_core::sql::{drop_table_if_exists, MigrationLock, VersionQueries};
+use fsmstore_core::sql::{drop_table_if_exists, MigrationLock, MysqlVersionRepair, VersionQueries};
 use fsmstore_core::{
     run_migration, run_stamp, AppliedMigration, Dialect, Error, MigrationReport, MigrationSet,
     MigrationTarget, Migrator, Result, Storage, TableName,
@@ -95,6 +95,7 @@ impl MysqlMigrator {
                 lock_acquire: sql(&lock.acquire),
                 lock_release: sql(&lock.release),
                 lock_name: lock.name,
+                repair: MysqlVersionRepair::new(&options.version_table),
             }),
             storage: None,
         })

@@ -3,6 +3,7 @@
 //! unfinished/successful marks, stamping.
 
 use async_trait::async_trait;
+use fsmstore_core::sql::MysqlVersionRepair;
 use fsmstore_core::{
     dirty_error, AppliedMigration, Direction, Error, MigrationSet, MigrationStep, MigrationSteps,
     Result, StampPlan,
@@ -27,6 +28,7 @@ pub(crate) struct Shared {
     pub(crate) lock_acquire: SqlStr,
     pub(crate) lock_release: SqlStr,
     pub(crate) lock_name: String,
+    pub(crate) repair: MysqlVersionRepair,
 }
 
 impl Shared {
@@ -76,6 +78,25 @@ impl Shared {
             };
         }
         query.execute(&mut *conn).await.map(drop).map_err(from_sqlx)
+    }
+
+    /// Makes an old version table's `table_name` byte-exact (see [`MysqlVersionRepair`]).
+    async fn repair_version_table(&self, conn: &mut MySqlConnection) -> Result<()> {
+        let collation: Option<String> = sqlx::query_scalar(sql(&self.repair.check))
+            .bind(&self.version_table)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(from_sqlx)?
+            .flatten();
+        if collation.as_deref() == Some(self.repair.collation) {
+            return Ok(());
+        }
+        tracing::info!(version_table = %self.version_table, ?collation, "making the version table's table names byte-exact");
+        sqlx::raw_sql(sql(&self.repair.repair))
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+            .map_err(from_sqlx)
     }
 
     /// Takes `GET_LOCK` on `conn`, waiting at most `timeout`.
@@ -176,11 +197,13 @@ impl MigrationSteps for MysqlSteps<'_> {
         self.shared
             .acquire_lock(&mut self.conn, self.lock_timeout)
             .await?;
-        let created = sqlx::raw_sql(self.shared.create.clone())
+        let created = match sqlx::raw_sql(self.shared.create.clone())
             .execute(&mut self.conn)
             .await
-            .map(drop)
-            .map_err(from_sqlx);
+        {
+            Ok(_) => self.shared.repair_version_table(&mut self.conn).await,
+            Err(err) => Err(from_sqlx(err)),
+        };
         if created.is_err() {
             self.unlock().await;
         }

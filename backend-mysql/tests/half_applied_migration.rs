@@ -22,7 +22,7 @@ fn half_failing() -> Vec<MigrationSource> {
     };
     let mut sources = builtin();
     sources.push(MigrationSource {
-        version: 4,
+        version: 5,
         description: "fails half-way".into(),
         sqlite: script.clone(),
         postgres: script.clone(),
@@ -65,7 +65,7 @@ async fn half_applied_migration_is_dirty_until_stamped() {
         matches!(
             err,
             Error::MigrationDirty {
-                version: 4,
+                version: 5,
                 source: Some(_),
                 ..
             }
@@ -74,39 +74,39 @@ async fn half_applied_migration_is_dirty_until_stamped() {
     );
     let message = err.to_string();
     assert!(
-        message.contains(&format!("fsmstore migrate stamp 4 --table {table}")),
+        message.contains(&format!("fsmstore migrate stamp 5 --table {table}")),
         "{message}"
     );
     assert!(
-        message.contains(&format!("fsmstore migrate stamp 3 --table {table}")),
+        message.contains(&format!("fsmstore migrate stamp 4 --table {table}")),
         "{message}"
     );
     assert!(lock_is_free(&server, &options.version_table).await);
 
     // The row stays unfinished: status, a second run and opening a storage all say dirty.
     let applied = migrator.applied().await.unwrap();
-    assert_eq!(applied.len(), 4);
-    assert!(!applied[3].success && applied[..3].iter().all(|row| row.success));
+    assert_eq!(applied.len(), 5);
+    assert!(!applied[4].success && applied[..4].iter().all(|row| row.success));
     assert!(matches!(
         migrator.status().await,
-        Err(Error::MigrationDirty { version: 4, .. })
+        Err(Error::MigrationDirty { version: 5, .. })
     ));
     let again = tokio::time::timeout(Duration::from_secs(20), migrator.ensure_schema())
         .await
         .expect("the migration lock was not released");
     assert!(
-        matches!(again, Err(Error::MigrationDirty { version: 4, .. })),
+        matches!(again, Err(Error::MigrationDirty { version: 5, .. })),
         "{again:?}"
     );
     let opened = MysqlStorage::open(verify(&config)).await;
     assert!(matches!(
         opened,
-        Err(Error::MigrationDirty { version: 4, .. })
+        Err(Error::MigrationDirty { version: 5, .. })
     ));
 
     // The operator completes the migration by hand, then records it: stamp repairs the row.
-    migrator.stamp(MigrationTarget::Version(4)).await.unwrap();
-    assert_eq!(migrator.current().await.unwrap(), 4);
+    migrator.stamp(MigrationTarget::Version(5)).await.unwrap();
+    assert_eq!(migrator.current().await.unwrap(), 5);
     assert!(migrator.applied().await.unwrap().iter().all(|r| r.success));
 
     // The lock is free: another migrator gets through at once, and the table works.
@@ -141,7 +141,7 @@ async fn failing_first_statement_leaves_no_row() {
     let options = common::unique_options("fm_first");
     let mut sources = builtin();
     sources.push(MigrationSource {
-        version: 4,
+        version: 5,
         description: "fails at once".into(),
         sqlite: Script {
             up: "".into(),
@@ -168,10 +168,10 @@ async fn failing_first_statement_leaves_no_row() {
     .unwrap();
     let err = migrator.ensure_schema().await.unwrap_err();
     assert!(
-        matches!(err, Error::MigrationFailed { version: 4, .. }),
+        matches!(err, Error::MigrationFailed { version: 5, .. }),
         "{err:?}"
     );
-    assert_eq!(migrator.current().await.unwrap(), 3, "no row for version 4");
+    assert_eq!(migrator.current().await.unwrap(), 4, "no row for version 5");
     assert!(lock_is_free(&server, &options.version_table).await);
     common::drop_tables(&server, &options).await.unwrap();
 }
@@ -183,7 +183,7 @@ async fn half_applied_downgrade_is_dirty() {
     };
     let options = common::unique_options("fm_down");
     let mut sources = half_failing();
-    sources[3].mysql = Script {
+    sources[4].mysql = Script {
         up: "ALTER TABLE {table} ADD COLUMN half_applied INT NULL;\n".into(),
         down: "ALTER TABLE {table} DROP COLUMN half_applied;\n\
                SELECT no_such_column FROM fsmstore_no_such_table;\n"
@@ -199,16 +199,16 @@ async fn half_applied_downgrade_is_dirty() {
     .unwrap();
     migrator.ensure_schema().await.unwrap();
     let err = migrator
-        .migrate(MigrationTarget::Version(3))
+        .migrate(MigrationTarget::Version(4))
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::MigrationDirty { version: 4, .. }),
+        matches!(err, Error::MigrationDirty { version: 5, .. }),
         "{err:?}"
     );
     // The column is gone: the operator records the downgrade as done.
-    migrator.stamp(MigrationTarget::Version(3)).await.unwrap();
-    assert_eq!(migrator.current().await.unwrap(), 3);
+    migrator.stamp(MigrationTarget::Version(4)).await.unwrap();
+    assert_eq!(migrator.current().await.unwrap(), 4);
     common::drop_tables(&server, &options).await.unwrap();
 }
 
@@ -220,7 +220,7 @@ fn slow() -> Vec<MigrationSource> {
     };
     let mut sources = builtin();
     sources.push(MigrationSource {
-        version: 4,
+        version: 5,
         description: "slow".into(),
         sqlite: script.clone(),
         postgres: script.clone(),
@@ -241,7 +241,7 @@ async fn migration_in_progress_is_not_reported_dirty() {
     MysqlMigrator::open(config.clone())
         .await
         .unwrap()
-        .migrate(MigrationTarget::Version(3))
+        .migrate(MigrationTarget::Version(4))
         .await
         .unwrap();
     let running = {
@@ -255,7 +255,7 @@ async fn migration_in_progress_is_not_reported_dirty() {
     let observer = MysqlMigrator::open(config.clone()).await.unwrap();
     let status = observer.status().await;
     assert!(
-        matches!(status, Ok(ref s) if s.current == 4),
+        matches!(status, Ok(ref s) if s.current == 5),
         "a migration in progress was reported as {status:?}"
     );
     running.await.unwrap().unwrap();

@@ -59,10 +59,11 @@ fn migrate_up_down_stamp_and_history() {
     let up = ok_json(&url, &["migrate", "up", "--to", "+1"]);
     assert_eq!((up["from"].as_i64(), up["to"].as_i64()), (Some(0), Some(1)));
     ok(&url, &["migrate", "up"]);
-    assert_eq!(current(&url), 3);
+    assert_eq!(current(&url), 4);
     let text = ok(&url, &["migrate", "up"]);
-    assert!(text.contains("already at version 3"), "{text}");
+    assert!(text.contains("already at version 4"), "{text}");
 
+    ok(&url, &["migrate", "down"]);
     ok(&url, &["migrate", "down"]);
     assert_eq!(current(&url), 2);
     let history = ok_json(&url, &["migrate", "history"]);
@@ -72,7 +73,7 @@ fn migrate_up_down_stamp_and_history() {
         .iter()
         .map(|m| m["state"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(states, ["applied", "applied", "pending"]);
+    assert_eq!(states, ["applied", "applied", "pending", "pending"]);
     assert!(history["migrations"][0]["checksum_ok"].as_bool().unwrap());
     let text = ok(&url, &["migrate", "history"]);
     assert!(
@@ -80,8 +81,8 @@ fn migrate_up_down_stamp_and_history() {
         "{text}"
     );
 
-    ok(&url, &["migrate", "stamp", "3"]);
-    assert_eq!(current(&url), 3, "stamp records without running");
+    ok(&url, &["migrate", "stamp", "4"]);
+    assert_eq!(current(&url), 4, "stamp records without running");
     ok(&url, &["migrate", "stamp", "2"]);
     ok(&url, &["migrate", "up"]);
     ok(&url, &["migrate", "down", "--to", "base"]);
@@ -165,7 +166,7 @@ fn export_writes_files_each_tool_accepts() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names.len(), 6, "{names:?}");
+    assert_eq!(names.len(), 8, "{names:?}");
     for name in &names {
         // sqlx: <VERSION>_<DESCRIPTION>.(up|down).sql, VERSION an i64.
         let (version, rest) = name.split_once('_').unwrap();
@@ -208,7 +209,7 @@ fn export_writes_files_each_tool_accepts() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names.len(), 3);
+    assert_eq!(names.len(), 4);
     for name in names {
         // refinery: [V|U]<version>__<name>.sql, name made of word characters.
         let body = name

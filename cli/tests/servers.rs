@@ -139,7 +139,7 @@ async fn postgres_migrations_and_python_adoption() {
     ok(&url, &table, &["migrate", "stamp", "1"]);
     ok(&url, &table, &["migrate", "up"]);
     let history = ok(&url, &table, &["migrate", "history"]);
-    assert_eq!(history.matches("applied").count(), 3, "{history}");
+    assert_eq!(history.matches("applied").count(), 4, "{history}");
 
     assert_adopted(&url, &table).await;
 
@@ -209,7 +209,7 @@ async fn mariadb_migrations_and_python_adoption() {
     ok(&url, &table, &["migrate", "up"]);
     assert_adopted(&url, &table).await;
     let history = ok(&url, &table, &["migrate", "history", "--json"]);
-    assert_eq!(history.matches("\"applied\"").count(), 3, "{history}");
+    assert_eq!(history.matches("\"applied\"").count(), 4, "{history}");
     ok(&url, &table, &["migrate", "down", "--to", "base"]);
     mysql_exec(&mut admin, format!("DROP TABLE IF EXISTS {table}_ver")).await;
 }

@@ -113,6 +113,11 @@ macro_rules! __storage_cases {
             inspect::inspect_stats_counts_states,
             inspect::purge_removes_only_old_rows,
             reference::matches_memory_storage_on_random_operations,
+            adversarial::nul_characters_are_refused_everywhere,
+            adversarial::nesting_at_the_limit_round_trips_and_deeper_is_refused,
+            adversarial::numbers_round_trip_by_value,
+            adversarial::ids_differing_in_trailing_space_or_case_are_distinct,
+            adversarial::hostile_inputs_match_memory_storage,
         }
     };
 }

@@ -9,6 +9,11 @@ pub type Data = Map<String, Value>;
 /// The longest state, in characters, every dialect stores.
 pub const MAX_STATE_CHARS: usize = 255;
 
+/// How deeply data may nest, counting the data object itself as level 1: `{"a": [[1]]}` is
+/// 3 levels. MariaDB's JSON parser refuses 32, so 31 is what every backend stores and
+/// reads back.
+pub const MAX_DATA_DEPTH: usize = 31;
+
 /// State and data of one key, read together.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Record {
@@ -66,11 +71,16 @@ pub fn validate_state(state: &str) -> Result<()> {
     Ok(())
 }
 
-/// Serializes `data` for storage and checks it against `limit` bytes.
+/// Serializes `data` for storage and checks it: the input contract every backend enforces
+/// before writing (see [`Storage`](crate::Storage)).
 ///
 /// # Errors
-/// [`Error::ValueTooLarge`] when the JSON text is longer than `limit`.
+/// * [`Error::InvalidInput`] for a NUL character in a field name or a string (PostgreSQL
+///   can not store one in `jsonb`, so no backend does), or nesting deeper than
+///   [`MAX_DATA_DEPTH`];
+/// * [`Error::ValueTooLarge`] when the JSON text is longer than `limit`.
 pub fn validate_data(key: &str, data: &Data, limit: usize) -> Result<String> {
+    check_tree(data, 1)?;
     let text = serde_json::to_string(data).map_err(Error::Serialization)?;
     if text.len() > limit {
         return Err(Error::ValueTooLarge {
@@ -97,6 +107,45 @@ macro_rules! data {
             _ => ::std::unreachable!("a JSON object literal is an object"),
         }
     };
+}
+
+/// Checks field names, strings and nesting of an object at `depth`.
+fn check_tree(object: &Data, depth: usize) -> Result<()> {
+    if depth > MAX_DATA_DEPTH {
+        return Err(Error::InvalidInput(format!(
+            "data nests deeper than {MAX_DATA_DEPTH} levels"
+        )));
+    }
+    for (field, value) in object {
+        if field.contains('\0') {
+            return Err(Error::InvalidInput(format!(
+                "field name {field:?} contains a NUL character"
+            )));
+        }
+        check_value(value, depth)?;
+    }
+    Ok(())
+}
+
+/// Checks a value inside a container at `depth`.
+fn check_value(value: &Value, depth: usize) -> Result<()> {
+    match value {
+        Value::String(text) if text.contains('\0') => Err(Error::InvalidInput(
+            "a string in the data contains a NUL character".to_owned(),
+        )),
+        Value::Object(object) => check_tree(object, depth + 1),
+        Value::Array(items) => {
+            if depth + 1 > MAX_DATA_DEPTH {
+                return Err(Error::InvalidInput(format!(
+                    "data nests deeper than {MAX_DATA_DEPTH} levels"
+                )));
+            }
+            items
+                .iter()
+                .try_for_each(|item| check_value(item, depth + 1))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Parses stored JSON text back into [`Data`].

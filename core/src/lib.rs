@@ -51,7 +51,7 @@ mod url;
 
 pub use data::{
     data_from_value, merge_shallow, parse_data, validate_data, validate_state, Data, Record,
-    MAX_STATE_CHARS,
+    MAX_DATA_DEPTH, MAX_STATE_CHARS,
 };
 pub use database::Database;
 pub use dialect::Dialect;

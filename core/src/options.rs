@@ -310,6 +310,13 @@ impl StorageOptions {
                 "row id is longer than {MAX_KEY_BYTES} characters"
             )));
         }
+        // PostgreSQL can not store NUL in text; the other backends could, so no one does.
+        if id.contains('\0') {
+            return Err(Error::InvalidKey(
+                "a key part (destiny, business connection, prefix) contains a NUL character"
+                    .to_owned(),
+            ));
+        }
         Ok(id)
     }
 

@@ -318,18 +318,27 @@ mod tests {
     #[test]
     fn fresh_database_upgrades_through_every_migration() {
         let plan = MigrationPlan::new(&set(), &[], MigrationTarget::Head).unwrap();
-        assert_eq!((plan.current, plan.target), (0, 3));
+        assert_eq!((plan.current, plan.target), (0, 4));
         assert_eq!(
             versions(&plan),
-            [(1, Direction::Up), (2, Direction::Up), (3, Direction::Up)]
+            [
+                (1, Direction::Up),
+                (2, Direction::Up),
+                (3, Direction::Up),
+                (4, Direction::Up)
+            ]
         );
     }
 
     #[test]
     fn head_when_at_head_is_empty() {
         let set = set();
-        let plan =
-            MigrationPlan::new(&set, &applied_up_to(&set, 3), MigrationTarget::Head).unwrap();
+        let plan = MigrationPlan::new(
+            &set,
+            &applied_up_to(&set, set.head()),
+            MigrationTarget::Head,
+        )
+        .unwrap();
         assert!(plan.is_empty());
     }
 
@@ -369,11 +378,11 @@ mod tests {
     #[test]
     fn targets_outside_the_range_are_rejected() {
         let set = set();
-        let applied = applied_up_to(&set, 3);
+        let applied = applied_up_to(&set, set.head());
         for target in [
             MigrationTarget::Relative(1),
-            MigrationTarget::Version(4),
-            MigrationTarget::Relative(-4),
+            MigrationTarget::Version(set.head() + 1),
+            MigrationTarget::Relative(-(set.head() + 1)),
         ] {
             assert!(
                 matches!(

@@ -36,6 +36,23 @@ use crate::options::StorageOptions;
 /// Dropping a storage without [`Storage::close`] is fine: its connections close when the
 /// last clone goes. `close` is for shutting down on purpose, so later calls fail fast.
 ///
+/// # Input contract (every backend, decided in core before any SQL runs)
+/// * A NUL character anywhere (a state, a key part such as the destiny or business
+///   connection, a field name, a string value at any depth) is refused:
+///   [`Error::InvalidInput`], or [`Error::InvalidKey`] for key parts. PostgreSQL can not
+///   store it, so no backend does.
+///   Every other character round-trips exactly, in states, ids, field names and values.
+/// * Data nests at most [`MAX_DATA_DEPTH`](crate::MAX_DATA_DEPTH) (31) levels, the data
+///   object itself included; deeper is [`Error::InvalidInput`] (MariaDB refuses 32).
+/// * Numbers round-trip by value: every finite `f64` and every `i64`/`u64` reads back
+///   equal as a number. PostgreSQL (`jsonb`) may change how a number is written: `1e16`
+///   comes back as the integer `10000000000000000`, `-0.0` as `0.0`, so compare numbers
+///   as numbers (`as_f64`, `as_i64`), not as `serde_json::Value` variants.
+/// * Row ids compare byte for byte: keys whose ids differ only in trailing spaces or case
+///   are different rows (MySQL/MariaDB since migration 4).
+/// * States are 1–255 characters, ids at most 255 characters, data at most
+///   `max_data_bytes` serialized.
+///
 /// # Behavior (every method)
 /// * A row exists only while it holds a state or non-empty data; clearing both deletes it.
 /// * Every call after [`Storage::close`] fails with [`Error::Closed`].

@@ -1,5 +1,6 @@
 //! The cases, one public `async fn(Ctx)` each. Each panics with a message on failure.
 
+pub mod adversarial;
 pub mod data;
 pub mod inspect;
 pub mod keys;

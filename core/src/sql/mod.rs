@@ -257,6 +257,36 @@ impl MigrationLock {
     }
 }
 
+/// MySQL / MariaDB: version tables made before fsmstore 0.2 compared `table_name` with the
+/// server's default collation, case-insensitively (`Order` and `order` shared rows). The
+/// migrator checks and, once, repairs it under its lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MysqlVersionRepair {
+    /// `(bare version table name)` → the collation of its `table_name` column.
+    pub check: String,
+    /// Makes `table_name` byte-exact (`ascii_bin`; table names are ASCII identifiers).
+    pub repair: String,
+    /// The collation `check` returns once repaired.
+    pub collation: &'static str,
+}
+
+impl MysqlVersionRepair {
+    /// The statements for `version_table`.
+    pub fn new(version_table: &TableName) -> Self {
+        MysqlVersionRepair {
+            check: "SELECT COLLATION_NAME FROM information_schema.COLUMNS \
+                    WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'table_name'"
+                .to_owned(),
+            repair: format!(
+                "ALTER TABLE {} MODIFY table_name VARCHAR(63) CHARACTER SET ascii COLLATE ascii_bin NOT NULL",
+                version_table.quoted(Dialect::Mysql)
+            ),
+            collation: "ascii_bin",
+        }
+    }
+}
+
 /// A stable 64-bit key for `name`: the first 8 bytes of its SHA-256.
 fn advisory_key(name: &str) -> i64 {
     use sha2::{Digest, Sha256};

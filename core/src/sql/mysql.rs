@@ -48,7 +48,7 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
     VersionQueries {
         create: format!(
             "CREATE TABLE IF NOT EXISTS {v} (\
-             table_name VARCHAR(63) NOT NULL, \
+             table_name VARCHAR(63) CHARACTER SET ascii COLLATE ascii_bin NOT NULL, \
              version BIGINT NOT NULL, \
              description VARCHAR(255) NOT NULL, \
              installed_on TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6), \

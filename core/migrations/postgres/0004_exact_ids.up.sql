@@ -1,0 +1,1 @@
+-- Nothing to do on postgres: row ids already compare byte for byte (no padding, case-sensitive).

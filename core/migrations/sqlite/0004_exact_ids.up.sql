@@ -1,0 +1,1 @@
+-- Nothing to do on sqlite: row ids already compare byte for byte (no padding, case-sensitive).
