@@ -10,7 +10,7 @@ use fsmstore_core::{query_string, DatabaseUrl, Error, Result, StorageOptions};
 const MYSQL_PARAMETERS: [&str; 1] = ["lock_timeout_s"];
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 
-use crate::error::from_sqlx;
+use crate::error::{from_connect, from_sqlx};
 
 /// Query parameters of a `mysql://` URL that sqlx reads itself (TLS, charset, socket…).
 const SQLX_PARAMETERS: &[&str] = &[
@@ -160,8 +160,26 @@ impl MysqlConfig {
         self
     }
 
-    /// Opens a pool of at most `max` connections and checks that the server answers.
+    /// Opens a pool of at most `max` connections and checks that the server answers. One
+    /// direct connection first: a refused or failed connect then says why at once (sqlx's
+    /// pool retries until its timeout and reports only "pool timed out").
     pub(crate) async fn pool(&self, max: u32) -> Result<MySqlPool> {
+        let probe = tokio::time::timeout(
+            self.options.connect_timeout,
+            <sqlx::mysql::MySqlConnection as sqlx::Connection>::connect_with(&self.connect),
+        )
+        .await
+        .map_err(|_| {
+            Error::connection(
+                format!(
+                    "no answer from MySQL within {:?} (connect_timeout_ms)",
+                    self.options.connect_timeout
+                ),
+                None,
+            )
+        })?
+        .map_err(from_connect)?;
+        sqlx::Connection::close(probe).await.ok();
         MySqlPoolOptions::new()
             .max_connections(max.max(1))
             .min_connections(0)

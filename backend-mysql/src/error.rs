@@ -66,6 +66,16 @@ pub(crate) fn classify(err: &sqlx::Error) -> Failure {
     }
 }
 
+/// Maps an error of opening a connection: the server's refusal of the login, a bad
+/// database name or TLS setup are permanent; a socket that could not connect is a
+/// transient connection error that says why ("Connection refused").
+pub(crate) fn from_connect(err: sqlx::Error) -> Error {
+    match &err {
+        sqlx::Error::Io(_) => Error::connection("could not connect to MySQL", Some(Box::new(err))),
+        _ => from_sqlx(err),
+    }
+}
+
 /// Maps a sqlx error: a lost or unreachable connection is [`Error::Connection`]
 /// (transient), a deadlock or lock wait timeout a transient [`Error::Database`], a closed
 /// pool [`Error::Closed`], a bad URL [`Error::Config`], anything else a permanent

@@ -30,6 +30,38 @@ pub(crate) fn classify(err: &tokio_postgres::Error) -> Failure {
     }
 }
 
+/// An error the server sent, shown with its severity, SQLSTATE and message
+/// (tokio-postgres' own text is just "db error").
+#[derive(Debug)]
+struct ServerError(tokio_postgres::Error);
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => {
+                write!(
+                    f,
+                    "{} {}: {}",
+                    db.severity(),
+                    db.code().code(),
+                    db.message()
+                )?;
+                if let Some(detail) = db.detail() {
+                    write!(f, " ({detail})")?;
+                }
+                Ok(())
+            }
+            None => write!(f, "{}", self.0),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
 /// Whether `err` was caused by an I/O error (the socket failed).
 fn io_source(err: &tokio_postgres::Error) -> bool {
     let mut source = std::error::Error::source(err);
@@ -58,7 +90,7 @@ pub(crate) fn from_pg(err: tokio_postgres::Error) -> Error {
             let transient = *code == SqlState::T_R_SERIALIZATION_FAILURE
                 || *code == SqlState::T_R_DEADLOCK_DETECTED
                 || *code == SqlState::LOCK_NOT_AVAILABLE;
-            Error::database(transient, err)
+            Error::database(transient, ServerError(err))
         }
         None if classify(&err) == Failure::ConnectionLost => {
             Error::connection("PostgreSQL connection failed", Some(Box::new(err)))

@@ -164,3 +164,40 @@ async fn unreachable_server_is_a_transient_error_without_the_password() {
     let shown = format!("{err} {err:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
 }
+
+/// A URL without a host is a configuration error, not a transient connection error.
+#[test]
+fn a_url_without_a_host_is_a_config_error() {
+    let err = PgConfig::from_url("postgres://").unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(!err.is_transient());
+}
+
+/// A server error keeps the server's words in the message (not just "db error") and is
+/// permanent.
+#[tokio::test]
+async fn server_errors_say_what_the_server_said() {
+    if common::admin().await.is_none() {
+        return;
+    }
+    let options = StorageOptions::default()
+        .table(&format!("never_created_{}", std::process::id()))
+        .unwrap()
+        .schema(SchemaPolicy::Trust);
+    let config = PgConfig::from_url(&common::url())
+        .unwrap()
+        .options(options)
+        .unwrap();
+    let storage = PgStorage::open(config).await.unwrap();
+    let err = storage
+        .get_state(&StorageKey::new(BotId(1), ChatId(2), UserId(3)))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("42P01") && text.contains("does not exist"),
+        "{text}"
+    );
+    assert!(!err.is_transient(), "{err:?}");
+    storage.close().await.unwrap();
+}

@@ -3,15 +3,48 @@
 use fsmstore_core::Error;
 use rusqlite::ErrorCode;
 
-/// Maps a rusqlite error: busy/locked databases are transient, a file that can not be
-/// opened is a connection error, everything else a database error.
+/// Maps a rusqlite error: busy/locked databases are transient (another connection holds
+/// the lock; retrying helps); everything else is permanent, including a file that can not
+/// be opened, is not a database or may not be written (retrying the same call can not
+/// fix it).
 pub(crate) fn from_sqlite(err: rusqlite::Error) -> Error {
     match err.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::database(true, err),
-        Some(ErrorCode::CannotOpen | ErrorCode::NotADatabase | ErrorCode::PermissionDenied) => {
-            Error::connection("could not open the SQLite database", Some(Box::new(err)))
-        }
+        Some(
+            code @ (ErrorCode::CannotOpen
+            | ErrorCode::NotADatabase
+            | ErrorCode::PermissionDenied
+            | ErrorCode::ReadOnly
+            | ErrorCode::DatabaseCorrupt),
+        ) => Error::database(false, FileError { code, source: err }),
         _ => Error::database(false, err),
+    }
+}
+
+/// A database file fsmstore can not use, with what to check.
+#[derive(Debug)]
+struct FileError {
+    code: ErrorCode,
+    source: rusqlite::Error,
+}
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.code {
+            ErrorCode::CannotOpen => "can not open the SQLite file (does its folder exist?)",
+            ErrorCode::NotADatabase => "the file is not a SQLite database",
+            ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
+                "the SQLite file (or its folder, for the WAL files) is not writable"
+            }
+            _ => "the SQLite file is corrupt",
+        };
+        write!(f, "{what}: {}", self.source)
+    }
+}
+
+impl std::error::Error for FileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
     }
 }
 

@@ -105,6 +105,7 @@ macro_rules! __storage_cases {
             payload::oversized_data_is_rejected_and_nothing_lost,
             payload::many_fields_round_trip,
             payload::typed_helpers_round_trip,
+            payload::data_not_fitting_the_type_is_a_mismatch,
             persistence::data_persists_across_reopen,
             persistence::calls_after_close_fail,
             persistence::close_twice_is_fine,

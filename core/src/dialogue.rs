@@ -204,7 +204,7 @@ impl Dialogue {
     /// The data deserialized into `T`.
     ///
     /// # Errors
-    /// [`Error::Serialization`] when the data does not fit `T`; as [`Dialogue::data`].
+    /// [`Error::DataMismatch`] when the data does not fit `T`; as [`Dialogue::data`].
     pub async fn data_as<T: DeserializeOwned>(&self) -> Result<T> {
         self.storage.get_data_as(&self.key).await
     }

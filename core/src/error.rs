@@ -51,6 +51,18 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// Stored data that does not fit the type the caller reads it as (`get_data_as`,
+    /// `get_value_as`, `Dialogue::data_as`): the row is fine, the caller's type is not.
+    #[error("the data of row {key:?} does not fit {type_name}: {source}")]
+    DataMismatch {
+        /// The row id.
+        key: String,
+        /// The type it was read as.
+        type_name: &'static str,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A stored state that the caller's typed states ([`DialogueState`](crate::DialogueState))
     /// do not name: written by another version of the bot, or by hand.
     #[error("stored state {state:?} is not a state of {type_name}")]
@@ -173,6 +185,8 @@ pub enum ErrorKind {
     Schema,
     /// Stored data is not what fsmstore writes.
     CorruptData,
+    /// Stored data does not fit the caller's type.
+    DataMismatch,
     /// The storage was closed.
     Closed,
     /// The server is unreachable or the connection was lost.
@@ -200,6 +214,7 @@ impl Error {
             | Error::Migration(_)
             | Error::MigrationFailed { .. } => ErrorKind::Schema,
             Error::CorruptData { .. } | Error::UnknownState { .. } => ErrorKind::CorruptData,
+            Error::DataMismatch { .. } => ErrorKind::DataMismatch,
             Error::Closed => ErrorKind::Closed,
             Error::Connection { .. } => ErrorKind::Connection,
             Error::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,

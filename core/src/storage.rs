@@ -169,10 +169,12 @@ pub trait StorageExt: Storage {
     /// The data of `key` deserialized into `T`.
     ///
     /// # Errors
-    /// [`Error::Serialization`] when the data does not fit `T`; as [`Storage::get_data`].
+    /// [`Error::DataMismatch`] (naming the row id) when the data does not fit `T`; as
+    /// [`Storage::get_data`].
     async fn get_data_as<T: DeserializeOwned>(&self, key: &StorageKey) -> Result<T> {
         let data = self.get_data(key).await?;
-        serde_json::from_value(Value::Object(data)).map_err(Error::Serialization)
+        serde_json::from_value(Value::Object(data))
+            .map_err(|source| self.mismatch::<T>(key, source))
     }
 
     /// Replaces the data of `key` with `value` serialized.
@@ -201,7 +203,7 @@ pub trait StorageExt: Storage {
     /// The value of `field` deserialized into `T`; `None` when absent.
     ///
     /// # Errors
-    /// [`Error::Serialization`] when the value does not fit `T`.
+    /// [`Error::DataMismatch`] (naming the row id) when the value does not fit `T`.
     async fn get_value_as<T: DeserializeOwned>(
         &self,
         key: &StorageKey,
@@ -210,8 +212,17 @@ pub trait StorageExt: Storage {
         match self.get_value(key, field).await? {
             Some(value) => serde_json::from_value(value)
                 .map(Some)
-                .map_err(Error::Serialization),
+                .map_err(|source| self.mismatch::<T>(key, source)),
             None => Ok(None),
+        }
+    }
+
+    /// [`Error::DataMismatch`] for the row of `key` read as `T`.
+    fn mismatch<T>(&self, key: &StorageKey, source: serde_json::Error) -> Error {
+        Error::DataMismatch {
+            key: self.options().row_id(key).unwrap_or_default(),
+            type_name: std::any::type_name::<T>(),
+            source,
         }
     }
 }

@@ -122,6 +122,38 @@ pub async fn typed_helpers_round_trip(ctx: Ctx) {
         .unwrap();
     assert!(matches!(
         s.get_data_as::<Form>(&key(1)).await,
-        Err(Error::Serialization(_))
+        Err(Error::DataMismatch { .. })
     ));
+}
+
+/// Stored data that does not fit the caller's type is `DataMismatch`, naming the row id: the
+/// row is fine, the caller's type is not (not `InvalidInput`, which is about input).
+pub async fn data_not_fitting_the_type_is_a_mismatch(ctx: Ctx) {
+    #[derive(Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Form {
+        age: u32,
+    }
+    let s = ctx.storage().await;
+    s.set_data(&key(1), &obj(json!({"age": "thirty"})))
+        .await
+        .unwrap();
+    let err = s.get_data_as::<Form>(&key(1)).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        fsmstore_core::ErrorKind::DataMismatch,
+        "{err:?}"
+    );
+    let id = s.options().row_id(&key(1)).unwrap();
+    assert!(
+        matches!(&err, Error::DataMismatch { key, .. } if *key == id),
+        "{err:?}"
+    );
+    assert!(std::error::Error::source(&err).is_some());
+    let err = s.get_value_as::<u32>(&key(1), "age").await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        fsmstore_core::ErrorKind::DataMismatch,
+        "{err:?}"
+    );
 }
