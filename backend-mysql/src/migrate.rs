@@ -167,6 +167,10 @@ impl Migrator for MysqlMigrator {
         &self.shared.set
     }
 
+    fn version_table(&self) -> &str {
+        &self.shared.version_table
+    }
+
     async fn applied(&self) -> Result<Vec<AppliedMigration>> {
         self.ensure_open()?;
         let rows = self.read_applied().await?;

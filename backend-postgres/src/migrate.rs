@@ -232,6 +232,10 @@ impl Migrator for PgMigrator {
         &self.inner.set
     }
 
+    fn version_table(&self) -> &str {
+        self.inner.config.options.version_table.as_str()
+    }
+
     async fn applied(&self) -> Result<Vec<AppliedMigration>> {
         let client = self.pool.get().await.map_err(from_pool)?;
         let version_table = self.inner.config.options.version_table.as_str();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use fsmstore_core::{DatabaseUrl, Error, Result, StorageOptions};
 
 /// The URL parameters only SQLite reads.
-const SQLITE_PARAMETERS: [&str; 1] = ["busy_timeout_ms"];
+const SQLITE_PARAMETERS: [&str; 3] = ["busy_timeout_ms", "mode", "synchronous"];
 
 /// Where the SQLite database lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +21,33 @@ pub enum SqliteLocation {
     /// A named in-memory database shared by every connection of this process that opens
     /// the same name; gone when the last connection closes.
     SharedMemory(String),
+}
+
+/// How a SQLite file is opened (URL parameter `mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SqliteMode {
+    /// Read and write; create the file if it is missing (`rwc`, the default).
+    #[default]
+    ReadWriteCreate,
+    /// Read and write an existing file; a missing one is an error (`rw`).
+    ReadWrite,
+    /// Read an existing file only (`ro`): for inspection, also where the file or its
+    /// folder is not writable. Writes fail with a permanent error.
+    ReadOnly,
+}
+
+/// How durable a commit is on a file (URL parameter `synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SqliteSync {
+    /// `NORMAL` (the default): with WAL, a commit survives an application crash; the last
+    /// commits may be lost on power loss or an OS crash. The database never corrupts.
+    #[default]
+    Normal,
+    /// `FULL`: every acknowledged commit also survives power loss, at the price of an
+    /// fsync per commit.
+    Full,
 }
 
 /// Settings of a SQLite storage.
@@ -38,6 +65,10 @@ pub struct SqliteConfig {
     pub location: SqliteLocation,
     /// How long a connection waits for a lock held by another connection. Default 5 s.
     pub busy_timeout: Duration,
+    /// Whether the file may be created or written (`mode`).
+    pub mode: SqliteMode,
+    /// How durable a commit is (`synchronous`).
+    pub synchronous: SqliteSync,
     /// The options every backend shares. `pool_max` counts the one writer and the
     /// readers beside it (files only; in-memory databases use the writer for reads too).
     pub options: StorageOptions,
@@ -48,6 +79,8 @@ impl fmt::Debug for SqliteConfig {
         f.debug_struct("SqliteConfig")
             .field("location", &self.location)
             .field("busy_timeout", &self.busy_timeout)
+            .field("mode", &self.mode)
+            .field("synchronous", &self.synchronous)
             .field("options", &self.options)
             .finish()
     }
@@ -58,6 +91,8 @@ impl SqliteConfig {
         SqliteConfig {
             location,
             busy_timeout: Duration::from_secs(5),
+            mode: SqliteMode::default(),
+            synchronous: SqliteSync::default(),
             options: StorageOptions::default(),
         }
     }
@@ -103,6 +138,25 @@ impl SqliteConfig {
         if let Some(ms) = url.take_parsed::<u64>("busy_timeout_ms")? {
             config.busy_timeout = Duration::from_millis(ms);
         }
+        config.mode = match url.take("mode").as_deref() {
+            None | Some("rwc") => SqliteMode::ReadWriteCreate,
+            Some("rw") => SqliteMode::ReadWrite,
+            Some("ro") => SqliteMode::ReadOnly,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "URL parameter mode={other:?}: use rwc (default), rw or ro"
+                )))
+            }
+        };
+        config.synchronous = match url.take("synchronous").as_deref() {
+            None | Some("normal") => SqliteSync::Normal,
+            Some("full") => SqliteSync::Full,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "URL parameter synchronous={other:?}: use normal (default) or full"
+                )))
+            }
+        };
         config.options = url.finish("sqlite", &SQLITE_PARAMETERS)?;
         Ok(config)
     }

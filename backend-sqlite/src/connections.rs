@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use fsmstore_core::{Error, Result};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::config::SqliteConfig;
+use crate::config::{SqliteConfig, SqliteMode, SqliteSync};
 use crate::error::{from_join, from_sqlite};
 
 type Slot = Mutex<Option<Connection>>;
@@ -29,18 +29,27 @@ impl Connections {
     fn open_blocking(config: &SqliteConfig) -> Result<Self> {
         let (target, is_file) = config.open_target();
         let open = || -> Result<Connection> {
-            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_URI
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let access = match config.mode {
+                SqliteMode::ReadWriteCreate => {
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE
+                }
+                SqliteMode::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE,
+                SqliteMode::ReadOnly => OpenFlags::SQLITE_OPEN_READ_ONLY,
+            };
+            let flags = access | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
             let conn = Connection::open_with_flags(&target, flags).map_err(from_sqlite)?;
             conn.busy_timeout(config.busy_timeout)
                 .map_err(from_sqlite)?;
-            if is_file {
+            if is_file && config.mode != SqliteMode::ReadOnly {
                 // WAL: readers never block the writer; NORMAL: durable across application
-                // crashes, may lose the last commits on power loss (the usual WAL trade).
+                // crashes, may lose the last commits on power loss (the usual WAL trade);
+                // FULL (`synchronous=full`): durable across power loss too.
                 enable_wal(&conn, config.busy_timeout)?;
-                conn.pragma_update(None, "synchronous", "NORMAL")
+                let synchronous = match config.synchronous {
+                    SqliteSync::Normal => "NORMAL",
+                    SqliteSync::Full => "FULL",
+                };
+                conn.pragma_update(None, "synchronous", synchronous)
                     .map_err(from_sqlite)?;
             }
             conn.set_prepared_statement_cache_capacity(32);

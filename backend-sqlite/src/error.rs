@@ -31,7 +31,9 @@ struct FileError {
 impl std::fmt::Display for FileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let what = match self.code {
-            ErrorCode::CannotOpen => "can not open the SQLite file (does its folder exist?)",
+            ErrorCode::CannotOpen => {
+                "can not open the SQLite file (does it, or for a new file its folder, exist?)"
+            }
             ErrorCode::NotADatabase => "the file is not a SQLite database",
             ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
                 "the SQLite file (or its folder, for the WAL files) is not writable"

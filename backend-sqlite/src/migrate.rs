@@ -222,6 +222,10 @@ impl Migrator for SqliteMigrator {
         &self.shared.set
     }
 
+    fn version_table(&self) -> &str {
+        &self.shared.version_table
+    }
+
     async fn applied(&self) -> Result<Vec<AppliedMigration>> {
         let shared = Arc::clone(&self.shared);
         self.connections

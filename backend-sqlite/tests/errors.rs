@@ -29,5 +29,5 @@ async fn a_path_in_a_missing_folder_is_permanent() {
         .join("bot.db");
     let err = open_error(SqliteConfig::file(&path)).await;
     assert!(!err.is_transient(), "{err:?}");
-    assert!(err.to_string().contains("does its folder exist"), "{err}");
+    assert!(err.to_string().contains("its folder, exist"), "{err}");
 }

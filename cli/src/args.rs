@@ -55,19 +55,43 @@ impl Global {
     }
 
     /// Opens the database of `--url` for these tables with `policy`, runs `work` on it and
-    /// closes it, whatever `work` returned.
+    /// closes it, whatever `work` returned. `access` says whether the command writes: a
+    /// read-only command opens a SQLite file with `mode=ro` (unless the URL sets a mode), so
+    /// it never creates a file and works where the file is not writable.
     pub(crate) async fn with_database<T>(
         &self,
         policy: SchemaPolicy,
+        access: Access,
         work: impl AsyncFnOnce(&Database) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        let db = fsmstore::open_with(&self.url, self.options(policy)?).await?;
+        let url = match access {
+            Access::ReadOnly => read_only(&self.url),
+            Access::ReadWrite => self.url.clone(),
+        };
+        let db = fsmstore::open_with(&url, self.options(policy)?).await?;
         let result = work(&db).await;
         let closed = db.close().await;
         let value = result?;
         closed?;
         Ok(value)
     }
+}
+
+/// Whether a command writes to the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// `url` opened read-only where the backend can say so (SQLite files: `mode=ro`).
+fn read_only(url: &str) -> String {
+    let sqlite_file = url.starts_with("sqlite:") && !url.contains(":memory:");
+    if !sqlite_file || url.contains("mode=") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}mode=ro")
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,7 @@ use fsmstore::{Database, Result, SchemaPolicy, StorageOptions};
 use fsmstore_conformance::{migration_cases, run_suite, storage_cases, Backend};
 use serde_json::json;
 
-use crate::args::{ConformanceArgs, Global, Group};
+use crate::args::{Access, ConformanceArgs, Global, Group};
 use crate::{exit, output};
 
 /// Any database fsmstore reaches by URL; each case's scratch tables are dropped after it.
@@ -41,7 +41,7 @@ impl Backend for UrlBackend {
 pub(crate) async fn run(global: &Global, args: ConformanceArgs) -> anyhow::Result<ExitCode> {
     // Fail early, with the usual message, when the database is unreachable.
     global
-        .with_database(SchemaPolicy::Trust, async |db| {
+        .with_database(SchemaPolicy::Trust, Access::ReadWrite, async |db| {
             Ok(db.migrator()?.applied().await?)
         })
         .await?;

@@ -7,7 +7,7 @@ use fsmstore::SchemaPolicy;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
-use crate::args::{Global, InspectCommand, PurgeArgs};
+use crate::args::{Access, Global, InspectCommand, PurgeArgs};
 use crate::output;
 use crate::time::format_ms;
 
@@ -25,7 +25,7 @@ fn row_json(row: &StoredRow) -> Value {
 
 pub(crate) async fn run(global: &Global, command: InspectCommand) -> anyhow::Result<ExitCode> {
     global
-        .with_database(POLICY, async |db| {
+        .with_database(POLICY, Access::ReadOnly, async |db| {
             show(global, &*db.inspect(), command).await
         })
         .await
@@ -120,8 +120,13 @@ async fn show(
 }
 
 pub(crate) async fn purge(global: &Global, args: PurgeArgs) -> anyhow::Result<ExitCode> {
+    let access = if args.dry_run {
+        Access::ReadOnly
+    } else {
+        Access::ReadWrite
+    };
     global
-        .with_database(POLICY, async |db| {
+        .with_database(POLICY, access, async |db| {
             purge_rows(global, &*db.inspect(), args).await
         })
         .await

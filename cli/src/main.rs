@@ -47,10 +47,16 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
+    let (url, json) = (cli.global.url.clone(), cli.global.json);
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", output::one_line(&err));
+            let line = output::one_line(&err, &url);
+            if json {
+                output::json(&output::error_json(&err, &line, &url));
+            } else {
+                eprintln!("error: {line}");
+            }
             ExitCode::from(exit_code(&err))
         }
     }

@@ -7,9 +7,9 @@ use fsmstore::migrate::{offline_script, Direction, HistoryEntry, MigrationSet, M
 use fsmstore::{Database, SchemaPolicy, TableName};
 use serde_json::json;
 
-use crate::args::{Global, MigrateCommand};
-use crate::output;
+use crate::args::{Access, Global, MigrateCommand};
 use crate::time::format_ms;
+use crate::{exit, output};
 
 pub(crate) async fn run(global: &Global, command: MigrateCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -41,18 +41,28 @@ pub(crate) async fn run(global: &Global, command: MigrateCommand) -> anyhow::Res
         online => {
             // Trust: this is how an outdated, too new or dirty schema is looked at and
             // repaired.
-            global
-                .with_database(SchemaPolicy::Trust, async |db| {
+            let access = match online {
+                MigrateCommand::Current | MigrateCommand::History => Access::ReadOnly,
+                _ => Access::ReadWrite,
+            };
+            return global
+                .with_database(SchemaPolicy::Trust, access, async |db| {
                     run_online(global, db, online).await
                 })
-                .await?;
+                .await;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// The commands that read or change the database.
-async fn run_online(global: &Global, db: &Database, command: MigrateCommand) -> anyhow::Result<()> {
+/// `current` and `history` exit 3 when the schema needs attention (outdated, dirty,
+/// drifted, or newer than this binary), as `--help` says.
+async fn run_online(
+    global: &Global,
+    db: &Database,
+    command: MigrateCommand,
+) -> anyhow::Result<ExitCode> {
     let migrator = db.migrator()?;
     match command {
         MigrateCommand::Up { to } | MigrateCommand::Down { to } => {
@@ -86,6 +96,11 @@ async fn run_online(global: &Global, db: &Database, command: MigrateCommand) -> 
         }
         MigrateCommand::Current => {
             let status = migrator.status().await?;
+            let code = if status.current < status.head {
+                ExitCode::from(exit::SCHEMA)
+            } else {
+                ExitCode::SUCCESS
+            };
             if global.json {
                 output::json(
                     &json!({"table": status.table, "current": status.current, "head": status.head}),
@@ -98,8 +113,9 @@ async fn run_online(global: &Global, db: &Database, command: MigrateCommand) -> 
                 };
                 println!("{}: version {} {note}", status.table, status.current);
             }
+            return Ok(code);
         }
-        MigrateCommand::History => history(global, &*migrator).await?,
+        MigrateCommand::History => return history(global, &*migrator).await,
         MigrateCommand::Stamp { version } => {
             migrator.stamp(version).await?;
             let current = migrator.current().await?;
@@ -115,11 +131,19 @@ async fn run_online(global: &Global, db: &Database, command: MigrateCommand) -> 
         // Offline commands, answered by `run` before a database is opened.
         MigrateCommand::Sql { .. } | MigrateCommand::Export { .. } => {}
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn history(global: &Global, migrator: &dyn Migrator) -> anyhow::Result<()> {
+async fn history(global: &Global, migrator: &dyn Migrator) -> anyhow::Result<ExitCode> {
     let entries = migrator.history().await?;
+    let attention = entries
+        .iter()
+        .any(|entry| !matches!(state(entry), "applied" | "pending"));
+    let code = if attention {
+        ExitCode::from(exit::SCHEMA)
+    } else {
+        ExitCode::SUCCESS
+    };
     if global.json {
         let entries: Vec<_> = entries
             .iter()
@@ -137,7 +161,7 @@ async fn history(global: &Global, migrator: &dyn Migrator) -> anyhow::Result<()>
             })
             .collect();
         output::json(&json!({"table": global.table, "migrations": entries}));
-        return Ok(());
+        return Ok(code);
     }
     let rows: Vec<Vec<String>> = entries
         .iter()
@@ -171,7 +195,7 @@ async fn history(global: &Global, migrator: &dyn Migrator) -> anyhow::Result<()>
         ],
         &rows,
     );
-    Ok(())
+    Ok(code)
 }
 
 /// applied, pending, dirty, drifted (checksum differs) or unknown (newer than this binary).

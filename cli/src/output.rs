@@ -11,7 +11,7 @@ pub(crate) fn json(value: &Value) {
 }
 
 /// An error and its causes on one line, with a hint for connection failures.
-pub(crate) fn one_line(err: &anyhow::Error) -> String {
+pub(crate) fn one_line(err: &anyhow::Error, url: &str) -> String {
     let mut line = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -22,12 +22,54 @@ pub(crate) fn one_line(err: &anyhow::Error) -> String {
         }
         source = cause.source();
     }
-    let line = line.replace('\n', " ");
+    let line = with_url(&line.replace('\n', " "), url);
     match err.downcast_ref::<fsmstore::Error>() {
         Some(e) if e.kind() == fsmstore::ErrorKind::Connection => {
             format!("{line} (is the server running? check --url or DATABASE_URL)")
         }
         _ => line,
+    }
+}
+
+/// The error as one JSON object: `kind`, `message` and `fix` (a command, or null).
+pub(crate) fn error_json(err: &anyhow::Error, line: &str, url: &str) -> Value {
+    let fsm = err.downcast_ref::<fsmstore::Error>();
+    let fix = fsm.and_then(|e| match e {
+        fsmstore::Error::SchemaOutdated { fix, .. }
+        | fsmstore::Error::MigrationDirty { fix, .. } => Some(with_url(fix, url)),
+        _ => None,
+    });
+    serde_json::json!({
+        "kind": fsm.map_or_else(|| "Usage".to_owned(), |e| format!("{:?}", e.kind())),
+        "message": line,
+        "fix": fix,
+    })
+}
+
+/// Commands in `text` (`fsmstore migrate …`) with the database's `--url`, password
+/// redacted, so a fix runs against the database it is about (without it, `fsmstore` would
+/// use `DATABASE_URL` or `./fsmstore.db`).
+fn with_url(text: &str, url: &str) -> String {
+    text.replace(
+        "fsmstore migrate ",
+        &format!("fsmstore --url '{}' migrate ", redact(url)),
+    )
+}
+
+/// `url` with the password replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.rfind('@') {
+        Some(at) => {
+            let (user_info, host) = rest.split_at(at);
+            match user_info.split_once(':') {
+                Some((user, _password)) => format!("{scheme}://{user}:***{host}"),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
     }
 }
 

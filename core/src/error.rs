@@ -79,7 +79,7 @@ pub enum Error {
     #[error("the storage is closed; open a new one")]
     Closed,
     /// The schema is older than this code needs.
-    #[error("table {table} is at schema version {current}, this code needs version {required}: run `{fix}` (or open with SchemaPolicy::Upgrade)")]
+    #[error("{}", outdated_message(.table, *.current, *.required, .fix))]
     SchemaOutdated {
         /// The FSM table.
         table: String,
@@ -114,14 +114,16 @@ pub enum Error {
         expected: String,
     },
     /// A migration that started but did not finish (MySQL DDL commits as it goes).
-    #[error("migration {version} ({description}) is dirty: it started but did not finish. Inspect the table, complete or undo the migration by hand, then run `{fix}`")]
+    #[error("migration {version} ({description}) is dirty: it started but did not finish. Inspect the table, complete or undo the migration by hand, then run `{fix}` if you completed it, or `{undo}` if you undid it")]
     MigrationDirty {
         /// The migration's version.
         version: i64,
         /// Its description.
         description: String,
-        /// The command that marks the repaired state.
+        /// The command that records the migration as completed.
         fix: String,
+        /// The command that records it as undone.
+        undo: String,
         /// The statement's error, when this run left the migration half-applied (`None`
         /// when a later run finds it dirty).
         #[source]
@@ -195,6 +197,15 @@ pub enum ErrorKind {
     OutcomeUnknown,
     /// Any other database error.
     Database,
+}
+
+/// The text of [`Error::SchemaOutdated`]: a table that does not exist says so.
+fn outdated_message(table: &str, current: i64, required: i64, fix: &str) -> String {
+    if current == 0 {
+        format!("table {table} does not exist (schema version 0; this code needs version {required}): run `{fix}` to create it (or open with SchemaPolicy::Upgrade)")
+    } else {
+        format!("table {table} is at schema version {current}, this code needs version {required}: run `{fix}` (or open with SchemaPolicy::Upgrade)")
+    }
 }
 
 impl Error {

@@ -44,19 +44,36 @@ pub struct SchemaStatus {
     pub current: i64,
     /// The newest version the code knows.
     pub head: i64,
+    /// The version table.
+    pub version_table: String,
 }
 
 impl SchemaStatus {
-    /// Compares `applied` with `set`.
+    /// Compares `applied` (rows of `version_table`) with `set`.
     ///
     /// # Errors
     /// Dirty, drifted or too-new schemas, as [`MigrationPlan::new`](crate::MigrationPlan::new).
-    pub fn new(set: &MigrationSet, applied: &[AppliedMigration]) -> Result<Self> {
+    pub fn new(
+        set: &MigrationSet,
+        version_table: &str,
+        applied: &[AppliedMigration],
+    ) -> Result<Self> {
         Ok(SchemaStatus {
             table: set.table().to_string(),
             current: verified_version(set, applied)?,
             head: set.head(),
+            version_table: version_table.to_owned(),
         })
+    }
+
+    /// The command that upgrades this table: `fsmstore migrate up --table T`, with
+    /// `--version-table V` when it is not the default, so it runs as printed.
+    pub fn upgrade_command(&self) -> String {
+        let mut command = format!("fsmstore migrate up --table {}", self.table);
+        if self.version_table != crate::table_name::DEFAULT_VERSION_TABLE {
+            command.push_str(&format!(" --version-table {}", self.version_table));
+        }
+        command
     }
 
     /// Succeeds when the schema is exactly at head.
@@ -69,7 +86,7 @@ impl SchemaStatus {
                 table: self.table.clone(),
                 current: self.current,
                 required: self.head,
-                fix: format!("fsmstore migrate up --table {}", self.table),
+                fix: self.upgrade_command(),
             });
         }
         Ok(())
@@ -105,6 +122,9 @@ pub struct HistoryEntry {
 pub trait Migrator: Send + Sync {
     /// The migrations this migrator runs, rendered for its dialect and table.
     fn migrations(&self) -> &MigrationSet;
+
+    /// The version table it records them in.
+    fn version_table(&self) -> &str;
 
     /// The version-table rows of this FSM table, by version (empty when none).
     ///
@@ -174,7 +194,11 @@ pub trait Migrator: Send + Sync {
     /// # Errors
     /// Dirty, drifted or too-new schemas; database errors.
     async fn status(&self) -> Result<SchemaStatus> {
-        SchemaStatus::new(self.migrations(), &self.applied().await?)
+        SchemaStatus::new(
+            self.migrations(),
+            self.version_table(),
+            &self.applied().await?,
+        )
     }
 
     /// The applied version (0: nothing applied).

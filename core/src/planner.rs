@@ -262,10 +262,8 @@ pub fn dirty_error(
         source,
         version,
         description: description.to_owned(),
-        fix: format!(
-            "fsmstore migrate stamp {version} --table {table}` if you completed it, or `fsmstore migrate stamp {} --table {table}` if you undid it",
-            version - 1
-        ),
+        fix: format!("fsmstore migrate stamp {version} --table {table}"),
+        undo: format!("fsmstore migrate stamp {} --table {table}", version - 1),
     }
 }
 
@@ -277,8 +275,9 @@ fn resolve_target(set: &MigrationSet, current: i64, target: MigrationTarget) -> 
         MigrationTarget::Relative(steps) => current.saturating_add(steps),
     };
     if !(0..=set.head()).contains(&version) {
-        return Err(Error::Migration(format!(
-            "target {target} resolves to version {version}, outside 0..={} (now at {current})",
+        // The caller's input, not the schema's state: `InvalidInput` (exit 1, not 3).
+        return Err(Error::InvalidInput(format!(
+            "migration target {target} resolves to version {version}, outside 0..={} (now at {current})",
             set.head()
         )));
     }
@@ -387,7 +386,7 @@ mod tests {
             assert!(
                 matches!(
                     MigrationPlan::new(&set, &applied, target),
-                    Err(Error::Migration(_))
+                    Err(Error::InvalidInput(_))
                 ),
                 "{target}"
             );

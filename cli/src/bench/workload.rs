@@ -193,7 +193,7 @@ pub(crate) async fn run_phase<T: Target>(
         match outcome {
             Ok(None) => {}
             Ok(Some(wrong)) => sample.fail(format!("key {i}: unexpected {wrong}")),
-            Err(err) => sample.fail(format!("key {i}: {}", crate::output::one_line(&err))),
+            Err(err) => sample.fail(format!("key {i}: {}", crate::output::one_line(&err, ""))),
         }
         if i % BAR_STEP == 0 {
             bar.inc(BAR_STEP as u64);
