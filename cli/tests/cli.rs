@@ -58,7 +58,10 @@ fn migrate_up_down_stamp_and_history() {
     let dir = temp_dir("migrate");
     let url = sqlite_url(&dir);
     // No database yet: reading the version says so and creates nothing.
-    assert_eq!(fsmstore(&url, &["migrate", "current"]).status.code(), Some(1));
+    assert_eq!(
+        fsmstore(&url, &["migrate", "current"]).status.code(),
+        Some(1)
+    );
     assert!(!dir.join("fsm.db").exists());
     let up = ok_json(&url, &["migrate", "up", "--to", "+1"]);
     assert_eq!((up["from"].as_i64(), up["to"].as_i64()), (Some(0), Some(1)));

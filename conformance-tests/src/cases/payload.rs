@@ -157,3 +157,34 @@ pub async fn data_not_fitting_the_type_is_a_mismatch(ctx: Ctx) {
         "{err:?}"
     );
 }
+
+/// Data of exactly `max_data_bytes` serialized is accepted; one byte more is refused, for
+/// `set_data`, `update_data` and `transition` alike.
+pub async fn data_limit_is_exact(ctx: Ctx) {
+    const LIMIT: usize = 1024;
+    let s = ctx.open(ctx.options().max_data_bytes(LIMIT)).await;
+    // `{"a":"` + n × `x` + `"}` is n + 8 bytes.
+    let sized = |n: usize| obj(json!({ "a": "x".repeat(n) }));
+    assert_eq!(
+        serde_json::to_string(&sized(LIMIT - 8)).unwrap().len(),
+        LIMIT
+    );
+    s.set_data(&key(1), &sized(LIMIT - 8)).await.unwrap();
+    s.update_data(&key(2), &sized(LIMIT - 8)).await.unwrap();
+    s.transition(&key(3), Some("S"), &sized(LIMIT - 8))
+        .await
+        .unwrap();
+    for result in [
+        s.set_data(&key(4), &sized(LIMIT - 7)).await,
+        s.update_data(&key(4), &sized(LIMIT - 7)).await.map(drop),
+        s.transition(&key(4), Some("S"), &sized(LIMIT - 7))
+            .await
+            .map(drop),
+    ] {
+        assert!(
+            matches!(result, Err(Error::ValueTooLarge { .. })),
+            "{result:?}"
+        );
+    }
+    assert_eq!(s.key_count().await.unwrap(), 3);
+}
