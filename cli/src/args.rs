@@ -178,6 +178,48 @@ pub(crate) enum ExportFormat {
     Plain,
 }
 
+/// A storage key given by its parts.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct KeyParts {
+    /// The chat id.
+    #[arg(long, allow_negative_numbers = true, requires = "user")]
+    pub(crate) chat: Option<i64>,
+    /// The user id.
+    #[arg(long, allow_negative_numbers = true, requires = "chat")]
+    pub(crate) user: Option<i64>,
+    /// The bot id (part of the id only with a key layout that includes it).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub(crate) bot: i64,
+    /// The forum topic.
+    #[arg(long)]
+    pub(crate) thread: Option<i64>,
+    /// The destiny (default `default`).
+    #[arg(long)]
+    pub(crate) destiny: Option<String>,
+    /// The business connection id.
+    #[arg(long)]
+    pub(crate) business: Option<String>,
+}
+
+impl KeyParts {
+    /// The key, when --chat and --user are given.
+    pub(crate) fn key(&self) -> Option<fsmstore::StorageKey> {
+        use fsmstore::{BotId, ChatId, StorageKey, UserId};
+        let (chat, user) = (self.chat?, self.user?);
+        let mut key = StorageKey::new(BotId(self.bot), ChatId(chat), UserId(user));
+        if let Some(thread) = self.thread {
+            key = key.with_thread(thread);
+        }
+        if let Some(business) = &self.business {
+            key = key.with_business_connection(business.clone());
+        }
+        if let Some(destiny) = &self.destiny {
+            key = key.for_destiny(destiny.clone());
+        }
+        Some(key)
+    }
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct ConformanceArgs {
     /// Which cases: storage, migrations or all.
@@ -212,10 +254,15 @@ pub(crate) enum InspectCommand {
         #[arg(long)]
         after: Option<String>,
     },
-    /// Print one conversation by its row id (e.g. fsm:-100:7).
+    /// Print one conversation: by its row id (e.g. fsm:-100:7), or by the key's parts
+    /// (--chat and --user, optionally --bot, --thread, --destiny, --business), built with
+    /// the table's key layout.
     Get {
         /// The row id.
-        key: String,
+        #[arg(required_unless_present = "chat", conflicts_with_all = ["chat", "user", "bot", "thread", "destiny", "business"])]
+        key: Option<String>,
+        #[command(flatten)]
+        parts: KeyParts,
     },
     /// Rows, rows per state, oldest and newest update.
     Stats,

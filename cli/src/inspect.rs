@@ -63,7 +63,12 @@ async fn show(
                 println!("{} rows", rows.len());
             }
         }
-        InspectCommand::Get { key } => {
+        InspectCommand::Get { key, parts } => {
+            let key = match (key, parts.key()) {
+                (Some(id), _) => id,
+                (None, Some(key)) => storage.options().row_id(&key)?,
+                (None, None) => anyhow::bail!("give a row id, or --chat and --user"),
+            };
             let Some(row) = storage.get_row(&key).await? else {
                 anyhow::bail!(
                     "no row with id {key:?} in table {} (ids look like fsm:<chat>:<user>)",

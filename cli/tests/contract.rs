@@ -247,3 +247,50 @@ fn no_command_prints_the_password() {
         }
     }
 }
+
+#[test]
+fn inspect_get_takes_a_row_id_or_the_key_parts() {
+    let dir = temp_dir("get");
+    let url = sqlite_url(&dir);
+    assert_eq!(code(&run(&["--url", &url, "migrate", "up"])), Some(0));
+    let db = rusqlite::Connection::open(dir.join("fsm.db")).unwrap();
+    db.execute_batch(
+        "INSERT INTO aiogram_fsm_data (id, state, data, updated_at) VALUES
+         ('fsm:-100:7', 'Form:name', '{\"a\":1}', 0),
+         ('fsm:-100:9:7:album', 'Album:photos', '{}', 0);",
+    )
+    .unwrap();
+    drop(db);
+    let by_parts = run(&[
+        "--url", &url, "--json", "inspect", "get", "--chat", "-100", "--user", "7",
+    ]);
+    assert_eq!(code(&by_parts), Some(0), "{}", text(&by_parts));
+    let row: Value = serde_json::from_slice(&by_parts.stdout).unwrap();
+    assert_eq!(row["id"], "fsm:-100:7");
+    assert_eq!(row["state"], "Form:name");
+    let by_id = run(&["--url", &url, "--json", "inspect", "get", "fsm:-100:7"]);
+    assert_eq!(by_id.stdout, by_parts.stdout);
+    // A destiny needs a key layout that includes it: the default one refuses it clearly.
+    let out = run(&[
+        "--url",
+        &url,
+        "inspect",
+        "get",
+        "--chat",
+        "-100",
+        "--user",
+        "7",
+        "--thread",
+        "9",
+        "--destiny",
+        "album",
+    ]);
+    assert_eq!(code(&out), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("destiny"), "{}", text(&out));
+    let out = run(&["--url", &url, "inspect", "get", "--chat", "-100"]);
+    assert_eq!(
+        code(&out),
+        Some(2),
+        "--chat without --user is a usage error"
+    );
+}
