@@ -294,3 +294,30 @@ fn inspect_get_takes_a_row_id_or_the_key_parts() {
         "--chat without --user is a usage error"
     );
 }
+
+#[test]
+fn conformance_drops_the_tables_of_failed_cases_too() {
+    let dir = temp_dir("conformance-fail");
+    // A data limit in the URL makes the large-payload cases fail after creating tables.
+    let url = format!("{}?max_data_bytes=64", sqlite_url(&dir));
+    let out = run(&[
+        "--url",
+        &url,
+        "conformance",
+        "--group",
+        "storage",
+        "--filter",
+        "payload",
+    ]);
+    assert_eq!(code(&out), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("FAIL"), "{}", text(&out));
+    let db = rusqlite::Connection::open(dir.join("fsm.db")).unwrap();
+    let left: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name LIKE 'fc_%'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0, "failed cases left their scratch tables");
+}
