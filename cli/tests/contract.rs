@@ -307,7 +307,7 @@ fn conformance_drops_the_tables_of_failed_cases_too() {
         "--group",
         "storage",
         "--filter",
-        "payload",
+        "one_mib",
     ]);
     assert_eq!(code(&out), Some(1), "{}", text(&out));
     assert!(text(&out).contains("FAIL"), "{}", text(&out));
