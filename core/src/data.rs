@@ -196,6 +196,45 @@ pub(crate) fn json_type(value: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `{"x": …}` whose deepest container is an object (`object_last`) or an array, nesting
+    /// `depth` levels with the data object itself.
+    fn nested(depth: usize, object_last: bool) -> Data {
+        let mut value = if object_last {
+            serde_json::json!({})
+        } else {
+            serde_json::json!([])
+        };
+        for level in 2..depth {
+            value = if (level % 2 == 0) == object_last {
+                serde_json::json!([value])
+            } else {
+                serde_json::json!({ "k": value })
+            };
+        }
+        let mut data = Data::new();
+        data.insert("x".into(), value);
+        data
+    }
+
+    #[test]
+    fn nesting_is_limited_at_exactly_the_stated_depth() {
+        for object_last in [true, false] {
+            let at_limit = nested(MAX_DATA_DEPTH, object_last);
+            assert!(
+                validate_data("k", &at_limit, usize::MAX).is_ok(),
+                "{object_last}"
+            );
+            let over = nested(MAX_DATA_DEPTH + 1, object_last);
+            assert!(
+                matches!(
+                    validate_data("k", &over, usize::MAX),
+                    Err(Error::InvalidInput(_))
+                ),
+                "{object_last}"
+            );
+        }
+    }
     use serde_json::json;
 
     #[test]
