@@ -66,9 +66,9 @@ pub(crate) fn classify(err: &sqlx::Error) -> Failure {
     }
 }
 
-/// Maps an error of opening a connection: the server's refusal of the login, a bad
-/// database name or TLS setup are permanent; a socket that could not connect is a
-/// transient connection error that says why ("Connection refused").
+/// Maps an error of opening a connection: the server's refusal of the login or of the
+/// database name is permanent; a socket that could not connect (or a TLS handshake that
+/// failed) is a transient connection error that says why ("Connection refused").
 pub(crate) fn from_connect(err: sqlx::Error) -> Error {
     match &err {
         sqlx::Error::Io(_) => Error::connection("could not connect to MySQL", Some(Box::new(err))),

@@ -200,7 +200,9 @@ impl Migrator for MysqlMigrator {
     async fn migrate(&self, target: MigrationTarget) -> Result<MigrationReport> {
         self.ensure_open()?;
         let mut steps = self.steps().await?;
-        let result = run_migration(&mut steps, &self.shared.set, target).await;
+        let result = run_migration(&mut steps, &self.shared.set, target)
+            .await
+            .map_err(|err| err.for_version_table(self.version_table()));
         steps.close().await;
         result
     }
@@ -248,7 +250,9 @@ impl Migrator for MysqlMigrator {
     async fn stamp(&self, target: MigrationTarget) -> Result<()> {
         self.ensure_open()?;
         let mut steps = self.steps().await?;
-        let result = run_stamp(&mut steps, &self.shared.set, target).await;
+        let result = run_stamp(&mut steps, &self.shared.set, target)
+            .await
+            .map_err(|err| err.for_version_table(self.version_table()));
         steps.close().await;
         result
     }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fsmstore_core::sql::MysqlQueries;
 use fsmstore_core::{
-    merge_shallow, parse_data, validate_data, validate_state, Data, Database, Error, Migrator,
-    Record, Result, Storage, StorageKey, StorageOptions,
+    merge_shallow, parse_data, validate_data, validate_field, validate_state, Data, Database,
+    Error, Migrator, Record, Result, Storage, StorageKey, StorageOptions,
 };
 use serde_json::Value;
 use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlRow};
@@ -397,6 +397,7 @@ impl Storage for MysqlStorage {
     }
 
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
+        validate_field(field)?;
         // Core has no MySQL get_value: JSON paths can not name every field exactly
         // (quotes, dots, `*`) on both servers. Read the object and pick the field.
         Ok(self.get_data(key).await?.remove(field))

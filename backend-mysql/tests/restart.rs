@@ -44,14 +44,15 @@ impl PrivateServer {
             .status()
             .map(|status| status.success())
             .unwrap_or(false);
-        if !installed {
-            return skip("mariadb-install-db failed (not installed, or not root?)");
-        }
+        // The guard from here on: its drop stops what started and removes the directory.
         let mut server = PrivateServer {
             dir,
             port,
             process: None,
         };
+        if !installed {
+            return skip("mariadb-install-db failed (not installed, or not root?)");
+        }
         if !server.launch() {
             return skip("mariadbd did not come up");
         }
@@ -79,6 +80,14 @@ impl PrivateServer {
         self.process = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            // Our own server, not something else on the port: it must still be running.
+            let running = self
+                .process
+                .as_mut()
+                .is_some_and(|child| matches!(child.try_wait(), Ok(None)));
+            if !running {
+                return false;
+            }
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 return true;
             }
@@ -115,13 +124,19 @@ fn skip<T>(why: &str) -> Option<T> {
     None
 }
 
+/// A port nothing listens on now (the OS picks it), never the shared servers' 5432/3306.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
+}
+
 fn key(i: i64) -> StorageKey {
     StorageKey::new(BotId(1), ChatId(i % KEYS), UserId(1))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_load_loses_no_acknowledged_write() {
-    let port = 40_000 + (std::process::id() % 20_000) as u16;
+    let port = free_port();
     let Some(server) = PrivateServer::start(port) else {
         return;
     };

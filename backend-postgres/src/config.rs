@@ -101,7 +101,7 @@ impl PgConfig {
         // tokio-postgres' messages do not echo the URL, but keep only its kind anyway.
         let pg = tokio_postgres::Config::from_str(&driver_url)
             .map_err(|err| Error::Config(format!("invalid postgres URL: {err}")))?;
-        if pg.get_hosts().is_empty() {
+        if pg.get_hosts().is_empty() && pg.get_hostaddrs().is_empty() {
             return Err(Error::Config(
                 "postgres URL without a host: use postgres://user@host:5432/database".to_owned(),
             ));

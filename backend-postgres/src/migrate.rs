@@ -253,13 +253,17 @@ impl Migrator for PgMigrator {
     async fn migrate(&self, target: MigrationTarget) -> Result<MigrationReport> {
         self.ensure_open()?;
         let mut steps = self.steps().await?;
-        run_migration(&mut steps, &self.inner.set, target).await
+        run_migration(&mut steps, &self.inner.set, target)
+            .await
+            .map_err(|err| err.for_version_table(self.version_table()))
     }
 
     async fn stamp(&self, target: MigrationTarget) -> Result<()> {
         self.ensure_open()?;
         let mut steps = self.steps().await?;
-        run_stamp(&mut steps, &self.inner.set, target).await
+        run_stamp(&mut steps, &self.inner.set, target)
+            .await
+            .map_err(|err| err.for_version_table(self.version_table()))
     }
 
     async fn close(&self) -> Result<()> {

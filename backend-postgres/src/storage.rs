@@ -7,9 +7,9 @@ use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool, Runtime};
 use fsmstore_core::sql::{InspectQueries, PostgresQueries};
 use fsmstore_core::{
-    data_from_value, retry, validate_data, validate_state, Data, Database, Dialect, Error, Inspect,
-    Migrator, Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions, StoredRow,
-    TableStats,
+    data_from_value, retry, validate_data, validate_field, validate_state, Data, Database, Dialect,
+    Error, Inspect, Migrator, Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions,
+    StoredRow, TableStats,
 };
 use futures_util::future::BoxFuture;
 use serde_json::Value;
@@ -373,6 +373,7 @@ impl Storage for PgStorage {
     }
 
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
+        validate_field(field)?;
         let id = self.options().row_id(key)?;
         let row = self
             .query_opt(

@@ -43,22 +43,26 @@ impl PrivateServer {
         let dir = std::env::temp_dir().join(format!("fsmstore-pg-restart-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).ok()?;
-        if !run("chown", &["-R", "postgres", dir.to_str()?]) {
+        // The guard from here on: whatever fails below, its drop stops what started and
+        // removes the directory.
+        let server = PrivateServer {
+            control: Control { bin, dir, port },
+        };
+        if !run("chown", &["-R", "postgres", server.control.dir.to_str()?]) {
             return skip("can not hand a data directory to the postgres user (not root?)");
         }
-        let control = Control { bin, dir, port };
-        let data = control.data();
-        let initdb = control.bin.join("initdb");
+        let data = server.control.data();
+        let initdb = server.control.bin.join("initdb");
         if !as_postgres(
             &initdb,
             &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
         ) {
             return skip("initdb failed");
         }
-        if !control.pg_ctl(&["start"]) {
+        if !server.control.pg_ctl(&["start"]) {
             return skip("pg_ctl start failed");
         }
-        Some(PrivateServer { control })
+        Some(server)
     }
 }
 
@@ -122,13 +126,19 @@ fn skip<T>(why: &str) -> Option<T> {
     None
 }
 
+/// A port nothing listens on now (the OS picks it), never the shared servers' 5432/3306.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
+}
+
 fn key(i: i64) -> StorageKey {
     StorageKey::new(BotId(1), ChatId(i % KEYS), UserId(1))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_load_loses_no_acknowledged_write() {
-    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let port = free_port();
     let Some(server) = PrivateServer::start(port) else {
         return;
     };

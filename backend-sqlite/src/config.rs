@@ -32,8 +32,9 @@ pub enum SqliteMode {
     ReadWriteCreate,
     /// Read and write an existing file; a missing one is an error (`rw`).
     ReadWrite,
-    /// Read an existing file only (`ro`): for inspection, also where the file or its
-    /// folder is not writable. Writes fail with a permanent error.
+    /// Read an existing file only (`ro`): for inspection, also where the file is not
+    /// writable. Writes fail with a permanent error. (A WAL database in a folder that is not
+    /// writable also needs its `-wal` and `-shm` files present, as SQLite documents.)
     ReadOnly,
 }
 
@@ -115,7 +116,8 @@ impl SqliteConfig {
     /// Parses `sqlite://path/to/file.db`, `sqlite:///absolute/path.db`, `sqlite::memory:`
     /// or `sqlite://:memory:`, with the shared query parameters
     /// ([`SHARED_URL_PARAMETERS`](fsmstore_core::SHARED_URL_PARAMETERS)) and SQLite's own
-    /// `busy_timeout_ms`.
+    /// `busy_timeout_ms`, `mode` (`rwc`, `rw`, `ro`: [`SqliteMode`]) and `synchronous`
+    /// (`normal`, `full`: [`SqliteSync`]).
     ///
     /// # Errors
     /// [`Error::Config`] for another scheme, an unknown parameter or a bad value, naming

@@ -36,7 +36,7 @@ impl std::fmt::Display for FileError {
             }
             ErrorCode::NotADatabase => "the file is not a SQLite database",
             ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
-                "the SQLite file (or its folder, for the WAL files) is not writable"
+                "the SQLite file is read-only here (opened with mode=ro, or the file or its folder is not writable)"
             }
             _ => "the SQLite file is corrupt",
         };

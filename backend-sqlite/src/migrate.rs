@@ -247,6 +247,7 @@ impl Migrator for SqliteMigrator {
                     shared: &shared,
                 };
                 run_blocking(run_migration(&mut steps, &shared.set, target))
+                    .map_err(|err| err.for_version_table(&shared.version_table))
             })
             .await
     }
@@ -283,6 +284,7 @@ impl Migrator for SqliteMigrator {
                     shared: &shared,
                 };
                 run_blocking(run_stamp(&mut steps, &shared.set, target))
+                    .map_err(|err| err.for_version_table(&shared.version_table))
             })
             .await
     }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fsmstore_core::sql::{InspectQueries, SqliteQueries};
 use fsmstore_core::{
-    merge_shallow, parse_data, retry, validate_data, validate_state, Data, Database, Dialect,
-    Error, Migrator, Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions,
+    merge_shallow, parse_data, retry, validate_data, validate_field, validate_state, Data,
+    Database, Dialect, Error, Migrator, Record, Result, SchemaPolicy, Storage, StorageKey,
+    StorageOptions,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
@@ -290,6 +291,7 @@ impl Storage for SqliteStorage {
     }
 
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
+        validate_field(field)?;
         // SQLite's JSON paths can not name every field exactly (quotes, dots): read the
         // object and pick the field.
         Ok(self.get_data(key).await?.remove(field))

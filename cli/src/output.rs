@@ -56,22 +56,47 @@ fn with_url(text: &str, url: &str) -> String {
     )
 }
 
-/// `url` with the password replaced by `***`.
+/// `url` with the password replaced by `***`: in the user info (`user:pw@`) and in a
+/// `password=` query parameter (PostgreSQL takes it there too).
 pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (base, query) = match url.rfind('@') {
+        // The query starts after the user info (a `?` may sit in an unencoded password).
+        Some(at) => match url[at..].find('?') {
+            Some(q) => (&url[..at + q], Some(&url[at + q + 1..])),
+            None => (url, None),
+        },
+        None => match url.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (url, None),
+        },
     };
-    match rest.rfind('@') {
-        Some(at) => {
-            let (user_info, host) = rest.split_at(at);
-            match user_info.split_once(':') {
-                Some((user, _password)) => format!("{scheme}://{user}:***{host}"),
-                None => url.to_owned(),
-            }
+    let base = match base.split_once("://") {
+        Some((scheme, rest)) => match rest.rfind('@') {
+            Some(at) => match rest[..at].split_once(':') {
+                Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+                None => base.to_owned(),
+            },
+            None => base.to_owned(),
+        },
+        None => base.to_owned(),
+    };
+    match query {
+        None => base,
+        Some(query) => {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
+                        format!("{name}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{base}?{}", pairs.join("&"))
         }
-        None => url.to_owned(),
     }
 }
+
 
 /// Left-aligned columns.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) {
@@ -103,4 +128,31 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
     let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
     cut.push('…');
     cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_are_redacted_wherever_a_url_carries_them() {
+        for (url, shown) in [
+            ("postgres://bot:pw@h/db", "postgres://bot:***@h/db"),
+            (
+                "postgres://bot:p?w@h/db?table=t",
+                "postgres://bot:***@h/db?table=t",
+            ),
+            (
+                "postgres://bot@h/db?password=pw&sslmode=require",
+                "postgres://bot@h/db?password=***&sslmode=require",
+            ),
+            (
+                "mysql://root:p@ss@h:3306/test",
+                "mysql://root:***@h:3306/test",
+            ),
+            ("sqlite://x.db?table=t", "sqlite://x.db?table=t"),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+        }
+    }
 }

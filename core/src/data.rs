@@ -109,6 +109,20 @@ macro_rules! data {
     };
 }
 
+/// Checks a field name given to `get_value`: a NUL can never be stored, so asking for one is
+/// refused the same way on every backend (PostgreSQL would fail binding it).
+///
+/// # Errors
+/// [`Error::InvalidInput`] for a NUL character.
+pub fn validate_field(field: &str) -> Result<()> {
+    if field.contains('\0') {
+        return Err(Error::InvalidInput(format!(
+            "field name {field:?} contains a NUL character"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks field names, strings and nesting of an object at `depth`.
 fn check_tree(object: &Data, depth: usize) -> Result<()> {
     if depth > MAX_DATA_DEPTH {

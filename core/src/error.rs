@@ -202,7 +202,7 @@ pub enum ErrorKind {
 /// The text of [`Error::SchemaOutdated`]: a table that does not exist says so.
 fn outdated_message(table: &str, current: i64, required: i64, fix: &str) -> String {
     if current == 0 {
-        format!("table {table} does not exist (schema version 0; this code needs version {required}): run `{fix}` to create it (or open with SchemaPolicy::Upgrade)")
+        format!("table {table} has no recorded schema version (this code needs version {required}): if it does not exist yet, run `{fix}` to create it (or open with SchemaPolicy::Upgrade); if aiogram-sqlalchemy-storage made it, run `fsmstore migrate stamp 1` first")
     } else {
         format!("table {table} is at schema version {current}, this code needs version {required}: run `{fix}` (or open with SchemaPolicy::Upgrade)")
     }
@@ -240,6 +240,38 @@ impl Error {
             Error::Connection { .. } => true,
             Error::Database { transient, .. } => *transient,
             _ => false,
+        }
+    }
+
+    /// The same error with `--version-table <version_table>` in its `fix` commands when
+    /// the version table is not the default, so they run as printed. Migrators call it on
+    /// what they return; the planner that builds the commands does not know the table.
+    pub fn for_version_table(self, version_table: &str) -> Self {
+        if version_table == crate::table_name::DEFAULT_VERSION_TABLE {
+            return self;
+        }
+        let add = |command: String| {
+            if command.contains("--version-table") {
+                command
+            } else {
+                format!("{command} --version-table {version_table}")
+            }
+        };
+        match self {
+            Error::MigrationDirty {
+                version,
+                description,
+                fix,
+                undo,
+                source,
+            } => Error::MigrationDirty {
+                version,
+                description,
+                fix: add(fix),
+                undo: add(undo),
+                source,
+            },
+            other => other,
         }
     }
 

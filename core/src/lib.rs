@@ -50,8 +50,8 @@ mod traced;
 mod url;
 
 pub use data::{
-    data_from_value, merge_shallow, parse_data, validate_data, validate_state, Data, Record,
-    MAX_DATA_DEPTH, MAX_STATE_CHARS,
+    data_from_value, merge_shallow, parse_data, validate_data, validate_field, validate_state,
+    Data, Record, MAX_DATA_DEPTH, MAX_STATE_CHARS,
 };
 pub use database::Database;
 pub use dialect::Dialect;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::data::{merge_shallow, validate_data, validate_state, Data, Record};
+use crate::data::{merge_shallow, validate_data, validate_field, validate_state, Data, Record};
 use crate::error::{Error, Result};
 use crate::inspect::{now_ms, Inspect, StoredRow, TableStats};
 use crate::key::StorageKey;
@@ -165,6 +165,7 @@ impl Storage for MemoryStorage {
     }
 
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
+        validate_field(field)?;
         Ok(self.read(key)?.data.get(field).cloned())
     }
 
@@ -266,5 +267,17 @@ impl Inspect for MemoryStorage {
             rows.remove(id);
         }
         Ok(old.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_the_ones_given() {
+        let options = StorageOptions::default().table("mem_t").unwrap();
+        let storage = MemoryStorage::with_options(options);
+        assert_eq!(Storage::options(&storage).table.as_str(), "mem_t");
     }
 }

@@ -199,6 +199,7 @@ pub trait Migrator: Send + Sync {
             self.version_table(),
             &self.applied().await?,
         )
+        .map_err(|err| err.for_version_table(self.version_table()))
     }
 
     /// The applied version (0: nothing applied).

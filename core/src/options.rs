@@ -394,6 +394,51 @@ mod tests {
     }
 
     #[test]
+    fn retry_attempts_pool_and_setters_take_effect() {
+        let options = url_options(&[("retry_attempts", "3")]);
+        assert_eq!(options.retry.max_attempts, 3);
+        assert!(StorageOptions::default()
+            .set_url_parameter("retry_attempts", "0")
+            .is_err());
+        let options = StorageOptions::default()
+            .version_table("v_custom")
+            .unwrap()
+            .connect_timeout(Duration::from_millis(7))
+            .migrations(crate::migrations::builtin());
+        assert_eq!(options.version_table.as_str(), "v_custom");
+        assert_eq!(options.connect_timeout, Duration::from_millis(7));
+        assert!(options.migrations.is_some());
+        let shown = format!("{options:?}");
+        assert!(
+            shown.contains("pool_max") && shown.contains("v_custom"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn row_ids_of_exactly_the_limit_are_accepted() {
+        use crate::key::{BotId, ChatId, DefaultKeyBuilder, StorageKey, UserId};
+        // "fsm:1:1:" is 8 characters; the destiny fills the rest.
+        let options =
+            StorageOptions::default().key_builder(DefaultKeyBuilder::default().with_destiny(true));
+        let key = |destiny_len: usize| {
+            StorageKey::new(BotId(0), ChatId(1), UserId(1)).for_destiny("d".repeat(destiny_len))
+        };
+        assert_eq!(
+            options
+                .row_id(&key(MAX_KEY_BYTES - 8))
+                .unwrap()
+                .chars()
+                .count(),
+            MAX_KEY_BYTES
+        );
+        assert!(matches!(
+            options.row_id(&key(MAX_KEY_BYTES - 7)),
+            Err(Error::InvalidKey(_))
+        ));
+    }
+
+    #[test]
     fn merge_takes_each_side_where_the_other_kept_the_default() {
         let url = url_options(&[("table", "from_url"), ("pool_max", "3")]);
         let code = StorageOptions::default()

@@ -317,6 +317,7 @@ mod tests {
     #[test]
     fn fresh_database_upgrades_through_every_migration() {
         let plan = MigrationPlan::new(&set(), &[], MigrationTarget::Head).unwrap();
+        assert!(!plan.is_empty());
         assert_eq!((plan.current, plan.target), (0, 4));
         assert_eq!(
             versions(&plan),

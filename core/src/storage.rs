@@ -258,15 +258,16 @@ mod tests {
         let s = MemoryStorage::new();
         let key = StorageKey::new(BotId(1), ChatId(2), UserId(3));
         s.set_data(&key, &crate::data!({"keep": 1})).await.unwrap();
-        for bad in [
-            json!([1, 2]),
-            json!("text"),
-            json!(3),
-            json!(null),
-            json!(true),
+        for (bad, named) in [
+            (json!([1, 2]), "an array"),
+            (json!("text"), "a string"),
+            (json!(3), "a number"),
+            (json!(null), "null"),
+            (json!(true), "a boolean"),
         ] {
             let err = s.set_data_from(&key, &bad).await.unwrap_err();
             assert!(matches!(err, Error::InvalidInput(_)), "{bad}: {err:?}");
+            assert!(err.to_string().contains(named), "{err}");
             assert!(matches!(
                 s.update_data_from(&key, &bad).await,
                 Err(Error::InvalidInput(_))

@@ -17,34 +17,34 @@ use serde_json::{json, Value};
 use super::{key, obj};
 use crate::Ctx;
 
-/// Whether two JSON values are equal by value: numbers compare as numbers (PostgreSQL
-/// returns `1e16` as `10000000000000000` and `-0.0` as `0.0`), everything else exactly.
-pub fn same_value(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
-                (Some(x), Some(y), _, _) => x == y,
-                (_, _, Some(x), Some(y)) => x == y,
-                _ => x.as_f64() == y.as_f64(),
-            }
-        }
+/// Whether `got` equals `want` by value: an integer must come back as the same integer; a
+/// float as a number equal to it as `f64` (PostgreSQL returns `1e16` as `10000000000000000`
+/// and `-0.0` as `0.0`); everything else exactly.
+pub fn same_value(got: &Value, want: &Value) -> bool {
+    match (got, want) {
+        (Value::Number(x), Value::Number(y)) => match (y.as_i64(), y.as_u64()) {
+            (Some(want), _) => x.as_i64() == Some(want),
+            (None, Some(want)) => x.as_u64() == Some(want),
+            (None, None) => x.as_f64() == y.as_f64(),
+        },
         (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_value(a, b))
+            x.len() == y.len() && x.iter().zip(y).all(|(got, want)| same_value(got, want))
         }
         (Value::Object(x), Value::Object(y)) => same_data(x, y),
-        _ => a == b,
+        _ => got == want,
     }
 }
 
 /// [`same_value`] for whole data objects.
-pub fn same_data(a: &Data, b: &Data) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .all(|(field, value)| b.get(field).is_some_and(|other| same_value(value, other)))
+pub fn same_data(got: &Data, want: &Data) -> bool {
+    got.len() == want.len()
+        && want
+            .iter()
+            .all(|(field, value)| got.get(field).is_some_and(|other| same_value(other, value)))
 }
 
-fn same_record(a: &Record, b: &Record) -> bool {
-    a.state == b.state && same_data(&a.data, &b.data)
+fn same_record(got: &Record, want: &Record) -> bool {
+    got.state == want.state && same_data(&got.data, &want.data)
 }
 
 /// An object nesting `depth` levels, the object itself included.
