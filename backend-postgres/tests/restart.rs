@@ -5,15 +5,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use fsmstore_core::{
-    data, BotId, ChatId, ErrorKind, SchemaPolicy, Storage, StorageKey, StorageOptions, UserId,
-};
+use fsmstore_conformance::faults::writes_survive_a_restart;
+use fsmstore_core::{SchemaPolicy, Storage, StorageOptions};
 use fsmstore_postgres::{PgConfig, PgStorage};
-
-const KEYS: i64 = 16;
 
 /// Where a private cluster lives and how to control it.
 #[derive(Clone)]
@@ -132,10 +129,6 @@ fn free_port() -> u16 {
     listener.local_addr().expect("its address").port()
 }
 
-fn key(i: i64) -> StorageKey {
-    StorageKey::new(BotId(1), ChatId(i % KEYS), UserId(1))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_load_loses_no_acknowledged_write() {
     let port = free_port();
@@ -150,71 +143,14 @@ async fn a_restart_mid_load_loses_no_acknowledged_write() {
         .options(options)
         .unwrap();
     let storage = Arc::new(PgStorage::open(config).await.expect("open"));
-    let acked = Arc::new(Mutex::new(vec![-1_i64; KEYS as usize]));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let counts = Arc::new(Mutex::new((0_u64, 0_u64, 0_u64))); // ok, transient, unknown
-                                                              // Four writers, each on its own keys, until told to stop.
-    let writers: Vec<_> = (0..4_i64)
-        .map(|w| {
-            let (storage, acked, stop, counts) = (
-                Arc::clone(&storage),
-                Arc::clone(&acked),
-                Arc::clone(&stop),
-                Arc::clone(&counts),
-            );
-            tokio::spawn(async move {
-                let mut i = w;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let result = storage
-                        .set_data(&key(i), &data!({"i": i, "pair": [i, i]}))
-                        .await;
-                    let mut counts = counts.lock().unwrap();
-                    match result {
-                        Ok(()) => {
-                            counts.0 += 1;
-                            let slot = &mut acked.lock().unwrap()[(i % KEYS) as usize];
-                            *slot = (*slot).max(i);
-                        }
-                        Err(err) if err.kind() == ErrorKind::OutcomeUnknown => counts.2 += 1,
-                        Err(err) => {
-                            assert!(err.is_transient(), "during the restart: {err:?}");
-                            counts.1 += 1;
-                        }
-                    }
-                    i += 4;
-                }
-            })
-        })
-        .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let control = server.control.clone();
     // A fast restart: the server ends every session, then comes back.
-    let restarted = tokio::task::spawn_blocking(move || control.pg_ctl(&["-m", "fast", "restart"]))
-        .await
-        .unwrap();
-    assert!(restarted, "pg_ctl restart failed");
-    let before = counts.lock().unwrap().0;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for writer in writers {
-        writer.await.expect("writer panicked");
-    }
-    let (ok, errors, unknown) = *counts.lock().unwrap();
-    eprintln!("restart mid-load: {ok} acknowledged writes, {errors} transient errors, {unknown} unknown outcomes");
-    assert!(
-        ok > before,
-        "no write succeeded after the restart: the pool did not recover"
-    );
-    let acked = acked.lock().unwrap().clone();
-    for k in 0..KEYS {
-        let last = acked[k as usize];
-        let got = storage.get_data(&key(k)).await.unwrap();
-        let i = got["i"].as_i64().expect("written");
-        assert!(
-            i >= last,
-            "key {k}: holds write {i}, write {last} was acknowledged"
-        );
-        assert_eq!(got["pair"], fsmstore_core::serde_json::json!([i, i]));
-    }
+    let report = writes_survive_a_restart(
+        storage.clone(),
+        move || control.pg_ctl(&["-m", "fast", "restart"]),
+        Duration::from_millis(500),
+    )
+    .await;
+    eprintln!("restart mid-load: {report:?}");
     storage.close().await.unwrap();
 }

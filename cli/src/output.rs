@@ -97,7 +97,6 @@ pub(crate) fn redact(url: &str) -> String {
     }
 }
 
-
 /// Left-aligned columns.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();

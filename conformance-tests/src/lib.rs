@@ -22,6 +22,7 @@
 mod backend;
 pub mod cases;
 mod ctx;
+pub mod faults;
 mod runner;
 
 pub use backend::{Backend, MemoryBackend};

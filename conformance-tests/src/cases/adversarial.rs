@@ -147,6 +147,11 @@ pub async fn nul_characters_are_refused_everywhere(ctx: Ctx) {
         "transition state",
     )
     .await;
+    assert_eq!(
+        s.get_value(&k, "a\u{0}b").await.unwrap_err().kind(),
+        ErrorKind::InvalidInput,
+        "get_value of a field name no backend can hold"
+    );
     let nul_destiny = k.clone().for_destiny("al\u{0}bum");
     assert_eq!(
         s.set_state(&nul_destiny, Some("S"))
