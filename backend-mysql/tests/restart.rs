@@ -126,9 +126,9 @@ fn free_port() -> u16 {
     listener.local_addr().expect("its address").port()
 }
 
-/// Ignored in CI: after the private server restarts, the writers stall (3 runs of 4 on
-/// the development machine; no error, no progress) — an open bug in the MySQL backend's
-/// recovery, recorded in docs/reliability.md. Run it with `cargo test -p fsmstore-mysql
+/// Ignored in CI: after the private server restarts, every checkout times out ("pool timed
+/// out while waiting for an open connection") for as long as the test waits — an open bug
+/// in the MySQL backend's recovery, recorded in docs/reliability.md. Run it with `cargo test -p fsmstore-mysql
 /// --test restart -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "MySQL writers stall after a server restart: open bug, see docs/reliability.md"]

@@ -28,7 +28,8 @@ fn key(i: i64) -> StorageKey {
 }
 
 /// Runs four writers on `storage` (each write `{"i": i, "pair": [i, i]}`), calls `restart`
-/// on a blocking thread after 300 ms, lets the writers go on for `after`, then checks:
+/// on a blocking thread after 300 ms, lets the writers go on for `after` and until 100
+/// writes were acknowledged after the restart (at most 30 s), then checks:
 /// every error was transient or `OutcomeUnknown`, writes were acknowledged after the
 /// restart (recovery without reopening), and every key holds its last acknowledged write
 /// or a later one, whole.
@@ -93,7 +94,21 @@ pub async fn writes_survive_a_restart(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .acknowledged;
-    tokio::time::sleep(after).await;
+    // Keep writing for `after`, and until 100 writes were acknowledged after the restart
+    // (at most 30 s: a pool that never recovers fails below). Writers that were waiting for
+    // a connection when the server went away come back only after `connect_timeout`.
+    let started = std::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = report
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .acknowledged;
+        let elapsed = started.elapsed();
+        if (elapsed >= after && now >= before + 100) || elapsed >= Duration::from_secs(30) {
+            break;
+        }
+    }
     stop.store(true, Ordering::Relaxed);
     for writer in writers {
         writer.await.expect("writer panicked");
