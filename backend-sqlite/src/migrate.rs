@@ -98,6 +98,27 @@ impl Shared {
     }
 }
 
+impl SqliteMigrator {
+    /// Runs `work` (core's engine) on [`SqliteSteps`] over the writer connection, inside
+    /// one blocking call; its fix commands name this migrator's version table.
+    async fn with_steps<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut SqliteSteps<'_>, &MigrationSet) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let shared = Arc::clone(&self.shared);
+        self.connections
+            .write(move |conn| {
+                let mut steps = SqliteSteps {
+                    conn,
+                    shared: &shared,
+                };
+                work(&mut steps, &shared.set)
+                    .map_err(|err| err.for_version_table(&shared.version_table))
+            })
+            .await
+    }
+}
+
 /// [`MigrationSteps`] on the writer connection, inside one blocking call: SQLite's steps
 /// never wait on anything but SQLite, so core's engine runs to completion in a single poll
 /// (see [`run_blocking`]). The lock is each round's `BEGIN IMMEDIATE`.
@@ -239,16 +260,7 @@ impl Migrator for SqliteMigrator {
     }
 
     async fn migrate(&self, target: MigrationTarget) -> Result<MigrationReport> {
-        let shared = Arc::clone(&self.shared);
-        self.connections
-            .write(move |conn| {
-                let mut steps = SqliteSteps {
-                    conn,
-                    shared: &shared,
-                };
-                run_blocking(run_migration(&mut steps, &shared.set, target))
-                    .map_err(|err| err.for_version_table(&shared.version_table))
-            })
+        self.with_steps(move |steps, set| run_blocking(run_migration(steps, set, target)))
             .await
     }
 
@@ -276,16 +288,7 @@ impl Migrator for SqliteMigrator {
     }
 
     async fn stamp(&self, target: MigrationTarget) -> Result<()> {
-        let shared = Arc::clone(&self.shared);
-        self.connections
-            .write(move |conn| {
-                let mut steps = SqliteSteps {
-                    conn,
-                    shared: &shared,
-                };
-                run_blocking(run_stamp(&mut steps, &shared.set, target))
-                    .map_err(|err| err.for_version_table(&shared.version_table))
-            })
+        self.with_steps(move |steps, set| run_blocking(run_stamp(steps, set, target)))
             .await
     }
 }
