@@ -55,7 +55,9 @@ impl PrivateServer {
         Some(server)
     }
 
-    /// Starts `mariadbd` and waits until it accepts connections.
+    /// Starts `mariadbd` and waits until it greets a client (a bare TCP connect is no
+    /// proof of life: the kernel completes it into the listen queue before the server
+    /// accepts anything).
     fn launch(&mut self) -> bool {
         let child = Command::new("/usr/sbin/mariadbd")
             .args([
@@ -69,12 +71,13 @@ impl PrivateServer {
                 "--skip-log-bin",
                 "--innodb-flush-log-at-trx-commit=2",
             ])
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
         let Ok(child) = child else { return false };
         self.process = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             // Our own server, not something else on the port: it must still be running.
             let running = self
@@ -84,7 +87,7 @@ impl PrivateServer {
             if !running {
                 return false;
             }
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if greets(self.port) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -92,10 +95,16 @@ impl PrivateServer {
         false
     }
 
-    /// Stops the server (SIGTERM: a clean shutdown that ends every session).
+    /// Stops the server (SIGTERM: a clean shutdown that ends every session; SIGKILL if it
+    /// has not exited after 30 s, so a hung server cannot hang the test).
     fn shut_down(&mut self) {
         if let Some(mut child) = self.process.take() {
             let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
             let _ = child.wait();
         }
     }
@@ -112,6 +121,18 @@ impl Drop for PrivateServer {
     }
 }
 
+/// Whether a server on `port` sends its handshake packet (it does once it accepted the
+/// connection, i.e. once it is ready for clients).
+fn greets(port: u16) -> bool {
+    use std::io::Read;
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).is_ok()
+}
+
 fn skip<T>(why: &str) -> Option<T> {
     if std::env::var_os("CI").is_some() {
         panic!("private MariaDB: {why}");
@@ -126,12 +147,7 @@ fn free_port() -> u16 {
     listener.local_addr().expect("its address").port()
 }
 
-/// Ignored in CI: after the private server restarts, every checkout times out ("pool timed
-/// out while waiting for an open connection") for as long as the test waits — an open bug
-/// in the MySQL backend's recovery, recorded in docs/reliability.md. Run it with `cargo test -p fsmstore-mysql
-/// --test restart -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "MySQL writers stall after a server restart: open bug, see docs/reliability.md"]
 async fn a_restart_mid_load_loses_no_acknowledged_write() {
     let port = free_port();
     let Some(server) = PrivateServer::start(port) else {
@@ -148,10 +164,12 @@ async fn a_restart_mid_load_loses_no_acknowledged_write() {
         .options(options)
         .unwrap();
     let storage = Arc::new(MysqlStorage::open(config).await.expect("open"));
+    // The closure gets a clone: the guard (whose drop stops the server) lives to the end.
+    let restarted = Arc::clone(&server);
     let report = writes_survive_a_restart(
         storage.clone(),
         move || {
-            let mut server = server.lock().unwrap_or_else(|e| e.into_inner());
+            let mut server = restarted.lock().unwrap_or_else(|e| e.into_inner());
             server.shut_down();
             server.launch()
         },
@@ -160,4 +178,5 @@ async fn a_restart_mid_load_loses_no_acknowledged_write() {
     .await;
     eprintln!("restart mid-load: {report:?}");
     storage.close().await.unwrap();
+    drop(server);
 }
