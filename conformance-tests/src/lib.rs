@@ -145,6 +145,7 @@ macro_rules! __migration_cases {
             migrations::history_reports_applied_and_pending,
             migrations::failing_migration_releases_the_lock,
             migrations::closing_the_handle_closes_every_view,
+            migrations::drop_tables_removes_both_tables,
         }
     };
 }

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use fsmstore_core::{
-    migrations::builtin, Dialect, Direction, Error, MigrationSource, MigrationTarget, SchemaPolicy,
+    migrations::builtin, Dialect, Direction, Error, ErrorKind, MigrationSource, MigrationTarget,
+    SchemaPolicy,
 };
 use serde_json::json;
 
@@ -397,4 +398,40 @@ pub async fn closing_the_handle_closes_every_view(ctx: Ctx) {
     // The schema and the row are intact for the next handle.
     let s = ctx.open(ctx.options().schema(SchemaPolicy::Verify)).await;
     assert_eq!(s.get_state(&key(1)).await.unwrap().as_deref(), Some("S"));
+}
+
+/// `drop_tables` removes the FSM table and the version table, whatever their version: the
+/// schema reads as version 0, a `Verify` open is refused, and an `Upgrade` open starts over
+/// with an empty table.
+pub async fn drop_tables_removes_both_tables(ctx: Ctx) {
+    let db = ctx
+        .backend()
+        .open_database(ctx.options())
+        .await
+        .expect("open");
+    db.storage().set_state(&key(1), Some("S")).await.unwrap();
+    let migrator = db.migrator().expect("a migrator");
+    assert_eq!(
+        migrator.current().await.unwrap(),
+        migrator.migrations().head()
+    );
+    migrator.drop_tables().await.unwrap();
+    assert_eq!(migrator.current().await.unwrap(), 0);
+    // Twice is fine: nothing left to drop.
+    migrator.drop_tables().await.unwrap();
+    db.close().await.unwrap();
+
+    let refused = ctx
+        .backend()
+        .open_database(ctx.options().schema(SchemaPolicy::Verify))
+        .await;
+    let kind = refused.as_ref().err().map(Error::kind);
+    assert_eq!(
+        kind,
+        Some(ErrorKind::Schema),
+        "Verify on dropped tables: {:?}",
+        refused.err()
+    );
+    let s = ctx.open(ctx.options().schema(SchemaPolicy::Upgrade)).await;
+    assert_eq!(s.get_state(&key(1)).await.unwrap(), None);
 }
