@@ -71,7 +71,7 @@ impl Statements {
             upsert_data: sql(&q.row.upsert_data),
             clear_data: sql(&q.row.clear_data),
             delete_if_empty: sql(&q.delete_if_empty),
-            upsert_record: sql(&q.upsert_record),
+            upsert_record: sql(&q.row.upsert_record),
             lock_row: sql(&q.lock_row),
             delete: sql(&q.row.delete),
             count: sql(&q.row.count),
@@ -188,12 +188,12 @@ async fn execute(
     statement: &SqlStr,
     id: &str,
     value: Option<&str>,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<u64> {
     let mut query = sqlx::query(statement.clone()).bind(id);
     if let Some(value) = value {
         query = query.bind(value);
     }
-    query.execute(&mut *conn).await.map(drop)
+    Ok(query.execute(&mut *conn).await?.rows_affected())
 }
 
 /// What [`merge_locked`] writes: the statements, the row, the patch, and `Some(new state)`
@@ -230,17 +230,26 @@ async fn merge_locked(conn: &mut MySqlConnection, m: &Merge<'_>) -> Attempt<Resu
     match m.state {
         None => execute(&mut tx, &sql.upsert_data, id, Some(&text)).await,
         Some(None) if data.is_empty() => execute(&mut tx, &sql.delete, id, None).await,
-        Some(state) => sqlx::query(sql.upsert_record.clone())
-            .bind(id)
-            .bind(state)
-            .bind(&text)
-            .execute(&mut *tx)
-            .await
-            .map(drop),
+        Some(state) => upsert_record(&mut tx, sql, id, state, &text).await,
     }
     .before()?;
     tx.commit().await.applying()?;
     Ok(Ok(data))
+}
+
+/// Writes state and data of `id` together.
+async fn upsert_record(
+    conn: &mut MySqlConnection,
+    sql: &Statements,
+    id: &str,
+    state: Option<&str>,
+    data: &str,
+) -> sqlx::Result<u64> {
+    let query = sqlx::query(sql.upsert_record.clone())
+        .bind(id)
+        .bind(state)
+        .bind(data);
+    Ok(query.execute(&mut *conn).await?.rows_affected())
 }
 
 /// Runs `clear` (a statement emptying state or data) and core's `delete_if_empty` in one
@@ -285,7 +294,7 @@ impl MysqlStorage {
         statement: &SqlStr,
         id: &str,
         value: Option<&str>,
-    ) -> Result<()> {
+    ) -> Result<u64> {
         let args = (statement, id, value);
         self.call(
             operation,
@@ -337,6 +346,7 @@ impl Storage for MysqlStorage {
                 validate_state(state)?;
                 self.write("set_state", &sql.upsert_state, &id, Some(state))
                     .await
+                    .map(drop)
             }
             None => self.clear_field("set_state", &sql.clear_state, &id).await,
         }
@@ -362,6 +372,7 @@ impl Storage for MysqlStorage {
         let text = validate_data(&id, data, self.options().max_data_bytes)?;
         self.write("set_data", &sql.upsert_data, &id, Some(&text))
             .await
+            .map(drop)
     }
 
     async fn update_data(&self, key: &StorageKey, patch: &Data) -> Result<Data> {
@@ -396,6 +407,31 @@ impl Storage for MysqlStorage {
         self.merge("transition", merge).await
     }
 
+    async fn set_record(&self, key: &StorageKey, state: Option<&str>, data: &Data) -> Result<()> {
+        let (id, text) = self.options().record_row_id(key, state, data)?;
+        if state.is_none() && data.is_empty() {
+            return self
+                .write("set_record", &self.inner.sql.delete, &id, None)
+                .await
+                .map(drop);
+        }
+        let args = (&self.inner.sql, id.as_str(), state, text.as_str());
+        self.call(
+            "set_record",
+            Access::Write,
+            args,
+            |conn, (sql, id, state, text)| {
+                Box::pin(async move {
+                    upsert_record(conn, sql, id, *state, text)
+                        .await
+                        .map(drop)
+                        .applying()
+                })
+            },
+        )
+        .await
+    }
+
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
         validate_field(field)?;
         // Core has no MySQL get_value: JSON paths can not name every field exactly
@@ -417,9 +453,12 @@ impl Storage for MysqlStorage {
         }
     }
 
-    async fn clear(&self, key: &StorageKey) -> Result<()> {
+    async fn clear(&self, key: &StorageKey) -> Result<bool> {
         let id = self.options().row_id(key)?;
-        self.write("clear", &self.inner.sql.delete, &id, None).await
+        let deleted = self
+            .write("clear", &self.inner.sql.delete, &id, None)
+            .await?;
+        Ok(deleted > 0)
     }
 
     async fn key_count(&self) -> Result<u64> {

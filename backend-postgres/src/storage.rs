@@ -372,6 +372,20 @@ impl Storage for PgStorage {
         row.map_or_else(|| Ok(Data::new()), |row| data_of(&id, &row, 0))
     }
 
+    async fn set_record(&self, key: &StorageKey, state: Option<&str>, data: &Data) -> Result<()> {
+        let (id, _) = self.options().record_row_id(key, state, data)?;
+        let q = &self.inner.queries.row;
+        if state.is_none() && data.is_empty() {
+            return self
+                .execute("set_record", &q.delete, &[&id])
+                .await
+                .map(drop);
+        }
+        self.execute("set_record", &q.upsert_record, &[&id, &state, &Json(data)])
+            .await
+            .map(drop)
+    }
+
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
         validate_field(field)?;
         let id = self.options().row_id(key)?;
@@ -405,11 +419,11 @@ impl Storage for PgStorage {
         }
     }
 
-    async fn clear(&self, key: &StorageKey) -> Result<()> {
+    async fn clear(&self, key: &StorageKey) -> Result<bool> {
         let id = self.options().row_id(key)?;
         self.execute("clear", &self.inner.queries.row.delete, &[&id])
             .await
-            .map(drop)
+            .map(|deleted| deleted > 0)
     }
 
     async fn key_count(&self) -> Result<u64> {

@@ -184,7 +184,7 @@ fn merge_locked(
             .prepare_cached(&q.row.delete)
             .and_then(|mut s| s.execute([id])),
         Some(state) => tx
-            .prepare_cached(&q.upsert_record)
+            .prepare_cached(&q.row.upsert_record)
             .and_then(|mut s| s.execute(rusqlite::params![id, state, text])),
     }
     .map_err(from_sqlite)?;
@@ -290,6 +290,24 @@ impl Storage for SqliteStorage {
         .await
     }
 
+    async fn set_record(&self, key: &StorageKey, state: Option<&str>, data: &Data) -> Result<()> {
+        let (id, text) = self.options.record_row_id(key, state, data)?;
+        let (state, empty) = (state.map(str::to_owned), data.is_empty());
+        self.write("set_record", move |conn, q| {
+            match (state.as_deref(), empty) {
+                (None, true) => conn
+                    .prepare_cached(&q.row.delete)
+                    .and_then(|mut s| s.execute([&id])),
+                (state, _) => conn
+                    .prepare_cached(&q.row.upsert_record)
+                    .and_then(|mut s| s.execute(rusqlite::params![id, state, text])),
+            }
+            .map_err(from_sqlite)?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
         validate_field(field)?;
         // SQLite's JSON paths can not name every field exactly (quotes, dots): read the
@@ -318,13 +336,14 @@ impl Storage for SqliteStorage {
         .await
     }
 
-    async fn clear(&self, key: &StorageKey) -> Result<()> {
+    async fn clear(&self, key: &StorageKey) -> Result<bool> {
         let id = self.options.row_id(key)?;
         self.write("clear", move |conn, q| {
-            conn.prepare_cached(&q.row.delete)
+            let deleted = conn
+                .prepare_cached(&q.row.delete)
                 .and_then(|mut s| s.execute([&id]))
                 .map_err(from_sqlite)?;
-            Ok(())
+            Ok(deleted > 0)
         })
         .await
     }

@@ -99,6 +99,7 @@ macro_rules! __storage_cases {
             lifecycle::clear_removes_state_and_data,
             lifecycle::row_holding_neither_is_deleted,
             lifecycle::clear_of_absent_key_is_fine,
+            lifecycle::set_record_replaces_state_and_data,
             lifecycle::teloxide_scenario,
             lifecycle::aiogram_storage_semantics,
             payload::unicode_keys_and_values,

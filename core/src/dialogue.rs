@@ -248,7 +248,7 @@ impl Dialogue {
     /// # Errors
     /// As [`Storage::clear`].
     pub async fn finish(&self) -> Result<()> {
-        self.storage.clear(&self.key).await
+        self.storage.clear(&self.key).await.map(drop)
     }
 }
 

@@ -72,6 +72,13 @@ pub enum Error {
         /// The type it was read as.
         type_name: &'static str,
     },
+    /// A call that needs an existing row found none (teloxide's `remove_dialogue` of a
+    /// dialogue that is not stored, as teloxide's own storages answer).
+    #[error("no dialogue is stored under row id {key:?}")]
+    NotFound {
+        /// The row id.
+        key: String,
+    },
     /// A configuration or URL that can not be used.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -191,6 +198,8 @@ pub enum ErrorKind {
     DataMismatch,
     /// The storage was closed.
     Closed,
+    /// A row the call needs does not exist.
+    NotFound,
     /// The server is unreachable or the connection was lost.
     Connection,
     /// A write whose reply was lost: it may or may not have been applied.
@@ -227,6 +236,7 @@ impl Error {
             Error::CorruptData { .. } | Error::UnknownState { .. } => ErrorKind::CorruptData,
             Error::DataMismatch { .. } => ErrorKind::DataMismatch,
             Error::Closed => ErrorKind::Closed,
+            Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Connection { .. } => ErrorKind::Connection,
             Error::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
             Error::Database { .. } => ErrorKind::Database,

@@ -164,6 +164,15 @@ impl Storage for MemoryStorage {
         })
     }
 
+    async fn set_record(&self, key: &StorageKey, state: Option<&str>, data: &Data) -> Result<()> {
+        self.options.record_row_id(key, state, data)?;
+        self.modify(key, |_, record| {
+            record.state = state.map(str::to_owned);
+            record.data = data.clone();
+            Ok(())
+        })
+    }
+
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
         validate_field(field)?;
         Ok(self.read(key)?.data.get(field).cloned())
@@ -173,10 +182,9 @@ impl Storage for MemoryStorage {
         self.read(key)
     }
 
-    async fn clear(&self, key: &StorageKey) -> Result<()> {
+    async fn clear(&self, key: &StorageKey) -> Result<bool> {
         let id = self.options.row_id(key)?;
-        self.rows()?.remove(&id);
-        Ok(())
+        Ok(self.rows()?.remove(&id).is_some())
     }
 
     async fn key_count(&self) -> Result<u64> {

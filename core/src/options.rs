@@ -332,12 +332,26 @@ impl StorageOptions {
         state: Option<&str>,
         patch: &crate::data::Data,
     ) -> Result<String> {
+        self.record_row_id(key, state, patch).map(|(id, _)| id)
+    }
+
+    /// The row id of `key` and `data` serialized, for writing `state` and `data` together,
+    /// once both are checked (as [`StorageOptions::transition_row_id`]).
+    ///
+    /// # Errors
+    /// As [`StorageOptions::transition_row_id`].
+    pub fn record_row_id(
+        &self,
+        key: &StorageKey,
+        state: Option<&str>,
+        data: &crate::data::Data,
+    ) -> Result<(String, String)> {
         let id = self.row_id(key)?;
         if let Some(state) = state {
             crate::data::validate_state(state)?;
         }
-        crate::data::validate_data(&id, patch, self.max_data_bytes)?;
-        Ok(id)
+        let text = crate::data::validate_data(&id, data, self.max_data_bytes)?;
+        Ok((id, text))
     }
 
     /// The migrations for `dialect`, rendered for this FSM table.

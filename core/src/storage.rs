@@ -25,9 +25,10 @@ use crate::options::StorageOptions;
 /// async fn set_data(&self, key: &StorageKey, data: &Data) -> Result<()>;
 /// async fn update_data(&self, key: &StorageKey, patch: &Data) -> Result<Data>;
 /// async fn transition(&self, key: &StorageKey, state: Option<&str>, patch: &Data) -> Result<Data>;
+/// async fn set_record(&self, key: &StorageKey, state: Option<&str>, data: &Data) -> Result<()>;
 /// async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>>;
 /// async fn get_record(&self, key: &StorageKey) -> Result<Record>;
-/// async fn clear(&self, key: &StorageKey) -> Result<()>;
+/// async fn clear(&self, key: &StorageKey) -> Result<bool>;
 /// async fn key_count(&self) -> Result<u64>;
 /// fn options(&self) -> &StorageOptions;
 /// async fn close(&self) -> Result<()>;
@@ -114,6 +115,15 @@ pub trait Storage: Send + Sync {
     async fn transition(&self, key: &StorageKey, state: Option<&str>, patch: &Data)
         -> Result<Data>;
 
+    /// Replaces state and data of `key` together, in one write: the whole dialogue at once
+    /// (what teloxide's `update_dialogue` stores). Unlike [`Storage::transition`] the data is
+    /// replaced, not merged. `None` with `{}` deletes the row.
+    ///
+    /// # Errors
+    /// As [`Storage::set_state`] and [`Storage::set_data`]; nothing is written when either
+    /// the state or the data is invalid.
+    async fn set_record(&self, key: &StorageKey, state: Option<&str>, data: &Data) -> Result<()>;
+
     /// The value of `field` in the data of `key`; `None` when absent (a stored `null` is
     /// `Some(Value::Null)`).
     ///
@@ -127,11 +137,12 @@ pub trait Storage: Send + Sync {
     /// As [`Storage::get_data`].
     async fn get_record(&self, key: &StorageKey) -> Result<Record>;
 
-    /// Clears state and data of `key` (deletes its row).
+    /// Clears state and data of `key` (deletes its row). Returns whether there was a row:
+    /// `false` when the key held neither state nor data.
     ///
     /// # Errors
     /// As [`Storage::get_state`].
-    async fn clear(&self, key: &StorageKey) -> Result<()>;
+    async fn clear(&self, key: &StorageKey) -> Result<bool>;
 
     /// How many keys hold a state or data.
     ///

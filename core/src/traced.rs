@@ -112,6 +112,14 @@ impl Storage for Traced {
         .await
     }
 
+    async fn set_record(&self, key: &StorageKey, state: Option<&str>, data: &Data) -> Result<()> {
+        traced(
+            self.span("set_record", Some(key)),
+            self.inner.set_record(key, state, data),
+        )
+        .await
+    }
+
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
         traced(
             self.span("get_value", Some(key)),
@@ -128,7 +136,7 @@ impl Storage for Traced {
         .await
     }
 
-    async fn clear(&self, key: &StorageKey) -> Result<()> {
+    async fn clear(&self, key: &StorageKey) -> Result<bool> {
         traced(self.span("clear", Some(key)), self.inner.clear(key)).await
     }
 

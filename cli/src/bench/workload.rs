@@ -114,7 +114,8 @@ impl Target for FsmTarget {
         Ok(self.storage.update_data(self.key(i), patch).await?)
     }
     async fn clear(&self, i: i64) -> anyhow::Result<()> {
-        Ok(self.storage.clear(self.key(i)).await?)
+        self.storage.clear(self.key(i)).await?;
+        Ok(())
     }
 }
 

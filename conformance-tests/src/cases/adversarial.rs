@@ -306,6 +306,7 @@ enum Op {
     SetData(Data),
     Update(Data),
     Transition(Option<String>, Data),
+    SetRecord(Option<String>, Data),
     Clear,
 }
 
@@ -382,6 +383,7 @@ fn op() -> impl Strategy<Value = Op> {
         data().prop_map(Op::SetData),
         data().prop_map(Op::Update),
         (state(), data()).prop_map(|(s, d)| Op::Transition(s, d)),
+        (state(), data()).prop_map(|(s, d)| Op::SetRecord(s, d)),
         Just(Op::Clear),
     ]
 }
@@ -442,10 +444,22 @@ pub async fn hostile_inputs_match_memory_storage(ctx: Ctx) {
                     .await
                     .map(Some),
             ),
-            Op::Clear => (
-                s.clear(&k).await.map(|()| None),
-                reference.clear(&k).await.map(|()| None),
+            Op::SetRecord(state, data) => (
+                s.set_record(&k, state.as_deref(), data)
+                    .await
+                    .map(|()| None),
+                reference
+                    .set_record(&k, state.as_deref(), data)
+                    .await
+                    .map(|()| None),
             ),
+            Op::Clear => {
+                let (got, want) = (s.clear(&k).await, reference.clear(&k).await);
+                if let (Ok(got), Ok(want)) = (&got, &want) {
+                    assert_eq!(got, want, "{context}: whether clear found a row");
+                }
+                (got.map(|_| None), want.map(|_| None))
+            }
         };
         match (&got, &want) {
             (Ok(Some(a)), Ok(Some(b))) => assert!(same_data(a, b), "{context}: {a:?} != {b:?}"),

@@ -12,9 +12,13 @@ pub async fn clear_removes_state_and_data(ctx: Ctx) {
     let s = ctx.storage().await;
     s.set_state(&key(1), Some("Form:name")).await.unwrap();
     s.set_data(&key(1), &obj(json!({"a": 1}))).await.unwrap();
-    s.clear(&key(1)).await.unwrap();
+    assert!(
+        s.clear(&key(1)).await.unwrap(),
+        "clear reports the row it removed"
+    );
     assert!(s.get_record(&key(1)).await.unwrap().is_empty());
     assert_eq!(s.key_count().await.unwrap(), 0);
+    assert!(!s.clear(&key(1)).await.unwrap(), "nothing left to remove");
 }
 
 /// Clearing the last of state and data deletes the row, whichever goes last.
@@ -46,7 +50,52 @@ pub async fn row_holding_neither_is_deleted(ctx: Ctx) {
 /// Clearing a key that was never written is fine and leaves nothing behind.
 pub async fn clear_of_absent_key_is_fine(ctx: Ctx) {
     let s = ctx.storage().await;
-    s.clear(&key(1)).await.unwrap();
+    assert!(!s.clear(&key(1)).await.unwrap(), "no row was there");
+    assert_eq!(s.key_count().await.unwrap(), 0);
+    // A row holding only data is a row.
+    s.set_data(&key(2), &obj(json!({"a": 1}))).await.unwrap();
+    assert!(s.clear(&key(2)).await.unwrap());
+}
+
+/// `set_record` replaces state and data together (no merge); `None` with `{}` deletes the
+/// row; invalid input writes nothing.
+pub async fn set_record_replaces_state_and_data(ctx: Ctx) {
+    let s = ctx.storage().await;
+    let k = key(1);
+    s.set_record(&k, Some("A"), &obj(json!({"a": 1, "b": 2})))
+        .await
+        .unwrap();
+    let record = s.get_record(&k).await.unwrap();
+    assert_eq!(record.state.as_deref(), Some("A"));
+    assert_eq!(record.data, obj(json!({"a": 1, "b": 2})));
+
+    // Replaced, not merged: `a` is gone.
+    s.set_record(&k, Some("B"), &obj(json!({"b": 3})))
+        .await
+        .unwrap();
+    let record = s.get_record(&k).await.unwrap();
+    assert_eq!(record.state.as_deref(), Some("B"));
+    assert_eq!(record.data, obj(json!({"b": 3})));
+
+    // A state with no data, and data with no state, are rows.
+    s.set_record(&k, Some("C"), &Data::new()).await.unwrap();
+    assert_eq!(s.get_data(&k).await.unwrap(), Data::new());
+    assert_eq!(s.get_state(&k).await.unwrap().as_deref(), Some("C"));
+    s.set_record(&k, None, &obj(json!({"c": 1}))).await.unwrap();
+    assert_eq!(s.get_state(&k).await.unwrap(), None);
+    assert_eq!(s.key_count().await.unwrap(), 1);
+
+    // Invalid input writes nothing.
+    assert!(s.set_record(&k, Some(""), &Data::new()).await.is_err());
+    assert!(s
+        .set_record(&k, Some("D"), &obj(json!({"bad": "nul\u{0}"})))
+        .await
+        .is_err());
+    let record = s.get_record(&k).await.unwrap();
+    assert_eq!((record.state, record.data), (None, obj(json!({"c": 1}))));
+
+    // Neither: the row goes.
+    s.set_record(&k, None, &Data::new()).await.unwrap();
     assert_eq!(s.key_count().await.unwrap(), 0);
 }
 

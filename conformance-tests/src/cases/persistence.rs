@@ -39,7 +39,8 @@ pub async fn calls_after_close_fail(ctx: Ctx) {
             .map(drop),
         s.get_value(&k, "a").await.map(drop),
         s.get_record(&k).await.map(drop),
-        s.clear(&k).await,
+        s.set_record(&k, Some("V"), &obj(json!({"a": 1}))).await,
+        s.clear(&k).await.map(drop),
         s.key_count().await.map(drop),
     ];
     for (i, result) in results.into_iter().enumerate() {

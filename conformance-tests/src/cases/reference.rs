@@ -39,7 +39,7 @@ fn object(rng: &mut Rng, max_fields: u64) -> Data {
         .collect()
 }
 
-/// 400 random operations (every write, including `transition`) on 6 keys, each applied to the backend and to a `MemoryStorage`:
+/// 400 random operations (every write, including `transition` and `set_record`) on 6 keys, each applied to the backend and to a `MemoryStorage`:
 /// every result and the final contents must be equal.
 pub async fn matches_memory_storage_on_random_operations(ctx: Ctx) {
     let s = ctx.storage().await;
@@ -51,7 +51,7 @@ pub async fn matches_memory_storage_on_random_operations(ctx: Ctx) {
         .collect();
     for step in 0..400 {
         let k = &keys[rng.below(keys.len() as u64) as usize];
-        let op = rng.below(9);
+        let op = rng.below(10);
         let context = format!("seed {seed:#x}, step {step}, op {op}, key {k:?}");
         match op {
             0 => {
@@ -70,9 +70,19 @@ pub async fn matches_memory_storage_on_random_operations(ctx: Ctx) {
                 let want = reference.update_data(k, &patch).await.unwrap();
                 assert_eq!(got, want, "update_data: {context}");
             }
-            4 => {
-                s.clear(k).await.unwrap();
-                reference.clear(k).await.unwrap();
+            4 => assert_eq!(
+                s.clear(k).await.unwrap(),
+                reference.clear(k).await.unwrap(),
+                "clear: {context}"
+            ),
+            9 => {
+                let state = (rng.below(3) != 0).then(|| format!("S{}", rng.below(4)));
+                let data = object(&mut rng, 3);
+                s.set_record(k, state.as_deref(), &data).await.unwrap();
+                reference
+                    .set_record(k, state.as_deref(), &data)
+                    .await
+                    .unwrap();
             }
             5 => {
                 let field = format!("f{}", rng.below(6));

@@ -34,6 +34,12 @@ pub struct RowQueries {
     pub upsert_data: String,
     /// `(id)`: empties the data (see the dialect's set for how an empty row goes).
     pub clear_data: String,
+    /// `(id, state, data)`: inserts the row or replaces state and data together
+    /// ([`Storage::set_record`](crate::Storage::set_record), and the write of a
+    /// `transition` after the merge where the dialect merges in Rust). Either the state is
+    /// set or the data is not empty: the backend deletes the row instead when both would be
+    /// empty.
+    pub upsert_record: String,
     /// `(id)`: deletes the row.
     pub delete: String,
     /// `()` → number of rows.
@@ -50,10 +56,6 @@ pub struct SqliteQueries {
     pub row: RowQueries,
     /// `(id)`: deletes the row when it holds neither state nor data.
     pub delete_if_empty: String,
-    /// `(id, state, data)`: inserts the row or replaces state and data together (the write
-    /// of a `transition` after the merge). Either the state is set or the data is not
-    /// empty: the backend deletes the row instead when both would be empty.
-    pub upsert_record: String,
 }
 
 impl SqliteQueries {
@@ -97,10 +99,6 @@ pub struct MysqlQueries {
     pub row: RowQueries,
     /// `(id)`: deletes the row when it holds neither state nor data.
     pub delete_if_empty: String,
-    /// `(id, state, data)`: inserts the row or replaces state and data together (the write
-    /// of a `transition` after the merge). Either the state is set or the data is not
-    /// empty: the backend deletes the row instead when both would be empty.
-    pub upsert_record: String,
     /// `(id)`: inserts an empty row or takes an exclusive lock on the existing one, inside
     /// a transaction, before a read-merge-write.
     pub lock_row: String,

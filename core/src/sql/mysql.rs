@@ -25,16 +25,16 @@ pub(super) fn queries(t: &str) -> MysqlQueries {
             clear_data: format!(
                 "UPDATE {t} SET data = '{{}}', updated_at = CURRENT_TIMESTAMP(6) WHERE id = ?"
             ),
+            upsert_record: format!(
+                "INSERT INTO {t} (id, state, data) VALUES (?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE state = VALUES(state), data = VALUES(data), \
+                 updated_at = CURRENT_TIMESTAMP(6)"
+            ),
             delete: format!("DELETE FROM {t} WHERE id = ?"),
             count: format!("SELECT COUNT(*) FROM {t}"),
         },
         delete_if_empty: format!(
             "DELETE FROM {t} WHERE id = ? AND state IS NULL AND JSON_LENGTH(data) = 0"
-        ),
-        upsert_record: format!(
-            "INSERT INTO {t} (id, state, data) VALUES (?, ?, ?) \
-             ON DUPLICATE KEY UPDATE state = VALUES(state), data = VALUES(data), \
-             updated_at = CURRENT_TIMESTAMP(6)"
         ),
         lock_row: format!(
             "INSERT INTO {t} (id, state, data) VALUES (?, NULL, '{{}}') \

@@ -28,6 +28,11 @@ pub(super) fn queries(t: &str) -> PostgresQueries {
                  UPDATE {t} SET data = '{{}}'::jsonb, updated_at = now() \
                  WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone)"
             ),
+            upsert_record: format!(
+                "INSERT INTO {t} (id, state, data) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, data = EXCLUDED.data, \
+                 updated_at = now()"
+            ),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
             count: format!("SELECT COUNT(*) FROM {t}"),
         },

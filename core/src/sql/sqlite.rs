@@ -25,16 +25,16 @@ pub(super) fn queries(t: &str) -> SqliteQueries {
             clear_data: format!(
                 "UPDATE {t} SET data = '{{}}', updated_at = {NOW_MS} WHERE id = ?1"
             ),
+            upsert_record: format!(
+                "INSERT INTO {t} (id, state, data, updated_at) VALUES (?1, ?2, ?3, {NOW_MS}) \
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, data = excluded.data, \
+                 updated_at = excluded.updated_at"
+            ),
             delete: format!("DELETE FROM {t} WHERE id = ?1"),
             count: format!("SELECT COUNT(*) FROM {t}"),
         },
         delete_if_empty: format!(
             "DELETE FROM {t} WHERE id = ?1 AND state IS NULL AND data = '{{}}'"
-        ),
-        upsert_record: format!(
-            "INSERT INTO {t} (id, state, data, updated_at) VALUES (?1, ?2, ?3, {NOW_MS}) \
-             ON CONFLICT (id) DO UPDATE SET state = excluded.state, data = excluded.data, \
-             updated_at = excluded.updated_at"
         ),
     }
 }
