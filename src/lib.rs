@@ -80,6 +80,23 @@ pub mod mysql {
     pub use fsmstore_mysql::{sqlx, MysqlConfig, MysqlMigrator, MysqlStorage};
 }
 
+/// teloxide dialogues on fsmstore: [`TeloxideStorage`](fsmstore_teloxide::TeloxideStorage)
+/// implements teloxide's `Storage<D>`.
+#[cfg(feature = "teloxide")]
+pub mod teloxide {
+    pub use fsmstore_teloxide::{codec, TeloxideStorage};
+
+    /// teloxide dialogues on the database `url` names (the options its query sets), keyed
+    /// by chat with bot id 0: [`open`](crate::open) then [`TeloxideStorage::new`].
+    ///
+    /// # Errors
+    /// As [`open`](crate::open).
+    pub async fn open(url: &str) -> crate::Result<std::sync::Arc<TeloxideStorage>> {
+        let db = crate::open(url).await?;
+        Ok(std::sync::Arc::new(TeloxideStorage::from(&db)))
+    }
+}
+
 /// The backend a URL names, by its scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

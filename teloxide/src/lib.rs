@@ -1,0 +1,209 @@
+//! teloxide dialogues on fsmstore.
+//!
+//! [`TeloxideStorage`] implements teloxide's
+//! [`Storage<D>`](teloxide::dispatching::dialogue::Storage) for every serde `D`, over any
+//! fsmstore [`Database`] or `Arc<dyn Storage>`: SQLite, PostgreSQL or MySQL/MariaDB, with
+//! the schema owned by fsmstore's migrations. Its error type is [`fsmstore_core::Error`].
+//!
+//! Rows are readable, not blobs: a dialogue enum maps to the row's state and data
+//! (`State::ReceiveAge { full_name }` is state `"ReceiveAge"`, data `{"full_name": …}`;
+//! [`codec`] has the whole mapping), so `fsmstore inspect stats` counts dialogues by state
+//! and `fsmstore purge` cleans them up.
+//!
+//! Keys follow aiogram's `FSMStrategy.CHAT`: the dialogue of chat `c` is the key
+//! `(bot, chat c, user c)`, so a Python aiogram bot with that strategy and the same table
+//! sees the same rows. The bot id is configurable ([`TeloxideStorage::bot_id`]), and
+//! [`TeloxideStorage::key_with`] maps a chat to any key.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), fsmstore_core::Error> {
+//! # let db: fsmstore_core::Database = unimplemented!();
+//! use fsmstore_teloxide::TeloxideStorage;
+//! use std::sync::Arc;
+//!
+//! // `db` from `fsmstore::open("sqlite://bot.db?schema=upgrade").await?`
+//! let storage: Arc<TeloxideStorage> = TeloxideStorage::new(db.storage())
+//!     .bot_id_from_token("123456:ABC-DEF")?
+//!     .into();
+//! # Ok(()) }
+//! ```
+
+pub mod codec;
+
+use std::fmt;
+use std::sync::Arc;
+
+use fsmstore_core::{BotId, ChatId, Database, Error, Result, Storage, StorageKey, UserId};
+use futures_util::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use teloxide::dispatching::dialogue;
+use teloxide::types::ChatId as TgChatId;
+
+/// Maps a teloxide chat to the fsmstore key of its dialogue.
+type KeyFn = dyn Fn(TgChatId) -> StorageKey + Send + Sync;
+
+/// teloxide's dialogue storage on an fsmstore [`Storage`].
+///
+/// Build it with [`TeloxideStorage::new`] (or `From<&Database>`), configure the key, and
+/// hand it to teloxide as an `Arc`.
+#[derive(Clone)]
+pub struct TeloxideStorage {
+    storage: Arc<dyn Storage>,
+    key: Arc<KeyFn>,
+}
+
+impl fmt::Debug for TeloxideStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TeloxideStorage")
+            .field("table", &self.storage.options().table.as_str())
+            .field("example_key", &(self.key)(TgChatId(1)))
+            .finish()
+    }
+}
+
+impl TeloxideStorage {
+    /// Dialogues on `storage`, keyed by chat with bot id 0 and the default destiny.
+    pub fn new(storage: Arc<dyn Storage>) -> Self {
+        TeloxideStorage {
+            storage,
+            key: Arc::new(|chat| chat_key(BotId(0), chat)),
+        }
+    }
+
+    /// Keys with bot id `bot` (aiogram puts the bot id into the key when its key builder
+    /// has `with_bot_id=True`; the numeric part of the token before `:`).
+    #[must_use]
+    pub fn bot_id(self, bot: BotId) -> Self {
+        self.key_with(move |chat| chat_key(bot, chat))
+    }
+
+    /// Keys with the bot id of `token` (`"123456:ABC…"` → `123456`), as aiogram's `Bot.id`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a token without a numeric id before `:`.
+    pub fn bot_id_from_token(self, token: &str) -> Result<Self> {
+        let id = token
+            .split_once(':')
+            .and_then(|(id, _)| id.parse::<i64>().ok())
+            .ok_or_else(|| {
+                Error::Config(
+                    "a Telegram bot token starts with the bot's numeric id and ':'".into(),
+                )
+            })?;
+        Ok(self.bot_id(BotId(id)))
+    }
+
+    /// Keys of your own: `key(chat)` is the fsmstore key of the dialogue of `chat`
+    /// (another destiny, a thread, aiogram's other strategies where the chat id is all
+    /// there is to go by).
+    #[must_use]
+    pub fn key_with(
+        mut self,
+        key: impl Fn(TgChatId) -> StorageKey + Send + Sync + 'static,
+    ) -> Self {
+        self.key = Arc::new(key);
+        self
+    }
+
+    /// The fsmstore key of the dialogue of `chat`.
+    pub fn key(&self, chat: TgChatId) -> StorageKey {
+        (self.key)(chat)
+    }
+
+    /// The storage underneath, for calls teloxide does not make (`transition`, data of
+    /// other destinies, …).
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    async fn get<D: DeserializeOwned>(&self, chat: TgChatId) -> Result<Option<D>> {
+        let key = self.key(chat);
+        let record = self.storage.get_record(&key).await?;
+        let Some(state) = record.state else {
+            return Ok(None);
+        };
+        let value = codec::decode(state, record.data);
+        serde_json::from_value(value)
+            .map(Some)
+            .map_err(|source| Error::DataMismatch {
+                key: self
+                    .storage
+                    .options()
+                    .row_id(&key)
+                    .unwrap_or_else(|_| format!("{key:?}")),
+                type_name: std::any::type_name::<D>(),
+                source,
+            })
+    }
+
+    async fn update<D: Serialize>(&self, chat: TgChatId, dialogue: D) -> Result<()> {
+        let value = serde_json::to_value(&dialogue).map_err(Error::Serialization)?;
+        let (state, data) = codec::encode(value);
+        self.storage
+            .set_record(&self.key(chat), Some(&state), &data)
+            .await
+    }
+
+    async fn remove(&self, chat: TgChatId) -> Result<()> {
+        let key = self.key(chat);
+        if self.storage.clear(&key).await? {
+            Ok(())
+        } else {
+            Err(Error::NotFound {
+                key: self.storage.options().row_id(&key)?,
+            })
+        }
+    }
+}
+
+/// aiogram's `FSMStrategy.CHAT`: the chat's dialogue is the key `(bot, chat, user = chat)`.
+fn chat_key(bot: BotId, chat: TgChatId) -> StorageKey {
+    StorageKey::new(bot, ChatId(chat.0), UserId(chat.0))
+}
+
+impl From<&Database> for TeloxideStorage {
+    fn from(db: &Database) -> Self {
+        TeloxideStorage::new(db.storage())
+    }
+}
+
+impl From<Arc<dyn Storage>> for TeloxideStorage {
+    fn from(storage: Arc<dyn Storage>) -> Self {
+        TeloxideStorage::new(storage)
+    }
+}
+
+impl<D> dialogue::Storage<D> for TeloxideStorage
+where
+    D: Serialize + DeserializeOwned + Send + 'static,
+{
+    type Error = Error;
+
+    /// Deletes the chat's row; [`Error::NotFound`] when there was none, as teloxide's own
+    /// storages answer `DialogueNotFound`.
+    fn remove_dialogue(self: Arc<Self>, chat_id: TgChatId) -> BoxFuture<'static, Result<()>>
+    where
+        D: Send + 'static,
+    {
+        Box::pin(async move { self.remove(chat_id).await })
+    }
+
+    /// Writes state and data together in one statement (no read first, nothing merged).
+    fn update_dialogue(
+        self: Arc<Self>,
+        chat_id: TgChatId,
+        dialogue: D,
+    ) -> BoxFuture<'static, Result<()>>
+    where
+        D: Send + 'static,
+    {
+        Box::pin(async move { self.update(chat_id, dialogue).await })
+    }
+
+    /// `None` when the chat's row holds no state; [`Error::DataMismatch`] when the row
+    /// does not decode as `D`.
+    fn get_dialogue(self: Arc<Self>, chat_id: TgChatId) -> BoxFuture<'static, Result<Option<D>>> {
+        Box::pin(async move { self.get(chat_id).await })
+    }
+}

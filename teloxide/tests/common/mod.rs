@@ -1,0 +1,73 @@
+//! The databases the adapter's tests run on: a temporary SQLite file, and the PostgreSQL and
+//! MariaDB that `FSMSTORE_TEST_POSTGRES_URL` and `FSMSTORE_TEST_MYSQL_URL` name (defaults:
+//! the local servers). A server that does not answer is skipped loudly, and fails the
+//! test under `CI`. Each test gets tables of its own, dropped at the end.
+#![allow(dead_code)]
+
+use fsmstore::{Database, SchemaPolicy, StorageOptions};
+
+/// One database under test.
+pub struct Target {
+    /// `sqlite`, `postgres` or `mysql`.
+    pub name: &'static str,
+    /// The URL, without the table.
+    pub url: String,
+}
+
+/// Every backend: SQLite (a file of this test), PostgreSQL, MariaDB.
+pub fn targets(test: &str) -> Vec<Target> {
+    let file = std::env::temp_dir().join(format!(
+        "fsmstore-teloxide-{}-{test}.db",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&file);
+    vec![
+        Target {
+            name: "sqlite",
+            url: format!("sqlite://{}", file.display()),
+        },
+        Target {
+            name: "postgres",
+            url: std::env::var("FSMSTORE_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+        },
+        Target {
+            name: "mysql",
+            url: std::env::var("FSMSTORE_TEST_MYSQL_URL")
+                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into()),
+        },
+    ]
+}
+
+/// The options of `test`'s tables: names of its own, schema created on open.
+pub fn options(test: &str) -> StorageOptions {
+    let table = format!("tg_{test}_{}", std::process::id());
+    StorageOptions::default()
+        .table(&table)
+        .and_then(|o| o.version_table(&format!("{table}_v")))
+        .expect("valid table names")
+        .schema(SchemaPolicy::Upgrade)
+}
+
+/// Opens `target` with `options`; `None` (a loud skip, a failure under `CI`) when its
+/// server does not answer.
+pub async fn open(target: &Target, options: StorageOptions) -> Option<Database> {
+    match fsmstore::open_with(&target.url, options).await {
+        Ok(db) => Some(db),
+        Err(err) if err.is_transient() && std::env::var_os("CI").is_none() => {
+            eprintln!("*** SKIPPED on {}: server unreachable: {err}", target.name);
+            None
+        }
+        Err(err) => panic!("opening {}: {err}", target.name),
+    }
+}
+
+/// Drops the tables of `db` and closes it.
+pub async fn drop_tables(db: Database) {
+    db.migrator()
+        .expect("a migrator")
+        .drop_tables()
+        .await
+        .expect("drop the test's tables");
+    db.close().await.expect("close");
+}

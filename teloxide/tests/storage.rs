@@ -1,0 +1,185 @@
+//! teloxide's own storage tests (the scenario its SQLite, PostgreSQL, Redis and in-memory
+//! storages run), and the rows the adapter writes, on every backend.
+
+mod common;
+
+use std::sync::Arc;
+
+use fsmstore::{BotId, Error, ErrorKind};
+use fsmstore_teloxide::TeloxideStorage;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use teloxide::dispatching::dialogue::Storage;
+use teloxide::types::ChatId;
+
+type Dialogue = String;
+
+async fn check(storage: &Arc<TeloxideStorage>, expected: [Option<&str>; 3]) {
+    for (chat, want) in [1, 11, 256].into_iter().zip(expected) {
+        let got: Option<Dialogue> = Arc::clone(storage)
+            .get_dialogue(ChatId(chat))
+            .await
+            .unwrap();
+        assert_eq!(got.as_deref(), want, "chat {chat}");
+    }
+}
+
+/// `tests/sqlite.rs`, `tests/postgres.rs` and `tests/redis.rs` of teloxide 0.17, call for
+/// call: absent → three updates → read back → three removes → absent → removing an absent
+/// dialogue is an error (`DialogueNotFound` there, [`Error::NotFound`] here).
+#[tokio::test(flavor = "multi_thread")]
+async fn teloxides_storage_scenario_passes_on_every_backend() {
+    for target in common::targets("scenario") {
+        let Some(db) = common::open(&target, common::options("scenario")).await else {
+            continue;
+        };
+        let storage = Arc::new(TeloxideStorage::from(&db));
+        check(&storage, [None, None, None]).await;
+        for (chat, text) in [(1, "ABC"), (11, "DEF"), (256, "GHI")] {
+            Arc::clone(&storage)
+                .update_dialogue(ChatId(chat), text.to_owned())
+                .await
+                .unwrap();
+        }
+        check(&storage, [Some("ABC"), Some("DEF"), Some("GHI")]).await;
+        for chat in [1, 11, 256] {
+            <TeloxideStorage as Storage<Dialogue>>::remove_dialogue(
+                Arc::clone(&storage),
+                ChatId(chat),
+            )
+            .await
+            .unwrap();
+        }
+        check(&storage, [None, None, None]).await;
+        let err = <TeloxideStorage as Storage<Dialogue>>::remove_dialogue(
+            Arc::clone(&storage),
+            ChatId(1),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::NotFound { key } if key == "fsm:1:1"),
+            "{}: {err:?}",
+            target.name
+        );
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        common::drop_tables(db).await;
+    }
+}
+
+/// teloxide's `test_erased`: the erased storage (`Arc<ErasedStorage<D>>`) works the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_erased_storage_works() {
+    for target in common::targets("erased") {
+        let Some(db) = common::open(&target, common::options("erased")).await else {
+            continue;
+        };
+        let erased = Arc::new(TeloxideStorage::from(&db)).erase();
+        let chat = ChatId(123);
+        Arc::clone(&erased).update_dialogue(chat, 1).await.unwrap();
+        assert_eq!(
+            Arc::clone(&erased).get_dialogue(chat).await.unwrap(),
+            Some(1)
+        );
+        Arc::clone(&erased).remove_dialogue(chat).await.unwrap();
+        assert_eq!(Arc::clone(&erased).get_dialogue(chat).await.unwrap(), None);
+        let err = Arc::clone(&erased).remove_dialogue(chat).await.unwrap_err();
+        assert!(err.downcast_ref::<Error>().is_some(), "{err}");
+        common::drop_tables(db).await;
+    }
+}
+
+/// The dialogue example's states.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum State {
+    Start,
+    ReceiveFullName,
+    ReceiveAge { full_name: String },
+    ReceiveLocation { full_name: String, age: u8 },
+}
+
+/// Rows are readable: an enum's variant is the state, its fields the data; keys follow
+/// aiogram's `FSMStrategy.CHAT` (`fsm:{chat}:{chat}`); `inspect stats` counts dialogues by
+/// state. A row that does not decode as `D` is [`Error::DataMismatch`], naming the row.
+#[tokio::test(flavor = "multi_thread")]
+async fn rows_are_readable_and_keyed_like_aiogram() {
+    for target in common::targets("rows") {
+        let Some(db) = common::open(&target, common::options("rows")).await else {
+            continue;
+        };
+        let storage = Arc::new(TeloxideStorage::from(&db).bot_id(BotId(42)));
+        let dialogues = [
+            (10, State::Start),
+            (-20, State::ReceiveFullName),
+            (
+                30,
+                State::ReceiveAge {
+                    full_name: "Ann Lee".into(),
+                },
+            ),
+            (
+                40,
+                State::ReceiveAge {
+                    full_name: "Bo".into(),
+                },
+            ),
+            (
+                50,
+                State::ReceiveLocation {
+                    full_name: "Cy".into(),
+                    age: 33,
+                },
+            ),
+        ];
+        for (chat, state) in &dialogues {
+            Arc::clone(&storage)
+                .update_dialogue(ChatId(*chat), state.clone())
+                .await
+                .unwrap();
+        }
+        for (chat, state) in &dialogues {
+            let got: Option<State> = Arc::clone(&storage)
+                .get_dialogue(ChatId(*chat))
+                .await
+                .unwrap();
+            assert_eq!(got.as_ref(), Some(state), "{}: chat {chat}", target.name);
+        }
+
+        let inspect = db.inspect();
+        let row = inspect
+            .get_row("fsm:30:30")
+            .await
+            .unwrap()
+            .expect("the row of chat 30");
+        assert_eq!(row.state.as_deref(), Some("ReceiveAge"));
+        assert_eq!(
+            serde_json::Value::Object(row.data),
+            json!({"full_name": "Ann Lee"})
+        );
+        let row = inspect
+            .get_row("fsm:-20:-20")
+            .await
+            .unwrap()
+            .expect("chat -20");
+        assert_eq!(row.state.as_deref(), Some("ReceiveFullName"));
+        assert!(row.data.is_empty());
+        let stats = inspect.stats().await.unwrap();
+        assert_eq!(stats.rows, 5);
+        assert_eq!(stats.per_state[0], (Some("ReceiveAge".to_owned()), 2));
+
+        // Another bot's dialogue in a table shared with aiogram: state it cannot read.
+        db.storage()
+            .set_state(&storage.key(ChatId(60)), Some("Form:name"))
+            .await
+            .unwrap();
+        let err =
+            <TeloxideStorage as Storage<State>>::get_dialogue(Arc::clone(&storage), ChatId(60))
+                .await
+                .unwrap_err();
+        assert!(
+            matches!(&err, Error::DataMismatch { key, .. } if key == "fsm:60:60"),
+            "{err:?}"
+        );
+        common::drop_tables(db).await;
+    }
+}
