@@ -62,12 +62,25 @@ pub async fn open(target: &Target, options: StorageOptions) -> Option<Database> 
     }
 }
 
-/// Drops the tables of `db` and closes it.
+/// Drops the tables of `db` (unless [`keep_tables`]) and closes it.
 pub async fn drop_tables(db: Database) {
+    if keep_tables() {
+        eprintln!("kept table {}", db.options().table.as_str());
+        db.close().await.expect("close");
+        return;
+    }
     db.migrator()
         .expect("a migrator")
         .drop_tables()
         .await
         .expect("drop the test's tables");
     db.close().await.expect("close");
+}
+
+pub mod bot_api;
+
+/// Whether to keep the test's tables (`FSMSTORE_TELOXIDE_KEEP_TABLES=1`), to look at them
+/// with `fsmstore inspect` afterwards.
+pub fn keep_tables() -> bool {
+    std::env::var_os("FSMSTORE_TELOXIDE_KEEP_TABLES").is_some()
 }
