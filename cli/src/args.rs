@@ -111,6 +111,24 @@ pub(crate) enum Command {
     /// Measure fsmstore per call (and, with --floor, the bare driver beside it) in a
     /// scratch table it drops afterwards.
     Bench(BenchArgs),
+    /// Move the dialogues of teloxide's own storages (`teloxide_dialogues`, Json
+    /// serializer) into the FSM table, readable by fsmstore-teloxide. The source table is
+    /// only read.
+    TeloxideImport(TeloxideImportArgs),
+}
+
+/// Arguments of `fsmstore teloxide-import`.
+#[derive(Debug, Args)]
+pub(crate) struct TeloxideImportArgs {
+    /// teloxide's table (in the database of --url).
+    #[arg(long, default_value = "teloxide_dialogues")]
+    pub(crate) from: String,
+    /// The bot id of the keys (as `TeloxideStorage::bot_id`; 0 by default).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub(crate) bot: i64,
+    /// Count what would be imported; write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ mod export;
 mod inspect;
 mod migrate;
 mod output;
+mod teloxide_import;
 mod time;
 
 use std::process::ExitCode;
@@ -71,6 +72,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Purge(args) => inspect::purge(&global, args).await,
         Command::Demo(args) => demo::run(&global, args).await,
         Command::Bench(args) => bench::run(&global, args).await,
+        Command::TeloxideImport(args) => teloxide_import::run(&global, args).await,
     }
 }
 

@@ -32,6 +32,7 @@ mod data;
 mod database;
 mod dialect;
 mod dialogue;
+pub mod dialogue_value;
 mod error;
 mod inspect;
 mod key;

@@ -28,7 +28,8 @@
 //! # Ok(()) }
 //! ```
 
-pub mod codec;
+/// The mapping between a dialogue value and a row's state and data.
+pub use fsmstore_core::dialogue_value as codec;
 
 use std::fmt;
 use std::sync::Arc;

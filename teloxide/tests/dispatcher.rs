@@ -11,11 +11,11 @@ use common::bot_api::{BotApi, Sent};
 use fsmstore_teloxide::TeloxideStorage;
 use serde::{Deserialize, Serialize};
 use teloxide::dispatching::dialogue::{Dialogue, Storage};
+use teloxide::dispatching::ShutdownToken;
 use teloxide::dispatching::{HandlerExt, UpdateFilterExt};
 use teloxide::dptree;
 use teloxide::prelude::{Dispatcher, Requester};
 use teloxide::types::{ChatId, Message, Update};
-use teloxide::dispatching::ShutdownToken;
 use teloxide::Bot;
 
 /// The states of teloxide's `examples/dialogue.rs`.
@@ -68,7 +68,8 @@ async fn receive_age(
 ) -> HandlerResult {
     match msg.text().map(|text| text.parse::<u8>()) {
         Some(Ok(age)) => {
-            bot.send_message(msg.chat.id, "What's your location?").await?;
+            bot.send_message(msg.chat.id, "What's your location?")
+                .await?;
             dialogue
                 .update(State::ReceiveLocation { full_name, age })
                 .await?;
@@ -130,7 +131,10 @@ async fn stop_bot(token: ShutdownToken, handle: tokio::task::JoinHandle<()>) {
             stopping.await;
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the dispatcher never started");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the dispatcher never started"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     handle.await.expect("the dispatcher task");

@@ -35,13 +35,21 @@ enum Shape {
     NewtypeString(String),
     NewtypeStruct(Form),
     Tuple(i32, String, bool),
-    Struct { text: String, count: u64 },
+    Struct {
+        text: String,
+        count: u64,
+    },
     EmptyStruct {},
     Nested(Inner),
-    NestedStruct { inner: Inner, maybe: Option<Inner> },
+    NestedStruct {
+        inner: Inner,
+        maybe: Option<Inner>,
+    },
     Optional(Option<String>),
     #[serde(rename = "renamed:state")]
-    Renamed { value: i8 },
+    Renamed {
+        value: i8,
+    },
     Map(BTreeMap<String, i64>),
 }
 

@@ -202,7 +202,8 @@ impl BotApi {
     async fn updates(&self, params: &Value) -> Value {
         let offset = params["offset"].as_i64().unwrap_or(0);
         let limit = params["limit"].as_u64().unwrap_or(100) as usize;
-        let wait = Duration::from_secs(params["timeout"].as_u64().unwrap_or(0)).min(Duration::from_secs(1));
+        let wait = Duration::from_secs(params["timeout"].as_u64().unwrap_or(0))
+            .min(Duration::from_secs(1));
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.changed.notified();

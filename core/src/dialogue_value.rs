@@ -1,4 +1,6 @@
-//! How a teloxide dialogue value becomes a row's state and data, and back.
+//! How a whole dialogue value (teloxide's dialogue `D`, or any serde value) becomes a row's
+//! state and data, and back. `fsmstore-teloxide` stores dialogues this way, and
+//! `fsmstore teloxide-import` moves teloxide's own `teloxide_dialogues` rows with it.
 //!
 //! The dialogue is serialized with `serde_json` (serde's default, externally tagged enums)
 //! and mapped by its JSON shape, so the mapping is reversible for every value, not just
@@ -17,7 +19,7 @@
 //! (empty, over 255 characters, or `$dialogue`) goes the "anything else" way, so decoding
 //! always gives back the JSON that was written.
 
-use fsmstore_core::{validate_state, Data};
+use crate::data::{validate_state, Data};
 use serde_json::Value;
 
 /// The state of a dialogue that is not an enum variant (a number, a struct, …).

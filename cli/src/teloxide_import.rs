@@ -1,0 +1,156 @@
+//! `fsmstore teloxide-import`: moves the rows of teloxide's own storages (`SqliteStorage`,
+//! `PostgresStorage`: table `teloxide_dialogues (chat_id BIGINT PRIMARY KEY, dialogue
+//! BLOB/BYTEA)`, written with teloxide's `Json` serializer) into the FSM table, in the
+//! layout `fsmstore-teloxide` reads: each dialogue becomes the row of its chat (aiogram's
+//! `FSMStrategy.CHAT` key, `--bot` for the bot id) with the dialogue's variant as state and
+//! its fields as data. The source table is read, never changed.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use fsmstore::core::dialogue_value;
+use fsmstore::migrate::Dialect;
+use fsmstore::{BotId, ChatId, Scheme, StorageKey, TableName, UserId};
+use serde_json::json;
+
+use crate::args::{Access, Global, TeloxideImportArgs};
+use crate::output;
+
+/// One row of `teloxide_dialogues`.
+type SourceRow = (i64, Vec<u8>);
+
+pub(crate) async fn run(global: &Global, args: TeloxideImportArgs) -> anyhow::Result<ExitCode> {
+    let from = TableName::new(&args.from)?;
+    let rows = read_rows(&global.url, &from)
+        .await
+        .with_context(|| format!("reading teloxide's table {}", from.as_str()))?;
+    let access = if args.dry_run {
+        Access::ReadOnly
+    } else {
+        Access::ReadWrite
+    };
+    let report = global
+        .with_database(fsmstore::SchemaPolicy::Verify, access, async |db| {
+            let storage = db.storage();
+            let mut report = Report::default();
+            for (chat, bytes) in rows {
+                // teloxide's `Json` serializer wrote `serde_json::to_vec(&dialogue)`.
+                let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                    report.not_json.push(chat);
+                    continue;
+                };
+                let (state, data) = dialogue_value::encode(value);
+                let key = StorageKey::new(BotId(args.bot), ChatId(chat), UserId(chat));
+                if !storage.get_record(&key).await?.is_empty() {
+                    report.replaced += 1;
+                }
+                if !args.dry_run {
+                    storage.set_record(&key, Some(&state), &data).await?;
+                }
+                report.imported += 1;
+            }
+            Ok(report)
+        })
+        .await?;
+    let verb = if args.dry_run {
+        "would import"
+    } else {
+        "imported"
+    };
+    if global.json {
+        output::json(&json!({
+            "from": from.as_str(),
+            "imported": report.imported,
+            "replaced": report.replaced,
+            "not_json": report.not_json,
+            "dry_run": args.dry_run,
+        }));
+    } else {
+        println!(
+            "{verb} {} dialogues from {} into {} ({} replaced rows already there)",
+            report.imported,
+            from.as_str(),
+            global.table,
+            report.replaced
+        );
+        if !report.not_json.is_empty() {
+            eprintln!(
+                "skipped {} rows that are not JSON (written with teloxide's Bincode or CBOR serializer?); chats: {:?}",
+                report.not_json.len(),
+                report.not_json
+            );
+        }
+    }
+    Ok(if report.not_json.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(crate::exit::FAILURE)
+    })
+}
+
+#[derive(Debug, Default)]
+struct Report {
+    imported: u64,
+    replaced: u64,
+    not_json: Vec<i64>,
+}
+
+/// Every row of `from`, by chat id, with the driver of the URL's backend.
+async fn read_rows(url: &str, from: &TableName) -> anyhow::Result<Vec<SourceRow>> {
+    match Scheme::of(url)? {
+        Scheme::Sqlite => {
+            let config = fsmstore::sqlite::SqliteConfig::from_url(url)?;
+            let fsmstore::sqlite::SqliteLocation::File(path) = config.location else {
+                anyhow::bail!("an in-memory SQLite database holds no teloxide table");
+            };
+            let select = select(Dialect::Sqlite, from);
+            tokio::task::spawn_blocking(move || {
+                use fsmstore::sqlite::rusqlite::{Connection, OpenFlags};
+                let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                let mut statement = conn.prepare(&select)?;
+                let rows = statement
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .collect::<Result<Vec<SourceRow>, _>>()?;
+                Ok(rows)
+            })
+            .await?
+        }
+        Scheme::Postgres => {
+            let config = fsmstore::postgres::PgConfig::from_url(url)?;
+            let mut pg = config.pg.clone();
+            if let Some(schema) = &config.search_path {
+                pg.options(format!("-c search_path={schema}"));
+            }
+            let (client, connection) = pg
+                .connect(fsmstore::postgres::tokio_postgres::NoTls)
+                .await
+                .context("connect to PostgreSQL (no TLS)")?;
+            tokio::spawn(async move { drop(connection.await) });
+            let rows = client.query(&select(Dialect::Postgres, from), &[]).await?;
+            rows.iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect()
+        }
+        Scheme::Mysql => {
+            use fsmstore::mysql::sqlx::{self, Connection};
+            let config = fsmstore::mysql::MysqlConfig::from_url(url)?;
+            let mut conn = sqlx::MySqlConnection::connect_with(&config.connect)
+                .await
+                .context("connect to MySQL")?;
+            let rows: Vec<SourceRow> =
+                sqlx::query_as(sqlx::AssertSqlSafe(select(Dialect::Mysql, from)))
+                    .fetch_all(&mut conn)
+                    .await?;
+            conn.close().await.ok();
+            Ok(rows)
+        }
+        _ => anyhow::bail!("unsupported database URL"),
+    }
+}
+
+fn select(dialect: Dialect, from: &TableName) -> String {
+    format!(
+        "SELECT chat_id, dialogue FROM {} ORDER BY chat_id",
+        from.quoted(dialect)
+    )
+}

@@ -1,0 +1,245 @@
+//! `fsmstore teloxide-import` on rows that teloxide's `Json` serializer wrote into
+//! teloxide's own `teloxide_dialogues` table (its exact DDL), on SQLite, PostgreSQL and
+//! MariaDB: every dialogue reads back through `TeloxideStorage` unchanged, the source table
+//! is untouched, and rows that are not JSON are reported, not imported.
+
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use fsmstore::mysql::sqlx;
+use fsmstore::postgres::tokio_postgres;
+use fsmstore::{SchemaPolicy, StorageOptions};
+use fsmstore_teloxide::TeloxideStorage;
+use serde::{Deserialize, Serialize};
+use teloxide::dispatching::dialogue::serializer::{Json, Serializer};
+use teloxide::dispatching::dialogue::Storage;
+use teloxide::types::ChatId;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum State {
+    Start,
+    ReceiveFullName,
+    ReceiveAge { full_name: String },
+    ReceiveLocation { full_name: String, age: u8 },
+}
+
+fn dialogues() -> Vec<(i64, State)> {
+    vec![
+        (1, State::Start),
+        (-1001, State::ReceiveFullName),
+        (
+            42,
+            State::ReceiveAge {
+                full_name: "Ann Lee".into(),
+            },
+        ),
+        (
+            7,
+            State::ReceiveLocation {
+                full_name: "Bo \u{1F600}".into(),
+                age: 41,
+            },
+        ),
+    ]
+}
+
+/// What teloxide stores: `Json.serialize(&dialogue)`.
+fn blob(state: &State) -> Vec<u8> {
+    <Json as Serializer<State>>::serialize(&Json, state).unwrap()
+}
+
+fn fsmstore(url: &str, table: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fsmstore"))
+        .args([
+            "--url",
+            url,
+            "--table",
+            table,
+            "--version-table",
+            &format!("{table}_v"),
+        ])
+        .args(args)
+        .output()
+        .expect("run fsmstore")
+}
+
+fn skip<T>(server: &str, err: &dyn std::fmt::Display) -> Option<T> {
+    if std::env::var_os("CI").is_some() {
+        panic!("{server} is unreachable ({err}) and CI is set");
+    }
+    eprintln!("\n*** SKIPPED: {server} is unreachable ({err}) ***\n");
+    None
+}
+
+/// Migrates the FSM table, imports, and checks every dialogue through the adapter.
+async fn import_and_check(url: &str, table: &str) {
+    let up = fsmstore(url, table, &["migrate", "up"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let dry = fsmstore(
+        url,
+        table,
+        &[
+            "teloxide-import",
+            "--from",
+            &format!("{table}_src"),
+            "--dry-run",
+        ],
+    );
+    assert_eq!(dry.status.code(), Some(1), "a non-JSON row fails the run");
+    let out = fsmstore(
+        url,
+        table,
+        &["teloxide-import", "--from", &format!("{table}_src")],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(stdout.contains("imported 4 dialogues"), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("skipped 1 rows that are not JSON") && stderr.contains("[99]"),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1));
+
+    let options = StorageOptions::default()
+        .table(table)
+        .unwrap()
+        .version_table(&format!("{table}_v"))
+        .unwrap()
+        .schema(SchemaPolicy::Verify);
+    let db = fsmstore::open_with(url, options).await.unwrap();
+    let storage = Arc::new(TeloxideStorage::from(&db));
+    for (chat, state) in dialogues() {
+        let got: Option<State> = Arc::clone(&storage)
+            .get_dialogue(ChatId(chat))
+            .await
+            .unwrap();
+        assert_eq!(got, Some(state), "{url}: chat {chat}");
+    }
+    let row = db.inspect().get_row("fsm:42:42").await.unwrap().unwrap();
+    assert_eq!(row.state.as_deref(), Some("ReceiveAge"));
+    assert_eq!(db.inspect().stats().await.unwrap().rows, 4);
+    db.migrator().unwrap().drop_tables().await.unwrap();
+    db.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn teloxide_rows_import_on_sqlite() {
+    let path = std::env::temp_dir().join(format!("fsmstore-tgimport-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    // teloxide's SqliteStorage DDL, under a table name of this test.
+    conn.execute_batch(
+        "CREATE TABLE tgi_src (chat_id BIGINT PRIMARY KEY, dialogue BLOB NOT NULL);",
+    )
+    .unwrap();
+    for (chat, state) in dialogues() {
+        conn.execute(
+            "INSERT INTO tgi_src VALUES (?1, ?2)",
+            rusqlite::params![chat, blob(&state)],
+        )
+        .unwrap();
+    }
+    conn.execute("INSERT INTO tgi_src VALUES (99, x'00ff')", [])
+        .unwrap();
+    drop(conn);
+    import_and_check(&format!("sqlite://{}", path.display()), "tgi").await;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let left: i64 = conn
+        .query_row("SELECT COUNT(*) FROM tgi_src", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 5, "the source table is only read");
+    drop(conn);
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn teloxide_rows_import_on_postgres() {
+    let url = std::env::var("FSMSTORE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let config = fsmstore::postgres::PgConfig::from_url(&url).unwrap();
+    let client = match config.pg.connect(tokio_postgres::NoTls).await {
+        Ok((client, connection)) => {
+            tokio::spawn(connection);
+            client
+        }
+        Err(err) => return skip("PostgreSQL", &err).unwrap_or(()),
+    };
+    let table = format!("tgi_{}", std::process::id());
+    client
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {table}_src; \
+             CREATE TABLE {table}_src (chat_id BIGINT PRIMARY KEY, dialogue BYTEA NOT NULL)"
+        ))
+        .await
+        .unwrap();
+    for (chat, state) in dialogues() {
+        client
+            .execute(
+                &format!("INSERT INTO {table}_src VALUES ($1, $2)"),
+                &[&chat, &blob(&state)],
+            )
+            .await
+            .unwrap();
+    }
+    client
+        .execute(
+            &format!("INSERT INTO {table}_src VALUES (99, '\\x00ff')"),
+            &[],
+        )
+        .await
+        .unwrap();
+    import_and_check(&url, &table).await;
+    client
+        .batch_execute(&format!("DROP TABLE {table}_src"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn teloxide_rows_import_on_mariadb() {
+    use sqlx::Connection;
+    let url = std::env::var("FSMSTORE_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let config = fsmstore::mysql::MysqlConfig::from_url(&url).unwrap();
+    let mut conn = match sqlx::MySqlConnection::connect_with(&config.connect).await {
+        Ok(conn) => conn,
+        Err(err) => return skip("MariaDB", &err).unwrap_or(()),
+    };
+    let table = format!("tgi_{}", std::process::id());
+    for statement in [
+        format!("DROP TABLE IF EXISTS {table}_src"),
+        // teloxide has no MySQL storage: its PostgreSQL DDL with MySQL's BLOB.
+        format!("CREATE TABLE {table}_src (chat_id BIGINT PRIMARY KEY, dialogue BLOB NOT NULL)"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let insert = format!("INSERT INTO {table}_src VALUES (?, ?)");
+    for (chat, state) in dialogues() {
+        sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
+            .bind(chat)
+            .bind(blob(&state))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
+        .bind(99_i64)
+        .bind(vec![0_u8, 0xff])
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    import_and_check(&url, &table).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE {table}_src")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
