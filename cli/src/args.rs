@@ -326,6 +326,10 @@ pub(crate) struct BenchArgs {
     /// Rounds of all phases; the report shows medians.
     #[arg(long, default_value_t = 3)]
     pub(crate) rounds: usize,
+    /// Also run teloxide's calls through the adapter (get/update/remove dialogue) beside
+    /// the plain storage calls they make, and print the ratio.
+    #[arg(long)]
+    pub(crate) teloxide: bool,
 }
 
 fn parse_target(text: &str) -> Result<MigrationTarget, String> {

@@ -10,6 +10,7 @@ mod floor_mysql;
 mod floor_postgres;
 mod floor_sqlite;
 mod report;
+mod teloxide;
 mod workload;
 
 use std::process::ExitCode;
@@ -126,7 +127,10 @@ async fn measure(
     let floor = floor.filter(|_| args.floor);
     let rows_at_start = storage.key_count().await?;
     let sides = if floor.is_some() { 2 } else { 1 };
-    let bar = ProgressBar::new((rounds * Phase::ALL.len() * sides) as u64 * keys as u64);
+    let teloxide_calls = if args.teloxide { 6 } else { 0 };
+    let bar = ProgressBar::new(
+        (rounds * (Phase::ALL.len() * sides + teloxide_calls)) as u64 * keys as u64,
+    );
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg:24} [{bar:40}] {pos}/{len} ({per_sec})")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -149,6 +153,11 @@ async fn measure(
             }
         }
     }
+    let teloxide = if args.teloxide {
+        teloxide::measure(storage, keys, rounds, &bar).await
+    } else {
+        Vec::new()
+    };
     bar.set_message("concurrency");
     let concurrency = run_concurrency(storage, args.concurrency.max(1)).await;
     bar.finish_and_clear();
@@ -165,6 +174,7 @@ async fn measure(
         rows_at_start,
         phases,
         concurrency,
+        teloxide,
     })
 }
 

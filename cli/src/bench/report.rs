@@ -14,7 +14,7 @@ pub(crate) struct Stats {
 }
 
 impl Stats {
-    fn of(rounds: &[Sample]) -> Stats {
+    pub(crate) fn of(rounds: &[Sample]) -> Stats {
         Stats {
             ops_per_sec: median(rounds.iter().map(Sample::ops_per_sec)),
             p50_us: median(rounds.iter().map(|s| s.percentile_us(50))),
@@ -22,7 +22,7 @@ impl Stats {
         }
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         json!({
             "ops_per_sec": round2(self.ops_per_sec),
             "p50_us": round2(self.p50_us),
@@ -87,11 +87,15 @@ pub(crate) struct Report {
     pub(crate) rows_at_start: u64,
     pub(crate) phases: Vec<PhaseReport>,
     pub(crate) concurrency: Concurrency,
+    /// `--teloxide`: the adapter beside the plain calls.
+    pub(crate) teloxide: Vec<super::teloxide::OpReport>,
 }
 
 impl Report {
     pub(crate) fn errors(&self) -> u64 {
-        self.phases.iter().map(|p| p.errors).sum::<u64>() + self.concurrency.errors
+        self.phases.iter().map(|p| p.errors).sum::<u64>()
+            + self.concurrency.errors
+            + self.teloxide.iter().map(|t| t.errors).sum::<u64>()
     }
 
     pub(crate) fn json(&self) -> Value {
@@ -117,6 +121,7 @@ impl Report {
                 "first_error": c.first_error,
                 "ms": round2(c.millis),
             },
+            "teloxide": self.teloxide.iter().map(super::teloxide::OpReport::json).collect::<Vec<_>>(),
             "errors": self.errors(),
         })
     }
@@ -157,6 +162,9 @@ impl Report {
         }
         if let Some(err) = &c.first_error {
             println!("concurrency: first error: {err}");
+        }
+        if !self.teloxide.is_empty() {
+            super::teloxide::print(&self.teloxide);
         }
     }
 }

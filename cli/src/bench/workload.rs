@@ -152,6 +152,21 @@ impl Sample {
         self.errors += 1;
         self.first_error.get_or_insert(what);
     }
+
+    /// Records one call of key `i` started at `started`: `Ok(false)` is a wrong answer.
+    pub(crate) fn record(
+        &mut self,
+        started: Instant,
+        outcome: Result<bool, fsmstore::Error>,
+        i: i64,
+    ) {
+        self.nanos.push(started.elapsed().as_nanos() as u64);
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => self.fail(format!("key {i}: unexpected answer")),
+            Err(err) => self.fail(format!("key {i}: {err}")),
+        }
+    }
 }
 
 /// How often the progress bar moves (per call would add to what is measured).
