@@ -284,4 +284,47 @@ mod tests {
         assert_eq!(Value::Object(patch), json!({"age": 30, "tags": []}));
         assert!(patch_from(&json!([1])).is_err());
     }
+
+    /// The untyped calls: states as `&str`, `String` and `Option<&str>`; `data`, `record`,
+    /// `finish`, each seen through the storage underneath.
+    #[tokio::test]
+    async fn untyped_states_data_and_record_reach_the_storage() {
+        use crate::{BotId, ChatId, MemoryStorage, UserId};
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let key = StorageKey::new(BotId(1), ChatId(2), UserId(3));
+        let dialogue = Dialogue::new(Arc::clone(&storage), key.clone());
+
+        dialogue.set_state("Form:name").await.unwrap();
+        assert_eq!(
+            storage.get_state(&key).await.unwrap().as_deref(),
+            Some("Form:name")
+        );
+        dialogue.set_state(String::from("Form:age")).await.unwrap();
+        assert_eq!(dialogue.state().await.unwrap().as_deref(), Some("Form:age"));
+        dialogue.set_state(Some("Form:city")).await.unwrap();
+        assert_eq!(
+            storage.get_state(&key).await.unwrap().as_deref(),
+            Some("Form:city")
+        );
+
+        dialogue.update(&json!({"name": "Ann"})).await.unwrap();
+        assert_eq!(
+            Value::Object(dialogue.data().await.unwrap()),
+            json!({"name": "Ann"})
+        );
+        let record = dialogue.record().await.unwrap();
+        assert_eq!(record.state.as_deref(), Some("Form:city"));
+        assert_eq!(Value::Object(record.data), json!({"name": "Ann"}));
+
+        dialogue.set_state(None::<&str>).await.unwrap();
+        assert_eq!(storage.get_state(&key).await.unwrap(), None);
+        assert_eq!(
+            storage.key_count().await.unwrap(),
+            1,
+            "the data keeps the row"
+        );
+        dialogue.finish().await.unwrap();
+        assert_eq!(storage.key_count().await.unwrap(), 0);
+        assert!(format!("{dialogue:?}").contains("Dialogue"));
+    }
 }

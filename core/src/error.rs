@@ -324,5 +324,53 @@ mod tests {
         let unknown = Error::outcome_unknown("set_state", "broken pipe");
         assert!(!unknown.is_transient());
         assert_eq!(unknown.kind(), ErrorKind::OutcomeUnknown);
+        let missing = Error::NotFound {
+            key: "fsm:1:1".into(),
+        };
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+        assert!(missing.to_string().contains("fsm:1:1"));
+    }
+
+    #[test]
+    fn an_outdated_schema_says_what_to_run() {
+        let outdated = |current| Error::SchemaOutdated {
+            table: "fsm".into(),
+            current,
+            required: 4,
+            fix: "fsmstore migrate up".into(),
+        };
+        let text = outdated(2).to_string();
+        assert!(
+            text.contains("at schema version 2") && text.contains("needs version 4"),
+            "{text}"
+        );
+        assert!(text.contains("`fsmstore migrate up`"), "{text}");
+        let text = outdated(0).to_string();
+        assert!(
+            text.contains("no recorded schema version") && text.contains("stamp 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn fixes_name_a_custom_version_table_only() {
+        let dirty = || Error::MigrationDirty {
+            version: 3,
+            description: "d".into(),
+            fix: "fsmstore migrate stamp 3".into(),
+            undo: "fsmstore migrate stamp 2".into(),
+            source: None,
+        };
+        let Error::MigrationDirty { fix, undo, .. } = dirty().for_version_table("custom_v") else {
+            unreachable!()
+        };
+        assert_eq!(fix, "fsmstore migrate stamp 3 --version-table custom_v");
+        assert_eq!(undo, "fsmstore migrate stamp 2 --version-table custom_v");
+        let Error::MigrationDirty { fix, .. } =
+            dirty().for_version_table(crate::table_name::DEFAULT_VERSION_TABLE)
+        else {
+            unreachable!()
+        };
+        assert_eq!(fix, "fsmstore migrate stamp 3");
     }
 }

@@ -156,6 +156,33 @@ mod tests {
         }
     }
 
+    /// Pauses are spread over the whole range below the ceiling (retries of many callers
+    /// must not collide), not stuck at one value.
+    #[test]
+    fn pauses_are_spread_below_the_ceiling() {
+        let policy = RetryPolicy::new(10, Duration::from_millis(4), Duration::from_millis(100));
+        let ceiling = policy.ceiling(3).as_micros() as f64;
+        let pauses: Vec<f64> = (0..400)
+            .map(|_| policy.pause(3).as_micros() as f64)
+            .collect();
+        let mean = pauses.iter().sum::<f64>() / pauses.len() as f64;
+        assert!(
+            (0.3 * ceiling..0.7 * ceiling).contains(&mean),
+            "mean pause {mean} µs of a {ceiling} µs ceiling"
+        );
+        let mut distinct = pauses.clone();
+        distinct.sort_by(f64::total_cmp);
+        distinct.dedup();
+        assert!(
+            distinct.len() > 300,
+            "only {} distinct pauses",
+            distinct.len()
+        );
+        assert!(pauses.iter().any(|&p| p < 0.1 * ceiling));
+        assert!(pauses.iter().any(|&p| p > 0.9 * ceiling));
+        assert_eq!(RetryPolicy::none().pause(1), Duration::ZERO);
+    }
+
     #[tokio::test]
     async fn conflicts_are_retried_up_to_the_limit() {
         let calls = AtomicU32::new(0);

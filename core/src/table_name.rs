@@ -139,6 +139,21 @@ mod tests {
     }
 
     #[test]
+    fn fnv1a_matches_the_reference_vectors() {
+        // From the FNV reference test suite (32-bit FNV-1a).
+        assert_eq!(fnv1a(b""), 0x811c_9dc5);
+        assert_eq!(fnv1a(b"a"), 0xe40c_292c);
+        assert_eq!(fnv1a(b"foobar"), 0xbf9c_f968);
+    }
+
+    #[test]
+    fn as_ref_is_the_name() {
+        let name = TableName::new("fsm_data").unwrap();
+        let text: &str = name.as_ref();
+        assert_eq!(text, "fsm_data");
+    }
+
+    #[test]
     fn quoting_per_dialect() {
         let table = TableName::new("fsm").unwrap();
         assert_eq!(table.quoted(Dialect::Sqlite), "\"fsm\"");

@@ -217,6 +217,28 @@ mod tests {
     #[test]
     fn debug_hides_the_location() {
         let url = DatabaseUrl::parse("postgres://bot:hunter2@db/x?sslmode=require").unwrap();
-        assert!(!format!("{url:?}").contains("hunter2"));
+        let debug = format!("{url:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(
+            debug.contains("postgres") && debug.contains("sslmode"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn a_password_ending_in_a_question_mark_stays_whole() {
+        let url = DatabaseUrl::parse("postgres://u:p?@h/db?table=t2").unwrap();
+        assert_eq!(url.location(), "//u:p?@h/db");
+        assert_eq!(url.options().table.as_str(), "t2");
+    }
+
+    #[test]
+    fn driver_parameters_join_into_a_query_string() {
+        let pairs = [
+            ("sslmode".to_owned(), "require".to_owned()),
+            ("a".to_owned(), "1".to_owned()),
+        ];
+        assert_eq!(query_string(&pairs), "sslmode=require&a=1");
+        assert_eq!(query_string(&[]), "");
     }
 }
