@@ -3,7 +3,9 @@
 //! BLOB/BYTEA)`, written with teloxide's `Json` serializer) into the FSM table, in the
 //! layout `fsmstore-teloxide` reads: each dialogue becomes the row of its chat (aiogram's
 //! `FSMStrategy.CHAT` key, `--bot` for the bot id) with the dialogue's variant as state and
-//! its fields as data. The source table is read, never changed.
+//! its fields as data. The source table is read, never changed. Rows that are not JSON,
+//! and rows the storage would refuse (a NUL character, nesting deeper than 31 levels, data
+//! over `max_data_bytes`), are listed and skipped (exit 1); every other row is written.
 
 use std::process::ExitCode;
 
@@ -41,6 +43,12 @@ pub(crate) async fn run(global: &Global, args: TeloxideImportArgs) -> anyhow::Re
                 };
                 let (state, data) = dialogue_value::encode(value);
                 let key = StorageKey::new(BotId(args.bot), ChatId(chat), UserId(chat));
+                // What the storage would refuse (NUL, nesting, size), refused here in both
+                // modes, so a dry run sees it and a real run writes every other row.
+                if let Err(err) = storage.options().record_row_id(&key, Some(&state), &data) {
+                    report.refused.push((chat, err.to_string()));
+                    continue;
+                }
                 if !storage.get_record(&key).await?.is_empty() {
                     report.replaced += 1;
                 }
@@ -63,6 +71,7 @@ pub(crate) async fn run(global: &Global, args: TeloxideImportArgs) -> anyhow::Re
             "imported": report.imported,
             "replaced": report.replaced,
             "not_json": report.not_json,
+            "refused": report.refused.iter().map(|(chat, why)| json!({"chat": chat, "error": why})).collect::<Vec<_>>(),
             "dry_run": args.dry_run,
         }));
     } else {
@@ -73,6 +82,9 @@ pub(crate) async fn run(global: &Global, args: TeloxideImportArgs) -> anyhow::Re
             global.table,
             report.replaced
         );
+        for (chat, why) in &report.refused {
+            eprintln!("skipped chat {chat}: {why}");
+        }
         if !report.not_json.is_empty() {
             eprintln!(
                 "skipped {} rows that are not JSON (written with teloxide's Bincode or CBOR serializer?); chats: {:?}",
@@ -81,7 +93,7 @@ pub(crate) async fn run(global: &Global, args: TeloxideImportArgs) -> anyhow::Re
             );
         }
     }
-    Ok(if report.not_json.is_empty() {
+    Ok(if report.not_json.is_empty() && report.refused.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(crate::exit::FAILURE)
@@ -93,6 +105,8 @@ struct Report {
     imported: u64,
     replaced: u64,
     not_json: Vec<i64>,
+    /// Rows the storage would refuse, and why.
+    refused: Vec<(i64, String)>,
 }
 
 /// Every row of `from`, by chat id, with the driver of the URL's backend.
@@ -117,15 +131,7 @@ async fn read_rows(url: &str, from: &TableName) -> anyhow::Result<Vec<SourceRow>
         }
         Scheme::Postgres => {
             let config = fsmstore::postgres::PgConfig::from_url(url)?;
-            let mut pg = config.pg.clone();
-            if let Some(schema) = &config.search_path {
-                pg.options(format!("-c search_path={schema}"));
-            }
-            let (client, connection) = pg
-                .connect(fsmstore::postgres::tokio_postgres::NoTls)
-                .await
-                .context("connect to PostgreSQL (no TLS)")?;
-            tokio::spawn(async move { drop(connection.await) });
+            let (client, _driver) = config.connect().await?;
             let rows = client.query(&select(Dialect::Postgres, from), &[]).await?;
             rows.iter()
                 .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))

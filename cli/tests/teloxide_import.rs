@@ -43,6 +43,13 @@ fn dialogues() -> Vec<(i64, State)> {
     ]
 }
 
+/// A dialogue the storage refuses (NUL in a value), which teloxide stored.
+fn refused() -> State {
+    State::ReceiveAge {
+        full_name: "nul\u{0}inside".into(),
+    }
+}
+
 /// What teloxide stores: `Json.serialize(&dialogue)`.
 fn blob(state: &State) -> Vec<u8> {
     <Json as Serializer<State>>::serialize(&Json, state).unwrap()
@@ -147,13 +154,15 @@ async fn teloxide_rows_import_on_sqlite() {
     }
     conn.execute("INSERT INTO tgi_src VALUES (99, x'00ff')", [])
         .unwrap();
+    conn.execute("INSERT INTO tgi_src VALUES (98, ?1)", [blob(&refused())])
+        .unwrap();
     drop(conn);
     import_and_check(&format!("sqlite://{}", path.display()), "tgi").await;
     let conn = rusqlite::Connection::open(&path).unwrap();
     let left: i64 = conn
         .query_row("SELECT COUNT(*) FROM tgi_src", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(left, 5, "the source table is only read");
+    assert_eq!(left, 6, "the source table is only read");
     drop(conn);
     std::fs::remove_file(&path).unwrap();
 }
@@ -194,7 +203,20 @@ async fn teloxide_rows_import_on_postgres() {
         )
         .await
         .unwrap();
+    client
+        .execute(
+            &format!("INSERT INTO {table}_src VALUES (98, $1)"),
+            &[&blob(&refused())],
+        )
+        .await
+        .unwrap();
     import_and_check(&url, &table).await;
+    let left: i64 = client
+        .query_one(&format!("SELECT COUNT(*) FROM {table}_src"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 6, "the source table is only read");
     client
         .batch_execute(&format!("DROP TABLE {table}_src"))
         .await
@@ -231,13 +253,22 @@ async fn teloxide_rows_import_on_mariadb() {
             .await
             .unwrap();
     }
-    sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
-        .bind(99_i64)
-        .bind(vec![0_u8, 0xff])
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    for (chat, bytes) in [(99_i64, vec![0_u8, 0xff]), (98, blob(&refused()))] {
+        sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
+            .bind(chat)
+            .bind(bytes)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
     import_and_check(&url, &table).await;
+    let (left,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM {table}_src"
+    )))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(left, 6, "the source table is only read");
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE {table}_src")))
         .execute(&mut conn)
         .await

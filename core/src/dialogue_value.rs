@@ -17,7 +17,9 @@
 //! A payload that is itself an object with the single field `$value` is wrapped once more
 //! (`{"$value": {"$value": …}}`), and a one-field object whose field is not a valid state
 //! (empty, over 255 characters, or `$dialogue`) goes the "anything else" way, so decoding
-//! always gives back the JSON that was written.
+//! always gives back the JSON that was written. A payload kept under `$value` is one level
+//! deeper than it was, which counts against the nesting limit
+//! ([`MAX_DATA_DEPTH`](crate::MAX_DATA_DEPTH)).
 
 use crate::data::{validate_state, Data};
 use serde_json::Value;

@@ -10,6 +10,12 @@
 //! [`codec`] has the whole mapping), so `fsmstore inspect stats` counts dialogues by state
 //! and `fsmstore purge` cleans them up.
 //!
+//! A row holding data but no state (aiogram's `set_data` on the same key) is no dialogue:
+//! `get_dialogue` answers `None`, `update_dialogue` replaces it, `remove_dialogue` deletes
+//! it. Dialogues obey fsmstore's input contract: no NUL character in any string, at most
+//! 31 levels of nesting (30 for a payload kept under `"$value"`), data up to
+//! `max_data_bytes`; anything else is refused with a typed error before anything is written.
+//!
 //! Keys follow aiogram's `FSMStrategy.CHAT`: the dialogue of chat `c` is the key
 //! `(bot, chat c, user c)`, so a Python aiogram bot with that strategy and the same table
 //! sees the same rows. The bot id is configurable ([`TeloxideStorage::bot_id`]), and

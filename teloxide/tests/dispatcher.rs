@@ -211,7 +211,7 @@ async fn a_real_dispatcher_carries_dialogues_across_a_restart() {
         db.close().await.unwrap();
 
         // Second run: a new handle on the same database, a new dispatcher.
-        let db = common::open(&target, options).await.expect("reopen");
+        let db = common::reopen(&target, options).await;
         let storage = Arc::new(TeloxideStorage::from(&db));
         let (token, handle) = start_bot(&api, Arc::clone(&storage));
         for step in 2..5 {

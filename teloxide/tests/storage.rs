@@ -84,7 +84,10 @@ async fn the_erased_storage_works() {
         Arc::clone(&erased).remove_dialogue(chat).await.unwrap();
         assert_eq!(Arc::clone(&erased).get_dialogue(chat).await.unwrap(), None);
         let err = Arc::clone(&erased).remove_dialogue(chat).await.unwrap_err();
-        assert!(err.downcast_ref::<Error>().is_some(), "{err}");
+        let err = err
+            .downcast_ref::<Error>()
+            .expect("an fsmstore error inside");
+        assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
         common::drop_tables(db).await;
     }
 }

@@ -12,6 +12,18 @@ pub struct Target {
     pub name: &'static str,
     /// The URL, without the table.
     pub url: String,
+    /// The SQLite file, removed at the end.
+    pub file: Option<std::path::PathBuf>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(file) = &self.file {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+            }
+        }
+    }
 }
 
 /// Every backend: SQLite (a file of this test), PostgreSQL, MariaDB.
@@ -25,16 +37,19 @@ pub fn targets(test: &str) -> Vec<Target> {
         Target {
             name: "sqlite",
             url: format!("sqlite://{}", file.display()),
+            file: Some(file),
         },
         Target {
             name: "postgres",
             url: std::env::var("FSMSTORE_TEST_POSTGRES_URL")
                 .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+            file: None,
         },
         Target {
             name: "mysql",
             url: std::env::var("FSMSTORE_TEST_MYSQL_URL")
                 .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into()),
+            file: None,
         },
     ]
 }
@@ -49,10 +64,17 @@ pub fn options(test: &str) -> StorageOptions {
         .schema(SchemaPolicy::Upgrade)
 }
 
-/// Opens `target` with `options`; `None` (a loud skip, a failure under `CI`) when its
-/// server does not answer.
+/// Opens `target` with `options` on empty tables (whatever an earlier run of a process
+/// with the same id left is dropped first); `None` (a loud skip, a failure under `CI`)
+/// when its server does not answer.
 pub async fn open(target: &Target, options: StorageOptions) -> Option<Database> {
-    match fsmstore::open_with(&target.url, options).await {
+    let fresh = async {
+        let db = fsmstore::open_with(&target.url, options.clone()).await?;
+        db.migrator()?.drop_tables().await?;
+        db.close().await?;
+        fsmstore::open_with(&target.url, options).await
+    };
+    match fresh.await {
         Ok(db) => Some(db),
         Err(err) if err.is_transient() && std::env::var_os("CI").is_none() => {
             eprintln!("*** SKIPPED on {}: server unreachable: {err}", target.name);
@@ -78,6 +100,13 @@ pub async fn drop_tables(db: Database) {
 }
 
 pub mod bot_api;
+
+/// Opens `target` again on the tables as they are (a second handle, a restart).
+pub async fn reopen(target: &Target, options: StorageOptions) -> Database {
+    fsmstore::open_with(&target.url, options)
+        .await
+        .expect("reopen")
+}
 
 /// Whether to keep the test's tables (`FSMSTORE_TELOXIDE_KEEP_TABLES=1`), to look at them
 /// with `fsmstore inspect` afterwards.
