@@ -15,30 +15,11 @@
 use std::sync::Arc;
 
 use fsmstore::teloxide::TeloxideStorage;
-use serde::{Deserialize, Serialize};
-use teloxide::dispatching::dialogue::Dialogue;
-use teloxide::dispatching::{HandlerExt, UpdateFilterExt};
 use teloxide::dptree;
-use teloxide::prelude::{Dispatcher, Requester};
-use teloxide::types::{Message, Update};
+use teloxide::prelude::Dispatcher;
 use teloxide::Bot;
 
-#[derive(Clone, Default, Debug, Serialize, Deserialize)]
-enum State {
-    #[default]
-    Start,
-    ReceiveFullName,
-    ReceiveAge {
-        full_name: String,
-    },
-    ReceiveLocation {
-        full_name: String,
-        age: u8,
-    },
-}
-
-type MyDialogue = Dialogue<State, TeloxideStorage>;
-type HandlerResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+mod dialogue_bot;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -55,87 +36,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // same table (with_bot_id=True) sees the same rows.
     let storage = Arc::new(TeloxideStorage::from(&db).bot_id_from_token(&token)?);
 
-    let handler = Update::filter_message()
-        .enter_dialogue::<Message, TeloxideStorage, State>()
-        .branch(dptree::case![State::Start].endpoint(start))
-        .branch(dptree::case![State::ReceiveFullName].endpoint(receive_full_name))
-        .branch(dptree::case![State::ReceiveAge { full_name }].endpoint(receive_age))
-        .branch(
-            dptree::case![State::ReceiveLocation { full_name, age }].endpoint(receive_location),
-        );
     let mut bot = Bot::new(token);
     if let Some(url) = api_url {
         bot = bot.set_api_url(url.parse()?);
     }
-    Dispatcher::builder(bot, handler)
+    Dispatcher::builder(bot, dialogue_bot::schema())
         .dependencies(dptree::deps![storage])
         .build()
         .dispatch()
         .await;
     db.close().await?;
-    Ok(())
-}
-
-async fn start(bot: Bot, dialogue: MyDialogue, msg: Message) -> HandlerResult {
-    bot.send_message(msg.chat.id, "Let's start! What's your full name?")
-        .await?;
-    dialogue.update(State::ReceiveFullName).await?;
-    Ok(())
-}
-
-async fn receive_full_name(bot: Bot, dialogue: MyDialogue, msg: Message) -> HandlerResult {
-    match msg.text() {
-        Some(text) => {
-            bot.send_message(msg.chat.id, "How old are you?").await?;
-            dialogue
-                .update(State::ReceiveAge {
-                    full_name: text.into(),
-                })
-                .await?;
-        }
-        None => {
-            bot.send_message(msg.chat.id, "Send me plain text.").await?;
-        }
-    }
-    Ok(())
-}
-
-async fn receive_age(
-    bot: Bot,
-    dialogue: MyDialogue,
-    full_name: String,
-    msg: Message,
-) -> HandlerResult {
-    match msg.text().map(|text| text.parse::<u8>()) {
-        Some(Ok(age)) => {
-            bot.send_message(msg.chat.id, "What's your location?")
-                .await?;
-            dialogue
-                .update(State::ReceiveLocation { full_name, age })
-                .await?;
-        }
-        _ => {
-            bot.send_message(msg.chat.id, "Send me a number.").await?;
-        }
-    }
-    Ok(())
-}
-
-async fn receive_location(
-    bot: Bot,
-    dialogue: MyDialogue,
-    (full_name, age): (String, u8),
-    msg: Message,
-) -> HandlerResult {
-    match msg.text() {
-        Some(location) => {
-            let report = format!("Full name: {full_name}\nAge: {age}\nLocation: {location}");
-            bot.send_message(msg.chat.id, report).await?;
-            dialogue.exit().await?;
-        }
-        None => {
-            bot.send_message(msg.chat.id, "Send me plain text.").await?;
-        }
-    }
     Ok(())
 }

@@ -10,18 +10,16 @@ use fsmstore::mysql::sqlx;
 use fsmstore::postgres::tokio_postgres;
 use fsmstore::{SchemaPolicy, StorageOptions};
 use fsmstore_teloxide::TeloxideStorage;
-use serde::{Deserialize, Serialize};
 use teloxide::dispatching::dialogue::serializer::{Json, Serializer};
 use teloxide::dispatching::dialogue::Storage;
 use teloxide::types::ChatId;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-enum State {
-    Start,
-    ReceiveFullName,
-    ReceiveAge { full_name: String },
-    ReceiveLocation { full_name: String, age: u8 },
-}
+/// The states of the example bot (teloxide's dialogue example).
+#[allow(dead_code)]
+#[path = "../../examples/dialogue_bot/mod.rs"]
+mod dialogue_bot;
+
+use dialogue_bot::State;
 
 fn dialogues() -> Vec<(i64, State)> {
     vec![

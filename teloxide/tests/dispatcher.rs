@@ -1,4 +1,5 @@
-//! teloxide's dialogue example bot (Start → ReceiveFullName → ReceiveAge → ReceiveLocation)
+//! The bot of `examples/teloxide_bot.rs` (teloxide's dialogue example: Start →
+//! ReceiveFullName → ReceiveAge → ReceiveLocation, from `examples/dialogue_bot/mod.rs`)
 //! run by a real `Dispatcher` against a mock Bot API, with `TeloxideStorage` on SQLite,
 //! PostgreSQL and MariaDB. The dispatcher is stopped mid-dialogue; a new one, on a new
 //! handle to the same database, carries every conversation on where it stopped.
@@ -9,96 +10,18 @@ use std::sync::Arc;
 
 use common::bot_api::{BotApi, Sent};
 use fsmstore_teloxide::TeloxideStorage;
-use serde::{Deserialize, Serialize};
-use teloxide::dispatching::dialogue::{Dialogue, Storage};
+use teloxide::dispatching::dialogue::Storage;
 use teloxide::dispatching::ShutdownToken;
-use teloxide::dispatching::{HandlerExt, UpdateFilterExt};
 use teloxide::dptree;
-use teloxide::prelude::{Dispatcher, Requester};
-use teloxide::types::{ChatId, Message, Update};
+use teloxide::prelude::Dispatcher;
+use teloxide::types::ChatId;
 use teloxide::Bot;
 
-/// The states of teloxide's `examples/dialogue.rs`.
-#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
-enum State {
-    #[default]
-    Start,
-    ReceiveFullName,
-    ReceiveAge {
-        full_name: String,
-    },
-    ReceiveLocation {
-        full_name: String,
-        age: u8,
-    },
-}
+/// The very bot of `examples/teloxide_bot.rs`.
+#[path = "../../examples/dialogue_bot/mod.rs"]
+mod dialogue_bot;
 
-type MyDialogue = Dialogue<State, TeloxideStorage>;
-type HandlerResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
-
-async fn start(bot: Bot, dialogue: MyDialogue, msg: Message) -> HandlerResult {
-    bot.send_message(msg.chat.id, "Let's start! What's your full name?")
-        .await?;
-    dialogue.update(State::ReceiveFullName).await?;
-    Ok(())
-}
-
-async fn receive_full_name(bot: Bot, dialogue: MyDialogue, msg: Message) -> HandlerResult {
-    match msg.text() {
-        Some(text) => {
-            bot.send_message(msg.chat.id, "How old are you?").await?;
-            dialogue
-                .update(State::ReceiveAge {
-                    full_name: text.into(),
-                })
-                .await?;
-        }
-        None => {
-            bot.send_message(msg.chat.id, "Send me plain text.").await?;
-        }
-    }
-    Ok(())
-}
-
-async fn receive_age(
-    bot: Bot,
-    dialogue: MyDialogue,
-    full_name: String,
-    msg: Message,
-) -> HandlerResult {
-    match msg.text().map(|text| text.parse::<u8>()) {
-        Some(Ok(age)) => {
-            bot.send_message(msg.chat.id, "What's your location?")
-                .await?;
-            dialogue
-                .update(State::ReceiveLocation { full_name, age })
-                .await?;
-        }
-        _ => {
-            bot.send_message(msg.chat.id, "Send me a number.").await?;
-        }
-    }
-    Ok(())
-}
-
-async fn receive_location(
-    bot: Bot,
-    dialogue: MyDialogue,
-    (full_name, age): (String, u8),
-    msg: Message,
-) -> HandlerResult {
-    match msg.text() {
-        Some(location) => {
-            let report = format!("Full name: {full_name}\nAge: {age}\nLocation: {location}");
-            bot.send_message(msg.chat.id, report).await?;
-            dialogue.exit().await?;
-        }
-        None => {
-            bot.send_message(msg.chat.id, "Send me plain text.").await?;
-        }
-    }
-    Ok(())
-}
+use dialogue_bot::State;
 
 /// Starts the example's dispatcher on `storage` against `api`.
 fn start_bot(
@@ -106,15 +29,7 @@ fn start_bot(
     storage: Arc<TeloxideStorage>,
 ) -> (ShutdownToken, tokio::task::JoinHandle<()>) {
     let bot = Bot::new("4242:TEST").set_api_url(api.url.parse().expect("the mock's URL"));
-    let handler = Update::filter_message()
-        .enter_dialogue::<Message, TeloxideStorage, State>()
-        .branch(dptree::case![State::Start].endpoint(start))
-        .branch(dptree::case![State::ReceiveFullName].endpoint(receive_full_name))
-        .branch(dptree::case![State::ReceiveAge { full_name }].endpoint(receive_age))
-        .branch(
-            dptree::case![State::ReceiveLocation { full_name, age }].endpoint(receive_location),
-        );
-    let mut dispatcher = Dispatcher::builder(bot, handler)
+    let mut dispatcher = Dispatcher::builder(bot, dialogue_bot::schema())
         .dependencies(dptree::deps![storage])
         .build();
     let token = dispatcher.shutdown_token();

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use fsmstore::{BotId, Error, ErrorKind};
 use fsmstore_teloxide::TeloxideStorage;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use teloxide::dispatching::dialogue::Storage;
 use teloxide::types::ChatId;
@@ -92,14 +91,12 @@ async fn the_erased_storage_works() {
     }
 }
 
-/// The dialogue example's states.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-enum State {
-    Start,
-    ReceiveFullName,
-    ReceiveAge { full_name: String },
-    ReceiveLocation { full_name: String, age: u8 },
-}
+/// The states of the example bot (teloxide's dialogue example).
+#[allow(dead_code)]
+#[path = "../../examples/dialogue_bot/mod.rs"]
+mod dialogue_bot;
+
+use dialogue_bot::State;
 
 /// Rows are readable: an enum's variant is the state, its fields the data; keys follow
 /// aiogram's `FSMStrategy.CHAT` (`fsm:{chat}:{chat}`); `inspect stats` counts dialogues by
