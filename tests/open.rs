@@ -76,3 +76,29 @@ async fn unknown_url_parameters_name_themselves() {
     assert!(matches!(err, Error::Config(_)), "{err:?}");
     assert!(err.to_string().contains("\"bogus\""), "{err}");
 }
+
+/// `fsmstore::teloxide::open`: teloxide dialogues on the database a URL names.
+#[cfg(feature = "teloxide")]
+#[tokio::test]
+async fn teloxide_open_serves_dialogues_from_a_url() {
+    use teloxide::dispatching::dialogue::Storage as _;
+    let url = format!("{}?schema=upgrade", temp_db("teloxide"));
+    let storage = fsmstore::teloxide::open(&url).await.unwrap();
+    let chat = teloxide::types::ChatId(5);
+    std::sync::Arc::clone(&storage)
+        .update_dialogue(chat, "Waiting".to_owned())
+        .await
+        .unwrap();
+    let got: Option<String> = std::sync::Arc::clone(&storage)
+        .get_dialogue(chat)
+        .await
+        .unwrap();
+    assert_eq!(got.as_deref(), Some("Waiting"));
+    // The row is the chat's, in aiogram's layout.
+    let record = storage
+        .storage()
+        .get_record(&storage.key(chat))
+        .await
+        .unwrap();
+    assert_eq!(record.state.as_deref(), Some("Waiting"));
+}
