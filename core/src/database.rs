@@ -116,3 +116,38 @@ impl Database {
         self.storage.close().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BotId, ChatId, MemoryStorage, UserId};
+
+    #[tokio::test]
+    async fn the_handle_names_its_backend_and_closes_its_views() {
+        let options = StorageOptions::default().table("forms").unwrap();
+        let db = Database::new(
+            "memory",
+            Arc::new(MemoryStorage::with_options(options)),
+            None,
+        );
+        assert_eq!(db.backend(), "memory");
+        assert_eq!(db.options().table.as_str(), "forms");
+        let debug = format!("{db:?}");
+        assert!(
+            debug.contains("memory") && debug.contains("forms"),
+            "{debug}"
+        );
+        let Err(err) = db.migrator() else {
+            panic!("an in-memory store has no migrator")
+        };
+        let err = err.to_string();
+        assert!(err.contains("memory backend has no schema"), "{err}");
+        let key = StorageKey::new(BotId(1), ChatId(2), UserId(3));
+        db.dialogue(key.clone()).set_state("S").await.unwrap();
+        db.close().await.unwrap();
+        assert!(matches!(
+            db.storage().get_state(&key).await,
+            Err(Error::Closed)
+        ));
+    }
+}

@@ -59,3 +59,20 @@ impl FromStr for Dialect {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_display_and_parse_back() {
+        for dialect in Dialect::ALL {
+            assert_eq!(dialect.to_string(), dialect.name());
+            assert_eq!(dialect.name().parse::<Dialect>().unwrap(), dialect);
+        }
+        assert_eq!(
+            Dialect::ALL.map(Dialect::name),
+            ["sqlite", "postgres", "mysql"]
+        );
+    }
+}
