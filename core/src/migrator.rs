@@ -251,3 +251,84 @@ pub fn history(set: &MigrationSet, applied: Vec<AppliedMigration>) -> Vec<Histor
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Dialect, TableName};
+
+    fn applied(set: &MigrationSet, version: i64, checksum: Option<&str>) -> AppliedMigration {
+        let migration = set.get(version);
+        AppliedMigration {
+            version,
+            description: migration.map_or("gone".into(), |m| m.description.clone()),
+            installed_on_ms: 0,
+            success: true,
+            checksum: checksum
+                .map(str::to_owned)
+                .or_else(|| migration.map(|m| m.checksum.clone()))
+                .unwrap_or_default(),
+            execution_time_ms: 1,
+        }
+    }
+
+    #[test]
+    fn status_names_the_upgrade_and_requires_head() {
+        let set = MigrationSet::builtin(Dialect::Sqlite, &TableName::new("forms").unwrap());
+        let head = set.head();
+        let rows: Vec<_> = (1..head).map(|v| applied(&set, v, None)).collect();
+        let status = SchemaStatus::new(&set, "custom_v", &rows).unwrap();
+        assert_eq!((status.current, status.head), (head - 1, head));
+        assert_eq!(
+            status.upgrade_command(),
+            "fsmstore migrate up --table forms --version-table custom_v"
+        );
+        let Err(Error::SchemaOutdated {
+            current,
+            required,
+            fix,
+            ..
+        }) = status.require_head()
+        else {
+            panic!("one version short of head is outdated")
+        };
+        assert_eq!((current, required), (head - 1, head));
+        assert_eq!(fix, status.upgrade_command());
+
+        let rows: Vec<_> = (1..=head).map(|v| applied(&set, v, None)).collect();
+        let status = SchemaStatus::new(&set, DEFAULT_VERSION_TABLE_NAME, &rows).unwrap();
+        status.require_head().unwrap();
+        assert_eq!(
+            status.upgrade_command(),
+            "fsmstore migrate up --table forms"
+        );
+    }
+
+    #[test]
+    fn history_joins_code_and_rows() {
+        let set = MigrationSet::builtin(Dialect::Postgres, &TableName::new("forms").unwrap());
+        let head = set.head();
+        let rows = vec![
+            applied(&set, 1, None),
+            applied(&set, 2, Some("edited")),
+            applied(&set, head + 1, Some("x")),
+        ];
+        let entries = history(&set, rows);
+        assert_eq!(entries.len() as i64, head + 1);
+        assert!(entries[0].applied.is_some() && entries[0].checksum_ok && entries[0].known);
+        assert!(
+            entries[1].applied.is_some() && !entries[1].checksum_ok,
+            "drifted"
+        );
+        assert!(
+            entries[2].applied.is_none() && entries[2].checksum_ok,
+            "pending"
+        );
+        let newer = &entries[head as usize];
+        assert_eq!(newer.version, head + 1);
+        assert!(!newer.known && newer.applied.is_some());
+        assert_eq!(newer.description, "gone");
+    }
+
+    const DEFAULT_VERSION_TABLE_NAME: &str = crate::table_name::DEFAULT_VERSION_TABLE;
+}

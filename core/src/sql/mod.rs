@@ -336,6 +336,39 @@ mod tests {
     }
 
     #[test]
+    fn version_statements_bind_in_the_documented_order() {
+        let v = TableName::new("fsm_v").unwrap();
+        assert_eq!(
+            drop_table_if_exists(Dialect::Mysql, &v),
+            "DROP TABLE IF EXISTS `fsm_v`"
+        );
+        let q = VersionQueries::for_table(Dialect::Postgres, &v);
+        assert_eq!(
+            q.insert,
+            "INSERT INTO \"fsm_v\" (table_name, version, description, success, checksum, \
+             execution_time_ms) VALUES ($1, $2, $3, $4, $5, $6)"
+        );
+        assert_eq!(
+            q.mark_success,
+            "UPDATE \"fsm_v\" SET success = $1, execution_time_ms = $2 WHERE table_name = $3 AND version = $4"
+        );
+        assert_eq!(
+            q.set_success,
+            "UPDATE \"fsm_v\" SET success = $1 WHERE table_name = $2 AND version = $3"
+        );
+        assert_eq!(
+            q.delete,
+            "DELETE FROM \"fsm_v\" WHERE table_name = $1 AND version = $2"
+        );
+        let q = VersionQueries::for_table(Dialect::Sqlite, &v);
+        assert!(
+            q.delete.ends_with("table_name = ?1 AND version = ?2"),
+            "{}",
+            q.delete
+        );
+    }
+
+    #[test]
     fn statements_quote_the_table() {
         let table = TableName::new("fsm_x").unwrap();
         let rows = [
