@@ -58,3 +58,25 @@ pub(crate) fn from_join(err: tokio::task::JoinError) -> Error {
         Error::connection("SQLite call was cancelled (runtime shutting down)", None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: std::os::raw::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn busy_and_locked_are_transient_the_rest_permanent() {
+        assert!(from_sqlite(failure(rusqlite::ffi::SQLITE_BUSY)).is_transient());
+        assert!(from_sqlite(failure(rusqlite::ffi::SQLITE_LOCKED)).is_transient());
+        assert!(!from_sqlite(failure(rusqlite::ffi::SQLITE_CONSTRAINT)).is_transient());
+        let readonly = from_sqlite(failure(rusqlite::ffi::SQLITE_READONLY));
+        assert!(!readonly.is_transient());
+        assert!(
+            readonly.to_string().contains("read-only here"),
+            "{readonly}"
+        );
+    }
+}

@@ -31,3 +31,59 @@ async fn a_path_in_a_missing_folder_is_permanent() {
     assert!(!err.is_transient(), "{err:?}");
     assert!(err.to_string().contains("its folder, exist"), "{err}");
 }
+
+fn temp_file(name: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("fsmstore-{name}-{}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    path
+}
+
+/// A file opened with `mode=ro` refuses writes permanently, says why, and keeps the
+/// driver's error as the source.
+#[tokio::test]
+async fn a_read_only_file_refuses_writes_and_says_why() {
+    use fsmstore_core::{BotId, ChatId, Storage, StorageKey, UserId};
+    let path = temp_file("ro");
+    let options = StorageOptions::default().schema(SchemaPolicy::Upgrade);
+    let storage = SqliteStorage::open(SqliteConfig::file(&path).options(options).unwrap())
+        .await
+        .unwrap();
+    storage.close().await.unwrap();
+    let config = SqliteConfig::from_url(&format!("sqlite://{}?mode=ro", path.display())).unwrap();
+    let storage = SqliteStorage::open(config).await.unwrap();
+    let key = StorageKey::new(BotId(1), ChatId(2), UserId(3));
+    assert_eq!(storage.get_state(&key).await.unwrap(), None, "reads work");
+    let err = storage.set_state(&key, Some("S")).await.unwrap_err();
+    assert!(!err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains("read-only here"), "{err}");
+    let mut source = std::error::Error::source(&err);
+    let mut depth = 0;
+    while let Some(inner) = source {
+        depth += 1;
+        source = inner.source();
+    }
+    assert!(
+        depth >= 2,
+        "fsmstore error → file error → driver error: {depth}"
+    );
+    storage.close().await.unwrap();
+}
+
+/// Files run in WAL mode (readers never block the writer), as docs/architecture.md says.
+#[tokio::test]
+async fn files_are_switched_to_wal() {
+    let path = temp_file("wal");
+    let options = StorageOptions::default().schema(SchemaPolicy::Upgrade);
+    let storage = SqliteStorage::open(SqliteConfig::file(&path).options(options).unwrap())
+        .await
+        .unwrap();
+    let conn = fsmstore_sqlite::rusqlite::Connection::open(&path).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    drop(conn);
+    fsmstore_core::Storage::close(&storage).await.unwrap();
+}
