@@ -163,6 +163,15 @@ impl MysqlConfig {
     /// Opens a pool of at most `max` connections and checks that the server answers. One
     /// direct connection first: a refused or failed connect then says why at once (sqlx's
     /// pool retries until its timeout and reports only "pool timed out").
+    /// A pool that connects on first use (the lock pool of [`Database::isolation`](fsmstore_core::Database::isolation)).
+    pub(crate) fn lazy_pool(&self, max: u32) -> MySqlPool {
+        MySqlPoolOptions::new()
+            .max_connections(max.max(1))
+            .min_connections(0)
+            .acquire_timeout(self.options.connect_timeout)
+            .connect_lazy_with(self.connect.clone())
+    }
+
     pub(crate) async fn pool(&self, max: u32) -> Result<MySqlPool> {
         let probe = tokio::time::timeout(
             self.options.connect_timeout,

@@ -31,6 +31,7 @@ mod call;
 mod config;
 mod error;
 mod inspect;
+mod isolation;
 mod migrate;
 mod stash;
 mod steps;

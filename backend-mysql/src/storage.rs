@@ -30,6 +30,8 @@ pub struct MysqlStorage {
 
 pub(crate) struct Inner {
     pub(crate) pool: MySqlPool,
+    /// Connections holding per-key locks ([`Database::isolation`]).
+    lock_pool: MySqlPool,
     sql: Statements,
     pub(crate) inspect: InspectStatements,
     pub(crate) config: MysqlConfig,
@@ -101,9 +103,11 @@ impl MysqlStorage {
         let sql = Statements::new(&MysqlQueries::new(&config.options.table));
         let inspect = InspectStatements::new(&config.options.table);
         let pool = config.pool(config.options.pool_max).await?;
+        let lock_pool = config.lazy_pool(config.options.pool_max);
         let storage = MysqlStorage {
             inner: Arc::new(Inner {
                 pool,
+                lock_pool,
                 sql,
                 inspect,
                 config,
@@ -138,11 +142,14 @@ impl MysqlStorage {
     /// [`Error::Migration`] for a custom migration list that is not contiguous.
     pub fn database(&self) -> Result<Database> {
         let migrator: Arc<dyn Migrator> = Arc::new(self.migrator()?);
-        Ok(Database::new(
-            "mysql",
-            Arc::new(self.clone()),
-            Some(migrator),
-        ))
+        let isolation = crate::isolation::MysqlIsolation {
+            pool: self.inner.lock_pool.clone(),
+            options: self.inner.config.options.clone(),
+        };
+        Ok(
+            Database::new("mysql", Arc::new(self.clone()), Some(migrator))
+                .with_isolation(Arc::new(isolation)),
+        )
     }
 
     /// The migrator of this storage's table; it reads through this storage's pool and takes
@@ -489,6 +496,12 @@ impl Storage for MysqlStorage {
         // sqlx's close waits for every checked-out connection: hand the stash back first.
         self.inner.stash.drain();
         self.inner.pool.close().await;
+        // Held lock guards keep their connections until dropped: do not wait for them.
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            self.inner.lock_pool.close(),
+        )
+        .await;
         Ok(())
     }
 }

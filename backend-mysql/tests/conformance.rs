@@ -33,6 +33,16 @@ impl Backend for MysqlBackend {
     async fn cleanup(&self, options: &StorageOptions) -> Result<()> {
         common::drop_tables(&self.config, options).await
     }
+
+    async fn kill_session(&self, session: i64) -> Result<bool> {
+        use fsmstore_mysql::sqlx;
+        let mut conn = common::connection(&self.config).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("KILL {session}")))
+            .execute(&mut conn)
+            .await
+            .map_err(|err| fsmstore_core::Error::database(false, err))?;
+        Ok(true)
+    }
 }
 
 async fn backend() -> Option<Arc<dyn Backend>> {

@@ -22,6 +22,7 @@
 
 mod config;
 mod error;
+mod isolation;
 mod migrate;
 mod storage;
 mod tls;

@@ -31,6 +31,8 @@ pub struct PgStorage {
 
 struct Inner {
     pool: Pool,
+    /// Connections holding per-key locks ([`Database::isolation`]).
+    lock_pool: Pool,
     queries: PostgresQueries,
     inspect: InspectQueries,
     config: PgConfig,
@@ -65,8 +67,10 @@ impl PgStorage {
     /// [`Error::SchemaOutdated`] naming the command to run, and the other schema errors.
     pub async fn open(config: PgConfig) -> Result<Self> {
         let pool = build_pool(&config)?;
+        let lock_pool = build_pool(&config)?;
         let storage = PgStorage {
             inner: Arc::new(Inner {
+                lock_pool,
                 queries: PostgresQueries::new(&config.options.table),
                 inspect: InspectQueries::for_table(Dialect::Postgres, &config.options.table),
                 pool,
@@ -83,6 +87,7 @@ impl PgStorage {
         };
         if let Err(err) = checked {
             storage.inner.pool.close();
+            storage.inner.lock_pool.close();
             return Err(err);
         }
         Ok(storage)
@@ -103,11 +108,12 @@ impl PgStorage {
     /// [`Error::Migration`] for a custom migration list that is not contiguous.
     pub fn database(&self) -> Result<Database> {
         let migrator: Arc<dyn Migrator> = Arc::new(self.migrator()?);
-        Ok(Database::new(
-            "postgres",
-            Arc::new(self.clone()),
-            Some(migrator),
-        ))
+        let isolation =
+            crate::isolation::isolation(self.inner.lock_pool.clone(), &self.inner.config.options);
+        Ok(
+            Database::new("postgres", Arc::new(self.clone()), Some(migrator))
+                .with_isolation(isolation),
+        )
     }
 
     /// The migrator of this storage's table, sharing its pool for reads.
@@ -449,6 +455,7 @@ impl Storage for PgStorage {
     async fn close(&self) -> Result<()> {
         self.inner.closed.store(true, Ordering::Release);
         self.inner.pool.close();
+        self.inner.lock_pool.close();
         Ok(())
     }
 }

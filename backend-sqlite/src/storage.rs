@@ -1,13 +1,14 @@
 //! [`SqliteStorage`]: the [`Storage`] implementation.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use async_trait::async_trait;
 use fsmstore_core::sql::{InspectQueries, SqliteQueries};
 use fsmstore_core::{
     merge_shallow, parse_data, retry, validate_data, validate_field, validate_state, Data,
-    Database, Dialect, Error, Migrator, Record, Result, SchemaPolicy, Storage, StorageKey,
-    StorageOptions,
+    Database, Dialect, Error, LocalIsolation, LocalLocks, Migrator, Record, Result, SchemaPolicy,
+    Storage, StorageKey, StorageOptions,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
@@ -26,6 +27,8 @@ pub struct SqliteStorage {
     queries: Arc<SqliteQueries>,
     pub(crate) inspect: Arc<InspectQueries>,
     pub(crate) options: StorageOptions,
+    /// Per-key locks, shared by every storage of this process on the same file and table.
+    locks: Arc<LocalLocks>,
 }
 
 impl std::fmt::Debug for SqliteStorage {
@@ -50,7 +53,9 @@ impl SqliteStorage {
     pub async fn open(config: SqliteConfig) -> Result<Self> {
         let connections = Connections::open(&config).await?;
         let config_location = config.location.clone();
+        let locks = shared_locks(&config_location, config.options.table.as_str());
         let storage = SqliteStorage {
+            locks,
             queries: Arc::new(SqliteQueries::new(&config.options.table)),
             inspect: Arc::new(InspectQueries::for_table(
                 Dialect::Sqlite,
@@ -92,11 +97,11 @@ impl SqliteStorage {
     /// [`Error::Migration`] for a custom migration list that is not contiguous.
     pub fn database(&self) -> Result<Database> {
         let migrator: Arc<dyn Migrator> = Arc::new(self.migrator()?);
-        Ok(Database::new(
-            "sqlite",
-            Arc::new(self.clone()),
-            Some(migrator),
-        ))
+        let isolation = LocalIsolation::shared(Arc::clone(&self.locks), self.options.clone());
+        Ok(
+            Database::new("sqlite", Arc::new(self.clone()), Some(migrator))
+                .with_isolation(Arc::new(isolation)),
+        )
     }
 
     /// The migrator of this storage's table, on the same connections.
@@ -198,6 +203,33 @@ fn select_data(conn: &Connection, queries: &SqliteQueries, id: &str) -> Result<D
         .and_then(|mut s| s.query_row([id], |row| row.get(0)).optional())
         .map_err(from_sqlite)?;
     text.map_or_else(|| Ok(Data::new()), |text| parse_data(id, &text))
+}
+
+/// The per-key locks of `table` in `location`, shared by every storage of this process on
+/// the same file (or named in-memory database) and table. Per-key isolation on SQLite is
+/// in-process: other processes writing the same file do not see these locks.
+fn shared_locks(location: &SqliteLocation, table: &str) -> Arc<LocalLocks> {
+    static REGISTRY: OnceLock<Mutex<HashMap<String, Weak<LocalLocks>>>> = OnceLock::new();
+    let name = match location {
+        SqliteLocation::File(path) => {
+            let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+            format!("file:{}", path.display())
+        }
+        SqliteLocation::SharedMemory(name) => format!("memory:{name}"),
+        SqliteLocation::Memory => return Arc::default(),
+    };
+    let name = format!("{name}\0{table}");
+    let mut registry = REGISTRY
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    registry.retain(|_, locks| locks.strong_count() > 0);
+    if let Some(locks) = registry.get(&name).and_then(Weak::upgrade) {
+        return locks;
+    }
+    let locks = Arc::new(LocalLocks::default());
+    registry.insert(name, Arc::downgrade(&locks));
+    locks
 }
 
 #[async_trait]

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use fsmstore_core::{
-    Database, Inspect, MemoryStorage, Migrator, Result, SchemaPolicy, Storage, StorageOptions,
+    Database, Inspect, LocalIsolation, LocalLocks, MemoryStorage, Migrator, Result, SchemaPolicy,
+    Storage, StorageOptions,
 };
 
 /// A backend under test.
@@ -57,13 +58,25 @@ pub trait Backend: Send + Sync + 'static {
     /// # Errors
     /// Database errors (reported, never fatal to the case).
     async fn cleanup(&self, options: &StorageOptions) -> Result<()>;
+
+    /// Ends database session `session` as an operator would (`pg_terminate_backend`,
+    /// `KILL`), for the case that kills a lock holder. `Ok(false)`: this backend's locks
+    /// have no sessions.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn kill_session(&self, session: i64) -> Result<bool> {
+        let _ = session;
+        Ok(false)
+    }
 }
 
 /// [`MemoryStorage`] as a backend: the reference every SQL backend is compared with.
 /// Reopening a table returns a new handle on the same rows.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    tables: Mutex<HashMap<String, MemoryStorage>>,
+    /// Each table's rows, and its locks (shared by every handle, as a database's are).
+    tables: Mutex<HashMap<String, (MemoryStorage, Arc<LocalLocks>)>>,
 }
 
 impl MemoryBackend {
@@ -81,16 +94,21 @@ impl Backend for MemoryBackend {
 
     async fn open_database(&self, options: StorageOptions) -> Result<Database> {
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
-        let storage = match tables.get(options.table.as_str()) {
+        let (storage, locks) = match tables.get(options.table.as_str()) {
             // Same rows, options of this open (key builder, limits).
-            Some(existing) => existing.reopen_with(options),
+            Some((existing, locks)) => (existing.reopen_with(options.clone()), Arc::clone(locks)),
             None => {
                 let storage = MemoryStorage::with_options(options.clone());
-                tables.insert(options.table.to_string(), storage.reopen());
-                storage
+                let locks = Arc::new(LocalLocks::default());
+                tables.insert(
+                    options.table.to_string(),
+                    (storage.reopen(), Arc::clone(&locks)),
+                );
+                (storage, locks)
             }
         };
-        Ok(Database::new("memory", Arc::new(storage), None))
+        let isolation = Arc::new(LocalIsolation::shared(locks, options));
+        Ok(Database::new("memory", Arc::new(storage), None).with_isolation(isolation))
     }
 
     async fn cleanup(&self, options: &StorageOptions) -> Result<()> {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::dialogue::Dialogue;
 use crate::error::{Error, Result};
 use crate::inspect::Inspect;
+use crate::isolation::{Isolation, LocalIsolation};
 use crate::key::StorageKey;
 use crate::migrator::Migrator;
 use crate::options::StorageOptions;
@@ -40,6 +41,7 @@ pub struct Database {
     backend: &'static str,
     storage: Arc<dyn Inspect>,
     migrator: Option<Arc<dyn Migrator>>,
+    isolation: Arc<dyn Isolation>,
 }
 
 impl std::fmt::Debug for Database {
@@ -61,11 +63,27 @@ impl Database {
         storage: Arc<dyn Inspect>,
         migrator: Option<Arc<dyn Migrator>>,
     ) -> Self {
+        let isolation = Arc::new(LocalIsolation::new(storage.options().clone()));
         Database {
             backend,
             storage: Arc::new(Traced::new(backend, storage)),
             migrator,
+            isolation,
         }
+    }
+
+    /// The same handle with `isolation` handing out its per-key locks (the default is a
+    /// [`LocalIsolation`] of this handle's own).
+    #[must_use]
+    pub fn with_isolation(mut self, isolation: Arc<dyn Isolation>) -> Self {
+        self.isolation = isolation;
+        self
+    }
+
+    /// The per-key locks: hold one around a handler so two updates of one conversation
+    /// never interleave (see [`Isolation`]).
+    pub fn isolation(&self) -> Arc<dyn Isolation> {
+        Arc::clone(&self.isolation)
     }
 
     /// The backend's name (`sqlite`, `postgres`, `mysql`, …).

@@ -79,6 +79,15 @@ pub enum Error {
         /// The row id.
         key: String,
     },
+    /// A per-key lock ([`Isolation::lock`](crate::Isolation::lock)) that did not come
+    /// within the isolation timeout: another handler holds the key. Transient.
+    #[error("the lock of row id {key:?} did not come within {waited:?}: another handler holds it")]
+    LockTimeout {
+        /// The row id.
+        key: String,
+        /// How long the call waited.
+        waited: std::time::Duration,
+    },
     /// A configuration or URL that can not be used.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -200,6 +209,8 @@ pub enum ErrorKind {
     Closed,
     /// A row the call needs does not exist.
     NotFound,
+    /// A per-key lock did not come in time.
+    LockTimeout,
     /// The server is unreachable or the connection was lost.
     Connection,
     /// A write whose reply was lost: it may or may not have been applied.
@@ -237,6 +248,7 @@ impl Error {
             Error::DataMismatch { .. } => ErrorKind::DataMismatch,
             Error::Closed => ErrorKind::Closed,
             Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::LockTimeout { .. } => ErrorKind::LockTimeout,
             Error::Connection { .. } => ErrorKind::Connection,
             Error::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
             Error::Database { .. } => ErrorKind::Database,
@@ -247,7 +259,7 @@ impl Error {
     /// deadlock, a busy database.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Connection { .. } => true,
+            Error::Connection { .. } | Error::LockTimeout { .. } => true,
             Error::Database { transient, .. } => *transient,
             _ => false,
         }

@@ -35,6 +35,7 @@ mod dialogue;
 pub mod dialogue_value;
 mod error;
 mod inspect;
+mod isolation;
 mod key;
 mod memory;
 mod migration_run;
@@ -59,6 +60,7 @@ pub use dialect::Dialect;
 pub use dialogue::{patch_from, Dialogue, DialogueState, IntoState};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use inspect::{now_ms, Inspect, StoredRow, TableStats};
+pub use isolation::{lock_timeout, Isolation, LocalIsolation, LocalLocks, LockGuard};
 pub use key::{
     BotId, ChatId, DefaultKeyBuilder, KeyBuilder, StorageKey, UserId, DEFAULT_DESTINY,
     MAX_KEY_BYTES,
@@ -71,8 +73,8 @@ pub use migrator::{
 };
 pub use offline::offline_script;
 pub use options::{
-    SchemaPolicy, StorageOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_DATA_BYTES,
-    DEFAULT_POOL_MAX, SHARED_URL_PARAMETERS,
+    SchemaPolicy, StorageOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_ISOLATION_TIMEOUT,
+    DEFAULT_MAX_DATA_BYTES, DEFAULT_POOL_MAX, SHARED_URL_PARAMETERS,
 };
 pub use planner::{
     dirty_error, verified_version, Direction, MigrationPlan, MigrationStep, MigrationTarget,

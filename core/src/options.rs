@@ -97,6 +97,9 @@ pub struct StorageOptions {
     pub retry: RetryPolicy,
     /// Migrations to run instead of the built-in ones (tests and extensions).
     pub migrations: Option<Arc<Vec<MigrationSource>>>,
+    /// How long [`Isolation::lock`](crate::Isolation::lock) waits for a key's lock before
+    /// [`Error::LockTimeout`] (default 30 s).
+    pub isolation_timeout: Duration,
 }
 
 impl Default for StorageOptions {
@@ -111,6 +114,7 @@ impl Default for StorageOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             retry: RetryPolicy::default(),
             migrations: None,
+            isolation_timeout: DEFAULT_ISOLATION_TIMEOUT,
         }
     }
 }
@@ -127,12 +131,13 @@ impl fmt::Debug for StorageOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("retry", &self.retry)
             .field("custom_migrations", &self.migrations.is_some())
+            .field("isolation_timeout", &self.isolation_timeout)
             .finish()
     }
 }
 
 /// The URL parameters every backend understands (parsed by [`DatabaseUrl`](crate::DatabaseUrl)).
-pub const SHARED_URL_PARAMETERS: [&str; 7] = [
+pub const SHARED_URL_PARAMETERS: [&str; 8] = [
     "table",
     "version_table",
     "schema",
@@ -140,7 +145,11 @@ pub const SHARED_URL_PARAMETERS: [&str; 7] = [
     "connect_timeout_ms",
     "max_data_bytes",
     "retry_attempts",
+    "isolation_timeout_ms",
 ];
+
+/// The default [`StorageOptions::isolation_timeout`].
+pub const DEFAULT_ISOLATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl StorageOptions {
     /// Sets the FSM table.
@@ -188,6 +197,9 @@ impl StorageOptions {
                     })?;
             }
             "connect_timeout_ms" => self.connect_timeout = Duration::from_millis(number(value)?),
+            "isolation_timeout_ms" => {
+                self.isolation_timeout = Duration::from_millis(number(value)?)
+            }
             "retry_attempts" => {
                 let attempts = u32::try_from(number(value)?)
                     .ok()
@@ -252,6 +264,12 @@ impl StorageOptions {
                 &defaults.connect_timeout,
             )?,
             retry: pick("retry", self.retry, code.retry, &defaults.retry)?,
+            isolation_timeout: pick(
+                "isolation_timeout",
+                self.isolation_timeout,
+                code.isolation_timeout,
+                &defaults.isolation_timeout,
+            )?,
             key_builder: code.key_builder,
             migrations: code.migrations,
         })
@@ -266,6 +284,12 @@ impl StorageOptions {
     /// Sets how calls are run again after a conflict the database rolled back.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self
+    }
+
+    /// Sets how long a per-key lock is waited for.
+    pub fn isolation_timeout(mut self, timeout: Duration) -> Self {
+        self.isolation_timeout = timeout;
         self
     }
 

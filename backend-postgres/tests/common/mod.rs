@@ -62,6 +62,16 @@ impl Backend for PgBackend {
         }
         Ok(())
     }
+
+    async fn kill_session(&self, session: i64) -> Result<bool> {
+        let pid = i32::try_from(session).expect("a backend pid");
+        let row = self
+            .admin
+            .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .map_err(|err| fsmstore_core::Error::database(false, err))?;
+        Ok(row.get(0))
+    }
 }
 
 pub async fn backend() -> Option<Arc<dyn Backend>> {

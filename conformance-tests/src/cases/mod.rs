@@ -3,6 +3,7 @@
 pub mod adversarial;
 pub mod data;
 pub mod inspect;
+pub mod isolation;
 pub mod keys;
 pub mod lifecycle;
 pub mod migrations;

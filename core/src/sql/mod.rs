@@ -285,6 +285,54 @@ impl MysqlVersionRepair {
     }
 }
 
+/// The statements of a per-key lock ([`Isolation`](crate::Isolation)) held by a database
+/// session, for one row id.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct KeyLock {
+    /// Takes the lock. PostgreSQL: a simple-query batch (values inlined, no parameters)
+    /// that waits at most the timeout (`lock_timeout`, SQLSTATE 55P03 when it runs out) and
+    /// returns one row `(_, backend pid)`; the batch is one implicit transaction, so a
+    /// timeout also undoes its `SET`. MySQL: `(name, timeout seconds)` →
+    /// `(1 taken | 0 timed out | NULL error, connection id)`.
+    pub lock: String,
+    /// Releases it. PostgreSQL: a batch; MySQL: `(name)`.
+    pub unlock: String,
+    /// The lock's name (MySQL's `GET_LOCK`, at most 64 characters); empty on PostgreSQL.
+    pub name: String,
+}
+
+impl KeyLock {
+    /// A session-level advisory lock on a 64-bit hash of the table and the row id.
+    pub fn postgres(table: &TableName, row_id: &str, timeout: std::time::Duration) -> KeyLock {
+        let key = advisory_key(&format!("fsmstore:row:{}:{row_id}", table.as_str()));
+        let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
+        KeyLock {
+            lock: format!(
+                "SET lock_timeout = '{ms}ms'; SELECT pg_advisory_lock({key}), pg_backend_pid(); \
+                 SET lock_timeout = DEFAULT"
+            ),
+            unlock: format!("SELECT pg_advisory_unlock({key})"),
+            name: String::new(),
+        }
+    }
+
+    /// `GET_LOCK` under `fsm:<table hash>:<row id hash>` (29 characters, whatever the
+    /// table and id).
+    pub fn mysql(table: &TableName, row_id: &str) -> KeyLock {
+        use crate::table_name::{fnv1a, fnv1a64};
+        KeyLock {
+            lock: "SELECT GET_LOCK(?, ?), CONNECTION_ID()".to_owned(),
+            unlock: "SELECT RELEASE_LOCK(?)".to_owned(),
+            name: format!(
+                "fsm:{:08x}:{:016x}",
+                fnv1a(table.as_str().as_bytes()),
+                fnv1a64(row_id.as_bytes())
+            ),
+        }
+    }
+}
+
 /// A stable 64-bit key for `name`: the first 8 bytes of its SHA-256.
 fn advisory_key(name: &str) -> i64 {
     use sha2::{Digest, Sha256};
@@ -328,6 +376,29 @@ fn common_version_queries(v: &str, placeholders: [&str; 6]) -> (String, String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_locks_are_per_table_and_row_and_fit_mysql() {
+        let (a, b) = (TableName::new("a").unwrap(), TableName::new("b").unwrap());
+        let timeout = std::time::Duration::from_millis(1500);
+        let pg = KeyLock::postgres(&a, "fsm:1:1", timeout);
+        assert!(pg
+            .lock
+            .starts_with("SET lock_timeout = '1500ms'; SELECT pg_advisory_lock("));
+        assert_ne!(pg.lock, KeyLock::postgres(&b, "fsm:1:1", timeout).lock);
+        assert_ne!(pg.lock, KeyLock::postgres(&a, "fsm:1:2", timeout).lock);
+        let long = "x".repeat(255);
+        let my = KeyLock::mysql(&TableName::new("t".repeat(63)).unwrap(), &long);
+        assert_eq!(my.name.len(), 29);
+        assert_ne!(
+            KeyLock::mysql(&a, "fsm:1:1").name,
+            KeyLock::mysql(&b, "fsm:1:1").name
+        );
+        assert_ne!(
+            KeyLock::mysql(&a, "fsm:1:1").name,
+            KeyLock::mysql(&a, "fsm:1:2").name
+        );
+    }
 
     #[test]
     fn advisory_keys_are_stable_and_distinct() {

@@ -1,0 +1,120 @@
+//! Per-key isolation on MySQL / MariaDB: `GET_LOCK` under a name of 29 characters derived
+//! from the table and the row id ([`KeyLock::mysql`]), on a connection held for the
+//! guard's life, from a pool of its own (a handler holding a lock still finds connections
+//! for its storage calls).
+//!
+//! `GET_LOCK` waits at most the isolation timeout (0 → [`Error::LockTimeout`]). The guard
+//! runs `RELEASE_LOCK` on drop (in a task of the runtime) and the connection goes back to
+//! the lock pool; if that fails, or there is no runtime, the connection is closed instead,
+//! which frees the lock. A wait cancelled half-way closes its connection the same way. A
+//! holder whose session dies (`KILL`, network gone) loses the lock: the server frees the
+//! locks of a session that ends.
+
+use async_trait::async_trait;
+use fsmstore_core::sql::KeyLock;
+use fsmstore_core::{
+    lock_timeout, Error, Isolation, LockGuard, Result, StorageKey, StorageOptions,
+};
+use sqlx::mysql::{MySql, MySqlPool};
+use sqlx::pool::PoolConnection;
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::error::from_sqlx;
+
+/// [`Isolation`] over `GET_LOCK`.
+pub(crate) struct MysqlIsolation {
+    pub(crate) pool: MySqlPool,
+    pub(crate) options: StorageOptions,
+}
+
+impl std::fmt::Debug for MysqlIsolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlIsolation")
+            .field("table", &self.options.table)
+            .field("timeout", &self.options.isolation_timeout)
+            .finish()
+    }
+}
+
+/// Closes (instead of pooling) a connection whose `GET_LOCK` may still be pending.
+struct Waiting(Option<PoolConnection<MySql>>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.0.take() {
+            conn.close_on_drop();
+        }
+    }
+}
+
+/// A held `GET_LOCK`.
+struct Held {
+    conn: Option<PoolConnection<MySql>>,
+    unlock: String,
+    name: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let (unlock, name) = (
+            std::mem::take(&mut self.unlock),
+            std::mem::take(&mut self.name),
+        );
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    let released = sqlx::query(AssertSqlSafe(unlock))
+                        .bind(name)
+                        .fetch_one(&mut *conn)
+                        .await;
+                    if released.is_err() {
+                        conn.close_on_drop();
+                    }
+                });
+            }
+            // No runtime to release on: ending the session frees the lock.
+            Err(_) => conn.close_on_drop(),
+        }
+    }
+}
+
+#[async_trait]
+impl Isolation for MysqlIsolation {
+    async fn lock(&self, key: &StorageKey) -> Result<LockGuard> {
+        let id = self.options.row_id(key)?;
+        let timeout = self.options.isolation_timeout;
+        let statements = KeyLock::mysql(&self.options.table, &id);
+        let mut waiting = Waiting(Some(self.pool.acquire().await.map_err(from_sqlx)?));
+        let conn = waiting.0.as_mut().ok_or(Error::Closed)?;
+        let row = sqlx::query(AssertSqlSafe(statements.lock.clone()))
+            .bind(&statements.name)
+            .bind(timeout.as_secs_f64())
+            .fetch_one(&mut **conn)
+            .await
+            .map_err(from_sqlx)?;
+        let taken: Option<i64> = row.try_get(0).map_err(from_sqlx)?;
+        let session: u64 = row.try_get(1).map_err(from_sqlx)?;
+        match taken {
+            Some(1) => Ok(LockGuard::new(
+                Held {
+                    conn: waiting.0.take(),
+                    unlock: statements.unlock,
+                    name: statements.name,
+                },
+                i64::try_from(session).ok(),
+            )),
+            Some(0) => {
+                // Nothing held: the connection is clean.
+                drop(waiting.0.take());
+                Err(lock_timeout(&id, timeout))
+            }
+            _ => Err(Error::database(
+                false,
+                format!("GET_LOCK({:?}) failed", statements.name),
+            )),
+        }
+    }
+}

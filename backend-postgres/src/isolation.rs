@@ -1,0 +1,115 @@
+//! Per-key isolation on PostgreSQL: a session-level advisory lock (`pg_advisory_lock`) on
+//! a connection held for the guard's life, from a pool of its own (a handler holding a
+//! lock still finds connections for its storage calls).
+//!
+//! The wait is bounded by `lock_timeout` (SQLSTATE 55P03 → [`Error::LockTimeout`]). The
+//! guard unlocks on drop (in a task of the runtime) and the connection goes back to the
+//! lock pool; if unlocking fails, or there is no runtime, the connection is closed
+//! instead, which ends the session and frees the lock. A wait cancelled half-way closes
+//! its connection the same way. A holder whose session dies (killed, network gone) loses
+//! the lock: the server frees what a session held when it ends.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Object, Pool};
+use fsmstore_core::sql::KeyLock;
+use fsmstore_core::{
+    lock_timeout, Error, Isolation, LockGuard, Result, StorageKey, StorageOptions,
+};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::error::{from_pg, from_pool};
+
+/// [`Isolation`] over advisory locks.
+pub(crate) struct PgIsolation {
+    pub(crate) pool: Pool,
+    pub(crate) options: StorageOptions,
+}
+
+impl std::fmt::Debug for PgIsolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgIsolation")
+            .field("table", &self.options.table)
+            .field("timeout", &self.options.isolation_timeout)
+            .finish()
+    }
+}
+
+/// Closes (instead of pooling) a connection whose lock request may still be pending.
+struct Waiting(Option<Object>);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            drop(Object::take(object));
+        }
+    }
+}
+
+/// A held advisory lock.
+struct Held {
+    object: Option<Object>,
+    unlock: String,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let Some(object) = self.object.take() else {
+            return;
+        };
+        let unlock = std::mem::take(&mut self.unlock);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if object.simple_query(&unlock).await.is_err() {
+                        drop(Object::take(object));
+                    }
+                });
+            }
+            // No runtime to unlock on: ending the session frees the lock.
+            Err(_) => drop(Object::take(object)),
+        }
+    }
+}
+
+#[async_trait]
+impl Isolation for PgIsolation {
+    async fn lock(&self, key: &StorageKey) -> Result<LockGuard> {
+        let id = self.options.row_id(key)?;
+        let timeout = self.options.isolation_timeout;
+        let statements = KeyLock::postgres(&self.options.table, &id, timeout);
+        let mut waiting = Waiting(Some(self.pool.get().await.map_err(from_pool)?));
+        let client = waiting.0.as_ref().ok_or(Error::Closed)?;
+        match client.simple_query(&statements.lock).await {
+            Ok(messages) => {
+                let session = messages.iter().find_map(|message| match message {
+                    SimpleQueryMessage::Row(row) => row.get(1).and_then(|pid| pid.parse().ok()),
+                    _ => None,
+                });
+                Ok(LockGuard::new(
+                    Held {
+                        object: waiting.0.take(),
+                        unlock: statements.unlock,
+                    },
+                    session,
+                ))
+            }
+            Err(err) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                // The batch rolled back (its `SET` too): the connection is clean.
+                drop(waiting.0.take());
+                Err(lock_timeout(&id, timeout))
+            }
+            Err(err) => Err(from_pg(err)),
+        }
+    }
+}
+
+/// The isolation of a storage: its own pool, as large as the storage's.
+pub(crate) fn isolation(pool: Pool, options: &StorageOptions) -> Arc<dyn Isolation> {
+    Arc::new(PgIsolation {
+        pool,
+        options: options.clone(),
+    })
+}

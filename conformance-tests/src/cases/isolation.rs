@@ -1,0 +1,146 @@
+//! Per-key event isolation (`Database::isolation()`): a lock around a whole handler.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fsmstore_core::{Database, ErrorKind, StorageOptions};
+use serde_json::json;
+
+use super::{key, obj};
+use crate::Ctx;
+
+async fn open(ctx: &Ctx, options: StorageOptions) -> Database {
+    match ctx.backend().open_database(options).await {
+        Ok(db) => db,
+        Err(err) => panic!("{}: open failed: {err}", ctx.backend().name()),
+    }
+}
+
+/// One read-modify-write of key 1's counter under the lock.
+async fn increment(db: &Database) {
+    let _guard = db.isolation().lock(&key(1)).await.expect("the lock");
+    let storage = db.storage();
+    let data = storage.get_data(&key(1)).await.unwrap();
+    let n = data.get("n").and_then(|n| n.as_i64()).unwrap_or(0);
+    // Give the other handlers every chance to interleave.
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    storage
+        .set_data(&key(1), &obj(json!({ "n": n + 1 })))
+        .await
+        .unwrap();
+}
+
+/// Two handles (two pools, as two bot instances) run 24 read-modify-writes of one key
+/// under the lock, 12 each, all at once: none is lost.
+pub async fn locked_read_modify_write_loses_nothing(ctx: Ctx) {
+    let (a, b) = (
+        open(&ctx, ctx.options()).await,
+        open(&ctx, ctx.options()).await,
+    );
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let db = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { increment(&db).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a handler");
+    }
+    let data = a.storage().get_data(&key(1)).await.unwrap();
+    assert_eq!(
+        data.get("n"),
+        Some(&json!(24)),
+        "lost updates under the lock"
+    );
+}
+
+/// Holding one key's lock does not delay another key's.
+pub async fn distinct_keys_do_not_wait(ctx: Ctx) {
+    let db = open(
+        &ctx,
+        ctx.options().isolation_timeout(Duration::from_secs(2)),
+    )
+    .await;
+    let isolation = db.isolation();
+    let _held = isolation.lock(&key(1)).await.unwrap();
+    let started = Instant::now();
+    let other = isolation.lock(&key(2)).await;
+    assert!(other.is_ok(), "key 2 waited for key 1: {other:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+/// A waiter times out with [`ErrorKind::LockTimeout`] (transient) after the isolation
+/// timeout, not before.
+pub async fn a_lock_wait_times_out(ctx: Ctx) {
+    let timeout = Duration::from_millis(300);
+    let db = open(&ctx, ctx.options().isolation_timeout(timeout)).await;
+    let _held = db.isolation().lock(&key(1)).await.unwrap();
+    let other = open(&ctx, ctx.options().isolation_timeout(timeout)).await;
+    let started = Instant::now();
+    let err = other.isolation().lock(&key(1)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LockTimeout, "{err:?}");
+    assert!(err.is_transient());
+    assert!(
+        started.elapsed() >= timeout - Duration::from_millis(50),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+}
+
+/// A guard dropped by a cancelled task frees the key.
+pub async fn a_cancelled_holder_frees_the_key(ctx: Ctx) {
+    let db = open(
+        &ctx,
+        ctx.options().isolation_timeout(Duration::from_secs(10)),
+    )
+    .await;
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
+    let holder = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let _guard = db.isolation().lock(&key(1)).await.unwrap();
+            let _ = locked_tx.send(());
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        })
+    };
+    locked_rx.await.expect("the holder locked");
+    holder.abort();
+    let _ = holder.await;
+    let again = tokio::time::timeout(Duration::from_secs(10), db.isolation().lock(&key(1))).await;
+    assert!(
+        matches!(again, Ok(Ok(_))),
+        "the key stayed locked: {again:?}"
+    );
+}
+
+/// Killing the holder's database session (`pg_terminate_backend`, `KILL`) frees the key:
+/// the server releases what a dead session held. Backends whose locks have no session
+/// (in-process locks) skip this: their holders are tasks of this process. The PostgreSQL
+/// and MariaDB suites kill the session through [`Backend::kill_session`](crate::Backend::kill_session).
+pub async fn killing_the_holders_session_frees_the_key(ctx: Ctx) {
+    let db = open(
+        &ctx,
+        ctx.options().isolation_timeout(Duration::from_secs(10)),
+    )
+    .await;
+    let guard = db.isolation().lock(&key(1)).await.unwrap();
+    let Some(session) = guard.session() else {
+        return;
+    };
+    // A backend under test that can not end sessions (no admin connection, as the
+    // `fsmstore conformance` command) skips the rest; the backends' own suites can.
+    if !ctx.backend().kill_session(session).await.unwrap() {
+        return;
+    }
+    let other = open(
+        &ctx,
+        ctx.options().isolation_timeout(Duration::from_secs(10)),
+    )
+    .await;
+    let again = other.isolation().lock(&key(1)).await;
+    assert!(again.is_ok(), "the dead session's lock stayed: {again:?}");
+    drop(guard);
+    // The handle still works after its lock connection was killed.
+    let _after = Arc::new(db.isolation().lock(&key(2)).await.unwrap());
+}

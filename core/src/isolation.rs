@@ -1,0 +1,263 @@
+//! Per-key event isolation: a lock held around a whole handler, so two updates of one
+//! conversation never interleave their read-modify-write (aiogram's `EventIsolation`).
+//!
+//! [`Isolation::lock`] waits for the key's lock (at most
+//! [`StorageOptions::isolation_timeout`](crate::StorageOptions::isolation_timeout)) and
+//! returns a [`LockGuard`] that releases it when dropped: at the end of the handler, when
+//! the handler's task is cancelled, or when it panics.
+//!
+//! [`LocalIsolation`] is the in-process lock (SQLite and `MemoryStorage`); the PostgreSQL
+//! and MySQL backends lock in the database, so every bot instance on the database is
+//! isolated, and a holder that dies (connection killed, process gone) frees its locks:
+//! the server ends the session. A holder of a [`LocalIsolation`] lock is a task of this
+//! process: when the process dies, its locks die with it; other processes never saw them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::key::StorageKey;
+use crate::options::StorageOptions;
+
+/// Hands out per-key locks. Object safe: `Arc<dyn Isolation>`.
+#[async_trait]
+pub trait Isolation: Send + Sync + fmt::Debug {
+    /// Waits for the lock of `key`.
+    ///
+    /// # Errors
+    /// [`Error::LockTimeout`] when the lock did not come within the isolation timeout;
+    /// [`Error::InvalidKey`]; connection errors.
+    async fn lock(&self, key: &StorageKey) -> Result<LockGuard>;
+}
+
+/// A held lock; dropping it releases the lock.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct LockGuard {
+    _held: Box<dyn Send + Sync>,
+    session: Option<i64>,
+}
+
+impl LockGuard {
+    /// A guard over `held`, whose `Drop` releases the lock. `session` is the database
+    /// session holding it (PostgreSQL's backend pid, MySQL's connection id), if any.
+    pub fn new(held: impl Send + Sync + 'static, session: Option<i64>) -> Self {
+        LockGuard {
+            _held: Box::new(held),
+            session,
+        }
+    }
+
+    /// The database session holding the lock (`None` for an in-process lock).
+    pub fn session(&self) -> Option<i64> {
+        self.session
+    }
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+type Entry = Arc<tokio::sync::Mutex<()>>;
+
+/// The locks of one table in this process: one async mutex per row id in use, removed
+/// when its last holder or waiter is gone, so memory stays bounded by the keys locked or
+/// waited for right now, however many keys were ever locked.
+#[derive(Default)]
+pub struct LocalLocks {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+impl fmt::Debug for LocalLocks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalLocks")
+            .field("held_or_awaited", &self.len())
+            .finish()
+    }
+}
+
+impl LocalLocks {
+    /// Row ids with a holder or a waiter right now.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+
+    /// Whether no lock is held or waited for.
+    pub fn is_empty(&self) -> bool {
+        self.map().is_empty()
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // The map holds no invariant a panic could break half-way.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets `id`'s entry when nobody else holds or waits for it.
+    fn release(&self, id: &str) {
+        let mut map = self.map();
+        if map
+            .get(id)
+            .is_some_and(|entry| Arc::strong_count(entry) == 1)
+        {
+            map.remove(id);
+        }
+    }
+}
+
+/// The in-process [`Isolation`]: a per-row-id async mutex in [`LocalLocks`] shared by
+/// every handle of one table in this process.
+#[derive(Clone)]
+pub struct LocalIsolation {
+    locks: Arc<LocalLocks>,
+    options: StorageOptions,
+}
+
+impl fmt::Debug for LocalIsolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalIsolation")
+            .field("table", &self.options.table)
+            .field("held_or_awaited", &self.locks.len())
+            .finish()
+    }
+}
+
+impl LocalIsolation {
+    /// Locks of its own, for keys laid out by `options` (key builder, timeout).
+    pub fn new(options: StorageOptions) -> Self {
+        LocalIsolation::shared(Arc::default(), options)
+    }
+
+    /// Locks shared with every other isolation over `locks` (handles of one table).
+    pub fn shared(locks: Arc<LocalLocks>, options: StorageOptions) -> Self {
+        LocalIsolation { locks, options }
+    }
+
+    /// The lock table.
+    pub fn locks(&self) -> &Arc<LocalLocks> {
+        &self.locks
+    }
+}
+
+/// Holds a row id's mutex; on drop releases it and forgets the entry if unused.
+struct LocalHeld {
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    locks: Arc<LocalLocks>,
+    id: String,
+}
+
+impl Drop for LocalHeld {
+    fn drop(&mut self) {
+        // Release first: the guard holds a reference to the entry.
+        drop(self.guard.take());
+        self.locks.release(&self.id);
+    }
+}
+
+/// Forgets a waiter's entry if it gave up (timed out, cancelled) and nobody else uses it.
+struct Waiting<'a> {
+    locks: &'a LocalLocks,
+    id: &'a str,
+    entry: Option<Entry>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        // `None` once the lock was taken: the guard owns the entry then.
+        if self.entry.take().is_some() {
+            self.locks.release(self.id);
+        }
+    }
+}
+
+#[async_trait]
+impl Isolation for LocalIsolation {
+    async fn lock(&self, key: &StorageKey) -> Result<LockGuard> {
+        let id = self.options.row_id(key)?;
+        let entry = Arc::clone(self.locks.map().entry(id.clone()).or_default());
+        let mut waiting = Waiting {
+            locks: &self.locks,
+            id: &id,
+            entry: Some(Arc::clone(&entry)),
+        };
+        let acquired =
+            tokio::time::timeout(self.options.isolation_timeout, entry.lock_owned()).await;
+        let guard = acquired.map_err(|_| lock_timeout(&id, self.options.isolation_timeout))?;
+        // The guard keeps the entry alive from here.
+        drop(waiting.entry.take());
+        drop(waiting);
+        Ok(LockGuard::new(
+            LocalHeld {
+                guard: Some(guard),
+                locks: Arc::clone(&self.locks),
+                id,
+            },
+            None,
+        ))
+    }
+}
+
+/// [`Error::LockTimeout`] for row `id` after waiting `waited`.
+pub fn lock_timeout(id: &str, waited: Duration) -> Error {
+    Error::LockTimeout {
+        key: id.to_owned(),
+        waited,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BotId, ChatId, UserId};
+
+    fn key(n: i64) -> StorageKey {
+        StorageKey::new(BotId(1), ChatId(n), UserId(n))
+    }
+
+    #[tokio::test]
+    async fn a_million_distinct_keys_leave_no_entry_behind() {
+        let isolation = LocalIsolation::new(StorageOptions::default());
+        for n in 0..1_000_000 {
+            let guard = isolation.lock(&key(n)).await.unwrap();
+            drop(guard);
+        }
+        assert!(isolation.locks().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_held_key_times_out_and_a_released_one_is_free() {
+        let options = StorageOptions::default().isolation_timeout(Duration::from_millis(50));
+        let isolation = LocalIsolation::new(options);
+        let held = isolation.lock(&key(1)).await.unwrap();
+        let err = isolation.lock(&key(1)).await.unwrap_err();
+        assert!(matches!(err, Error::LockTimeout { .. }), "{err:?}");
+        assert!(err.is_transient());
+        // The waiter that gave up left nothing behind; the holder's entry is there.
+        assert_eq!(isolation.locks().len(), 1);
+        drop(isolation.lock(&key(2)).await.unwrap());
+        drop(held);
+        assert!(isolation.locks().is_empty());
+        let _again = isolation.lock(&key(1)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_waiter_leaves_nothing_behind() {
+        let isolation = LocalIsolation::new(StorageOptions::default());
+        let held = isolation.lock(&key(1)).await.unwrap();
+        let waiter = {
+            let isolation = isolation.clone();
+            tokio::spawn(async move { isolation.lock(&key(1)).await.map(drop) })
+        };
+        tokio::task::yield_now().await;
+        waiter.abort();
+        let _ = waiter.await;
+        drop(held);
+        assert!(isolation.locks().is_empty());
+    }
+}
