@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use fsmstore::serde_json::{json, Value};
-use fsmstore::{BotId, ChatId, Data, Storage, StorageKey, UserId};
+use fsmstore::{BotId, ChatId, Data, Isolation, Storage, StorageKey, UserId};
 
 const BOT_ID: i64 = 42;
 
@@ -37,7 +37,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `schema=upgrade`: create or upgrade the table at start-up (strategy 3 of the
     // migration guide); safe with many instances starting at once.
     let separator = if url.contains('?') { '&' } else { '?' };
-    let storage = fsmstore::connect(&format!("{url}{separator}schema=upgrade")).await?;
+    let db = fsmstore::open(&format!("{url}{separator}schema=upgrade")).await?;
+    let storage = db.storage();
+    // Per-key locks: on PostgreSQL and MySQL they hold across every bot instance on the
+    // database; on SQLite, across the tasks of this process.
+    let isolation = db.isolation();
     if std::env::args().nth(1).as_deref() == Some("reset") {
         for user in 1..=3 {
             storage.clear(&chat_key(user)).await?;
@@ -45,9 +49,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cleared every dialogue");
         return Ok(());
     }
-    for user in 1..=3 {
-        run_user(&storage, user).await?;
-    }
+    // The three users' updates are handled at once, as a dispatcher would.
+    let (one, two, three) = tokio::join!(
+        run_user(&storage, &*isolation, 1),
+        run_user(&storage, &*isolation, 2),
+        run_user(&storage, &*isolation, 3),
+    );
+    (one?, two?, three?);
     println!(
         "\n{} conversations stored in {url}",
         storage.key_count().await?
@@ -62,7 +70,11 @@ fn chat_key(user: i64) -> StorageKey {
 }
 
 /// Delivers the next two messages of `user`, resuming from what the storage holds.
-async fn run_user(storage: &Arc<dyn Storage>, user: i64) -> fsmstore::Result<()> {
+async fn run_user(
+    storage: &Arc<dyn Storage>,
+    isolation: &dyn Isolation,
+    user: i64,
+) -> fsmstore::Result<()> {
     let key = chat_key(user);
     let record = storage.get_record(&key).await?;
     let delivered = record
@@ -76,6 +88,10 @@ async fn run_user(storage: &Arc<dyn Storage>, user: i64) -> fsmstore::Result<()>
     );
     let messages = script(user);
     for (offset, text) in messages.iter().enumerate().skip(delivered).take(2) {
+        // The key's lock around the whole handler: another update of this chat (another
+        // instance, a parallel dispatcher) waits instead of interleaving its reads and
+        // writes with these. Released when `_guard` goes, even on an error or a panic.
+        let _guard = isolation.lock(&key).await?;
         let reply = handle(storage, &key, text).await?;
         storage
             .update_data(&key, &object(json!({ "_delivered": offset + 1 })))

@@ -330,6 +330,11 @@ pub(crate) struct BenchArgs {
     /// the plain storage calls they make, and print the ratio.
     #[arg(long)]
     pub(crate) teloxide: bool,
+    /// Also measure per-key locks (lock beside the driver's bare lock + unlock), and count
+    /// the lost updates of concurrent read-modify-writes of one key from two handles,
+    /// without and with the lock.
+    #[arg(long)]
+    pub(crate) isolation: bool,
 }
 
 fn parse_target(text: &str) -> Result<MigrationTarget, String> {

@@ -32,6 +32,23 @@ fn sql(text: &str) -> SqlStr {
 }
 
 impl MysqlFloor {
+    /// A bare `GET_LOCK` and `RELEASE_LOCK` of key `i` (two round trips), the floor of
+    /// `Isolation::lock`.
+    pub(crate) async fn lock_unlock(&self, i: i64) -> anyhow::Result<()> {
+        let mut conn = self.conn.lock().await;
+        let name = format!("fsm-floor:{i}");
+        let taken: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 10)")
+            .bind(&name)
+            .fetch_one(&mut *conn)
+            .await?;
+        anyhow::ensure!(taken == Some(1), "GET_LOCK({name}) = {taken:?}");
+        sqlx::query("SELECT RELEASE_LOCK(?)")
+            .bind(&name)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn open(url: &str, table: &TableName) -> anyhow::Result<Self> {
         let config = MysqlConfig::from_url(url)?;
         let conn = MySqlConnection::connect_with(&config.connect)

@@ -23,6 +23,18 @@ pub(crate) struct PgFloor {
 }
 
 impl PgFloor {
+    /// A bare advisory lock and unlock of key `i` (two round trips), the floor of
+    /// `Isolation::lock`.
+    pub(crate) async fn lock_unlock(&self, i: i64) -> anyhow::Result<()> {
+        self.client
+            .query_one("SELECT pg_advisory_lock($1)", &[&i])
+            .await?;
+        self.client
+            .query_one("SELECT pg_advisory_unlock($1)", &[&i])
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn open(url: &str, table: &TableName) -> anyhow::Result<Self> {
         let config = PgConfig::from_url(url)?;
         let mut pg = config.pg.clone();

@@ -9,6 +9,7 @@
 mod floor_mysql;
 mod floor_postgres;
 mod floor_sqlite;
+mod isolation;
 mod report;
 mod teloxide;
 mod workload;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use fsmstore::migrate::Dialect;
-use fsmstore::{SchemaPolicy, Scheme, Storage, StorageOptions, TableName};
+use fsmstore::{SchemaPolicy, Scheme, StorageOptions, TableName};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use self::floor_mysql::MysqlFloor;
@@ -59,6 +60,21 @@ impl Floor {
         }
     }
 
+    /// Whether the floor has a bare lock to compare with (the servers; SQLite's locks are
+    /// in-process).
+    fn can_lock(&self) -> bool {
+        !matches!(self, Floor::Sqlite(_))
+    }
+
+    /// A bare lock and unlock of key `i`.
+    async fn lock_unlock(&self, i: i64) -> anyhow::Result<()> {
+        match self {
+            Floor::Sqlite(_) => Ok(()),
+            Floor::Postgres(f) => f.lock_unlock(i).await,
+            Floor::Mysql(f) => f.lock_unlock(i).await,
+        }
+    }
+
     async fn prefill(&self, first: i64, rows: i64) -> anyhow::Result<()> {
         match self {
             Floor::Sqlite(f) => f.prefill(first, rows).await,
@@ -95,7 +111,19 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
     let db = fsmstore::open_with(url, options.clone())
         .await
         .context("open the storage")?;
-    let result = measure(url, args, &options, &db.storage()).await;
+    let second = if args.isolation {
+        Some(
+            fsmstore::open_with(url, options.clone())
+                .await
+                .context("open a second handle")?,
+        )
+    } else {
+        None
+    };
+    let result = measure(url, args, &options, &db, second.as_ref()).await;
+    if let Some(second) = second {
+        second.close().await?;
+    }
     let dropped = async { db.migrator()?.drop_tables().await }.await;
     let closed = db.close().await;
     let report = result?;
@@ -108,11 +136,13 @@ async fn measure(
     url: &str,
     args: &BenchArgs,
     options: &StorageOptions,
-    storage: &Arc<dyn Storage>,
+    db: &fsmstore::Database,
+    second: Option<&fsmstore::Database>,
 ) -> anyhow::Result<Report> {
+    let storage = &db.storage();
     let keys = args.keys.max(1);
     let rounds = args.rounds.max(1);
-    let floor = if args.floor || args.prefill > 0 {
+    let floor = if args.floor || args.prefill > 0 || args.isolation {
         Some(Floor::open(url, &options.table).await?)
     } else {
         None
@@ -124,12 +154,14 @@ async fn measure(
         floor.prefill(keys + 1, args.prefill).await?;
         spinner.finish_and_clear();
     }
-    let floor = floor.filter(|_| args.floor);
+    let phase_floor = floor.as_ref().filter(|_| args.floor);
     let rows_at_start = storage.key_count().await?;
-    let sides = if floor.is_some() { 2 } else { 1 };
+    let sides = if phase_floor.is_some() { 2 } else { 1 };
     let teloxide_calls = if args.teloxide { 6 } else { 0 };
+    let isolation_calls = if args.isolation { 2 } else { 0 };
     let bar = ProgressBar::new(
-        (rounds * (Phase::ALL.len() * sides + teloxide_calls)) as u64 * keys as u64,
+        (rounds * (Phase::ALL.len() * sides + teloxide_calls + isolation_calls)) as u64
+            * keys as u64,
     );
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg:24} [{bar:40}] {pos}/{len} ({per_sec})")
@@ -144,11 +176,11 @@ async fn measure(
             bar.set_message(format!("round {}/{rounds} {}", round + 1, phase.name()));
             // Alternate who goes first, so neither always meets a warmer machine.
             let floor_first = round % 2 == 1;
-            if let (Some(floor), true) = (&floor, floor_first) {
+            if let (Some(floor), true) = (phase_floor, floor_first) {
                 floor_samples[p].push(floor.run_phase(phase, keys, &bar).await);
             }
             fsm_samples[p].push(run_phase(&fsm, phase, keys, &bar).await);
-            if let (Some(floor), false) = (&floor, floor_first) {
+            if let (Some(floor), false) = (phase_floor, floor_first) {
                 floor_samples[p].push(floor.run_phase(phase, keys, &bar).await);
             }
         }
@@ -157,6 +189,21 @@ async fn measure(
         teloxide::measure(storage, keys, rounds, &bar).await
     } else {
         Vec::new()
+    };
+    let isolation = match second {
+        Some(second) => Some(
+            isolation::measure(
+                db,
+                second,
+                floor.as_ref(),
+                keys,
+                rounds,
+                args.concurrency.max(2),
+                &bar,
+            )
+            .await,
+        ),
+        None => None,
     };
     bar.set_message("concurrency");
     let concurrency = run_concurrency(storage, args.concurrency.max(1)).await;
@@ -175,6 +222,7 @@ async fn measure(
         phases,
         concurrency,
         teloxide,
+        isolation,
     })
 }
 

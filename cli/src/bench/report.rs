@@ -89,6 +89,8 @@ pub(crate) struct Report {
     pub(crate) concurrency: Concurrency,
     /// `--teloxide`: the adapter beside the plain calls.
     pub(crate) teloxide: Vec<super::teloxide::OpReport>,
+    /// `--isolation`: lock cost and lost updates without and with the lock.
+    pub(crate) isolation: Option<super::isolation::IsolationReport>,
 }
 
 impl Report {
@@ -96,6 +98,7 @@ impl Report {
         self.phases.iter().map(|p| p.errors).sum::<u64>()
             + self.concurrency.errors
             + self.teloxide.iter().map(|t| t.errors).sum::<u64>()
+            + self.isolation.as_ref().map_or(0, |i| i.errors)
     }
 
     pub(crate) fn json(&self) -> Value {
@@ -122,6 +125,7 @@ impl Report {
                 "ms": round2(c.millis),
             },
             "teloxide": self.teloxide.iter().map(super::teloxide::OpReport::json).collect::<Vec<_>>(),
+            "isolation": self.isolation.as_ref().map(super::isolation::IsolationReport::json),
             "errors": self.errors(),
         })
     }
@@ -165,6 +169,9 @@ impl Report {
         }
         if !self.teloxide.is_empty() {
             super::teloxide::print(&self.teloxide);
+        }
+        if let Some(isolation) = &self.isolation {
+            isolation.print();
         }
     }
 }

@@ -411,7 +411,10 @@ pub async fn drop_tables_removes_both_tables(ctx: Ctx) {
         .expect("open");
     db.storage().set_state(&key(1), Some("S")).await.unwrap();
     let migrator = db.migrator().expect("a migrator");
-    assert_eq!(migrator.version_table(), ctx.options().version_table.as_str());
+    assert_eq!(
+        migrator.version_table(),
+        ctx.options().version_table.as_str()
+    );
     assert_eq!(
         migrator.current().await.unwrap(),
         migrator.migrations().head()
