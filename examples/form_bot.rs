@@ -55,7 +55,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         run_user(&storage, &*isolation, 2),
         run_user(&storage, &*isolation, 3),
     );
-    (one?, two?, three?);
+    one?;
+    two?;
+    three?;
     println!(
         "\n{} conversations stored in {url}",
         storage.key_count().await?
@@ -76,6 +78,11 @@ async fn run_user(
     user: i64,
 ) -> fsmstore::Result<()> {
     let key = chat_key(user);
+    // The key's lock around the whole handling, reads included: another update of this
+    // chat (another instance, a parallel dispatcher) waits instead of interleaving its
+    // reads and writes with these. Released when `_guard` goes, even on an error or a
+    // panic.
+    let _guard = isolation.lock(&key).await?;
     let record = storage.get_record(&key).await?;
     let delivered = record
         .data
@@ -88,10 +95,6 @@ async fn run_user(
     );
     let messages = script(user);
     for (offset, text) in messages.iter().enumerate().skip(delivered).take(2) {
-        // The key's lock around the whole handler: another update of this chat (another
-        // instance, a parallel dispatcher) waits instead of interleaving its reads and
-        // writes with these. Released when `_guard` goes, even on an error or a panic.
-        let _guard = isolation.lock(&key).await?;
         let reply = handle(storage, &key, text).await?;
         storage
             .update_data(&key, &object(json!({ "_delivered": offset + 1 })))

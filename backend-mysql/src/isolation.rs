@@ -3,7 +3,10 @@
 //! guard's life, from a pool of its own (a handler holding a lock still finds connections
 //! for its storage calls).
 //!
-//! `GET_LOCK` waits at most the isolation timeout (0 → [`Error::LockTimeout`]). The guard
+//! Waiters of one key in this process queue on an in-process lock first, so only one of
+//! them at a time holds a lock-pool connection. `GET_LOCK` then waits what is left of the
+//! isolation timeout, rounded up to whole seconds (MySQL 8 reads the timeout as an
+//! integer); 0 → [`Error::LockTimeout`]. The guard
 //! runs `RELEASE_LOCK` on drop (in a task of the runtime) and the connection goes back to
 //! the lock pool; if that fails, or there is no runtime, the connection is closed instead,
 //! which frees the lock. A wait cancelled half-way closes its connection the same way. A
@@ -13,7 +16,7 @@
 use async_trait::async_trait;
 use fsmstore_core::sql::KeyLock;
 use fsmstore_core::{
-    lock_timeout, Error, Isolation, LockGuard, Result, StorageKey, StorageOptions,
+    lock_timeout, Error, Isolation, LocalIsolation, LockGuard, Result, StorageKey, StorageOptions,
 };
 use sqlx::mysql::{MySql, MySqlPool};
 use sqlx::pool::PoolConnection;
@@ -25,6 +28,8 @@ use crate::error::from_sqlx;
 pub(crate) struct MysqlIsolation {
     pub(crate) pool: MySqlPool,
     pub(crate) options: StorageOptions,
+    /// This process's queue per key, in front of the server's lock.
+    pub(crate) local: LocalIsolation,
 }
 
 impl std::fmt::Debug for MysqlIsolation {
@@ -41,22 +46,33 @@ struct Waiting(Option<PoolConnection<MySql>>);
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        if let Some(mut conn) = self.0.take() {
-            conn.close_on_drop();
+        if let Some(conn) = self.0.take() {
+            close(conn);
         }
     }
 }
 
-/// A held `GET_LOCK`.
+/// Closes `conn` instead of returning it to the pool; without a runtime (sqlx's close
+/// needs one) its socket is just dropped, which ends the session all the same.
+fn close(mut conn: PoolConnection<MySql>) {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        conn.close_on_drop();
+    } else {
+        drop(conn.detach());
+    }
+}
+
+/// A held `GET_LOCK`, and this process's lock of the key (released after it).
 struct Held {
     conn: Option<PoolConnection<MySql>>,
     unlock: String,
     name: String,
+    _local: LockGuard,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        let Some(mut conn) = self.conn.take() else {
+        let Some(conn) = self.conn.take() else {
             return;
         };
         let (unlock, name) = (
@@ -66,17 +82,18 @@ impl Drop for Held {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
+                    let mut conn = conn;
                     let released = sqlx::query(AssertSqlSafe(unlock))
                         .bind(name)
                         .fetch_one(&mut *conn)
                         .await;
                     if released.is_err() {
-                        conn.close_on_drop();
+                        close(conn);
                     }
                 });
             }
             // No runtime to release on: ending the session frees the lock.
-            Err(_) => conn.close_on_drop(),
+            Err(_) => close(conn),
         }
     }
 }
@@ -86,12 +103,18 @@ impl Isolation for MysqlIsolation {
     async fn lock(&self, key: &StorageKey) -> Result<LockGuard> {
         let id = self.options.row_id(key)?;
         let timeout = self.options.isolation_timeout;
+        let started = std::time::Instant::now();
+        let local = self.local.lock(key).await?;
+        let remaining = timeout.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            return Err(lock_timeout(&id, timeout));
+        }
         let statements = KeyLock::mysql(&self.options.table, &id);
         let mut waiting = Waiting(Some(self.pool.acquire().await.map_err(from_sqlx)?));
         let conn = waiting.0.as_mut().ok_or(Error::Closed)?;
         let row = sqlx::query(AssertSqlSafe(statements.lock.clone()))
             .bind(&statements.name)
-            .bind(timeout.as_secs_f64())
+            .bind(remaining.as_secs_f64().ceil())
             .fetch_one(&mut **conn)
             .await
             .map_err(from_sqlx)?;
@@ -103,6 +126,7 @@ impl Isolation for MysqlIsolation {
                     conn: waiting.0.take(),
                     unlock: statements.unlock,
                     name: statements.name,
+                    _local: local,
                 },
                 i64::try_from(session).ok(),
             )),

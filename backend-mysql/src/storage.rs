@@ -145,6 +145,7 @@ impl MysqlStorage {
         let isolation = crate::isolation::MysqlIsolation {
             pool: self.inner.lock_pool.clone(),
             options: self.inner.config.options.clone(),
+            local: fsmstore_core::LocalIsolation::new(self.inner.config.options.clone()),
         };
         Ok(
             Database::new("mysql", Arc::new(self.clone()), Some(migrator))
@@ -496,12 +497,10 @@ impl Storage for MysqlStorage {
         // sqlx's close waits for every checked-out connection: hand the stash back first.
         self.inner.stash.drain();
         self.inner.pool.close().await;
-        // Held lock guards keep their connections until dropped: do not wait for them.
-        let _ = tokio::time::timeout(
-            std::time::Duration::from_millis(100),
-            self.inner.lock_pool.close(),
-        )
-        .await;
+        // Held lock guards keep their connections until dropped: close the lock pool in
+        // the background (idle connections at once, held ones when their guards go).
+        let lock_pool = self.inner.lock_pool.clone();
+        tokio::spawn(async move { lock_pool.close().await });
         Ok(())
     }
 }

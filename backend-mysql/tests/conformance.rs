@@ -34,6 +34,10 @@ impl Backend for MysqlBackend {
         common::drop_tables(&self.config, options).await
     }
 
+    fn kills_sessions(&self) -> bool {
+        true
+    }
+
     async fn kill_session(&self, session: i64) -> Result<bool> {
         use fsmstore_mysql::sqlx;
         let mut conn = common::connection(&self.config).await?;

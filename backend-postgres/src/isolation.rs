@@ -2,7 +2,10 @@
 //! a connection held for the guard's life, from a pool of its own (a handler holding a
 //! lock still finds connections for its storage calls).
 //!
-//! The wait is bounded by `lock_timeout` (SQLSTATE 55P03 → [`Error::LockTimeout`]). The
+//! Waiters of one key in this process queue on an in-process lock first, so only one of
+//! them at a time holds a lock-pool connection (waiters of a busy key can not use up the
+//! pool). The wait is bounded by the isolation timeout in all: in process, then on the
+//! server under `lock_timeout` (SQLSTATE 55P03 → [`Error::LockTimeout`]). The
 //! guard unlocks on drop (in a task of the runtime) and the connection goes back to the
 //! lock pool; if unlocking fails, or there is no runtime, the connection is closed
 //! instead, which ends the session and frees the lock. A wait cancelled half-way closes
@@ -15,7 +18,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
 use fsmstore_core::sql::KeyLock;
 use fsmstore_core::{
-    lock_timeout, Error, Isolation, LockGuard, Result, StorageKey, StorageOptions,
+    lock_timeout, Error, Isolation, LocalIsolation, LockGuard, Result, StorageKey, StorageOptions,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::SimpleQueryMessage;
@@ -26,6 +29,8 @@ use crate::error::{from_pg, from_pool};
 pub(crate) struct PgIsolation {
     pub(crate) pool: Pool,
     pub(crate) options: StorageOptions,
+    /// This process's queue per key, in front of the server's lock.
+    pub(crate) local: LocalIsolation,
 }
 
 impl std::fmt::Debug for PgIsolation {
@@ -37,21 +42,30 @@ impl std::fmt::Debug for PgIsolation {
     }
 }
 
-/// Closes (instead of pooling) a connection whose lock request may still be pending.
+/// Closes (instead of pooling) a connection whose lock request may still be pending, and
+/// asks the server to cancel the request (a backend blocked in a lock wait does not notice
+/// a closed socket until it gets the lock).
 struct Waiting(Option<Object>);
 
 impl Drop for Waiting {
     fn drop(&mut self) {
         if let Some(object) = self.0.take() {
+            let cancel = object.cancel_token();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    let _ = cancel.cancel_query(tokio_postgres::NoTls).await;
+                });
+            }
             drop(Object::take(object));
         }
     }
 }
 
-/// A held advisory lock.
+/// A held advisory lock, and this process's lock of the key (released after it).
 struct Held {
     object: Option<Object>,
     unlock: String,
+    _local: LockGuard,
 }
 
 impl Drop for Held {
@@ -79,7 +93,13 @@ impl Isolation for PgIsolation {
     async fn lock(&self, key: &StorageKey) -> Result<LockGuard> {
         let id = self.options.row_id(key)?;
         let timeout = self.options.isolation_timeout;
-        let statements = KeyLock::postgres(&self.options.table, &id, timeout);
+        let started = std::time::Instant::now();
+        let local = self.local.lock(key).await?;
+        let remaining = timeout.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            return Err(lock_timeout(&id, timeout));
+        }
+        let statements = KeyLock::postgres(&self.options.table, &id, remaining);
         let mut waiting = Waiting(Some(self.pool.get().await.map_err(from_pool)?));
         let client = waiting.0.as_ref().ok_or(Error::Closed)?;
         match client.simple_query(&statements.lock).await {
@@ -92,6 +112,7 @@ impl Isolation for PgIsolation {
                     Held {
                         object: waiting.0.take(),
                         unlock: statements.unlock,
+                        _local: local,
                     },
                     session,
                 ))
@@ -111,5 +132,6 @@ pub(crate) fn isolation(pool: Pool, options: &StorageOptions) -> Arc<dyn Isolati
     Arc::new(PgIsolation {
         pool,
         options: options.clone(),
+        local: LocalIsolation::new(options.clone()),
     })
 }

@@ -69,6 +69,12 @@ pub trait Backend: Send + Sync + 'static {
         let _ = session;
         Ok(false)
     }
+
+    /// Whether this backend's locks live in database sessions it can end
+    /// ([`Backend::kill_session`]): then every lock guard must name its session.
+    fn kills_sessions(&self) -> bool {
+        false
+    }
 }
 
 /// [`MemoryStorage`] as a backend: the reference every SQL backend is compared with.

@@ -63,6 +63,10 @@ impl Backend for PgBackend {
         Ok(())
     }
 
+    fn kills_sessions(&self) -> bool {
+        true
+    }
+
     async fn kill_session(&self, session: i64) -> Result<bool> {
         let pid = i32::try_from(session).expect("a backend pid");
         let row = self

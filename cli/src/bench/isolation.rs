@@ -124,10 +124,10 @@ async fn lost_updates(
             })
         })
         .collect();
-    let mut first_error = None;
+    let (mut first_error, mut succeeded) = (None, 0_u64);
     for handle in handles {
         match handle.await {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => succeeded += 1,
             Ok(Err(err)) => {
                 first_error.get_or_insert(err.to_string());
             }
@@ -141,7 +141,8 @@ async fn lost_updates(
         Err(err) => return (0, Some(err.to_string())),
     };
     let _ = a.storage().clear(&counter).await;
-    (tasks as u64 - n.max(0) as u64, first_error)
+    // Lost: acknowledged increments the counter does not show (failed tasks are errors).
+    (succeeded.saturating_sub(n.max(0) as u64), first_error)
 }
 
 impl IsolationReport {
