@@ -246,6 +246,30 @@ mod tests {
         let _again = isolation.lock(&key(1)).await.unwrap();
     }
 
+    /// The holder goes first while a waiter is queued; then the waiter gives up before it
+    /// ran again: the waiter, last to use the entry, removes it.
+    #[tokio::test]
+    async fn the_last_waiter_to_give_up_removes_the_entry() {
+        let isolation = LocalIsolation::new(StorageOptions::default());
+        let held = isolation.lock(&key(1)).await.unwrap();
+        let one = key(1);
+        let mut waiter = isolation.lock(&one);
+        let polled = tokio::time::timeout(Duration::from_millis(10), &mut waiter).await;
+        assert!(polled.is_err(), "the waiter is queued behind the holder");
+        drop(held);
+        assert_eq!(
+            isolation.locks().len(),
+            1,
+            "the queued waiter keeps the entry"
+        );
+        drop(waiter);
+        assert!(isolation.locks().is_empty());
+        assert_eq!(
+            format!("{:?}", isolation.locks()),
+            "LocalLocks { held_or_awaited: 0 }"
+        );
+    }
+
     #[tokio::test]
     async fn a_cancelled_waiter_leaves_nothing_behind() {
         let isolation = LocalIsolation::new(StorageOptions::default());
