@@ -102,3 +102,19 @@ async fn teloxide_open_serves_dialogues_from_a_url() {
         .unwrap();
     assert_eq!(record.state.as_deref(), Some("Waiting"));
 }
+
+/// `ttl` is refused by the SQL backends (they do not expire rows yet), never ignored.
+#[tokio::test]
+async fn a_ttl_is_refused_where_rows_do_not_expire() {
+    for url in [
+        format!("{}?ttl=30m", temp_db("ttl")),
+        "postgres://postgres@127.0.0.1:5432/postgres?ttl=30m".to_owned(),
+        "mysql://root@127.0.0.1:3306/test?ttl=30m".to_owned(),
+    ] {
+        let err = fsmstore::open(&url).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Config(text) if text.contains("ttl")),
+            "{url}: {err:?}"
+        );
+    }
+}

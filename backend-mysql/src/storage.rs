@@ -100,6 +100,7 @@ impl MysqlStorage {
     /// (naming the command to run), [`Error::SchemaTooNew`], [`Error::MigrationDrift`] and
     /// [`Error::MigrationDirty`] from the schema check.
     pub async fn open(config: MysqlConfig) -> Result<Self> {
+        config.options.refuse_ttl("MySQL")?;
         let sql = Statements::new(&MysqlQueries::new(&config.options.table));
         let inspect = InspectStatements::new(&config.options.table);
         let pool = config.pool(config.options.pool_max).await?;

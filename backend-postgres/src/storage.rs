@@ -66,6 +66,7 @@ impl PgStorage {
     /// [`Error::Connection`] when the server is unreachable (transient);
     /// [`Error::SchemaOutdated`] naming the command to run, and the other schema errors.
     pub async fn open(config: PgConfig) -> Result<Self> {
+        config.options.refuse_ttl("PostgreSQL")?;
         let pool = build_pool(&config)?;
         let lock_pool = build_pool(&config)?;
         let storage = PgStorage {

@@ -4,23 +4,10 @@ use std::time::Duration;
 
 /// Parses `90s`, `45m`, `12h`, `30d`, `2w`.
 pub(crate) fn parse_age(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a number and a unit, like 30d"))?;
-    let seconds = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return Err(format!("{text:?}: the unit must be s, m, h, d or w")),
-    };
-    Ok(Duration::from_secs(number * seconds))
+    fsmstore::core::parse_duration(text).map_err(|err| match err {
+        fsmstore::Error::Config(text) => text,
+        other => other.to_string(),
+    })
 }
 
 /// Unix milliseconds as `YYYY-MM-DD HH:MM:SS.mmm UTC`.

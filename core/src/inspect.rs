@@ -73,6 +73,19 @@ pub trait Inspect: Storage {
     /// # Errors
     /// Database errors.
     async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64>;
+
+    /// The cutoff of [`StorageOptions::ttl`](crate::StorageOptions::ttl) now: rows last
+    /// written before it have expired. This process's clock (reads and writes decide
+    /// expiry with the database's clock; the two differ by the clock skew at most).
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) when the storage has no TTL.
+    fn expiry_cutoff_ms(&self) -> Result<i64> {
+        let ttl = self.options().ttl.ok_or_else(|| {
+            crate::Error::Config("the storage has no ttl (set `ttl=30d` in the URL)".to_owned())
+        })?;
+        Ok(now_ms() - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+    }
 }
 
 /// Unix milliseconds now.

@@ -73,8 +73,8 @@ pub use migrator::{
 };
 pub use offline::offline_script;
 pub use options::{
-    SchemaPolicy, StorageOptions, DEFAULT_CONNECT_TIMEOUT, DEFAULT_ISOLATION_TIMEOUT,
-    DEFAULT_MAX_DATA_BYTES, DEFAULT_POOL_MAX, SHARED_URL_PARAMETERS,
+    parse_duration, SchemaPolicy, StorageOptions, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_ISOLATION_TIMEOUT, DEFAULT_MAX_DATA_BYTES, DEFAULT_POOL_MAX, SHARED_URL_PARAMETERS,
 };
 pub use planner::{
     dirty_error, verified_version, Direction, MigrationPlan, MigrationStep, MigrationTarget,

@@ -88,7 +88,12 @@ impl MemoryStorage {
     ) -> Result<T> {
         let id = self.options.row_id(key)?;
         let mut rows = self.rows()?;
-        let mut record = rows.get(&id).map(|(r, _)| r.clone()).unwrap_or_default();
+        // An expired row is absent: the write starts from empty.
+        let mut record = rows
+            .get(&id)
+            .filter(|(_, at)| self.fresh(*at))
+            .map(|(r, _)| r.clone())
+            .unwrap_or_default();
         let out = change(&id, &mut record)?;
         if record.is_empty() {
             rows.remove(&id);
@@ -103,8 +108,16 @@ impl MemoryStorage {
         Ok(self
             .rows()?
             .get(&id)
+            .filter(|(_, at)| self.fresh(*at))
             .map(|(r, _)| r.clone())
             .unwrap_or_default())
+    }
+
+    /// Whether a row written at `at` (unix ms) is within the TTL (always, without one).
+    fn fresh(&self, at: i64) -> bool {
+        self.options
+            .ttl
+            .is_none_or(|ttl| now_ms() - at <= i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
     }
 }
 
@@ -184,11 +197,16 @@ impl Storage for MemoryStorage {
 
     async fn clear(&self, key: &StorageKey) -> Result<bool> {
         let id = self.options.row_id(key)?;
-        Ok(self.rows()?.remove(&id).is_some())
+        let removed = self.rows()?.remove(&id);
+        Ok(removed.is_some_and(|(_, at)| self.fresh(at)))
     }
 
     async fn key_count(&self) -> Result<u64> {
-        Ok(self.rows()?.len() as u64)
+        Ok(self
+            .rows()?
+            .values()
+            .filter(|(_, at)| self.fresh(*at))
+            .count() as u64)
     }
 
     fn options(&self) -> &StorageOptions {
@@ -287,5 +305,86 @@ mod tests {
         let options = StorageOptions::default().table("mem_t").unwrap();
         let storage = MemoryStorage::with_options(options);
         assert_eq!(Storage::options(&storage).table.as_str(), "mem_t");
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+    use crate::{BotId, ChatId, UserId};
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn key(n: i64) -> StorageKey {
+        StorageKey::new(BotId(1), ChatId(n), UserId(n))
+    }
+
+    fn data(value: Value) -> Data {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Rows past the TTL read as absent, and a write to one starts from empty.
+    #[tokio::test]
+    async fn expired_rows_read_as_absent_and_writes_start_from_empty() {
+        let ttl = Duration::from_millis(300);
+        let storage = MemoryStorage::with_options(StorageOptions::default().ttl(ttl));
+        for n in 1..=4 {
+            storage
+                .set_record(&key(n), Some("S"), &data(json!({"a": 1})))
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            storage.get_state(&key(1)).await.unwrap().as_deref(),
+            Some("S")
+        );
+        assert_eq!(storage.key_count().await.unwrap(), 4);
+        tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+
+        assert!(storage.get_record(&key(1)).await.unwrap().is_empty());
+        assert_eq!(storage.get_value(&key(1), "a").await.unwrap(), None);
+        assert_eq!(storage.key_count().await.unwrap(), 0);
+        assert!(
+            !storage.clear(&key(1)).await.unwrap(),
+            "an expired row is absent"
+        );
+        let merged = storage
+            .update_data(&key(2), &data(json!({"b": 2})))
+            .await
+            .unwrap();
+        assert_eq!(Value::Object(merged), json!({"b": 2}));
+        assert_eq!(storage.get_state(&key(2)).await.unwrap(), None);
+        storage.set_state(&key(3), Some("T")).await.unwrap();
+        assert!(storage.get_data(&key(3)).await.unwrap().is_empty());
+        let moved = storage
+            .transition(&key(4), Some("U"), &data(json!({"c": 3})))
+            .await
+            .unwrap();
+        assert_eq!(Value::Object(moved), json!({"c": 3}));
+        assert_eq!(storage.key_count().await.unwrap(), 3);
+        let cutoff = storage.expiry_cutoff_ms().unwrap();
+        assert!(cutoff <= now_ms() - 300);
+    }
+
+    #[test]
+    fn ttl_comes_from_the_url_and_durations_parse() {
+        use crate::{parse_duration, DatabaseUrl};
+        let url = DatabaseUrl::parse("sqlite://a.db?ttl=30m").unwrap();
+        assert_eq!(url.options().ttl, Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            parse_duration("2w").unwrap(),
+            Duration::from_secs(1_209_600)
+        );
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("3y").is_err());
+        assert!(DatabaseUrl::parse("sqlite://a.db?ttl=0s").is_err());
+        assert!(
+            MemoryStorage::new().expiry_cutoff_ms().is_err(),
+            "no ttl, no cutoff"
+        );
     }
 }

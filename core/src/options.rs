@@ -100,6 +100,9 @@ pub struct StorageOptions {
     /// How long [`Isolation::lock`](crate::Isolation::lock) waits for a key's lock before
     /// [`Error::LockTimeout`] (default 30 s).
     pub isolation_timeout: Duration,
+    /// Expiry: a row not written for longer than this reads as absent, and a write to it
+    /// starts from empty (default: none, rows never expire).
+    pub ttl: Option<Duration>,
 }
 
 impl Default for StorageOptions {
@@ -115,6 +118,7 @@ impl Default for StorageOptions {
             retry: RetryPolicy::default(),
             migrations: None,
             isolation_timeout: DEFAULT_ISOLATION_TIMEOUT,
+            ttl: None,
         }
     }
 }
@@ -132,12 +136,13 @@ impl fmt::Debug for StorageOptions {
             .field("retry", &self.retry)
             .field("custom_migrations", &self.migrations.is_some())
             .field("isolation_timeout", &self.isolation_timeout)
+            .field("ttl", &self.ttl)
             .finish()
     }
 }
 
 /// The URL parameters every backend understands (parsed by [`DatabaseUrl`](crate::DatabaseUrl)).
-pub const SHARED_URL_PARAMETERS: [&str; 8] = [
+pub const SHARED_URL_PARAMETERS: [&str; 9] = [
     "table",
     "version_table",
     "schema",
@@ -146,7 +151,40 @@ pub const SHARED_URL_PARAMETERS: [&str; 8] = [
     "max_data_bytes",
     "retry_attempts",
     "isolation_timeout_ms",
+    "ttl",
 ];
+
+/// A duration written as a number and a unit: `500ms`, `90s`, `45m`, `12h`, `30d`, `2w`.
+///
+/// # Errors
+/// [`Error::Config`] naming what is wrong.
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| Error::Config(format!("{text:?}: expected a number and a unit, like 30m")))?;
+    let millis = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 604_800_000,
+        _ => {
+            return Err(Error::Config(format!(
+                "{text:?}: the unit must be ms, s, m, h, d or w"
+            )))
+        }
+    };
+    number
+        .checked_mul(millis)
+        .map(Duration::from_millis)
+        .ok_or_else(|| Error::Config(format!("{text:?} is too long")))
+}
 
 /// The default [`StorageOptions::isolation_timeout`].
 pub const DEFAULT_ISOLATION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -199,6 +237,13 @@ impl StorageOptions {
             "connect_timeout_ms" => self.connect_timeout = Duration::from_millis(number(value)?),
             "isolation_timeout_ms" => {
                 self.isolation_timeout = Duration::from_millis(number(value)?)
+            }
+            "ttl" => {
+                let ttl = parse_duration(value)?;
+                if ttl.is_zero() {
+                    return Err(Error::Config("ttl must be longer than 0".to_owned()));
+                }
+                self.ttl = Some(ttl);
             }
             "retry_attempts" => {
                 let attempts = u32::try_from(number(value)?)
@@ -270,6 +315,7 @@ impl StorageOptions {
                 code.isolation_timeout,
                 &defaults.isolation_timeout,
             )?,
+            ttl: pick("ttl", self.ttl, code.ttl, &defaults.ttl)?,
             key_builder: code.key_builder,
             migrations: code.migrations,
         })
@@ -284,6 +330,26 @@ impl StorageOptions {
     /// Sets how calls are run again after a conflict the database rolled back.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
+        self
+    }
+
+    /// Refuses [`StorageOptions::ttl`] on a backend that can not expire rows yet, instead of
+    /// ignoring it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the backend when a TTL is set.
+    pub fn refuse_ttl(&self, backend: &str) -> Result<()> {
+        match self.ttl {
+            Some(_) => Err(Error::Config(format!(
+                "ttl: the {backend} backend does not expire rows yet (only MemoryStorage does); remove `ttl` or purge old rows with `fsmstore purge --older-than`"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Sets the expiry: a row not written for longer than `ttl` reads as absent.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
         self
     }
 
