@@ -2,6 +2,7 @@
 
 pub mod adversarial;
 pub mod data;
+pub mod expiry;
 pub mod inspect;
 pub mod isolation;
 pub mod keys;

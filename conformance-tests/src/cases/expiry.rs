@@ -1,0 +1,134 @@
+//! Expiry (`StorageOptions::ttl`): a row not written for longer than the TTL reads as
+//! absent, and a write to it starts from empty, decided with the database's clock. A
+//! backend that can not expire rows must refuse a TTL with `Error::Config` naming it; the
+//! cases check that refusal there.
+//!
+//! The TTL is 1.5 s; rows are looked at well inside it (right after the write) and well
+//! past it (2.4 s later), so a busy machine can only make the cases slower, not flaky.
+
+use std::time::Duration;
+
+use fsmstore_core::{Database, Error, StorageOptions};
+use serde_json::json;
+
+use super::{key, obj};
+use crate::Ctx;
+
+const TTL: Duration = Duration::from_millis(1500);
+const PAST: Duration = Duration::from_millis(2400);
+
+/// The database with a TTL, or `None` when the backend refuses it (checked here).
+async fn open(ctx: &Ctx, options: StorageOptions) -> Option<Database> {
+    match ctx.backend().open_database(options.ttl(TTL)).await {
+        Ok(db) => Some(db),
+        Err(Error::Config(text)) if text.contains("ttl") => None,
+        Err(err) => panic!("{}: open with a ttl: {err:?}", ctx.backend().name()),
+    }
+}
+
+/// Past the TTL a row reads as absent everywhere: record, state, data, field, count,
+/// and `clear` finds nothing.
+pub async fn an_expired_row_reads_as_absent(ctx: Ctx) {
+    let Some(db) = open(&ctx, ctx.options()).await else {
+        return;
+    };
+    let s = db.storage();
+    s.set_record(&key(1), Some("S"), &obj(json!({"a": 1})))
+        .await
+        .unwrap();
+    s.set_state(&key(2), Some("S")).await.unwrap();
+    assert_eq!(s.get_state(&key(1)).await.unwrap().as_deref(), Some("S"));
+    assert_eq!(s.key_count().await.unwrap(), 2);
+    tokio::time::sleep(PAST).await;
+    assert!(s.get_record(&key(1)).await.unwrap().is_empty());
+    assert_eq!(s.get_state(&key(1)).await.unwrap(), None);
+    assert!(s.get_data(&key(1)).await.unwrap().is_empty());
+    assert_eq!(s.get_value(&key(1), "a").await.unwrap(), None);
+    assert_eq!(s.key_count().await.unwrap(), 0);
+    assert!(!s.clear(&key(2)).await.unwrap(), "an expired row is absent");
+}
+
+/// A write to an expired row starts from empty: `update_data` merges into `{}` and drops
+/// the old state, `set_state` drops the old data, `set_data` the old state, `transition`
+/// merges into `{}`; clearing what is left deletes the row.
+pub async fn a_write_to_an_expired_row_starts_from_empty(ctx: Ctx) {
+    let Some(db) = open(&ctx, ctx.options()).await else {
+        return;
+    };
+    let s = db.storage();
+    for n in 1..=6 {
+        s.set_record(&key(n), Some("Old"), &obj(json!({"old": n})))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(PAST).await;
+    let merged = s.update_data(&key(1), &obj(json!({"b": 2}))).await.unwrap();
+    assert_eq!(merged, obj(json!({"b": 2})));
+    assert_eq!(s.get_state(&key(1)).await.unwrap(), None);
+
+    s.set_state(&key(2), Some("New")).await.unwrap();
+    let record = s.get_record(&key(2)).await.unwrap();
+    assert_eq!(
+        (record.state.as_deref(), record.data.len()),
+        (Some("New"), 0)
+    );
+
+    s.set_data(&key(3), &obj(json!({"c": 3}))).await.unwrap();
+    let record = s.get_record(&key(3)).await.unwrap();
+    assert_eq!((record.state, record.data), (None, obj(json!({"c": 3}))));
+
+    let moved = s
+        .transition(&key(4), Some("Next"), &obj(json!({"d": 4})))
+        .await
+        .unwrap();
+    assert_eq!(moved, obj(json!({"d": 4})));
+
+    // Clearing the state (or the data) of an expired row leaves nothing: no row.
+    s.set_state(&key(5), None).await.unwrap();
+    s.set_data(&key(6), &obj(json!({}))).await.unwrap();
+    assert_eq!(
+        s.key_count().await.unwrap(),
+        4,
+        "keys 1–4 written again; 5 and 6 cleared away"
+    );
+}
+
+/// A write keeps a row alive: written, then written again before the TTL, it is fresh a
+/// full TTL after the first write.
+pub async fn a_write_keeps_the_row_alive(ctx: Ctx) {
+    let Some(db) = open(&ctx, ctx.options()).await else {
+        return;
+    };
+    let s = db.storage();
+    s.set_state(&key(1), Some("S")).await.unwrap();
+    tokio::time::sleep(TTL * 2 / 3).await;
+    s.update_data(&key(1), &obj(json!({"a": 1}))).await.unwrap();
+    tokio::time::sleep(TTL * 2 / 3).await;
+    let record = s.get_record(&key(1)).await.unwrap();
+    assert_eq!(record.state.as_deref(), Some("S"));
+    assert_eq!(record.data, obj(json!({"a": 1})));
+}
+
+/// Expired rows are what the expiry cutoff counts and purges; fresh ones stay.
+pub async fn expired_rows_are_counted_and_purged(ctx: Ctx) {
+    let Some(db) = open(&ctx, ctx.options()).await else {
+        return;
+    };
+    let inspect = db.inspect();
+    for n in 1..=3 {
+        inspect.set_state(&key(n), Some("Old")).await.unwrap();
+    }
+    tokio::time::sleep(PAST).await;
+    inspect.set_state(&key(4), Some("New")).await.unwrap();
+    let cutoff = inspect.expiry_cutoff_ms().unwrap();
+    assert_eq!(inspect.count_older_than(cutoff).await.unwrap(), 3);
+    let mut purged = 0;
+    for _ in 0..10 {
+        match inspect.purge_older_than(cutoff, 2).await.unwrap() {
+            0 => break,
+            n => purged += n,
+        }
+    }
+    assert_eq!(purged, 3);
+    assert_eq!(inspect.stats().await.unwrap().rows, 1);
+}
