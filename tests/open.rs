@@ -103,11 +103,15 @@ async fn teloxide_open_serves_dialogues_from_a_url() {
     assert_eq!(record.state.as_deref(), Some("Waiting"));
 }
 
-/// `ttl` is refused by the SQL backends (they do not expire rows yet), never ignored.
+/// `ttl` is refused by the backends that do not expire rows yet, never ignored (SQLite
+/// and `MemoryStorage` expire rows: the conformance group `expiry`).
 #[tokio::test]
 async fn a_ttl_is_refused_where_rows_do_not_expire() {
+    let db = fsmstore::open(&format!("{}?ttl=30m&schema=upgrade", temp_db("ttl")))
+        .await
+        .unwrap();
+    assert_eq!(db.options().ttl, Some(std::time::Duration::from_secs(1800)));
     for url in [
-        format!("{}?ttl=30m", temp_db("ttl")),
         "postgres://postgres@127.0.0.1:5432/postgres?ttl=30m".to_owned(),
         "mysql://root@127.0.0.1:3306/test?ttl=30m".to_owned(),
     ] {

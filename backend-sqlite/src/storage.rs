@@ -51,13 +51,15 @@ impl SqliteStorage {
     /// [`Error::SchemaOutdated`] (naming the command to run), [`Error::SchemaTooNew`],
     /// [`Error::MigrationDrift`] and [`Error::MigrationDirty`] from the schema check.
     pub async fn open(config: SqliteConfig) -> Result<Self> {
-        config.options.refuse_ttl("SQLite")?;
         let connections = Connections::open(&config).await?;
         let config_location = config.location.clone();
         let locks = shared_locks(&config_location, config.options.table.as_str());
         let storage = SqliteStorage {
             locks,
-            queries: Arc::new(SqliteQueries::new(&config.options.table)),
+            queries: Arc::new(SqliteQueries::with_ttl(
+                &config.options.table,
+                config.options.ttl,
+            )),
             inspect: Arc::new(InspectQueries::for_table(
                 Dialect::Sqlite,
                 &config.options.table,
@@ -372,11 +374,13 @@ impl Storage for SqliteStorage {
     async fn clear(&self, key: &StorageKey) -> Result<bool> {
         let id = self.options.row_id(key)?;
         self.write("clear", move |conn, q| {
-            let deleted = conn
-                .prepare_cached(&q.row.delete)
-                .and_then(|mut s| s.execute([&id]))
+            // One row back when a row was deleted: whether it was fresh (an expired row
+            // is absent, so clearing it finds nothing).
+            let fresh: Option<bool> = conn
+                .prepare_cached(&q.take)
+                .and_then(|mut s| s.query_row([&id], |row| row.get(0)).optional())
                 .map_err(from_sqlite)?;
-            Ok(deleted > 0)
+            Ok(fresh.unwrap_or(false))
         })
         .await
     }

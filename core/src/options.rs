@@ -341,7 +341,7 @@ impl StorageOptions {
     pub fn refuse_ttl(&self, backend: &str) -> Result<()> {
         match self.ttl {
             Some(_) => Err(Error::Config(format!(
-                "ttl: the {backend} backend does not expire rows yet (only MemoryStorage does); remove `ttl` or purge old rows with `fsmstore purge --older-than`"
+                "ttl: the {backend} backend does not expire rows yet (SQLite and MemoryStorage do); remove `ttl` or purge old rows with `fsmstore purge --older-than`"
             ))),
             None => Ok(()),
         }

@@ -56,12 +56,22 @@ pub struct SqliteQueries {
     pub row: RowQueries,
     /// `(id)`: deletes the row when it holds neither state nor data.
     pub delete_if_empty: String,
+    /// `(id)` → one row `(fresh)` when a row was deleted: whether it was within the TTL
+    /// (always 1 without one). `clear` answers with it.
+    pub take: String,
 }
 
 impl SqliteQueries {
     /// The statements on `table`.
     pub fn new(table: &TableName) -> Self {
-        sqlite::queries(&table.quoted(Dialect::Sqlite))
+        sqlite::queries(&table.quoted(Dialect::Sqlite), None)
+    }
+
+    /// The statements on `table` for rows that expire after `ttl`
+    /// ([`StorageOptions::ttl`](crate::StorageOptions::ttl)): reads skip expired rows,
+    /// writes reset what an expired row held, `delete` returns whether the row was fresh.
+    pub fn with_ttl(table: &TableName, ttl: Option<std::time::Duration>) -> Self {
+        sqlite::queries(&table.quoted(Dialect::Sqlite), ttl)
     }
 }
 

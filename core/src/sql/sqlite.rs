@@ -5,25 +5,48 @@ use super::{common_version_queries, RowQueries, SqliteQueries, VersionQueries};
 
 const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 
-pub(super) fn queries(t: &str) -> SqliteQueries {
+pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> SqliteQueries {
+    // `fresh`: the row was written within the TTL (always true without one). Inside
+    // `ON CONFLICT DO UPDATE` and `UPDATE`, unqualified columns are the existing row's.
+    let (fresh, and_fresh, where_fresh) = match ttl {
+        Some(ttl) => {
+            let fresh = format!("updated_at >= {NOW_MS} - {}", ttl.as_millis());
+            (
+                fresh.clone(),
+                format!(" AND {fresh}"),
+                format!(" WHERE {fresh}"),
+            )
+        }
+        None => ("1".to_owned(), String::new(), String::new()),
+    };
+    // Values an expired row's columns are reset to when another column is written.
+    let (keep_state, keep_data) = match ttl {
+        Some(_) => (
+            format!("CASE WHEN {fresh} THEN state ELSE NULL END"),
+            format!("CASE WHEN {fresh} THEN data ELSE '{{}}' END"),
+        ),
+        None => ("state".to_owned(), "data".to_owned()),
+    };
     SqliteQueries {
         row: RowQueries {
-            get_record: format!("SELECT state, data FROM {t} WHERE id = ?1"),
-            get_state: format!("SELECT state FROM {t} WHERE id = ?1"),
-            get_data: format!("SELECT data FROM {t} WHERE id = ?1"),
+            get_record: format!("SELECT state, data FROM {t} WHERE id = ?1{and_fresh}"),
+            get_state: format!("SELECT state FROM {t} WHERE id = ?1{and_fresh}"),
+            get_data: format!("SELECT data FROM {t} WHERE id = ?1{and_fresh}"),
             upsert_state: format!(
                 "INSERT INTO {t} (id, state, data, updated_at) VALUES (?1, ?2, '{{}}', {NOW_MS}) \
-                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, data = {keep_data}, \
+                 updated_at = excluded.updated_at"
             ),
             clear_state: format!(
-                "UPDATE {t} SET state = NULL, updated_at = {NOW_MS} WHERE id = ?1"
+                "UPDATE {t} SET state = NULL, data = {keep_data}, updated_at = {NOW_MS} WHERE id = ?1"
             ),
             upsert_data: format!(
                 "INSERT INTO {t} (id, state, data, updated_at) VALUES (?1, NULL, ?2, {NOW_MS}) \
-                 ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at"
+                 ON CONFLICT (id) DO UPDATE SET data = excluded.data, state = {keep_state}, \
+                 updated_at = excluded.updated_at"
             ),
             clear_data: format!(
-                "UPDATE {t} SET data = '{{}}', updated_at = {NOW_MS} WHERE id = ?1"
+                "UPDATE {t} SET data = '{{}}', state = {keep_state}, updated_at = {NOW_MS} WHERE id = ?1"
             ),
             upsert_record: format!(
                 "INSERT INTO {t} (id, state, data, updated_at) VALUES (?1, ?2, ?3, {NOW_MS}) \
@@ -31,11 +54,12 @@ pub(super) fn queries(t: &str) -> SqliteQueries {
                  updated_at = excluded.updated_at"
             ),
             delete: format!("DELETE FROM {t} WHERE id = ?1"),
-            count: format!("SELECT COUNT(*) FROM {t}"),
+            count: format!("SELECT COUNT(*) FROM {t}{where_fresh}"),
         },
         delete_if_empty: format!(
             "DELETE FROM {t} WHERE id = ?1 AND state IS NULL AND data = '{{}}'"
         ),
+        take: format!("DELETE FROM {t} WHERE id = ?1 RETURNING {fresh}"),
     }
 }
 
