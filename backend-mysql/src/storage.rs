@@ -54,6 +54,9 @@ struct Statements {
     lock_row: SqlStr,
     delete: SqlStr,
     count: SqlStr,
+    take: SqlStr,
+    /// `Some` with a TTL: run after `take` to remove an expired row.
+    delete_expired: Option<SqlStr>,
 }
 
 /// A statement text from core as a sqlx string. Core builds every statement from validated,
@@ -63,7 +66,7 @@ pub(crate) fn sql(text: &str) -> SqlStr {
 }
 
 impl Statements {
-    fn new(q: &MysqlQueries) -> Self {
+    fn new(q: &MysqlQueries, ttl: bool) -> Self {
         Statements {
             get_record: sql(&q.row.get_record),
             get_state: sql(&q.row.get_state),
@@ -77,6 +80,8 @@ impl Statements {
             lock_row: sql(&q.lock_row),
             delete: sql(&q.row.delete),
             count: sql(&q.row.count),
+            take: sql(&q.take),
+            delete_expired: ttl.then(|| sql(&q.delete_expired)),
         }
     }
 }
@@ -100,8 +105,11 @@ impl MysqlStorage {
     /// (naming the command to run), [`Error::SchemaTooNew`], [`Error::MigrationDrift`] and
     /// [`Error::MigrationDirty`] from the schema check.
     pub async fn open(config: MysqlConfig) -> Result<Self> {
-        config.options.refuse_ttl("MySQL")?;
-        let sql = Statements::new(&MysqlQueries::new(&config.options.table));
+        let ttl = config.options.ttl;
+        let sql = Statements::new(
+            &MysqlQueries::with_ttl(&config.options.table, ttl),
+            ttl.is_some(),
+        );
         let inspect = InspectStatements::new(&config.options.table);
         let pool = config.pool(config.options.pool_max).await?;
         let lock_pool = config.lazy_pool(config.options.pool_max);
@@ -464,9 +472,11 @@ impl Storage for MysqlStorage {
 
     async fn clear(&self, key: &StorageKey) -> Result<bool> {
         let id = self.options().row_id(key)?;
-        let deleted = self
-            .write("clear", &self.inner.sql.delete, &id, None)
-            .await?;
+        // A fresh row, deleted: found. An expired row is absent (not found), and goes too.
+        let deleted = self.write("clear", &self.inner.sql.take, &id, None).await?;
+        if let Some(expired) = &self.inner.sql.delete_expired {
+            self.write("clear", expired, &id, None).await?;
+        }
         Ok(deleted > 0)
     }
 

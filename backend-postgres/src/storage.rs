@@ -66,13 +66,12 @@ impl PgStorage {
     /// [`Error::Connection`] when the server is unreachable (transient);
     /// [`Error::SchemaOutdated`] naming the command to run, and the other schema errors.
     pub async fn open(config: PgConfig) -> Result<Self> {
-        config.options.refuse_ttl("PostgreSQL")?;
         let pool = build_pool(&config)?;
         let lock_pool = build_pool(&config)?;
         let storage = PgStorage {
             inner: Arc::new(Inner {
                 lock_pool,
-                queries: PostgresQueries::new(&config.options.table),
+                queries: PostgresQueries::with_ttl(&config.options.table, config.options.ttl),
                 inspect: InspectQueries::for_table(Dialect::Postgres, &config.options.table),
                 pool,
                 config,
@@ -428,9 +427,15 @@ impl Storage for PgStorage {
 
     async fn clear(&self, key: &StorageKey) -> Result<bool> {
         let id = self.options().row_id(key)?;
-        self.execute("clear", &self.inner.queries.row.delete, &[&id])
-            .await
-            .map(|deleted| deleted > 0)
+        // One row back when a row was deleted: whether it was fresh (an expired row is
+        // absent, so clearing it finds nothing).
+        let row = self
+            .query_opt("clear", Replay::Unsafe, &self.inner.queries.take, &[&id])
+            .await?;
+        match row {
+            Some(row) => row.try_get(0).map_err(from_pg),
+            None => Ok(false),
+        }
     }
 
     async fn key_count(&self) -> Result<u64> {

@@ -333,20 +333,6 @@ impl StorageOptions {
         self
     }
 
-    /// Refuses [`StorageOptions::ttl`] on a backend that can not expire rows yet, instead of
-    /// ignoring it.
-    ///
-    /// # Errors
-    /// [`Error::Config`] naming the backend when a TTL is set.
-    pub fn refuse_ttl(&self, backend: &str) -> Result<()> {
-        match self.ttl {
-            Some(_) => Err(Error::Config(format!(
-                "ttl: the {backend} backend does not expire rows yet (SQLite and MemoryStorage do); remove `ttl` or purge old rows with `fsmstore purge --older-than`"
-            ))),
-            None => Ok(()),
-        }
-    }
-
     /// Sets the expiry: a row not written for longer than `ttl` reads as absent.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);

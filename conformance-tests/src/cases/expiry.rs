@@ -1,7 +1,7 @@
 //! Expiry (`StorageOptions::ttl`): a row not written for longer than the TTL reads as
-//! absent, and a write to it starts from empty, decided with the database's clock. A
-//! backend that can not expire rows must refuse a TTL with `Error::Config` naming it; the
-//! cases check that refusal there.
+//! absent, and a write to it starts from empty, decided with the database's clock in the
+//! same statement as the write. A backend that could not expire rows would have to refuse
+//! a TTL with `Error::Config` naming it (every backend here expires them).
 //!
 //! The TTL is 1.5 s; rows are looked at well inside it (right after the write) and well
 //! past it (2.4 s later), so a busy machine can only make the cases slower, not flaky.

@@ -90,12 +90,21 @@ pub struct PostgresQueries {
     /// the patch in one upsert. It never deletes: the backend runs `clear_state` instead for
     /// "no state, empty patch", the one case that can leave the row empty.
     pub transition: String,
+    /// `(id)` → one row `(fresh)` when a row was deleted: whether it was within the TTL
+    /// (always true without one). `clear` answers with it.
+    pub take: String,
 }
 
 impl PostgresQueries {
     /// The statements on `table`.
     pub fn new(table: &TableName) -> Self {
-        postgres::queries(&table.quoted(Dialect::Postgres))
+        postgres::queries(&table.quoted(Dialect::Postgres), None)
+    }
+
+    /// The statements on `table` for rows that expire after `ttl` (see
+    /// [`SqliteQueries::with_ttl`]); `take` returns whether the deleted row was fresh.
+    pub fn with_ttl(table: &TableName, ttl: Option<std::time::Duration>) -> Self {
+        postgres::queries(&table.quoted(Dialect::Postgres), ttl)
     }
 }
 
@@ -112,12 +121,24 @@ pub struct MysqlQueries {
     /// `(id)`: inserts an empty row or takes an exclusive lock on the existing one, inside
     /// a transaction, before a read-merge-write.
     pub lock_row: String,
+    /// `(id)`: deletes the row if it is within the TTL (any row without one); rows
+    /// affected = whether `clear` found one.
+    pub take: String,
+    /// `(id)`: deletes the row if it expired (MySQL has no `DELETE … RETURNING`, so `clear`
+    /// runs `take` then this; a row written in between is fresh and stays).
+    pub delete_expired: String,
 }
 
 impl MysqlQueries {
     /// The statements on `table`.
     pub fn new(table: &TableName) -> Self {
-        mysql::queries(&table.quoted(Dialect::Mysql))
+        mysql::queries(&table.quoted(Dialect::Mysql), None)
+    }
+
+    /// The statements on `table` for rows that expire after `ttl` (see
+    /// [`SqliteQueries::with_ttl`]).
+    pub fn with_ttl(table: &TableName, ttl: Option<std::time::Duration>) -> Self {
+        mysql::queries(&table.quoted(Dialect::Mysql), ttl)
     }
 }
 

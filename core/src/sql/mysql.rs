@@ -5,25 +5,48 @@
 
 use super::{common_version_queries, MysqlQueries, RowQueries, VersionQueries};
 
-pub(super) fn queries(t: &str) -> MysqlQueries {
+pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> MysqlQueries {
+    // `fresh`: the row was written within the TTL, by the server's clock (always true
+    // without one). In `ON DUPLICATE KEY UPDATE` assignments run left to right and see
+    // earlier ones, so every `fresh` test comes before `updated_at` is set.
+    let fresh = match ttl {
+        Some(ttl) => format!(
+            "updated_at >= CURRENT_TIMESTAMP(6) - INTERVAL {} MICROSECOND",
+            ttl.as_micros()
+        ),
+        None => "TRUE".to_owned(),
+    };
+    let (and_fresh, where_fresh) = match ttl {
+        Some(_) => (format!(" AND {fresh}"), format!(" WHERE {fresh}")),
+        None => (String::new(), String::new()),
+    };
+    let (keep_state, keep_data) = match ttl {
+        Some(_) => (
+            format!("state = IF({fresh}, state, NULL), "),
+            format!("data = IF({fresh}, data, '{{}}'), "),
+        ),
+        None => (String::new(), String::new()),
+    };
     MysqlQueries {
         row: RowQueries {
-            get_record: format!("SELECT state, data FROM {t} WHERE id = ?"),
-            get_state: format!("SELECT state FROM {t} WHERE id = ?"),
-            get_data: format!("SELECT data FROM {t} WHERE id = ?"),
+            get_record: format!("SELECT state, data FROM {t} WHERE id = ?{and_fresh}"),
+            get_state: format!("SELECT state FROM {t} WHERE id = ?{and_fresh}"),
+            get_data: format!("SELECT data FROM {t} WHERE id = ?{and_fresh}"),
             upsert_state: format!(
                 "INSERT INTO {t} (id, state, data) VALUES (?, ?, '{{}}') \
-                 ON DUPLICATE KEY UPDATE state = VALUES(state), updated_at = CURRENT_TIMESTAMP(6)"
+                 ON DUPLICATE KEY UPDATE {keep_data}state = VALUES(state), \
+                 updated_at = CURRENT_TIMESTAMP(6)"
             ),
             clear_state: format!(
-                "UPDATE {t} SET state = NULL, updated_at = CURRENT_TIMESTAMP(6) WHERE id = ?"
+                "UPDATE {t} SET {keep_data}state = NULL, updated_at = CURRENT_TIMESTAMP(6) WHERE id = ?"
             ),
             upsert_data: format!(
                 "INSERT INTO {t} (id, state, data) VALUES (?, NULL, ?) \
-                 ON DUPLICATE KEY UPDATE data = VALUES(data), updated_at = CURRENT_TIMESTAMP(6)"
+                 ON DUPLICATE KEY UPDATE {keep_state}data = VALUES(data), \
+                 updated_at = CURRENT_TIMESTAMP(6)"
             ),
             clear_data: format!(
-                "UPDATE {t} SET data = '{{}}', updated_at = CURRENT_TIMESTAMP(6) WHERE id = ?"
+                "UPDATE {t} SET {keep_state}data = '{{}}', updated_at = CURRENT_TIMESTAMP(6) WHERE id = ?"
             ),
             upsert_record: format!(
                 "INSERT INTO {t} (id, state, data) VALUES (?, ?, ?) \
@@ -31,7 +54,7 @@ pub(super) fn queries(t: &str) -> MysqlQueries {
                  updated_at = CURRENT_TIMESTAMP(6)"
             ),
             delete: format!("DELETE FROM {t} WHERE id = ?"),
-            count: format!("SELECT COUNT(*) FROM {t}"),
+            count: format!("SELECT COUNT(*) FROM {t}{where_fresh}"),
         },
         delete_if_empty: format!(
             "DELETE FROM {t} WHERE id = ? AND state IS NULL AND JSON_LENGTH(data) = 0"
@@ -40,6 +63,8 @@ pub(super) fn queries(t: &str) -> MysqlQueries {
             "INSERT INTO {t} (id, state, data) VALUES (?, NULL, '{{}}') \
              ON DUPLICATE KEY UPDATE id = id"
         ),
+        take: format!("DELETE FROM {t} WHERE id = ?{and_fresh}"),
+        delete_expired: format!("DELETE FROM {t} WHERE id = ? AND NOT ({fresh})"),
     }
 }
 

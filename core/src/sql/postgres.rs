@@ -2,29 +2,52 @@
 
 use super::{common_version_queries, PostgresQueries, RowQueries, VersionQueries};
 
-pub(super) fn queries(t: &str) -> PostgresQueries {
+pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> PostgresQueries {
+    // `fresh(x)`: row `x` was written within the TTL, by the server's clock (always true
+    // without one). Upserts name the existing row `t`.
+    let fresh = |x: &str| match ttl {
+        Some(ttl) => format!(
+            "{x}updated_at >= now() - interval '{} milliseconds'",
+            ttl.as_millis()
+        ),
+        None => "true".to_owned(),
+    };
+    let and_fresh = if ttl.is_some() {
+        format!(" AND {}", fresh(""))
+    } else {
+        String::new()
+    };
+    let where_fresh = if ttl.is_some() {
+        format!(" WHERE {}", fresh(""))
+    } else {
+        String::new()
+    };
+    let (f, ft) = (fresh(""), fresh("t."));
     PostgresQueries {
         row: RowQueries {
-            get_record: format!("SELECT state, data FROM {t} WHERE id = $1"),
-            get_state: format!("SELECT state FROM {t} WHERE id = $1"),
-            get_data: format!("SELECT data FROM {t} WHERE id = $1"),
+            get_record: format!("SELECT state, data FROM {t} WHERE id = $1{and_fresh}"),
+            get_state: format!("SELECT state FROM {t} WHERE id = $1{and_fresh}"),
+            get_data: format!("SELECT data FROM {t} WHERE id = $1{and_fresh}"),
             upsert_state: format!(
-                "INSERT INTO {t} (id, state) VALUES ($1, $2) \
-                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()"
+                "INSERT INTO {t} AS t (id, state) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, \
+                 data = CASE WHEN {ft} THEN t.data ELSE '{{}}'::jsonb END, updated_at = now()"
             ),
-            // One statement: delete the row when it has no data left, else clear the state
-            // and return the data it keeps (a `transition` to no state with no patch).
+            // One statement: delete the row when it has no data left (or expired), else
+            // clear the state and return the data it keeps (a `transition` to no state
+            // with no patch).
             clear_state: format!(
-                "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND data = '{{}}'::jsonb RETURNING id) \
+                "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND (data = '{{}}'::jsonb OR NOT ({f})) RETURNING id) \
                  UPDATE {t} SET state = NULL, updated_at = now() \
                  WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone) RETURNING data"
             ),
             upsert_data: format!(
-                "INSERT INTO {t} (id, data) VALUES ($1, $2) \
-                 ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, updated_at = now()"
+                "INSERT INTO {t} AS t (id, data) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, \
+                 state = CASE WHEN {ft} THEN t.state ELSE NULL END, updated_at = now()"
             ),
             clear_data: format!(
-                "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND state IS NULL RETURNING id) \
+                "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND (state IS NULL OR NOT ({f})) RETURNING id) \
                  UPDATE {t} SET data = '{{}}'::jsonb, updated_at = now() \
                  WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone)"
             ),
@@ -34,21 +57,25 @@ pub(super) fn queries(t: &str) -> PostgresQueries {
                  updated_at = now()"
             ),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
-            count: format!("SELECT COUNT(*) FROM {t}"),
+            count: format!("SELECT COUNT(*) FROM {t}{where_fresh}"),
         },
-        get_value: format!("SELECT data -> $2::text FROM {t} WHERE id = $1"),
+        get_value: format!("SELECT data -> $2::text FROM {t} WHERE id = $1{and_fresh}"),
         merge_data: format!(
             "INSERT INTO {t} AS t (id, data) VALUES ($1, $2) \
-             ON CONFLICT (id) DO UPDATE SET data = t.data || EXCLUDED.data, updated_at = now() \
+             ON CONFLICT (id) DO UPDATE SET \
+             data = CASE WHEN {ft} THEN t.data || EXCLUDED.data ELSE EXCLUDED.data END, \
+             state = CASE WHEN {ft} THEN t.state ELSE NULL END, updated_at = now() \
              RETURNING data"
         ),
         // The row holds a state or a non-empty patch here (the backend runs `clear_state`
         // for "no state, empty patch"), so it is never left empty.
         transition: format!(
             "INSERT INTO {t} AS t (id, state, data) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, data = t.data || EXCLUDED.data, \
+             ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, \
+             data = CASE WHEN {ft} THEN t.data || EXCLUDED.data ELSE EXCLUDED.data END, \
              updated_at = now() RETURNING data"
         ),
+        take: format!("DELETE FROM {t} WHERE id = $1 RETURNING {f}"),
     }
 }
 
