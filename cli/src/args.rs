@@ -289,8 +289,12 @@ pub(crate) enum InspectCommand {
 #[derive(Debug, Args)]
 pub(crate) struct PurgeArgs {
     /// Delete rows not written for this long: 90s, 45m, 12h, 30d, 2w.
-    #[arg(long, value_parser = crate::time::parse_age)]
-    pub(crate) older_than: std::time::Duration,
+    #[arg(long, value_parser = crate::time::parse_age, required_unless_present = "expired", conflicts_with = "expired")]
+    pub(crate) older_than: Option<std::time::Duration>,
+    /// Delete the rows past the storage's TTL (`?ttl=30d` in the URL): they read as
+    /// absent already.
+    #[arg(long)]
+    pub(crate) expired: bool,
     /// Only count what would be deleted.
     #[arg(long)]
     pub(crate) dry_run: bool,

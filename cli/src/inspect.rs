@@ -89,16 +89,32 @@ async fn show(
         }
         InspectCommand::Stats => {
             let stats = storage.stats().await?;
+            // With a TTL (`?ttl=` in the URL): rows past it read as absent until purged.
+            let expired = match storage.options().ttl {
+                Some(_) => Some(
+                    storage
+                        .count_older_than(storage.expiry_cutoff_ms()?)
+                        .await?,
+                ),
+                None => None,
+            };
             if global.json {
                 output::json(&json!({
                     "rows": stats.rows,
                     "per_state": stats.per_state.iter().map(|(state, n)| json!({"state": state, "rows": n})).collect::<Vec<_>>(),
                     "oldest_ms": stats.oldest_ms,
                     "newest_ms": stats.newest_ms,
+                    "expired": expired,
                 }));
             } else {
                 println!("table:  {}", global.table);
                 println!("rows:   {}", stats.rows);
+                if let (Some(expired), Some(ttl)) = (expired, storage.options().ttl) {
+                    println!(
+                        "expired: {expired} (not written for over {}s; `fsmstore purge --expired` deletes them)",
+                        ttl.as_secs()
+                    );
+                }
                 println!(
                     "oldest: {}",
                     stats.oldest_ms.map(format_ms).unwrap_or_else(|| "-".into())
@@ -142,7 +158,14 @@ async fn purge_rows(
     storage: &dyn Inspect,
     args: PurgeArgs,
 ) -> anyhow::Result<ExitCode> {
-    let cutoff = now_ms() - args.older_than.as_millis() as i64;
+    let cutoff = match (args.older_than, args.expired) {
+        (Some(age), false) => now_ms() - age.as_millis() as i64,
+        // The storage's TTL, from the URL (`?ttl=30d`).
+        (None, true) => storage.expiry_cutoff_ms()?,
+        _ => anyhow::bail!(fsmstore::Error::InvalidInput(
+            "purge takes --older-than AGE or --expired".to_owned()
+        )),
+    };
     let total = storage.count_older_than(cutoff).await?;
     if args.dry_run {
         if global.json {
