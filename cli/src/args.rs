@@ -339,6 +339,10 @@ pub(crate) struct BenchArgs {
     /// without and with the lock.
     #[arg(long)]
     pub(crate) isolation: bool,
+    /// Also run every phase through a handle with `ttl=30d` on the same table, beside the
+    /// handle without, and print the ratio (the cost of expiry checks).
+    #[arg(long)]
+    pub(crate) ttl: bool,
 }
 
 fn parse_target(text: &str) -> Result<MigrationTarget, String> {

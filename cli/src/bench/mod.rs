@@ -111,6 +111,20 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
     let db = fsmstore::open_with(url, options.clone())
         .await
         .context("open the storage")?;
+    let with_ttl = if args.ttl {
+        Some(
+            fsmstore::open_with(
+                url,
+                options
+                    .clone()
+                    .ttl(std::time::Duration::from_secs(30 * 86_400)),
+            )
+            .await
+            .context("open a handle with a ttl")?,
+        )
+    } else {
+        None
+    };
     let second = if args.isolation {
         Some(
             fsmstore::open_with(url, options.clone())
@@ -120,7 +134,10 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
     } else {
         None
     };
-    let result = measure(url, args, &options, &db, second.as_ref()).await;
+    let result = measure(url, args, &options, &db, second.as_ref(), with_ttl.as_ref()).await;
+    if let Some(with_ttl) = with_ttl {
+        with_ttl.close().await?;
+    }
     if let Some(second) = second {
         second.close().await?;
     }
@@ -138,6 +155,7 @@ async fn measure(
     options: &StorageOptions,
     db: &fsmstore::Database,
     second: Option<&fsmstore::Database>,
+    with_ttl: Option<&fsmstore::Database>,
 ) -> anyhow::Result<Report> {
     let storage = &db.storage();
     let keys = args.keys.max(1);
@@ -156,7 +174,7 @@ async fn measure(
     }
     let phase_floor = floor.as_ref().filter(|_| args.floor);
     let rows_at_start = storage.key_count().await?;
-    let sides = if phase_floor.is_some() { 2 } else { 1 };
+    let sides = 1 + usize::from(phase_floor.is_some()) + usize::from(with_ttl.is_some());
     let teloxide_calls = if args.teloxide { 6 } else { 0 };
     let isolation_calls = if args.isolation { 2 } else { 0 };
     let bar = ProgressBar::new(
@@ -169,8 +187,10 @@ async fn measure(
             .progress_chars("=> "),
     );
     let fsm = FsmTarget::new(Arc::clone(storage), keys);
+    let fsm_ttl = with_ttl.map(|db| FsmTarget::new(db.storage(), keys));
     let mut fsm_samples: Vec<Vec<Sample>> = vec![Vec::new(); Phase::ALL.len()];
     let mut floor_samples: Vec<Vec<Sample>> = vec![Vec::new(); Phase::ALL.len()];
+    let mut ttl_samples: Vec<Vec<Sample>> = vec![Vec::new(); Phase::ALL.len()];
     for round in 0..rounds {
         for (p, phase) in Phase::ALL.into_iter().enumerate() {
             bar.set_message(format!("round {}/{rounds} {}", round + 1, phase.name()));
@@ -179,9 +199,15 @@ async fn measure(
             if let (Some(floor), true) = (phase_floor, floor_first) {
                 floor_samples[p].push(floor.run_phase(phase, keys, &bar).await);
             }
+            if let (Some(fsm_ttl), true) = (&fsm_ttl, floor_first) {
+                ttl_samples[p].push(run_phase(fsm_ttl, phase, keys, &bar).await);
+            }
             fsm_samples[p].push(run_phase(&fsm, phase, keys, &bar).await);
             if let (Some(floor), false) = (phase_floor, floor_first) {
                 floor_samples[p].push(floor.run_phase(phase, keys, &bar).await);
+            }
+            if let (Some(fsm_ttl), false) = (&fsm_ttl, floor_first) {
+                ttl_samples[p].push(run_phase(fsm_ttl, phase, keys, &bar).await);
             }
         }
     }
@@ -213,6 +239,15 @@ async fn measure(
         .enumerate()
         .map(|(p, phase)| PhaseReport::new(phase, &fsm_samples[p], &floor_samples[p]))
         .collect();
+    let ttl = if fsm_ttl.is_some() {
+        Phase::ALL
+            .into_iter()
+            .enumerate()
+            .map(|(p, phase)| PhaseReport::new(phase, &ttl_samples[p], &fsm_samples[p]))
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Report {
         backend: dialect_name(url),
         keys,
@@ -223,6 +258,7 @@ async fn measure(
         concurrency,
         teloxide,
         isolation,
+        ttl,
     })
 }
 

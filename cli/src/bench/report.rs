@@ -91,6 +91,8 @@ pub(crate) struct Report {
     pub(crate) teloxide: Vec<super::teloxide::OpReport>,
     /// `--isolation`: lock cost and lost updates without and with the lock.
     pub(crate) isolation: Option<super::isolation::IsolationReport>,
+    /// `--ttl`: each phase with a TTL (as `fsm`) beside without one (as `floor`).
+    pub(crate) ttl: Vec<PhaseReport>,
 }
 
 impl Report {
@@ -99,6 +101,7 @@ impl Report {
             + self.concurrency.errors
             + self.teloxide.iter().map(|t| t.errors).sum::<u64>()
             + self.isolation.as_ref().map_or(0, |i| i.errors)
+            + self.ttl.iter().map(|p| p.errors).sum::<u64>()
     }
 
     pub(crate) fn json(&self) -> Value {
@@ -126,6 +129,12 @@ impl Report {
             },
             "teloxide": self.teloxide.iter().map(super::teloxide::OpReport::json).collect::<Vec<_>>(),
             "isolation": self.isolation.as_ref().map(super::isolation::IsolationReport::json),
+            "ttl": self.ttl.iter().map(|p| json!({
+                "phase": p.phase.name(),
+                "with_ttl": p.fsm.json(),
+                "without_ttl": p.floor.as_ref().map(Stats::json),
+                "ratio": p.ratio().map(|r| (r * 1000.0).round() / 1000.0),
+            })).collect::<Vec<_>>(),
             "errors": self.errors(),
         })
     }
@@ -172,6 +181,35 @@ impl Report {
         }
         if let Some(isolation) = &self.isolation {
             isolation.print();
+        }
+        if !self.ttl.is_empty() {
+            println!("\nwith ttl=30d beside without (same table, same run, medians):");
+            let rows: Vec<Vec<String>> = self
+                .ttl
+                .iter()
+                .map(|p| {
+                    let mut row = vec![p.phase.name().to_owned()];
+                    row.extend(cells(&p.fsm));
+                    if let Some(without) = &p.floor {
+                        row.extend(cells(without));
+                    }
+                    row.push(p.ratio().map_or("-".into(), |r| format!("{r:.2}×")));
+                    row
+                })
+                .collect();
+            output::table(
+                &[
+                    "phase",
+                    "ttl ops/s",
+                    "p50 µs",
+                    "p99 µs",
+                    "no ttl ops/s",
+                    "p50 µs",
+                    "p99 µs",
+                    "ttl/no ttl",
+                ],
+                &rows,
+            );
         }
     }
 }
