@@ -270,6 +270,25 @@ mod tests {
         );
     }
 
+    /// A handler that panics while holding the lock frees it (the guard drops while the
+    /// task unwinds).
+    #[tokio::test]
+    async fn a_panicking_holder_frees_the_key() {
+        let isolation = LocalIsolation::new(
+            StorageOptions::default().isolation_timeout(Duration::from_secs(5)),
+        );
+        let holder = {
+            let isolation = isolation.clone();
+            tokio::spawn(async move {
+                let _guard = isolation.lock(&key(1)).await.unwrap();
+                panic!("the handler failed");
+            })
+        };
+        assert!(holder.await.unwrap_err().is_panic());
+        drop(isolation.lock(&key(1)).await.expect("the key is free again"));
+        assert!(isolation.locks().is_empty());
+    }
+
     #[tokio::test]
     async fn a_cancelled_waiter_leaves_nothing_behind() {
         let isolation = LocalIsolation::new(StorageOptions::default());
