@@ -232,12 +232,22 @@ async fn merge_locked(conn: &mut MySqlConnection, m: &Merge<'_>) -> Attempt<Resu
     let (sql, id) = (m.sql, m.id);
     let mut tx = conn.begin().await.before()?;
     execute(&mut tx, &sql.lock_row, id, None).await.before()?;
-    let row = select_row(&mut tx, &sql.get_data, id).await.before()?;
-    let mut data = match row.map(|row| data_column(&row, 0, id)) {
-        Some(Ok(data)) => data,
-        None => Data::new(),
-        // Dropping the transaction rolls back the lock_row insert.
-        Some(Err(err)) => return Ok(Err(err)),
+    // State and data read once under the row lock (an expired row reads as absent) and
+    // written back whole: expiry is decided by this one read.
+    let row = select_row(&mut tx, &sql.get_record, id).await.before()?;
+    let (old_state, mut data) = match row {
+        Some(row) => {
+            let state: Option<String> = match row.try_get(0) {
+                Ok(state) => state,
+                Err(err) => return Ok(Err(from_sqlx(err))),
+            };
+            match data_column(&row, 1, id) {
+                Ok(data) => (state, data),
+                // Dropping the transaction rolls back the lock_row insert.
+                Err(err) => return Ok(Err(err)),
+            }
+        }
+        None => (None, Data::new()),
     };
     merge_shallow(&mut data, m.patch);
     let text = match serde_json::to_string(&data) {
@@ -245,7 +255,7 @@ async fn merge_locked(conn: &mut MySqlConnection, m: &Merge<'_>) -> Attempt<Resu
         Err(err) => return Ok(Err(Error::Serialization(err))),
     };
     match m.state {
-        None => execute(&mut tx, &sql.upsert_data, id, Some(&text)).await,
+        None => upsert_record(&mut tx, sql, id, old_state.as_deref(), &text).await,
         Some(None) if data.is_empty() => execute(&mut tx, &sql.delete, id, None).await,
         Some(state) => upsert_record(&mut tx, sql, id, state, &text).await,
     }

@@ -181,13 +181,15 @@ fn merge_locked(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(from_sqlite)?;
-    let mut data = select_data(&tx, q, id)?;
+    // State and data read once (an expired row reads as absent) and written back whole:
+    // expiry is decided by this one read, under the write lock.
+    let (old_state, mut data) = select_record(&tx, q, id)?;
     merge_shallow(&mut data, patch);
     let text = serde_json::to_string(&data).map_err(Error::Serialization)?;
     match state {
         None => tx
-            .prepare_cached(&q.row.upsert_data)
-            .and_then(|mut s| s.execute([id, &text])),
+            .prepare_cached(&q.row.upsert_record)
+            .and_then(|mut s| s.execute(rusqlite::params![id, old_state, text])),
         Some(None) if data.is_empty() => tx
             .prepare_cached(&q.row.delete)
             .and_then(|mut s| s.execute([id])),
@@ -200,12 +202,23 @@ fn merge_locked(
     Ok(data)
 }
 
-fn select_data(conn: &Connection, queries: &SqliteQueries, id: &str) -> Result<Data> {
-    let text: Option<String> = conn
-        .prepare_cached(&queries.row.get_data)
-        .and_then(|mut s| s.query_row([id], |row| row.get(0)).optional())
+/// The state and data of `id` (absent or expired: `None` and `{}`).
+fn select_record(
+    conn: &Connection,
+    queries: &SqliteQueries,
+    id: &str,
+) -> Result<(Option<String>, Data)> {
+    let row: Option<(Option<String>, String)> = conn
+        .prepare_cached(&queries.row.get_record)
+        .and_then(|mut s| {
+            s.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
         .map_err(from_sqlite)?;
-    text.map_or_else(|| Ok(Data::new()), |text| parse_data(id, &text))
+    match row {
+        Some((state, text)) => Ok((state, parse_data(id, &text)?)),
+        None => Ok((None, Data::new())),
+    }
 }
 
 /// The per-key locks of `table` in `location`, shared by every storage of this process on
@@ -274,8 +287,10 @@ impl Storage for SqliteStorage {
 
     async fn get_data(&self, key: &StorageKey) -> Result<Data> {
         let id = self.options.row_id(key)?;
-        self.read("get_data", move |conn, q| select_data(conn, q, &id))
-            .await
+        self.read("get_data", move |conn, q| {
+            select_record(conn, q, &id).map(|(_, data)| data)
+        })
+        .await
     }
 
     async fn set_data(&self, key: &StorageKey, data: &Data) -> Result<()> {

@@ -1,10 +1,8 @@
 //! `fsmstore inspect stats` counts expired rows and `fsmstore purge --expired` deletes
 //! them, with the TTL from the URL.
 
-use std::process::Command;
-use std::time::Duration;
-
 use fsmstore::{BotId, ChatId, StorageKey, UserId};
+use std::process::Command;
 
 fn fsmstore(url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_fsmstore"))
@@ -22,16 +20,21 @@ async fn stats_count_and_purge_deletes_expired_rows() {
     let db = fsmstore::open(&format!("{base}?schema=upgrade"))
         .await
         .unwrap();
-    for n in 1..=3 {
+    for n in [1, 2, 3, 9] {
         let key = StorageKey::new(BotId(1), ChatId(n), UserId(n));
-        db.storage().set_state(&key, Some("Old")).await.unwrap();
+        db.storage().set_state(&key, Some("S")).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let key = StorageKey::new(BotId(1), ChatId(9), UserId(9));
-    db.storage().set_state(&key, Some("New")).await.unwrap();
     db.close().await.unwrap();
+    // Three rows written two hours ago (no waiting: the clock of the test is the file's).
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "UPDATE aiogram_fsm_data SET updated_at = updated_at - 7200000 WHERE id <> 'fsm:9:9'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
 
-    let with_ttl = format!("{base}?ttl=1s");
+    let with_ttl = format!("{base}?ttl=1h");
     let stats = fsmstore(&with_ttl, &["--json", "inspect", "stats"]);
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("JSON stats");
     assert_eq!(

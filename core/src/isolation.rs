@@ -285,7 +285,12 @@ mod tests {
             })
         };
         assert!(holder.await.unwrap_err().is_panic());
-        drop(isolation.lock(&key(1)).await.expect("the key is free again"));
+        drop(
+            isolation
+                .lock(&key(1))
+                .await
+                .expect("the key is free again"),
+        );
         assert!(isolation.locks().is_empty());
     }
 

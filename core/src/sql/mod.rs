@@ -191,8 +191,10 @@ fn inspect_queries(
     let purge_batch = if delete_limit {
         format!("DELETE FROM {t} WHERE {older} LIMIT {}", p(2))
     } else {
+        // The age test again on the outer DELETE: a row rewritten between the subquery and
+        // the delete (PostgreSQL rechecks only the id) is fresh and stays.
         format!(
-            "DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE {older} LIMIT {})",
+            "DELETE FROM {t} WHERE {older} AND id IN (SELECT id FROM {t} WHERE {older} LIMIT {})",
             p(2)
         )
     };
