@@ -197,6 +197,26 @@ impl PgStorage {
         ))
     }
 
+    /// Clears the state of `id` (deleting the row when its data is empty, in the same
+    /// statement) and returns the data it keeps; removes the row if a clear of the data
+    /// committed meanwhile left it empty.
+    async fn clear_state(&self, operation: &'static str, id: &str) -> Result<Data> {
+        let q = &self.inner.queries;
+        let row = self
+            .query_opt(operation, Replay::Unsafe, &q.row.clear_state, &[&id])
+            .await?;
+        let Some(row) = row else {
+            // Deleted (no data left) or absent.
+            return Ok(Data::new());
+        };
+        let data = data_of(id, &row, 0)?;
+        if data.is_empty() {
+            // A clear of the data committed meanwhile: the row holds nothing now.
+            self.execute(operation, &q.delete_if_empty, &[&id]).await?;
+        }
+        Ok(data)
+    }
+
     /// A statement returning at most one row.
     async fn query_opt(
         &self,
@@ -298,10 +318,7 @@ impl Storage for PgStorage {
                     .map(drop)
             }
             // One statement: deletes the row when its data is empty, else clears the state.
-            None => self
-                .execute("set_state", &q.row.clear_state, &[&id])
-                .await
-                .map(drop),
+            None => self.clear_state("set_state", &id).await.map(drop),
         }
     }
 
@@ -322,10 +339,18 @@ impl Storage for PgStorage {
         let id = self.options().row_id(key)?;
         let q = &self.inner.queries;
         if data.is_empty() {
-            return self
-                .execute("set_data", &q.row.clear_data, &[&id])
-                .await
-                .map(drop);
+            let row = self
+                .query_opt("set_data", Replay::Unsafe, &q.row.clear_data, &[&id])
+                .await?;
+            let no_state: bool = match row {
+                Some(row) => row.try_get(0).map_err(from_pg)?,
+                None => false,
+            };
+            if no_state {
+                // A clear of the state committed meanwhile: the row holds nothing now.
+                self.execute("set_data", &q.delete_if_empty, &[&id]).await?;
+            }
+            return Ok(());
         }
         validate_data(&id, data, self.options().max_data_bytes)?;
         self.execute("set_data", &q.row.upsert_data, &[&id, &Json(data)])
@@ -363,10 +388,10 @@ impl Storage for PgStorage {
         let q = &self.inner.queries;
         // No state and nothing to merge may leave the row empty: `clear_state` deletes it
         // then, in the same statement, and returns the data otherwise.
-        let row = if state.is_none() && patch.is_empty() {
-            self.query_opt("transition", Replay::Unsafe, &q.row.clear_state, &[&id])
-                .await?
-        } else {
+        if state.is_none() && patch.is_empty() {
+            return self.clear_state("transition", &id).await;
+        }
+        let row = {
             self.query_opt(
                 "transition",
                 Replay::Unsafe,

@@ -100,6 +100,7 @@ macro_rules! __storage_cases {
             lifecycle::row_holding_neither_is_deleted,
             lifecycle::clear_of_absent_key_is_fine,
             lifecycle::set_record_replaces_state_and_data,
+            lifecycle::clearing_state_and_data_at_once_leaves_no_row,
             lifecycle::teloxide_scenario,
             lifecycle::aiogram_storage_semantics,
             payload::unicode_keys_and_values,

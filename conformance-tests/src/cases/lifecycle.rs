@@ -177,3 +177,32 @@ pub async fn aiogram_storage_semantics(ctx: Ctx) {
         obj(json!({"foo": "bar", "baz": "test"}))
     );
 }
+
+/// Clearing the state and the data of a key at the same moment, from two tasks, leaves no
+/// row (each clear alone can see the other column still set).
+pub async fn clearing_state_and_data_at_once_leaves_no_row(ctx: Ctx) {
+    let s = ctx.storage().await;
+    for n in 1..=60 {
+        s.set_record(&key(n), Some("S"), &obj(json!({"a": n})))
+            .await
+            .unwrap();
+    }
+    let tasks: Vec<_> = (1..=60)
+        .map(|n| {
+            let s = std::sync::Arc::clone(&s);
+            tokio::spawn(async move {
+                let (k, empty) = (key(n), Data::new());
+                let (state, data) = tokio::join!(s.set_state(&k, None), s.set_data(&k, &empty));
+                state.and(data)
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a task").unwrap();
+    }
+    assert_eq!(
+        s.key_count().await.unwrap(),
+        0,
+        "rows holding nothing were left"
+    );
+}

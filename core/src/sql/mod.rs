@@ -93,6 +93,10 @@ pub struct PostgresQueries {
     /// `(id)` → one row `(fresh)` when a row was deleted: whether it was within the TTL
     /// (always true without one). `clear` answers with it.
     pub take: String,
+    /// `(id)`: deletes the row when it holds neither state nor data. Run after
+    /// `clear_state` returned `{}` or `clear_data` returned a `NULL` state: a clear of the
+    /// other column committed meanwhile, so neither statement saw the row empty.
+    pub delete_if_empty: String,
 }
 
 impl PostgresQueries {

@@ -53,7 +53,7 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> PostgresQuer
             clear_data: format!(
                 "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND (state IS NULL OR NOT ({f})) RETURNING id) \
                  UPDATE {t} SET data = '{{}}'::jsonb, updated_at = now() \
-                 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone)"
+                 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone) RETURNING state IS NULL"
             ),
             upsert_record: format!(
                 "INSERT INTO {t} (id, state, data) VALUES ($1, $2, $3) \
@@ -80,6 +80,9 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> PostgresQuer
              updated_at = now() RETURNING data"
         ),
         take: format!("DELETE FROM {t} WHERE id = $1 RETURNING {f}"),
+        delete_if_empty: format!(
+            "DELETE FROM {t} WHERE id = $1 AND state IS NULL AND data = '{{}}'::jsonb"
+        ),
     }
 }
 
