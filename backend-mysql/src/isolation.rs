@@ -103,12 +103,7 @@ impl Isolation for MysqlIsolation {
     async fn lock(&self, key: &StorageKey) -> Result<LockGuard> {
         let id = self.options.row_id(key)?;
         let timeout = self.options.isolation_timeout;
-        let started = std::time::Instant::now();
-        let local = self.local.lock(key).await?;
-        let remaining = timeout.saturating_sub(started.elapsed());
-        if remaining.is_zero() {
-            return Err(lock_timeout(&id, timeout));
-        }
+        let (local, remaining) = self.local.lock_in_front(key).await?;
         let statements = KeyLock::mysql(&self.options.table, &id);
         let mut waiting = Waiting(Some(self.pool.acquire().await.map_err(from_sqlx)?));
         let conn = waiting.0.as_mut().ok_or(Error::Closed)?;

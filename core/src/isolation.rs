@@ -143,6 +143,23 @@ impl LocalIsolation {
     pub fn locks(&self) -> &Arc<LocalLocks> {
         &self.locks
     }
+
+    /// This process's lock of `key` (the queue in front of a server's lock, so one waiter
+    /// per key per process holds a connection), and what is left of the isolation timeout
+    /// for the server's lock.
+    ///
+    /// # Errors
+    /// As [`Isolation::lock`]; [`Error::LockTimeout`] when nothing is left.
+    pub async fn lock_in_front(&self, key: &StorageKey) -> Result<(LockGuard, Duration)> {
+        let timeout = self.options.isolation_timeout;
+        let started = std::time::Instant::now();
+        let guard = self.lock(key).await?;
+        let remaining = timeout.saturating_sub(started.elapsed());
+        if remaining.is_zero() {
+            return Err(lock_timeout(&self.options.row_id(key)?, timeout));
+        }
+        Ok((guard, remaining))
+    }
 }
 
 /// Holds a row id's mutex; on drop releases it and forgets the entry if unused.
