@@ -20,6 +20,7 @@ pub(crate) struct InspectStatements {
     time_range: SqlStr,
     count_older: SqlStr,
     purge_batch: SqlStr,
+    now_ms: SqlStr,
 }
 
 impl InspectStatements {
@@ -33,6 +34,7 @@ impl InspectStatements {
             time_range: sql(&q.time_range),
             count_older: sql(&q.count_older),
             purge_batch: sql(&q.purge_batch),
+            now_ms: sql(&q.now_ms),
         }
     }
 }
@@ -137,6 +139,23 @@ impl Inspect for MysqlStorage {
             oldest_ms,
             newest_ms,
         })
+    }
+
+    async fn database_now_ms(&self) -> Result<i64> {
+        self.call(
+            "database_now_ms",
+            Access::Read,
+            &self.inner.inspect,
+            |conn, q| {
+                Box::pin(async move {
+                    sqlx::query_scalar(q.now_ms.clone())
+                        .fetch_one(&mut *conn)
+                        .await
+                        .before()
+                })
+            },
+        )
+        .await
     }
 
     async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {

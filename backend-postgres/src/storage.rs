@@ -557,6 +557,21 @@ impl Inspect for PgStorage {
         })
     }
 
+    async fn database_now_ms(&self) -> Result<i64> {
+        let row = self
+            .query_opt(
+                "database_now_ms",
+                Replay::Safe,
+                &self.inner.inspect.now_ms,
+                &[],
+            )
+            .await?;
+        match row {
+            Some(row) => row.try_get(0).map_err(from_pg),
+            None => Err(Error::database(false, "SELECT now() returned no row")),
+        }
+    }
+
     async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {
         let row = self
             .query_opt(

@@ -103,6 +103,14 @@ impl Inspect for SqliteStorage {
         .await
     }
 
+    async fn database_now_ms(&self) -> Result<i64> {
+        self.read_inspect(move |conn, q| {
+            conn.query_row(&q.now_ms, [], |row| row.get(0))
+                .map_err(from_sqlite)
+        })
+        .await
+    }
+
     async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {
         self.read_inspect(move |conn, q| {
             let count: Option<i64> = conn

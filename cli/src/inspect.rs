@@ -93,7 +93,7 @@ async fn show(
             let expired = match storage.options().ttl {
                 Some(_) => Some(
                     storage
-                        .count_older_than(storage.expiry_cutoff_ms()?)
+                        .count_older_than(storage.expiry_cutoff_ms().await?)
                         .await?,
                 ),
                 None => None,
@@ -161,7 +161,7 @@ async fn purge_rows(
     let cutoff = match (args.older_than, args.expired) {
         (Some(age), false) => now_ms() - age.as_millis() as i64,
         // The storage's TTL, from the URL (`?ttl=30d`).
-        (None, true) => storage.expiry_cutoff_ms()?,
+        (None, true) => storage.expiry_cutoff_ms().await?,
         _ => anyhow::bail!(fsmstore::Error::InvalidInput(
             "purge takes --older-than AGE or --expired".to_owned()
         )),

@@ -74,17 +74,27 @@ pub trait Inspect: Storage {
     /// Database errors.
     async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64>;
 
-    /// The cutoff of [`StorageOptions::ttl`](crate::StorageOptions::ttl) now: rows last
-    /// written before it have expired. This process's clock (reads and writes decide
-    /// expiry with the database's clock; the two differ by the clock skew at most).
+    /// The database's clock, unix milliseconds (this process's clock where the storage
+    /// is in the process).
     ///
     /// # Errors
-    /// [`Error::Config`](crate::Error::Config) when the storage has no TTL.
-    fn expiry_cutoff_ms(&self) -> Result<i64> {
+    /// Database errors.
+    async fn database_now_ms(&self) -> Result<i64> {
+        Ok(now_ms())
+    }
+
+    /// The cutoff of [`StorageOptions::ttl`](crate::StorageOptions::ttl) now, by the
+    /// database's clock (the one reads and writes decide expiry with): rows last written
+    /// before it have expired.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) when the storage has no TTL; database
+    /// errors.
+    async fn expiry_cutoff_ms(&self) -> Result<i64> {
         let ttl = self.options().ttl.ok_or_else(|| {
             crate::Error::Config("the storage has no ttl (set `ttl=30d` in the URL)".to_owned())
         })?;
-        Ok(now_ms() - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+        Ok(self.database_now_ms().await? - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
     }
 }
 

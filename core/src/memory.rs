@@ -365,7 +365,7 @@ mod expiry_tests {
             .unwrap();
         assert_eq!(Value::Object(moved), json!({"c": 3}));
         assert_eq!(storage.key_count().await.unwrap(), 3);
-        let cutoff = storage.expiry_cutoff_ms().unwrap();
+        let cutoff = storage.expiry_cutoff_ms().await.unwrap();
         assert!(cutoff <= now_ms() - 300);
     }
 
@@ -382,9 +382,10 @@ mod expiry_tests {
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("3y").is_err());
         assert!(DatabaseUrl::parse("sqlite://a.db?ttl=0s").is_err());
-        assert!(
-            MemoryStorage::new().expiry_cutoff_ms().is_err(),
-            "no ttl, no cutoff"
-        );
+    }
+
+    #[tokio::test]
+    async fn no_ttl_no_cutoff() {
+        assert!(MemoryStorage::new().expiry_cutoff_ms().await.is_err());
     }
 }

@@ -155,6 +155,10 @@ impl Storage for Traced {
 
 #[async_trait]
 impl Inspect for Traced {
+    async fn database_now_ms(&self) -> Result<i64> {
+        self.inner.database_now_ms().await
+    }
+
     async fn list_rows(
         &self,
         state: Option<&str>,

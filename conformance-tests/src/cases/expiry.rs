@@ -124,7 +124,14 @@ pub async fn expired_rows_are_counted_and_purged(ctx: Ctx) {
     }
     tokio::time::sleep(PAST).await;
     inspect.set_state(&key(4), Some("New")).await.unwrap();
-    let cutoff = inspect.expiry_cutoff_ms().unwrap();
+    // The database's clock, in unix milliseconds (the local servers' clocks are this
+    // machine's: a unit or epoch mistake is off by far more than a minute).
+    let db_now = inspect.database_now_ms().await.unwrap();
+    assert!(
+        (db_now - fsmstore_core::now_ms()).abs() < 60_000,
+        "database clock {db_now}"
+    );
+    let cutoff = inspect.expiry_cutoff_ms().await.unwrap();
     assert_eq!(inspect.count_older_than(cutoff).await.unwrap(), 3);
     let mut purged = 0;
     for _ in 0..10 {

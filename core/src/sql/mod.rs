@@ -165,6 +165,9 @@ pub struct InspectQueries {
     pub count_older: String,
     /// `(cutoff_ms, limit)`: deletes at most `limit` rows written before the cutoff.
     pub purge_batch: String,
+    /// `()` → the database's clock, unix milliseconds (the expiry cutoff of `purge
+    /// --expired` is taken from it, as reads and writes decide expiry with it).
+    pub now_ms: String,
 }
 
 impl InspectQueries {
@@ -185,6 +188,7 @@ impl InspectQueries {
 /// turn refuses).
 fn inspect_queries(
     t: &str,
+    now_ms: &str,
     updated_ms: &str,
     before: &str,
     p: impl Fn(usize) -> String,
@@ -221,6 +225,7 @@ fn inspect_queries(
         time_range: format!("SELECT COUNT(*), MIN({updated_ms}), MAX({updated_ms}) FROM {t}"),
         count_older: format!("SELECT COUNT(*) FROM {t} WHERE {older}"),
         purge_batch,
+        now_ms: format!("SELECT {now_ms}"),
     }
 }
 

@@ -100,6 +100,7 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
 pub(super) fn inspect_queries(t: &str) -> super::InspectQueries {
     super::inspect_queries(
         t,
+        "CAST(FLOOR(UNIX_TIMESTAMP(CURRENT_TIMESTAMP(6)) * 1000) AS SIGNED)",
         // FLOOR, not the cast's rounding (see the PostgreSQL statement).
         "CAST(FLOOR(UNIX_TIMESTAMP(updated_at) * 1000) AS SIGNED)",
         "updated_at < FROM_UNIXTIME({cutoff} / 1000)",

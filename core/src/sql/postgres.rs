@@ -117,6 +117,7 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
 pub(super) fn inspect_queries(t: &str) -> super::InspectQueries {
     super::inspect_queries(
         t,
+        "floor(extract(epoch FROM now()) * 1000)::BIGINT",
         // floor, not the cast's rounding: a row's reported millisecond is never after it
         // was written, so "older than its own time" is false (and one ms later, true).
         "floor(extract(epoch FROM updated_at) * 1000)::BIGINT",

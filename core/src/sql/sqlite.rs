@@ -94,6 +94,7 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
 pub(super) fn inspect_queries(t: &str) -> super::InspectQueries {
     super::inspect_queries(
         t,
+        NOW_MS,
         "updated_at",
         "updated_at < {cutoff}",
         |n| format!("?{n}"),
