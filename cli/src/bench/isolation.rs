@@ -57,15 +57,12 @@ pub(crate) async fn measure(
             let mut sample = Sample::default();
             for i in 1..=keys {
                 let started = Instant::now();
-                let outcome = floor.lock_unlock(i).await;
-                sample.nanos.push(started.elapsed().as_nanos() as u64);
-                if let Err(err) = outcome {
-                    sample.record(
-                        started,
-                        Err(fsmstore::Error::database(false, err.to_string())),
-                        i,
-                    );
-                }
+                let outcome = floor
+                    .lock_unlock(i)
+                    .await
+                    .map(|()| true)
+                    .map_err(|err| fsmstore::Error::database(false, err.to_string()));
+                sample.record(started, outcome, i);
             }
             sample.nanos.sort_unstable();
             floors.push(sample);
