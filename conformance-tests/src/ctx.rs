@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use fsmstore_core::{
-    Inspect, MigrationSource, Migrator, SchemaPolicy, Storage, StorageOptions, TableName,
+    Database, Inspect, MigrationSource, Migrator, SchemaPolicy, Storage, StorageOptions, TableName,
 };
 
 use crate::backend::Backend;
@@ -62,6 +62,14 @@ impl Ctx {
     /// Opens a storage on this case's table, migrated to head. Panics if that fails.
     pub async fn storage(&self) -> Arc<dyn Storage> {
         self.open(self.options()).await
+    }
+
+    /// Opens the database handle with `options`. Panics if that fails.
+    pub async fn database(&self, options: StorageOptions) -> Database {
+        match self.backend.open_database(options).await {
+            Ok(db) => db,
+            Err(err) => panic!("{}: open failed: {err}", self.backend.name()),
+        }
     }
 
     /// Opens a storage with `options`. Panics if that fails.

@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use fsmstore_core::{Database, StorageOptions};
 use serde_json::json;
 
 use super::{key, obj};
@@ -17,20 +16,10 @@ use crate::Ctx;
 const TTL: Duration = Duration::from_millis(3000);
 const PAST: Duration = Duration::from_millis(4500);
 
-/// The database with a TTL.
-async fn open(ctx: &Ctx, options: StorageOptions) -> Option<Database> {
-    match ctx.backend().open_database(options.ttl(TTL)).await {
-        Ok(db) => Some(db),
-        Err(err) => panic!("{}: open with a ttl: {err:?}", ctx.backend().name()),
-    }
-}
-
 /// Past the TTL a row reads as absent everywhere: record, state, data, field, count,
 /// and `clear` finds nothing.
 pub async fn an_expired_row_reads_as_absent(ctx: Ctx) {
-    let Some(db) = open(&ctx, ctx.options()).await else {
-        return;
-    };
+    let db = ctx.database(ctx.options().ttl(TTL)).await;
     let s = db.storage();
     s.set_record(&key(1), Some("S"), &obj(json!({"a": 1})))
         .await
@@ -51,9 +40,7 @@ pub async fn an_expired_row_reads_as_absent(ctx: Ctx) {
 /// the old state, `set_state` drops the old data, `set_data` the old state, `transition`
 /// merges into `{}`; clearing what is left deletes the row.
 pub async fn a_write_to_an_expired_row_starts_from_empty(ctx: Ctx) {
-    let Some(db) = open(&ctx, ctx.options()).await else {
-        return;
-    };
+    let db = ctx.database(ctx.options().ttl(TTL)).await;
     let s = db.storage();
     for n in 1..=6 {
         s.set_record(&key(n), Some("Old"), &obj(json!({"old": n})))
@@ -95,9 +82,7 @@ pub async fn a_write_to_an_expired_row_starts_from_empty(ctx: Ctx) {
 /// A write keeps a row alive: rewritten every third of the TTL, it is fresh (state and
 /// every field) more than a TTL after the first write.
 pub async fn a_write_keeps_the_row_alive(ctx: Ctx) {
-    let Some(db) = open(&ctx, ctx.options()).await else {
-        return;
-    };
+    let db = ctx.database(ctx.options().ttl(TTL)).await;
     let s = db.storage();
     s.set_state(&key(1), Some("S")).await.unwrap();
     tokio::time::sleep(TTL / 3).await;
@@ -115,9 +100,7 @@ pub async fn a_write_keeps_the_row_alive(ctx: Ctx) {
 
 /// Expired rows are what the expiry cutoff counts and purges; fresh ones stay.
 pub async fn expired_rows_are_counted_and_purged(ctx: Ctx) {
-    let Some(db) = open(&ctx, ctx.options()).await else {
-        return;
-    };
+    let db = ctx.database(ctx.options().ttl(TTL)).await;
     let inspect = db.inspect();
     for n in 1..=3 {
         inspect.set_state(&key(n), Some("Old")).await.unwrap();

@@ -3,18 +3,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fsmstore_core::{Database, ErrorKind, StorageOptions};
+use fsmstore_core::{Database, ErrorKind};
 use serde_json::json;
 
 use super::{key, obj};
 use crate::Ctx;
-
-async fn open(ctx: &Ctx, options: StorageOptions) -> Database {
-    match ctx.backend().open_database(options).await {
-        Ok(db) => db,
-        Err(err) => panic!("{}: open failed: {err}", ctx.backend().name()),
-    }
-}
 
 /// One read-modify-write of key 1's counter under the lock.
 async fn increment(db: &Database) {
@@ -35,8 +28,8 @@ async fn increment(db: &Database) {
 /// under the lock, 12 each, all at once: none is lost.
 pub async fn locked_read_modify_write_loses_nothing(ctx: Ctx) {
     let (a, b) = (
-        open(&ctx, ctx.options()).await,
-        open(&ctx, ctx.options()).await,
+        ctx.database(ctx.options()).await,
+        ctx.database(ctx.options()).await,
     );
     let tasks: Vec<_> = (0..24)
         .map(|i| {
@@ -57,11 +50,9 @@ pub async fn locked_read_modify_write_loses_nothing(ctx: Ctx) {
 
 /// Holding one key's lock does not delay another key's.
 pub async fn distinct_keys_do_not_wait(ctx: Ctx) {
-    let db = open(
-        &ctx,
-        ctx.options().isolation_timeout(Duration::from_secs(2)),
-    )
-    .await;
+    let db = ctx
+        .database(ctx.options().isolation_timeout(Duration::from_secs(2)))
+        .await;
     let isolation = db.isolation();
     let _held = isolation.lock(&key(1)).await.unwrap();
     // Key 1 stays held: had key 2 waited for it, this would time out.
@@ -73,9 +64,9 @@ pub async fn distinct_keys_do_not_wait(ctx: Ctx) {
 /// timeout, not before.
 pub async fn a_lock_wait_times_out(ctx: Ctx) {
     let timeout = Duration::from_millis(300);
-    let db = open(&ctx, ctx.options().isolation_timeout(timeout)).await;
+    let db = ctx.database(ctx.options().isolation_timeout(timeout)).await;
     let _held = db.isolation().lock(&key(1)).await.unwrap();
-    let other = open(&ctx, ctx.options().isolation_timeout(timeout)).await;
+    let other = ctx.database(ctx.options().isolation_timeout(timeout)).await;
     let started = Instant::now();
     let err = other.isolation().lock(&key(1)).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::LockTimeout, "{err:?}");
@@ -89,11 +80,9 @@ pub async fn a_lock_wait_times_out(ctx: Ctx) {
 
 /// A guard dropped by a cancelled task frees the key.
 pub async fn a_cancelled_holder_frees_the_key(ctx: Ctx) {
-    let db = open(
-        &ctx,
-        ctx.options().isolation_timeout(Duration::from_secs(10)),
-    )
-    .await;
+    let db = ctx
+        .database(ctx.options().isolation_timeout(Duration::from_secs(10)))
+        .await;
     let (locked_tx, locked_rx) = tokio::sync::oneshot::channel();
     let holder = {
         let db = db.clone();
@@ -118,11 +107,9 @@ pub async fn a_cancelled_holder_frees_the_key(ctx: Ctx) {
 /// (in-process locks) skip this: their holders are tasks of this process. The PostgreSQL
 /// and MariaDB suites kill the session through [`Backend::kill_session`](crate::Backend::kill_session).
 pub async fn killing_the_holders_session_frees_the_key(ctx: Ctx) {
-    let db = open(
-        &ctx,
-        ctx.options().isolation_timeout(Duration::from_secs(10)),
-    )
-    .await;
+    let db = ctx
+        .database(ctx.options().isolation_timeout(Duration::from_secs(10)))
+        .await;
     let guard = db.isolation().lock(&key(1)).await.unwrap();
     // A backend under test that can not end sessions (in-process locks; or no admin
     // connection, as the `fsmstore conformance` command) stops here; the server
@@ -135,11 +122,9 @@ pub async fn killing_the_holders_session_frees_the_key(ctx: Ctx) {
         ctx.backend().kill_session(session).await.unwrap(),
         "the backend could not end session {session}"
     );
-    let other = open(
-        &ctx,
-        ctx.options().isolation_timeout(Duration::from_secs(10)),
-    )
-    .await;
+    let other = ctx
+        .database(ctx.options().isolation_timeout(Duration::from_secs(10)))
+        .await;
     let again = other.isolation().lock(&key(1)).await;
     assert!(again.is_ok(), "the dead session's lock stayed: {again:?}");
     drop(guard);

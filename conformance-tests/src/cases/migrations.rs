@@ -364,11 +364,7 @@ fn broken() -> fsmstore_core::migrations::Script {
 /// connection is opened behind the closed pool), and closing a migrator closes the storage
 /// it shares the pool with.
 pub async fn closing_the_handle_closes_every_view(ctx: Ctx) {
-    let db = ctx
-        .backend()
-        .open_database(ctx.options())
-        .await
-        .expect("open");
+    let db = ctx.database(ctx.options()).await;
     let migrator = db.migrator().expect("a migrator");
     let head = migrator.migrations().head();
     assert_eq!(migrator.current().await.unwrap(), head);
@@ -383,11 +379,7 @@ pub async fn closing_the_handle_closes_every_view(ctx: Ctx) {
         Err(Error::Closed)
     ));
 
-    let db = ctx
-        .backend()
-        .open_database(ctx.options())
-        .await
-        .expect("reopen");
+    let db = ctx.database(ctx.options()).await;
     let storage = db.storage();
     storage.set_state(&key(1), Some("S")).await.unwrap();
     db.migrator().unwrap().close().await.unwrap();
@@ -404,11 +396,7 @@ pub async fn closing_the_handle_closes_every_view(ctx: Ctx) {
 /// schema reads as version 0, a `Verify` open is refused, and an `Upgrade` open starts over
 /// with an empty table.
 pub async fn drop_tables_removes_both_tables(ctx: Ctx) {
-    let db = ctx
-        .backend()
-        .open_database(ctx.options())
-        .await
-        .expect("open");
+    let db = ctx.database(ctx.options()).await;
     db.storage().set_state(&key(1), Some("S")).await.unwrap();
     let migrator = db.migrator().expect("a migrator");
     assert_eq!(
