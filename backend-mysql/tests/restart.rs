@@ -8,7 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use fsmstore_conformance::faults::writes_survive_a_restart;
+use fsmstore_conformance::faults::{
+    free_port, private_server_unavailable, writes_survive_a_restart,
+};
 use fsmstore_core::{SchemaPolicy, Storage, StorageOptions};
 use fsmstore_mysql::{MysqlConfig, MysqlStorage};
 
@@ -134,17 +136,7 @@ fn greets(port: u16) -> bool {
 }
 
 fn skip<T>(why: &str) -> Option<T> {
-    if std::env::var_os("CI").is_some() {
-        panic!("private MariaDB: {why}");
-    }
-    eprintln!("*** SKIPPED: private MariaDB: {why}");
-    None
-}
-
-/// A port nothing listens on now (the OS picks it), never the shared servers' 5432/3306.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").port()
+    private_server_unavailable("MariaDB", why)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

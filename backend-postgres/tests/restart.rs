@@ -8,7 +8,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fsmstore_conformance::faults::writes_survive_a_restart;
+use fsmstore_conformance::faults::{
+    free_port, private_server_unavailable, writes_survive_a_restart,
+};
 use fsmstore_core::{SchemaPolicy, Storage, StorageOptions};
 use fsmstore_postgres::{PgConfig, PgStorage};
 
@@ -116,17 +118,7 @@ fn as_postgres(program: &Path, args: &[&str]) -> bool {
 }
 
 fn skip<T>(why: &str) -> Option<T> {
-    if std::env::var_os("CI").is_some() {
-        panic!("private PostgreSQL: {why}");
-    }
-    eprintln!("*** SKIPPED: private PostgreSQL: {why}");
-    None
-}
-
-/// A port nothing listens on now (the OS picks it), never the shared servers' 5432/3306.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").port()
+    private_server_unavailable("PostgreSQL", why)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,35 @@
 //! A load for fault tests that restart a server: four writers, acknowledged writes
-//! recorded, and the checks every backend must pass afterwards.
+//! recorded, and the checks every backend must pass afterwards; and what the tests that
+//! start private servers share.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fsmstore_core::{data, BotId, ChatId, ErrorKind, Storage, StorageKey, UserId};
+
+/// A port nothing listens on now (the OS picks it), for a private server: never the
+/// shared servers' 5432/3306.
+///
+/// # Panics
+/// When the OS has no free port to give.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("its address").port()
+}
+
+/// A private `server` that could not be started, and `why`: `None` with a loud skip, or
+/// a panic under `CI`.
+///
+/// # Panics
+/// When `CI` is set.
+pub fn private_server_unavailable<T>(server: &str, why: &str) -> Option<T> {
+    if std::env::var_os("CI").is_some() {
+        panic!("private {server}: {why}");
+    }
+    eprintln!("*** SKIPPED: private {server}: {why}");
+    None
+}
 
 const KEYS: i64 = 16;
 const WRITERS: i64 = 4;
