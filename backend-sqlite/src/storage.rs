@@ -202,6 +202,15 @@ fn merge_locked(
     Ok(data)
 }
 
+/// The data of `id` (absent or expired: `{}`).
+fn select_data(conn: &Connection, queries: &SqliteQueries, id: &str) -> Result<Data> {
+    let text: Option<String> = conn
+        .prepare_cached(&queries.row.get_data)
+        .and_then(|mut s| s.query_row([id], |row| row.get(0)).optional())
+        .map_err(from_sqlite)?;
+    text.map_or_else(|| Ok(Data::new()), |text| parse_data(id, &text))
+}
+
 /// The state and data of `id` (absent or expired: `None` and `{}`).
 fn select_record(
     conn: &Connection,
@@ -287,10 +296,8 @@ impl Storage for SqliteStorage {
 
     async fn get_data(&self, key: &StorageKey) -> Result<Data> {
         let id = self.options.row_id(key)?;
-        self.read("get_data", move |conn, q| {
-            select_record(conn, q, &id).map(|(_, data)| data)
-        })
-        .await
+        self.read("get_data", move |conn, q| select_data(conn, q, &id))
+            .await
     }
 
     async fn set_data(&self, key: &StorageKey, data: &Data) -> Result<()> {
