@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 use fsmstore_core::sql::InspectQueries;
-use fsmstore_core::{Dialect, Error, Inspect, Result, StoredRow, TableName, TableStats};
+use fsmstore_core::{
+    Dialect, Error, Inspect, Layout, Result, Storage, StoredRow, TableName, TableStats,
+};
 use sqlx::mysql::MySqlRow;
 use sqlx::{Row, SqlStr};
 
@@ -24,8 +26,8 @@ pub(crate) struct InspectStatements {
 }
 
 impl InspectStatements {
-    pub(crate) fn new(table: &TableName) -> Self {
-        let q = InspectQueries::for_table(Dialect::Mysql, table);
+    pub(crate) fn new(table: &TableName, layout: Layout) -> Self {
+        let q = InspectQueries::for_layout(Dialect::Mysql, table, layout);
         InspectStatements {
             list: sql(&q.list),
             list_by_state: sql(&q.list_by_state),
@@ -159,6 +161,10 @@ impl Inspect for MysqlStorage {
     }
 
     async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {
+        let options = self.options();
+        options
+            .layout
+            .require_updated_at("purge --older-than", &options.table)?;
         let args = (&self.inner.inspect, cutoff_ms);
         let n: i64 = self
             .call(
@@ -180,6 +186,10 @@ impl Inspect for MysqlStorage {
     }
 
     async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {
+        let options = self.options();
+        options
+            .layout
+            .require_updated_at("purge --older-than", &options.table)?;
         let args = (&self.inner.inspect, cutoff_ms, batch);
         // Replay-safe: running the batch again only deletes more rows that are too old,
         // so a lost reply is not an unknown outcome.

@@ -149,15 +149,20 @@ impl MysqlMigrator {
     /// The version table's rows for this FSM table (empty when it does not exist).
     async fn read_applied(&self) -> Result<Vec<AppliedMigration>> {
         let mut conn = self.pool.acquire().await.map_err(from_sqlx)?;
-        let exists: i64 = sqlx::query_scalar(self.shared.table_exists.clone())
-            .bind(&self.shared.version_table)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(from_sqlx)?;
-        if exists == 0 {
+        if !self.exists(&mut conn, &self.shared.version_table).await? {
             return Ok(Vec::new());
         }
         self.shared.applied(&mut conn).await
+    }
+
+    /// Whether table `name` exists in the current database.
+    async fn exists(&self, conn: &mut sqlx::MySqlConnection, name: &str) -> Result<bool> {
+        let count: i64 = sqlx::query_scalar(self.shared.table_exists.clone())
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(from_sqlx)?;
+        Ok(count > 0)
     }
 }
 
@@ -169,6 +174,13 @@ impl Migrator for MysqlMigrator {
 
     fn version_table(&self) -> &str {
         &self.shared.version_table
+    }
+
+    async fn table_exists(&self) -> Result<bool> {
+        self.ensure_open()?;
+        let mut conn = self.pool.acquire().await.map_err(from_sqlx)?;
+        self.exists(&mut conn, self.shared.set.table().as_str())
+            .await
     }
 
     async fn applied(&self) -> Result<Vec<AppliedMigration>> {

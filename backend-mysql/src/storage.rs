@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use fsmstore_core::sql::MysqlQueries;
 use fsmstore_core::{
     merge_shallow, parse_data, validate_data, validate_field, validate_state, Data, Database,
-    Error, Migrator, Record, Result, Storage, StorageKey, StorageOptions,
+    Error, Layout, Migrator, Record, Result, Storage, StorageKey, StorageOptions,
 };
 use serde_json::Value;
 use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlRow};
@@ -105,12 +105,12 @@ impl MysqlStorage {
     /// (naming the command to run), [`Error::SchemaTooNew`], [`Error::MigrationDrift`] and
     /// [`Error::MigrationDirty`] from the schema check.
     pub async fn open(config: MysqlConfig) -> Result<Self> {
-        let ttl = config.options.ttl;
+        config.options.check()?;
         let sql = Statements::new(
-            &MysqlQueries::with_ttl(&config.options.table, ttl),
-            ttl.is_some(),
+            &MysqlQueries::for_options(&config.options),
+            config.options.ttl.is_some(),
         );
-        let inspect = InspectStatements::new(&config.options.table);
+        let inspect = InspectStatements::new(&config.options.table, config.options.layout);
         let pool = config.pool(config.options.pool_max).await?;
         let lock_pool = config.lazy_pool(config.options.pool_max);
         let storage = MysqlStorage {
@@ -125,7 +125,12 @@ impl MysqlStorage {
             }),
         };
         let checked = match storage.migrator() {
-            Ok(migrator) => migrator.apply_policy(storage.options().schema).await,
+            Ok(migrator) => {
+                let options = storage.options();
+                migrator
+                    .apply_layout_policy(options.schema, options.layout)
+                    .await
+            }
             Err(err) => Err(err),
         };
         if let Err(err) = checked {
@@ -134,6 +139,23 @@ impl MysqlStorage {
             return Err(err);
         }
         Ok(storage)
+    }
+
+    /// `id`, unless the table would not keep it apart from another id: in the aiogram
+    /// layout ids are `VARCHAR` in a PAD SPACE collation, where `"a "` equals `"a"`, so an
+    /// id ending in a space would share the row of the id without it (fsmstore's own layout
+    /// compares ids byte for byte, migration 4).
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for such an id in the aiogram layout.
+    fn exact(&self, id: String) -> Result<String> {
+        if self.options().layout == Layout::AiogramSqlalchemy && id.ends_with(' ') {
+            return Err(Error::InvalidKey(format!(
+                "row id {id:?} ends in a space: in the aiogram-sqlalchemy layout MySQL and MariaDB compare ids ignoring trailing spaces, so it would share the row of {:?}; fsmstore's own layout (`fsmstore migrate up`) keeps them apart",
+                id.trim_end_matches(' ')
+            )));
+        }
+        Ok(id)
     }
 
     /// Opens `url` (see [`MysqlConfig::from_url`]).
@@ -355,7 +377,7 @@ impl MysqlStorage {
 #[async_trait]
 impl Storage for MysqlStorage {
     async fn get_state(&self, key: &StorageKey) -> Result<Option<String>> {
-        let id = self.options().row_id(key)?;
+        let id = self.exact(self.options().row_id(key)?)?;
         let row = self
             .select("get_state", &self.inner.sql.get_state, &id)
             .await?;
@@ -367,7 +389,7 @@ impl Storage for MysqlStorage {
 
     async fn set_state(&self, key: &StorageKey, state: Option<&str>) -> Result<()> {
         let sql = &self.inner.sql;
-        let id = self.options().row_id(key)?;
+        let id = self.exact(self.options().row_id(key)?)?;
         match state {
             Some(state) => {
                 validate_state(state)?;
@@ -380,7 +402,7 @@ impl Storage for MysqlStorage {
     }
 
     async fn get_data(&self, key: &StorageKey) -> Result<Data> {
-        let id = self.options().row_id(key)?;
+        let id = self.exact(self.options().row_id(key)?)?;
         let row = self
             .select("get_data", &self.inner.sql.get_data, &id)
             .await?;
@@ -392,7 +414,7 @@ impl Storage for MysqlStorage {
 
     async fn set_data(&self, key: &StorageKey, data: &Data) -> Result<()> {
         let sql = &self.inner.sql;
-        let id = self.options().row_id(key)?;
+        let id = self.exact(self.options().row_id(key)?)?;
         if data.is_empty() {
             return self.clear_field("set_data", &sql.clear_data, &id).await;
         }
@@ -406,7 +428,7 @@ impl Storage for MysqlStorage {
         if patch.is_empty() {
             return self.get_data(key).await;
         }
-        let id = self.options().row_id(key)?;
+        let id = self.exact(self.options().row_id(key)?)?;
         // The limit applies to the patch, as on backends that merge inside the database.
         validate_data(&id, patch, self.options().max_data_bytes)?;
         let merge = Merge {
@@ -424,7 +446,7 @@ impl Storage for MysqlStorage {
         state: Option<&str>,
         patch: &Data,
     ) -> Result<Data> {
-        let id = self.options().transition_row_id(key, state, patch)?;
+        let id = self.exact(self.options().transition_row_id(key, state, patch)?)?;
         let merge = Merge {
             sql: &self.inner.sql,
             id: &id,
@@ -436,6 +458,7 @@ impl Storage for MysqlStorage {
 
     async fn set_record(&self, key: &StorageKey, state: Option<&str>, data: &Data) -> Result<()> {
         let (id, text) = self.options().record_row_id(key, state, data)?;
+        let id = self.exact(id)?;
         if state.is_none() && data.is_empty() {
             return self
                 .write("set_record", &self.inner.sql.delete, &id, None)
@@ -467,7 +490,7 @@ impl Storage for MysqlStorage {
     }
 
     async fn get_record(&self, key: &StorageKey) -> Result<Record> {
-        let id = self.options().row_id(key)?;
+        let id = self.exact(self.options().row_id(key)?)?;
         let row = self
             .select("get_record", &self.inner.sql.get_record, &id)
             .await?;
@@ -481,7 +504,7 @@ impl Storage for MysqlStorage {
     }
 
     async fn clear(&self, key: &StorageKey) -> Result<bool> {
-        let id = self.options().row_id(key)?;
+        let id = self.exact(self.options().row_id(key)?)?;
         // A fresh row, deleted: found. An expired row is absent (not found), and goes too.
         let deleted = self.write("clear", &self.inner.sql.take, &id, None).await?;
         if let Some(expired) = &self.inner.sql.delete_expired {

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fsmstore_conformance::Backend;
-use fsmstore_core::{Database, Result, StorageOptions};
+use fsmstore_core::{Database, Dialect, Error, Result, StorageOptions};
+use fsmstore_mysql::sqlx::{self, Row};
 use fsmstore_mysql::{MysqlConfig, MysqlStorage};
 
 struct MysqlBackend {
@@ -30,6 +31,35 @@ impl Backend for MysqlBackend {
         MysqlStorage::open(self.config(options)?).await?.database()
     }
 
+    fn dialect(&self) -> Option<Dialect> {
+        Some(Dialect::Mysql)
+    }
+
+    async fn execute_raw(&self, _options: &StorageOptions, sql: &str) -> Result<()> {
+        let mut conn = common::connection(&self.config).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|err| Error::database(false, err))
+    }
+
+    async fn query_raw(&self, _options: &StorageOptions, sql: &str) -> Result<Vec<Option<String>>> {
+        let mut conn = common::connection(&self.config).await?;
+        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_all(&mut conn)
+            .await
+            .map_err(|err| Error::database(false, err))?;
+        rows.iter()
+            .map(|row| {
+                let bytes: Option<Vec<u8>> = row
+                    .try_get_unchecked(0)
+                    .map_err(|err| Error::database(false, err))?;
+                Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
+            })
+            .collect()
+    }
+
     async fn cleanup(&self, options: &StorageOptions) -> Result<()> {
         common::drop_tables(&self.config, options).await
     }
@@ -39,7 +69,6 @@ impl Backend for MysqlBackend {
     }
 
     async fn kill_session(&self, session: i64) -> Result<bool> {
-        use fsmstore_mysql::sqlx;
         let mut conn = common::connection(&self.config).await?;
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("KILL {session}")))
             .execute(&mut conn)
@@ -58,3 +87,9 @@ async fn backend() -> Option<Arc<dyn Backend>> {
 }
 
 fsmstore_conformance::conformance_suite!(all: backend);
+
+/// The storage group again, in the layout of Python's aiogram-sqlalchemy-storage.
+mod aiogram_layout {
+    use super::backend;
+    fsmstore_conformance::conformance_suite!(aiogram_layout: backend);
+}

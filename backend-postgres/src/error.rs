@@ -100,6 +100,27 @@ pub(crate) fn from_pg(err: tokio_postgres::Error) -> Error {
     }
 }
 
+/// Reports the row `id` as corrupt when `err` is the server refusing its stored text as
+/// JSON (SQLSTATE 22P02): in the aiogram layout data is text, cast to `JSONB` inside the
+/// statement, so text that is not JSON fails the statement rather than the decoding.
+/// Any other error is returned as it is.
+pub(crate) fn corrupt_text(id: &str, err: Error) -> Error {
+    let invalid_json = match &err {
+        Error::Database { source, .. } => source
+            .downcast_ref::<ServerError>()
+            .and_then(|server| server.0.code())
+            .is_some_and(|code| *code == SqlState::INVALID_TEXT_REPRESENTATION),
+        _ => false,
+    };
+    if invalid_json {
+        return Error::CorruptData {
+            key: id.to_owned(),
+            reason: err.to_string(),
+        };
+    }
+    err
+}
+
 fn is_connection_state(code: &SqlState) -> bool {
     // Class 08 (connection exception) and 57P0x (operator intervention: admin shutdown,
     // crash shutdown, cannot connect now).

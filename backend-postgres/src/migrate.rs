@@ -226,6 +226,18 @@ impl Inner {
     }
 }
 
+impl PgMigrator {
+    /// Whether table `name` exists in the current schema.
+    async fn exists(&self, client: &deadpool_postgres::Object, name: &str) -> Result<bool> {
+        let count: i64 = client
+            .query_one(&self.inner.versions.table_exists, &[&name])
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(from_pg)?;
+        Ok(count > 0)
+    }
+}
+
 #[async_trait]
 impl Migrator for PgMigrator {
     fn migrations(&self) -> &MigrationSet {
@@ -239,15 +251,16 @@ impl Migrator for PgMigrator {
     async fn applied(&self) -> Result<Vec<AppliedMigration>> {
         let client = self.pool.get().await.map_err(from_pool)?;
         let version_table = self.inner.config.options.version_table.as_str();
-        let exists: i64 = client
-            .query_one(&self.inner.versions.table_exists, &[&version_table])
-            .await
-            .and_then(|row| row.try_get(0))
-            .map_err(from_pg)?;
-        if exists == 0 {
+        if !self.exists(&client, version_table).await? {
             return Ok(Vec::new());
         }
         self.inner.applied(&**client).await
+    }
+
+    async fn table_exists(&self) -> Result<bool> {
+        let client = self.pool.get().await.map_err(from_pool)?;
+        self.exists(&client, self.inner.config.options.table.as_str())
+            .await
     }
 
     async fn migrate(&self, target: MigrationTarget) -> Result<MigrationReport> {

@@ -17,7 +17,7 @@ use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{Row, Statement};
 
 use crate::config::PgConfig;
-use crate::error::{classify, from_pg, from_pool, Failure};
+use crate::error::{classify, corrupt_text, from_pg, from_pool, Failure};
 use crate::migrate::PgMigrator;
 
 /// FSM storage in a PostgreSQL database, over a connection pool.
@@ -66,13 +66,18 @@ impl PgStorage {
     /// [`Error::Connection`] when the server is unreachable (transient);
     /// [`Error::SchemaOutdated`] naming the command to run, and the other schema errors.
     pub async fn open(config: PgConfig) -> Result<Self> {
+        config.options.check()?;
         let pool = build_pool(&config)?;
         let lock_pool = build_pool(&config)?;
         let storage = PgStorage {
             inner: Arc::new(Inner {
                 lock_pool,
-                queries: PostgresQueries::with_ttl(&config.options.table, config.options.ttl),
-                inspect: InspectQueries::for_table(Dialect::Postgres, &config.options.table),
+                queries: PostgresQueries::for_options(&config.options),
+                inspect: InspectQueries::for_layout(
+                    Dialect::Postgres,
+                    &config.options.table,
+                    config.options.layout,
+                ),
                 pool,
                 config,
                 closed: AtomicBool::new(false),
@@ -82,7 +87,10 @@ impl PgStorage {
             // Nothing to check: still fail now, not at the first call, if the server is
             // unreachable.
             (SchemaPolicy::Trust, _) => storage.client().await.map(drop),
-            (policy, Ok(migrator)) => migrator.apply_policy(policy).await,
+            (policy, Ok(migrator)) => {
+                let layout = storage.inner.config.options.layout;
+                migrator.apply_layout_policy(policy, layout).await
+            }
             (_, Err(err)) => Err(err),
         };
         if let Err(err) = checked {
@@ -204,7 +212,8 @@ impl PgStorage {
         let q = &self.inner.queries;
         let row = self
             .query_opt(operation, Replay::Unsafe, &q.row.clear_state, &[&id])
-            .await?;
+            .await
+            .map_err(|err| corrupt_text(id, err))?;
         let Some(row) = row else {
             // Deleted (no data left) or absent.
             return Ok(Data::new());
@@ -331,7 +340,8 @@ impl Storage for PgStorage {
                 &self.inner.queries.row.get_data,
                 &[&id],
             )
-            .await?;
+            .await
+            .map_err(|err| corrupt_text(&id, err))?;
         row.map_or_else(|| Ok(Data::new()), |row| data_of(&id, &row, 0))
     }
 
@@ -371,7 +381,8 @@ impl Storage for PgStorage {
                 &self.inner.queries.merge_data,
                 &[&id, &Json(patch)],
             )
-            .await?;
+            .await
+            .map_err(|err| corrupt_text(&id, err))?;
         match row {
             Some(row) => data_of(&id, &row, 0),
             None => Err(Error::database(false, "INSERT … RETURNING returned no row")),
@@ -398,7 +409,8 @@ impl Storage for PgStorage {
                 &q.transition,
                 &[&id, &state, &Json(patch)],
             )
-            .await?
+            .await
+            .map_err(|err| corrupt_text(&id, err))?
         };
         row.map_or_else(|| Ok(Data::new()), |row| data_of(&id, &row, 0))
     }
@@ -427,7 +439,8 @@ impl Storage for PgStorage {
                 &self.inner.queries.get_value,
                 &[&id, &field],
             )
-            .await?;
+            .await
+            .map_err(|err| corrupt_text(&id, err))?;
         row.map_or(Ok(None), |row| row.try_get(0).map_err(from_pg))
     }
 
@@ -440,7 +453,8 @@ impl Storage for PgStorage {
                 &self.inner.queries.row.get_record,
                 &[&id],
             )
-            .await?;
+            .await
+            .map_err(|err| corrupt_text(&id, err))?;
         match row {
             Some(row) => Ok(Record {
                 state: row.try_get(0).map_err(from_pg)?,
@@ -573,6 +587,10 @@ impl Inspect for PgStorage {
     }
 
     async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {
+        let options = self.options();
+        options
+            .layout
+            .require_updated_at("purge --older-than", &options.table)?;
         let row = self
             .query_opt(
                 "count_older_than",
@@ -589,6 +607,10 @@ impl Inspect for PgStorage {
     }
 
     async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {
+        let options = self.options();
+        options
+            .layout
+            .require_updated_at("purge --older-than", &options.table)?;
         let batch = batch.min(i64::MAX as u64) as i64;
         // Replay-safe: running the batch again only deletes more rows that are too old.
         let params: [&(dyn ToSql + Sync); 2] = [&cutoff_ms, &batch];

@@ -4,3 +4,9 @@
 mod common;
 
 fsmstore_conformance::conformance_suite!(all: common::backend);
+
+/// The storage group again, in the layout of Python's aiogram-sqlalchemy-storage.
+mod aiogram_layout {
+    use super::common;
+    fsmstore_conformance::conformance_suite!(aiogram_layout: common::backend);
+}

@@ -4,13 +4,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fsmstore_core::sql::InspectQueries;
-use fsmstore_core::{parse_data, Inspect, Result, StoredRow, TableStats};
+use fsmstore_core::{parse_stored, Inspect, Result, Storage, StoredRow, TableStats};
 use rusqlite::{Connection, OptionalExtension, Params, Row};
 
 use crate::error::from_sqlite;
 use crate::storage::SqliteStorage;
 
-fn stored(row: &Row<'_>) -> rusqlite::Result<(String, Option<String>, String, i64)> {
+/// `id, state, data, updated_at`: data and `updated_at` may be `NULL` in the aiogram layout.
+type RawRow = (String, Option<String>, Option<String>, Option<i64>);
+
+fn stored(row: &Row<'_>) -> rusqlite::Result<RawRow> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
 }
 
@@ -23,7 +26,7 @@ fn rows(conn: &Connection, sql: &str, params: impl Params) -> Result<Vec<StoredR
     raw.into_iter()
         .map(|(id, state, data, updated_at_ms)| {
             Ok(StoredRow {
-                data: parse_data(&id, &data)?,
+                data: parse_stored(&id, data.as_deref())?,
                 id,
                 state,
                 updated_at_ms,
@@ -112,6 +115,10 @@ impl Inspect for SqliteStorage {
     }
 
     async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {
+        let options = self.options();
+        options
+            .layout
+            .require_updated_at("purge --older-than", &options.table)?;
         self.read_inspect(move |conn, q| {
             let count: Option<i64> = conn
                 .query_row(&q.count_older, [cutoff_ms], |row| row.get(0))
@@ -123,6 +130,10 @@ impl Inspect for SqliteStorage {
     }
 
     async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {
+        let options = self.options();
+        options
+            .layout
+            .require_updated_at("purge --older-than", &options.table)?;
         let queries = Arc::clone(&self.inspect);
         let batch = batch.min(i64::MAX as u64) as i64;
         self.connections

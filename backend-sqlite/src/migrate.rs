@@ -90,7 +90,12 @@ impl Shared {
     }
 
     fn version_table_exists(&self, conn: &Connection) -> Result<bool> {
-        conn.query_row(&self.versions.table_exists, [&self.version_table], |row| {
+        self.exists(conn, &self.version_table)
+    }
+
+    /// Whether table `name` exists.
+    fn exists(&self, conn: &Connection, name: &str) -> Result<bool> {
+        conn.query_row(&self.versions.table_exists, [name], |row| {
             row.get::<_, i64>(0)
         })
         .map(|count| count > 0)
@@ -256,6 +261,13 @@ impl Migrator for SqliteMigrator {
                 }
                 shared.applied(conn)
             })
+            .await
+    }
+
+    async fn table_exists(&self) -> Result<bool> {
+        let shared = Arc::clone(&self.shared);
+        self.connections
+            .read(move |conn| shared.exists(conn, shared.set.table().as_str()))
             .await
     }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use async_trait::async_trait;
 use fsmstore_core::sql::{InspectQueries, SqliteQueries};
 use fsmstore_core::{
-    merge_shallow, parse_data, retry, validate_data, validate_field, validate_state, Data,
+    merge_shallow, parse_stored, retry, validate_data, validate_field, validate_state, Data,
     Database, Dialect, Error, LocalIsolation, LocalLocks, Migrator, Record, Result, SchemaPolicy,
     Storage, StorageKey, StorageOptions,
 };
@@ -51,18 +51,17 @@ impl SqliteStorage {
     /// [`Error::SchemaOutdated`] (naming the command to run), [`Error::SchemaTooNew`],
     /// [`Error::MigrationDrift`] and [`Error::MigrationDirty`] from the schema check.
     pub async fn open(config: SqliteConfig) -> Result<Self> {
+        config.options.check()?;
         let connections = Connections::open(&config).await?;
         let config_location = config.location.clone();
         let locks = shared_locks(&config_location, config.options.table.as_str());
         let storage = SqliteStorage {
             locks,
-            queries: Arc::new(SqliteQueries::with_ttl(
-                &config.options.table,
-                config.options.ttl,
-            )),
-            inspect: Arc::new(InspectQueries::for_table(
+            queries: Arc::new(SqliteQueries::for_options(&config.options)),
+            inspect: Arc::new(InspectQueries::for_layout(
                 Dialect::Sqlite,
                 &config.options.table,
+                config.options.layout,
             )),
             options: config.options,
             connections,
@@ -74,7 +73,11 @@ impl SqliteStorage {
             (_, policy) => policy,
         };
         let checked = match storage.migrator() {
-            Ok(migrator) => migrator.apply_policy(policy).await,
+            Ok(migrator) => {
+                migrator
+                    .apply_layout_policy(policy, storage.options.layout)
+                    .await
+            }
             Err(err) => Err(err),
         };
         if let Err(err) = checked {
@@ -204,11 +207,11 @@ fn merge_locked(
 
 /// The data of `id` (absent or expired: `{}`).
 fn select_data(conn: &Connection, queries: &SqliteQueries, id: &str) -> Result<Data> {
-    let text: Option<String> = conn
+    let text: Option<Option<String>> = conn
         .prepare_cached(&queries.row.get_data)
         .and_then(|mut s| s.query_row([id], |row| row.get(0)).optional())
         .map_err(from_sqlite)?;
-    text.map_or_else(|| Ok(Data::new()), |text| parse_data(id, &text))
+    parse_stored(id, text.flatten().as_deref())
 }
 
 /// The state and data of `id` (absent or expired: `None` and `{}`).
@@ -217,7 +220,7 @@ fn select_record(
     queries: &SqliteQueries,
     id: &str,
 ) -> Result<(Option<String>, Data)> {
-    let row: Option<(Option<String>, String)> = conn
+    let row: Option<(Option<String>, Option<String>)> = conn
         .prepare_cached(&queries.row.get_record)
         .and_then(|mut s| {
             s.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -225,7 +228,7 @@ fn select_record(
         })
         .map_err(from_sqlite)?;
     match row {
-        Some((state, text)) => Ok((state, parse_data(id, &text)?)),
+        Some((state, text)) => Ok((state, parse_stored(id, text.as_deref())?)),
         None => Ok((None, Data::new())),
     }
 }
@@ -375,20 +378,8 @@ impl Storage for SqliteStorage {
     async fn get_record(&self, key: &StorageKey) -> Result<Record> {
         let id = self.options.row_id(key)?;
         self.read("get_record", move |conn, q| {
-            let row: Option<(Option<String>, String)> = conn
-                .prepare_cached(&q.row.get_record)
-                .and_then(|mut s| {
-                    s.query_row([&id], |row| Ok((row.get(0)?, row.get(1)?)))
-                        .optional()
-                })
-                .map_err(from_sqlite)?;
-            match row {
-                Some((state, data)) => Ok(Record {
-                    state,
-                    data: parse_data(&id, &data)?,
-                }),
-                None => Ok(Record::default()),
-            }
+            let (state, data) = select_record(conn, q, &id)?;
+            Ok(Record { state, data })
         })
         .await
     }

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use fsmstore_conformance::Backend;
-use fsmstore_core::{Database, Result, SchemaPolicy, Storage, StorageOptions};
-use fsmstore_sqlite::{SqliteConfig, SqliteStorage};
+use fsmstore_core::{Database, Dialect, Error, Result, SchemaPolicy, Storage, StorageOptions};
+use fsmstore_sqlite::{rusqlite, SqliteConfig, SqliteStorage};
 
 /// Each case gets its own database file in a temporary folder.
 struct FileBackend {
@@ -16,7 +16,20 @@ struct FileBackend {
 
 impl FileBackend {
     fn config(&self, options: StorageOptions) -> Result<SqliteConfig> {
-        SqliteConfig::file(self.dir.join(format!("{}.db", options.table))).options(options)
+        SqliteConfig::file(self.path(&options)).options(options)
+    }
+
+    fn path(&self, options: &StorageOptions) -> PathBuf {
+        self.dir.join(format!("{}.db", options.table))
+    }
+
+    /// A connection of the test's own to the case's file, outside fsmstore.
+    fn raw(&self, options: &StorageOptions) -> Result<rusqlite::Connection> {
+        let conn = rusqlite::Connection::open(self.path(options))
+            .map_err(|err| Error::database(false, err))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|err| Error::database(false, err))?;
+        Ok(conn)
     }
 }
 
@@ -28,6 +41,28 @@ impl Backend for FileBackend {
 
     async fn open_database(&self, options: StorageOptions) -> Result<Database> {
         SqliteStorage::open(self.config(options)?).await?.database()
+    }
+
+    fn dialect(&self) -> Option<Dialect> {
+        Some(Dialect::Sqlite)
+    }
+
+    async fn execute_raw(&self, options: &StorageOptions, sql: &str) -> Result<()> {
+        self.raw(options)?
+            .execute_batch(sql)
+            .map_err(|err| Error::database(false, err))
+    }
+
+    async fn query_raw(&self, options: &StorageOptions, sql: &str) -> Result<Vec<Option<String>>> {
+        let conn = self.raw(options)?;
+        let mut statement = conn
+            .prepare(sql)
+            .map_err(|err| Error::database(false, err))?;
+        let rows = statement
+            .query_map([], |row| row.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|err| Error::database(false, err));
+        rows
     }
 
     async fn cleanup(&self, options: &StorageOptions) -> Result<()> {
@@ -101,6 +136,12 @@ async fn memory() -> Option<Arc<dyn Backend>> {
 mod file {
     use super::file as backend;
     fsmstore_conformance::conformance_suite!(all: backend);
+
+    /// The storage group again, in the layout of Python's aiogram-sqlalchemy-storage.
+    mod aiogram_layout {
+        use super::backend;
+        fsmstore_conformance::conformance_suite!(aiogram_layout: backend);
+    }
 }
 
 mod memory {

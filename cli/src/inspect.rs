@@ -54,7 +54,7 @@ async fn show(
                         vec![
                             row.id.clone(),
                             row.state.clone().unwrap_or_else(|| "-".into()),
-                            format_ms(row.updated_at_ms),
+                            row.updated_at_ms.map_or_else(|| "-".into(), format_ms),
                             output::truncate(&Value::Object(row.data.clone()).to_string(), 60),
                         ]
                     })
@@ -80,7 +80,10 @@ async fn show(
             } else {
                 println!("id:      {}", row.id);
                 println!("state:   {}", row.state.as_deref().unwrap_or("-"));
-                println!("updated: {}", format_ms(row.updated_at_ms));
+                println!(
+                    "updated: {}",
+                    row.updated_at_ms.map_or_else(|| "-".into(), format_ms)
+                );
                 println!(
                     "data:    {}",
                     serde_json::to_string_pretty(&Value::Object(row.data))?
@@ -115,14 +118,22 @@ async fn show(
                         ttl.as_secs()
                     );
                 }
-                println!(
-                    "oldest: {}",
-                    stats.oldest_ms.map(format_ms).unwrap_or_else(|| "-".into())
-                );
-                println!(
-                    "newest: {}",
-                    stats.newest_ms.map(format_ms).unwrap_or_else(|| "-".into())
-                );
+                let options = storage.options();
+                if options.layout.has_updated_at() {
+                    println!(
+                        "oldest: {}",
+                        stats.oldest_ms.map(format_ms).unwrap_or_else(|| "-".into())
+                    );
+                    println!(
+                        "newest: {}",
+                        stats.newest_ms.map(format_ms).unwrap_or_else(|| "-".into())
+                    );
+                } else {
+                    println!(
+                        "ages:   unknown: the {} layout has no updated_at (`fsmstore migrate up --table {}` adds it once no Python bot writes the table)",
+                        options.layout, options.table
+                    );
+                }
                 let cells: Vec<Vec<String>> = stats
                     .per_state
                     .iter()

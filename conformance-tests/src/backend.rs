@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use fsmstore_core::{
-    Database, Inspect, LocalIsolation, LocalLocks, MemoryStorage, Migrator, Result, SchemaPolicy,
-    Storage, StorageOptions,
+    Database, Dialect, Inspect, LocalIsolation, LocalLocks, MemoryStorage, Migrator, Result,
+    SchemaPolicy, Storage, StorageOptions,
 };
 
 /// A backend under test.
@@ -68,6 +68,38 @@ pub trait Backend: Send + Sync + 'static {
     async fn kill_session(&self, session: i64) -> Result<bool> {
         let _ = session;
         Ok(false)
+    }
+
+    /// The SQL dialect of [`Backend::execute_raw`] (`None`: the backend runs no SQL).
+    fn dialect(&self) -> Option<Dialect> {
+        None
+    }
+
+    /// Runs `sql` (no parameters, one statement) on the database of `options`, outside
+    /// fsmstore: how the aiogram-layout cases put rows there as another program would.
+    ///
+    /// # Errors
+    /// [`Error::Config`](fsmstore_core::Error::Config) when the backend runs no SQL;
+    /// database errors.
+    async fn execute_raw(&self, options: &StorageOptions, sql: &str) -> Result<()> {
+        let _ = (options, sql);
+        Err(fsmstore_core::Error::Config(format!(
+            "{} runs no SQL",
+            self.name()
+        )))
+    }
+
+    /// Runs query `sql` on the database of `options`, outside fsmstore, and returns its
+    /// first column as text, one entry per row.
+    ///
+    /// # Errors
+    /// As [`Backend::execute_raw`].
+    async fn query_raw(&self, options: &StorageOptions, sql: &str) -> Result<Vec<Option<String>>> {
+        let _ = (options, sql);
+        Err(fsmstore_core::Error::Config(format!(
+            "{} runs no SQL",
+            self.name()
+        )))
     }
 
     /// Whether this backend's locks live in database sessions it can end

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use fsmstore_core::{
-    Database, Inspect, MigrationSource, Migrator, SchemaPolicy, Storage, StorageOptions, TableName,
+    Database, Inspect, Layout, MigrationSource, Migrator, SchemaPolicy, Storage, StorageOptions,
+    TableName,
 };
 
 use crate::backend::Backend;
@@ -47,6 +48,17 @@ impl Ctx {
             TableName::new(format!("{table}_ver")).expect("case names are identifiers");
         options.table = TableName::new(table).expect("case names are identifiers");
         Ctx { backend, options }
+    }
+
+    /// This context with its options in `layout`.
+    pub fn in_layout(mut self, layout: Layout) -> Self {
+        self.options.layout = layout;
+        self
+    }
+
+    /// The layout of this case's options.
+    pub fn layout(&self) -> Layout {
+        self.options.layout
     }
 
     /// The backend.

@@ -28,8 +28,8 @@ mod runner;
 pub use backend::{Backend, MemoryBackend};
 pub use ctx::Ctx;
 pub use runner::{
-    migration_cases, run_case, run_suite, run_test, storage_cases, unreachable, BoxCase, Case,
-    CaseReport,
+    aiogram_layout_cases, migration_cases, run_case, run_case_in, run_suite, run_test, run_test_in,
+    storage_cases, unreachable, BoxCase, Case, CaseReport,
 };
 
 /// Expands the suite into one `#[test]` per case.
@@ -39,18 +39,27 @@ pub use runner::{
 ///
 /// * `conformance_suite!(storage: factory)`: the storage group;
 /// * `conformance_suite!(migrations: factory)`: the schema group (SQL backends);
-/// * `conformance_suite!(all: factory)`: both.
+/// * `conformance_suite!(all: factory)`: both;
+/// * `conformance_suite!(aiogram_layout: factory)`: the storage group in the layout of
+///   `aiogram-sqlalchemy-storage` ([`Layout::AiogramSqlalchemy`](fsmstore_core::Layout)),
+///   minus the cases that need `updated_at`, plus the cases of that layout (`aiogram`).
+///   Expand it in a module of its own: its tests have the storage group's names.
 #[macro_export]
 macro_rules! conformance_suite {
     (storage: $factory:expr) => {
         $crate::__storage_cases!(__expand_tests, $factory);
+        $crate::__updated_at_cases!(__expand_tests, $factory);
     };
     (migrations: $factory:expr) => {
         $crate::__migration_cases!(__expand_tests, $factory);
     };
     (all: $factory:expr) => {
-        $crate::__storage_cases!(__expand_tests, $factory);
-        $crate::__migration_cases!(__expand_tests, $factory);
+        $crate::conformance_suite!(storage: $factory);
+        $crate::conformance_suite!(migrations: $factory);
+    };
+    (aiogram_layout: $factory:expr) => {
+        $crate::__storage_cases!(__expand_layout_tests, $factory);
+        $crate::__aiogram_layout_cases!(__expand_layout_tests, $factory);
     };
 }
 
@@ -116,12 +125,6 @@ macro_rules! __storage_cases {
             inspect::inspect_lists_rows_by_id_and_state,
             inspect::inspect_get_row_by_built_id,
             inspect::inspect_stats_counts_states,
-            inspect::purge_removes_only_old_rows,
-            inspect::a_row_at_the_cutoff_is_kept,
-            expiry::an_expired_row_reads_as_absent,
-            expiry::a_write_to_an_expired_row_starts_from_empty,
-            expiry::a_write_keeps_the_row_alive,
-            expiry::expired_rows_are_counted_and_purged,
             isolation::locked_read_modify_write_loses_nothing,
             isolation::distinct_keys_do_not_wait,
             isolation::a_lock_wait_times_out,
@@ -133,6 +136,42 @@ macro_rules! __storage_cases {
             adversarial::numbers_round_trip_by_value,
             adversarial::ids_differing_in_trailing_space_or_case_are_distinct,
             adversarial::hostile_inputs_match_memory_storage,
+        }
+    };
+}
+
+/// The storage cases that need `updated_at` (purging by age, expiry): fsmstore's layout
+/// only.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __updated_at_cases {
+    ($callback:ident, $($args:tt)*) => {
+        $crate::$callback! { $($args)* ;
+            inspect::purge_removes_only_old_rows,
+            inspect::a_row_at_the_cutoff_is_kept,
+            expiry::an_expired_row_reads_as_absent,
+            expiry::a_write_to_an_expired_row_starts_from_empty,
+            expiry::a_write_keeps_the_row_alive,
+            expiry::expired_rows_are_counted_and_purged,
+        }
+    };
+}
+
+/// The cases of the aiogram layout: its schema rules, what it refuses, its text forms.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __aiogram_layout_cases {
+    ($callback:ident, $($args:tt)*) => {
+        $crate::$callback! { $($args)* ;
+            aiogram::opening_creates_the_table_at_version_1,
+            aiogram::empty_and_null_text_read_as_empty_data,
+            aiogram::python_json_text_reads_by_value,
+            aiogram::what_fsmstore_writes_is_json_text,
+            aiogram::text_that_is_not_json_is_corrupt_data,
+            aiogram::features_needing_updated_at_name_the_upgrade,
+            aiogram::an_unrecorded_table_is_adopted,
+            aiogram::a_table_in_fsmstore_layout_is_refused,
+            aiogram::migrate_up_keeps_every_row,
         }
     };
 }
@@ -171,6 +210,26 @@ macro_rules! __expand_tests {
                 $crate::run_test($factory, stringify!($name), |ctx| -> $crate::BoxCase {
                     ::std::boxed::Box::pin($crate::cases::$group::$name(ctx))
                 });
+            }
+        )*
+    };
+}
+
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __expand_layout_tests {
+    ($factory:expr ; $($group:ident :: $name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::run_test_in(
+                    $factory,
+                    ::fsmstore_core::Layout::AiogramSqlalchemy,
+                    stringify!($name),
+                    |ctx| -> $crate::BoxCase {
+                        ::std::boxed::Box::pin($crate::cases::$group::$name(ctx))
+                    },
+                );
             }
         )*
     };

@@ -6,6 +6,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fsmstore_core::Layout;
+
 use crate::backend::Backend;
 use crate::ctx::Ctx;
 
@@ -23,9 +25,23 @@ pub struct Case {
     pub run: fn(Ctx) -> BoxCase,
 }
 
-/// The storage group's cases, in order.
+/// The storage group's cases, in order (with those that need `updated_at`).
 pub fn storage_cases() -> Vec<Case> {
-    crate::__storage_cases!(__registry, ())
+    [
+        crate::__storage_cases!(__registry, ()),
+        crate::__updated_at_cases!(__registry, ()),
+    ]
+    .concat()
+}
+
+/// The cases run in the aiogram layout: the storage group without those that need
+/// `updated_at`, then the layout's own. Run them with [`run_case_in`].
+pub fn aiogram_layout_cases() -> Vec<Case> {
+    [
+        crate::__storage_cases!(__registry, ()),
+        crate::__aiogram_layout_cases!(__registry, ()),
+    ]
+    .concat()
 }
 
 /// The schema group's cases, in order.
@@ -53,7 +69,17 @@ pub async fn run_case(
     name: &str,
     case: fn(Ctx) -> BoxCase,
 ) -> Result<(), Box<dyn Any + Send>> {
-    let ctx = Ctx::new(Arc::clone(&backend), name);
+    run_case_in(backend, Layout::Fsmstore, name, case).await
+}
+
+/// [`run_case`] with the case's options in `layout`.
+pub async fn run_case_in(
+    backend: Arc<dyn Backend>,
+    layout: Layout,
+    name: &str,
+    case: fn(Ctx) -> BoxCase,
+) -> Result<(), Box<dyn Any + Send>> {
+    let ctx = Ctx::new(Arc::clone(&backend), name).in_layout(layout);
     let options = ctx.options();
     let outcome = tokio::spawn(case(ctx)).await;
     if let Err(err) = backend.cleanup(&options).await {
@@ -106,6 +132,15 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Option<Arc<dyn Backend>>>,
 {
+    run_test_in(factory, Layout::Fsmstore, name, case);
+}
+
+/// [`run_test`] with the case's options in `layout`.
+pub fn run_test_in<F, Fut>(factory: F, layout: Layout, name: &str, case: fn(Ctx) -> BoxCase)
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Option<Arc<dyn Backend>>>,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -115,7 +150,7 @@ where
         let Some(backend) = factory().await else {
             return;
         };
-        if let Err(panic) = run_case(backend, name, case).await {
+        if let Err(panic) = run_case_in(backend, layout, name, case).await {
             std::panic::resume_unwind(panic);
         }
     });

@@ -176,6 +176,15 @@ pub fn parse_data(key: &str, text: &str) -> Result<Data> {
     )
 }
 
+/// Parses a stored data column that may be SQL `NULL` (the aiogram layout): `NULL` and `''`
+/// are empty data.
+///
+/// # Errors
+/// As [`parse_data`].
+pub fn parse_stored(key: &str, text: Option<&str>) -> Result<Data> {
+    text.map_or_else(|| Ok(Data::new()), |text| parse_data(key, text))
+}
+
 /// Checks that a stored JSON value is an object.
 ///
 /// # Errors

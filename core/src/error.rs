@@ -117,6 +117,29 @@ pub enum Error {
         /// The newest version this code knows.
         known: i64,
     },
+    /// A feature that needs the `updated_at` column, asked of a storage in the
+    /// [`Layout::AiogramSqlalchemy`](crate::Layout::AiogramSqlalchemy) layout, which has none.
+    #[error("{feature} needs the updated_at column, which table {table} in the aiogram-sqlalchemy layout (schema version 1) does not have: once no Python bot writes the table, run `fsmstore migrate up --table {table}` and open it without layout=aiogram-sqlalchemy")]
+    LayoutLacks {
+        /// What was asked (`expiry (ttl)`, `purge --older-than`, …).
+        feature: &'static str,
+        /// The FSM table.
+        table: String,
+    },
+    /// The table is at a schema version the storage's layout does not read or write.
+    #[error("table {table} is at schema version {current}, but the {layout} layout reads and writes version {expected}: {fix}")]
+    LayoutMismatch {
+        /// The FSM table.
+        table: String,
+        /// The layout the storage was opened with.
+        layout: crate::Layout,
+        /// The applied version.
+        current: i64,
+        /// The version the layout needs.
+        expected: i64,
+        /// What to do.
+        fix: String,
+    },
     /// An applied migration whose SQL differs from the code's.
     #[error("migration {version} ({description}) was applied with checksum {applied}, but the code's SQL has checksum {expected}: the migration was edited after it ran")]
     MigrationDrift {
@@ -240,6 +263,8 @@ impl Error {
             | Error::Config(_) => ErrorKind::InvalidInput,
             Error::SchemaOutdated { .. }
             | Error::SchemaTooNew { .. }
+            | Error::LayoutLacks { .. }
+            | Error::LayoutMismatch { .. }
             | Error::MigrationDrift { .. }
             | Error::MigrationDirty { .. }
             | Error::Migration(_)

@@ -16,8 +16,8 @@ pub struct StoredRow {
     pub state: Option<String>,
     /// The data.
     pub data: Data,
-    /// Last write, unix milliseconds.
-    pub updated_at_ms: i64,
+    /// Last write, unix milliseconds (`None` in a layout without `updated_at`).
+    pub updated_at_ms: Option<i64>,
 }
 
 /// What a table holds.
@@ -91,7 +91,11 @@ pub trait Inspect: Storage {
     /// [`Error::Config`](crate::Error::Config) when the storage has no TTL; database
     /// errors.
     async fn expiry_cutoff_ms(&self) -> Result<i64> {
-        let ttl = self.options().ttl.ok_or_else(|| {
+        let options = self.options();
+        options
+            .layout
+            .require_updated_at("purge --expired", &options.table)?;
+        let ttl = options.ttl.ok_or_else(|| {
             crate::Error::Config("the storage has no ttl (set `ttl=30d` in the URL)".to_owned())
         })?;
         Ok(self.database_now_ms().await? - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))

@@ -37,6 +37,7 @@ mod error;
 mod inspect;
 mod isolation;
 mod key;
+mod layout;
 mod memory;
 mod migration_run;
 pub mod migrations;
@@ -52,8 +53,8 @@ mod traced;
 mod url;
 
 pub use data::{
-    data_from_value, merge_shallow, parse_data, validate_data, validate_field, validate_state,
-    Data, Record, MAX_DATA_DEPTH, MAX_STATE_CHARS,
+    data_from_value, merge_shallow, parse_data, parse_stored, validate_data, validate_field,
+    validate_state, Data, Record, MAX_DATA_DEPTH, MAX_STATE_CHARS,
 };
 pub use database::Database;
 pub use dialect::Dialect;
@@ -65,6 +66,7 @@ pub use key::{
     BotId, ChatId, DefaultKeyBuilder, KeyBuilder, StorageKey, UserId, DEFAULT_DESTINY,
     MAX_KEY_BYTES,
 };
+pub use layout::Layout;
 pub use memory::MemoryStorage;
 pub use migration_run::{run_migration, run_stamp, MigrationSteps};
 pub use migrations::{Migration, MigrationSet, MigrationSource};

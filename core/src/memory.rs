@@ -224,7 +224,7 @@ fn stored(id: &str, (record, updated_at_ms): &(Record, i64)) -> StoredRow {
         id: id.to_owned(),
         state: record.state.clone(),
         data: record.data.clone(),
-        updated_at_ms: *updated_at_ms,
+        updated_at_ms: Some(*updated_at_ms),
     }
 }
 

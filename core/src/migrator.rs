@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use crate::error::{Error, Result};
+use crate::layout::Layout;
 use crate::migrations::MigrationSet;
 use crate::options::SchemaPolicy;
 use crate::planner::{verified_version, Direction, MigrationTarget};
@@ -188,6 +189,63 @@ pub trait Migrator: Send + Sync {
             SchemaPolicy::Trust => Ok(()),
         }
     }
+
+    /// What opening a storage in `layout` does about the schema. fsmstore's layout is
+    /// [`Migrator::apply_policy`]. A layout pinned to an older version (the aiogram layout,
+    /// version 1) is never migrated past it: `Upgrade` creates a missing table at that
+    /// version, and records it on a table another program made (Python's library records
+    /// nothing); `Verify` accepts the table at that version or unrecorded, and refuses a
+    /// missing one with the command that creates it; a table at another version is refused
+    /// with [`Error::LayoutMismatch`] (under every policy but `Trust`).
+    ///
+    /// # Errors
+    /// As [`Migrator::apply_policy`], and [`Error::LayoutMismatch`].
+    async fn apply_layout_policy(&self, policy: SchemaPolicy, layout: Layout) -> Result<()> {
+        if layout == Layout::Fsmstore || policy == SchemaPolicy::Trust {
+            return self.apply_policy(policy).await;
+        }
+        let status = self.status().await?;
+        let expected = layout.schema_version(status.head);
+        match status.current {
+            0 if self.table_exists().await? => match policy {
+                SchemaPolicy::Upgrade => self.stamp(MigrationTarget::Version(expected)).await,
+                _ => Ok(()),
+            },
+            0 => match policy {
+                SchemaPolicy::Upgrade => self
+                    .migrate(MigrationTarget::Version(expected))
+                    .await
+                    .map(drop),
+                _ => Err(Error::SchemaOutdated {
+                    table: status.table.clone(),
+                    current: 0,
+                    required: expected,
+                    fix: format!("{} --to {expected}", status.upgrade_command()),
+                }),
+            },
+            current if current == expected => Ok(()),
+            current => Err(Error::LayoutMismatch {
+                table: status.table.clone(),
+                layout,
+                current,
+                expected,
+                fix: if current > expected {
+                    format!(
+                        "fsmstore's migrations have moved it to its own layout, which Python bots can no longer write; open it without layout={layout} (or move it back with `fsmstore migrate down --to {expected} --table {}`)",
+                        status.table
+                    )
+                } else {
+                    format!("run `{} --to {expected}`", status.upgrade_command())
+                },
+            }),
+        }
+    }
+
+    /// Whether the FSM table exists (made by fsmstore or by another program).
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn table_exists(&self) -> Result<bool>;
 
     /// The applied version compared with head.
     ///

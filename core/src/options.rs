@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::key::{DefaultKeyBuilder, KeyBuilder, StorageKey, MAX_KEY_BYTES};
+use crate::layout::Layout;
 use crate::migrations::{self, MigrationSet, MigrationSource};
 use crate::retry::RetryPolicy;
 use crate::table_name::TableName;
@@ -61,6 +62,8 @@ impl std::str::FromStr for SchemaPolicy {
 /// | [`connect_timeout`](StorageOptions::connect_timeout) | `connect_timeout_ms` | 10 s |
 /// | [`max_data_bytes`](StorageOptions::max_data_bytes) | `max_data_bytes` | 8 MiB |
 /// | [`retry`](StorageOptions::retry) | `retry_attempts` | 5 attempts, 5 ms to 500 ms ([`RetryPolicy`]) |
+/// | [`ttl`](StorageOptions::ttl) | `ttl` (`30m`, `7d`) | none |
+/// | [`layout`](StorageOptions::layout) | `layout` (`fsmstore`, `aiogram-sqlalchemy`) | `fsmstore` |
 /// | [`key_builder`](StorageOptions::key_builder) | — | aiogram's layout |
 ///
 /// A setting given both in a URL and in code must agree: see [`StorageOptions::merge`].
@@ -103,6 +106,8 @@ pub struct StorageOptions {
     /// Expiry: a row not written for longer than this reads as absent, and a write to it
     /// starts from empty (default: none, rows never expire).
     pub ttl: Option<Duration>,
+    /// The table layout read and written (default: fsmstore's own; see [`Layout`]).
+    pub layout: Layout,
 }
 
 impl Default for StorageOptions {
@@ -119,6 +124,7 @@ impl Default for StorageOptions {
             migrations: None,
             isolation_timeout: DEFAULT_ISOLATION_TIMEOUT,
             ttl: None,
+            layout: Layout::Fsmstore,
         }
     }
 }
@@ -137,12 +143,13 @@ impl fmt::Debug for StorageOptions {
             .field("custom_migrations", &self.migrations.is_some())
             .field("isolation_timeout", &self.isolation_timeout)
             .field("ttl", &self.ttl)
+            .field("layout", &self.layout)
             .finish()
     }
 }
 
 /// The URL parameters every backend understands (parsed by [`DatabaseUrl`](crate::DatabaseUrl)).
-pub const SHARED_URL_PARAMETERS: [&str; 9] = [
+pub const SHARED_URL_PARAMETERS: [&str; 10] = [
     "table",
     "version_table",
     "schema",
@@ -152,6 +159,7 @@ pub const SHARED_URL_PARAMETERS: [&str; 9] = [
     "retry_attempts",
     "isolation_timeout_ms",
     "ttl",
+    "layout",
 ];
 
 /// A duration written as a number and a unit: `500ms`, `90s`, `45m`, `12h`, `30d`, `2w`.
@@ -226,6 +234,7 @@ impl StorageOptions {
             "table" => self.table = TableName::new(value)?,
             "version_table" => self.version_table = TableName::new(value)?,
             "schema" => self.schema = value.parse()?,
+            "layout" => self.layout = value.parse()?,
             "pool_max" => {
                 self.pool_max = u32::try_from(number(value)?)
                     .ok()
@@ -316,6 +325,7 @@ impl StorageOptions {
                 &defaults.isolation_timeout,
             )?,
             ttl: pick("ttl", self.ttl, code.ttl, &defaults.ttl)?,
+            layout: pick("layout", self.layout, code.layout, &defaults.layout)?,
             key_builder: code.key_builder,
             migrations: code.migrations,
         })
@@ -337,6 +347,25 @@ impl StorageOptions {
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
         self
+    }
+
+    /// Sets the table layout: [`Layout::AiogramSqlalchemy`] reads and writes the table of
+    /// Python's `aiogram-sqlalchemy-storage` as it is, so both can use it at once.
+    pub fn layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Checks that the options fit together; every backend's `open` calls it.
+    ///
+    /// # Errors
+    /// [`Error::LayoutLacks`] for a TTL in a layout without `updated_at`.
+    pub fn check(&self) -> Result<()> {
+        if self.ttl.is_some() {
+            self.layout
+                .require_updated_at("expiry (ttl)", &self.table)?;
+        }
+        Ok(())
     }
 
     /// Sets how long a per-key lock is waited for.

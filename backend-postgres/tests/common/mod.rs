@@ -63,6 +63,32 @@ impl Backend for PgBackend {
         Ok(())
     }
 
+    fn dialect(&self) -> Option<Dialect> {
+        Some(Dialect::Postgres)
+    }
+
+    async fn execute_raw(&self, _options: &StorageOptions, sql: &str) -> Result<()> {
+        self.admin
+            .batch_execute(sql)
+            .await
+            .map_err(|err| fsmstore_core::Error::database(false, err))
+    }
+
+    async fn query_raw(&self, _options: &StorageOptions, sql: &str) -> Result<Vec<Option<String>>> {
+        let messages = self
+            .admin
+            .simple_query(sql)
+            .await
+            .map_err(|err| fsmstore_core::Error::database(false, err))?;
+        Ok(messages
+            .iter()
+            .filter_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_owned)),
+                _ => None,
+            })
+            .collect())
+    }
+
     fn kills_sessions(&self) -> bool {
         true
     }

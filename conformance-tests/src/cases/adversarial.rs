@@ -263,7 +263,16 @@ pub async fn numbers_round_trip_by_value(ctx: Ctx) {
     );
 }
 
+/// Whether the case's table compares ids ignoring trailing spaces (MySQL in the aiogram
+/// layout), where the backend refuses ids ending in a space.
+fn pads_trailing_spaces(ctx: &Ctx) -> bool {
+    ctx.layout() == fsmstore_core::Layout::AiogramSqlalchemy
+        && ctx.backend().dialect() == Some(fsmstore_core::Dialect::Mysql)
+}
+
 /// Ids that differ only in trailing spaces or case are different rows on every backend.
+/// The one exception is refused, never merged: MySQL's table in the aiogram layout compares
+/// ids ignoring trailing spaces, so there an id ending in a space is an invalid key.
 pub async fn ids_differing_in_trailing_space_or_case_are_distinct(ctx: Ctx) {
     let s = ctx
         .open(
@@ -271,9 +280,24 @@ pub async fn ids_differing_in_trailing_space_or_case_are_distinct(ctx: Ctx) {
                 .key_builder(DefaultKeyBuilder::default().with_destiny(true)),
         )
         .await;
-    let destinies = [
-        "album", "album ", "album  ", " album", "Album", "ALBUM", "albüm",
-    ];
+    let pad_space = pads_trailing_spaces(&ctx);
+    if pad_space {
+        for destiny in ["album ", "album  "] {
+            let err = s
+                .set_state(&key(1).for_destiny(destiny), Some("S"))
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), fsmstore_core::ErrorKind::InvalidInput, "{err}");
+        }
+        assert_eq!(s.key_count().await.unwrap(), 0, "a refused key wrote");
+    }
+    let destinies: &[&str] = if pad_space {
+        &["album", " album", "Album", "ALBUM", "albüm"]
+    } else {
+        &[
+            "album", "album ", "album  ", " album", "Album", "ALBUM", "albüm",
+        ]
+    };
     for (i, destiny) in destinies.iter().enumerate() {
         let state = format!("S{i}");
         s.set_state(&key(1).for_destiny(*destiny), Some(&state))
@@ -288,7 +312,7 @@ pub async fn ids_differing_in_trailing_space_or_case_are_distinct(ctx: Ctx) {
         );
     }
     assert_eq!(s.key_count().await.unwrap(), destinies.len() as u64);
-    s.clear(&key(1).for_destiny("album ")).await.unwrap();
+    s.clear(&key(1).for_destiny(destinies[1])).await.unwrap();
     assert_eq!(
         s.get_state(&key(1).for_destiny("album"))
             .await
@@ -418,9 +442,20 @@ pub async fn hostile_inputs_match_memory_storage(ctx: Ctx) {
     let options = ctx.options().key_builder(builder);
     let s = ctx.open(options.clone()).await;
     let reference = MemoryStorage::with_options(options);
+    let pad_space = pads_trailing_spaces(&ctx);
     for (step, (n, destiny, op)) in generate(160).into_iter().enumerate() {
         let k = key(n).for_destiny(destiny);
         let context = format!("step {step}: {op:?} on {k:?}");
+        if pad_space && s.options().row_id(&k).is_ok_and(|id| id.ends_with(' ')) {
+            // Refused before anything is written (see `pads_trailing_spaces`).
+            let err = s.get_record(&k).await.unwrap_err();
+            assert_eq!(
+                err.kind(),
+                fsmstore_core::ErrorKind::InvalidInput,
+                "{context}"
+            );
+            continue;
+        }
         let (got, want) = match &op {
             Op::SetState(state) => (
                 s.set_state(&k, state.as_deref()).await.map(|()| None),

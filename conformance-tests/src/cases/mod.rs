@@ -1,6 +1,7 @@
 //! The cases, one public `async fn(Ctx)` each. Each panics with a message on failure.
 
 pub mod adversarial;
+pub mod aiogram;
 pub mod data;
 pub mod expiry;
 pub mod inspect;

@@ -11,7 +11,13 @@ mod postgres;
 mod sqlite;
 
 use crate::dialect::Dialect;
+use crate::layout::Layout;
+use crate::options::StorageOptions;
 use crate::table_name::TableName;
+
+/// The condition "the data is empty" on a text data column (the aiogram layout): Python's
+/// library writes `''` for empty data, fsmstore `NULL`; `'{}'` is empty too.
+const EMPTY_TEXT_DATA: &str = "(data IS NULL OR data IN ('', '{}'))";
 
 /// The statements every dialect has on the FSM table. Each dialect's own set
 /// ([`SqliteQueries`], [`PostgresQueries`], [`MysqlQueries`]) embeds it as `row` and adds
@@ -73,6 +79,15 @@ impl SqliteQueries {
     pub fn with_ttl(table: &TableName, ttl: Option<std::time::Duration>) -> Self {
         sqlite::queries(&table.quoted(Dialect::Sqlite), ttl)
     }
+
+    /// The statements for `options`: its table, TTL and [`Layout`].
+    pub fn for_options(options: &StorageOptions) -> Self {
+        let t = options.table.quoted(Dialect::Sqlite);
+        match options.layout {
+            Layout::Fsmstore => sqlite::queries(&t, options.ttl),
+            Layout::AiogramSqlalchemy => sqlite::aiogram_queries(&t),
+        }
+    }
 }
 
 /// PostgreSQL's statements: every operation is one statement. `clear_state` and
@@ -110,6 +125,15 @@ impl PostgresQueries {
     pub fn with_ttl(table: &TableName, ttl: Option<std::time::Duration>) -> Self {
         postgres::queries(&table.quoted(Dialect::Postgres), ttl)
     }
+
+    /// The statements for `options`: its table, TTL and [`Layout`].
+    pub fn for_options(options: &StorageOptions) -> Self {
+        let t = options.table.quoted(Dialect::Postgres);
+        match options.layout {
+            Layout::Fsmstore => postgres::queries(&t, options.ttl),
+            Layout::AiogramSqlalchemy => postgres::aiogram_queries(&t),
+        }
+    }
 }
 
 /// MySQL's and MariaDB's statements: neither server has a shallow-merge operator, so
@@ -144,6 +168,15 @@ impl MysqlQueries {
     pub fn with_ttl(table: &TableName, ttl: Option<std::time::Duration>) -> Self {
         mysql::queries(&table.quoted(Dialect::Mysql), ttl)
     }
+
+    /// The statements for `options`: its table, TTL and [`Layout`].
+    pub fn for_options(options: &StorageOptions) -> Self {
+        let t = options.table.quoted(Dialect::Mysql);
+        match options.layout {
+            Layout::Fsmstore => mysql::queries(&t, options.ttl),
+            Layout::AiogramSqlalchemy => mysql::aiogram_queries(&t),
+        }
+    }
 }
 
 /// Whole-table statements for [`Inspect`](crate::Inspect). Rows come back as
@@ -173,28 +206,36 @@ pub struct InspectQueries {
 impl InspectQueries {
     /// The statements of `dialect` on `table`.
     pub fn for_table(dialect: Dialect, table: &TableName) -> InspectQueries {
+        Self::for_layout(dialect, table, Layout::Fsmstore)
+    }
+
+    /// The statements of `dialect` on `table` in `layout`. In a layout without
+    /// `updated_at` rows report it as `NULL` and no row is older than a cutoff (backends
+    /// refuse to purge by age there before running anything).
+    pub fn for_layout(dialect: Dialect, table: &TableName, layout: Layout) -> InspectQueries {
         let t = table.quoted(dialect);
         match dialect {
-            Dialect::Sqlite => sqlite::inspect_queries(&t),
-            Dialect::Postgres => postgres::inspect_queries(&t),
-            Dialect::Mysql => mysql::inspect_queries(&t),
+            Dialect::Sqlite => sqlite::inspect_queries(&t, layout),
+            Dialect::Postgres => postgres::inspect_queries(&t, layout),
+            Dialect::Mysql => mysql::inspect_queries(&t, layout),
         }
     }
 }
 
-/// Builds [`InspectQueries`] from a dialect's `updated_at`-as-ms expression, cutoff
+/// Builds [`InspectQueries`] from a dialect's data expression, `updated_at`-as-ms expression, cutoff
 /// comparison (`{cutoff}` is the bound unix ms), placeholders (`p(n)` is the n-th) and
 /// whether `DELETE … LIMIT` exists (MySQL; elsewhere a limited id subquery, which MySQL in
 /// turn refuses).
 fn inspect_queries(
     t: &str,
     now_ms: &str,
+    data: &str,
     updated_ms: &str,
     before: &str,
     p: impl Fn(usize) -> String,
     delete_limit: bool,
 ) -> InspectQueries {
-    let columns = format!("id, state, data, {updated_ms}");
+    let columns = format!("id, state, {data}, {updated_ms}");
     let older = before.replace("{cutoff}", &p(1));
     let purge_batch = if delete_limit {
         format!("DELETE FROM {t} WHERE {older} LIMIT {}", p(2))

@@ -70,6 +70,46 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> MysqlQueries
     }
 }
 
+/// The statements on a table in the layout of `aiogram-sqlalchemy-storage` (schema
+/// version 1, data as JSON text in a `LONGTEXT`, `NULL` or `''` when empty; no
+/// `updated_at`). `update_data` is the same locked read-merge-write as in fsmstore's layout.
+pub(super) fn aiogram_queries(t: &str) -> MysqlQueries {
+    MysqlQueries {
+        row: RowQueries {
+            get_record: format!("SELECT state, data FROM {t} WHERE id = ?"),
+            get_state: format!("SELECT state FROM {t} WHERE id = ?"),
+            get_data: format!("SELECT data FROM {t} WHERE id = ?"),
+            upsert_state: format!(
+                "INSERT INTO {t} (id, state, data) VALUES (?, ?, NULL) \
+                 ON DUPLICATE KEY UPDATE state = VALUES(state)"
+            ),
+            clear_state: format!("UPDATE {t} SET state = NULL WHERE id = ?"),
+            upsert_data: format!(
+                "INSERT INTO {t} (id, state, data) VALUES (?, NULL, ?) \
+                 ON DUPLICATE KEY UPDATE data = VALUES(data)"
+            ),
+            clear_data: format!("UPDATE {t} SET data = NULL WHERE id = ?"),
+            upsert_record: format!(
+                "INSERT INTO {t} (id, state, data) VALUES (?, ?, ?) \
+                 ON DUPLICATE KEY UPDATE state = VALUES(state), data = VALUES(data)"
+            ),
+            delete: format!("DELETE FROM {t} WHERE id = ?"),
+            count: format!("SELECT COUNT(*) FROM {t}"),
+        },
+        delete_if_empty: format!(
+            "DELETE FROM {t} WHERE id = ? AND state IS NULL AND {}",
+            super::EMPTY_TEXT_DATA
+        ),
+        lock_row: format!(
+            "INSERT INTO {t} (id, state, data) VALUES (?, NULL, NULL) \
+             ON DUPLICATE KEY UPDATE id = id"
+        ),
+        take: format!("DELETE FROM {t} WHERE id = ?"),
+        // Nothing expires in this layout.
+        delete_expired: format!("DELETE FROM {t} WHERE id = ? AND 0 = 1"),
+    }
+}
+
 pub(super) fn version_queries(v: &str) -> VersionQueries {
     let (insert, mark_success, set_success, delete) = common_version_queries(v, ["?"; 6]);
     VersionQueries {
@@ -97,10 +137,23 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
     }
 }
 
-pub(super) fn inspect_queries(t: &str) -> super::InspectQueries {
+pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQueries {
+    const NOW_MS: &str = "CAST(FLOOR(UNIX_TIMESTAMP(CURRENT_TIMESTAMP(6)) * 1000) AS SIGNED)";
+    if layout == crate::Layout::AiogramSqlalchemy {
+        return super::inspect_queries(
+            t,
+            NOW_MS,
+            "data",
+            "CAST(NULL AS SIGNED)",
+            "0 = 1",
+            |_| "?".to_owned(),
+            true,
+        );
+    }
     super::inspect_queries(
         t,
-        "CAST(FLOOR(UNIX_TIMESTAMP(CURRENT_TIMESTAMP(6)) * 1000) AS SIGNED)",
+        NOW_MS,
+        "data",
         // FLOOR, not the cast's rounding (see the PostgreSQL statement).
         "CAST(FLOOR(UNIX_TIMESTAMP(updated_at) * 1000) AS SIGNED)",
         "updated_at < FROM_UNIXTIME({cutoff} / 1000)",

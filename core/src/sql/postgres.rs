@@ -86,6 +86,75 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> PostgresQuer
     }
 }
 
+/// `data` of a table in the aiogram layout as `JSONB` (`''` and `NULL` read as `{}`); text
+/// that is not JSON fails the statement with SQLSTATE 22P02, which the backend reports as
+/// corrupt data.
+const AIOGRAM_DATA: &str = "COALESCE(NULLIF(data, '')::jsonb, '{}'::jsonb)";
+
+/// The statements on a table in the layout of `aiogram-sqlalchemy-storage` (schema
+/// version 1): data is JSON text (`VARCHAR`), `NULL` or `''` when empty, no `updated_at`.
+/// Data is bound and returned as `JSONB`, cast to and from the text column inside each
+/// statement, so `update_data` is still one statement (`jsonb ||`) and the backend runs the
+/// same calls as in fsmstore's layout. Casting `JSONB` to text writes `{"a": 1}`, which
+/// Python's `json.loads` reads.
+pub(super) fn aiogram_queries(t: &str) -> PostgresQueries {
+    let d = AIOGRAM_DATA;
+    // The stored object a merge starts from. `jsonb ||` would append to an array, so a
+    // value that is not an object fails the statement as text that is not JSON would
+    // (22P02, reported as corrupt data) and the row stays as it was.
+    let td = d.replace("(data", "(t.data");
+    let td = format!(
+        "CASE WHEN jsonb_typeof({td}) = 'object' THEN {td} \
+         ELSE ('stored data is not a JSON object: ' || t.data)::jsonb END"
+    );
+    let empty = super::EMPTY_TEXT_DATA;
+    PostgresQueries {
+        row: RowQueries {
+            get_record: format!("SELECT state, {d} FROM {t} WHERE id = $1"),
+            get_state: format!("SELECT state FROM {t} WHERE id = $1"),
+            get_data: format!("SELECT {d} FROM {t} WHERE id = $1"),
+            upsert_state: format!(
+                "INSERT INTO {t} AS t (id, state) VALUES ($1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state"
+            ),
+            clear_state: format!(
+                "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND {empty} RETURNING id) \
+                 UPDATE {t} SET state = NULL \
+                 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone) RETURNING {d}"
+            ),
+            upsert_data: format!(
+                "INSERT INTO {t} AS t (id, data) VALUES ($1, $2::jsonb::text) \
+                 ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data"
+            ),
+            clear_data: format!(
+                "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND state IS NULL RETURNING id) \
+                 UPDATE {t} SET data = NULL \
+                 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone) RETURNING state IS NULL"
+            ),
+            upsert_record: format!(
+                "INSERT INTO {t} (id, state, data) VALUES ($1, $2, $3::jsonb::text) \
+                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, data = EXCLUDED.data"
+            ),
+            delete: format!("DELETE FROM {t} WHERE id = $1"),
+            count: format!("SELECT COUNT(*) FROM {t}"),
+        },
+        get_value: format!("SELECT {d} -> $2::text FROM {t} WHERE id = $1"),
+        merge_data: format!(
+            "INSERT INTO {t} AS t (id, data) VALUES ($1, $2::jsonb::text) \
+             ON CONFLICT (id) DO UPDATE SET data = ({td} || EXCLUDED.data::jsonb)::text \
+             RETURNING data::jsonb"
+        ),
+        transition: format!(
+            "INSERT INTO {t} AS t (id, state, data) VALUES ($1, $2, $3::jsonb::text) \
+             ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, \
+             data = ({td} || EXCLUDED.data::jsonb)::text \
+             RETURNING data::jsonb"
+        ),
+        take: format!("DELETE FROM {t} WHERE id = $1 RETURNING true"),
+        delete_if_empty: format!("DELETE FROM {t} WHERE id = $1 AND state IS NULL AND {empty}"),
+    }
+}
+
 pub(super) fn version_queries(v: &str) -> VersionQueries {
     let (insert, mark_success, set_success, delete) =
         common_version_queries(v, ["$1", "$2", "$3", "$4", "$5", "$6"]);
@@ -114,10 +183,23 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
     }
 }
 
-pub(super) fn inspect_queries(t: &str) -> super::InspectQueries {
+pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQueries {
+    const NOW_MS: &str = "floor(extract(epoch FROM now()) * 1000)::BIGINT";
+    if layout == crate::Layout::AiogramSqlalchemy {
+        return super::inspect_queries(
+            t,
+            NOW_MS,
+            AIOGRAM_DATA,
+            "NULL::BIGINT",
+            "false",
+            |n| format!("${n}"),
+            false,
+        );
+    }
     super::inspect_queries(
         t,
-        "floor(extract(epoch FROM now()) * 1000)::BIGINT",
+        NOW_MS,
+        "data",
         // floor, not the cast's rounding: a row's reported millisecond is never after it
         // was written, so "older than its own time" is false (and one ms later, true).
         "floor(extract(epoch FROM updated_at) * 1000)::BIGINT",

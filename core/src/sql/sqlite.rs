@@ -63,6 +63,40 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> SqliteQuerie
     }
 }
 
+/// The statements on a table in the layout of `aiogram-sqlalchemy-storage` (schema
+/// version 1): data is JSON text, `NULL` or `''` when empty (fsmstore writes `NULL`), and
+/// there is no `updated_at`.
+pub(super) fn aiogram_queries(t: &str) -> SqliteQueries {
+    SqliteQueries {
+        row: RowQueries {
+            get_record: format!("SELECT state, data FROM {t} WHERE id = ?1"),
+            get_state: format!("SELECT state FROM {t} WHERE id = ?1"),
+            get_data: format!("SELECT data FROM {t} WHERE id = ?1"),
+            upsert_state: format!(
+                "INSERT INTO {t} (id, state, data) VALUES (?1, ?2, NULL) \
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state"
+            ),
+            clear_state: format!("UPDATE {t} SET state = NULL WHERE id = ?1"),
+            upsert_data: format!(
+                "INSERT INTO {t} (id, state, data) VALUES (?1, NULL, ?2) \
+                 ON CONFLICT (id) DO UPDATE SET data = excluded.data"
+            ),
+            clear_data: format!("UPDATE {t} SET data = NULL WHERE id = ?1"),
+            upsert_record: format!(
+                "INSERT INTO {t} (id, state, data) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, data = excluded.data"
+            ),
+            delete: format!("DELETE FROM {t} WHERE id = ?1"),
+            count: format!("SELECT COUNT(*) FROM {t}"),
+        },
+        delete_if_empty: format!(
+            "DELETE FROM {t} WHERE id = ?1 AND state IS NULL AND {}",
+            super::EMPTY_TEXT_DATA
+        ),
+        take: format!("DELETE FROM {t} WHERE id = ?1 RETURNING 1"),
+    }
+}
+
 pub(super) fn version_queries(v: &str) -> VersionQueries {
     let (insert, mark_success, set_success, delete) =
         common_version_queries(v, ["?1", "?2", "?3", "?4", "?5", "?6"]);
@@ -91,10 +125,22 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
     }
 }
 
-pub(super) fn inspect_queries(t: &str) -> super::InspectQueries {
+pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQueries {
+    if layout == crate::Layout::AiogramSqlalchemy {
+        return super::inspect_queries(
+            t,
+            NOW_MS,
+            "data",
+            "NULL",
+            "0 = 1",
+            |n| format!("?{n}"),
+            false,
+        );
+    }
     super::inspect_queries(
         t,
         NOW_MS,
+        "data",
         "updated_at",
         "updated_at < {cutoff}",
         |n| format!("?{n}"),
