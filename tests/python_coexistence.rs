@@ -1,0 +1,614 @@
+//! Python's `aiogram-sqlalchemy-storage` 0.2 (the real library, driven by
+//! `tests/python/peer.py`) and fsmstore in the aiogram layout on one live table, on SQLite,
+//! PostgreSQL and MariaDB: each reads what the other writes, for every key shape, and both
+//! write at once without losing anything either acknowledged.
+//!
+//! The Python interpreter is `FSMSTORE_TEST_PYTHON` (a virtualenv with
+//! `tests/python/requirements.txt`; `.ci/run` makes it with `scripts/python-venv.sh`).
+//! Without it these tests are skipped loudly, and fail under `CI`.
+
+#![cfg(all(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use fsmstore::core::MemoryStorage;
+use fsmstore::{
+    BotId, ChatId, Data, Database, DefaultKeyBuilder, ErrorKind, Layout, Storage, StorageKey,
+    StorageOptions, UserId,
+};
+use serde_json::{json, Value};
+
+const PYTHON: &str = "FSMSTORE_TEST_PYTHON";
+
+/// The interpreter, or `None` after a loud skip (a failure under `CI`).
+fn python() -> Option<PathBuf> {
+    match std::env::var_os(PYTHON) {
+        Some(path) => Some(PathBuf::from(path)),
+        None if std::env::var_os("CI").is_some() => {
+            panic!("{PYTHON} is not set and CI is: run scripts/python-venv.sh and set it")
+        }
+        None => {
+            eprintln!("SKIPPED: set {PYTHON} to a Python with tests/python/requirements.txt (scripts/python-venv.sh makes one)");
+            None
+        }
+    }
+}
+
+/// One database both sides reach: fsmstore's URL and SQLAlchemy's.
+struct Target {
+    name: &'static str,
+    rust: String,
+    python: String,
+}
+
+fn without_query(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+fn sqlite_target(name: &str) -> Target {
+    let path = std::env::temp_dir().join(format!("fsmstore-py-{}-{name}.db", std::process::id()));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    Target {
+        name: "sqlite",
+        rust: format!("sqlite://{}", path.display()),
+        python: format!("sqlite+aiosqlite:///{}", path.display()),
+    }
+}
+
+fn postgres_target() -> Target {
+    let url = std::env::var("FSMSTORE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let base = without_query(&url).to_owned();
+    let rest = base
+        .strip_prefix("postgresql://")
+        .or_else(|| base.strip_prefix("postgres://"))
+        .expect("a postgres:// URL");
+    Target {
+        name: "postgres",
+        python: format!("postgresql+asyncpg://{rest}"),
+        rust: base,
+    }
+}
+
+fn mysql_target() -> Target {
+    let url = std::env::var("FSMSTORE_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+    let base = without_query(&url).to_owned();
+    let rest = base
+        .strip_prefix("mysql://")
+        .or_else(|| base.strip_prefix("mariadb://"))
+        .expect("a mysql:// URL");
+    Target {
+        name: "mysql",
+        python: format!("mysql+aiomysql://{rest}?charset=utf8mb4"),
+        rust: base,
+    }
+}
+
+/// A table of this test's own, shared by both sides.
+struct Shared {
+    python: PathBuf,
+    target: Target,
+    table: String,
+    db: Database,
+}
+
+fn builder() -> DefaultKeyBuilder {
+    DefaultKeyBuilder::default()
+        .with_business_connection_id(true)
+        .with_destiny(true)
+}
+
+fn options() -> StorageOptions {
+    StorageOptions::default()
+        .layout(Layout::AiogramSqlalchemy)
+        .key_builder(builder())
+}
+
+impl Shared {
+    /// Opens the table in the aiogram layout (creating it at version 1), or `None` when
+    /// Python or the server is missing (loud skip; a failure under `CI`).
+    async fn open(target: Target, test: &str) -> Option<Shared> {
+        let python = python()?;
+        let table = format!("py_{test}_{}", std::process::id());
+        let url = format!(
+            "{}?table={table}&version_table={table}_ver&schema=upgrade",
+            target.rust
+        );
+        let db = match fsmstore::open_with(&url, options()).await {
+            Ok(db) => db,
+            Err(err) if err.kind() == ErrorKind::Connection => {
+                return skip_server(target.name, &err);
+            }
+            Err(err) => panic!("{}: open: {err}", target.name),
+        };
+        Some(Shared {
+            python,
+            target,
+            table,
+            db,
+        })
+    }
+
+    fn storage(&self) -> Arc<dyn Storage> {
+        self.db.storage()
+    }
+
+    /// Runs `peer.py <command>` with `request` and returns its answer.
+    fn peer(&self, command: &str, request: &Value) -> Value {
+        peer(&self.python, &self.target.python, &self.table, command, request)
+    }
+
+    async fn drop(self) {
+        let migrator = self.db.migrator().expect("a migrator");
+        migrator.drop_tables().await.expect("drop the test's tables");
+        self.db.close().await.expect("close");
+    }
+}
+
+fn skip_server(name: &str, err: &fsmstore::Error) -> Option<Shared> {
+    if std::env::var_os("CI").is_some() {
+        panic!("{name} is unreachable ({err}) and CI is set");
+    }
+    eprintln!("SKIPPED: {name} is unreachable: {err}");
+    None
+}
+
+fn peer(python: &PathBuf, url: &str, table: &str, command: &str, request: &Value) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/peer.py");
+    let mut child = Command::new(python)
+        .args([script, url, table, command])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("{}: {err}", python.display()));
+    serde_json::to_writer(child.stdin.take().expect("stdin"), request).expect("request");
+    let out = child.wait_with_output().expect("peer.py ran");
+    assert!(
+        out.status.success(),
+        "peer.py {command} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+        panic!(
+            "peer.py {command} answered {:?}: {err}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// A key as JSON for peer.py, and as a [`StorageKey`].
+#[derive(Clone, Debug)]
+struct Key {
+    chat: i64,
+    user: i64,
+    thread: Option<i64>,
+    business: Option<&'static str>,
+    destiny: &'static str,
+}
+
+impl Key {
+    fn new(chat: i64, user: i64) -> Key {
+        Key {
+            chat,
+            user,
+            thread: None,
+            business: None,
+            destiny: "default",
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({"bot_id": 42, "chat_id": self.chat, "user_id": self.user,
+               "thread_id": self.thread, "business_connection_id": self.business,
+               "destiny": self.destiny})
+    }
+
+    fn storage_key(&self) -> StorageKey {
+        let mut key = StorageKey::new(BotId(42), ChatId(self.chat), UserId(self.user))
+            .for_destiny(self.destiny);
+        if let Some(thread) = self.thread {
+            key = key.with_thread(thread);
+        }
+        if let Some(business) = self.business {
+            key = key.with_business_connection(business);
+        }
+        key
+    }
+}
+
+/// One write, as both sides make it.
+#[derive(Clone, Debug)]
+enum Op {
+    State(Option<&'static str>),
+    Data(Value),
+    Update(Value),
+}
+
+fn obj(value: Value) -> Data {
+    match value {
+        Value::Object(map) => map,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+/// Every key shape, each with the writes that make it: thread, business connection,
+/// destiny, unicode, empty data, a cleared state.
+fn shapes(user_base: i64) -> Vec<(Key, Vec<Op>)> {
+    let u = |n| user_base + n;
+    vec![
+        (
+            Key::new(-100, u(1)),
+            vec![Op::State(Some("Form:name")), Op::Data(json!({"name": "Ann"}))],
+        ),
+        (
+            Key {
+                thread: Some(55),
+                ..Key::new(-100, u(2))
+            },
+            vec![Op::State(Some("Topic:reply")), Op::Update(json!({"n": 1}))],
+        ),
+        (
+            Key {
+                business: Some("bc-1"),
+                ..Key::new(7, u(3))
+            },
+            vec![Op::Data(json!({"shop": true, "items": [1, 2, 3]}))],
+        ),
+        (
+            Key {
+                destiny: "album",
+                ..Key::new(-100, u(4))
+            },
+            vec![Op::State(Some("Album:collect")), Op::Update(json!({"photos": ["a", "b"]}))],
+        ),
+        (
+            Key {
+                destiny: "ключ 🔑",
+                ..Key::new(-100, u(5))
+            },
+            vec![
+                Op::State(Some("Форма:имя")),
+                Op::Data(json!({"имя": "Женя", "emoji": "😀", "q": "say \"hi\"", "nested": {"n": null, "f": 1.5}})),
+            ],
+        ),
+        (
+            Key::new(-100, u(6)),
+            vec![
+                Op::State(Some("Only:state")),
+                Op::Data(json!({"x": 1})),
+                Op::Data(json!({})),
+            ],
+        ),
+        (
+            Key::new(-100, u(7)),
+            vec![
+                Op::State(Some("Gone")),
+                Op::Data(json!({"kept": "data"})),
+                Op::State(None),
+            ],
+        ),
+        (
+            Key::new(-100, u(8)),
+            vec![Op::State(Some("Gone")), Op::State(None)],
+        ),
+    ]
+}
+
+async fn apply(storage: &dyn Storage, key: &Key, op: &Op) {
+    let k = key.storage_key();
+    match op {
+        Op::State(state) => storage.set_state(&k, *state).await.unwrap(),
+        Op::Data(data) => storage.set_data(&k, &obj(data.clone())).await.unwrap(),
+        Op::Update(patch) => {
+            storage.update_data(&k, &obj(patch.clone())).await.unwrap();
+        }
+    }
+}
+
+fn python_ops(shapes: &[(Key, Vec<Op>)]) -> Value {
+    let ops: Vec<Value> = shapes
+        .iter()
+        .flat_map(|(key, ops)| {
+            ops.iter().map(move |op| match op {
+                Op::State(state) => json!({"key": key.json(), "state": state}),
+                Op::Data(data) => json!({"key": key.json(), "data": data}),
+                Op::Update(patch) => json!({"key": key.json(), "update": patch}),
+            })
+        })
+        .collect();
+    Value::Array(ops)
+}
+
+/// What the writes leave: the same writes applied to [`MemoryStorage`].
+async fn expected(shapes: &[(Key, Vec<Op>)]) -> Vec<(Option<String>, Data)> {
+    let reference = MemoryStorage::with_options(options());
+    let mut out = Vec::new();
+    for (key, ops) in shapes {
+        for op in ops {
+            apply(&reference, key, op).await;
+        }
+        let record = reference.get_record(&key.storage_key()).await.unwrap();
+        out.push((record.state, record.data));
+    }
+    out
+}
+
+fn python_records(answer: &Value) -> Vec<(Option<String>, Data)> {
+    answer
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|r| {
+            (
+                r["state"].as_str().map(str::to_owned),
+                obj(r["data"].clone()),
+            )
+        })
+        .collect()
+}
+
+async fn shapes_round_trip(target: Target) {
+    let Some(shared) = Shared::open(target, "shapes").await else {
+        return;
+    };
+    let name = shared.target.name;
+    let storage = shared.storage();
+
+    // Python writes, fsmstore reads.
+    let from_python = shapes(0);
+    let answer = shared.peer("write", &python_ops(&from_python));
+    assert_eq!(answer["acknowledged"], json!(python_ops(&from_python).as_array().unwrap().len()));
+    let want = expected(&from_python).await;
+    for ((key, _), want) in from_python.iter().zip(&want) {
+        let got = storage.get_record(&key.storage_key()).await.unwrap();
+        assert_eq!((&got.state, &got.data), (&want.0, &want.1), "{name}: {key:?} written by Python");
+    }
+
+    // fsmstore writes, Python reads.
+    let from_rust = shapes(100);
+    for (key, ops) in &from_rust {
+        for op in ops {
+            apply(&*storage, key, op).await;
+        }
+    }
+    let keys: Vec<Value> = from_rust.iter().map(|(k, _)| k.json()).collect();
+    let got = python_records(&shared.peer("read", &Value::Array(keys)));
+    assert_eq!(got, expected(&from_rust).await, "{name}: read by Python");
+
+    // Each updates the other's rows, and both see the merge.
+    let (py_key, rs_key) = (&from_rust[0].0, &from_python[0].0);
+    shared.peer(
+        "write",
+        &json!([{"key": py_key.json(), "update": {"by_python": "ü"}}]),
+    );
+    let merged = storage
+        .update_data(&rs_key.storage_key(), &obj(json!({"by_rust": 1})))
+        .await
+        .unwrap();
+    assert_eq!(merged, obj(json!({"name": "Ann", "by_rust": 1})));
+    let got = python_records(&shared.peer("read", &json!([py_key.json(), rs_key.json()])));
+    assert_eq!(got[0].1, obj(json!({"name": "Ann", "by_python": "ü"})), "{name}");
+    assert_eq!(got[1].1, obj(json!({"name": "Ann", "by_rust": 1})), "{name}");
+    assert_eq!(
+        storage.get_data(&py_key.storage_key()).await.unwrap(),
+        obj(json!({"name": "Ann", "by_python": "ü"}))
+    );
+    shared.drop().await;
+}
+
+/// What one side's writers acknowledged.
+#[derive(Default)]
+struct Acks {
+    own_rounds: BTreeMap<usize, usize>,
+    shared_states: BTreeSet<String>,
+    shared_fields: BTreeSet<String>,
+    errors: Vec<String>,
+}
+
+const TASKS: usize = 4;
+const ROUNDS: usize = 25;
+
+/// Python and fsmstore writers at once: each on keys of its own (state and data every
+/// round) and all on one shared key (states, and fields merged with `update_data`).
+/// Returns the counts: (side, acknowledged, lost).
+async fn race(target: Target, python_updates: bool) -> Vec<(String, usize, usize)> {
+    let test = if python_updates { "race_upd" } else { "race" };
+    let Some(shared) = Shared::open(target, test).await else {
+        return Vec::new();
+    };
+    let name = shared.target.name;
+    let storage = shared.storage();
+    let shared_key = Key::new(-500, 500);
+    let py_keys: Vec<Key> = (0..TASKS as i64).map(|i| Key::new(-200, i)).collect();
+    let rs_keys: Vec<Key> = (0..TASKS as i64).map(|i| Key::new(-300, i)).collect();
+    let request = json!({
+        "keys": py_keys.iter().map(Key::json).collect::<Vec<_>>(),
+        "shared": shared_key.json(),
+        "tasks": TASKS,
+        "rounds": ROUNDS,
+        "python_updates": python_updates,
+    });
+    let (python, url, table) = (
+        shared.python.clone(),
+        shared.target.python.clone(),
+        shared.table.clone(),
+    );
+    let python_side =
+        tokio::task::spawn_blocking(move || peer(&python, &url, &table, "race", &request));
+
+    let rust = Arc::new(Mutex::new(Acks::default()));
+    let mut writers = Vec::new();
+    for (i, key) in rs_keys.iter().cloned().enumerate() {
+        let (storage, rust, shared_key) = (Arc::clone(&storage), Arc::clone(&rust), shared_key.clone());
+        writers.push(tokio::spawn(async move {
+            for r in 0..ROUNDS {
+                let k = key.storage_key();
+                let own = async {
+                    storage.set_state(&k, Some(&format!("rs:{i}:{r}"))).await?;
+                    storage
+                        .set_data(&k, &obj(json!({"writer": i, "round": r, "name": "Женя"})))
+                        .await
+                };
+                match own.await {
+                    Ok(()) => {
+                        rust.lock().unwrap().own_rounds.insert(i, r);
+                    }
+                    Err(err) => rust.lock().unwrap().errors.push(err.to_string()),
+                }
+                let state = format!("rs:shared:{i}:{r}");
+                match storage.set_state(&shared_key.storage_key(), Some(&state)).await {
+                    Ok(()) => {
+                        rust.lock().unwrap().shared_states.insert(state);
+                    }
+                    Err(err) => rust.lock().unwrap().errors.push(err.to_string()),
+                }
+                let field = format!("rs_{i}_{r}");
+                match storage
+                    .update_data(&shared_key.storage_key(), &obj(json!({ &field: r })))
+                    .await
+                {
+                    Ok(_) => {
+                        rust.lock().unwrap().shared_fields.insert(field);
+                    }
+                    Err(err) => rust.lock().unwrap().errors.push(err.to_string()),
+                }
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("a Rust writer");
+    }
+    let answer = python_side.await.expect("the Python side");
+    let python = Acks {
+        own_rounds: answer["own_rounds"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(i, r)| (i.parse().unwrap(), r.as_u64().unwrap() as usize))
+            .collect(),
+        shared_states: strings(&answer["shared_states"]),
+        shared_fields: strings(&answer["shared_fields"]),
+        errors: answer["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap().to_owned())
+            .collect(),
+    };
+    let rust = std::mem::take(&mut *rust.lock().unwrap());
+
+    // Own keys: the last acknowledged round of every writer is what both sides read.
+    let mut counts = Vec::new();
+    for (side, acks, keys, prefix) in [
+        ("python", &python, &py_keys, "py"),
+        ("rust", &rust, &rs_keys, "rs"),
+    ] {
+        let mut lost = 0;
+        for (i, round) in &acks.own_rounds {
+            let k = keys[*i].storage_key();
+            let record = storage.get_record(&k).await.unwrap();
+            let want_state = format!("{prefix}:{i}:{round}");
+            let want_data = obj(json!({"writer": i, "round": round, "name": "Женя"}));
+            if record.state.as_deref() != Some(&want_state) || record.data != want_data {
+                eprintln!("{name}: {side} key {i}: {record:?}, acknowledged round {round}");
+                lost += 1;
+            }
+        }
+        let writes = acks.own_rounds.values().map(|r| r + 1).sum::<usize>() * 2;
+        counts.push((format!("{side} own keys"), writes, lost));
+    }
+    let final_shared = storage.get_record(&shared_key.storage_key()).await.unwrap();
+    let state = final_shared.state.clone().expect("the shared key has a state");
+    assert!(
+        python.shared_states.contains(&state) || rust.shared_states.contains(&state),
+        "{name}: the shared state {state} was never written"
+    );
+    for (side, acks) in [("python", &python), ("rust", &rust)] {
+        let lost = acks
+            .shared_fields
+            .iter()
+            .filter(|field| !final_shared.data.contains_key(*field))
+            .count();
+        counts.push((
+            format!("{side} shared key"),
+            acks.shared_states.len() + acks.shared_fields.len(),
+            lost,
+        ));
+    }
+    eprintln!(
+        "{name} (python update_data: {python_updates}): {counts:?}; errors: python {}, rust {}",
+        python.errors.len(),
+        rust.errors.len()
+    );
+    assert!(rust.errors.is_empty(), "{name}: rust errors: {:?}", rust.errors);
+    for (what, _, lost) in &counts {
+        if what.ends_with("own keys") || !python_updates {
+            assert_eq!(*lost, 0, "{name}: {what} lost acknowledged writes: {counts:?}");
+        }
+    }
+    shared.drop().await;
+    counts
+}
+
+fn strings(value: &Value) -> BTreeSet<String> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+#[test]
+fn sqlite_shapes_round_trip() {
+    runtime().block_on(shapes_round_trip(sqlite_target("shapes")));
+}
+
+#[test]
+fn postgres_shapes_round_trip() {
+    runtime().block_on(shapes_round_trip(postgres_target()));
+}
+
+#[test]
+fn mysql_shapes_round_trip() {
+    runtime().block_on(shapes_round_trip(mysql_target()));
+}
+
+#[test]
+fn sqlite_writers_at_once() {
+    runtime().block_on(async {
+        race(sqlite_target("race"), false).await;
+        race(sqlite_target("race_upd"), true).await;
+    });
+}
+
+#[test]
+fn postgres_writers_at_once() {
+    runtime().block_on(async {
+        race(postgres_target(), false).await;
+        race(postgres_target(), true).await;
+    });
+}
+
+#[test]
+fn mysql_writers_at_once() {
+    runtime().block_on(async {
+        race(mysql_target(), false).await;
+        race(mysql_target(), true).await;
+    });
+}
