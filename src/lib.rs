@@ -36,9 +36,8 @@ use fsmstore_core::DatabaseUrl;
 pub use fsmstore_core::{
     data, serde_json, states, BotId, ChatId, Data, Database, DefaultKeyBuilder, Dialogue,
     DialogueState, Error, ErrorKind, IntoState, Isolation, KeyBuilder, Layout, LocalIsolation,
-    LockGuard,
-    Record, Result, SchemaPolicy, Storage, StorageExt, StorageKey, StorageOptions, TableName,
-    UserId, DEFAULT_DESTINY,
+    LockGuard, Record, Result, SchemaPolicy, Storage, StorageExt, StorageKey, StorageOptions,
+    TableName, UserId, DEFAULT_DESTINY,
 };
 
 /// `fsmstore-core`, the contract crate, whole: for backend authors and tools.

@@ -141,12 +141,21 @@ impl Shared {
 
     /// Runs `peer.py <command>` with `request` and returns its answer.
     fn peer(&self, command: &str, request: &Value) -> Value {
-        peer(&self.python, &self.target.python, &self.table, command, request)
+        peer(
+            &self.python,
+            &self.target.python,
+            &self.table,
+            command,
+            request,
+        )
     }
 
     async fn drop(self) {
         let migrator = self.db.migrator().expect("a migrator");
-        migrator.drop_tables().await.expect("drop the test's tables");
+        migrator
+            .drop_tables()
+            .await
+            .expect("drop the test's tables");
         self.db.close().await.expect("close");
     }
 }
@@ -245,7 +254,10 @@ fn shapes(user_base: i64) -> Vec<(Key, Vec<Op>)> {
     vec![
         (
             Key::new(-100, u(1)),
-            vec![Op::State(Some("Form:name")), Op::Data(json!({"name": "Ann"}))],
+            vec![
+                Op::State(Some("Form:name")),
+                Op::Data(json!({"name": "Ann"})),
+            ],
         ),
         (
             Key {
@@ -266,7 +278,10 @@ fn shapes(user_base: i64) -> Vec<(Key, Vec<Op>)> {
                 destiny: "album",
                 ..Key::new(-100, u(4))
             },
-            vec![Op::State(Some("Album:collect")), Op::Update(json!({"photos": ["a", "b"]}))],
+            vec![
+                Op::State(Some("Album:collect")),
+                Op::Update(json!({"photos": ["a", "b"]})),
+            ],
         ),
         (
             Key {
@@ -275,7 +290,9 @@ fn shapes(user_base: i64) -> Vec<(Key, Vec<Op>)> {
             },
             vec![
                 Op::State(Some("Форма:имя")),
-                Op::Data(json!({"имя": "Женя", "emoji": "😀", "q": "say \"hi\"", "nested": {"n": null, "f": 1.5}})),
+                Op::Data(
+                    json!({"имя": "Женя", "emoji": "😀", "q": "say \"hi\"", "nested": {"n": null, "f": 1.5}}),
+                ),
             ],
         ),
         (
@@ -364,11 +381,18 @@ async fn shapes_round_trip(target: Target) {
     // Python writes, fsmstore reads.
     let from_python = shapes(0);
     let answer = shared.peer("write", &python_ops(&from_python));
-    assert_eq!(answer["acknowledged"], json!(python_ops(&from_python).as_array().unwrap().len()));
+    assert_eq!(
+        answer["acknowledged"],
+        json!(python_ops(&from_python).as_array().unwrap().len())
+    );
     let want = expected(&from_python).await;
     for ((key, _), want) in from_python.iter().zip(&want) {
         let got = storage.get_record(&key.storage_key()).await.unwrap();
-        assert_eq!((&got.state, &got.data), (&want.0, &want.1), "{name}: {key:?} written by Python");
+        assert_eq!(
+            (&got.state, &got.data),
+            (&want.0, &want.1),
+            "{name}: {key:?} written by Python"
+        );
     }
 
     // fsmstore writes, Python reads.
@@ -394,8 +418,16 @@ async fn shapes_round_trip(target: Target) {
         .unwrap();
     assert_eq!(merged, obj(json!({"name": "Ann", "by_rust": 1})));
     let got = python_records(&shared.peer("read", &json!([py_key.json(), rs_key.json()])));
-    assert_eq!(got[0].1, obj(json!({"name": "Ann", "by_python": "ü"})), "{name}");
-    assert_eq!(got[1].1, obj(json!({"name": "Ann", "by_rust": 1})), "{name}");
+    assert_eq!(
+        got[0].1,
+        obj(json!({"name": "Ann", "by_python": "ü"})),
+        "{name}"
+    );
+    assert_eq!(
+        got[1].1,
+        obj(json!({"name": "Ann", "by_rust": 1})),
+        "{name}"
+    );
     assert_eq!(
         storage.get_data(&py_key.storage_key()).await.unwrap(),
         obj(json!({"name": "Ann", "by_python": "ü"}))
@@ -446,7 +478,8 @@ async fn race(target: Target, python_updates: bool) -> Vec<(String, usize, usize
     let rust = Arc::new(Mutex::new(Acks::default()));
     let mut writers = Vec::new();
     for (i, key) in rs_keys.iter().cloned().enumerate() {
-        let (storage, rust, shared_key) = (Arc::clone(&storage), Arc::clone(&rust), shared_key.clone());
+        let (storage, rust, shared_key) =
+            (Arc::clone(&storage), Arc::clone(&rust), shared_key.clone());
         writers.push(tokio::spawn(async move {
             for r in 0..ROUNDS {
                 let k = key.storage_key();
@@ -463,7 +496,10 @@ async fn race(target: Target, python_updates: bool) -> Vec<(String, usize, usize
                     Err(err) => rust.lock().unwrap().errors.push(err.to_string()),
                 }
                 let state = format!("rs:shared:{i}:{r}");
-                match storage.set_state(&shared_key.storage_key(), Some(&state)).await {
+                match storage
+                    .set_state(&shared_key.storage_key(), Some(&state))
+                    .await
+                {
                     Ok(()) => {
                         rust.lock().unwrap().shared_states.insert(state);
                     }
@@ -525,7 +561,10 @@ async fn race(target: Target, python_updates: bool) -> Vec<(String, usize, usize
         counts.push((format!("{side} own keys"), writes, lost));
     }
     let final_shared = storage.get_record(&shared_key.storage_key()).await.unwrap();
-    let state = final_shared.state.clone().expect("the shared key has a state");
+    let state = final_shared
+        .state
+        .clone()
+        .expect("the shared key has a state");
     assert!(
         python.shared_states.contains(&state) || rust.shared_states.contains(&state),
         "{name}: the shared state {state} was never written"
@@ -547,10 +586,17 @@ async fn race(target: Target, python_updates: bool) -> Vec<(String, usize, usize
         python.errors.len(),
         rust.errors.len()
     );
-    assert!(rust.errors.is_empty(), "{name}: rust errors: {:?}", rust.errors);
+    assert!(
+        rust.errors.is_empty(),
+        "{name}: rust errors: {:?}",
+        rust.errors
+    );
     for (what, _, lost) in &counts {
         if what.ends_with("own keys") || !python_updates {
-            assert_eq!(*lost, 0, "{name}: {what} lost acknowledged writes: {counts:?}");
+            assert_eq!(
+                *lost, 0,
+                "{name}: {what} lost acknowledged writes: {counts:?}"
+            );
         }
     }
     shared.drop().await;

@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use fsmstore::migrate::{offline_script, Direction, HistoryEntry, MigrationSet, Migrator};
+use fsmstore::migrate::{
+    offline_script, Direction, HistoryEntry, MigrationSet, MigrationTarget, Migrator,
+};
 use fsmstore::{Database, SchemaPolicy, TableName};
 use serde_json::json;
 
@@ -55,6 +57,42 @@ pub(crate) async fn run(global: &Global, command: MigrateCommand) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
+/// Before `migrate up`: refuses a table that exists with no recorded version (migration 1
+/// would try to create it), and says what moving past version 1 breaks for Python bots
+/// that share the table in the aiogram-sqlalchemy layout.
+async fn before_up(
+    global: &Global,
+    migrator: &dyn Migrator,
+    to: MigrationTarget,
+) -> anyhow::Result<()> {
+    let status = migrator.status().await?;
+    if status.current == 0 && migrator.table_exists().await? {
+        anyhow::bail!(
+            "table {} exists but has no recorded schema version: if aiogram-sqlalchemy-storage made it, run `fsmstore migrate stamp 1 --table {}` first (opening it once with ?layout=aiogram-sqlalchemy&schema=upgrade does the same)",
+            global.table,
+            global.table
+        );
+    }
+    let target = match to {
+        MigrationTarget::Head => status.head,
+        MigrationTarget::Base => 0,
+        MigrationTarget::Version(v) => v,
+        MigrationTarget::Relative(k) => status.current + k,
+    };
+    if status.current <= 1 && target >= 2 {
+        let dialect = migrator.migrations().dialect();
+        let effect = match dialect {
+            fsmstore::migrate::Dialect::Postgres => "data becomes JSONB: aiogram-sqlalchemy-storage can then neither read the table (its json.loads gets a dict) nor write it (text into jsonb)",
+            _ => "data must be a JSON object: aiogram-sqlalchemy-storage can still read the table but every write of it fails the new check (it writes '' for empty data)",
+        };
+        eprintln!(
+            "fsmstore: table {} leaves the aiogram-sqlalchemy layout (version 1): {effect}. Python bots sharing it must have stopped writing. The statements: `fsmstore migrate sql --dialect {dialect} --from 1 --table {}`.",
+            global.table, global.table
+        );
+    }
+    Ok(())
+}
+
 /// The commands that read or change the database.
 /// `current` and `history` exit 3 when the schema needs attention (outdated, dirty,
 /// drifted, or newer than this binary), as `--help` says.
@@ -64,6 +102,9 @@ async fn run_online(
     command: MigrateCommand,
 ) -> anyhow::Result<ExitCode> {
     let migrator = db.migrator()?;
+    if let MigrateCommand::Up { to } = &command {
+        before_up(global, &*migrator, *to).await?;
+    }
     match command {
         MigrateCommand::Up { to } | MigrateCommand::Down { to } => {
             let report = migrator.migrate(to).await?;

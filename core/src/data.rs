@@ -240,6 +240,58 @@ mod tests {
         data
     }
 
+    /// The JSON text forms of Python's `json.dumps` (the aiogram layout stores them): each
+    /// pair is what Python writes and what serde_json writes for the same value; both read
+    /// as the same data, so rows written by either side compare equal by value.
+    #[test]
+    fn python_json_text_forms_read_by_value() {
+        let vectors = [
+            // ensure_ascii escapes, ", " and ": " separators
+            (
+                r#"{"name": "\u0416\u0435\u043d\u044f"}"#,
+                r#"{"name":"Женя"}"#,
+            ),
+            // a character outside the BMP: a surrogate pair
+            (r#"{"e": "\ud83d\ude00"}"#, r#"{"e":"😀"}"#),
+            // escapes both write
+            (
+                r#"{"q": "say \"hi\"\n", "p": "a/b"}"#,
+                r#"{"q":"say \"hi\"\n","p":"a/b"}"#,
+            ),
+            // numbers: Python writes 1.0 and 1e+100; a big integer stays exact
+            (
+                r#"{"f": 1.0, "g": 1e+100, "big": 9007199254740993}"#,
+                r#"{"f":1.0,"g":1e100,"big":9007199254740993}"#,
+            ),
+            // nesting, null, booleans, empty containers
+            (
+                r#"{"n": {"a": null, "b": [true, false, []], "c": {}}}"#,
+                r#"{"n":{"a":null,"b":[true,false,[]],"c":{}}}"#,
+            ),
+        ];
+        for (python, serde) in vectors {
+            let (a, b) = (
+                parse_data("k", python).unwrap(),
+                parse_data("k", serde).unwrap(),
+            );
+            assert_eq!(a, b, "{python}");
+            // What fsmstore writes back reads the same again.
+            let written = serde_json::to_string(&a).unwrap();
+            assert_eq!(parse_data("k", &written).unwrap(), a, "{python}");
+        }
+        // Python can also write what is not JSON: NaN and lone surrogates are corrupt
+        // data for fsmstore, never silently changed.
+        for python in [r#"{"x": NaN}"#, r#"{"x": Infinity}"#, r#"{"s": "\ud800"}"#] {
+            assert!(
+                matches!(parse_data("k", python), Err(Error::CorruptData { .. })),
+                "{python}"
+            );
+        }
+        // '' and NULL are empty data in the aiogram layout.
+        assert!(parse_stored("k", None).unwrap().is_empty());
+        assert!(parse_stored("k", Some("")).unwrap().is_empty());
+    }
+
     #[test]
     fn nesting_is_limited_at_exactly_the_stated_depth() {
         for object_last in [true, false] {
