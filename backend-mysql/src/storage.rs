@@ -133,12 +133,43 @@ impl MysqlStorage {
             }
             Err(err) => Err(err),
         };
+        let checked = match checked {
+            Ok(()) if storage.options().layout == Layout::AiogramSqlalchemy => {
+                storage.check_id_collation().await
+            }
+            other => other,
+        };
         if let Err(err) = checked {
             // Do not leave connections open behind a failed open.
             let _ = storage.close().await;
             return Err(err);
         }
         Ok(storage)
+    }
+
+    /// Refuses a table in the aiogram layout whose ids compare in a collation that is not
+    /// binary (a table made by hand in the database's default collation, such as
+    /// `utf8mb4_general_ci`): there keys differing in case or accents (destinies, business
+    /// connection ids) would share one row. fsmstore's own migration 1 uses `utf8mb4_bin`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the `ALTER TABLE` that fixes it; database errors.
+    async fn check_id_collation(&self) -> Result<()> {
+        let table = self.options().table.as_str();
+        let collation: Option<Option<String>> = sqlx::query_scalar(
+            "SELECT COLLATION_NAME FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'id'",
+        )
+        .bind(table)
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(from_sqlx)?;
+        match collation.flatten() {
+            Some(collation) if !collation.ends_with("_bin") => Err(Error::Config(format!(
+                "table {table} compares ids in collation {collation}, where keys differing in case or accents share one row: run `ALTER TABLE {table} MODIFY id VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL` first (aiogram-sqlalchemy-storage keeps working)"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// `id`, unless the table would not keep it apart from another id: in the aiogram

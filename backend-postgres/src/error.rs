@@ -101,7 +101,7 @@ pub(crate) fn from_pg(err: tokio_postgres::Error) -> Error {
 }
 
 /// Reports the row `id` as corrupt when `err` is the server refusing its stored text as
-/// JSON (SQLSTATE 22P02): in the aiogram layout data is text, cast to `JSONB` inside the
+/// JSON (SQLSTATE 22P02, or 22P05 for a `\u0000` `JSONB` can not hold): in the aiogram layout data is text, cast to `JSONB` inside the
 /// statement, so text that is not JSON fails the statement rather than the decoding.
 /// Any other error is returned as it is.
 pub(crate) fn corrupt_text(id: &str, err: Error) -> Error {
@@ -109,7 +109,11 @@ pub(crate) fn corrupt_text(id: &str, err: Error) -> Error {
         Error::Database { source, .. } => source
             .downcast_ref::<ServerError>()
             .and_then(|server| server.0.code())
-            .is_some_and(|code| *code == SqlState::INVALID_TEXT_REPRESENTATION),
+            .is_some_and(|code| {
+                // Not JSON; or JSON that `JSONB` can not hold (`\u0000`).
+                *code == SqlState::INVALID_TEXT_REPRESENTATION
+                    || *code == SqlState::UNTRANSLATABLE_CHARACTER
+            }),
         _ => false,
     };
     if invalid_json {

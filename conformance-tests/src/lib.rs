@@ -165,6 +165,7 @@ macro_rules! __aiogram_layout_cases {
         $crate::$callback! { $($args)* ;
             aiogram::opening_creates_the_table_at_version_1,
             aiogram::empty_and_null_text_read_as_empty_data,
+            aiogram::rows_are_emptied_never_deleted,
             aiogram::python_json_text_reads_by_value,
             aiogram::what_fsmstore_writes_is_json_text,
             aiogram::text_that_is_not_json_is_corrupt_data,

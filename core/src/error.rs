@@ -247,7 +247,12 @@ fn outdated_message(table: &str, current: i64, required: i64, fix: &str) -> Stri
     if current == 0 {
         format!("table {table} has no recorded schema version (this code needs version {required}): if it does not exist yet, run `{fix}` to create it (or open with SchemaPolicy::Upgrade); if aiogram-sqlalchemy-storage made it, run `fsmstore migrate stamp 1` first")
     } else {
-        format!("table {table} is at schema version {current}, this code needs version {required}: run `{fix}` (or open with SchemaPolicy::Upgrade)")
+        let python = if current == 1 {
+            " If Python bots (aiogram-sqlalchemy-storage) still write it, open it with ?layout=aiogram-sqlalchemy instead: after the upgrade they can no longer write it."
+        } else {
+            ""
+        };
+        format!("table {table} is at schema version {current}, this code needs version {required}: run `{fix}` (or open with SchemaPolicy::Upgrade).{python}")
     }
 }
 

@@ -204,25 +204,27 @@ pub trait Migrator: Send + Sync {
         if layout == Layout::Fsmstore || policy == SchemaPolicy::Trust {
             return self.apply_policy(policy).await;
         }
-        let status = self.status().await?;
+        let mut status = self.status().await?;
         let expected = layout.schema_version(status.head);
+        if status.current == 0 && policy == SchemaPolicy::Upgrade {
+            // `AtLeast`: decided again under the lock, so a table another migrator moved
+            // on meanwhile is never moved back (it is refused below instead).
+            let target = MigrationTarget::AtLeast(expected);
+            if self.table_exists().await? {
+                self.stamp(target).await?;
+            } else {
+                self.migrate(target).await?;
+            }
+            status = self.status().await?;
+        }
         match status.current {
-            0 if self.table_exists().await? => match policy {
-                SchemaPolicy::Upgrade => self.stamp(MigrationTarget::Version(expected)).await,
-                _ => Ok(()),
-            },
-            0 => match policy {
-                SchemaPolicy::Upgrade => self
-                    .migrate(MigrationTarget::Version(expected))
-                    .await
-                    .map(drop),
-                _ => Err(Error::SchemaOutdated {
-                    table: status.table.clone(),
-                    current: 0,
-                    required: expected,
-                    fix: format!("{} --to {expected}", status.upgrade_command()),
-                }),
-            },
+            0 if policy == SchemaPolicy::Verify && self.table_exists().await? => Ok(()),
+            0 => Err(Error::SchemaOutdated {
+                table: status.table.clone(),
+                current: 0,
+                required: expected,
+                fix: format!("{} --to {expected}", status.upgrade_command()),
+            }),
             current if current == expected => Ok(()),
             current => Err(Error::LayoutMismatch {
                 table: status.table.clone(),

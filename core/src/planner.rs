@@ -19,6 +19,11 @@ pub enum MigrationTarget {
     Version(i64),
     /// Relative to the current version: `+1` up one, `-1` down one.
     Relative(i64),
+    /// Up to this version if the schema is below it, else where it is: never down. Decided
+    /// under the migration lock, so a migrator that moved the table on meanwhile is never
+    /// undone (how a storage in an older layout creates its table; see
+    /// [`Migrator::apply_layout_policy`](crate::Migrator::apply_layout_policy)).
+    AtLeast(i64),
 }
 
 impl FromStr for MigrationTarget {
@@ -54,6 +59,7 @@ impl fmt::Display for MigrationTarget {
             MigrationTarget::Base => f.write_str("base"),
             MigrationTarget::Version(v) => write!(f, "{v}"),
             MigrationTarget::Relative(k) => write!(f, "{k:+}"),
+            MigrationTarget::AtLeast(v) => write!(f, ">={v}"),
         }
     }
 }
@@ -273,6 +279,7 @@ fn resolve_target(set: &MigrationSet, current: i64, target: MigrationTarget) -> 
         MigrationTarget::Base => 0,
         MigrationTarget::Version(version) => version,
         MigrationTarget::Relative(steps) => current.saturating_add(steps),
+        MigrationTarget::AtLeast(version) => version.max(current),
     };
     if !(0..=set.head()).contains(&version) {
         // The caller's input, not the schema's state: `InvalidInput` (exit 1, not 3).

@@ -19,6 +19,13 @@ use crate::table_name::TableName;
 /// library writes `''` for empty data, fsmstore `NULL`; `'{}'` is empty too.
 const EMPTY_TEXT_DATA: &str = "(data IS NULL OR data IN ('', '{}'))";
 
+/// The condition "the row holds a state or data" in the aiogram layout. There fsmstore
+/// never deletes a row: Python's library checks that a row exists, then updates it in a
+/// second statement, so a row deleted in between would take Python's acknowledged write
+/// with it. A cleared row stays, empty (`NULL` state and data), and reads, counts and
+/// lists as absent.
+const LIVE_TEXT_ROW: &str = "NOT (state IS NULL AND (data IS NULL OR data IN ('', '{}')))";
+
 /// The statements every dialect has on the FSM table. Each dialect's own set
 /// ([`SqliteQueries`], [`PostgresQueries`], [`MysqlQueries`]) embeds it as `row` and adds
 /// exactly what that dialect runs besides, so a backend never meets a statement its
@@ -222,12 +229,14 @@ impl InspectQueries {
     }
 }
 
-/// Builds [`InspectQueries`] from a dialect's data expression, `updated_at`-as-ms expression, cutoff
+/// Builds [`InspectQueries`] from the condition rows must meet to be listed (`live`, written
+/// as `"… AND "`, empty for every row), a dialect's data expression, `updated_at`-as-ms expression, cutoff
 /// comparison (`{cutoff}` is the bound unix ms), placeholders (`p(n)` is the n-th) and
 /// whether `DELETE … LIMIT` exists (MySQL; elsewhere a limited id subquery, which MySQL in
 /// turn refuses).
 fn inspect_queries(
     t: &str,
+    live: &str,
     now_ms: &str,
     data: &str,
     updated_ms: &str,
@@ -249,21 +258,23 @@ fn inspect_queries(
     };
     InspectQueries {
         list: format!(
-            "SELECT {columns} FROM {t} WHERE id > {} ORDER BY id LIMIT {}",
+            "SELECT {columns} FROM {t} WHERE {live}id > {} ORDER BY id LIMIT {}",
             p(1),
             p(2)
         ),
         list_by_state: format!(
-            "SELECT {columns} FROM {t} WHERE state = {} AND id > {} ORDER BY id LIMIT {}",
+            "SELECT {columns} FROM {t} WHERE {live}state = {} AND id > {} ORDER BY id LIMIT {}",
             p(1),
             p(2),
             p(3)
         ),
-        get_row: format!("SELECT {columns} FROM {t} WHERE id = {}", p(1)),
+        get_row: format!("SELECT {columns} FROM {t} WHERE {live}id = {}", p(1)),
         count_by_state: format!(
-            "SELECT state, COUNT(*) AS n FROM {t} GROUP BY state ORDER BY n DESC, state"
+            "SELECT state, COUNT(*) AS n FROM {t} WHERE {live}1 = 1 GROUP BY state ORDER BY n DESC, state"
         ),
-        time_range: format!("SELECT COUNT(*), MIN({updated_ms}), MAX({updated_ms}) FROM {t}"),
+        time_range: format!(
+            "SELECT COUNT(*), MIN({updated_ms}), MAX({updated_ms}) FROM {t} WHERE {live}1 = 1"
+        ),
         count_older: format!("SELECT COUNT(*) FROM {t} WHERE {older}"),
         purge_batch,
         now_ms: format!("SELECT {now_ms}"),

@@ -74,6 +74,7 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> MysqlQueries
 /// version 1, data as JSON text in a `LONGTEXT`, `NULL` or `''` when empty; no
 /// `updated_at`). `update_data` is the same locked read-merge-write as in fsmstore's layout.
 pub(super) fn aiogram_queries(t: &str) -> MysqlQueries {
+    let live = super::LIVE_TEXT_ROW;
     MysqlQueries {
         row: RowQueries {
             get_record: format!("SELECT state, data FROM {t} WHERE id = ?"),
@@ -93,18 +94,19 @@ pub(super) fn aiogram_queries(t: &str) -> MysqlQueries {
                 "INSERT INTO {t} (id, state, data) VALUES (?, ?, ?) \
                  ON DUPLICATE KEY UPDATE state = VALUES(state), data = VALUES(data)"
             ),
-            delete: format!("DELETE FROM {t} WHERE id = ?"),
-            count: format!("SELECT COUNT(*) FROM {t}"),
+            // Rows are emptied, never deleted (see `LIVE_TEXT_ROW`).
+            delete: format!("UPDATE {t} SET state = NULL, data = NULL WHERE id = ?"),
+            count: format!("SELECT COUNT(*) FROM {t} WHERE {live}"),
         },
         delete_if_empty: format!(
-            "DELETE FROM {t} WHERE id = ? AND state IS NULL AND {}",
+            "UPDATE {t} SET data = NULL WHERE id = ? AND state IS NULL AND {}",
             super::EMPTY_TEXT_DATA
         ),
         lock_row: format!(
             "INSERT INTO {t} (id, state, data) VALUES (?, NULL, NULL) \
              ON DUPLICATE KEY UPDATE id = id"
         ),
-        take: format!("DELETE FROM {t} WHERE id = ?"),
+        take: format!("UPDATE {t} SET state = NULL, data = NULL WHERE id = ? AND {live}"),
         // Nothing expires in this layout.
         delete_expired: format!("DELETE FROM {t} WHERE id = ? AND 0 = 1"),
     }
@@ -139,9 +141,11 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
 
 pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQueries {
     const NOW_MS: &str = "CAST(FLOOR(UNIX_TIMESTAMP(CURRENT_TIMESTAMP(6)) * 1000) AS SIGNED)";
+    let live = format!("{} AND ", super::LIVE_TEXT_ROW);
     if layout == crate::Layout::AiogramSqlalchemy {
         return super::inspect_queries(
             t,
+            &live,
             NOW_MS,
             "data",
             "CAST(NULL AS SIGNED)",
@@ -152,6 +156,7 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
     }
     super::inspect_queries(
         t,
+        "",
         NOW_MS,
         "data",
         // FLOOR, not the cast's rounding (see the PostgreSQL statement).

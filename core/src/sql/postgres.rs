@@ -108,6 +108,7 @@ pub(super) fn aiogram_queries(t: &str) -> PostgresQueries {
          ELSE ('stored data is not a JSON object: ' || t.data)::jsonb END"
     );
     let empty = super::EMPTY_TEXT_DATA;
+    let live = super::LIVE_TEXT_ROW;
     PostgresQueries {
         row: RowQueries {
             get_record: format!("SELECT state, {d} FROM {t} WHERE id = $1"),
@@ -117,26 +118,20 @@ pub(super) fn aiogram_queries(t: &str) -> PostgresQueries {
                 "INSERT INTO {t} AS t (id, state) VALUES ($1, $2) \
                  ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state"
             ),
-            clear_state: format!(
-                "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND {empty} RETURNING id) \
-                 UPDATE {t} SET state = NULL \
-                 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone) RETURNING {d}"
-            ),
+            // Rows are emptied, never deleted (see `LIVE_TEXT_ROW`); `delete_if_empty`
+            // only tidies an emptied row's data to `NULL`.
+            clear_state: format!("UPDATE {t} SET state = NULL WHERE id = $1 RETURNING {d}"),
             upsert_data: format!(
                 "INSERT INTO {t} AS t (id, data) VALUES ($1, $2::jsonb::text) \
                  ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data"
             ),
-            clear_data: format!(
-                "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND state IS NULL RETURNING id) \
-                 UPDATE {t} SET data = NULL \
-                 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone) RETURNING state IS NULL"
-            ),
+            clear_data: format!("UPDATE {t} SET data = NULL WHERE id = $1 RETURNING state IS NULL"),
             upsert_record: format!(
                 "INSERT INTO {t} (id, state, data) VALUES ($1, $2, $3::jsonb::text) \
                  ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, data = EXCLUDED.data"
             ),
-            delete: format!("DELETE FROM {t} WHERE id = $1"),
-            count: format!("SELECT COUNT(*) FROM {t}"),
+            delete: format!("UPDATE {t} SET state = NULL, data = NULL WHERE id = $1"),
+            count: format!("SELECT COUNT(*) FROM {t} WHERE {live}"),
         },
         get_value: format!("SELECT {d} -> $2::text FROM {t} WHERE id = $1"),
         merge_data: format!(
@@ -150,8 +145,12 @@ pub(super) fn aiogram_queries(t: &str) -> PostgresQueries {
              data = ({td} || EXCLUDED.data::jsonb)::text \
              RETURNING data::jsonb"
         ),
-        take: format!("DELETE FROM {t} WHERE id = $1 RETURNING true"),
-        delete_if_empty: format!("DELETE FROM {t} WHERE id = $1 AND state IS NULL AND {empty}"),
+        take: format!(
+            "UPDATE {t} SET state = NULL, data = NULL WHERE id = $1 AND {live} RETURNING true"
+        ),
+        delete_if_empty: format!(
+            "UPDATE {t} SET data = NULL WHERE id = $1 AND state IS NULL AND {empty}"
+        ),
     }
 }
 
@@ -185,9 +184,11 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
 
 pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQueries {
     const NOW_MS: &str = "floor(extract(epoch FROM now()) * 1000)::BIGINT";
+    let live = format!("{} AND ", super::LIVE_TEXT_ROW);
     if layout == crate::Layout::AiogramSqlalchemy {
         return super::inspect_queries(
             t,
+            &live,
             NOW_MS,
             AIOGRAM_DATA,
             "NULL::BIGINT",
@@ -198,6 +199,7 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
     }
     super::inspect_queries(
         t,
+        "",
         NOW_MS,
         "data",
         // floor, not the cast's rounding: a row's reported millisecond is never after it

@@ -67,6 +67,7 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> SqliteQuerie
 /// version 1): data is JSON text, `NULL` or `''` when empty (fsmstore writes `NULL`), and
 /// there is no `updated_at`.
 pub(super) fn aiogram_queries(t: &str) -> SqliteQueries {
+    let live = super::LIVE_TEXT_ROW;
     SqliteQueries {
         row: RowQueries {
             get_record: format!("SELECT state, data FROM {t} WHERE id = ?1"),
@@ -86,14 +87,17 @@ pub(super) fn aiogram_queries(t: &str) -> SqliteQueries {
                 "INSERT INTO {t} (id, state, data) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (id) DO UPDATE SET state = excluded.state, data = excluded.data"
             ),
-            delete: format!("DELETE FROM {t} WHERE id = ?1"),
-            count: format!("SELECT COUNT(*) FROM {t}"),
+            // Rows are emptied, never deleted (see `LIVE_TEXT_ROW`).
+            delete: format!("UPDATE {t} SET state = NULL, data = NULL WHERE id = ?1"),
+            count: format!("SELECT COUNT(*) FROM {t} WHERE {live}"),
         },
         delete_if_empty: format!(
-            "DELETE FROM {t} WHERE id = ?1 AND state IS NULL AND {}",
+            "UPDATE {t} SET data = NULL WHERE id = ?1 AND state IS NULL AND {}",
             super::EMPTY_TEXT_DATA
         ),
-        take: format!("DELETE FROM {t} WHERE id = ?1 RETURNING 1"),
+        take: format!(
+            "UPDATE {t} SET state = NULL, data = NULL WHERE id = ?1 AND {live} RETURNING 1"
+        ),
     }
 }
 
@@ -126,9 +130,11 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
 }
 
 pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQueries {
+    let live = format!("{} AND ", super::LIVE_TEXT_ROW);
     if layout == crate::Layout::AiogramSqlalchemy {
         return super::inspect_queries(
             t,
+            &live,
             NOW_MS,
             "data",
             "NULL",
@@ -139,6 +145,7 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
     }
     super::inspect_queries(
         t,
+        "",
         NOW_MS,
         "data",
         "updated_at",
