@@ -253,8 +253,30 @@ fn adopting_a_python_table_keeps_every_row() {
     let out = fsmstore(&url, &["inspect", "stats"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("migrate up"));
+    // `up` on the unrecorded table refuses, naming the stamp (migration 1 would try to
+    // create the table), and changes nothing.
+    let out = fsmstore(&url, &["migrate", "up"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("migrate stamp 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(current(&url), 0);
+    // In the compatible layout the table is read as it is, before any adoption.
+    let compatible = format!("{url}?layout=aiogram-sqlalchemy");
+    let row = ok_json(&compatible, &["inspect", "get", "fsm:-100:7"]);
+    assert_eq!(row["data"], json!({"name": "René", "tags": ["a", "b"]}));
     ok(&url, &["migrate", "stamp", "1"]);
-    ok(&url, &["migrate", "up"]);
+    // Leaving version 1 says what it breaks for Python bots, and where the SQL is.
+    let out = fsmstore(&url, &["migrate", "up"]);
+    assert!(out.status.success());
+    let warning = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        warning.contains("leaves the aiogram-sqlalchemy layout")
+            && warning.contains("migrate sql --dialect sqlite --from 1"),
+        "{warning}"
+    );
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
