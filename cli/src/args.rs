@@ -341,8 +341,13 @@ pub(crate) struct BenchArgs {
     pub(crate) isolation: bool,
     /// Also run every phase through a handle with `ttl=30d` on the same table, beside the
     /// handle without, and print the ratio (the cost of expiry checks).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "layout")]
     pub(crate) ttl: bool,
+    /// Also run every phase through a handle in the aiogram-sqlalchemy layout (Python's
+    /// table, on a scratch table of its own) beside a handle in fsmstore's layout, and
+    /// print the ratio (the cost of sharing a table with Python bots).
+    #[arg(long)]
+    pub(crate) layout: bool,
 }
 
 fn parse_target(text: &str) -> Result<MigrationTarget, String> {

@@ -12,7 +12,7 @@ fn bench_with_floor_reports_every_phase_and_no_lost_updates() {
     let url = format!("sqlite://{}", dir.join("b.db").display());
     let out = Command::new(env!("CARGO_BIN_EXE_fsmstore"))
         .args(["bench", "--url", &url, "--keys", "50", "--concurrency", "8"])
-        .args(["--floor", "--json"])
+        .args(["--floor", "--layout", "--json"])
         .env_remove("DATABASE_URL")
         .output()
         .expect("run fsmstore");
@@ -47,6 +47,15 @@ fn bench_with_floor_reports_every_phase_and_no_lost_updates() {
         }
         assert!(phase["ratio"].is_number(), "{phase}");
         assert_eq!(phase["errors"], 0, "{phase}");
+    }
+    // --layout: every phase in the aiogram layout beside fsmstore's, in the same run.
+    assert_eq!(report["variant"]["name"], "layout=aiogram-sqlalchemy");
+    let variant = report["variant"]["phases"].as_array().unwrap();
+    assert_eq!(variant.len(), names.len());
+    for phase in variant {
+        for side in ["variant", "plain"] {
+            assert!(phase[side]["p50_us"].is_number(), "{side} in {phase}");
+        }
     }
     assert_eq!(report["concurrency"]["tasks"], 8);
     assert_eq!(report["concurrency"]["lost_updates"], 0);

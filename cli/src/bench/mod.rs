@@ -25,7 +25,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use self::floor_mysql::MysqlFloor;
 use self::floor_postgres::PgFloor;
 use self::floor_sqlite::SqliteFloor;
-use self::report::{PhaseReport, Report};
+use self::report::{PhaseReport, Report, VariantReport};
 use self::workload::{run_concurrency, run_phase, FsmTarget, Phase, Sample};
 use crate::args::{BenchArgs, Global};
 use crate::{exit, output};
@@ -111,20 +111,39 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
     let db = fsmstore::open_with(url, options.clone())
         .await
         .context("open the storage")?;
-    // Two more handles on the same table, one with a TTL and one without, compared with
-    // each other (not with the first handle: a handle opened later measured up to 2.7x
-    // slower on reads than the first one in the same process, TTL or not).
-    let with_ttl = if args.ttl {
-        let ttl = options
-            .clone()
-            .ttl(std::time::Duration::from_secs(30 * 86_400));
+    // Two more handles, one with the variant (a TTL; the aiogram layout) and one without,
+    // compared with each other (not with the first handle: a handle opened later measured
+    // up to 2.7x slower on reads than the first one in the same process, TTL or not).
+    let variant = if args.ttl || args.layout {
+        let (name, note, with) = if args.ttl {
+            let ttl = options
+                .clone()
+                .ttl(std::time::Duration::from_secs(30 * 86_400));
+            ("ttl=30d", "same table", ttl)
+        } else {
+            let python = options
+                .clone()
+                .table(&format!("bench_{pid}_py"))?
+                .version_table(&format!("bench_{pid}_py_ver"))?
+                .layout(fsmstore::Layout::AiogramSqlalchemy);
+            (
+                "layout=aiogram-sqlalchemy",
+                "a table in each layout",
+                python,
+            )
+        };
         let without = fsmstore::open_with(url, options.clone())
             .await
-            .context("open a handle without a ttl")?;
-        let with = fsmstore::open_with(url, ttl)
+            .context("open a plain handle")?;
+        let with = fsmstore::open_with(url, with)
             .await
-            .context("open a handle with a ttl")?;
-        Some((with, without))
+            .with_context(|| format!("open a handle with {name}"))?;
+        Some(Variant {
+            name,
+            note,
+            with,
+            without,
+        })
     } else {
         None
     };
@@ -137,10 +156,13 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
     } else {
         None
     };
-    let result = measure(url, args, &options, &db, second.as_ref(), with_ttl.as_ref()).await;
-    if let Some((with_ttl, without_ttl)) = with_ttl {
-        with_ttl.close().await?;
-        without_ttl.close().await?;
+    let result = measure(url, args, &options, &db, second.as_ref(), variant.as_ref()).await;
+    if let Some(variant) = variant {
+        if args.layout {
+            variant.with.migrator()?.drop_tables().await?;
+        }
+        variant.with.close().await?;
+        variant.without.close().await?;
     }
     if let Some(second) = second {
         second.close().await?;
@@ -159,7 +181,7 @@ async fn measure(
     options: &StorageOptions,
     db: &fsmstore::Database,
     second: Option<&fsmstore::Database>,
-    with_ttl: Option<&(fsmstore::Database, fsmstore::Database)>,
+    variant: Option<&Variant>,
 ) -> anyhow::Result<Report> {
     let storage = &db.storage();
     let keys = args.keys.max(1);
@@ -178,7 +200,7 @@ async fn measure(
     }
     let phase_floor = floor.as_ref().filter(|_| args.floor);
     let rows_at_start = storage.key_count().await?;
-    let sides = 1 + usize::from(phase_floor.is_some()) + 2 * usize::from(with_ttl.is_some());
+    let sides = 1 + usize::from(phase_floor.is_some()) + 2 * usize::from(variant.is_some());
     let teloxide_calls = if args.teloxide { 6 } else { 0 };
     let isolation_calls = if args.isolation { 2 } else { 0 };
     let bar = ProgressBar::new(
@@ -191,16 +213,16 @@ async fn measure(
             .progress_chars("=> "),
     );
     let fsm = FsmTarget::new(Arc::clone(storage), keys);
-    let fsm_ttl = with_ttl.map(|(with, without)| {
+    let fsm_variant = variant.map(|v| {
         (
-            FsmTarget::new(with.storage(), keys),
-            FsmTarget::new(without.storage(), keys),
+            FsmTarget::new(v.with.storage(), keys),
+            FsmTarget::new(v.without.storage(), keys),
         )
     });
     let mut base_samples: Vec<Vec<Sample>> = vec![Vec::new(); Phase::ALL.len()];
     let mut fsm_samples: Vec<Vec<Sample>> = vec![Vec::new(); Phase::ALL.len()];
     let mut floor_samples: Vec<Vec<Sample>> = vec![Vec::new(); Phase::ALL.len()];
-    let mut ttl_samples: Vec<Vec<Sample>> = vec![Vec::new(); Phase::ALL.len()];
+    let mut variant_samples: Vec<Vec<Sample>> = vec![Vec::new(); Phase::ALL.len()];
     for round in 0..rounds {
         for (p, phase) in Phase::ALL.into_iter().enumerate() {
             bar.set_message(format!("round {}/{rounds} {}", round + 1, phase.name()));
@@ -209,17 +231,17 @@ async fn measure(
             if let (Some(floor), true) = (phase_floor, floor_first) {
                 floor_samples[p].push(floor.run_phase(phase, keys, &bar).await);
             }
-            if let (Some((with, without)), true) = (&fsm_ttl, floor_first) {
-                ttl_samples[p].push(run_phase(with, phase, keys, &bar).await);
+            if let (Some((with, without)), true) = (&fsm_variant, floor_first) {
+                variant_samples[p].push(run_phase(with, phase, keys, &bar).await);
                 base_samples[p].push(run_phase(without, phase, keys, &bar).await);
             }
             fsm_samples[p].push(run_phase(&fsm, phase, keys, &bar).await);
             if let (Some(floor), false) = (phase_floor, floor_first) {
                 floor_samples[p].push(floor.run_phase(phase, keys, &bar).await);
             }
-            if let (Some((with, without)), false) = (&fsm_ttl, floor_first) {
+            if let (Some((with, without)), false) = (&fsm_variant, floor_first) {
                 base_samples[p].push(run_phase(without, phase, keys, &bar).await);
-                ttl_samples[p].push(run_phase(with, phase, keys, &bar).await);
+                variant_samples[p].push(run_phase(with, phase, keys, &bar).await);
             }
         }
     }
@@ -251,15 +273,15 @@ async fn measure(
         .enumerate()
         .map(|(p, phase)| PhaseReport::new(phase, &fsm_samples[p], &floor_samples[p]))
         .collect();
-    let ttl = if fsm_ttl.is_some() {
-        Phase::ALL
+    let variant = variant.map(|v| VariantReport {
+        name: v.name,
+        note: v.note,
+        phases: Phase::ALL
             .into_iter()
             .enumerate()
-            .map(|(p, phase)| PhaseReport::new(phase, &ttl_samples[p], &base_samples[p]))
-            .collect()
-    } else {
-        Vec::new()
-    };
+            .map(|(p, phase)| PhaseReport::new(phase, &variant_samples[p], &base_samples[p]))
+            .collect(),
+    });
     Ok(Report {
         backend: dialect_name(url),
         keys,
@@ -270,8 +292,16 @@ async fn measure(
         concurrency,
         teloxide,
         isolation,
-        ttl,
+        variant,
     })
+}
+
+/// `--ttl` or `--layout`: a handle with the variant beside a plain one.
+struct Variant {
+    name: &'static str,
+    note: &'static str,
+    with: fsmstore::Database,
+    without: fsmstore::Database,
 }
 
 fn dialect_name(url: &str) -> String {

@@ -91,8 +91,18 @@ pub(crate) struct Report {
     pub(crate) teloxide: Vec<super::teloxide::OpReport>,
     /// `--isolation`: lock cost and lost updates without and with the lock.
     pub(crate) isolation: Option<super::isolation::IsolationReport>,
-    /// `--ttl`: each phase with a TTL (as `fsm`) beside without one (as `floor`).
-    pub(crate) ttl: Vec<PhaseReport>,
+    /// `--ttl` or `--layout`: each phase through the variant handle (as `fsm`) beside the
+    /// plain one (as `floor`).
+    pub(crate) variant: Option<VariantReport>,
+}
+
+/// A variant handle's phases beside the plain handle's, in the same run.
+pub(crate) struct VariantReport {
+    /// What the variant is (`ttl=30d`, `layout=aiogram-sqlalchemy`).
+    pub(crate) name: &'static str,
+    /// Where both handles ran.
+    pub(crate) note: &'static str,
+    pub(crate) phases: Vec<PhaseReport>,
 }
 
 impl Report {
@@ -101,7 +111,12 @@ impl Report {
             + self.concurrency.errors
             + self.teloxide.iter().map(|t| t.errors).sum::<u64>()
             + self.isolation.as_ref().map_or(0, |i| i.errors)
-            + self.ttl.iter().map(|p| p.errors).sum::<u64>()
+            + self
+                .variant
+                .iter()
+                .flat_map(|v| &v.phases)
+                .map(|p| p.errors)
+                .sum::<u64>()
     }
 
     pub(crate) fn json(&self) -> Value {
@@ -129,12 +144,15 @@ impl Report {
             },
             "teloxide": self.teloxide.iter().map(super::teloxide::OpReport::json).collect::<Vec<_>>(),
             "isolation": self.isolation.as_ref().map(super::isolation::IsolationReport::json),
-            "ttl": self.ttl.iter().map(|p| json!({
-                "phase": p.phase.name(),
-                "with_ttl": p.fsm.json(),
-                "without_ttl": p.floor.as_ref().map(Stats::json),
-                "ratio": p.ratio().map(|r| (r * 1000.0).round() / 1000.0),
-            })).collect::<Vec<_>>(),
+            "variant": self.variant.as_ref().map(|v| json!({
+                "name": v.name,
+                "phases": v.phases.iter().map(|p| json!({
+                    "phase": p.phase.name(),
+                    "variant": p.fsm.json(),
+                    "plain": p.floor.as_ref().map(Stats::json),
+                    "ratio": p.ratio().map(|r| (r * 1000.0).round() / 1000.0),
+                })).collect::<Vec<_>>(),
+            })),
             "errors": self.errors(),
         })
     }
@@ -182,10 +200,13 @@ impl Report {
         if let Some(isolation) = &self.isolation {
             isolation.print();
         }
-        if !self.ttl.is_empty() {
-            println!("\nwith ttl=30d beside without (same table, same run, medians):");
-            let rows: Vec<Vec<String>> = self
-                .ttl
+        if let Some(variant) = &self.variant {
+            println!(
+                "\nwith {} beside without ({}, same run, medians):",
+                variant.name, variant.note
+            );
+            let rows: Vec<Vec<String>> = variant
+                .phases
                 .iter()
                 .map(|p| {
                     let mut row = vec![p.phase.name().to_owned()];
@@ -200,13 +221,13 @@ impl Report {
             output::table(
                 &[
                     "phase",
-                    "ttl ops/s",
+                    "with ops/s",
                     "p50 µs",
                     "p99 µs",
-                    "no ttl ops/s",
+                    "without ops/s",
                     "p50 µs",
                     "p99 µs",
-                    "ttl/no ttl",
+                    "with/without",
                 ],
                 &rows,
             );

@@ -229,21 +229,34 @@ impl InspectQueries {
     }
 }
 
-/// Builds [`InspectQueries`] from the condition rows must meet to be listed (`live`, written
-/// as `"… AND "`, empty for every row), a dialect's data expression, `updated_at`-as-ms expression, cutoff
-/// comparison (`{cutoff}` is the bound unix ms), placeholders (`p(n)` is the n-th) and
-/// whether `DELETE … LIMIT` exists (MySQL; elsewhere a limited id subquery, which MySQL in
-/// turn refuses).
+/// How a table's rows look to the whole-table statements of one dialect and layout.
+struct RowShape<'a> {
+    /// The condition rows must meet to be listed, written as `"… AND "` (empty: every row).
+    live: &'a str,
+    /// The data column as the backend reads it.
+    data: &'a str,
+    /// `updated_at` as unix milliseconds.
+    updated_ms: &'a str,
+    /// "written before the cutoff" (`{cutoff}` is the bound unix ms).
+    before: &'a str,
+}
+
+/// Builds [`InspectQueries`] from the row shape, the dialect's clock in unix ms, its
+/// placeholders (`p(n)` is the n-th) and whether `DELETE … LIMIT` exists (MySQL; elsewhere a
+/// limited id subquery, which MySQL in turn refuses).
 fn inspect_queries(
     t: &str,
-    live: &str,
     now_ms: &str,
-    data: &str,
-    updated_ms: &str,
-    before: &str,
+    rows: RowShape<'_>,
     p: impl Fn(usize) -> String,
     delete_limit: bool,
 ) -> InspectQueries {
+    let RowShape {
+        live,
+        data,
+        updated_ms,
+        before,
+    } = rows;
     let columns = format!("id, state, {data}, {updated_ms}");
     let older = before.replace("{cutoff}", &p(1));
     let purge_batch = if delete_limit {

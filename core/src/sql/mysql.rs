@@ -140,28 +140,26 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
 }
 
 pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQueries {
-    const NOW_MS: &str = "CAST(FLOOR(UNIX_TIMESTAMP(CURRENT_TIMESTAMP(6)) * 1000) AS SIGNED)";
     let live = format!("{} AND ", super::LIVE_TEXT_ROW);
-    if layout == crate::Layout::AiogramSqlalchemy {
-        return super::inspect_queries(
-            t,
-            &live,
-            NOW_MS,
-            "data",
-            "CAST(NULL AS SIGNED)",
-            "0 = 1",
-            |_| "?".to_owned(),
-            true,
-        );
-    }
+    let rows = match layout {
+        crate::Layout::AiogramSqlalchemy => super::RowShape {
+            live: &live,
+            data: "data",
+            updated_ms: "CAST(NULL AS SIGNED)",
+            before: "0 = 1",
+        },
+        _ => super::RowShape {
+            live: "",
+            data: "data",
+            // FLOOR, not the cast's rounding (see the PostgreSQL statement).
+            updated_ms: "CAST(FLOOR(UNIX_TIMESTAMP(updated_at) * 1000) AS SIGNED)",
+            before: "updated_at < FROM_UNIXTIME({cutoff} / 1000)",
+        },
+    };
     super::inspect_queries(
         t,
-        "",
-        NOW_MS,
-        "data",
-        // FLOOR, not the cast's rounding (see the PostgreSQL statement).
-        "CAST(FLOOR(UNIX_TIMESTAMP(updated_at) * 1000) AS SIGNED)",
-        "updated_at < FROM_UNIXTIME({cutoff} / 1000)",
+        "CAST(FLOOR(UNIX_TIMESTAMP(CURRENT_TIMESTAMP(6)) * 1000) AS SIGNED)",
+        rows,
         |_| "?".to_owned(),
         true,
     )

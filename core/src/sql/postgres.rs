@@ -183,29 +183,27 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
 }
 
 pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQueries {
-    const NOW_MS: &str = "floor(extract(epoch FROM now()) * 1000)::BIGINT";
     let live = format!("{} AND ", super::LIVE_TEXT_ROW);
-    if layout == crate::Layout::AiogramSqlalchemy {
-        return super::inspect_queries(
-            t,
-            &live,
-            NOW_MS,
-            AIOGRAM_DATA,
-            "NULL::BIGINT",
-            "false",
-            |n| format!("${n}"),
-            false,
-        );
-    }
+    let rows = match layout {
+        crate::Layout::AiogramSqlalchemy => super::RowShape {
+            live: &live,
+            data: AIOGRAM_DATA,
+            updated_ms: "NULL::BIGINT",
+            before: "false",
+        },
+        _ => super::RowShape {
+            live: "",
+            data: "data",
+            // floor, not the cast's rounding: a row's reported millisecond is never after
+            // it was written, so "older than its own time" is false (and one ms later, true).
+            updated_ms: "floor(extract(epoch FROM updated_at) * 1000)::BIGINT",
+            before: "updated_at < to_timestamp({cutoff}::BIGINT / 1000.0)",
+        },
+    };
     super::inspect_queries(
         t,
-        "",
-        NOW_MS,
-        "data",
-        // floor, not the cast's rounding: a row's reported millisecond is never after it
-        // was written, so "older than its own time" is false (and one ms later, true).
-        "floor(extract(epoch FROM updated_at) * 1000)::BIGINT",
-        "updated_at < to_timestamp({cutoff}::BIGINT / 1000.0)",
+        "floor(extract(epoch FROM now()) * 1000)::BIGINT",
+        rows,
         |n| format!("${n}"),
         false,
     )

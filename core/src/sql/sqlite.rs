@@ -131,26 +131,19 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
 
 pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQueries {
     let live = format!("{} AND ", super::LIVE_TEXT_ROW);
-    if layout == crate::Layout::AiogramSqlalchemy {
-        return super::inspect_queries(
-            t,
-            &live,
-            NOW_MS,
-            "data",
-            "NULL",
-            "0 = 1",
-            |n| format!("?{n}"),
-            false,
-        );
-    }
-    super::inspect_queries(
-        t,
-        "",
-        NOW_MS,
-        "data",
-        "updated_at",
-        "updated_at < {cutoff}",
-        |n| format!("?{n}"),
-        false,
-    )
+    let rows = match layout {
+        crate::Layout::AiogramSqlalchemy => super::RowShape {
+            live: &live,
+            data: "data",
+            updated_ms: "NULL",
+            before: "0 = 1",
+        },
+        _ => super::RowShape {
+            live: "",
+            data: "data",
+            updated_ms: "updated_at",
+            before: "updated_at < {cutoff}",
+        },
+    };
+    super::inspect_queries(t, NOW_MS, rows, |n| format!("?{n}"), false)
 }
