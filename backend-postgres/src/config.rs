@@ -7,7 +7,50 @@ use std::time::Duration;
 use fsmstore_core::{query_string, DatabaseUrl, Error, Result, StorageOptions, TableName};
 
 /// The URL parameters only this backend reads.
-const POSTGRES_PARAMETERS: [&str; 3] = ["statement_timeout_ms", "search_path", "ssl_root_cert"];
+const POSTGRES_PARAMETERS: [&str; 4] = [
+    "statement_timeout_ms",
+    "search_path",
+    "ssl_root_cert",
+    "pooler",
+];
+
+/// What stands between fsmstore and the server (`pooler` in the URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Pooler {
+    /// Nothing, or a pooler in session mode: statements are prepared once per connection,
+    /// locks are session-level advisory locks (`pooler=none`, the default).
+    #[default]
+    None,
+    /// A pooler in transaction mode (PgBouncer `pool_mode = transaction`, most hosted
+    /// PostgreSQL "pooled" endpoints): each transaction may run on another server
+    /// connection, so fsmstore prepares nothing (unnamed statements, `query_typed`: still
+    /// one round trip), the migration lock is `pg_advisory_xact_lock` inside each
+    /// migration's transaction, and a per-key lock holds a transaction open (which keeps
+    /// its server connection) with `pg_advisory_xact_lock` (`pooler=transaction`).
+    Transaction,
+}
+
+impl Pooler {
+    /// Whether statements run unnamed (nothing prepared).
+    pub fn unnamed_statements(self) -> bool {
+        self == Pooler::Transaction
+    }
+}
+
+impl FromStr for Pooler {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" | "session" => Ok(Pooler::None),
+            "transaction" => Ok(Pooler::Transaction),
+            other => Err(Error::Config(format!(
+                "pooler={other:?}: use transaction (PgBouncer in transaction mode) or none"
+            ))),
+        }
+    }
+}
 
 /// The URL parameters tokio-postgres reads itself (its `connect_timeout` is fsmstore's
 /// `connect_timeout_ms`).
@@ -58,6 +101,9 @@ pub struct PgConfig {
     pub search_path: Option<TableName>,
     /// A PEM file of extra root certificates to trust for TLS (`ssl_root_cert`).
     pub ssl_root_cert: Option<std::path::PathBuf>,
+    /// A connection pooler in front of the server (`pooler=transaction` for PgBouncer in
+    /// transaction mode).
+    pub pooler: Pooler,
     /// The options every backend shares (`pool_max` is the pool's size;
     /// `connect_timeout` bounds both connecting and waiting for a pooled connection).
     pub options: StorageOptions,
@@ -71,6 +117,7 @@ impl PgConfig {
             statement_timeout: None,
             search_path: None,
             ssl_root_cert: None,
+            pooler: Pooler::None,
             options: StorageOptions::default(),
         }
     }
@@ -114,6 +161,9 @@ impl PgConfig {
             config.search_path = Some(TableName::new(schema)?);
         }
         config.ssl_root_cert = url.take("ssl_root_cert").map(Into::into);
+        if let Some(pooler) = url.take("pooler") {
+            config.pooler = pooler.parse()?;
+        }
         let mut known = POSTGRES_PARAMETERS.to_vec();
         known.extend(DRIVER_PARAMETERS);
         config.options = url.finish("postgres", &known)?;
@@ -133,6 +183,39 @@ impl PgConfig {
     pub fn search_path(mut self, schema: &str) -> Result<Self> {
         self.search_path = Some(TableName::new(schema)?);
         Ok(self)
+    }
+
+    /// Sets the pooler in front of the server.
+    pub fn pooler(mut self, pooler: Pooler) -> Self {
+        self.pooler = pooler;
+        self
+    }
+
+    /// Session settings a transaction pooler can not carry: it does not pass the startup
+    /// `options` to the server (PgBouncer refuses them), and a `SET` would stay on one
+    /// server connection.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting and what to do instead.
+    pub(crate) fn check_pooler(&self) -> Result<()> {
+        if self.pooler != Pooler::Transaction {
+            return Ok(());
+        }
+        let refused = if self.search_path.is_some() {
+            Some("search_path")
+        } else if self.statement_timeout.is_some() {
+            Some("statement_timeout_ms")
+        } else if self.pg.get_options().is_some() {
+            Some("options")
+        } else {
+            None
+        };
+        match refused {
+            Some(name) => Err(Error::Config(format!(
+                "{name} can not pass through a transaction pooler (pooler=transaction): set it on the role instead (`ALTER ROLE … SET …`)"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Joins `options` set in code with those the URL set (see
@@ -210,6 +293,7 @@ impl fmt::Debug for PgConfig {
             .field("url", &self.to_string())
             .field("statement_timeout", &self.statement_timeout)
             .field("search_path", &self.search_path)
+            .field("pooler", &self.pooler)
             .field("options", &self.options)
             .finish()
     }
@@ -218,6 +302,45 @@ impl fmt::Debug for PgConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pooler_is_read_from_the_url_and_refuses_what_can_not_pass() {
+        let config = PgConfig::from_url("postgres://u@h:6432/db?pooler=transaction").unwrap();
+        assert_eq!(config.pooler, Pooler::Transaction);
+        assert!(config.pooler.unnamed_statements());
+        assert!(config.check_pooler().is_ok());
+        assert_eq!(
+            PgConfig::from_url("postgres://u@h/db").unwrap().pooler,
+            Pooler::None
+        );
+        let err = PgConfig::from_url("postgres://u@h/db?pooler=statement")
+            .expect_err("statement mode is refused");
+        assert!(err.to_string().contains("pooler=\"statement\""), "{err}");
+        for url in [
+            "postgres://u@h/db?pooler=transaction&search_path=fsm",
+            "postgres://u@h/db?pooler=transaction&statement_timeout_ms=100",
+            "postgres://u@h/db?pooler=transaction&options=-c%20work_mem%3D1MB",
+        ] {
+            let err = PgConfig::from_url(url).unwrap().check_pooler().unwrap_err();
+            assert!(err.to_string().contains("ALTER ROLE"), "{url}: {err}");
+        }
+        // Without a pooler they are session settings, as before.
+        assert!(PgConfig::from_url("postgres://u@h/db?search_path=fsm")
+            .unwrap()
+            .check_pooler()
+            .is_ok());
+    }
+
+    #[test]
+    fn several_hosts_are_tried_in_order() {
+        let config = PgConfig::from_url(
+            "postgres://bot@db1:5432,db2:5433/bots?target_session_attrs=read-write",
+        )
+        .unwrap();
+        assert_eq!(config.pg.get_hosts().len(), 2);
+        assert_eq!(config.pg.get_ports(), [5432, 5433]);
+        assert_eq!(config.to_string(), "postgres://bot@db1:5432,db2:5433/bots");
+    }
 
     #[test]
     fn fsmstore_parameters_are_ours_the_rest_go_to_the_driver() {

@@ -23,12 +23,14 @@ use fsmstore_core::{
 use tokio_postgres::error::SqlState;
 use tokio_postgres::SimpleQueryMessage;
 
+use crate::config::Pooler;
 use crate::error::{from_pg, from_pool};
 
 /// [`Isolation`] over advisory locks.
 pub(crate) struct PgIsolation {
     pub(crate) pool: Pool,
     pub(crate) options: StorageOptions,
+    pub(crate) pooler: Pooler,
     /// This process's queue per key, in front of the server's lock.
     pub(crate) local: LocalIsolation,
 }
@@ -94,7 +96,11 @@ impl Isolation for PgIsolation {
         let id = self.options.row_id(key)?;
         let timeout = self.options.isolation_timeout;
         let (local, remaining) = self.local.lock_in_front(key).await?;
-        let statements = KeyLock::postgres(&self.options.table, &id, remaining);
+        let statements = if self.pooler.unnamed_statements() {
+            KeyLock::postgres_in_transaction(&self.options.table, &id, remaining)
+        } else {
+            KeyLock::postgres(&self.options.table, &id, remaining)
+        };
         let mut waiting = Waiting(Some(self.pool.get().await.map_err(from_pool)?));
         let client = waiting.0.as_ref().ok_or(Error::Closed)?;
         match client.simple_query(&statements.lock).await {
@@ -113,7 +119,13 @@ impl Isolation for PgIsolation {
                 ))
             }
             Err(err) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
-                // The batch rolled back (its `SET` too): the connection is clean.
+                // The batch rolled back (its `SET` too): the connection is clean. Behind a
+                // transaction pooler the batch's own transaction is left aborted: end it.
+                if self.pooler.unnamed_statements()
+                    && client.batch_execute("ROLLBACK").await.is_err()
+                {
+                    return Err(lock_timeout(&id, timeout));
+                }
                 drop(waiting.0.take());
                 Err(lock_timeout(&id, timeout))
             }
@@ -123,9 +135,14 @@ impl Isolation for PgIsolation {
 }
 
 /// The isolation of a storage: its own pool, as large as the storage's.
-pub(crate) fn isolation(pool: Pool, options: &StorageOptions) -> Arc<dyn Isolation> {
+pub(crate) fn isolation(
+    pool: Pool,
+    options: &StorageOptions,
+    pooler: Pooler,
+) -> Arc<dyn Isolation> {
     Arc::new(PgIsolation {
         pool,
+        pooler,
         options: options.clone(),
         local: LocalIsolation::new(options.clone()),
     })

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use crate::config::Pooler;
+use crate::storage::{p, Param};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use fsmstore_core::sql::{drop_table_if_exists, MigrationLock, VersionQueries};
@@ -11,7 +13,6 @@ use fsmstore_core::{
     run_migration, run_stamp, AppliedMigration, Dialect, Direction, Error, MigrationReport,
     MigrationSet, MigrationStep, MigrationSteps, MigrationTarget, Migrator, Result, StampPlan,
 };
-use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, GenericClient};
 
 use crate::config::PgConfig;
@@ -55,6 +56,7 @@ impl PgMigrator {
     }
 
     pub(crate) fn with_pool(pool: Pool, config: PgConfig) -> Result<Self> {
+        config.check_pooler()?;
         let lock = MigrationLock::postgres(&config.options.version_table);
         Ok(PgMigrator {
             pool,
@@ -106,12 +108,19 @@ impl Drop for PgSteps<'_> {
 }
 
 impl PgSteps<'_> {
-    async fn run(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<()> {
+    /// Runs `sql` unnamed (nothing prepared: the same through a transaction pooler).
+    async fn run(&self, sql: &str, params: &[Param<'_>]) -> Result<()> {
         self.client
-            .execute(sql, params)
+            .execute_typed(sql, params)
             .await
             .map(drop)
             .map_err(from_pg)
+    }
+
+    /// Behind a transaction pooler the session lock would stay on a server connection
+    /// other clients borrow: each transaction takes `pg_advisory_xact_lock` instead.
+    fn in_transaction(&self) -> bool {
+        self.inner.config.pooler == Pooler::Transaction
     }
 
     async fn batch(&self, sql: &str) -> Result<()> {
@@ -122,6 +131,15 @@ impl PgSteps<'_> {
 #[async_trait]
 impl MigrationSteps for PgSteps<'_> {
     async fn lock(&mut self) -> Result<()> {
+        if self.in_transaction() {
+            // The version table is created under the lock too (two `CREATE TABLE IF NOT
+            // EXISTS` at once can collide); each round takes the lock again.
+            let lock = &self.inner.lock.acquire_in_transaction;
+            let create = &self.inner.versions.create;
+            return self
+                .batch(&format!("BEGIN; {lock}; {create}; COMMIT"))
+                .await;
+        }
         self.run(&self.inner.lock.acquire, &[]).await?;
         let created = self.batch(&self.inner.versions.create).await;
         if created.is_err() {
@@ -131,12 +149,25 @@ impl MigrationSteps for PgSteps<'_> {
     }
 
     async fn unlock(&mut self) {
+        if self.in_transaction() {
+            // Each round's lock ended with its transaction.
+            return;
+        }
         if let Err(err) = self.run(&self.inner.lock.release, &[]).await {
             tracing::warn!(lock = %self.inner.lock.name, error = %err, "releasing the migration lock failed; the session end releases it");
         }
     }
 
     async fn begin(&mut self) -> Result<()> {
+        if self.in_transaction() {
+            // All or nothing: a failed lock leaves no transaction open.
+            let lock = &self.inner.lock.acquire_in_transaction;
+            let locked = self.batch(&format!("BEGIN; {lock}")).await;
+            if locked.is_err() {
+                let _ = self.batch("ROLLBACK").await;
+            }
+            return locked;
+        }
         self.batch("BEGIN").await
     }
 
@@ -169,17 +200,20 @@ impl MigrationSteps for PgSteps<'_> {
         let versions = &self.inner.versions;
         match step.direction {
             Direction::Up => {
-                let row: [&(dyn ToSql + Sync); 6] = [
-                    &table,
-                    &step.version,
-                    &step.description,
-                    &true,
-                    &step.checksum,
-                    &elapsed_ms,
+                let row = [
+                    p(&table),
+                    p(&step.version),
+                    p(&step.description),
+                    p(&true),
+                    p(&step.checksum),
+                    p(&elapsed_ms),
                 ];
                 self.run(&versions.insert, &row).await
             }
-            Direction::Down => self.run(&versions.delete, &[&table, &step.version]).await,
+            Direction::Down => {
+                self.run(&versions.delete, &[p(&table), p(&step.version)])
+                    .await
+            }
         }
     }
 
@@ -187,16 +221,16 @@ impl MigrationSteps for PgSteps<'_> {
         let table = self.inner.set.table().as_str();
         let versions = &self.inner.versions;
         for version in &plan.delete {
-            self.run(&versions.delete, &[&table, version]).await?;
+            self.run(&versions.delete, &[p(&table), p(version)]).await?;
         }
         for m in &plan.insert {
-            let row: [&(dyn ToSql + Sync); 6] = [
-                &table,
-                &m.version,
-                &m.description,
-                &true,
-                &m.checksum,
-                &0_i64,
+            let row = [
+                p(&table),
+                p(&m.version),
+                p(&m.description),
+                p(&true),
+                p(&m.checksum),
+                p(&0_i64),
             ];
             self.run(&versions.insert, &row).await?;
         }
@@ -207,7 +241,10 @@ impl MigrationSteps for PgSteps<'_> {
 impl Inner {
     async fn applied(&self, client: &impl GenericClient) -> Result<Vec<AppliedMigration>> {
         let rows = client
-            .query(&self.versions.select_applied, &[&self.set.table().as_str()])
+            .query_typed(
+                &self.versions.select_applied,
+                &[p(&self.set.table().as_str())],
+            )
             .await
             .map_err(from_pg)?;
         rows.iter()
@@ -230,7 +267,7 @@ impl PgMigrator {
     /// Whether table `name` exists in the current schema.
     async fn exists(&self, client: &deadpool_postgres::Object, name: &str) -> Result<bool> {
         let count: i64 = client
-            .query_one(&self.inner.versions.table_exists, &[&name])
+            .query_typed_one(&self.inner.versions.table_exists, &[p(&name)])
             .await
             .and_then(|row| row.try_get(0))
             .map_err(from_pg)?;

@@ -13,7 +13,7 @@ use fsmstore_core::{
 };
 use futures_util::future::BoxFuture;
 use serde_json::Value;
-use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::{Row, Statement};
 
 use crate::config::PgConfig;
@@ -67,6 +67,7 @@ impl PgStorage {
     /// [`Error::SchemaOutdated`] naming the command to run, and the other schema errors.
     pub async fn open(config: PgConfig) -> Result<Self> {
         config.options.check()?;
+        config.check_pooler()?;
         let pool = build_pool(&config)?;
         let lock_pool = build_pool(&config)?;
         let storage = PgStorage {
@@ -116,8 +117,11 @@ impl PgStorage {
     /// [`Error::Migration`] for a custom migration list that is not contiguous.
     pub fn database(&self) -> Result<Database> {
         let migrator: Arc<dyn Migrator> = Arc::new(self.migrator()?);
-        let isolation =
-            crate::isolation::isolation(self.inner.lock_pool.clone(), &self.inner.config.options);
+        let isolation = crate::isolation::isolation(
+            self.inner.lock_pool.clone(),
+            &self.inner.config.options,
+            self.inner.config.pooler,
+        );
         Ok(
             Database::new("postgres", Arc::new(self.clone()), Some(migrator))
                 .with_isolation(isolation),
@@ -144,7 +148,8 @@ impl PgStorage {
         self.inner.pool.get().await.map_err(from_pool)
     }
 
-    /// Runs `op` on `sql` (prepared once per connection) with `params`: conflicts again
+    /// Runs `op` on `sql` (prepared once per connection, or an unnamed statement behind a
+    /// transaction pooler) with `params`: conflicts again
     /// under the retry policy; a connection that fails before the statement could apply
     /// anything is replaced (at most `pool_max + 1` times); a write whose connection is lost
     /// while it runs is [`Error::OutcomeUnknown`], never replayed.
@@ -153,7 +158,7 @@ impl PgStorage {
         operation: &'static str,
         replay: Replay,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[Param<'_>],
         op: PgOp<T>,
     ) -> Result<T> {
         let policy = self.options().retry;
@@ -168,23 +173,29 @@ impl PgStorage {
         operation: &'static str,
         replay: Replay,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[Param<'_>],
         op: PgOp<T>,
     ) -> Result<T> {
         let mut lost = None;
         for _ in 0..=self.options().pool_max {
             // Waiting for a connection already retried until the connect timeout.
             let client = self.client().await?;
-            // Preparing runs nothing: any failure here leaves the row as it was.
-            let prepared = client.prepare_cached(sql).await;
-            let result = match prepared {
-                Ok(statement) => op(&client, &statement, params).await,
-                Err(err) if classify(&err) != Failure::Other => {
-                    lost = Some(err);
-                    continue;
+            // Preparing runs nothing: any failure here leaves the row as it was. Behind a
+            // transaction pooler nothing is prepared: the unnamed statement is parsed,
+            // bound and run in one round trip, on whichever server connection it gets.
+            let prepared = if self.inner.config.pooler.unnamed_statements() {
+                None
+            } else {
+                match client.prepare_cached(sql).await {
+                    Ok(statement) => Some(statement),
+                    Err(err) if classify(&err) != Failure::Other => {
+                        lost = Some(err);
+                        continue;
+                    }
+                    Err(err) => return Err(from_pg(err)),
                 }
-                Err(err) => return Err(from_pg(err)),
             };
+            let result = op(&client, prepared.as_ref(), sql, params).await;
             match result {
                 Ok(value) => return Ok(value),
                 Err(err) => match (classify(&err), replay) {
@@ -211,7 +222,7 @@ impl PgStorage {
     async fn clear_state(&self, operation: &'static str, id: &str) -> Result<Data> {
         let q = &self.inner.queries;
         let row = self
-            .query_opt(operation, Replay::Unsafe, &q.row.clear_state, &[&id])
+            .query_opt(operation, Replay::Unsafe, &q.row.clear_state, &[p(&id)])
             .await
             .map_err(|err| corrupt_text(id, err))?;
         let Some(row) = row else {
@@ -221,7 +232,8 @@ impl PgStorage {
         let data = data_of(id, &row, 0)?;
         if data.is_empty() {
             // A clear of the data committed meanwhile: the row holds nothing now.
-            self.execute(operation, &q.delete_if_empty, &[&id]).await?;
+            self.execute(operation, &q.delete_if_empty, &[p(&id)])
+                .await?;
         }
         Ok(data)
     }
@@ -232,14 +244,21 @@ impl PgStorage {
         operation: &'static str,
         replay: Replay,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[Param<'_>],
     ) -> Result<Option<Row>> {
         self.run(
             operation,
             replay,
             sql,
             params,
-            |client, statement, params| Box::pin(client.query_opt(statement, params)),
+            |client, statement, sql, params| {
+                Box::pin(async move {
+                    match statement {
+                        Some(statement) => client.query_opt(statement, &untyped(params)).await,
+                        None => client.query_typed_opt(sql, params).await,
+                    }
+                })
+            },
         )
         .await
     }
@@ -249,16 +268,10 @@ impl PgStorage {
         &self,
         operation: &'static str,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[Param<'_>],
     ) -> Result<u64> {
-        self.run(
-            operation,
-            Replay::Unsafe,
-            sql,
-            params,
-            |client, statement, params| Box::pin(client.execute(statement, params)),
-        )
-        .await
+        self.run(operation, Replay::Unsafe, sql, params, execute_op)
+            .await
     }
 
     /// A read returning rows.
@@ -266,14 +279,21 @@ impl PgStorage {
         &self,
         operation: &'static str,
         sql: &str,
-        params: &[&(dyn ToSql + Sync)],
+        params: &[Param<'_>],
     ) -> Result<Vec<Row>> {
         self.run(
             operation,
             Replay::Safe,
             sql,
             params,
-            |client, statement, params| Box::pin(client.query(statement, params)),
+            |client, statement, sql, params| {
+                Box::pin(async move {
+                    match statement {
+                        Some(statement) => client.query(statement, &untyped(params)).await,
+                        None => client.query_typed(sql, params).await,
+                    }
+                })
+            },
         )
         .await
     }
@@ -288,13 +308,69 @@ enum Replay {
     Unsafe,
 }
 
-/// One statement on a pooled connection. A plain function (no captures), so its future
+/// One statement on a pooled connection: the prepared statement, or `None` to run `sql`
+/// unnamed (behind a transaction pooler). A plain function (no captures), so its future
 /// borrows only its arguments.
 type PgOp<T> = for<'c> fn(
     &'c Object,
-    &'c Statement,
-    &'c [&'c (dyn ToSql + Sync)],
+    Option<&'c Statement>,
+    &'c str,
+    &'c [Param<'c>],
 ) -> BoxFuture<'c, std::result::Result<T, tokio_postgres::Error>>;
+
+/// A statement parameter with its PostgreSQL type: unnamed statements declare the types
+/// of their parameters (nothing was prepared to infer them from).
+pub(crate) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+/// The PostgreSQL type fsmstore binds a Rust value as.
+pub(crate) trait PgType {
+    /// The type.
+    const TYPE: Type;
+}
+
+impl PgType for String {
+    const TYPE: Type = Type::TEXT;
+}
+impl PgType for &str {
+    const TYPE: Type = Type::TEXT;
+}
+impl PgType for Option<&str> {
+    const TYPE: Type = Type::TEXT;
+}
+impl<T> PgType for Json<T> {
+    const TYPE: Type = Type::JSONB;
+}
+impl PgType for i64 {
+    const TYPE: Type = Type::INT8;
+}
+impl PgType for bool {
+    const TYPE: Type = Type::BOOL;
+}
+
+/// `value` as a typed parameter.
+pub(crate) fn p<T: ToSql + Sync + PgType>(value: &T) -> Param<'_> {
+    (value, T::TYPE)
+}
+
+/// The values of `params`, for a prepared statement.
+fn untyped<'a>(params: &'a [Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    params.iter().map(|(value, _)| *value).collect()
+}
+
+/// A write returning the rows it changed.
+fn execute_op<'c>(
+    client: &'c Object,
+    statement: Option<&'c Statement>,
+    sql: &'c str,
+    params: &'c [Param<'c>],
+) -> BoxFuture<'c, std::result::Result<u64, tokio_postgres::Error>> {
+    Box::pin(async move {
+        match statement {
+            Some(statement) => client.execute(statement, &untyped(params)).await,
+            None => client.execute_typed(sql, params).await,
+        }
+    })
+}
 
 fn data_of(id: &str, row: &Row, column: usize) -> Result<Data> {
     let value: Value = row.try_get(column).map_err(from_pg)?;
@@ -310,7 +386,7 @@ impl Storage for PgStorage {
                 "get_state",
                 Replay::Safe,
                 &self.inner.queries.row.get_state,
-                &[&id],
+                &[p(&id)],
             )
             .await?;
         row.map_or(Ok(None), |row| row.try_get(0).map_err(from_pg))
@@ -322,7 +398,7 @@ impl Storage for PgStorage {
         match state {
             Some(state) => {
                 validate_state(state)?;
-                self.execute("set_state", &q.row.upsert_state, &[&id, &state])
+                self.execute("set_state", &q.row.upsert_state, &[p(&id), p(&state)])
                     .await
                     .map(drop)
             }
@@ -338,7 +414,7 @@ impl Storage for PgStorage {
                 "get_data",
                 Replay::Safe,
                 &self.inner.queries.row.get_data,
-                &[&id],
+                &[p(&id)],
             )
             .await
             .map_err(|err| corrupt_text(&id, err))?;
@@ -350,7 +426,7 @@ impl Storage for PgStorage {
         let q = &self.inner.queries;
         if data.is_empty() {
             let row = self
-                .query_opt("set_data", Replay::Unsafe, &q.row.clear_data, &[&id])
+                .query_opt("set_data", Replay::Unsafe, &q.row.clear_data, &[p(&id)])
                 .await?;
             let no_state: bool = match row {
                 Some(row) => row.try_get(0).map_err(from_pg)?,
@@ -358,12 +434,13 @@ impl Storage for PgStorage {
             };
             if no_state {
                 // A clear of the state committed meanwhile: the row holds nothing now.
-                self.execute("set_data", &q.delete_if_empty, &[&id]).await?;
+                self.execute("set_data", &q.delete_if_empty, &[p(&id)])
+                    .await?;
             }
             return Ok(());
         }
         validate_data(&id, data, self.options().max_data_bytes)?;
-        self.execute("set_data", &q.row.upsert_data, &[&id, &Json(data)])
+        self.execute("set_data", &q.row.upsert_data, &[p(&id), p(&Json(data))])
             .await
             .map(drop)
     }
@@ -379,7 +456,7 @@ impl Storage for PgStorage {
                 "update_data",
                 Replay::Unsafe,
                 &self.inner.queries.merge_data,
-                &[&id, &Json(patch)],
+                &[p(&id), p(&Json(patch))],
             )
             .await
             .map_err(|err| corrupt_text(&id, err))?;
@@ -407,7 +484,7 @@ impl Storage for PgStorage {
                 "transition",
                 Replay::Unsafe,
                 &q.transition,
-                &[&id, &state, &Json(patch)],
+                &[p(&id), p(&state), p(&Json(patch))],
             )
             .await
             .map_err(|err| corrupt_text(&id, err))?
@@ -420,13 +497,17 @@ impl Storage for PgStorage {
         let q = &self.inner.queries.row;
         if state.is_none() && data.is_empty() {
             return self
-                .execute("set_record", &q.delete, &[&id])
+                .execute("set_record", &q.delete, &[p(&id)])
                 .await
                 .map(drop);
         }
-        self.execute("set_record", &q.upsert_record, &[&id, &state, &Json(data)])
-            .await
-            .map(drop)
+        self.execute(
+            "set_record",
+            &q.upsert_record,
+            &[p(&id), p(&state), p(&Json(data))],
+        )
+        .await
+        .map(drop)
     }
 
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
@@ -437,7 +518,7 @@ impl Storage for PgStorage {
                 "get_value",
                 Replay::Safe,
                 &self.inner.queries.get_value,
-                &[&id, &field],
+                &[p(&id), p(&field)],
             )
             .await
             .map_err(|err| corrupt_text(&id, err))?;
@@ -451,7 +532,7 @@ impl Storage for PgStorage {
                 "get_record",
                 Replay::Safe,
                 &self.inner.queries.row.get_record,
-                &[&id],
+                &[p(&id)],
             )
             .await
             .map_err(|err| corrupt_text(&id, err))?;
@@ -469,7 +550,7 @@ impl Storage for PgStorage {
         // One row back when a row was deleted: whether it was fresh (an expired row is
         // absent, so clearing it finds nothing).
         let row = self
-            .query_opt("clear", Replay::Unsafe, &self.inner.queries.take, &[&id])
+            .query_opt("clear", Replay::Unsafe, &self.inner.queries.take, &[p(&id)])
             .await?;
         match row {
             Some(row) => row.try_get(0).map_err(from_pg),
@@ -528,17 +609,29 @@ impl Inspect for PgStorage {
         let limit = limit.min(i64::MAX as u64) as i64;
         let rows = match state {
             Some(state) => {
-                self.query("list_rows", &q.list_by_state, &[&state, &after, &limit])
+                self.query(
+                    "list_rows",
+                    &q.list_by_state,
+                    &[p(&state), p(&after), p(&limit)],
+                )
+                .await?
+            }
+            None => {
+                self.query("list_rows", &q.list, &[p(&after), p(&limit)])
                     .await?
             }
-            None => self.query("list_rows", &q.list, &[&after, &limit]).await?,
         };
         rows.iter().map(stored).collect()
     }
 
     async fn get_row(&self, id: &str) -> Result<Option<StoredRow>> {
         let row = self
-            .query_opt("get_row", Replay::Safe, &self.inner.inspect.get_row, &[&id])
+            .query_opt(
+                "get_row",
+                Replay::Safe,
+                &self.inner.inspect.get_row,
+                &[p(&id)],
+            )
             .await?;
         row.as_ref().map(stored).transpose()
     }
@@ -596,7 +689,7 @@ impl Inspect for PgStorage {
                 "count_older_than",
                 Replay::Safe,
                 &self.inner.inspect.count_older,
-                &[&cutoff_ms],
+                &[p(&cutoff_ms)],
             )
             .await?;
         let count: i64 = match row {
@@ -613,14 +706,13 @@ impl Inspect for PgStorage {
             .require_updated_at("purge --older-than", &options.table)?;
         let batch = batch.min(i64::MAX as u64) as i64;
         // Replay-safe: running the batch again only deletes more rows that are too old.
-        let params: [&(dyn ToSql + Sync); 2] = [&cutoff_ms, &batch];
         let sql = &self.inner.inspect.purge_batch;
         self.run(
             "purge_older_than",
             Replay::Safe,
             sql,
-            &params,
-            |client, statement, params| Box::pin(client.execute(statement, params)),
+            &[p(&cutoff_ms), p(&batch)],
+            execute_op,
         )
         .await
     }

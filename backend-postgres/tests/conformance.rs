@@ -10,3 +10,11 @@ mod aiogram_layout {
     use super::common;
     fsmstore_conformance::conformance_suite!(aiogram_layout: common::backend);
 }
+
+/// The whole suite through PgBouncer in transaction mode (`pooler=transaction`):
+/// `FSMSTORE_TEST_PGBOUNCER_URL`, default `postgres://postgres@127.0.0.1:6432/postgres`
+/// (`scripts/pgbouncer.sh start`).
+mod pgbouncer {
+    use super::common;
+    fsmstore_conformance::conformance_suite!(all: common::pgbouncer_backend);
+}

@@ -201,3 +201,46 @@ async fn server_errors_say_what_the_server_said() {
     assert!(!err.is_transient(), "{err:?}");
     storage.close().await.unwrap();
 }
+
+/// Several hosts in the URL (tokio-postgres tries them in order for every new connection):
+/// with the first one dead, the storage opens, migrates and works through the next.
+#[tokio::test]
+async fn several_hosts_in_the_url_skip_a_dead_one() {
+    if common::admin().await.is_none() {
+        return;
+    }
+    let live = PgConfig::from_url(&common::url()).unwrap();
+    let live_host = match &live.pg.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(host) => host.clone(),
+        other => panic!("a TCP host, not {other:?}"),
+    };
+    let live_port = live.pg.get_ports().first().copied().unwrap_or(5432);
+    // A port nothing listens on: connecting to it is refused at once.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let user = live.pg.get_user().unwrap_or("postgres");
+    let dbname = live.pg.get_dbname().unwrap_or("postgres");
+    let table = format!("multi_host_{}", std::process::id());
+    let url = format!(
+        "postgres://{user}@127.0.0.1:{dead_port},{live_host}:{live_port}/{dbname}?table={table}&version_table={table}_ver&schema=upgrade&connect_timeout_ms=2000"
+    );
+    let storage = PgStorage::connect(&url)
+        .await
+        .expect("the second host serves");
+    let key = StorageKey::new(BotId(1), ChatId(-5), UserId(5));
+    storage.set_state(&key, Some("Form:name")).await.unwrap();
+    assert_eq!(
+        storage.get_state(&key).await.unwrap().as_deref(),
+        Some("Form:name")
+    );
+    storage
+        .database()
+        .unwrap()
+        .migrator()
+        .unwrap()
+        .drop_tables()
+        .await
+        .unwrap();
+    storage.close().await.unwrap();
+}

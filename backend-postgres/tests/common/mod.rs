@@ -32,11 +32,14 @@ pub async fn admin() -> Option<tokio_postgres::Client> {
 
 pub struct PgBackend {
     admin: tokio_postgres::Client,
+    /// Where storages connect: the server, or a pooler in front of it.
+    url: String,
+    name: &'static str,
 }
 
 impl PgBackend {
-    fn config(options: StorageOptions) -> Result<PgConfig> {
-        let mut config = PgConfig::from_url(&url()).expect("valid URL");
+    fn config(&self, options: StorageOptions) -> Result<PgConfig> {
+        let mut config = PgConfig::from_url(&self.url).expect("valid URL");
         config.options.pool_max = 8;
         config.options(options)
     }
@@ -45,11 +48,11 @@ impl PgBackend {
 #[async_trait]
 impl Backend for PgBackend {
     fn name(&self) -> String {
-        "postgres".into()
+        self.name.into()
     }
 
     async fn open_database(&self, options: StorageOptions) -> Result<Database> {
-        PgStorage::open(Self::config(options)?).await?.database()
+        PgStorage::open(self.config(options)?).await?.database()
     }
 
     async fn cleanup(&self, options: &StorageOptions) -> Result<()> {
@@ -106,5 +109,36 @@ impl Backend for PgBackend {
 
 pub async fn backend() -> Option<Arc<dyn Backend>> {
     let admin = admin().await?;
-    Some(Arc::new(PgBackend { admin }))
+    Some(Arc::new(PgBackend {
+        admin,
+        url: url(),
+        name: "postgres",
+    }))
+}
+
+pub const PGBOUNCER_VARIABLE: &str = "FSMSTORE_TEST_PGBOUNCER_URL";
+
+/// PgBouncer in transaction mode in front of the server (`scripts/pgbouncer.sh start`),
+/// with `pooler=transaction` added.
+pub fn pgbouncer_url() -> String {
+    let url = std::env::var(PGBOUNCER_VARIABLE)
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:6432/postgres".into());
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}pooler=transaction")
+}
+
+/// Storages through PgBouncer, cleanup and session kills on the server itself; `None`
+/// with a loud skip when PgBouncer is not running (a failure under `CI`).
+pub async fn pgbouncer_backend() -> Option<Arc<dyn Backend>> {
+    let admin = admin().await?;
+    let url = pgbouncer_url();
+    let config = PgConfig::from_url(&url).expect("FSMSTORE_TEST_PGBOUNCER_URL is a postgres URL");
+    if let Err(err) = config.pg.connect(tokio_postgres::NoTls).await {
+        return fsmstore_conformance::unreachable("PgBouncer", PGBOUNCER_VARIABLE, &err);
+    }
+    Some(Arc::new(PgBackend {
+        admin,
+        url,
+        name: "postgres-pgbouncer",
+    }))
 }

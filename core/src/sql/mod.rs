@@ -325,6 +325,10 @@ pub struct VersionQueries {
 pub struct MigrationLock {
     /// Takes the lock (waits for it).
     pub acquire: String,
+    /// PostgreSQL behind a transaction pooler: takes the lock for the current transaction
+    /// (`pg_advisory_xact_lock`, released at its end), run right after `BEGIN`; empty on
+    /// MySQL.
+    pub acquire_in_transaction: String,
     /// Releases it.
     pub release: String,
     /// The lock's name or key, for messages.
@@ -339,6 +343,7 @@ impl MigrationLock {
         let key = advisory_key(&name);
         MigrationLock {
             acquire: format!("SELECT pg_advisory_lock({key})"),
+            acquire_in_transaction: format!("SELECT pg_advisory_xact_lock({key})"),
             release: format!("SELECT pg_advisory_unlock({key})"),
             name: format!("advisory lock {key} ({name})"),
         }
@@ -356,6 +361,7 @@ impl MigrationLock {
             .collect();
         MigrationLock {
             acquire: format!("SELECT GET_LOCK('{name}', ?)"),
+            acquire_in_transaction: String::new(),
             release: format!("SELECT RELEASE_LOCK('{name}')"),
             name,
         }
@@ -420,6 +426,27 @@ impl KeyLock {
                  SET lock_timeout = DEFAULT"
             ),
             unlock: format!("SELECT pg_advisory_unlock({key})"),
+            name: String::new(),
+        }
+    }
+
+    /// The lock of [`KeyLock::postgres`] for a connection behind a transaction pooler: a
+    /// transaction-level advisory lock in a transaction left open (which keeps its server
+    /// connection) until `unlock` commits it. The batch returns one row `(_, backend pid)`;
+    /// a timeout (55P03) leaves the transaction aborted, to be rolled back.
+    pub fn postgres_in_transaction(
+        table: &TableName,
+        row_id: &str,
+        timeout: std::time::Duration,
+    ) -> KeyLock {
+        let key = advisory_key(&format!("fsmstore:row:{}:{row_id}", table.as_str()));
+        let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
+        KeyLock {
+            lock: format!(
+                "BEGIN; SET LOCAL lock_timeout = '{ms}ms'; \
+                 SELECT pg_advisory_xact_lock({key}), pg_backend_pid()"
+            ),
+            unlock: "COMMIT".to_owned(),
             name: String::new(),
         }
     }
