@@ -348,6 +348,17 @@ pub(crate) struct BenchArgs {
     /// print the ratio (the cost of sharing a table with Python bots).
     #[arg(long)]
     pub(crate) layout: bool,
+    /// Also run every phase through a handle opened with URL on the same scratch table,
+    /// beside the plain handle (repeatable): `?pooler=transaction` on the same server
+    /// compares unnamed statements with prepared ones, a pooler's address pooled with
+    /// direct, another Galera node a local one.
+    #[arg(long = "beside", value_name = "URL")]
+    pub(crate) beside: Vec<String>,
+    /// Throughput with this many tasks at once (`1,8,32,64`), each running dialogue steps
+    /// (set_state, update_data, get_data) on keys of its own, through the plain handle and
+    /// every other one.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) tasks: Vec<usize>,
 }
 
 fn parse_target(text: &str) -> Result<MigrationTarget, String> {

@@ -12,7 +12,7 @@ fn bench_with_floor_reports_every_phase_and_no_lost_updates() {
     let url = format!("sqlite://{}", dir.join("b.db").display());
     let out = Command::new(env!("CARGO_BIN_EXE_fsmstore"))
         .args(["bench", "--url", &url, "--keys", "50", "--concurrency", "8"])
-        .args(["--floor", "--layout", "--json"])
+        .args(["--floor", "--layout", "--tasks", "1,4", "--json"])
         .env_remove("DATABASE_URL")
         .output()
         .expect("run fsmstore");
@@ -49,13 +49,24 @@ fn bench_with_floor_reports_every_phase_and_no_lost_updates() {
         assert_eq!(phase["errors"], 0, "{phase}");
     }
     // --layout: every phase in the aiogram layout beside fsmstore's, in the same run.
-    assert_eq!(report["variant"]["name"], "layout=aiogram-sqlalchemy");
-    let variant = report["variant"]["phases"].as_array().unwrap();
+    assert_eq!(report["variants"][0]["name"], "layout=aiogram-sqlalchemy");
+    let variant = report["variants"][0]["phases"].as_array().unwrap();
     assert_eq!(variant.len(), names.len());
     for phase in variant {
         for side in ["variant", "plain"] {
             assert!(phase[side]["p50_us"].is_number(), "{side} in {phase}");
         }
+    }
+    // --tasks: throughput of every handle (the plain one and the layout's) at 1 and 4 tasks.
+    let throughput = report["throughput"].as_array().unwrap();
+    let tasks: Vec<u64> = throughput
+        .iter()
+        .map(|t| t["tasks"].as_u64().unwrap())
+        .collect();
+    assert_eq!(tasks, [1, 4, 1, 4]);
+    for t in throughput {
+        assert!(t["ops_per_sec"].as_f64().unwrap() > 0.0, "{t}");
+        assert_eq!(t["errors"], 0, "{t}");
     }
     assert_eq!(report["concurrency"]["tasks"], 8);
     assert_eq!(report["concurrency"]["lost_updates"], 0);

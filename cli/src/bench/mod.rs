@@ -25,7 +25,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use self::floor_mysql::MysqlFloor;
 use self::floor_postgres::PgFloor;
 use self::floor_sqlite::SqliteFloor;
-use self::report::{PhaseReport, Report, VariantReport};
+use self::report::{PhaseReport, Report, Throughput, VariantReport};
 use self::workload::{run_concurrency, run_phase, FsmTarget, Phase, Sample};
 use crate::args::{BenchArgs, Global};
 use crate::{exit, output};
@@ -111,41 +111,44 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
     let db = fsmstore::open_with(url, options.clone())
         .await
         .context("open the storage")?;
-    // Two more handles, one with the variant (a TTL; the aiogram layout) and one without,
-    // compared with each other (not with the first handle: a handle opened later measured
-    // up to 2.7x slower on reads than the first one in the same process, TTL or not).
-    let variant = if args.ttl || args.layout {
-        let (name, note, with) = if args.ttl {
-            let ttl = options
-                .clone()
-                .ttl(std::time::Duration::from_secs(30 * 86_400));
-            ("ttl=30d", "same table", ttl)
-        } else {
-            let python = options
-                .clone()
-                .table(&format!("bench_{pid}_py"))?
-                .version_table(&format!("bench_{pid}_py_ver"))?
-                .layout(fsmstore::Layout::AiogramSqlalchemy);
-            (
-                "layout=aiogram-sqlalchemy",
-                "a table in each layout",
-                python,
-            )
-        };
-        let without = fsmstore::open_with(url, options.clone())
-            .await
-            .context("open a plain handle")?;
-        let with = fsmstore::open_with(url, with)
+    // More handles, each with a variant (a TTL; the aiogram layout; another URL), and one
+    // plain handle they are all compared with (not the first handle: a handle opened later
+    // measured up to 2.7x slower on reads than the first one in the same process).
+    let mut wanted: Vec<(String, &'static str, String, StorageOptions)> = Vec::new();
+    if args.ttl {
+        let ttl = options
+            .clone()
+            .ttl(std::time::Duration::from_secs(30 * 86_400));
+        wanted.push(("ttl=30d".into(), "same table", url.to_owned(), ttl));
+    }
+    if args.layout {
+        let python = options
+            .clone()
+            .table(&format!("bench_{pid}_py"))?
+            .version_table(&format!("bench_{pid}_py_ver"))?
+            .layout(fsmstore::Layout::AiogramSqlalchemy);
+        let name = "layout=aiogram-sqlalchemy".into();
+        wanted.push((name, "a table in each layout", url.to_owned(), python));
+    }
+    for other in &args.beside {
+        let name = redacted(other);
+        wanted.push((name, "same table", other.clone(), options.clone()));
+    }
+    let mut variants = Vec::new();
+    for (name, note, variant_url, variant_options) in wanted {
+        let with = fsmstore::open_with(&variant_url, variant_options)
             .await
             .with_context(|| format!("open a handle with {name}"))?;
-        Some(Variant {
-            name,
-            note,
-            with,
-            without,
-        })
-    } else {
+        variants.push(Variant { name, note, with });
+    }
+    let plain = if variants.is_empty() {
         None
+    } else {
+        Some(
+            fsmstore::open_with(url, options.clone())
+                .await
+                .context("open a plain handle")?,
+        )
     };
     let second = if args.isolation {
         Some(
@@ -156,13 +159,16 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
     } else {
         None
     };
-    let result = measure(url, args, &options, &db, second.as_ref(), variant.as_ref()).await;
-    if let Some(variant) = variant {
-        if args.layout {
+    let beside = plain.as_ref().map(|plain| (plain, variants.as_slice()));
+    let result = measure(url, args, &options, &db, second.as_ref(), beside).await;
+    for variant in variants {
+        if variant.with.options().layout != fsmstore::Layout::Fsmstore {
             variant.with.migrator()?.drop_tables().await?;
         }
         variant.with.close().await?;
-        variant.without.close().await?;
+    }
+    if let Some(plain) = plain {
+        plain.close().await?;
     }
     if let Some(second) = second {
         second.close().await?;
@@ -181,7 +187,7 @@ async fn measure(
     options: &StorageOptions,
     db: &fsmstore::Database,
     second: Option<&fsmstore::Database>,
-    variant: Option<&Variant>,
+    beside: Option<(&fsmstore::Database, &[Variant])>,
 ) -> anyhow::Result<Report> {
     let storage = &db.storage();
     let keys = args.keys.max(1);
@@ -200,7 +206,8 @@ async fn measure(
     }
     let phase_floor = floor.as_ref().filter(|_| args.floor);
     let rows_at_start = storage.key_count().await?;
-    let sides = 1 + usize::from(phase_floor.is_some()) + 2 * usize::from(variant.is_some());
+    let variants = beside.map_or(0, |(_, variants)| variants.len());
+    let sides = 1 + usize::from(phase_floor.is_some()) + variants + usize::from(variants > 0);
     let teloxide_calls = if args.teloxide { 6 } else { 0 };
     let isolation_calls = if args.isolation { 2 } else { 0 };
     let bar = ProgressBar::new(
@@ -213,16 +220,20 @@ async fn measure(
             .progress_chars("=> "),
     );
     let fsm = FsmTarget::new(Arc::clone(storage), keys);
-    let fsm_variant = variant.map(|v| {
+    let fsm_beside = beside.map(|(plain, variants)| {
         (
-            FsmTarget::new(v.with.storage(), keys),
-            FsmTarget::new(v.without.storage(), keys),
+            FsmTarget::new(plain.storage(), keys),
+            variants
+                .iter()
+                .map(|v| FsmTarget::new(v.with.storage(), keys))
+                .collect::<Vec<_>>(),
         )
     });
     let mut base_samples: Vec<Vec<Sample>> = vec![Vec::new(); Phase::ALL.len()];
     let mut fsm_samples: Vec<Vec<Sample>> = vec![Vec::new(); Phase::ALL.len()];
     let mut floor_samples: Vec<Vec<Sample>> = vec![Vec::new(); Phase::ALL.len()];
-    let mut variant_samples: Vec<Vec<Sample>> = vec![Vec::new(); Phase::ALL.len()];
+    let mut variant_samples: Vec<Vec<Vec<Sample>>> =
+        vec![vec![Vec::new(); Phase::ALL.len()]; variants];
     for round in 0..rounds {
         for (p, phase) in Phase::ALL.into_iter().enumerate() {
             bar.set_message(format!("round {}/{rounds} {}", round + 1, phase.name()));
@@ -231,17 +242,21 @@ async fn measure(
             if let (Some(floor), true) = (phase_floor, floor_first) {
                 floor_samples[p].push(floor.run_phase(phase, keys, &bar).await);
             }
-            if let (Some((with, without)), true) = (&fsm_variant, floor_first) {
-                variant_samples[p].push(run_phase(with, phase, keys, &bar).await);
-                base_samples[p].push(run_phase(without, phase, keys, &bar).await);
+            if let (Some((plain, with)), true) = (&fsm_beside, floor_first) {
+                for (v, with) in with.iter().enumerate() {
+                    variant_samples[v][p].push(run_phase(with, phase, keys, &bar).await);
+                }
+                base_samples[p].push(run_phase(plain, phase, keys, &bar).await);
             }
             fsm_samples[p].push(run_phase(&fsm, phase, keys, &bar).await);
             if let (Some(floor), false) = (phase_floor, floor_first) {
                 floor_samples[p].push(floor.run_phase(phase, keys, &bar).await);
             }
-            if let (Some((with, without)), false) = (&fsm_variant, floor_first) {
-                base_samples[p].push(run_phase(without, phase, keys, &bar).await);
-                variant_samples[p].push(run_phase(with, phase, keys, &bar).await);
+            if let (Some((plain, with)), false) = (&fsm_beside, floor_first) {
+                base_samples[p].push(run_phase(plain, phase, keys, &bar).await);
+                for (v, with) in with.iter().enumerate() {
+                    variant_samples[v][p].push(run_phase(with, phase, keys, &bar).await);
+                }
             }
         }
     }
@@ -273,15 +288,42 @@ async fn measure(
         .enumerate()
         .map(|(p, phase)| PhaseReport::new(phase, &fsm_samples[p], &floor_samples[p]))
         .collect();
-    let variant = variant.map(|v| VariantReport {
-        name: v.name,
-        note: v.note,
-        phases: Phase::ALL
-            .into_iter()
-            .enumerate()
-            .map(|(p, phase)| PhaseReport::new(phase, &variant_samples[p], &base_samples[p]))
-            .collect(),
-    });
+    let variants = beside
+        .map(|(_, variants)| variants)
+        .unwrap_or_default()
+        .iter()
+        .zip(&variant_samples)
+        .map(|(v, samples)| VariantReport {
+            name: v.name.clone(),
+            note: v.note,
+            phases: Phase::ALL
+                .into_iter()
+                .enumerate()
+                .map(|(p, phase)| PhaseReport::new(phase, &samples[p], &base_samples[p]))
+                .collect(),
+        })
+        .collect();
+    // Throughput per handle at each number of tasks (medians over the rounds).
+    let mut handles: Vec<(String, Arc<dyn fsmstore::Storage>)> = Vec::new();
+    if !args.tasks.is_empty() {
+        handles.push((redacted(url), Arc::clone(storage)));
+        if let Some((_, variants)) = beside {
+            for v in variants {
+                handles.push((v.name.clone(), v.with.storage()));
+            }
+        }
+    }
+    let mut throughput = Vec::new();
+    for (name, handle) in &handles {
+        for &tasks in &args.tasks {
+            bar.set_message(format!("throughput {tasks} tasks"));
+            let mut runs = Vec::new();
+            for _ in 0..rounds {
+                runs.push(workload::run_throughput(handle, tasks.max(1), keys).await);
+            }
+            throughput.push(Throughput::of(name.clone(), tasks.max(1), &runs));
+        }
+    }
     Ok(Report {
         backend: dialect_name(url),
         keys,
@@ -292,16 +334,31 @@ async fn measure(
         concurrency,
         teloxide,
         isolation,
-        variant,
+        variants,
+        throughput,
     })
 }
 
-/// `--ttl` or `--layout`: a handle with the variant beside a plain one.
+/// `--ttl`, `--layout` or `--beside URL`: a handle with the variant, measured beside a
+/// plain handle.
 struct Variant {
-    name: &'static str,
+    name: String,
     note: &'static str,
     with: fsmstore::Database,
-    without: fsmstore::Database,
+}
+
+/// `url` without its password (reports name handles by their URL).
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 fn dialect_name(url: &str) -> String {

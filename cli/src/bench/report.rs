@@ -93,13 +93,38 @@ pub(crate) struct Report {
     pub(crate) isolation: Option<super::isolation::IsolationReport>,
     /// `--ttl` or `--layout`: each phase through the variant handle (as `fsm`) beside the
     /// plain one (as `floor`).
-    pub(crate) variant: Option<VariantReport>,
+    pub(crate) variants: Vec<VariantReport>,
+    /// `--tasks`: dialogue steps per second with N tasks at once, per handle.
+    pub(crate) throughput: Vec<Throughput>,
+}
+
+/// Calls per second of one handle with `tasks` tasks at once (median over the rounds).
+pub(crate) struct Throughput {
+    pub(crate) handle: String,
+    pub(crate) tasks: usize,
+    pub(crate) ops_per_sec: f64,
+    pub(crate) errors: u64,
+    pub(crate) first_error: Option<String>,
+}
+
+impl Throughput {
+    pub(crate) fn of(handle: String, tasks: usize, runs: &[(f64, u64, Option<String>)]) -> Self {
+        let mut rates: Vec<f64> = runs.iter().map(|r| r.0).collect();
+        rates.sort_by(f64::total_cmp);
+        Throughput {
+            handle,
+            tasks,
+            ops_per_sec: rates.get(rates.len() / 2).copied().unwrap_or_default(),
+            errors: runs.iter().map(|r| r.1).sum(),
+            first_error: runs.iter().find_map(|r| r.2.clone()),
+        }
+    }
 }
 
 /// A variant handle's phases beside the plain handle's, in the same run.
 pub(crate) struct VariantReport {
-    /// What the variant is (`ttl=30d`, `layout=aiogram-sqlalchemy`).
-    pub(crate) name: &'static str,
+    /// What the variant is (`ttl=30d`, `layout=aiogram-sqlalchemy`, a URL).
+    pub(crate) name: String,
     /// Where both handles ran.
     pub(crate) note: &'static str,
     pub(crate) phases: Vec<PhaseReport>,
@@ -112,11 +137,12 @@ impl Report {
             + self.teloxide.iter().map(|t| t.errors).sum::<u64>()
             + self.isolation.as_ref().map_or(0, |i| i.errors)
             + self
-                .variant
+                .variants
                 .iter()
                 .flat_map(|v| &v.phases)
                 .map(|p| p.errors)
                 .sum::<u64>()
+            + self.throughput.iter().map(|t| t.errors).sum::<u64>()
     }
 
     pub(crate) fn json(&self) -> Value {
@@ -144,7 +170,7 @@ impl Report {
             },
             "teloxide": self.teloxide.iter().map(super::teloxide::OpReport::json).collect::<Vec<_>>(),
             "isolation": self.isolation.as_ref().map(super::isolation::IsolationReport::json),
-            "variant": self.variant.as_ref().map(|v| json!({
+            "variants": self.variants.iter().map(|v| json!({
                 "name": v.name,
                 "phases": v.phases.iter().map(|p| json!({
                     "phase": p.phase.name(),
@@ -152,7 +178,14 @@ impl Report {
                     "plain": p.floor.as_ref().map(Stats::json),
                     "ratio": p.ratio().map(|r| (r * 1000.0).round() / 1000.0),
                 })).collect::<Vec<_>>(),
-            })),
+            })).collect::<Vec<_>>(),
+            "throughput": self.throughput.iter().map(|t| json!({
+                "handle": t.handle,
+                "tasks": t.tasks,
+                "ops_per_sec": t.ops_per_sec.round(),
+                "errors": t.errors,
+                "first_error": t.first_error,
+            })).collect::<Vec<_>>(),
             "errors": self.errors(),
         })
     }
@@ -200,7 +233,7 @@ impl Report {
         if let Some(isolation) = &self.isolation {
             isolation.print();
         }
-        if let Some(variant) = &self.variant {
+        for variant in &self.variants {
             println!(
                 "\nwith {} beside without ({}, same run, medians):",
                 variant.name, variant.note
@@ -231,6 +264,22 @@ impl Report {
                 ],
                 &rows,
             );
+        }
+        if !self.throughput.is_empty() {
+            println!("\nthroughput: dialogue steps (set_state, update_data, get_data) on keys of each task's own, calls/s, median:");
+            let rows: Vec<Vec<String>> = self
+                .throughput
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.handle.clone(),
+                        t.tasks.to_string(),
+                        format!("{:.0}", t.ops_per_sec),
+                        t.errors.to_string(),
+                    ]
+                })
+                .collect();
+            output::table(&["handle", "tasks", "calls/s", "errors"], &rows);
         }
     }
 }

@@ -276,3 +276,53 @@ pub(crate) async fn run_concurrency(storage: &Arc<dyn Storage>, tasks: usize) ->
     }
     outcome
 }
+
+/// `tasks` tasks at once, each running dialogue steps (`set_state`, `update_data`,
+/// `get_data`) on keys of its own until `steps` steps were run in all: calls per second,
+/// errors, the first error. The keys (negative chats, apart from the phases' keys) are
+/// left to the scratch table's drop.
+pub(crate) async fn run_throughput(
+    storage: &Arc<dyn Storage>,
+    tasks: usize,
+    steps: i64,
+) -> (f64, u64, Option<String>) {
+    let per_task = (steps / tasks as i64).max(1);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let storage = Arc::clone(storage);
+            tokio::spawn(async move {
+                let (mut errors, mut first) = (0_u64, None::<String>);
+                for i in 0..per_task {
+                    let key = StorageKey::new(BotId(42), ChatId(-(t as i64) - 1), UserId(i));
+                    let step = async {
+                        storage.set_state(&key, Some(STATE)).await?;
+                        storage.update_data(&key, &patch()).await?;
+                        storage.get_data(&key).await.map(drop)
+                    };
+                    if let Err(err) = step.await {
+                        errors += 1;
+                        first.get_or_insert(err.to_string());
+                    }
+                }
+                (errors, first)
+            })
+        })
+        .collect();
+    let (mut errors, mut first) = (0_u64, None);
+    for handle in handles {
+        match handle.await {
+            Ok((e, f)) => {
+                errors += e;
+                first = first.or(f);
+            }
+            Err(err) => {
+                errors += 1;
+                first.get_or_insert(format!("task: {err}"));
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let calls = (3 * per_task * tasks as i64) as f64;
+    (calls / seconds.max(f64::EPSILON), errors, first)
+}
