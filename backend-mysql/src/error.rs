@@ -4,7 +4,7 @@ use fsmstore_core::Error;
 use sqlx::mysql::MySqlDatabaseError;
 
 /// InnoDB chose this transaction as a deadlock victim and rolled it back.
-const ER_LOCK_DEADLOCK: u16 = 1213;
+pub(crate) const ER_LOCK_DEADLOCK: u16 = 1213;
 /// `innodb_lock_wait_timeout` expired (the statement, or with
 /// `innodb_rollback_on_timeout` the transaction, was rolled back).
 const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
@@ -20,6 +20,19 @@ const ER_CLIENT_INTERACTION_TIMEOUT: u16 = 4031;
 const ER_CON_COUNT_ERROR: u16 = 1040;
 const ER_TOO_MANY_USER_CONNECTIONS: u16 = 1203;
 const ER_USER_LIMIT_REACHED: u16 = 1226;
+
+/// The server's error number of `err`, if the server sent one.
+pub(crate) fn error_number(err: &sqlx::Error) -> Option<u16> {
+    match err {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .map(MySqlDatabaseError::number),
+        _ => None,
+    }
+}
+
+/// A duplicate key.
+pub(crate) const ER_DUP_ENTRY: u16 = 1062;
 
 /// What kind of failure a sqlx error is, for mapping and for `call.rs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -39,7 +39,7 @@ mod storage;
 
 pub use config::MysqlConfig;
 pub use migrate::MysqlMigrator;
-pub use storage::MysqlStorage;
+pub use storage::{galera_retry, MysqlStorage};
 
 /// The driver, re-exported so callers need not pin it.
 pub use sqlx;

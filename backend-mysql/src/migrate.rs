@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use fsmstore_core::sql::{drop_table_if_exists, MigrationLock, MysqlVersionRepair, VersionQueries};
+use fsmstore_core::sql::{
+    drop_table_if_exists, ClusterLock, MigrationLock, MysqlVersionRepair, VersionQueries,
+};
 use fsmstore_core::{
     run_migration, run_stamp, AppliedMigration, Dialect, Error, MigrationReport, MigrationSet,
     MigrationTarget, Migrator, Result, Storage, TableName,
@@ -95,6 +97,7 @@ impl MysqlMigrator {
                 lock_acquire: sql(&lock.acquire),
                 lock_release: sql(&lock.release),
                 lock_name: lock.name,
+                cluster: ClusterLock::mysql(&options.version_table),
                 repair: MysqlVersionRepair::new(&options.version_table),
             }),
             storage: None,
@@ -242,6 +245,18 @@ impl Migrator for MysqlMigrator {
                 }
             }
             self.shared.release_lock(&mut steps.conn).await;
+            // The lock table goes with the version table it locks.
+            if dropped.is_ok() {
+                let statement = sql(&drop_table_if_exists(
+                    Dialect::Mysql,
+                    &self.shared.cluster.table,
+                ));
+                dropped = sqlx::raw_sql(statement)
+                    .execute(&mut steps.conn)
+                    .await
+                    .map(drop)
+                    .map_err(from_sqlx);
+            }
             dropped
         }
         .await;

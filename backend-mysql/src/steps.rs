@@ -3,7 +3,7 @@
 //! unfinished/successful marks, stamping.
 
 use async_trait::async_trait;
-use fsmstore_core::sql::MysqlVersionRepair;
+use fsmstore_core::sql::{ClusterLock, MysqlVersionRepair};
 use fsmstore_core::{
     dirty_error, AppliedMigration, Direction, Error, MigrationSet, MigrationStep, MigrationSteps,
     Result, StampPlan,
@@ -11,7 +11,12 @@ use fsmstore_core::{
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, SqlStr};
 
-use crate::error::from_sqlx;
+use crate::error::{error_number, from_sqlx, ER_DUP_ENTRY, ER_LOCK_DEADLOCK};
+
+/// How long the cluster lock row holds without renewal: a migrator that died mid-run on
+/// another node blocks the others at most this long (one on the same node is taken over at
+/// once). Each planning round renews it.
+const LEASE_SECONDS: i64 = 600;
 use crate::storage::sql;
 
 /// What a migrator needs to plan and run steps: the migrations and the statements.
@@ -28,6 +33,7 @@ pub(crate) struct Shared {
     pub(crate) lock_acquire: SqlStr,
     pub(crate) lock_release: SqlStr,
     pub(crate) lock_name: String,
+    pub(crate) cluster: ClusterLock,
     pub(crate) repair: MysqlVersionRepair,
 }
 
@@ -113,7 +119,13 @@ impl Shared {
             .map_err(from_sqlx)?;
         let name = &self.lock_name;
         match got {
-            Some(1) => Ok(()),
+            Some(1) => match self.acquire_cluster_lock(conn, timeout).await {
+                Ok(()) => Ok(()),
+                Err(err) => {
+                    self.release_node_lock(conn).await;
+                    Err(err)
+                }
+            },
             Some(_) => Err(Error::Migration(format!(
                 "timed out after {seconds} s waiting for the migration lock {name:?}: another migrator holds it (see SELECT IS_USED_LOCK('{name}'))"
             ))),
@@ -123,9 +135,93 @@ impl Shared {
         }
     }
 
+    /// The cluster lock row ([`ClusterLock`]), taken while this connection holds
+    /// `GET_LOCK` on its node: an insert, or a takeover of a stale row; a row another node
+    /// holds is waited for until `timeout`.
+    async fn acquire_cluster_lock(
+        &self,
+        conn: &mut MySqlConnection,
+        timeout: std::time::Duration,
+    ) -> Result<()> {
+        let lock = &self.cluster;
+        sqlx::raw_sql(sql(&lock.create))
+            .execute(&mut *conn)
+            .await
+            .map_err(from_sqlx)?;
+        let deadline = std::time::Instant::now() + timeout;
+        let mut pause = std::time::Duration::from_millis(20);
+        loop {
+            let inserted = sqlx::query(sql(&lock.insert))
+                .bind(&lock.name)
+                .bind(LEASE_SECONDS)
+                .execute(&mut *conn)
+                .await;
+            match inserted {
+                Ok(_) => return Ok(()),
+                // Held: take it over if it is stale.
+                Err(err) if error_number(&err) == Some(ER_DUP_ENTRY) => {
+                    let taken = sqlx::query(sql(&lock.take_over))
+                        .bind(LEASE_SECONDS)
+                        .bind(&lock.name)
+                        .execute(&mut *conn)
+                        .await;
+                    match taken {
+                        Ok(done) if done.rows_affected() == 1 => return Ok(()),
+                        Ok(_) => {}
+                        Err(err) if error_number(&err) == Some(ER_LOCK_DEADLOCK) => {}
+                        Err(err) => return Err(from_sqlx(err)),
+                    }
+                }
+                // Another node's write of the row won certification.
+                Err(err) if error_number(&err) == Some(ER_LOCK_DEADLOCK) => {}
+                Err(err) => return Err(from_sqlx(err)),
+            }
+            if std::time::Instant::now() >= deadline {
+                let holder: Option<(String, i64)> = sqlx::query_as(sql(&lock.holder))
+                    .bind(&lock.name)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .unwrap_or_default();
+                let (owner, left) = holder.unwrap_or_default();
+                return Err(Error::Migration(format!(
+                    "timed out after {} s waiting for the cluster migration lock (row {:?} of {}): held by {owner} for {left} s more; a migrator that died keeps it until then",
+                    timeout.as_secs(),
+                    lock.name,
+                    lock.table
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_millis(250));
+        }
+    }
+
+    /// Extends the cluster lock's lease (each planning round).
+    pub(crate) async fn renew_cluster_lock(&self, conn: &mut MySqlConnection) -> Result<()> {
+        sqlx::query(sql(&self.cluster.renew))
+            .bind(LEASE_SECONDS)
+            .bind(&self.cluster.name)
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+            .map_err(from_sqlx)
+    }
+
+    /// Releases the cluster lock row, then `GET_LOCK`. Failures are logged: the lease runs
+    /// out, and the session's end releases `GET_LOCK`.
+    pub(crate) async fn release_lock(&self, conn: &mut MySqlConnection) {
+        let released = sqlx::query(sql(&self.cluster.release))
+            .bind(&self.cluster.name)
+            .execute(&mut *conn)
+            .await;
+        if let Err(err) = released {
+            tracing::warn!(lock = %self.cluster.name, error = %err, "releasing the cluster migration lock failed; its lease runs out");
+        }
+        self.release_node_lock(conn).await;
+    }
+
     /// `RELEASE_LOCK` on `conn`. A failure is logged, not returned: the server releases the
     /// lock when the session ends anyway.
-    pub(crate) async fn release_lock(&self, conn: &mut MySqlConnection) {
+    async fn release_node_lock(&self, conn: &mut MySqlConnection) {
         let released: sqlx::Result<Option<i64>> = sqlx::query_scalar(self.lock_release.clone())
             .fetch_one(&mut *conn)
             .await;
@@ -215,7 +311,8 @@ impl MigrationSteps for MysqlSteps<'_> {
     }
 
     async fn begin(&mut self) -> Result<()> {
-        Ok(())
+        // No transaction (MySQL commits DDL as it goes); the round renews the lock's lease.
+        self.shared.renew_cluster_lock(&mut self.conn).await
     }
 
     async fn commit(&mut self) -> Result<()> {

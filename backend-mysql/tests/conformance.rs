@@ -88,6 +88,36 @@ async fn backend() -> Option<Arc<dyn Backend>> {
 
 fsmstore_conformance::conformance_suite!(all: backend);
 
+/// The variable naming the Galera nodes (`scripts/galera.sh urls`), comma-separated.
+const GALERA_VARIABLE: &str = "FSMSTORE_TEST_GALERA_URLS";
+
+/// The Galera nodes' URLs (default: the cluster `scripts/galera.sh start` runs).
+fn galera_urls() -> Vec<String> {
+    std::env::var(GALERA_VARIABLE)
+        .unwrap_or_else(|_| {
+            "mysql://root@127.0.0.1:33061/test,mysql://root@127.0.0.1:33062/test,mysql://root@127.0.0.1:33063/test".into()
+        })
+        .split(',')
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The first Galera node, or `None` after a loud skip (a failure under `CI`).
+async fn galera_backend() -> Option<Arc<dyn Backend>> {
+    let mut config = MysqlConfig::from_url(&galera_urls()[0]).expect("a mysql:// URL");
+    config.options.pool_max = 8;
+    match common::reachable(&config).await {
+        Ok(()) => Some(Arc::new(MysqlBackend { config })),
+        Err(err) => fsmstore_conformance::unreachable("Galera", GALERA_VARIABLE, &err),
+    }
+}
+
+/// The whole suite on one node of a three-node Galera cluster.
+mod galera {
+    use super::galera_backend;
+    fsmstore_conformance::conformance_suite!(all: galera_backend);
+}
+
 /// The storage group again, in the layout of Python's aiogram-sqlalchemy-storage.
 mod aiogram_layout {
     use super::backend;

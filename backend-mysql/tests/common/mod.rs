@@ -47,7 +47,8 @@ pub async fn reachable(config: &MysqlConfig) -> Result<()> {
 /// Drops a case's FSM table and version table.
 pub async fn drop_tables(config: &MysqlConfig, options: &StorageOptions) -> Result<()> {
     let mut conn = connection(config).await?;
-    for table in [&options.table, &options.version_table] {
+    let lock = options.version_table.derived("lock");
+    for table in [&options.table, &options.version_table, &lock] {
         let statement = drop_table_if_exists(Dialect::Mysql, table);
         sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
             .execute(&mut conn)

@@ -368,6 +368,68 @@ impl MigrationLock {
     }
 }
 
+/// MySQL and MariaDB: the migration lock that holds across a Galera cluster. `GET_LOCK`
+/// is node-local, so two migrators on two nodes would both hold it; this lock is a row,
+/// and writes of one row on two nodes conflict at commit (certification, 1213), so one
+/// insert wins cluster-wide. The row carries its owner (`host:port:connection id` of the
+/// node) and a lease. A migrator takes `GET_LOCK` on its node first, so a row its own node
+/// owns is stale (its owner would need that `GET_LOCK`) and is taken over at once; a row
+/// another node owns is taken over once its lease ran out (that node died mid-run). On a
+/// single server this is one more row write per run.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClusterLock {
+    /// The lock table (`<version table>_lock`).
+    pub table: TableName,
+    /// `()`: creates the lock table if it does not exist.
+    pub create: String,
+    /// `(name, lease seconds)`: takes a free lock (duplicate key 1062 when it is held,
+    /// 1213 when another node's insert won).
+    pub insert: String,
+    /// `(lease seconds, name)`: takes the lock over when its lease ran out or this node
+    /// owns it; rows affected = whether it did.
+    pub take_over: String,
+    /// `(lease seconds, name)`: extends the lease this connection holds.
+    pub renew: String,
+    /// `(name)`: releases the lock this connection holds.
+    pub release: String,
+    /// `(name)` → `owner, seconds left`: for the timeout message.
+    pub holder: String,
+    /// The lock's name: the version table's.
+    pub name: String,
+}
+
+impl ClusterLock {
+    /// The lock of `version_table`.
+    pub fn mysql(version_table: &TableName) -> ClusterLock {
+        let table = version_table.derived("lock");
+        let t = table.quoted(Dialect::Mysql);
+        let node = "CONCAT(@@hostname, ':', @@port, ':')";
+        let me = format!("CONCAT({node}, CONNECTION_ID())");
+        let lease = "CURRENT_TIMESTAMP(6) + INTERVAL ? SECOND";
+        ClusterLock {
+            create: format!(
+                "CREATE TABLE IF NOT EXISTS {t} (\
+                 name VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY, \
+                 owner VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL, \
+                 expires_at TIMESTAMP(6) NOT NULL) ENGINE = InnoDB"
+            ),
+            insert: format!("INSERT INTO {t} (name, owner, expires_at) VALUES (?, {me}, {lease})"),
+            take_over: format!(
+                "UPDATE {t} SET owner = {me}, expires_at = {lease} \
+                 WHERE name = ? AND (expires_at < CURRENT_TIMESTAMP(6) OR owner LIKE CONCAT({node}, '%'))"
+            ),
+            renew: format!("UPDATE {t} SET expires_at = {lease} WHERE name = ? AND owner = {me}"),
+            release: format!("DELETE FROM {t} WHERE name = ? AND owner = {me}"),
+            holder: format!(
+                "SELECT owner, TIMESTAMPDIFF(SECOND, CURRENT_TIMESTAMP(6), expires_at) FROM {t} WHERE name = ?"
+            ),
+            name: version_table.as_str().to_owned(),
+            table,
+        }
+    }
+}
+
 /// MySQL / MariaDB: version tables made before fsmstore 0.2 compared `table_name` with the
 /// server's default collation, case-insensitively (`Order` and `order` shared rows). The
 /// migrator checks and, once, repairs it under its lock.

@@ -1,0 +1,263 @@
+//! fsmstore on a three-node MariaDB Galera cluster (`scripts/galera.sh start`; the nodes'
+//! URLs in `FSMSTORE_TEST_GALERA_URLS`, comma-separated). Every node takes writes; conflicts
+//! between nodes surface as certification failures (1213) at commit. The conformance suite
+//! on one node is in `conformance.rs` (module `galera`).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fsmstore_core::{
+    BotId, ChatId, Data, MigrationTarget, Migrator, Storage, StorageKey, StorageOptions, UserId,
+};
+use fsmstore_mysql::{MysqlConfig, MysqlMigrator, MysqlStorage};
+use serde_json::json;
+
+const GALERA_VARIABLE: &str = "FSMSTORE_TEST_GALERA_URLS";
+
+/// The nodes' configs, or `None` after a loud skip (a failure under `CI`).
+async fn nodes() -> Option<Vec<MysqlConfig>> {
+    let urls = std::env::var(GALERA_VARIABLE).unwrap_or_else(|_| {
+        "mysql://root@127.0.0.1:33061/test,mysql://root@127.0.0.1:33062/test,mysql://root@127.0.0.1:33063/test".into()
+    });
+    let mut configs = Vec::new();
+    for url in urls.split(',') {
+        let mut config = MysqlConfig::from_url(url).expect("a mysql:// URL");
+        config.options.pool_max = 8;
+        if let Err(err) = common::reachable(&config).await {
+            return fsmstore_conformance::unreachable("Galera", GALERA_VARIABLE, &err);
+        }
+        configs.push(config);
+    }
+    assert!(configs.len() >= 3, "{GALERA_VARIABLE} names three nodes");
+    Some(configs)
+}
+
+fn on(config: &MysqlConfig, options: &StorageOptions) -> MysqlConfig {
+    config.clone().options(options.clone()).expect("options")
+}
+
+fn obj(value: serde_json::Value) -> Data {
+    value.as_object().cloned().expect("an object")
+}
+
+/// 48 writers spread over the three nodes merge distinct fields into hot keys (all of
+/// them on one key) and cold keys (one each) at once: every call succeeds (certification
+/// conflicts are run again, the transaction having been rolled back) and every field is
+/// there afterwards, read on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writers_on_every_node_lose_nothing() {
+    let Some(nodes) = nodes().await else {
+        return;
+    };
+    // The default retry policy: on a Galera node it allows for certification conflicts.
+    let options =
+        common::unique_options("galera_writers").schema(fsmstore_core::SchemaPolicy::Upgrade);
+    let mut storages = Vec::new();
+    for node in &nodes {
+        let storage = MysqlStorage::open(on(node, &options)).await.unwrap();
+        assert!(storage.is_galera().await);
+        assert_eq!(storage.options().retry, fsmstore_mysql::galera_retry());
+        storages.push(Arc::new(storage));
+    }
+    const WRITERS: usize = 48;
+    const ROUNDS: usize = 15;
+    let hot = StorageKey::new(BotId(1), ChatId(-1), UserId(1));
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let storage = Arc::clone(&storages[w % storages.len()]);
+            let hot = hot.clone();
+            tokio::spawn(async move {
+                let cold = StorageKey::new(BotId(1), ChatId(-2), UserId(w as i64));
+                let mut failures = Vec::new();
+                for r in 0..ROUNDS {
+                    let field = format!("w{w}_r{r}");
+                    for key in [&hot, &cold] {
+                        if let Err(err) = storage.update_data(key, &obj(json!({ &field: r }))).await
+                        {
+                            failures.push(format!("{field}: {err}"));
+                        }
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for task in tasks {
+        failures.extend(task.await.unwrap());
+    }
+    let calls = WRITERS * ROUNDS * 2;
+    eprintln!("galera writers: {calls} calls, {} failed", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {calls} calls failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    // Galera applies on the other nodes asynchronously after commit: read with a causal
+    // wait, as a node that must see every committed write would.
+    for (n, storage) in storages.iter().enumerate() {
+        let data = read_synced(&nodes[n], &options, &hot).await;
+        let want: BTreeSet<String> = (0..WRITERS)
+            .flat_map(|w| (0..ROUNDS).map(move |r| format!("w{w}_r{r}")))
+            .collect();
+        let have: BTreeSet<String> = data.keys().cloned().collect();
+        let lost: Vec<_> = want.difference(&have).collect();
+        assert!(
+            lost.is_empty(),
+            "node {n}: {} hot-key fields lost: {lost:?}",
+            lost.len()
+        );
+        for w in 0..WRITERS {
+            let cold = StorageKey::new(BotId(1), ChatId(-2), UserId(w as i64));
+            assert_eq!(
+                storage.get_data(&cold).await.unwrap().len(),
+                ROUNDS,
+                "node {n} cold {w}"
+            );
+        }
+    }
+    let migrator = MysqlMigrator::open(on(&nodes[0], &options)).await.unwrap();
+    migrator.drop_tables().await.unwrap();
+}
+
+/// The data of `key` on `node` after every write committed anywhere is applied there
+/// (`wsrep_sync_wait`).
+async fn read_synced(node: &MysqlConfig, options: &StorageOptions, key: &StorageKey) -> Data {
+    use fsmstore_mysql::sqlx::{self, Row};
+    let mut conn = common::connection(node).await.unwrap();
+    sqlx::raw_sql("SET SESSION wsrep_sync_wait = 1")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let id = options.row_id(key).unwrap();
+    let sql = format!(
+        "SELECT data FROM {} WHERE id = ?",
+        options.table.quoted(fsmstore_core::Dialect::Mysql)
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let text: String = row.try_get(0).unwrap();
+    obj(serde_json::from_str(&text).unwrap())
+}
+
+/// Four migrators started at once on different nodes (one node twice) all succeed, each
+/// migration is applied exactly once, and the schema ends at head on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn migrators_on_different_nodes_apply_each_migration_once() {
+    let Some(nodes) = nodes().await else {
+        return;
+    };
+    let options = common::unique_options("galera_migrate");
+    let runs: Vec<_> = [0, 1, 2, 0]
+        .into_iter()
+        .map(|n| {
+            let config = on(&nodes[n], &options);
+            tokio::spawn(async move {
+                let migrator = MysqlMigrator::open(config).await.unwrap();
+                migrator.migrate(MigrationTarget::Head).await
+            })
+        })
+        .collect();
+    let mut steps = 0;
+    let mut errors = Vec::new();
+    for run in runs {
+        match run.await.unwrap() {
+            Ok(report) => steps += report.steps.len(),
+            Err(err) => errors.push(err.to_string()),
+        }
+    }
+    assert!(errors.is_empty(), "migrators failed: {errors:?}");
+    let head = MysqlMigrator::open(on(&nodes[0], &options))
+        .await
+        .unwrap()
+        .migrations()
+        .head();
+    assert_eq!(steps as i64, head, "each migration ran exactly once in all");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for node in &nodes {
+        let migrator = MysqlMigrator::open(on(node, &options)).await.unwrap();
+        assert_eq!(migrator.current().await.unwrap(), head);
+    }
+    MysqlMigrator::open(on(&nodes[0], &options))
+        .await
+        .unwrap()
+        .drop_tables()
+        .await
+        .unwrap();
+}
+
+/// The cluster migration lock's row: one left behind on this node (its migrator died; the
+/// node's `GET_LOCK` proves no one here holds it) is taken over at once; one another node
+/// holds with a lease left is waited for, and the timeout names its owner; once its lease
+/// ran out it is taken over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_lock_row_is_taken_over_and_a_live_one_waited_for() {
+    use fsmstore_mysql::sqlx;
+    let Some(nodes) = nodes().await else {
+        return;
+    };
+    let options = common::unique_options("galera_lock");
+    let lock = fsmstore_core::sql::ClusterLock::mysql(&options.version_table);
+    let first = MysqlMigrator::open(on(&nodes[0], &options)).await.unwrap();
+    first.migrate(MigrationTarget::Version(1)).await.unwrap();
+    let mut admin = common::connection(&nodes[0]).await.unwrap();
+    let put = |owner: String, seconds: i64| {
+        format!(
+            "REPLACE INTO {} (name, owner, expires_at) VALUES ('{}', '{owner}', CURRENT_TIMESTAMP(6) + INTERVAL {seconds} SECOND)",
+            lock.table, lock.name
+        )
+    };
+    // Left behind by a dead migrator of node 1 itself, lease far off: taken over at once.
+    let node1: String = sqlx::query_scalar("SELECT CONCAT(@@hostname, ':', @@port, ':')")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(put(format!("{node1}999999"), 3600)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    first.migrate(MigrationTarget::Version(2)).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // Held by another node with a lease left: waited for, then a timeout naming it.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(put("elsewhere:3306:42".into(), 3600)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let impatient =
+        MysqlMigrator::open(on(&nodes[0], &options).lock_timeout(Duration::from_secs(1)))
+            .await
+            .unwrap();
+    let err = impatient
+        .migrate(MigrationTarget::Version(3))
+        .await
+        .expect_err("a live lease of another node is waited for");
+    assert!(err.to_string().contains("elsewhere:3306:42"), "{err}");
+    assert_eq!(first.current().await.unwrap(), 2, "nothing ran");
+    // Its lease ran out (that node died mid-run): taken over.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(put("elsewhere:3306:42".into(), -1)))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    impatient.migrate(MigrationTarget::Head).await.unwrap();
+    let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM {}",
+        lock.table
+    )))
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(left, 0, "the lock row is released");
+    first.drop_tables().await.unwrap();
+}

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# A three-node MariaDB Galera cluster on 127.0.0.1, for the tests that run fsmstore on a
+# multi-primary cluster (backend-mysql/tests/conformance.rs, module galera).
+#
+#   scripts/galera.sh start     install Debian's galera-4 if missing, start the nodes that
+#                               are down (bootstrapping when none runs), wait for
+#                               wsrep_cluster_size = 3 (idempotent)
+#   scripts/galera.sh stop      stop the nodes this script started
+#   scripts/galera.sh status    exit 0 when all three nodes are in the cluster
+#   scripts/galera.sh urls      the URLs tests read (FSMSTORE_TEST_GALERA_URLS)
+#   scripts/galera.sh kill N    kill -9 node N (1-3); `start` brings it back
+#
+# Node N listens on 127.0.0.1:(${FSMSTORE_GALERA_PORT:-33060} + N) for clients and
+# 127.0.0.1:(4560 + 10N) for group communication (+1 IST, +2 SST), with its data under
+# ${FSMSTORE_GALERA_DIR:-/tmp/fsmstore-galera}/nodeN. The nodes run as the mysql user,
+# which owns their data (rsync state transfer runs a daemon as the node's user), and
+# read no other configuration: the shared MariaDB on 3306 is not touched.
+set -euo pipefail
+base="${FSMSTORE_GALERA_PORT:-33060}"
+dir="${FSMSTORE_GALERA_DIR:-/tmp/fsmstore-galera}"
+nodes=(1 2 3)
+
+port() { echo $((base + $1)); }
+gport() { echo $((4560 + 10 * $1)); }
+sql() { # node, statement
+  mariadb --protocol=tcp -h 127.0.0.1 -P "$(port "$1")" -u root -N -B -e "$2" 2>/dev/null
+}
+alive() { [ -f "$dir/node$1/mysqld.pid" ] && kill -0 "$(cat "$dir/node$1/mysqld.pid")" 2>/dev/null; }
+size() { sql "$1" "SHOW STATUS LIKE 'wsrep_cluster_size'" | awk '{print $2}'; }
+synced() { [ "$(sql "$1" "SHOW STATUS LIKE 'wsrep_local_state_comment'" | awk '{print $2}')" = "Synced" ]; }
+
+config() { # node
+  local n=$1 g; g=$(gport "$n")
+  local peers="" m
+  for m in "${nodes[@]}"; do peers="$peers,127.0.0.1:$(gport "$m")"; done
+  mkdir -p "$dir/node$n/data"
+  cat > "$dir/node$n/my.cnf" <<CNF
+[mysqld]
+user = mysql
+datadir = $dir/node$n/data
+socket = $dir/node$n/mysqld.sock
+pid-file = $dir/node$n/mysqld.pid
+log-error = $dir/node$n/error.log
+port = $(port "$n")
+bind-address = 127.0.0.1
+skip-name-resolve
+character-set-server = utf8mb4
+collation-server = utf8mb4_general_ci
+binlog_format = ROW
+default_storage_engine = InnoDB
+innodb_autoinc_lock_mode = 2
+innodb_buffer_pool_size = 64M
+innodb_log_file_size = 16M
+innodb_flush_log_at_trx_commit = 0
+max_connections = 300
+wsrep_on = ON
+wsrep_provider = /usr/lib/galera/libgalera_smm.so
+wsrep_cluster_name = fsmstore_test
+wsrep_cluster_address = gcomm://${peers#,}
+wsrep_node_name = node$n
+wsrep_node_address = 127.0.0.1:$g
+wsrep_provider_options = "gmcast.listen_addr=tcp://127.0.0.1:$g;ist.recv_addr=127.0.0.1:$((g + 1));gcache.size=64M"
+wsrep_sst_method = rsync
+wsrep_sst_receive_address = 127.0.0.1:$((g + 2))
+CNF
+  if [ ! -d "$dir/node$n/data/mysql" ]; then
+    mariadb-install-db --defaults-file="$dir/node$n/my.cnf" --auth-root-authentication-method=normal \
+      --skip-test-db >"$dir/node$n/install.log" 2>&1
+  fi
+  chown -R mysql:mysql "$dir/node$n"
+}
+
+launch() { # node, extra args... (mariadbd switches to the mysql user of its my.cnf)
+  local n=$1; shift
+  setsid /usr/sbin/mariadbd --defaults-file="$dir/node$n/my.cnf" "$@" \
+    >>"$dir/node$n/stdout.log" 2>&1 </dev/null &
+}
+
+wait_for() { # what, seconds, command...
+  local what=$1 seconds=$2; shift 2
+  for _ in $(seq 1 $((seconds * 5))); do
+    if "$@"; then return 0; fi
+    sleep 0.2
+  done
+  echo "galera: $what did not happen in ${seconds}s (logs: $dir/node*/error.log)" >&2
+  return 1
+}
+
+start() {
+  if ! [ -f /usr/lib/galera/libgalera_smm.so ]; then
+    echo "galera: installing Debian's galera-4" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q galera-4 rsync >/dev/null
+  fi
+  mkdir -p "$dir"
+  local n running=()
+  for n in "${nodes[@]}"; do
+    config "$n"
+    if alive "$n"; then running+=("$n"); fi
+  done
+  if [ ${#running[@]} -eq 0 ]; then
+    # A new cluster: node 1 bootstraps (it was the last to stop, or all are new).
+    sed -i 's/^safe_to_bootstrap: 0/safe_to_bootstrap: 1/' "$dir/node1/data/grastate.dat" 2>/dev/null || true
+    launch 1 --wsrep-new-cluster
+    wait_for "node 1 bootstrap" 60 synced 1
+    sql 1 "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; CREATE DATABASE IF NOT EXISTS test" \
+      || mariadb -S "$dir/node1/mysqld.sock" -u root -e "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; CREATE DATABASE IF NOT EXISTS test"
+    running=(1)
+  fi
+  # Join the others one at a time (each takes a state transfer from a running node).
+  for n in "${nodes[@]}"; do
+    if ! alive "$n"; then
+      launch "$n"
+      wait_for "node $n joining" 120 synced "$n"
+    fi
+  done
+  wait_for "a cluster of 3" 60 test "$(size 1)" = 3
+  echo "galera: 3 nodes synced on $(port 1), $(port 2), $(port 3)"
+}
+
+stop() {
+  local n
+  for n in 3 2 1; do
+    if alive "$n"; then
+      kill "$(cat "$dir/node$n/mysqld.pid")" 2>/dev/null || true
+      wait_for "node $n stopping" 60 bash -c "! kill -0 $(cat "$dir/node$n/mysqld.pid" 2>/dev/null || echo 0) 2>/dev/null"
+    fi
+  done
+}
+
+status() {
+  local n
+  for n in "${nodes[@]}"; do synced "$n" || return 1; done
+  [ "$(size 1)" = 3 ]
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  urls) echo "mysql://root@127.0.0.1:$(port 1)/test,mysql://root@127.0.0.1:$(port 2)/test,mysql://root@127.0.0.1:$(port 3)/test" ;;
+  kill) kill -9 "$(cat "$dir/node${2:?node}/mysqld.pid")" ;;
+  *) echo "usage: $0 start|stop|status|urls|kill N" >&2; exit 2 ;;
+esac
