@@ -11,7 +11,8 @@
 #   scripts/galera.sh kill N    kill -9 node N (1-3); `start` brings it back
 #
 # Node N listens on 127.0.0.1:(${FSMSTORE_GALERA_PORT:-33060} + N) for clients and
-# 127.0.0.1:(4560 + 10N) for group communication (+1 IST, +2 SST), with its data under
+# 127.0.0.1:(${FSMSTORE_GALERA_GCOMM_PORT:-4560} + 10N) for group communication (+1 IST,
+# +2 SST), with its data under
 # ${FSMSTORE_GALERA_DIR:-/tmp/fsmstore-galera}/nodeN. The nodes run as the mysql user,
 # which owns their data (rsync state transfer runs a daemon as the node's user), and
 # read no other configuration: the shared MariaDB on 3306 is not touched.
@@ -21,7 +22,7 @@ dir="${FSMSTORE_GALERA_DIR:-/tmp/fsmstore-galera}"
 nodes=(1 2 3)
 
 port() { echo $((base + $1)); }
-gport() { echo $((4560 + 10 * $1)); }
+gport() { echo $((${FSMSTORE_GALERA_GCOMM_PORT:-4560} + 10 * $1)); }
 sql() { # node, statement
   mariadb --protocol=tcp -h 127.0.0.1 -P "$(port "$1")" -u root -N -B -e "$2" 2>/dev/null
 }
@@ -55,7 +56,7 @@ innodb_flush_log_at_trx_commit = 0
 max_connections = 300
 wsrep_on = ON
 wsrep_provider = /usr/lib/galera/libgalera_smm.so
-wsrep_cluster_name = fsmstore_test
+wsrep_cluster_name = fsmstore_test_$base
 wsrep_cluster_address = gcomm://${peers#,}
 wsrep_node_name = node$n
 wsrep_node_address = 127.0.0.1:$g

@@ -94,9 +94,30 @@ impl MysqlStorage {
                 return Err(Error::Closed);
             }
             // Waiting for a connection already retried until the connect timeout.
-            let (mut conn, idle) = inner.stash.checkout(&inner.pool).await.map_err(from_sqlx)?;
+            let host = inner.failover.current();
+            let (mut conn, idle) = match inner.stash.checkout(&inner.pool).await {
+                Ok(checked_out) => checked_out,
+                Err(err)
+                    if inner.failover.can_move()
+                        && matches!(
+                            classify(&err),
+                            Failure::Unreachable | Failure::ConnectionLost
+                        ) =>
+                {
+                    // The host is down: the next connection goes to the next host.
+                    inner
+                        .failover
+                        .move_from(host, &[&inner.pool, &inner.lock_pool]);
+                    lost = Some(err);
+                    continue;
+                }
+                Err(err) => return Err(from_sqlx(err)),
+            };
             if access == Access::Write && idle >= PING_AFTER_IDLE {
                 if let Err(err) = conn.ping().await {
+                    inner
+                        .failover
+                        .move_from(host, &[&inner.pool, &inner.lock_pool]);
                     tracing::debug!(operation, error = %err, "idle connection was dead; replaced");
                     lost = Some(err);
                     continue;
@@ -111,6 +132,14 @@ impl MysqlStorage {
             };
             // Not back on the stash: sqlx's release path tests (pings) or closes it.
             drop(conn);
+            let (Failed::Before(err) | Failed::Applying(err)) = &failed;
+            if classify(err) == Failure::ConnectionLost {
+                // The host may be down: new connections try the next one. If it was one
+                // connection, the next host serves as well (every host takes writes).
+                inner
+                    .failover
+                    .move_from(host, &[&inner.pool, &inner.lock_pool]);
+            }
             match failed {
                 Failed::Before(err) | Failed::Applying(err)
                     if classify(&err) == Failure::SessionAborted =>

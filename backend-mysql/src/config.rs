@@ -7,7 +7,11 @@ use std::time::Duration;
 use fsmstore_core::{query_string, DatabaseUrl, Error, Result, StorageOptions};
 
 /// The URL parameters only this backend reads.
-const MYSQL_PARAMETERS: [&str; 1] = ["lock_timeout_s"];
+const MYSQL_PARAMETERS: [&str; 2] = ["lock_timeout_s", "hosts"];
+
+/// How long waiting for a connection may take when there are other hosts to fail over to
+/// (unless `connect_timeout_ms` is shorter): a dead node is left after this.
+const FAILOVER_WAIT: Duration = Duration::from_secs(2);
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 
 use crate::error::{from_connect, from_sqlx};
@@ -50,6 +54,10 @@ pub struct MysqlConfig {
     pub connect: MySqlConnectOptions,
     /// How long a migrator waits for the migration lock (`GET_LOCK`). Default 60 s.
     pub lock_timeout: Duration,
+    /// More hosts that serve the same database, tried in order after `connect`'s when it
+    /// is unreachable (`hosts=db2:3306,db3:3306`): the nodes of a Galera cluster. Every one
+    /// must take writes.
+    pub failover_hosts: Vec<(String, u16)>,
     /// The options every backend shares (`connect_timeout` bounds both connecting and
     /// waiting for a pooled connection).
     pub options: StorageOptions,
@@ -67,6 +75,7 @@ impl fmt::Debug for MysqlConfig {
             .field("database", &self.connect.get_database())
             .field("ssl_mode", &self.connect.get_ssl_mode())
             .field("lock_timeout", &self.lock_timeout)
+            .field("failover_hosts", &self.failover_hosts)
             .field("options", &self.options)
             .finish()
     }
@@ -97,6 +106,7 @@ impl MysqlConfig {
         MysqlConfig {
             connect,
             lock_timeout: Duration::from_secs(60),
+            failover_hosts: Vec::new(),
             options: StorageOptions::default(),
         }
     }
@@ -132,6 +142,21 @@ impl MysqlConfig {
         if let Some(seconds) = url.take_parsed::<u64>("lock_timeout_s")? {
             config.lock_timeout = Duration::from_secs(seconds);
         }
+        if let Some(hosts) = url.take("hosts") {
+            let default_port = config.connect.get_port();
+            for host in hosts.split(',').filter(|h| !h.is_empty()) {
+                let (name, port) = match host.rsplit_once(':') {
+                    Some((name, port)) => (
+                        name,
+                        port.parse().map_err(|_| {
+                            Error::Config(format!("hosts: {host:?} has no valid port"))
+                        })?,
+                    ),
+                    None => (host, default_port),
+                };
+                config.failover_hosts.push((name.to_owned(), port));
+            }
+        }
         let mut known = MYSQL_PARAMETERS.to_vec();
         known.extend(SQLX_PARAMETERS);
         config.options = url.finish("mysql", &known)?;
@@ -160,45 +185,88 @@ impl MysqlConfig {
         self
     }
 
-    /// Opens a pool of at most `max` connections and checks that the server answers. One
-    /// direct connection first: a refused or failed connect then says why at once (sqlx's
-    /// pool retries until its timeout and reports only "pool timed out").
+    /// The connection settings of every host: `connect`'s first, then the failover hosts.
+    pub(crate) fn host_options(&self) -> Vec<MySqlConnectOptions> {
+        let mut all = vec![self.connect.clone()];
+        for (host, port) in &self.failover_hosts {
+            all.push(self.connect.clone().host(host).port(*port));
+        }
+        all
+    }
+
+    /// How long waiting for a pooled connection may take: the connect timeout, shorter
+    /// when there is another host to fail over to.
+    fn acquire_timeout(&self) -> Duration {
+        if self.failover_hosts.is_empty() {
+            self.options.connect_timeout
+        } else {
+            self.options.connect_timeout.min(FAILOVER_WAIT)
+        }
+    }
+
     /// A pool that connects on first use (the lock pool of [`Database::isolation`](fsmstore_core::Database::isolation)).
     pub(crate) fn lazy_pool(&self, max: u32) -> MySqlPool {
         MySqlPoolOptions::new()
             .max_connections(max.max(1))
             .min_connections(0)
-            .acquire_timeout(self.options.connect_timeout)
+            .acquire_timeout(self.acquire_timeout())
             .connect_lazy_with(self.connect.clone())
     }
 
-    pub(crate) async fn pool(&self, max: u32) -> Result<MySqlPool> {
-        let probe = tokio::time::timeout(
-            self.options.connect_timeout,
-            <sqlx::mysql::MySqlConnection as sqlx::Connection>::connect_with(&self.connect),
-        )
-        .await
-        .map_err(|_| {
-            Error::connection(
-                format!(
-                    "no answer from MySQL within {:?} (connect_timeout_ms)",
-                    self.options.connect_timeout
-                ),
-                None,
+    /// One connection to the first host that answers, and that host's index
+    /// ([`MysqlConfig::host_options`]).
+    ///
+    /// # Errors
+    /// The last host's error when none answers.
+    pub(crate) async fn connect_any(&self) -> Result<(sqlx::mysql::MySqlConnection, usize)> {
+        let mut last = None;
+        for (index, options) in self.host_options().iter().enumerate() {
+            let attempt = tokio::time::timeout(
+                self.options.connect_timeout,
+                <sqlx::mysql::MySqlConnection as sqlx::Connection>::connect_with(options),
             )
-        })?
-        .map_err(from_connect)?;
+            .await;
+            match attempt {
+                Ok(Ok(conn)) => return Ok((conn, index)),
+                Ok(Err(err)) => last = Some(from_connect(err)),
+                Err(_) => {
+                    last = Some(Error::connection(
+                        format!(
+                            "no answer from MySQL at {}:{} within {:?} (connect_timeout_ms)",
+                            options.get_host(),
+                            options.get_port(),
+                            self.options.connect_timeout
+                        ),
+                        None,
+                    ));
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::connection("no MySQL host", None)))
+    }
+
+    /// Opens a pool of at most `max` connections and checks that the server answers. One
+    /// direct connection first: a refused or failed connect then says why at once (sqlx's
+    /// pool retries until its timeout and reports only "pool timed out").
+    pub(crate) async fn pool(&self, max: u32) -> Result<MySqlPool> {
+        self.pool_on_any(max).await.map(|(pool, _)| pool)
+    }
+
+    /// [`MysqlConfig::pool`] on the first host that answers, and that host's index.
+    pub(crate) async fn pool_on_any(&self, max: u32) -> Result<(MySqlPool, usize)> {
+        let (probe, index) = self.connect_any().await?;
         sqlx::Connection::close(probe).await.ok();
-        MySqlPoolOptions::new()
+        let pool = MySqlPoolOptions::new()
             .max_connections(max.max(1))
             .min_connections(0)
-            .acquire_timeout(self.options.connect_timeout)
+            .acquire_timeout(self.acquire_timeout())
             // Released connections are pinged by sqlx anyway; a connection that died while
             // idle costs one failed attempt, which the storage retries on another one.
             .test_before_acquire(false)
-            .connect_with(self.connect.clone())
+            .connect_with(self.host_options()[index].clone())
             .await
-            .map_err(from_sqlx)
+            .map_err(from_sqlx)?;
+        Ok((pool, index))
     }
 }
 

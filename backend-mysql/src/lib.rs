@@ -30,6 +30,7 @@
 mod call;
 mod config;
 mod error;
+mod failover;
 mod inspect;
 mod isolation;
 mod migrate;

@@ -19,8 +19,7 @@ use fsmstore_core::{
     run_migration, run_stamp, AppliedMigration, Dialect, Error, MigrationReport, MigrationSet,
     MigrationTarget, Migrator, Result, Storage, TableName,
 };
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool};
-use sqlx::Connection;
+use sqlx::mysql::{MySqlConnection, MySqlPool};
 
 use crate::config::MysqlConfig;
 use crate::error::from_sqlx;
@@ -37,8 +36,7 @@ use crate::storage::{sql, MysqlStorage};
 #[derive(Clone)]
 pub struct MysqlMigrator {
     pool: MySqlPool,
-    connect: MySqlConnectOptions,
-    connect_timeout: Duration,
+    config: MysqlConfig,
     lock_timeout: Duration,
     shared: Arc<Shared>,
     /// The storage whose pool this migrator shares, if any: closing goes through it (its
@@ -81,8 +79,7 @@ impl MysqlMigrator {
         let lock = MigrationLock::mysql(&options.version_table);
         Ok(MysqlMigrator {
             pool,
-            connect: config.connect.clone(),
-            connect_timeout: config.options.connect_timeout,
+            config: config.clone(),
             lock_timeout: config.lock_timeout,
             shared: Arc::new(Shared {
                 set: options.migration_set(Dialect::Mysql)?,
@@ -107,21 +104,8 @@ impl MysqlMigrator {
     /// Opens the connection a run holds its lock on: never a pooled one, which could be
     /// handed back mid-run.
     async fn dedicated(&self) -> Result<MySqlConnection> {
-        tokio::time::timeout(
-            self.connect_timeout,
-            MySqlConnection::connect_with(&self.connect),
-        )
-        .await
-        .map_err(|_| {
-            Error::connection(
-                format!(
-                    "timed out after {:?} connecting to MySQL for the migration lock",
-                    self.connect_timeout
-                ),
-                None,
-            )
-        })?
-        .map_err(from_sqlx)
+        // The first host that answers (every one of `hosts=` shares the database).
+        self.config.connect_any().await.map(|(conn, _)| conn)
     }
 
     /// This migrator on the pool of `storage`, closing through it.

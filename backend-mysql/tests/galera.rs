@@ -17,6 +17,10 @@ use serde_json::json;
 
 const GALERA_VARIABLE: &str = "FSMSTORE_TEST_GALERA_URLS";
 
+/// The tests of this file run one at a time: they load the cluster (and one starts a
+/// cluster of its own), and timing under contention is what they observe.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The nodes' configs, or `None` after a loud skip (a failure under `CI`).
 async fn nodes() -> Option<Vec<MysqlConfig>> {
     let urls = std::env::var(GALERA_VARIABLE).unwrap_or_else(|_| {
@@ -49,6 +53,7 @@ fn obj(value: serde_json::Value) -> Data {
 /// there afterwards, read on every node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writers_on_every_node_lose_nothing() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(nodes) = nodes().await else {
         return;
     };
@@ -151,6 +156,7 @@ async fn read_synced(node: &MysqlConfig, options: &StorageOptions, key: &Storage
 /// migration is applied exactly once, and the schema ends at head on every node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn migrators_on_different_nodes_apply_each_migration_once() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(nodes) = nodes().await else {
         return;
     };
@@ -199,6 +205,7 @@ async fn migrators_on_different_nodes_apply_each_migration_once() {
 /// ran out it is taken over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_lock_row_is_taken_over_and_a_live_one_waited_for() {
+    let _one = ONE_AT_A_TIME.lock().await;
     use fsmstore_mysql::sqlx;
     let Some(nodes) = nodes().await else {
         return;
@@ -260,4 +267,187 @@ async fn a_stale_lock_row_is_taken_over_and_a_live_one_waited_for() {
     .unwrap();
     assert_eq!(left, 0, "the lock row is released");
     first.drop_tables().await.unwrap();
+}
+
+/// A cluster of this test's own (`scripts/galera.sh` on other ports and data), stopped
+/// when dropped: this test kills one of its nodes.
+struct PrivateCluster {
+    env: Vec<(&'static str, String)>,
+}
+
+impl PrivateCluster {
+    fn script(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/galera.sh"))
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .expect("run scripts/galera.sh")
+    }
+
+    /// Starts it, or `None` after a loud skip (a failure under `CI`).
+    fn start() -> Option<PrivateCluster> {
+        let cluster = PrivateCluster {
+            env: vec![
+                ("FSMSTORE_GALERA_PORT", "34060".into()),
+                ("FSMSTORE_GALERA_GCOMM_PORT", "4660".into()),
+                (
+                    "FSMSTORE_GALERA_DIR",
+                    format!("/tmp/fsmstore-galera-failover-{}", std::process::id()),
+                ),
+            ],
+        };
+        let out = cluster.script(&["start"]);
+        if !out.status.success() {
+            let why = String::from_utf8_lossy(&out.stderr).into_owned();
+            cluster.script(&["stop"]);
+            return fsmstore_conformance::unreachable(
+                "a private Galera cluster",
+                "scripts/galera.sh",
+                &why,
+            );
+        }
+        Some(cluster)
+    }
+
+    fn urls(&self) -> Vec<String> {
+        String::from_utf8(self.script(&["urls"]).stdout)
+            .unwrap()
+            .trim()
+            .split(',')
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        self.script(&["stop"]);
+        if let Some((_, dir)) = self.env.iter().find(|(k, _)| *k == "FSMSTORE_GALERA_DIR") {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A storage given every node (`hosts=`) keeps serving when its node is killed (kill -9)
+/// in the middle of a load: the writers go on after a few seconds of transient errors at
+/// most, no acknowledged write is lost, and the node, once it rejoined, serves the same
+/// rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_a_node_moves_the_storage_to_another() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    use std::sync::Mutex;
+    use std::time::Instant;
+    let Some(cluster) = PrivateCluster::start() else {
+        return;
+    };
+    let urls = cluster.urls();
+    let others: Vec<&str> = urls[1..]
+        .iter()
+        .map(|u| {
+            u.trim_start_matches("mysql://root@")
+                .trim_end_matches("/test")
+        })
+        .collect();
+    let url = format!(
+        "{}?hosts={}&table=failover&version_table=failover_ver&schema=upgrade&pool_max=8",
+        urls[0],
+        others.join(",")
+    );
+    let storage = Arc::new(MysqlStorage::connect(&url).await.unwrap());
+    const WRITERS: i64 = 8;
+    let acked = Arc::new(Mutex::new(Vec::<(i64, i64)>::new()));
+    let errors = Arc::new(Mutex::new(Vec::<(Duration, String)>::new()));
+    let started = Instant::now();
+    let load = Duration::from_secs(8);
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (storage, acked, errors) = (
+                Arc::clone(&storage),
+                Arc::clone(&acked),
+                Arc::clone(&errors),
+            );
+            tokio::spawn(async move {
+                let mut i = 0;
+                while started.elapsed() < load {
+                    let key = StorageKey::new(BotId(1), ChatId(-w - 1), UserId(i));
+                    match storage.set_data(&key, &obj(json!({"w": w, "i": i}))).await {
+                        Ok(()) => acked.lock().unwrap().push((w, i)),
+                        Err(err) => errors
+                            .lock()
+                            .unwrap()
+                            .push((started.elapsed(), err.to_string())),
+                    }
+                    i += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let killed_at = started.elapsed();
+    assert!(
+        cluster.script(&["kill", "1"]).status.success(),
+        "kill node 1"
+    );
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acked = std::mem::take(&mut *acked.lock().unwrap());
+    let errors = std::mem::take(&mut *errors.lock().unwrap());
+    let after_kill = acked.len();
+    let window = errors
+        .iter()
+        .map(|(at, _)| at.saturating_sub(killed_at))
+        .max()
+        .unwrap_or_default();
+    eprintln!(
+        "galera failover: {} writes acknowledged, {} errors, the last {:?} after the kill: {:?}",
+        after_kill,
+        errors.len(),
+        window,
+        errors
+            .iter()
+            .map(|(_, e)| e.as_str())
+            .collect::<BTreeSet<_>>()
+    );
+    assert!(
+        window < Duration::from_secs(5),
+        "errors went on for {window:?}"
+    );
+    for w in 0..WRITERS {
+        let last = acked.iter().filter(|(x, _)| *x == w).map(|(_, i)| *i).max();
+        let last_key = StorageKey::new(BotId(1), ChatId(-w - 1), UserId(last.unwrap()));
+        assert!(last.is_some(), "writer {w} wrote nothing");
+        assert!(!storage.get_data(&last_key).await.unwrap().is_empty());
+    }
+    let mut lost = 0;
+    for (w, i) in &acked {
+        let key = StorageKey::new(BotId(1), ChatId(-w - 1), UserId(*i));
+        if storage.get_data(&key).await.unwrap() != obj(json!({"w": w, "i": i})) {
+            lost += 1;
+        }
+    }
+    assert_eq!(lost, 0, "acknowledged writes lost after the kill");
+    // The node comes back (state transfer) and serves the same rows.
+    assert!(
+        cluster.script(&["start"]).status.success(),
+        "node 1 rejoins"
+    );
+    let node1 = MysqlStorage::connect(&format!(
+        "{}?table=failover&version_table=failover_ver",
+        urls[0]
+    ))
+    .await
+    .unwrap();
+    for (w, i) in &acked {
+        let key = StorageKey::new(BotId(1), ChatId(-w - 1), UserId(*i));
+        assert_eq!(
+            node1.get_data(&key).await.unwrap(),
+            obj(json!({"w": w, "i": i})),
+            "node 1"
+        );
+    }
+    node1.close().await.unwrap();
+    storage.close().await.unwrap();
+    drop(cluster);
 }

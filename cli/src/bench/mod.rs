@@ -162,9 +162,10 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
     let beside = plain.as_ref().map(|plain| (plain, variants.as_slice()));
     let result = measure(url, args, &options, &db, second.as_ref(), beside).await;
     for variant in variants {
-        if variant.with.options().layout != fsmstore::Layout::Fsmstore {
-            variant.with.migrator()?.drop_tables().await?;
-        }
+        // Its scratch tables: its own (the layout's), or on another server (`--beside` a
+        // Galera node or another database); on the same table they are already gone or go
+        // with the first handle's (dropping is idempotent).
+        variant.with.migrator()?.drop_tables().await?;
         variant.with.close().await?;
     }
     if let Some(plain) = plain {
