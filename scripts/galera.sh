@@ -26,8 +26,16 @@ gport() { echo $((${FSMSTORE_GALERA_GCOMM_PORT:-4560} + 10 * $1)); }
 sql() { # node, statement
   mariadb --protocol=tcp -h 127.0.0.1 -P "$(port "$1")" -u root -N -B -e "$2" 2>/dev/null
 }
-alive() { [ -f "$dir/node$1/mysqld.pid" ] && kill -0 "$(cat "$dir/node$1/mysqld.pid")" 2>/dev/null; }
+# The pid of node N's mariadbd, if it runs (a stale pid file of a reused pid is not it).
+pid_of() {
+  local pid
+  pid="$(cat "$dir/node$1/mysqld.pid" 2>/dev/null)" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--defaults-file=$dir/node$1/my.cnf" || return 1
+  echo "$pid"
+}
+alive() { pid_of "$1" >/dev/null; }
 size() { sql "$1" "SHOW STATUS LIKE 'wsrep_cluster_size'" | awk '{print $2}'; }
+three() { [ "$(size "$1")" = 3 ]; }
 synced() { [ "$(sql "$1" "SHOW STATUS LIKE 'wsrep_local_state_comment'" | awk '{print $2}')" = "Synced" ]; }
 
 config() { # node
@@ -60,7 +68,9 @@ wsrep_cluster_name = fsmstore_test_$base
 wsrep_cluster_address = gcomm://${peers#,}
 wsrep_node_name = node$n
 wsrep_node_address = 127.0.0.1:$g
-wsrep_provider_options = "gmcast.listen_addr=tcp://127.0.0.1:$g;ist.recv_addr=127.0.0.1:$((g + 1));gcache.size=64M"
+# A killed node stalls the cluster's commits until the others declare it gone
+# (evs.suspect_timeout, 5 s by default): on one machine 1.5 s is safe.
+wsrep_provider_options = "gmcast.listen_addr=tcp://127.0.0.1:$g;ist.recv_addr=127.0.0.1:$((g + 1));gcache.size=64M;evs.keepalive_period=PT0.5S;evs.suspect_timeout=PT1.5S;evs.inactive_timeout=PT3S;evs.install_timeout=PT3S"
 wsrep_sst_method = rsync
 wsrep_sst_receive_address = 127.0.0.1:$((g + 2))
 CNF
@@ -99,13 +109,21 @@ start() {
     if alive "$n"; then running+=("$n"); fi
   done
   if [ ${#running[@]} -eq 0 ]; then
-    # A new cluster: node 1 bootstraps (it was the last to stop, or all are new).
-    sed -i 's/^safe_to_bootstrap: 0/safe_to_bootstrap: 1/' "$dir/node1/data/grastate.dat" 2>/dev/null || true
-    launch 1 --wsrep-new-cluster
-    wait_for "node 1 bootstrap" 60 synced 1
+    # A new cluster bootstraps from the node that stopped last (Galera marks it
+    # safe_to_bootstrap), so no newer data is overwritten; all new or none marked: node 1.
+    local first=1
+    for n in "${nodes[@]}"; do
+      if grep -q '^safe_to_bootstrap: 1' "$dir/node$n/data/grastate.dat" 2>/dev/null; then first=$n; break; fi
+    done
+    sed -i 's/^safe_to_bootstrap: 0/safe_to_bootstrap: 1/' "$dir/node$first/data/grastate.dat" 2>/dev/null || true
+    launch "$first" --wsrep-new-cluster
+    wait_for "node $first bootstrap" 60 synced "$first"
+    if [ "$first" != 1 ]; then
+      running=("$first")
+    fi
     sql 1 "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; CREATE DATABASE IF NOT EXISTS test" \
       || mariadb -S "$dir/node1/mysqld.sock" -u root -e "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; CREATE DATABASE IF NOT EXISTS test"
-    running=(1)
+    [ ${#running[@]} -gt 0 ] || running=(1)
   fi
   # Join the others one at a time (each takes a state transfer from a running node).
   for n in "${nodes[@]}"; do
@@ -114,16 +132,17 @@ start() {
       wait_for "node $n joining" 120 synced "$n"
     fi
   done
-  wait_for "a cluster of 3" 60 test "$(size 1)" = 3
+  wait_for "a cluster of 3" 60 three 1
   echo "galera: 3 nodes synced on $(port 1), $(port 2), $(port 3)"
 }
 
 stop() {
   local n
+  local pid
   for n in 3 2 1; do
-    if alive "$n"; then
-      kill "$(cat "$dir/node$n/mysqld.pid")" 2>/dev/null || true
-      wait_for "node $n stopping" 60 bash -c "! kill -0 $(cat "$dir/node$n/mysqld.pid" 2>/dev/null || echo 0) 2>/dev/null"
+    if pid="$(pid_of "$n")"; then
+      kill "$pid" 2>/dev/null || true
+      wait_for "node $n stopping" 60 bash -c "! kill -0 $pid 2>/dev/null"
     fi
   done
 }
@@ -131,7 +150,7 @@ stop() {
 status() {
   local n
   for n in "${nodes[@]}"; do synced "$n" || return 1; done
-  [ "$(size 1)" = 3 ]
+  three 1
 }
 
 case "${1:-}" in
@@ -139,6 +158,6 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   urls) echo "mysql://root@127.0.0.1:$(port 1)/test,mysql://root@127.0.0.1:$(port 2)/test,mysql://root@127.0.0.1:$(port 3)/test" ;;
-  kill) kill -9 "$(cat "$dir/node${2:?node}/mysqld.pid")" ;;
+  kill) kill -9 "$(pid_of "${2:?node}")" ;;
   *) echo "usage: $0 start|stop|status|urls|kill N" >&2; exit 2 ;;
 esac

@@ -17,7 +17,13 @@ upstream_port="${FSMSTORE_PGBOUNCER_UPSTREAM_PORT:-5432}"
 user=postgres
 url="postgres://postgres@127.0.0.1:$port/postgres"
 
-up() { pg_isready -h 127.0.0.1 -p "$port" -q 2>/dev/null; }
+# Ours, answering: the instance of our pid file (not, say, Debian's session-mode service).
+ours() {
+  local pid
+  pid="$(cat "$dir/pgbouncer.pid" 2>/dev/null)" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$dir/pgbouncer.ini"
+}
+up() { ours && pg_isready -h 127.0.0.1 -p "$port" -q 2>/dev/null; }
 
 start() {
   if up; then echo "pgbouncer: up on $port"; return 0; fi
@@ -61,10 +67,10 @@ INI
 }
 
 stop() {
-  if [ -f "$dir/pgbouncer.pid" ]; then
+  if ours; then
     kill "$(cat "$dir/pgbouncer.pid")" 2>/dev/null || true
-    rm -f "$dir/pgbouncer.pid"
   fi
+  rm -f "$dir/pgbouncer.pid"
 }
 
 case "${1:-}" in

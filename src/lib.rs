@@ -71,7 +71,7 @@ pub mod sqlite {
 #[cfg(feature = "postgres")]
 pub mod postgres {
     pub use fsmstore_postgres::{
-        deadpool_postgres, tokio_postgres, PgConfig, PgMigrator, PgStorage,
+        deadpool_postgres, tokio_postgres, PgConfig, PgMigrator, PgStorage, Pooler,
     };
 }
 

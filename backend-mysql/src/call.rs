@@ -18,6 +18,19 @@ use crate::storage::MysqlStorage;
 /// outcome. Busy connections skip the round trip.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
+/// Whether `err`, from waiting for a pooled connection, means the host could not be
+/// reached: it refused, or the wait timed out while the pool had room to open a connection
+/// (a busy pool also times out, with every connection in use: that is no reason to move).
+fn connect_failed(pool: &sqlx::MySqlPool, err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut => pool.size() < pool.options().get_max_connections(),
+        other => matches!(
+            classify(other),
+            Failure::Unreachable | Failure::ConnectionLost
+        ),
+    }
+}
+
 /// Where a failed call stopped.
 pub(crate) enum Failed {
     /// Before anything was applied: a statement that writes nothing, or a statement of a
@@ -76,6 +89,20 @@ impl MysqlStorage {
         .await
     }
 
+    /// After a connection to host `host` was lost: moves to the next host if that one takes
+    /// no fresh connection either (there being another host).
+    async fn move_if_down(&self, host: usize) {
+        let inner = &*self.inner;
+        if inner.failover.can_move()
+            && inner.failover.current() == host
+            && !inner.failover.answers(host).await
+        {
+            inner
+                .failover
+                .move_from(host, &[&inner.pool, &inner.lock_pool]);
+        }
+    }
+
     /// One attempt: a connection found dead before the call applied anything is replaced
     /// (at most `pool_max + 1` times: the pool may hold that many dead idle connections);
     /// a connection lost while applying is [`Error::OutcomeUnknown`], unless the server
@@ -97,14 +124,12 @@ impl MysqlStorage {
             let host = inner.failover.current();
             let (mut conn, idle) = match inner.stash.checkout(&inner.pool).await {
                 Ok(checked_out) => checked_out,
-                Err(err)
-                    if inner.failover.can_move()
-                        && matches!(
-                            classify(&err),
-                            Failure::Unreachable | Failure::ConnectionLost
-                        ) =>
-                {
-                    // The host is down: the next connection goes to the next host.
+                // No fresh connection to the current host could be opened (the pool had
+                // room: the wait was for connecting, not for a busy pool), or it refused:
+                // the next connection goes to the next host. Lost connections alone never
+                // move the storage (an idle timeout or a `KILL` ends one connection, not
+                // the node).
+                Err(err) if inner.failover.can_move() && connect_failed(&inner.pool, &err) => {
                     inner
                         .failover
                         .move_from(host, &[&inner.pool, &inner.lock_pool]);
@@ -115,9 +140,7 @@ impl MysqlStorage {
             };
             if access == Access::Write && idle >= PING_AFTER_IDLE {
                 if let Err(err) = conn.ping().await {
-                    inner
-                        .failover
-                        .move_from(host, &[&inner.pool, &inner.lock_pool]);
+                    self.move_if_down(host).await;
                     tracing::debug!(operation, error = %err, "idle connection was dead; replaced");
                     lost = Some(err);
                     continue;
@@ -134,13 +157,19 @@ impl MysqlStorage {
             drop(conn);
             let (Failed::Before(err) | Failed::Applying(err)) = &failed;
             if classify(err) == Failure::ConnectionLost {
-                // The host may be down: new connections try the next one. If it was one
-                // connection, the next host serves as well (every host takes writes).
-                inner
-                    .failover
-                    .move_from(host, &[&inner.pool, &inner.lock_pool]);
+                self.move_if_down(host).await;
             }
             match failed {
+                // A Galera node cut off from the cluster still answers, but refuses every
+                // statement (1047, not applied): move to the next host.
+                Failed::Before(err) | Failed::Applying(err)
+                    if inner.failover.can_move() && classify(&err) == Failure::Unreachable =>
+                {
+                    inner
+                        .failover
+                        .move_from(host, &[&inner.pool, &inner.lock_pool]);
+                    lost = Some(err);
+                }
                 Failed::Before(err) | Failed::Applying(err)
                     if classify(&err) == Failure::SessionAborted =>
                 {

@@ -20,6 +20,9 @@ const ER_CLIENT_INTERACTION_TIMEOUT: u16 = 4031;
 const ER_CON_COUNT_ERROR: u16 = 1040;
 const ER_TOO_MANY_USER_CONNECTIONS: u16 = 1203;
 const ER_USER_LIMIT_REACHED: u16 = 1226;
+/// Galera: "WSREP has not yet prepared node for application use": a node cut off from the
+/// cluster (or still joining) refuses statements; nothing was applied.
+const ER_UNKNOWN_COM_ERROR: u16 = 1047;
 
 /// The server's error number of `err`, if the server sent one.
 pub(crate) fn error_number(err: &sqlx::Error) -> Option<u16> {
@@ -68,9 +71,10 @@ pub(crate) fn classify(err: &sqlx::Error) -> Failure {
                 | ER_QUERY_INTERRUPTED
                 | ER_CONNECTION_KILLED
                 | ER_CLIENT_INTERACTION_TIMEOUT => Failure::SessionAborted,
-                ER_CON_COUNT_ERROR | ER_TOO_MANY_USER_CONNECTIONS | ER_USER_LIMIT_REACHED => {
-                    Failure::Unreachable
-                }
+                ER_CON_COUNT_ERROR
+                | ER_TOO_MANY_USER_CONNECTIONS
+                | ER_USER_LIMIT_REACHED
+                | ER_UNKNOWN_COM_ERROR => Failure::Unreachable,
                 _ => Failure::Other,
             },
             None => Failure::Other,

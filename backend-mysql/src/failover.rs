@@ -30,6 +30,21 @@ impl Failover {
         self.hosts.len() > 1
     }
 
+    /// Whether host `index` takes a fresh connection within a second. Run after a
+    /// connection to it was lost: one lost connection (`wait_timeout`, `KILL`) is no reason
+    /// to move, a host that refuses new ones is.
+    pub(crate) async fn answers(&self, index: usize) -> bool {
+        let connect =
+            <sqlx::mysql::MySqlConnection as sqlx::Connection>::connect_with(&self.hosts[index]);
+        match tokio::time::timeout(std::time::Duration::from_secs(1), connect).await {
+            Ok(Ok(conn)) => {
+                let _ = sqlx::Connection::close(conn).await;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Points `pools`' new connections at the host after `from`, the host a call found
     /// unreachable, unless another call moved them already (many calls see one node die at
     /// once; only the first moves). Connections to the old host fail on their next use and

@@ -228,8 +228,9 @@ impl Migrator for MysqlMigrator {
                     break;
                 }
             }
-            self.shared.release_lock(&mut steps.conn).await;
-            // The lock table goes with the version table it locks.
+            // The lock table goes with the version table it locks, while the lock is still
+            // held: a migrator waiting meanwhile fails (its table is gone) rather than run
+            // beside another that recreated it.
             if dropped.is_ok() {
                 let statement = sql(&drop_table_if_exists(
                     Dialect::Mysql,
@@ -241,6 +242,7 @@ impl Migrator for MysqlMigrator {
                     .map(drop)
                     .map_err(from_sqlx);
             }
+            self.shared.release_lock(&mut steps.conn).await;
             dropped
         }
         .await;

@@ -196,14 +196,41 @@ impl Shared {
     }
 
     /// Extends the cluster lock's lease (each planning round).
+    ///
+    /// # Errors
+    /// [`Error::Migration`] when the lock is no longer this connection's: its lease ran out
+    /// and another migrator took it over, so this run must stop.
     pub(crate) async fn renew_cluster_lock(&self, conn: &mut MySqlConnection) -> Result<()> {
-        sqlx::query(sql(&self.cluster.renew))
+        let renewed = sqlx::query(sql(&self.cluster.renew))
             .bind(LEASE_SECONDS)
             .bind(&self.cluster.name)
             .execute(&mut *conn)
             .await
-            .map(drop)
-            .map_err(from_sqlx)
+            .map_err(from_sqlx)?;
+        // MySQL counts changed rows: a renewal within the same microsecond changes nothing
+        // yet holds the row; check the owner then.
+        if renewed.rows_affected() == 1 || self.holds_cluster_lock(conn).await? {
+            return Ok(());
+        }
+        Err(Error::Migration(format!(
+            "lost the cluster migration lock (row {:?} of {}): its lease ran out and another migrator took it over; run the migration again",
+            self.cluster.name, self.cluster.table
+        )))
+    }
+
+    /// Whether this connection owns the cluster lock row.
+    async fn holds_cluster_lock(&self, conn: &mut MySqlConnection) -> Result<bool> {
+        let owner: Option<(String, i64)> = sqlx::query_as(sql(&self.cluster.holder))
+            .bind(&self.cluster.name)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(from_sqlx)?;
+        let me: String =
+            sqlx::query_scalar("SELECT CONCAT(@@hostname, ':', @@port, ':', CONNECTION_ID())")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(from_sqlx)?;
+        Ok(owner.is_some_and(|(owner, _)| owner == me))
     }
 
     /// Releases the cluster lock row, then `GET_LOCK`. Failures are logged: the lease runs

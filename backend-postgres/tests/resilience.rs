@@ -209,21 +209,22 @@ async fn several_hosts_in_the_url_skip_a_dead_one() {
     if common::admin().await.is_none() {
         return;
     }
-    let live = PgConfig::from_url(&common::url()).unwrap();
-    let live_host = match &live.pg.get_hosts()[0] {
-        tokio_postgres::config::Host::Tcp(host) => host.clone(),
-        other => panic!("a TCP host, not {other:?}"),
-    };
-    let live_port = live.pg.get_ports().first().copied().unwrap_or(5432);
     // A port nothing listens on: connecting to it is refused at once.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_port = dead.local_addr().unwrap().port();
     drop(dead);
-    let user = live.pg.get_user().unwrap_or("postgres");
-    let dbname = live.pg.get_dbname().unwrap_or("postgres");
+    // The test server's URL (user, password, database, parameters kept) with the dead host
+    // put before its own.
+    let live = common::url();
+    let at = live
+        .find('@')
+        .map_or(live.find("://").unwrap() + 3, |at| at + 1);
     let table = format!("multi_host_{}", std::process::id());
+    let separator = if live.contains('?') { '&' } else { '?' };
     let url = format!(
-        "postgres://{user}@127.0.0.1:{dead_port},{live_host}:{live_port}/{dbname}?table={table}&version_table={table}_ver&schema=upgrade&connect_timeout_ms=2000"
+        "{}127.0.0.1:{dead_port},{}{separator}table={table}&version_table={table}_ver&schema=upgrade&connect_timeout_ms=2000",
+        &live[..at],
+        &live[at..]
     );
     let storage = PgStorage::connect(&url)
         .await

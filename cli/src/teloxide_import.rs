@@ -132,7 +132,10 @@ async fn read_rows(url: &str, from: &TableName) -> anyhow::Result<Vec<SourceRow>
         Scheme::Postgres => {
             let config = fsmstore::postgres::PgConfig::from_url(url)?;
             let (client, _driver) = config.connect().await?;
-            let rows = client.query(&select(Dialect::Postgres, from), &[]).await?;
+            // Unnamed (nothing prepared): also through a transaction pooler.
+            let rows = client
+                .query_typed(&select(Dialect::Postgres, from), &[])
+                .await?;
             rows.iter()
                 .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
                 .collect()

@@ -37,6 +37,11 @@ impl PgFloor {
 
     pub(crate) async fn open(url: &str, table: &TableName) -> anyhow::Result<Self> {
         let config = PgConfig::from_url(url)?;
+        if config.pooler == fsmstore::postgres::Pooler::Transaction {
+            anyhow::bail!(
+                "--floor, --prefill and --isolation measure the bare driver (prepared statements, session advisory locks), which a transaction pooler can not carry: give --url the server itself and the pooler with --beside"
+            );
+        }
         let mut pg = config.pg.clone();
         if let Some(schema) = &config.search_path {
             pg.options(format!("-c search_path={schema}"));

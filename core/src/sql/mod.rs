@@ -389,7 +389,8 @@ pub struct ClusterLock {
     /// `(lease seconds, name)`: takes the lock over when its lease ran out or this node
     /// owns it; rows affected = whether it did.
     pub take_over: String,
-    /// `(lease seconds, name)`: extends the lease this connection holds.
+    /// `(lease seconds, name)`: extends the lease this connection holds; no row affected
+    /// means another migrator took it over (the lease ran out).
     pub renew: String,
     /// `(name)`: releases the lock this connection holds.
     pub release: String,
@@ -417,7 +418,8 @@ impl ClusterLock {
             insert: format!("INSERT INTO {t} (name, owner, expires_at) VALUES (?, {me}, {lease})"),
             take_over: format!(
                 "UPDATE {t} SET owner = {me}, expires_at = {lease} \
-                 WHERE name = ? AND (expires_at < CURRENT_TIMESTAMP(6) OR owner LIKE CONCAT({node}, '%'))"
+                 WHERE name = ? AND (expires_at < CURRENT_TIMESTAMP(6) \
+                 OR LEFT(owner, CHAR_LENGTH({node})) = {node})"
             ),
             renew: format!("UPDATE {t} SET expires_at = {lease} WHERE name = ? AND owner = {me}"),
             release: format!("DELETE FROM {t} WHERE name = ? AND owner = {me}"),
