@@ -69,8 +69,8 @@ wsrep_cluster_address = gcomm://${peers#,}
 wsrep_node_name = node$n
 wsrep_node_address = 127.0.0.1:$g
 # A killed node stalls the cluster's commits until the others declare it gone
-# (evs.suspect_timeout, 5 s by default): on one machine 1.5 s is safe.
-wsrep_provider_options = "gmcast.listen_addr=tcp://127.0.0.1:$g;ist.recv_addr=127.0.0.1:$((g + 1));gcache.size=64M;evs.keepalive_period=PT0.5S;evs.suspect_timeout=PT1.5S;evs.inactive_timeout=PT3S;evs.install_timeout=PT3S"
+# (evs.suspect_timeout, 5 s by default): on one machine 2 s leaves room for a loaded host.
+wsrep_provider_options = "gmcast.listen_addr=tcp://127.0.0.1:$g;ist.recv_addr=127.0.0.1:$((g + 1));gcache.size=64M;evs.keepalive_period=PT0.5S;evs.suspect_timeout=PT2S;evs.inactive_timeout=PT6S;evs.install_timeout=PT6S"
 wsrep_sst_method = rsync
 wsrep_sst_receive_address = 127.0.0.1:$((g + 2))
 CNF
@@ -94,6 +94,11 @@ wait_for() { # what, seconds, command...
     sleep 0.2
   done
   echo "galera: $what did not happen in ${seconds}s (logs: $dir/node*/error.log)" >&2
+  local n
+  for n in "${nodes[@]}"; do
+    echo "--- node $n:" >&2
+    tail -n 8 "$dir/node$n/error.log" >&2 2>/dev/null || true
+  done
   return 1
 }
 

@@ -296,7 +296,23 @@ impl PrivateCluster {
                 ),
             ],
         };
-        let out = cluster.script(&["start"]);
+        let mut out = cluster.script(&["start"]);
+        if !out.status.success() {
+            // A node that failed to join on a loaded machine: start over once, from empty.
+            eprintln!(
+                "galera: a private cluster failed to start; trying once more:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            cluster.script(&["stop"]);
+            if let Some((_, dir)) = cluster
+                .env
+                .iter()
+                .find(|(k, _)| *k == "FSMSTORE_GALERA_DIR")
+            {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            out = cluster.script(&["start"]);
+        }
         if !out.status.success() {
             let why = String::from_utf8_lossy(&out.stderr).into_owned();
             cluster.script(&["stop"]);
