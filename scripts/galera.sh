@@ -30,7 +30,7 @@ sql() { # node, statement
 pid_of() {
   local pid
   pid="$(cat "$dir/node$1/mysqld.pid" 2>/dev/null)" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--defaults-file=$dir/node$1/my.cnf" || return 1
+  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q -- "--defaults-file=$dir/node$1/my.cnf" || return 1
   echo "$pid"
 }
 alive() { pid_of "$1" >/dev/null; }
@@ -108,27 +108,26 @@ start() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q galera-4 rsync >/dev/null
   fi
   mkdir -p "$dir"
-  local n running=()
+  local n running=0
   for n in "${nodes[@]}"; do
     config "$n"
-    if alive "$n"; then running+=("$n"); fi
+    if alive "$n"; then running=$((running + 1)); fi
   done
-  if [ ${#running[@]} -eq 0 ]; then
-    # A new cluster bootstraps from the node that stopped last (Galera marks it
-    # safe_to_bootstrap), so no newer data is overwritten; all new or none marked: node 1.
-    local first=1
+  if [ "$running" -eq 0 ]; then
+    # A new cluster bootstraps from the node with the newest data, so nothing newer is
+    # overwritten: the one Galera marked safe_to_bootstrap (it stopped last), else the
+    # highest recorded seqno; all new: node 1.
+    local first=1 best=-2 seqno
     for n in "${nodes[@]}"; do
-      if grep -q '^safe_to_bootstrap: 1' "$dir/node$n/data/grastate.dat" 2>/dev/null; then first=$n; break; fi
+      if grep -q '^safe_to_bootstrap: 1' "$dir/node$n/data/grastate.dat" 2>/dev/null; then first=$n; best=""; break; fi
+      seqno="$(awk '/^seqno:/ {print $2}' "$dir/node$n/data/grastate.dat" 2>/dev/null)"
+      if [ -n "$seqno" ] && [ "$seqno" -gt "$best" ]; then first=$n; best=$seqno; fi
     done
     sed -i 's/^safe_to_bootstrap: 0/safe_to_bootstrap: 1/' "$dir/node$first/data/grastate.dat" 2>/dev/null || true
     launch "$first" --wsrep-new-cluster
     wait_for "node $first bootstrap" 60 synced "$first"
-    if [ "$first" != 1 ]; then
-      running=("$first")
-    fi
-    sql 1 "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; CREATE DATABASE IF NOT EXISTS test" \
-      || mariadb -S "$dir/node1/mysqld.sock" -u root -e "CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; CREATE DATABASE IF NOT EXISTS test"
-    [ ${#running[@]} -gt 0 ] || running=(1)
+    local setup="CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; CREATE DATABASE IF NOT EXISTS test"
+    sql "$first" "$setup" || mariadb -S "$dir/node$first/mysqld.sock" -u root -e "$setup"
   fi
   # Join the others one at a time (each takes a state transfer from a running node).
   for n in "${nodes[@]}"; do

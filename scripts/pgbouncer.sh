@@ -21,7 +21,7 @@ url="postgres://postgres@127.0.0.1:$port/postgres"
 ours() {
   local pid
   pid="$(cat "$dir/pgbouncer.pid" 2>/dev/null)" || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$dir/pgbouncer.ini"
+  tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -q -- "$dir/pgbouncer.ini"
 }
 up() { ours && pg_isready -h 127.0.0.1 -p "$port" -q 2>/dev/null; }
 

@@ -18,19 +18,6 @@ use crate::storage::MysqlStorage;
 /// outcome. Busy connections skip the round trip.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// Whether `err`, from waiting for a pooled connection, means the host could not be
-/// reached: it refused, or the wait timed out while the pool had room to open a connection
-/// (a busy pool also times out, with every connection in use: that is no reason to move).
-fn connect_failed(pool: &sqlx::MySqlPool, err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::PoolTimedOut => pool.size() < pool.options().get_max_connections(),
-        other => matches!(
-            classify(other),
-            Failure::Unreachable | Failure::ConnectionLost
-        ),
-    }
-}
-
 /// Where a failed call stopped.
 pub(crate) enum Failed {
     /// Before anything was applied: a statement that writes nothing, or a statement of a
@@ -89,9 +76,9 @@ impl MysqlStorage {
         .await
     }
 
-    /// After a connection to host `host` was lost: moves to the next host if that one takes
-    /// no fresh connection either (there being another host).
-    async fn move_if_down(&self, host: usize) {
+    /// After a connection to host `host` failed: moves to the next host if that one takes
+    /// no fresh connection either (there being another host); returns whether it moved.
+    async fn move_if_down(&self, host: usize) -> bool {
         let inner = &*self.inner;
         if inner.failover.can_move()
             && inner.failover.current() == host
@@ -100,13 +87,16 @@ impl MysqlStorage {
             inner
                 .failover
                 .move_from(host, &[&inner.pool, &inner.lock_pool]);
+            return true;
         }
+        false
     }
 
     /// One attempt: a connection found dead before the call applied anything is replaced
     /// (at most `pool_max + 1` times: the pool may hold that many dead idle connections);
     /// a connection lost while applying is [`Error::OutcomeUnknown`], unless the server
-    /// said it aborted the statement.
+    /// said it aborted the statement. With failover hosts, a host that takes no fresh
+    /// connection is left for the next one (at most once per host in a call).
     async fn attempt<A: Sync, T>(
         &self,
         operation: &'static str,
@@ -116,23 +106,33 @@ impl MysqlStorage {
     ) -> Result<T> {
         let inner = &*self.inner;
         let mut lost = None;
+        let mut moves = 0;
         for _ in 0..=inner.config.options.pool_max {
             if inner.closed.load(std::sync::atomic::Ordering::Acquire) {
                 return Err(Error::Closed);
+            }
+            if moves >= inner.failover.len() {
+                // Every host was tried in this call.
+                break;
             }
             // Waiting for a connection already retried until the connect timeout.
             let host = inner.failover.current();
             let (mut conn, idle) = match inner.stash.checkout(&inner.pool).await {
                 Ok(checked_out) => checked_out,
-                // No fresh connection to the current host could be opened (the pool had
-                // room: the wait was for connecting, not for a busy pool), or it refused:
-                // the next connection goes to the next host. Lost connections alone never
-                // move the storage (an idle timeout or a `KILL` ends one connection, not
-                // the node).
-                Err(err) if inner.failover.can_move() && connect_failed(&inner.pool, &err) => {
-                    inner
-                        .failover
-                        .move_from(host, &[&inner.pool, &inner.lock_pool]);
+                // No connection came: if the current host takes no fresh one either
+                // (refused, silent, not ready), the next connection goes to the next host.
+                // A busy pool also times out; its host still answers, and the storage stays.
+                Err(err)
+                    if inner.failover.can_move()
+                        && matches!(
+                            classify(&err),
+                            Failure::Unreachable | Failure::ConnectionLost
+                        ) =>
+                {
+                    if !self.move_if_down(host).await {
+                        return Err(from_sqlx(err));
+                    }
+                    moves += 1;
                     lost = Some(err);
                     continue;
                 }
@@ -140,7 +140,9 @@ impl MysqlStorage {
             };
             if access == Access::Write && idle >= PING_AFTER_IDLE {
                 if let Err(err) = conn.ping().await {
-                    self.move_if_down(host).await;
+                    if self.move_if_down(host).await {
+                        moves += 1;
+                    }
                     tracing::debug!(operation, error = %err, "idle connection was dead; replaced");
                     lost = Some(err);
                     continue;
@@ -153,21 +155,29 @@ impl MysqlStorage {
                 }
                 Err(failed) => failed,
             };
+            let (Failed::Before(err) | Failed::Applying(err)) = &failed;
+            let failure = classify(err);
+            if failure == Failure::Unreachable {
+                // A node cut off from the cluster (1047) still answers pings: this
+                // connection must not go back to the pool.
+                conn.close_on_drop();
+            }
             // Not back on the stash: sqlx's release path tests (pings) or closes it.
             drop(conn);
-            let (Failed::Before(err) | Failed::Applying(err)) = &failed;
-            if classify(err) == Failure::ConnectionLost {
-                self.move_if_down(host).await;
+            // A lost connection alone (an idle timeout, a `KILL`) does not move the storage:
+            // a host that takes no fresh connection does.
+            if matches!(failure, Failure::ConnectionLost | Failure::Unreachable)
+                && self.move_if_down(host).await
+            {
+                moves += 1;
             }
             match failed {
-                // A Galera node cut off from the cluster still answers, but refuses every
-                // statement (1047, not applied): move to the next host.
+                // A Galera node cut off from the cluster answers, but refuses every
+                // statement (1047, nothing applied): run the call again, on the next host
+                // if this one is not ready.
                 Failed::Before(err) | Failed::Applying(err)
                     if inner.failover.can_move() && classify(&err) == Failure::Unreachable =>
                 {
-                    inner
-                        .failover
-                        .move_from(host, &[&inner.pool, &inner.lock_pool]);
                     lost = Some(err);
                 }
                 Failed::Before(err) | Failed::Applying(err)

@@ -30,19 +30,32 @@ impl Failover {
         self.hosts.len() > 1
     }
 
-    /// Whether host `index` takes a fresh connection within a second. Run after a
-    /// connection to it was lost: one lost connection (`wait_timeout`, `KILL`) is no reason
-    /// to move, a host that refuses new ones is.
+    /// Whether host `index` takes a fresh connection within a second and is ready for
+    /// statements (a Galera node cut off from the cluster accepts connections but is not
+    /// `wsrep_ready`). Run after a connection to it failed: one lost connection
+    /// (`wait_timeout`, `KILL`) is no reason to move, a host that refuses new ones is.
     pub(crate) async fn answers(&self, index: usize) -> bool {
-        let connect =
-            <sqlx::mysql::MySqlConnection as sqlx::Connection>::connect_with(&self.hosts[index]);
-        match tokio::time::timeout(std::time::Duration::from_secs(1), connect).await {
-            Ok(Ok(conn)) => {
-                let _ = sqlx::Connection::close(conn).await;
-                true
-            }
-            _ => false,
-        }
+        let probe = async {
+            let mut conn = <sqlx::mysql::MySqlConnection as sqlx::Connection>::connect_with(
+                &self.hosts[index],
+            )
+            .await?;
+            // No row on a server without Galera.
+            let ready: Option<(String, String)> = sqlx::query_as("SHOW STATUS LIKE 'wsrep_ready'")
+                .fetch_optional(&mut conn)
+                .await?;
+            let _ = sqlx::Connection::close(conn).await;
+            Ok::<_, sqlx::Error>(ready.is_none_or(|(_, value)| value == "ON"))
+        };
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(1), probe).await,
+            Ok(Ok(true))
+        )
+    }
+
+    /// How many hosts there are.
+    pub(crate) fn len(&self) -> usize {
+        self.hosts.len()
     }
 
     /// Points `pools`' new connections at the host after `from`, the host a call found

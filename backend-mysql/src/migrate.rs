@@ -242,7 +242,12 @@ impl Migrator for MysqlMigrator {
                     .map(drop)
                     .map_err(from_sqlx);
             }
-            self.shared.release_lock(&mut steps.conn).await;
+            // The row went with its table; only the node's lock is left.
+            if dropped.is_ok() {
+                self.shared.release_node_lock(&mut steps.conn).await;
+            } else {
+                self.shared.release_lock(&mut steps.conn).await;
+            }
             dropped
         }
         .await;

@@ -207,8 +207,8 @@ impl Shared {
             .execute(&mut *conn)
             .await
             .map_err(from_sqlx)?;
-        // MySQL counts changed rows: a renewal within the same microsecond changes nothing
-        // yet holds the row; check the owner then.
+        // sqlx asks for matched rows (CLIENT_FOUND_ROWS), so 1 means the row is ours; 0 is
+        // checked against the owner once more before giving up.
         if renewed.rows_affected() == 1 || self.holds_cluster_lock(conn).await? {
             return Ok(());
         }
@@ -248,7 +248,7 @@ impl Shared {
 
     /// `RELEASE_LOCK` on `conn`. A failure is logged, not returned: the server releases the
     /// lock when the session ends anyway.
-    async fn release_node_lock(&self, conn: &mut MySqlConnection) {
+    pub(crate) async fn release_node_lock(&self, conn: &mut MySqlConnection) {
         let released: sqlx::Result<Option<i64>> = sqlx::query_scalar(self.lock_release.clone())
             .fetch_one(&mut *conn)
             .await;
