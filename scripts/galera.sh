@@ -120,7 +120,7 @@ start() {
     local first=1 best=-2 seqno
     for n in "${nodes[@]}"; do
       if grep -q '^safe_to_bootstrap: 1' "$dir/node$n/data/grastate.dat" 2>/dev/null; then first=$n; best=""; break; fi
-      seqno="$(awk '/^seqno:/ {print $2}' "$dir/node$n/data/grastate.dat" 2>/dev/null)"
+      seqno="$(awk '/^seqno:/ {print $2}' "$dir/node$n/data/grastate.dat" 2>/dev/null || true)"
       if [ -n "$seqno" ] && [ "$seqno" -gt "$best" ]; then first=$n; best=$seqno; fi
     done
     sed -i 's/^safe_to_bootstrap: 0/safe_to_bootstrap: 1/' "$dir/node$first/data/grastate.dat" 2>/dev/null || true
