@@ -161,10 +161,7 @@ impl Inspect for MysqlStorage {
     }
 
     async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {
-        let options = self.options();
-        options
-            .layout
-            .require_updated_at("purge --older-than", &options.table)?;
+        self.options().require_updated_at("purge --older-than")?;
         let args = (&self.inner.inspect, cutoff_ms);
         let n: i64 = self
             .call(
@@ -186,10 +183,7 @@ impl Inspect for MysqlStorage {
     }
 
     async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {
-        let options = self.options();
-        options
-            .layout
-            .require_updated_at("purge --older-than", &options.table)?;
+        self.options().require_updated_at("purge --older-than")?;
         let args = (&self.inner.inspect, cutoff_ms, batch);
         // Replay-safe: running the batch again only deletes more rows that are too old,
         // so a lost reply is not an unknown outcome.

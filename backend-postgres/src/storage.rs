@@ -680,10 +680,7 @@ impl Inspect for PgStorage {
     }
 
     async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {
-        let options = self.options();
-        options
-            .layout
-            .require_updated_at("purge --older-than", &options.table)?;
+        self.options().require_updated_at("purge --older-than")?;
         let row = self
             .query_opt(
                 "count_older_than",
@@ -700,10 +697,7 @@ impl Inspect for PgStorage {
     }
 
     async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {
-        let options = self.options();
-        options
-            .layout
-            .require_updated_at("purge --older-than", &options.table)?;
+        self.options().require_updated_at("purge --older-than")?;
         let batch = batch.min(i64::MAX as u64) as i64;
         // Replay-safe: running the batch again only deletes more rows that are too old.
         let sql = &self.inner.inspect.purge_batch;

@@ -115,10 +115,7 @@ impl Inspect for SqliteStorage {
     }
 
     async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {
-        let options = self.options();
-        options
-            .layout
-            .require_updated_at("purge --older-than", &options.table)?;
+        self.options().require_updated_at("purge --older-than")?;
         self.read_inspect(move |conn, q| {
             let count: Option<i64> = conn
                 .query_row(&q.count_older, [cutoff_ms], |row| row.get(0))
@@ -130,10 +127,7 @@ impl Inspect for SqliteStorage {
     }
 
     async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {
-        let options = self.options();
-        options
-            .layout
-            .require_updated_at("purge --older-than", &options.table)?;
+        self.options().require_updated_at("purge --older-than")?;
         let queries = Arc::clone(&self.inspect);
         let batch = batch.min(i64::MAX as u64) as i64;
         self.connections

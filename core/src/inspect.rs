@@ -92,9 +92,7 @@ pub trait Inspect: Storage {
     /// errors.
     async fn expiry_cutoff_ms(&self) -> Result<i64> {
         let options = self.options();
-        options
-            .layout
-            .require_updated_at("purge --expired", &options.table)?;
+        options.require_updated_at("purge --expired")?;
         let ttl = options.ttl.ok_or_else(|| {
             crate::Error::Config("the storage has no ttl (set `ttl=30d` in the URL)".to_owned())
         })?;

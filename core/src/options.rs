@@ -356,14 +356,22 @@ impl StorageOptions {
         self
     }
 
+    /// Succeeds when this storage's layout can give `feature`, which needs `updated_at`
+    /// (see [`Layout::require_updated_at`]).
+    ///
+    /// # Errors
+    /// [`Error::LayoutLacks`] naming the feature, the table and the upgrade.
+    pub fn require_updated_at(&self, feature: &'static str) -> Result<()> {
+        self.layout.require_updated_at(feature, &self.table)
+    }
+
     /// Checks that the options fit together; every backend's `open` calls it.
     ///
     /// # Errors
     /// [`Error::LayoutLacks`] for a TTL in a layout without `updated_at`.
     pub fn check(&self) -> Result<()> {
         if self.ttl.is_some() {
-            self.layout
-                .require_updated_at("expiry (ttl)", &self.table)?;
+            self.require_updated_at("expiry (ttl)")?;
         }
         Ok(())
     }
