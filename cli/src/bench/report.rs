@@ -70,6 +70,18 @@ impl PhaseReport {
         }
     }
 
+    /// Its table row: phase, ops/s, p50, p99, then the floor's (or the plain handle's) and
+    /// the ratio when there is one.
+    fn row(&self) -> Vec<String> {
+        let mut row = vec![self.phase.name().to_owned()];
+        row.extend(cells(&self.fsm));
+        if let Some(floor) = &self.floor {
+            row.extend(cells(floor));
+            row.push(self.ratio().map_or("-".into(), |r| format!("{r:.2}×")));
+        }
+        row
+    }
+
     /// fsmstore's time per call over the floor's (median throughputs): 1.05 = 5 % slower.
     fn ratio(&self) -> Option<f64> {
         self.floor
@@ -200,19 +212,7 @@ impl Report {
         if with_floor {
             headers.extend(["floor ops/s", "p50 µs", "p99 µs", "fsmstore/floor"]);
         }
-        let rows: Vec<Vec<String>> = self
-            .phases
-            .iter()
-            .map(|p| {
-                let mut row = vec![p.phase.name().to_owned()];
-                row.extend(cells(&p.fsm));
-                if let Some(floor) = &p.floor {
-                    row.extend(cells(floor));
-                    row.push(p.ratio().map_or("-".into(), |r| format!("{r:.2}×")));
-                }
-                row
-            })
-            .collect();
+        let rows: Vec<Vec<String>> = self.phases.iter().map(PhaseReport::row).collect();
         output::table(&headers, &rows);
         let c = &self.concurrency;
         println!(
@@ -238,19 +238,7 @@ impl Report {
                 "\nwith {} beside without ({}, same run, medians):",
                 variant.name, variant.note
             );
-            let rows: Vec<Vec<String>> = variant
-                .phases
-                .iter()
-                .map(|p| {
-                    let mut row = vec![p.phase.name().to_owned()];
-                    row.extend(cells(&p.fsm));
-                    if let Some(without) = &p.floor {
-                        row.extend(cells(without));
-                    }
-                    row.push(p.ratio().map_or("-".into(), |r| format!("{r:.2}×")));
-                    row
-                })
-                .collect();
+            let rows: Vec<Vec<String>> = variant.phases.iter().map(PhaseReport::row).collect();
             output::table(
                 &[
                     "phase",
