@@ -204,13 +204,14 @@ impl MysqlConfig {
         }
     }
 
-    /// A pool that connects on first use (the lock pool of [`Database::isolation`](fsmstore_core::Database::isolation)).
-    pub(crate) fn lazy_pool(&self, max: u32) -> MySqlPool {
+    /// A pool that connects on first use, to `connect` (the lock pool of
+    /// [`Database::isolation`](fsmstore_core::Database::isolation), on the storage's host).
+    pub(crate) fn lazy_pool(&self, max: u32, connect: MySqlConnectOptions) -> MySqlPool {
         MySqlPoolOptions::new()
             .max_connections(max.max(1))
             .min_connections(0)
             .acquire_timeout(self.acquire_timeout())
-            .connect_lazy_with(self.connect.clone())
+            .connect_lazy_with(connect)
     }
 
     /// One connection to the first host that answers, and that host's index

@@ -143,11 +143,9 @@ impl MysqlStorage {
             // on a loaded one).
             config.options.retry = galera_retry();
         }
-        let lock_pool = config.lazy_pool(config.options.pool_max);
-        let failover = Failover::new(config.host_options(), host);
-        if host != 0 {
-            lock_pool.set_connect_options(config.host_options()[host].clone());
-        }
+        let hosts = config.host_options();
+        let lock_pool = config.lazy_pool(config.options.pool_max, hosts[host].clone());
+        let failover = Failover::new(hosts, host);
         let storage = MysqlStorage {
             inner: Arc::new(Inner {
                 pool,
