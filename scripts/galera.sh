@@ -10,14 +10,16 @@
 #   scripts/galera.sh urls      the URLs tests read (FSMSTORE_TEST_GALERA_URLS)
 #   scripts/galera.sh kill N    kill -9 node N (1-3); `start` brings it back
 #
-# Node N listens on 127.0.0.1:(${FSMSTORE_GALERA_PORT:-33060} + N) for clients and
+# Node N listens on 127.0.0.1:(${FSMSTORE_GALERA_PORT:-13060} + N) for clients (below the
+# kernel's ephemeral range, 32768 and up, where a client socket of the tests may hold the
+# port: that stopped a node at start, "Address already in use") and
 # 127.0.0.1:(${FSMSTORE_GALERA_GCOMM_PORT:-4560} + 10N) for group communication (+1 IST,
 # +2 SST), with its data under
 # ${FSMSTORE_GALERA_DIR:-/tmp/fsmstore-galera}/nodeN. The nodes run as the mysql user,
 # which owns their data (rsync state transfer runs a daemon as the node's user), and
 # read no other configuration: the shared MariaDB on 3306 is not touched.
 set -euo pipefail
-base="${FSMSTORE_GALERA_PORT:-33060}"
+base="${FSMSTORE_GALERA_PORT:-13060}"
 dir="${FSMSTORE_GALERA_DIR:-/tmp/fsmstore-galera}"
 nodes=(1 2 3)
 

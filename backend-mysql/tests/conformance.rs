@@ -95,7 +95,7 @@ const GALERA_VARIABLE: &str = "FSMSTORE_TEST_GALERA_URLS";
 fn galera_urls() -> Vec<String> {
     std::env::var(GALERA_VARIABLE)
         .unwrap_or_else(|_| {
-            "mysql://root@127.0.0.1:33061/test,mysql://root@127.0.0.1:33062/test,mysql://root@127.0.0.1:33063/test".into()
+            "mysql://root@127.0.0.1:13061/test,mysql://root@127.0.0.1:13062/test,mysql://root@127.0.0.1:13063/test".into()
         })
         .split(',')
         .map(str::to_owned)

@@ -24,7 +24,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 /// The nodes' configs, or `None` after a loud skip (a failure under `CI`).
 async fn nodes() -> Option<Vec<MysqlConfig>> {
     let urls = std::env::var(GALERA_VARIABLE).unwrap_or_else(|_| {
-        "mysql://root@127.0.0.1:33061/test,mysql://root@127.0.0.1:33062/test,mysql://root@127.0.0.1:33063/test".into()
+        "mysql://root@127.0.0.1:13061/test,mysql://root@127.0.0.1:13062/test,mysql://root@127.0.0.1:13063/test".into()
     });
     let mut configs = Vec::new();
     for url in urls.split(',') {
@@ -288,7 +288,7 @@ impl PrivateCluster {
     fn start() -> Option<PrivateCluster> {
         let cluster = PrivateCluster {
             env: vec![
-                ("FSMSTORE_GALERA_PORT", "34060".into()),
+                ("FSMSTORE_GALERA_PORT", "14060".into()),
                 ("FSMSTORE_GALERA_GCOMM_PORT", "4660".into()),
                 (
                     "FSMSTORE_GALERA_DIR",
