@@ -116,8 +116,7 @@ impl Scheme {
     /// # Errors
     /// [`Error::Config`] for an unknown scheme, or one whose Cargo feature is off.
     pub fn of(url: &str) -> Result<Scheme> {
-        let url = DatabaseUrl::parse(url)?;
-        match url.scheme() {
+        match DatabaseUrl::scheme_of(url)?.as_str() {
             "sqlite" => Ok(Scheme::Sqlite),
             "postgres" | "postgresql" => Ok(Scheme::Postgres),
             "mysql" | "mariadb" => Ok(Scheme::Mysql),

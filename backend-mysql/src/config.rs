@@ -4,7 +4,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use fsmstore_core::{query_string, DatabaseUrl, Error, Result, StorageOptions};
+use fsmstore_core::{
+    check_duration, query_string, DatabaseUrl, Error, Result, StorageOptions, MAX_DURATION,
+};
 
 /// The URL parameters only this backend reads.
 const MYSQL_PARAMETERS: [&str; 2] = ["lock_timeout_s", "hosts"];
@@ -140,22 +142,14 @@ impl MysqlConfig {
             .map_err(|err| Error::Config(format!("invalid mysql:// URL: {err}")))?;
         let mut config = Self::new(connect);
         if let Some(seconds) = url.take_parsed::<u64>("lock_timeout_s")? {
-            config.lock_timeout = Duration::from_secs(seconds);
+            config.lock_timeout = check_duration(
+                "URL parameter lock_timeout_s",
+                Duration::from_secs(seconds),
+                MAX_DURATION,
+            )?;
         }
         if let Some(hosts) = url.take("hosts") {
-            let default_port = config.connect.get_port();
-            for host in hosts.split(',').filter(|h| !h.is_empty()) {
-                let (name, port) = match host.rsplit_once(':') {
-                    Some((name, port)) => (
-                        name,
-                        port.parse().map_err(|_| {
-                            Error::Config(format!("hosts: {host:?} has no valid port"))
-                        })?,
-                    ),
-                    None => (host, default_port),
-                };
-                config.failover_hosts.push((name.to_owned(), port));
-            }
+            config.failover_hosts = parse_hosts(&hosts)?;
         }
         let mut known = MYSQL_PARAMETERS.to_vec();
         known.extend(SQLX_PARAMETERS);
@@ -271,6 +265,44 @@ impl MysqlConfig {
     }
 }
 
+/// Parses `hosts=db2:3306,db3:3306`: every entry is `host:port` (`[::1]:3306` for IPv6);
+/// an empty list, an empty entry or an entry without a port is refused, never skipped or
+/// given a port it did not name.
+fn parse_hosts(hosts: &str) -> Result<Vec<(String, u16)>> {
+    let bad = |why: &str| {
+        Error::Config(format!(
+            "URL parameter hosts={hosts:?}: {why}; write hosts=db2:3306,db3:3306"
+        ))
+    };
+    if hosts.is_empty() {
+        return Err(bad("the list is empty"));
+    }
+    hosts
+        .split(',')
+        .map(|entry| {
+            if entry.is_empty() {
+                return Err(bad("an entry is empty"));
+            }
+            let (name, port) = entry
+                .rsplit_once(':')
+                .ok_or_else(|| bad(&format!("{entry:?} has no port")))?;
+            let port: u16 = port
+                .parse()
+                .ok()
+                .filter(|port| *port > 0)
+                .ok_or_else(|| bad(&format!("{entry:?} has no valid port")))?;
+            let name = name
+                .strip_prefix('[')
+                .and_then(|name| name.strip_suffix(']'))
+                .unwrap_or(name);
+            if name.is_empty() || (name.contains(':') && !entry.starts_with('[')) {
+                return Err(bad(&format!("{entry:?} has no valid host")));
+            }
+            Ok((name.to_owned(), port))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +347,34 @@ mod tests {
             MysqlConfig::from_url("mysql://h/db?table=bad-name"),
             Err(Error::InvalidTableName { .. })
         ));
+    }
+
+    #[test]
+    fn host_lists_name_every_port_and_refuse_empty_entries() {
+        let config = MysqlConfig::from_url(
+            "mysql://root@n1:3306/test?hosts=n2:3307,[::1]:3308,10.0.0.4:3309",
+        )
+        .unwrap();
+        assert_eq!(
+            config.failover_hosts,
+            vec![
+                ("n2".to_owned(), 3307),
+                ("::1".to_owned(), 3308),
+                ("10.0.0.4".to_owned(), 3309)
+            ]
+        );
+        // Each was accepted once: an empty list, empty entries, a host whose port the URL
+        // did not name.
+        for hosts in [
+            "", ",,", "n2:3307,", "n2", ":3307", "n2:0", "n2:x", "::1:3306",
+        ] {
+            let err =
+                MysqlConfig::from_url(&format!("mysql://root@n1/test?hosts={hosts}")).unwrap_err();
+            assert!(
+                matches!(&err, Error::Config(text) if text.contains("hosts")),
+                "{hosts:?}: {err}"
+            );
+        }
     }
 
     #[test]

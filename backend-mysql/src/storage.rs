@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fsmstore_core::sql::MysqlQueries;
+use fsmstore_core::MAX_DURATION;
 use fsmstore_core::{
     merge_shallow, parse_data, validate_data, validate_field, validate_state, Data, Database,
     Error, Layout, Migrator, Record, Result, RetryPolicy, Storage, StorageKey, StorageOptions,
@@ -128,6 +129,7 @@ impl MysqlStorage {
     /// [`Error::MigrationDirty`] from the schema check.
     pub async fn open(mut config: MysqlConfig) -> Result<Self> {
         config.options.check()?;
+        fsmstore_core::check_duration("lock_timeout", config.lock_timeout, MAX_DURATION)?;
         let sql = Statements::new(
             &MysqlQueries::for_options(&config.options),
             config.options.ttl.is_some(),

@@ -4,7 +4,13 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use fsmstore_core::{query_string, DatabaseUrl, Error, Result, StorageOptions, TableName};
+use fsmstore_core::{
+    check_duration, parse_millis, query_string, DatabaseUrl, Error, Result, StorageOptions,
+    TableName,
+};
+
+/// The longest `statement_timeout` PostgreSQL takes: `i32::MAX` milliseconds.
+pub const MAX_STATEMENT_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
 /// The URL parameters only this backend reads.
 const POSTGRES_PARAMETERS: [&str; 4] = [
@@ -154,8 +160,12 @@ impl PgConfig {
             ));
         }
         let mut config = PgConfig::new(pg);
-        if let Some(ms) = url.take_parsed::<u64>("statement_timeout_ms")? {
-            config.statement_timeout = Some(Duration::from_millis(ms));
+        if let Some(ms) = url.take("statement_timeout_ms") {
+            config.statement_timeout = Some(parse_millis(
+                "statement_timeout_ms",
+                &ms,
+                MAX_STATEMENT_TIMEOUT,
+            )?);
         }
         if let Some(schema) = url.take("search_path") {
             config.search_path = Some(TableName::new(schema)?);
@@ -198,6 +208,9 @@ impl PgConfig {
     /// # Errors
     /// [`Error::Config`] naming the setting and what to do instead.
     pub(crate) fn check_pooler(&self) -> Result<()> {
+        if let Some(timeout) = self.statement_timeout {
+            check_duration("statement_timeout", timeout, MAX_STATEMENT_TIMEOUT)?;
+        }
         if self.pooler != Pooler::Transaction {
             return Ok(());
         }
@@ -368,11 +381,26 @@ mod tests {
             "postgres://u:hunter2@h/db?schema=maybe",
             "postgres://u:hunter2@h/db?bogus=1",
             "postgres://u:hunter2@h/db?pool_timeout_ms=5",
+            // PostgreSQL's statement_timeout is an i32 of milliseconds.
+            "postgres://u:hunter2@h/db?statement_timeout_ms=2147483648",
+            "postgres://u:hunter2@h1,,h2/db",
+            "postgres://u:hunter2?@h/db",
         ] {
             let err = PgConfig::from_url(url).unwrap_err();
             assert!(matches!(err, Error::Config(_)), "{url}");
             assert!(!err.to_string().contains("hunter2"), "{err}");
         }
+        // An `@` in a driver parameter's value stays in it, and the query is read.
+        let config =
+            PgConfig::from_url("postgres://u@h/db?application_name=ops@example.com&table=t_at")
+                .unwrap();
+        assert_eq!(config.pg.get_application_name(), Some("ops@example.com"));
+        assert_eq!(config.options.table.as_str(), "t_at");
+        assert!(PgConfig::from_url("postgres://h/db")
+            .unwrap()
+            .statement_timeout(Duration::MAX)
+            .check_pooler()
+            .is_err());
         assert!(matches!(
             PgConfig::from_url("postgres://h/db?search_path=a;b"),
             Err(Error::InvalidTableName { .. })

@@ -27,7 +27,7 @@ mod migrate;
 mod storage;
 mod tls;
 
-pub use config::{PgConfig, Pooler};
+pub use config::{PgConfig, Pooler, MAX_STATEMENT_TIMEOUT};
 pub use migrate::PgMigrator;
 pub use storage::PgStorage;
 

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use fsmstore_core::{DatabaseUrl, Error, Result, StorageOptions};
+use fsmstore_core::{check_duration, parse_millis, DatabaseUrl, Error, Result, StorageOptions};
+
+/// The longest busy timeout SQLite can take: `i32::MAX` milliseconds (about 24.8 days).
+/// rusqlite panics past it, so a longer one is refused where it enters.
+pub const MAX_BUSY_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
 /// The URL parameters only SQLite reads.
 const SQLITE_PARAMETERS: [&str; 3] = ["busy_timeout_ms", "mode", "synchronous"];
@@ -114,7 +118,8 @@ impl SqliteConfig {
     }
 
     /// Parses `sqlite://path/to/file.db`, `sqlite:///absolute/path.db`, `sqlite::memory:`
-    /// or `sqlite://:memory:`, with the shared query parameters
+    /// or `sqlite://:memory:` (the query starts at the first `?`; the path is
+    /// percent-decoded, so `%3F` is a `?` in a file name, `%25` a `%`), with the shared query parameters
     /// ([`SHARED_URL_PARAMETERS`](fsmstore_core::SHARED_URL_PARAMETERS)) and SQLite's own
     /// `busy_timeout_ms`, `mode` (`rwc`, `rw`, `ro`: [`SqliteMode`]) and `synchronous`
     /// (`normal`, `full`: [`SqliteSync`]).
@@ -123,22 +128,21 @@ impl SqliteConfig {
     /// [`Error::Config`] for another scheme, an unknown parameter or a bad value, naming
     /// it; [`Error::InvalidTableName`].
     pub fn from_url(url: &str) -> Result<Self> {
-        let mut url = DatabaseUrl::parse(url)?;
+        let mut url = DatabaseUrl::parse_file(url)?;
         if url.scheme() != "sqlite" {
             return Err(Error::Config(format!(
                 "not a sqlite URL (scheme {:?})",
                 url.scheme()
             )));
         }
-        let path = url.location();
-        let path = path.strip_prefix("//").unwrap_or(path);
-        let mut config = match path {
+        let path = url.file_path()?;
+        let mut config = match path.as_str() {
             ":memory:" => Self::memory(),
             "" => return Err(Error::Config("sqlite URL without a path".to_owned())),
             path => Self::file(path),
         };
-        if let Some(ms) = url.take_parsed::<u64>("busy_timeout_ms")? {
-            config.busy_timeout = Duration::from_millis(ms);
+        if let Some(ms) = url.take("busy_timeout_ms") {
+            config.busy_timeout = parse_millis("busy_timeout_ms", &ms, MAX_BUSY_TIMEOUT)?;
         }
         config.mode = match url.take("mode").as_deref() {
             None | Some("rwc") => SqliteMode::ReadWriteCreate,
@@ -177,6 +181,16 @@ impl SqliteConfig {
     pub fn busy_timeout(mut self, timeout: Duration) -> Self {
         self.busy_timeout = timeout;
         self
+    }
+
+    /// Checks the settings made in code; `open` calls it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a busy timeout past [`MAX_BUSY_TIMEOUT`], and as
+    /// [`StorageOptions::check`].
+    pub(crate) fn check(&self) -> Result<()> {
+        check_duration("busy_timeout", self.busy_timeout, MAX_BUSY_TIMEOUT)?;
+        self.options.check()
     }
 
     /// Reader connections beside the writer.
@@ -230,6 +244,14 @@ mod tests {
         assert_eq!(rel.options.schema, fsmstore_core::SchemaPolicy::Upgrade);
         assert_eq!(rel.busy_timeout, Duration::from_millis(250));
         assert_eq!(rel.readers(), 2);
+        let max = SqliteConfig::from_url("sqlite://a.db?busy_timeout_ms=2147483647").unwrap();
+        assert_eq!(max.busy_timeout, MAX_BUSY_TIMEOUT);
+        let spaced = SqliteConfig::from_url("sqlite://my%20bot%3F.db?table=t").unwrap();
+        assert_eq!(spaced.location, SqliteLocation::File("my bot?.db".into()));
+        assert!(SqliteConfig::file("a.db")
+            .busy_timeout(Duration::MAX)
+            .check()
+            .is_err());
     }
 
     #[test]
@@ -241,6 +263,10 @@ mod tests {
             "sqlite://a.db?busy_timeout_ms=x",
             "sqlite://a.db?readers=2",
             "sqlite://a.db?schema=maybe",
+            // rusqlite panics on a busy timeout past i32::MAX ms: refused here instead.
+            "sqlite://a.db?busy_timeout_ms=2147483648",
+            "sqlite://a.db?busy_timeout_ms=-1",
+            "sqlite://a.db#frag",
         ] {
             assert!(
                 matches!(SqliteConfig::from_url(url), Err(Error::Config(_))),

@@ -32,7 +32,7 @@ mod inspect;
 mod migrate;
 mod storage;
 
-pub use config::{SqliteConfig, SqliteLocation, SqliteMode, SqliteSync};
+pub use config::{SqliteConfig, SqliteLocation, SqliteMode, SqliteSync, MAX_BUSY_TIMEOUT};
 pub use migrate::SqliteMigrator;
 pub use storage::SqliteStorage;
 

@@ -51,7 +51,7 @@ impl SqliteStorage {
     /// [`Error::SchemaOutdated`] (naming the command to run), [`Error::SchemaTooNew`],
     /// [`Error::MigrationDrift`] and [`Error::MigrationDirty`] from the schema check.
     pub async fn open(config: SqliteConfig) -> Result<Self> {
-        config.options.check()?;
+        config.check()?;
         let connections = Connections::open(&config).await?;
         let config_location = config.location.clone();
         let locks = shared_locks(&config_location, config.options.table.as_str());

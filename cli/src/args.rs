@@ -64,10 +64,11 @@ impl Global {
         access: Access,
         work: impl AsyncFnOnce(&Database) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        let url = match access {
-            Access::ReadOnly => read_only(&self.url),
-            Access::ReadWrite => self.url.clone(),
-        };
+        let url = with_access(&self.url, access)?;
+        // The command decides what happens to the schema (migrate and inspect trust it,
+        // so a dirty or outdated one can be looked at and repaired): a bot URL's
+        // `schema=upgrade` is not a conflict here.
+        let url = fsmstore::core::DatabaseUrl::with_parameter(&url, "schema", None)?;
         let db = fsmstore::open_with(&url, self.options(policy)?).await?;
         let result = work(&db).await;
         let closed = db.close().await;
@@ -80,18 +81,33 @@ impl Global {
 /// Whether a command writes to the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
+    /// Reads only: a SQLite file is opened `mode=ro`, never created.
     ReadOnly,
+    /// Writes to a database that must exist (purge, migrate down): a missing SQLite file
+    /// is an error, not a new empty file.
+    Existing,
+    /// Writes, creating a missing SQLite file.
     ReadWrite,
 }
 
-/// `url` opened read-only where the backend can say so (SQLite files: `mode=ro`).
-fn read_only(url: &str) -> String {
-    let sqlite_file = url.starts_with("sqlite:") && !url.contains(":memory:");
-    if !sqlite_file || url.contains("mode=") {
-        return url.to_owned();
+/// `url` opened as `access` needs where the backend can say so: a SQLite file read-only
+/// (`mode=ro`) or as an existing file (`mode=rw`), unless the URL sets a mode. The URL is
+/// parsed, not searched: `mode=` inside another parameter's value is not a mode.
+fn with_access(url: &str, access: Access) -> fsmstore::Result<String> {
+    use fsmstore::core::DatabaseUrl;
+    let mode = match access {
+        Access::ReadOnly => "ro",
+        Access::Existing => "rw",
+        Access::ReadWrite => return Ok(url.to_owned()),
+    };
+    if DatabaseUrl::scheme_of(url)? != "sqlite" {
+        return Ok(url.to_owned());
     }
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}mode=ro")
+    let memory = DatabaseUrl::parse_file(url)?.file_path()? == ":memory:";
+    if memory || DatabaseUrl::parameter_of(url, "mode")?.is_some() {
+        return Ok(url.to_owned());
+    }
+    DatabaseUrl::with_parameter(url, "mode", Some(mode))
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,8 +180,8 @@ pub(crate) enum MigrateCommand {
     /// Record a version as applied without running its SQL (adopt a table; repair a
     /// dirty migration).
     Stamp {
-        /// head, base or a version.
-        #[arg(value_parser = parse_target, allow_hyphen_values = true)]
+        /// head, base or a version (not a step: a stamp names the version the table is at).
+        #[arg(value_parser = parse_stamp_target, allow_hyphen_values = true)]
         version: MigrationTarget,
     },
     /// Write the migrations as files for another migration tool (strategy 1: the FSM
@@ -180,9 +196,10 @@ pub(crate) enum MigrateCommand {
         /// The folder to write to (created if missing).
         #[arg(long)]
         dir: std::path::PathBuf,
-        /// Number the files from this version + 1, to follow your own migrations.
+        /// Number the files from this version + 1, to follow your own migrations (the
+        /// last number must fit the format's version type: refinery's i32, sqlx's i64).
         #[arg(long, default_value_t = 0)]
-        version_offset: i64,
+        version_offset: u64,
     },
 }
 
@@ -363,6 +380,15 @@ pub(crate) struct BenchArgs {
 
 fn parse_target(text: &str) -> Result<MigrationTarget, String> {
     text.parse().map_err(|err: fsmstore::Error| err.to_string())
+}
+
+fn parse_stamp_target(text: &str) -> Result<MigrationTarget, String> {
+    match parse_target(text)? {
+        MigrationTarget::Relative(_) => Err(format!(
+            "{text:?} is a step; stamp takes head, base or a version (the one the table is at)"
+        )),
+        target => Ok(target),
+    }
 }
 
 fn parse_dialect(text: &str) -> Result<Dialect, String> {

@@ -25,8 +25,26 @@ pub(crate) fn write(
     set: &MigrationSet,
     format: ExportFormat,
     dir: &Path,
-    version_offset: i64,
+    version_offset: u64,
 ) -> std::io::Result<Vec<String>> {
+    // The last file's number must fit the tool's version type (refinery: i32, sqlx and
+    // plain: i64): an offset past it is refused before anything is written, never wrapped.
+    let largest = match format {
+        ExportFormat::Refinery => i64::from(i32::MAX),
+        ExportFormat::Sqlx | ExportFormat::Plain => i64::MAX,
+    };
+    let offset = i64::try_from(version_offset)
+        .ok()
+        .filter(|offset| offset.checked_add(set.head()).is_some_and(|last| last <= largest))
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "--version-offset {version_offset}: the last version, {version_offset} + {}, is past the largest the {format:?} format numbers ({largest})",
+                    set.head()
+                ),
+            )
+        })?;
     std::fs::create_dir_all(dir)?;
     let mut written = Vec::new();
     let mut put = |name: String, sql: &str| -> std::io::Result<()> {
@@ -36,7 +54,7 @@ pub(crate) fn write(
         Ok(())
     };
     for migration in set.iter() {
-        let version = migration.version + version_offset;
+        let version = migration.version + offset;
         let name = slug(&migration.description);
         let header = format!(
             "-- fsmstore migration {} for table {} ({}): {}\n",

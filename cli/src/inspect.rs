@@ -155,7 +155,7 @@ pub(crate) async fn purge(global: &Global, args: PurgeArgs) -> anyhow::Result<Ex
     let access = if args.dry_run {
         Access::ReadOnly
     } else {
-        Access::ReadWrite
+        Access::Existing
     };
     global
         .with_database(POLICY, access, async |db| {
@@ -170,7 +170,11 @@ async fn purge_rows(
     args: PurgeArgs,
 ) -> anyhow::Result<ExitCode> {
     let cutoff = match (args.older_than, args.expired) {
-        (Some(age), false) => now_ms() - age.as_millis() as i64,
+        // Saturating: an age past the epoch is a cutoff before every row, never a wrap
+        // into the future (which once deleted every row). `parse_age` bounds the age.
+        (Some(age), false) => {
+            now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+        }
         // The storage's TTL, from the URL (`?ttl=30d`).
         (None, true) => storage.expiry_cutoff_ms().await?,
         _ => anyhow::bail!(fsmstore::Error::InvalidInput(

@@ -45,6 +45,7 @@ pub(crate) async fn run(global: &Global, command: MigrateCommand) -> anyhow::Res
             // repaired.
             let access = match online {
                 MigrateCommand::Current | MigrateCommand::History => Access::ReadOnly,
+                MigrateCommand::Down { .. } => Access::Existing,
                 _ => Access::ReadWrite,
             };
             return global

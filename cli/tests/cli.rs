@@ -453,3 +453,150 @@ fn errors_are_one_line_with_the_fix_and_documented_exit_codes() {
     let help = ok("sqlite://x.db", &["--help"]);
     assert!(help.contains("Exit codes") && help.contains("3  the schema needs attention"));
 }
+
+/// Exit code and stderr of a run that must fail.
+fn refused(url: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = fsmstore(url, args);
+    assert!(!out.status.success(), "fsmstore {args:?} succeeded");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Files in `dir`, by name.
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn an_at_sign_in_the_query_is_neither_a_file_name_nor_ignored() {
+    let dir = temp_dir("at-sign");
+    let url = format!(
+        "sqlite://{}?table=scratch&application=ops@example.com",
+        dir.join("at.db").display()
+    );
+    // Once the whole query was ignored: the file `at.db?table=…` was created, even by the
+    // read-only `migrate current`, and `migrate down --to base` dropped the default table.
+    for args in [
+        &["migrate", "current"][..],
+        &["migrate", "down", "--to", "base"],
+    ] {
+        let (code, stderr) = refused(&url, args);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains("\"application\""), "{stderr}");
+    }
+    assert!(files_in(&dir).is_empty(), "{:?}", files_in(&dir));
+    // A path with an encoded `?` and `@` is one file, and the query after it is read.
+    let url = format!(
+        "sqlite://{}?table=scratch",
+        dir.join("a%3Fb%40c.db").display()
+    );
+    ok(&url, &["migrate", "up"]);
+    assert_eq!(files_in(&dir), vec!["a?b@c.db".to_owned()]);
+    let state = ok_json(&url, &["migrate", "current"]);
+    assert_eq!(state["table"], "scratch");
+}
+
+#[test]
+fn ages_and_offsets_that_do_not_fit_are_refused_never_wrapped() {
+    let dir = temp_dir("wrap");
+    let url = sqlite_url(&dir);
+    ok_json(&url, &["demo", "--users", "30"]);
+    // Once `now - age as i64` wrapped into the future and deleted every fresh row.
+    for age in ["18446744073709551615ms", "36501d", "99999999999w"] {
+        let (code, stderr) = refused(&url, &["purge", "--older-than", age]);
+        assert_eq!(code, Some(2), "{age}: {stderr}");
+        assert!(stderr.contains("36500d"), "{age}: {stderr}");
+    }
+    // The largest accepted age is a cutoff a century ago: nothing written now goes.
+    let purged = ok_json(&url, &["purge", "--older-than", "36500d"]);
+    assert_eq!(purged["deleted"], 0);
+    assert_eq!(ok_json(&url, &["inspect", "stats"])["rows"], 30);
+    // A TTL past the limit is refused at the URL, before anything is read as expired.
+    let (code, stderr) = refused(&format!("{url}?ttl=1000000w"), &["inspect", "stats"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("36500d"), "{stderr}");
+
+    let export = dir.join("export");
+    let export = export.to_str().unwrap();
+    for (offset, exit) in [("9223372036854775807", 1), ("-1", 2)] {
+        let (code, stderr) = refused(
+            &url,
+            &[
+                "migrate",
+                "export",
+                "--format",
+                "sqlx",
+                "--dialect",
+                "sqlite",
+                "--dir",
+                export,
+                "--version-offset",
+                offset,
+            ],
+        );
+        assert_eq!(code, Some(exit), "{offset}: {stderr}");
+    }
+    let (code, stderr) = refused(
+        &url,
+        &[
+            "migrate",
+            "export",
+            "--format",
+            "refinery",
+            "--dialect",
+            "sqlite",
+            "--dir",
+            export,
+            "--version-offset",
+            "4294967295",
+        ],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("Refinery"), "{stderr}");
+    assert!(!Path::new(export).exists(), "nothing written");
+}
+
+#[test]
+fn stamp_refuses_a_step_and_targets_out_of_range_exit_1_everywhere() {
+    let dir = temp_dir("stamp-step");
+    let url = sqlite_url(&dir);
+    ok(&url, &["migrate", "up"]);
+    // Once `stamp -1` recorded v3 over a v4 table; the next upgrade then failed.
+    let (code, stderr) = refused(&url, &["migrate", "stamp", "-1"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("step"), "{stderr}");
+    assert_eq!(current(&url), 4);
+    // `sql --to 99` is the caller's input like `up --to 99`: both exit 1.
+    for args in [
+        &["migrate", "up", "--to", "99"][..],
+        &["migrate", "sql", "--dialect", "sqlite", "--to", "99"],
+    ] {
+        let (code, stderr) = refused(&url, args);
+        assert_eq!(code, Some(1), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn purge_never_creates_a_file_and_migrate_takes_a_bot_url() {
+    let dir = temp_dir("purge-missing");
+    let missing = sqlite_url(&dir);
+    let (code, stderr) = refused(&missing, &["purge", "--older-than", "1d"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let (code, stderr) = refused(&missing, &["migrate", "down"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(files_in(&dir).is_empty(), "{:?}", files_in(&dir));
+    // The README's bot URL carries `schema=upgrade`: the migrate commands decide the
+    // schema themselves and take that URL as it is.
+    let bot_url = format!("{missing}?schema=upgrade");
+    ok(&bot_url, &["migrate", "up", "--to", "2"]);
+    let state = ok_json(&bot_url, &["migrate", "history"]);
+    assert_eq!(state["migrations"].as_array().unwrap().len(), 4);
+    assert_eq!(current(&bot_url), 2, "migrate current did not upgrade");
+}

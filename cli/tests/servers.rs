@@ -224,3 +224,44 @@ async fn conformance_command_against_mariadb() {
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains(" 0 failed"), "{stdout}");
 }
+
+/// An `@` in a query value is that value's: the query is read, not dropped. Once
+/// `application_name=ops@example.com` made fsmstore ignore the whole query, so `table=`
+/// was lost and the default table was migrated (and, by `down --to base`, dropped).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_at_sign_in_a_postgres_query_keeps_the_table() {
+    let Some(admin) = pg_admin().await else {
+        return;
+    };
+    let table = format!("at_sign_{}", std::process::id());
+    let url = format!(
+        "{}?table={table}&version_table={table}_ver&application_name=ops@example.com",
+        pg_url()
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_fsmstore"))
+        .args(["migrate", "up", "--url", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let exists = |name: String| {
+        let admin = &admin;
+        async move {
+            admin
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        }
+    };
+    assert!(exists(table.clone()).await, "the URL's table was created");
+    let out = Command::new(env!("CARGO_BIN_EXE_fsmstore"))
+        .args(["migrate", "down", "--to", "base", "--url", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(!exists(table.clone()).await, "the URL's table was dropped");
+    admin
+        .batch_execute(&format!("DROP TABLE IF EXISTS {table}_ver"))
+        .await
+        .unwrap();
+}

@@ -96,7 +96,8 @@ pub trait Inspect: Storage {
         let ttl = options.ttl.ok_or_else(|| {
             crate::Error::Config("the storage has no ttl (set `ttl=30d` in the URL)".to_owned())
         })?;
-        Ok(self.database_now_ms().await? - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        Ok(self.database_now_ms().await?.saturating_sub(ttl_ms))
     }
 }
 
@@ -104,6 +105,6 @@ pub trait Inspect: Storage {
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or_default()
 }

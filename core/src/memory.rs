@@ -115,9 +115,9 @@ impl MemoryStorage {
 
     /// Whether a row written at `at` (unix ms) is within the TTL (always, without one).
     fn fresh(&self, at: i64) -> bool {
-        self.options
-            .ttl
-            .is_none_or(|ttl| now_ms() - at <= i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
+        self.options.ttl.is_none_or(|ttl| {
+            now_ms().saturating_sub(at) <= i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+        })
     }
 }
 

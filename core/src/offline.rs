@@ -33,7 +33,8 @@ pub fn offline_script(
     let head = set.head();
     for version in [from, to] {
         if !(0..=head).contains(&version) {
-            return Err(Error::Migration(format!(
+            // The caller's input, as `migrate up --to 99`: exit 1, not 3.
+            return Err(Error::InvalidInput(format!(
                 "version {version} is outside 0..={head}"
             )));
         }

@@ -162,19 +162,38 @@ pub const SHARED_URL_PARAMETERS: [&str; 10] = [
     "layout",
 ];
 
-/// A duration written as a number and a unit: `500ms`, `90s`, `45m`, `12h`, `30d`, `2w`.
+/// The longest duration any setting accepts: 36500 days (100 years). Longer ones are
+/// refused where they enter, never wrapped: a TTL of a million weeks once made every row
+/// read as expired on MySQL (its `DATETIME` overflowed) and every read an error on
+/// PostgreSQL.
+pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
+
+/// A duration written as a number and a unit: `500ms`, `90s`, `45m`, `12h`, `30d`, `2w`,
+/// at most [`MAX_DURATION`] (`36500d`).
+///
+/// ```
+/// use std::time::Duration;
+/// use fsmstore_core::parse_duration;
+/// assert_eq!(parse_duration("30d")?, Duration::from_secs(30 * 86_400));
+/// assert!(parse_duration("36501d").is_err());
+/// assert!(parse_duration("18446744073709551615ms").is_err());
+/// # Ok::<(), fsmstore_core::Error>(())
+/// ```
 ///
 /// # Errors
-/// [`Error::Config`] naming what is wrong.
+/// [`Error::Config`] naming what is wrong, and the largest accepted value for one that is
+/// too long.
 pub fn parse_duration(text: &str) -> Result<Duration> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| Error::Config(format!("{text:?}: expected a number and a unit, like 30m")))?;
+    let too_long = || {
+        Error::Config(format!(
+            "{text:?} is longer than the largest accepted duration, 36500d (100 years)"
+        ))
+    };
     let millis = match unit {
         "ms" => 1,
         "s" => 1_000,
@@ -182,16 +201,70 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
         "h" => 3_600_000,
         "d" => 86_400_000,
         "w" => 604_800_000,
+        _ if number.is_empty() || unit.is_empty() => {
+            return Err(Error::Config(format!(
+                "{text:?}: expected a number and a unit, like 30m"
+            )))
+        }
         _ => {
             return Err(Error::Config(format!(
                 "{text:?}: the unit must be ms, s, m, h, d or w"
             )))
         }
     };
-    number
+    if number.is_empty() {
+        return Err(Error::Config(format!(
+            "{text:?}: expected a number and a unit, like 30m"
+        )));
+    }
+    // All digits: a parse failure is a number past u64, too long either way.
+    let number: u64 = number.parse().map_err(|_| too_long())?;
+    let duration = number
         .checked_mul(millis)
         .map(Duration::from_millis)
-        .ok_or_else(|| Error::Config(format!("{text:?} is too long")))
+        .ok_or_else(too_long)?;
+    if duration > MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(duration)
+}
+
+/// A duration given in whole milliseconds by URL parameter `name`, at most `max`.
+///
+/// # Errors
+/// [`Error::Config`] naming the parameter, and the largest accepted value for one that is
+/// too long.
+pub fn parse_millis(name: &str, value: &str, max: Duration) -> Result<Duration> {
+    let too_long = || {
+        Error::Config(format!(
+            "URL parameter {name}={value} is longer than the largest accepted, {} ms",
+            max.as_millis()
+        ))
+    };
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(Error::Config(format!(
+            "URL parameter {name}={value:?} is not a whole number of milliseconds"
+        )));
+    }
+    let ms: u64 = value.parse().map_err(|_| too_long())?;
+    let duration = Duration::from_millis(ms);
+    if duration > max {
+        return Err(too_long());
+    }
+    Ok(duration)
+}
+
+/// Checks a duration set in code: at most `max`.
+///
+/// # Errors
+/// [`Error::Config`] naming the setting and the largest accepted value.
+pub fn check_duration(name: &str, value: Duration, max: Duration) -> Result<Duration> {
+    if value > max {
+        return Err(Error::Config(format!(
+            "{name} of {value:?} is longer than the largest accepted, {max:?}"
+        )));
+    }
+    Ok(value)
 }
 
 /// The default [`StorageOptions::isolation_timeout`].
@@ -243,9 +316,9 @@ impl StorageOptions {
                         Error::Config(format!("URL parameter pool_max={value} must be 1 or more"))
                     })?;
             }
-            "connect_timeout_ms" => self.connect_timeout = Duration::from_millis(number(value)?),
+            "connect_timeout_ms" => self.connect_timeout = parse_millis(name, value, MAX_DURATION)?,
             "isolation_timeout_ms" => {
-                self.isolation_timeout = Duration::from_millis(number(value)?)
+                self.isolation_timeout = parse_millis(name, value, MAX_DURATION)?
             }
             "ttl" => {
                 let ttl = parse_duration(value)?;
@@ -368,8 +441,17 @@ impl StorageOptions {
     /// Checks that the options fit together; every backend's `open` calls it.
     ///
     /// # Errors
+    /// [`Error::Config`] for a duration set in code past [`MAX_DURATION`];
     /// [`Error::LayoutLacks`] for a TTL in a layout without `updated_at`.
     pub fn check(&self) -> Result<()> {
+        check_duration("connect_timeout", self.connect_timeout, MAX_DURATION)?;
+        check_duration("isolation_timeout", self.isolation_timeout, MAX_DURATION)?;
+        if let Some(ttl) = self.ttl {
+            check_duration("ttl", ttl, MAX_DURATION)?;
+            if ttl.is_zero() {
+                return Err(Error::Config("ttl must be longer than 0".to_owned()));
+            }
+        }
         if self.ttl.is_some() {
             self.require_updated_at("expiry (ttl)")?;
         }
@@ -596,5 +678,50 @@ mod tests {
             .merge(StorageOptions::default().schema(SchemaPolicy::Upgrade))
             .unwrap_err();
         assert!(err.to_string().contains("schema"), "{err}");
+    }
+
+    #[test]
+    fn durations_past_the_limit_are_refused_where_they_enter() {
+        // Once: `ttl=1000000w` overflowed MySQL's DATETIME (every row read as expired) and
+        // a TTL of 3e16 ms made every PostgreSQL read an error.
+        for (name, value) in [
+            ("ttl", "1000000w"),
+            ("ttl", "36501d"),
+            ("ttl", "18446744073709551615ms"),
+            ("ttl", "99999999999999999999999s"),
+            ("connect_timeout_ms", "3153600000001"),
+            ("isolation_timeout_ms", "18446744073709551616"),
+        ] {
+            let err = StorageOptions::default()
+                .set_url_parameter(name, value)
+                .unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, Error::Config(_)), "{name}={value}: {text}");
+            assert!(
+                text.contains("36500d") || text.contains("3153600000000 ms"),
+                "{name}={value}: {text}"
+            );
+        }
+        let options = url_options(&[("ttl", "36500d"), ("connect_timeout_ms", "3153600000000")]);
+        assert_eq!(options.ttl, Some(MAX_DURATION));
+        assert_eq!(options.connect_timeout, MAX_DURATION);
+        for bad in ["", "5", "ms", "-5s", "5 s", "5y", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        // Set in code, past the limit: refused when a backend opens (`check`).
+        let err = StorageOptions::default()
+            .ttl(MAX_DURATION + Duration::from_millis(1))
+            .check()
+            .unwrap_err();
+        assert!(err.to_string().contains("ttl"), "{err}");
+        assert!(StorageOptions::default()
+            .isolation_timeout(Duration::MAX)
+            .check()
+            .is_err());
+        assert!(StorageOptions::default()
+            .ttl(Duration::ZERO)
+            .check()
+            .is_err());
+        StorageOptions::default().ttl(MAX_DURATION).check().unwrap();
     }
 }

@@ -185,6 +185,13 @@ impl StampPlan {
         applied: &[AppliedMigration],
         target: MigrationTarget,
     ) -> Result<Self> {
+        if let MigrationTarget::Relative(step) = target {
+            // A stamp records what the schema *is*: a step from whatever is recorded now
+            // (`stamp -1` once recorded v3 over a v4 table) names no known state.
+            return Err(Error::InvalidInput(format!(
+                "stamp takes head, base or a version, not a step ({step:+}): name the version the table is at"
+            )));
+        }
         let current = applied.iter().map(|row| row.version).max().unwrap_or(0);
         let target = resolve_target(set, current, target)?;
         let sound = |row: &AppliedMigration| {
