@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use fsmstore_core::sql::MysqlQueries;
 use fsmstore_core::MAX_DURATION;
 use fsmstore_core::{
-    merge_shallow, parse_data, validate_data, validate_field, validate_state, Data, Database,
-    Error, Layout, Migrator, Record, Result, RetryPolicy, Storage, StorageKey, StorageOptions,
+    parse_data, plan_merge, validate_data, validate_field, validate_state, Data, Database, Error,
+    Layout, MergeWrite, Migrator, NextState, Record, Result, RetryPolicy, Storage, StorageKey,
+    StorageOptions,
 };
 use serde_json::Value;
 use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlRow};
@@ -275,11 +276,15 @@ impl MysqlStorage {
 }
 
 pub(crate) fn data_column(row: &MySqlRow, index: usize, id: &str) -> Result<Data> {
-    // MariaDB's JSON is LONGTEXT, MySQL 8's a JSON column type that sqlx's `String` refuses
-    // to decode: read the text unchecked (both arrive as UTF-8 text) and parse it with
-    // core's rules, so bad stored data is `CorruptData` on both servers.
-    let text: Option<String> = row.try_get_unchecked(index).map_err(from_sqlx)?;
+    let text = data_text(row, index).map_err(from_sqlx)?;
     text.map_or_else(|| Ok(Data::new()), |text| parse_data(id, &text))
+}
+
+/// The data column's text. MariaDB's JSON is LONGTEXT, MySQL 8's a JSON column type that
+/// sqlx's `String` refuses to decode: read the text unchecked (both arrive as UTF-8 text)
+/// and parse it with core's rules, so bad stored data is `CorruptData` on both servers.
+fn data_text(row: &MySqlRow, index: usize) -> sqlx::Result<Option<String>> {
+    row.try_get_unchecked(index)
 }
 
 async fn select_row(
@@ -307,13 +312,13 @@ async fn execute(
     Ok(query.execute(&mut *conn).await?.rows_affected())
 }
 
-/// What [`merge_locked`] writes: the statements, the row, the patch, and `Some(new state)`
-/// for a transition (the row goes when it ends up empty) or `None` to keep the state.
+/// What [`merge_locked`] merges: the statements, the row, the patch, and what becomes of
+/// the state (core's [`plan_merge`] decides the write).
 struct Merge<'a> {
     sql: &'a Statements,
     id: &'a str,
     patch: &'a Data,
-    state: Option<Option<&'a str>>,
+    next: NextState<'a>,
 }
 
 /// `update_data` and `transition` in one transaction: core's `lock_row` upsert takes an
@@ -329,33 +334,28 @@ async fn merge_locked(conn: &mut MySqlConnection, m: &Merge<'_>) -> Attempt<Resu
     // State and data read once under the row lock (an expired row reads as absent) and
     // written back whole: expiry is decided by this one read.
     let row = select_row(&mut tx, &sql.get_record, id).await.before()?;
-    let (old_state, mut data) = match row {
-        Some(row) => {
-            let state: Option<String> = match row.try_get(0) {
-                Ok(state) => state,
-                Err(err) => return Ok(Err(from_sqlx(err))),
-            };
-            match data_column(&row, 1, id) {
-                Ok(data) => (state, data),
-                // Dropping the transaction rolls back the lock_row insert.
-                Err(err) => return Ok(Err(err)),
-            }
+    let (old_state, stored) = match row {
+        Some(row) => match (row.try_get(0), data_text(&row, 1)) {
+            (Ok(state), Ok(stored)) => (state, stored),
+            // Dropping the transaction rolls back the lock_row insert.
+            (Err(err), _) | (_, Err(err)) => return Ok(Err(from_sqlx(err))),
+        },
+        None => (None, None),
+    };
+    // Core plans the write; fields the patch does not name keep their stored text.
+    let plan = match plan_merge(id, old_state, stored.as_deref(), m.patch, m.next) {
+        Ok(plan) => plan,
+        Err(err) => return Ok(Err(err)),
+    };
+    match &plan.write {
+        MergeWrite::Upsert { state, data } => {
+            upsert_record(&mut tx, sql, id, state.as_deref(), data).await
         }
-        None => (None, Data::new()),
-    };
-    merge_shallow(&mut data, m.patch);
-    let text = match serde_json::to_string(&data) {
-        Ok(text) => text,
-        Err(err) => return Ok(Err(Error::Serialization(err))),
-    };
-    match m.state {
-        None => upsert_record(&mut tx, sql, id, old_state.as_deref(), &text).await,
-        Some(None) if data.is_empty() => execute(&mut tx, &sql.delete, id, None).await,
-        Some(state) => upsert_record(&mut tx, sql, id, state, &text).await,
+        MergeWrite::Delete => execute(&mut tx, &sql.delete, id, None).await,
     }
     .before()?;
     tx.commit().await.applying()?;
-    Ok(Ok(data))
+    Ok(Ok(plan.data))
 }
 
 /// Writes state and data of `id` together.
@@ -507,7 +507,7 @@ impl Storage for MysqlStorage {
             sql: &self.inner.sql,
             id: &id,
             patch,
-            state: None,
+            next: NextState::Keep,
         };
         self.merge("update_data", merge).await
     }
@@ -523,7 +523,7 @@ impl Storage for MysqlStorage {
             sql: &self.inner.sql,
             id: &id,
             patch,
-            state: Some(state),
+            next: NextState::Set(state),
         };
         self.merge("transition", merge).await
     }

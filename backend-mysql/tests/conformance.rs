@@ -87,6 +87,7 @@ async fn backend() -> Option<Arc<dyn Backend>> {
 }
 
 fsmstore_conformance::conformance_suite!(all: backend);
+fsmstore_conformance::conformance_suite!(stored_rows: backend);
 
 /// The variable naming the Galera nodes (`scripts/galera.sh urls`), comma-separated.
 const GALERA_VARIABLE: &str = "FSMSTORE_TEST_GALERA_URLS";

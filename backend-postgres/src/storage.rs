@@ -372,8 +372,14 @@ fn execute_op<'c>(
     })
 }
 
+/// The data column of `row`. A value that does not decode (a number past `f64`, which
+/// `JSONB` holds as `numeric`) is corrupt data, as on every backend: the connection is
+/// fine.
 fn data_of(id: &str, row: &Row, column: usize) -> Result<Data> {
-    let value: Value = row.try_get(column).map_err(from_pg)?;
+    let value: Value = row.try_get(column).map_err(|err| Error::CorruptData {
+        key: id.to_owned(),
+        reason: err.to_string(),
+    })?;
     data_from_value(id, value)
 }
 
@@ -522,7 +528,12 @@ impl Storage for PgStorage {
             )
             .await
             .map_err(|err| corrupt_text(&id, err))?;
-        row.map_or(Ok(None), |row| row.try_get(0).map_err(from_pg))
+        row.map_or(Ok(None), |row| {
+            row.try_get(0).map_err(|err| Error::CorruptData {
+                key: id.clone(),
+                reason: err.to_string(),
+            })
+        })
     }
 
     async fn get_record(&self, key: &StorageKey) -> Result<Record> {

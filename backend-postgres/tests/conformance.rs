@@ -4,6 +4,7 @@
 mod common;
 
 fsmstore_conformance::conformance_suite!(all: common::backend);
+fsmstore_conformance::conformance_suite!(stored_rows: common::backend);
 
 /// The storage group again, in the layout of Python's aiogram-sqlalchemy-storage.
 mod aiogram_layout {

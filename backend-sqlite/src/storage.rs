@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use async_trait::async_trait;
 use fsmstore_core::sql::{InspectQueries, SqliteQueries};
 use fsmstore_core::{
-    merge_shallow, parse_stored, retry, validate_data, validate_field, validate_state, Data,
-    Database, Dialect, Error, LocalIsolation, LocalLocks, Migrator, Record, Result, SchemaPolicy,
-    Storage, StorageKey, StorageOptions,
+    parse_stored, plan_merge, retry, validate_data, validate_field, validate_state, Data, Database,
+    Dialect, Error, LocalIsolation, LocalLocks, MergeWrite, Migrator, NextState, Record, Result,
+    SchemaPolicy, Storage, StorageKey, StorageOptions,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
@@ -179,30 +179,43 @@ fn merge_locked(
     q: &SqliteQueries,
     id: &str,
     patch: &Data,
-    state: Option<Option<&str>>,
+    next: NextState<'_>,
 ) -> Result<Data> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(from_sqlite)?;
     // State and data read once (an expired row reads as absent) and written back whole:
-    // expiry is decided by this one read, under the write lock.
-    let (old_state, mut data) = select_record(&tx, q, id)?;
-    merge_shallow(&mut data, patch);
-    let text = serde_json::to_string(&data).map_err(Error::Serialization)?;
-    match state {
-        None => tx
+    // expiry is decided by this one read, under the write lock. Core plans the write;
+    // fields the patch does not name keep their stored text.
+    let (old_state, stored) = select_record_text(&tx, q, id)?;
+    let plan = plan_merge(id, old_state, stored.as_deref(), patch, next)?;
+    match &plan.write {
+        MergeWrite::Upsert { state, data } => tx
             .prepare_cached(&q.row.upsert_record)
-            .and_then(|mut s| s.execute(rusqlite::params![id, old_state, text])),
-        Some(None) if data.is_empty() => tx
+            .and_then(|mut s| s.execute(rusqlite::params![id, state, data])),
+        MergeWrite::Delete => tx
             .prepare_cached(&q.row.delete)
             .and_then(|mut s| s.execute([id])),
-        Some(state) => tx
-            .prepare_cached(&q.row.upsert_record)
-            .and_then(|mut s| s.execute(rusqlite::params![id, state, text])),
     }
     .map_err(from_sqlite)?;
     tx.commit().map_err(from_sqlite)?;
-    Ok(data)
+    Ok(plan.data)
+}
+
+/// The state and the data column's text of `id` (absent or expired: `None`, `None`).
+fn select_record_text(
+    conn: &Connection,
+    queries: &SqliteQueries,
+    id: &str,
+) -> Result<(Option<String>, Option<String>)> {
+    let row: Option<(Option<String>, Option<String>)> = conn
+        .prepare_cached(&queries.row.get_record)
+        .and_then(|mut s| {
+            s.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()
+        })
+        .map_err(from_sqlite)?;
+    Ok(row.unwrap_or((None, None)))
 }
 
 /// The data of `id` (absent or expired: `{}`).
@@ -331,7 +344,7 @@ impl Storage for SqliteStorage {
         validate_data(&id, patch, self.options.max_data_bytes)?;
         let patch = patch.clone();
         self.write("update_data", move |conn, q| {
-            merge_locked(conn, q, &id, &patch, None)
+            merge_locked(conn, q, &id, &patch, NextState::Keep)
         })
         .await
     }
@@ -345,7 +358,7 @@ impl Storage for SqliteStorage {
         let id = self.options.transition_row_id(key, state, patch)?;
         let (state, patch) = (state.map(str::to_owned), patch.clone());
         self.write("transition", move |conn, q| {
-            merge_locked(conn, q, &id, &patch, Some(state.as_deref()))
+            merge_locked(conn, q, &id, &patch, NextState::Set(state.as_deref()))
         })
         .await
     }

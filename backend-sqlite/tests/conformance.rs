@@ -136,6 +136,7 @@ async fn memory() -> Option<Arc<dyn Backend>> {
 mod file {
     use super::file as backend;
     fsmstore_conformance::conformance_suite!(all: backend);
+    fsmstore_conformance::conformance_suite!(stored_rows: backend);
 
     /// The storage group again, in the layout of Python's aiogram-sqlalchemy-storage.
     mod aiogram_layout {

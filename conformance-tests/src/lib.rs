@@ -40,6 +40,8 @@ pub use runner::{
 /// * `conformance_suite!(storage: factory)`: the storage group;
 /// * `conformance_suite!(migrations: factory)`: the schema group (SQL backends);
 /// * `conformance_suite!(all: factory)`: both;
+/// * `conformance_suite!(stored_rows: factory)`: rows another program wrote, put in with
+///   [`Backend::execute_raw`] (SQL backends);
 /// * `conformance_suite!(aiogram_layout: factory)`: the storage group in the layout of
 ///   `aiogram-sqlalchemy-storage` ([`Layout::AiogramSqlalchemy`](fsmstore_core::Layout)),
 ///   minus the cases that need `updated_at`, plus the cases of that layout (`aiogram`).
@@ -60,6 +62,9 @@ macro_rules! conformance_suite {
     (aiogram_layout: $factory:expr) => {
         $crate::__storage_cases!(__expand_layout_tests, $factory);
         $crate::__aiogram_layout_cases!(__expand_layout_tests, $factory);
+    };
+    (stored_rows: $factory:expr) => {
+        $crate::__stored_row_cases!(__expand_tests, $factory);
     };
 }
 
@@ -173,6 +178,22 @@ macro_rules! __aiogram_layout_cases {
             aiogram::an_unrecorded_table_is_adopted,
             aiogram::a_table_in_fsmstore_layout_is_refused,
             aiogram::migrate_up_keeps_every_row,
+            stored::untouched_fields_keep_their_stored_numbers,
+            stored::unreadable_numbers_are_corrupt_and_nothing_is_written,
+            stored::odd_stored_rows_answer_alike,
+        }
+    };
+}
+
+/// Rows another program wrote, put in with the backend's own SQL
+/// ([`Backend::execute_raw`]): both layouts, SQL backends.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __stored_row_cases {
+    ($callback:ident, $($args:tt)*) => {
+        $crate::$callback! { $($args)* ;
+            stored::untouched_fields_keep_their_stored_numbers,
+            stored::unreadable_numbers_are_corrupt_and_nothing_is_written,
         }
     };
 }

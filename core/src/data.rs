@@ -170,10 +170,27 @@ pub fn parse_data(key: &str, text: &str) -> Result<Data> {
     if text.is_empty() {
         return Ok(Data::new());
     }
-    data_from_value(
+    let data = data_from_value(
         key,
         serde_json::from_str(text).map_err(|e| corrupt(key, e))?,
-    )
+    )?;
+    // A NUL can only be written as `\u0000` in JSON text: look deeper only then. fsmstore
+    // never writes one, and PostgreSQL can not hold one, so a row another program wrote
+    // with it reads as corrupt on every backend alike.
+    if text.contains("\\u0000") && data.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)) {
+        return Err(corrupt(key, "a string holds a NUL character"));
+    }
+    Ok(data)
+}
+
+/// Whether `value` has a string or a field name with a NUL character.
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(object) => object.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        _ => false,
+    }
 }
 
 /// Parses a stored data column that may be SQL `NULL` (the aiogram layout): `NULL` and `''`

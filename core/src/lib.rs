@@ -39,6 +39,7 @@ mod isolation;
 mod key;
 mod layout;
 mod memory;
+mod merge;
 mod migration_run;
 pub mod migrations;
 mod migrator;
@@ -68,6 +69,7 @@ pub use key::{
 };
 pub use layout::Layout;
 pub use memory::MemoryStorage;
+pub use merge::{plan_merge, MergePlan, MergeWrite, NextState};
 pub use migration_run::{run_migration, run_stamp, MigrationSteps};
 pub use migrations::{Migration, MigrationSet, MigrationSource};
 pub use migrator::{

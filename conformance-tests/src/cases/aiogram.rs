@@ -49,7 +49,7 @@ fn table(ctx: &Ctx) -> String {
 }
 
 /// Puts a row in as Python would, without fsmstore.
-async fn put_row(ctx: &Ctx, id: &str, state: Option<&str>, data: Option<&str>) {
+pub(crate) async fn put_row(ctx: &Ctx, id: &str, state: Option<&str>, data: Option<&str>) {
     let sql = format!(
         "INSERT INTO {} (id, state, data) VALUES ({}, {}, {})",
         table(ctx),
@@ -65,7 +65,7 @@ async fn put_row(ctx: &Ctx, id: &str, state: Option<&str>, data: Option<&str>) {
 
 /// The data column of row `id` as stored: `None` when there is no row, `Some(None)` for
 /// SQL `NULL`.
-async fn stored_text(ctx: &Ctx, id: &str) -> Option<Option<String>> {
+pub(crate) async fn stored_text(ctx: &Ctx, id: &str) -> Option<Option<String>> {
     let sql = format!(
         "SELECT data FROM {} WHERE id = {}",
         table(ctx),
@@ -80,7 +80,7 @@ async fn stored_text(ctx: &Ctx, id: &str) -> Option<Option<String>> {
     rows.pop()
 }
 
-fn id_of(ctx: &Ctx, key: &StorageKey) -> String {
+pub(crate) fn id_of(ctx: &Ctx, key: &StorageKey) -> String {
     ctx.options().row_id(key).expect("a valid key")
 }
 

@@ -13,6 +13,7 @@ pub mod payload;
 pub mod persistence;
 pub mod reference;
 pub mod state;
+pub mod stored;
 pub mod transition;
 pub mod update;
 

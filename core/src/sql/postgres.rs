@@ -27,6 +27,7 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> PostgresQuer
         String::new()
     };
     let (f, ft) = (fresh(""), fresh("t."));
+    let td = readable("t.data");
     PostgresQueries {
         row: RowQueries {
             get_record: format!("SELECT state, data FROM {t} WHERE id = $1{and_fresh}"),
@@ -67,7 +68,7 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> PostgresQuer
         merge_data: format!(
             "INSERT INTO {t} AS t (id, data) VALUES ($1, $2) \
              ON CONFLICT (id) DO UPDATE SET \
-             data = CASE WHEN {ft} THEN t.data || EXCLUDED.data ELSE EXCLUDED.data END, \
+             data = CASE WHEN {ft} THEN {td} || EXCLUDED.data ELSE EXCLUDED.data END, \
              state = CASE WHEN {ft} THEN t.state ELSE NULL END, updated_at = now() \
              RETURNING data"
         ),
@@ -76,7 +77,7 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> PostgresQuer
         transition: format!(
             "INSERT INTO {t} AS t (id, state, data) VALUES ($1, $2, $3) \
              ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, \
-             data = CASE WHEN {ft} THEN t.data || EXCLUDED.data ELSE EXCLUDED.data END, \
+             data = CASE WHEN {ft} THEN {td} || EXCLUDED.data ELSE EXCLUDED.data END, \
              updated_at = now() RETURNING data"
         ),
         take: format!("DELETE FROM {t} WHERE id = $1 RETURNING {f}"),
@@ -86,10 +87,29 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> PostgresQuer
     }
 }
 
+/// The smallest magnitude that reads as infinity as an `f64` (2^1024 - 2^970: halfway
+/// between `f64::MAX` and the next power of two rounds up). A stored number this large is
+/// valid `JSONB` (`numeric`), but no client reads it back as a JSON number.
+const F64_OVERFLOW: &str = "179769313486231580793728971405303415079934132710037826936173778980444968292764750946649017977587207096330286416692887910946555547851940402630657488671505820681908902000708383676273854845817711531764475730270069855571366959622842914819860834936475292719074168444365510704342711559699508093042880177904174497792";
+
+/// `data`, a `JSONB` expression, as a merge may start from it: when it holds a number past
+/// `f64` (written by another client), the expression fails the statement with SQLSTATE
+/// 22P02, as text that is not JSON does, so the merge writes nothing and the backend
+/// reports corrupt data — as SQLite and MySQL do, which can not read such a row either.
+/// Without it the merge was committed and then its `RETURNING` failed to decode: an error
+/// for a write that happened.
+fn readable(data: &str) -> String {
+    format!(
+        "CASE WHEN jsonb_path_exists({data}, '$.** ? (@.type() == \"number\" && (@ >= {F64_OVERFLOW} || @ <= -{F64_OVERFLOW}))') \
+         THEN ('stored data holds a number past f64' || left({data}::text, 0))::jsonb ELSE {data} END"
+    )
+}
+
 /// `data` of a table in the aiogram layout as `JSONB` (`''` and `NULL` read as `{}`); text
 /// that is not JSON fails the statement with SQLSTATE 22P02, which the backend reports as
 /// corrupt data.
-const AIOGRAM_DATA: &str = "COALESCE(NULLIF(data, '')::jsonb, '{}'::jsonb)";
+/// JSON `null` is empty data too, as every backend reads it.
+const AIOGRAM_DATA: &str = "COALESCE(NULLIF(NULLIF(data, ''), 'null')::jsonb, '{}'::jsonb)";
 
 /// The statements on a table in the layout of `aiogram-sqlalchemy-storage` (schema
 /// version 1): data is JSON text (`VARCHAR`), `NULL` or `''` when empty, no `updated_at`.
@@ -103,10 +123,10 @@ pub(super) fn aiogram_queries(t: &str) -> PostgresQueries {
     // value that is not an object fails the statement as text that is not JSON would
     // (22P02, reported as corrupt data) and the row stays as it was.
     let td = d.replace("(data", "(t.data");
-    let td = format!(
+    let td = readable(&format!(
         "CASE WHEN jsonb_typeof({td}) = 'object' THEN {td} \
          ELSE ('stored data is not a JSON object: ' || t.data)::jsonb END"
-    );
+    ));
     let empty = super::EMPTY_TEXT_DATA;
     let live = super::LIVE_TEXT_ROW;
     PostgresQueries {
