@@ -11,7 +11,7 @@ use sqlx::{Row, SqlStr};
 
 use crate::call::{Access, Phase};
 use crate::error::from_sqlx;
-use crate::storage::{data_column, sql, MysqlStorage};
+use crate::storage::{sql, MysqlStorage};
 
 /// Core's whole-table statements as sqlx strings.
 pub(crate) struct InspectStatements {
@@ -49,12 +49,13 @@ fn stored_row(row: &MySqlRow) -> Result<StoredRow> {
         key: String::from_utf8_lossy(err.as_bytes()).into_owned(),
         reason: "the row id is not UTF-8".to_owned(),
     })?;
-    Ok(StoredRow {
-        state: row.try_get(1).map_err(from_sqlx)?,
-        data: data_column(row, 2, &id)?,
-        updated_at_ms: row.try_get(3).map_err(from_sqlx)?,
+    let text: Option<String> = row.try_get_unchecked(2).map_err(from_sqlx)?;
+    Ok(StoredRow::from_text(
         id,
-    })
+        row.try_get(1).map_err(from_sqlx)?,
+        text.as_deref(),
+        row.try_get(3).map_err(from_sqlx)?,
+    ))
 }
 
 fn count(n: i64) -> u64 {

@@ -599,12 +599,15 @@ impl Storage for PgStorage {
 
 fn stored(row: &Row) -> Result<StoredRow> {
     let id: String = row.try_get(0).map_err(from_pg)?;
-    Ok(StoredRow {
-        state: row.try_get(1).map_err(from_pg)?,
-        data: data_of(&id, row, 2)?,
-        updated_at_ms: row.try_get(3).map_err(from_pg)?,
+    // The data column as text (core's inspect statements cast it), parsed here: one row
+    // that does not read is reported on its own.
+    let text: Option<String> = row.try_get(2).map_err(from_pg)?;
+    Ok(StoredRow::from_text(
         id,
-    })
+        row.try_get(1).map_err(from_pg)?,
+        text.as_deref(),
+        row.try_get(3).map_err(from_pg)?,
+    ))
 }
 
 #[async_trait]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fsmstore_core::sql::InspectQueries;
-use fsmstore_core::{parse_stored, Inspect, Result, Storage, StoredRow, TableStats};
+use fsmstore_core::{Inspect, Result, Storage, StoredRow, TableStats};
 use rusqlite::{Connection, OptionalExtension, Params, Row};
 
 use crate::error::from_sqlite;
@@ -23,16 +23,12 @@ fn rows(conn: &Connection, sql: &str, params: impl Params) -> Result<Vec<StoredR
         .query_map(params, stored)
         .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
         .map_err(from_sqlite)?;
-    raw.into_iter()
+    Ok(raw
+        .into_iter()
         .map(|(id, state, data, updated_at_ms)| {
-            Ok(StoredRow {
-                data: parse_stored(&id, data.as_deref())?,
-                id,
-                state,
-                updated_at_ms,
-            })
+            StoredRow::from_text(id, state, data.as_deref(), updated_at_ms)
         })
-        .collect()
+        .collect())
 }
 
 impl SqliteStorage {

@@ -20,7 +20,16 @@ fn row_json(row: &StoredRow) -> Value {
         "state": row.state,
         "data": Value::Object(row.data.clone()),
         "updated_at_ms": row.updated_at_ms,
+        "corrupt": row.corrupt,
     })
+}
+
+/// The data column as the table shows it: the object, or why it could not be read.
+fn data_cell(row: &StoredRow) -> String {
+    match &row.corrupt {
+        Some(reason) => format!("CORRUPT: {reason}"),
+        None => Value::Object(row.data.clone()).to_string(),
+    }
 }
 
 pub(crate) async fn run(global: &Global, command: InspectCommand) -> anyhow::Result<ExitCode> {
@@ -55,12 +64,20 @@ async fn show(
                             row.id.clone(),
                             row.state.clone().unwrap_or_else(|| "-".into()),
                             row.updated_at_ms.map_or_else(|| "-".into(), format_ms),
-                            output::truncate(&Value::Object(row.data.clone()).to_string(), 60),
+                            output::truncate(&data_cell(row), 60),
                         ]
                     })
                     .collect();
                 output::table(&["id", "state", "updated", "data"], &cells);
-                println!("{} rows", rows.len());
+                let corrupt = rows.iter().filter(|row| row.corrupt.is_some()).count();
+                if corrupt > 0 {
+                    println!(
+                        "{} rows ({corrupt} with data that does not read)",
+                        rows.len()
+                    );
+                } else {
+                    println!("{} rows", rows.len());
+                }
             }
         }
         InspectCommand::Get { key, parts } => {
@@ -84,10 +101,13 @@ async fn show(
                     "updated: {}",
                     row.updated_at_ms.map_or_else(|| "-".into(), format_ms)
                 );
-                println!(
-                    "data:    {}",
-                    serde_json::to_string_pretty(&Value::Object(row.data))?
-                );
+                match &row.corrupt {
+                    Some(reason) => println!("data:    CORRUPT: {reason}"),
+                    None => println!(
+                        "data:    {}",
+                        serde_json::to_string_pretty(&Value::Object(row.data))?
+                    ),
+                }
             }
         }
         InspectCommand::Stats => {

@@ -181,6 +181,7 @@ macro_rules! __aiogram_layout_cases {
             stored::untouched_fields_keep_their_stored_numbers,
             stored::unreadable_numbers_are_corrupt_and_nothing_is_written,
             stored::odd_stored_rows_answer_alike,
+            stored::one_corrupt_row_never_hides_the_others,
         }
     };
 }
@@ -194,6 +195,7 @@ macro_rules! __stored_row_cases {
         $crate::$callback! { $($args)* ;
             stored::untouched_fields_keep_their_stored_numbers,
             stored::unreadable_numbers_are_corrupt_and_nothing_is_written,
+            stored::one_corrupt_row_never_hides_the_others,
         }
     };
 }

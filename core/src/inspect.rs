@@ -18,6 +18,35 @@ pub struct StoredRow {
     pub data: Data,
     /// Last write, unix milliseconds (`None` in a layout without `updated_at`).
     pub updated_at_ms: Option<i64>,
+    /// Why the stored data could not be read (then `data` is empty): a row another
+    /// program wrote is reported here, named by its id, and never hides the other rows
+    /// of a listing.
+    pub corrupt: Option<String>,
+}
+
+impl StoredRow {
+    /// The row `id` whose data column holds `text` as stored (`NULL`, `''` and `null`
+    /// are empty data). Data that can not be read is reported in
+    /// [`corrupt`](StoredRow::corrupt).
+    pub fn from_text(
+        id: String,
+        state: Option<String>,
+        text: Option<&str>,
+        updated_at_ms: Option<i64>,
+    ) -> StoredRow {
+        let (data, corrupt) = match crate::data::parse_stored(&id, text) {
+            Ok(data) => (data, None),
+            Err(crate::Error::CorruptData { reason, .. }) => (Data::new(), Some(reason)),
+            Err(other) => (Data::new(), Some(other.to_string())),
+        };
+        StoredRow {
+            id,
+            state,
+            data,
+            updated_at_ms,
+            corrupt,
+        }
+    }
 }
 
 /// What a table holds.

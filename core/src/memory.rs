@@ -225,6 +225,7 @@ fn stored(id: &str, (record, updated_at_ms): &(Record, i64)) -> StoredRow {
         state: record.state.clone(),
         data: record.data.clone(),
         updated_at_ms: Some(*updated_at_ms),
+        corrupt: None,
     }
 }
 

@@ -126,3 +126,43 @@ fn assert_corrupt(result: fsmstore_core::Result<()>, what: &str) {
         other => panic!("{what}: expected CorruptData, got {other:?}"),
     }
 }
+
+/// A row whose data does not read is listed, named, with the reason, and the rows around
+/// it are listed as usual: one bad row never breaks `list_rows` (it once failed the whole
+/// listing, and `fsmstore inspect list` with it).
+pub async fn one_corrupt_row_never_hides_the_others(ctx: Ctx) {
+    let s = ctx.storage().await;
+    let inspect = ctx.inspect().await;
+    s.set_state(&key(10), Some("Form:a")).await.unwrap();
+    let bad = id_of(&ctx, &key(11));
+    put_row(&ctx, &bad, Some("Form:a"), Some(r#"{"a": 1e400}"#)).await;
+    s.update_data(&key(12), &obj(json!({"n": 12})))
+        .await
+        .unwrap();
+    for rows in [
+        inspect.list_rows(None, None, 10).await.unwrap(),
+        inspect.list_rows(Some("Form:a"), None, 10).await.unwrap(),
+    ] {
+        let listed: Vec<(&str, bool)> = rows
+            .iter()
+            .map(|row| (row.id.as_str(), row.corrupt.is_some()))
+            .collect();
+        assert!(listed.contains(&(bad.as_str(), true)), "{listed:?}");
+        assert!(
+            listed.contains(&(id_of(&ctx, &key(10)).as_str(), false)),
+            "{listed:?}"
+        );
+    }
+    let row = inspect
+        .get_row(&bad)
+        .await
+        .unwrap()
+        .expect("the row is there");
+    assert!(row.data.is_empty() && row.corrupt.is_some(), "{row:?}");
+    let all = inspect.list_rows(None, None, 10).await.unwrap();
+    let twelve = all
+        .iter()
+        .find(|row| row.id == id_of(&ctx, &key(12)))
+        .expect("the row after the bad one is listed");
+    assert_eq!(Value::Object(twelve.data.clone()), json!({"n": 12}));
+}
