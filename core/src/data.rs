@@ -162,6 +162,22 @@ fn check_value(value: &Value, depth: usize) -> Result<()> {
     }
 }
 
+/// Deserializes `value` as `T`, exactly as from its JSON text.
+///
+/// `serde_json::from_value` reads an empty array as unit, so a zero-field tuple variant
+/// (`State::Empty()`, written as `{"Empty": []}`) never read back from a value
+/// (`DataMismatch`), though it reads from text. This tries the value first and falls back
+/// to its text only when that fails.
+///
+/// # Errors
+/// The deserializer's error when the text does not fit `T` either.
+pub fn deserialize_value<T: serde::de::DeserializeOwned>(value: &Value) -> serde_json::Result<T> {
+    match T::deserialize(value) {
+        Ok(decoded) => Ok(decoded),
+        Err(_) => serde_json::from_str(&value.to_string()),
+    }
+}
+
 /// Parses stored JSON text back into [`Data`].
 ///
 /// # Errors

@@ -147,4 +147,20 @@ mod tests {
         round_trip(json!({"$value": {"$value": null}}));
         round_trip(json!({"V": {"$value": 1, "other": 2}}));
     }
+
+    #[test]
+    fn empty_tuple_and_struct_variants_read_back_as_themselves() {
+        #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+        enum S {
+            EmptyTuple(),
+            EmptyStruct {},
+            Unit,
+        }
+        for dialogue in [S::EmptyTuple(), S::EmptyStruct {}, S::Unit] {
+            let (state, data) = encode(serde_json::to_value(&dialogue).unwrap());
+            let back: S = crate::data::deserialize_value(&decode(state.clone(), data.clone()))
+                .unwrap_or_else(|err| panic!("{dialogue:?} as {state:?} {data:?}: {err}"));
+            assert_eq!(back, dialogue);
+        }
+    }
 }

@@ -54,7 +54,7 @@ mod traced;
 mod url;
 
 pub use data::{
-    data_from_value, merge_shallow, parse_data, parse_stored, validate_data, validate_field,
+    data_from_value, deserialize_value, merge_shallow, parse_data, parse_stored, validate_data, validate_field,
     validate_state, Data, Record, MAX_DATA_DEPTH, MAX_STATE_CHARS,
 };
 pub use database::Database;

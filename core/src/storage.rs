@@ -184,7 +184,7 @@ pub trait StorageExt: Storage {
     /// [`Storage::get_data`].
     async fn get_data_as<T: DeserializeOwned>(&self, key: &StorageKey) -> Result<T> {
         let data = self.get_data(key).await?;
-        serde_json::from_value(Value::Object(data))
+        crate::data::deserialize_value(&Value::Object(data))
             .map_err(|source| self.mismatch::<T>(key, source))
     }
 
@@ -221,7 +221,7 @@ pub trait StorageExt: Storage {
         field: &str,
     ) -> Result<Option<T>> {
         match self.get_value(key, field).await? {
-            Some(value) => serde_json::from_value(value)
+            Some(value) => crate::data::deserialize_value(&value)
                 .map(Some)
                 .map_err(|source| self.mismatch::<T>(key, source)),
             None => Ok(None),

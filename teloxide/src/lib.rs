@@ -131,7 +131,7 @@ impl TeloxideStorage {
             return Ok(None);
         };
         let value = codec::decode(state, record.data);
-        serde_json::from_value(value)
+        fsmstore_core::deserialize_value(&value)
             .map(Some)
             .map_err(|source| Error::DataMismatch {
                 key: self

@@ -40,6 +40,7 @@ enum Shape {
         count: u64,
     },
     EmptyStruct {},
+    EmptyTuple(),
     Nested(Inner),
     NestedStruct {
         inner: Inner,
@@ -100,6 +101,7 @@ fn shape() -> impl Strategy<Value = Shape> {
         (any::<i32>(), text(), any::<bool>()).prop_map(|(a, b, c)| Shape::Tuple(a, b, c)),
         (text(), any::<u64>()).prop_map(|(text, count)| Shape::Struct { text, count }),
         Just(Shape::EmptyStruct {}),
+        Just(Shape::EmptyTuple()),
         inner().prop_map(Shape::Nested),
         (inner(), prop::option::of(inner()))
             .prop_map(|(inner, maybe)| Shape::NestedStruct { inner, maybe }),
@@ -189,6 +191,40 @@ fn every_serde_shape_round_trips_on_every_backend() {
                 Arc::clone(&storage).get_dialogue(chat).await.unwrap()
             });
             assert_eq!(back.as_ref(), Some(&value), "{}: {chat:?}", target.name);
+        }
+        runtime.block_on(common::drop_tables(db));
+    }
+}
+
+/// A zero-field tuple variant (`{"EmptyTuple": []}`) reads back as itself on every backend:
+/// `serde_json::from_value` reads the empty array as unit, so it was written and then
+/// never read (`DataMismatch`).
+#[test]
+fn a_zero_field_tuple_variant_reads_back() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for target in common::targets("empty_tuple") {
+        let Some(db) = runtime.block_on(common::open(&target, common::options("empty_tuple")))
+        else {
+            continue;
+        };
+        let storage = Arc::new(TeloxideStorage::from(&db));
+        for (chat, shape) in [Shape::EmptyTuple(), Shape::EmptyStruct {}, Shape::Unit]
+            .into_iter()
+            .enumerate()
+        {
+            let chat = ChatId(chat as i64 + 1);
+            let back: Option<Shape> = runtime.block_on(async {
+                Arc::clone(&storage)
+                    .update_dialogue(chat, shape.clone())
+                    .await
+                    .unwrap();
+                Arc::clone(&storage).get_dialogue(chat).await.unwrap()
+            });
+            assert_eq!(back, Some(shape), "{}", target.name);
         }
         runtime.block_on(common::drop_tables(db));
     }
