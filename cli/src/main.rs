@@ -28,6 +28,7 @@ pub(crate) mod exit {
 }
 
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     // Off unless asked: `RUST_LOG=fsmstore=debug` prints a span per storage call and
     // migration step (never data values or passwords) on stderr.
@@ -61,6 +62,25 @@ fn main() -> ExitCode {
             ExitCode::from(exit_code(&err))
         }
     }
+}
+
+/// `fsmstore inspect list | head -1`: once the reader has gone, stop quietly as other Unix
+/// tools do (Rust ignores SIGPIPE, so `println!` panics on the closed pipe: exit 101 with a
+/// panic message, before this hook). Every other panic is reported as before.
+fn quiet_on_broken_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -18,8 +18,9 @@ use serde_json::json;
 use crate::args::{Access, Global, TeloxideImportArgs};
 use crate::output;
 
-/// One row of `teloxide_dialogues`.
-type SourceRow = (i64, Vec<u8>);
+/// One row of `teloxide_dialogues`: its chat and the dialogue's bytes (`None`: SQL `NULL`).
+/// A SQLite column holds any type, so a `TEXT` value is read as its bytes.
+type SourceRow = (i64, Option<Vec<u8>>);
 
 pub(crate) async fn run(global: &Global, args: TeloxideImportArgs) -> anyhow::Result<ExitCode> {
     let from = TableName::new(&args.from)?;
@@ -36,8 +37,12 @@ pub(crate) async fn run(global: &Global, args: TeloxideImportArgs) -> anyhow::Re
             let storage = db.storage();
             let mut report = Report::default();
             for (chat, bytes) in rows {
-                // teloxide's `Json` serializer wrote `serde_json::to_vec(&dialogue)`.
-                let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+                // teloxide's `Json` serializer wrote `serde_json::to_vec(&dialogue)`; a NULL
+                // or text that is not JSON is listed and skipped like any bad row.
+                let Some(Ok(value)) = bytes
+                    .as_deref()
+                    .map(serde_json::from_slice::<serde_json::Value>)
+                else {
                     report.not_json.push(chat);
                     continue;
                 };
@@ -87,7 +92,7 @@ pub(crate) async fn run(global: &Global, args: TeloxideImportArgs) -> anyhow::Re
         }
         if !report.not_json.is_empty() {
             eprintln!(
-                "skipped {} rows that are not JSON (written with teloxide's Bincode or CBOR serializer?); chats: {:?}",
+                "skipped {} rows that are not JSON (NULL, a number, or written with teloxide's Bincode or CBOR serializer?); chats: {:?}",
                 report.not_json.len(),
                 report.not_json
             );
@@ -123,7 +128,14 @@ async fn read_rows(url: &str, from: &TableName) -> anyhow::Result<Vec<SourceRow>
                 let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
                 let mut statement = conn.prepare(&select)?;
                 let rows = statement
-                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                    .query_map([], |row| {
+                        use fsmstore::sqlite::rusqlite::types::ValueRef;
+                        let bytes = match row.get_ref(1)? {
+                            ValueRef::Blob(bytes) | ValueRef::Text(bytes) => Some(bytes.to_vec()),
+                            ValueRef::Null | ValueRef::Integer(_) | ValueRef::Real(_) => None,
+                        };
+                        Ok((row.get(0)?, bytes))
+                    })?
                     .collect::<Result<Vec<SourceRow>, _>>()?;
                 Ok(rows)
             })

@@ -600,3 +600,24 @@ fn purge_never_creates_a_file_and_migrate_takes_a_bot_url() {
     assert_eq!(state["migrations"].as_array().unwrap().len(), 4);
     assert_eq!(current(&bot_url), 2, "migrate current did not upgrade");
 }
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::process::Stdio;
+    let dir = temp_dir("pipe");
+    let url = sqlite_url(&dir);
+    ok_json(&url, &["demo", "--users", "20"]);
+    // The reader is gone before the first line is written (`inspect list | head -0`).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fsmstore"))
+        .args(["inspect", "list", "--url", &url])
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -272,3 +272,58 @@ async fn teloxide_rows_import_on_mariadb() {
         .await
         .unwrap();
 }
+
+/// A dialogue stored as TEXT (a SQLite column holds any type) is imported like a BLOB; a
+/// NULL one is listed and skipped. Either once aborted the whole import.
+#[tokio::test(flavor = "multi_thread")]
+async fn text_and_null_dialogues_do_not_abort_the_import() {
+    let path = std::env::temp_dir().join(format!("fsmstore-tgtext-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE tgt_src (chat_id BIGINT PRIMARY KEY, dialogue BLOB);
+         INSERT INTO tgt_src VALUES (3, NULL);",
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO tgt_src VALUES (1, ?1)",
+        [blob(&State::ReceiveFullName)],
+    )
+    .unwrap();
+    let text = String::from_utf8(blob(&State::ReceiveAge {
+        full_name: "Text Row".into(),
+    }))
+    .unwrap();
+    conn.execute("INSERT INTO tgt_src VALUES (2, ?1)", [text])
+        .unwrap();
+    drop(conn);
+    let url = format!("sqlite://{}", path.display());
+    assert!(fsmstore(&url, "tgt", &["migrate", "up"]).status.success());
+    let out = fsmstore(&url, "tgt", &["teloxide-import", "--from", "tgt_src"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("imported 2 dialogues"), "{stdout}{stderr}");
+    assert!(stderr.contains("[3]"), "{stderr}");
+    let options = StorageOptions::default()
+        .table("tgt")
+        .unwrap()
+        .version_table("tgt_v")
+        .unwrap();
+    let db = fsmstore::open_with(&url, options).await.unwrap();
+    let storage = Arc::new(TeloxideStorage::from(&db));
+    let got: Option<State> = Arc::clone(&storage)
+        .get_dialogue(ChatId(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        got,
+        Some(State::ReceiveAge {
+            full_name: "Text Row".into()
+        })
+    );
+    db.close().await.unwrap();
+    std::fs::remove_file(&path).unwrap();
+}
