@@ -314,10 +314,7 @@ async fn text_and_null_dialogues_do_not_abort_the_import() {
         .unwrap();
     let db = fsmstore::open_with(&url, options).await.unwrap();
     let storage = Arc::new(TeloxideStorage::from(&db));
-    let got: Option<State> = Arc::clone(&storage)
-        .get_dialogue(ChatId(2))
-        .await
-        .unwrap();
+    let got: Option<State> = Arc::clone(&storage).get_dialogue(ChatId(2)).await.unwrap();
     assert_eq!(
         got,
         Some(State::ReceiveAge {

@@ -283,6 +283,17 @@ mod tests {
         .unwrap();
         assert_eq!(Value::Object(patch), json!({"age": 30, "tags": []}));
         assert!(patch_from(&json!([1])).is_err());
+        // Once: NaN serialized as null and the null was left out, so nothing was written
+        // and nothing was said.
+        #[derive(Serialize)]
+        struct Scores {
+            score: f64,
+        }
+        let err = patch_from(&Scores { score: f64::NAN }).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidInput(text) if text.contains("score")),
+            "{err}"
+        );
     }
 
     /// The untyped calls: states as `&str`, `String` and `Option<&str>`; `data`, `record`,

@@ -34,6 +34,7 @@ mod dialect;
 mod dialogue;
 pub mod dialogue_value;
 mod error;
+mod finite;
 mod inspect;
 mod isolation;
 mod key;
@@ -54,8 +55,8 @@ mod traced;
 mod url;
 
 pub use data::{
-    data_from_value, deserialize_value, merge_shallow, parse_data, parse_stored, validate_data, validate_field,
-    validate_state, Data, Record, MAX_DATA_DEPTH, MAX_STATE_CHARS,
+    data_from_value, deserialize_value, merge_shallow, parse_data, parse_stored, validate_data,
+    validate_field, validate_state, Data, Record, MAX_DATA_DEPTH, MAX_STATE_CHARS,
 };
 pub use database::Database;
 pub use dialect::Dialect;

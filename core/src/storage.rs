@@ -243,8 +243,17 @@ impl<S: Storage + ?Sized> StorageExt for S {}
 /// Serializes `value` and checks that it is a JSON object.
 ///
 /// # Errors
-/// [`Error::Serialization`] or [`Error::InvalidInput`] for a non-object.
+/// [`Error::Serialization`]; [`Error::InvalidInput`] for a non-object, or for a NaN or an
+/// infinity anywhere in `value` (naming where: JSON has no such number, and `serde_json`
+/// would write `null`).
 pub fn object_from<T: Serialize + ?Sized>(value: &T) -> Result<Data> {
+    // serde_json writes NaN and infinities as `null`: refused here, never stored as `null`
+    // (or, in a patch that leaves out nulls, silently dropped).
+    crate::finite::check_finite(value).map_err(|path| {
+        Error::InvalidInput(format!(
+            "{path} is NaN or infinite, which JSON can not hold"
+        ))
+    })?;
     match serde_json::to_value(value).map_err(Error::Serialization)? {
         Value::Object(map) => Ok(map),
         other => Err(Error::InvalidInput(format!(
