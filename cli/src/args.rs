@@ -34,11 +34,18 @@ pub(crate) struct Global {
         hide_env_values = true
     )]
     pub(crate) url: String,
-    /// The FSM table.
-    #[arg(long, global = true, default_value = fsmstore::core::DEFAULT_TABLE)]
+    /// The FSM table (default: the URL's `table=`, else aiogram_fsm_data).
+    #[arg(long = "table", global = true, value_name = "TABLE")]
+    pub(crate) table_flag: Option<String>,
+    /// The version table (default: the URL's `version_table=`, else fsmstore_migrations).
+    #[arg(long = "version-table", global = true, value_name = "TABLE")]
+    pub(crate) version_table_flag: Option<String>,
+    /// The FSM table in effect: `--table`, else the URL's, else the default
+    /// ([`Global::resolve`]).
+    #[arg(skip)]
     pub(crate) table: String,
-    /// The version table.
-    #[arg(long, global = true, default_value = fsmstore::core::DEFAULT_VERSION_TABLE)]
+    /// The version table in effect.
+    #[arg(skip)]
     pub(crate) version_table: String,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -46,12 +53,41 @@ pub(crate) struct Global {
 }
 
 impl Global {
-    /// Storage options for these tables with `policy`.
+    /// Settles the tables in effect: `--table` or the URL's `table=` (both given must
+    /// agree), else the default; the same for the version table.
+    pub(crate) fn resolve(&mut self) -> fsmstore::Result<()> {
+        use fsmstore::core::DatabaseUrl;
+        let pick = |flag: &Option<String>, name: &str, default: &str| {
+            let from_url = DatabaseUrl::parameter_of(&self.url, name)?;
+            match (flag, from_url) {
+                (Some(flag), Some(url)) if *flag != url => Err(fsmstore::Error::Config(format!(
+                    "{name} is {url:?} in the URL and {flag:?} on the command line: give it once"
+                ))),
+                (Some(flag), _) => Ok(flag.clone()),
+                (None, Some(url)) => Ok(url),
+                (None, None) => Ok(default.to_owned()),
+            }
+        };
+        self.table = pick(&self.table_flag, "table", fsmstore::core::DEFAULT_TABLE)?;
+        self.version_table = pick(
+            &self.version_table_flag,
+            "version_table",
+            fsmstore::core::DEFAULT_VERSION_TABLE,
+        )?;
+        Ok(())
+    }
+
+    /// Storage options for the tables of the command line (the URL's are the URL's) with
+    /// `policy`.
     pub(crate) fn options(&self, policy: SchemaPolicy) -> fsmstore::Result<StorageOptions> {
-        Ok(StorageOptions::default()
-            .table(&self.table)?
-            .version_table(&self.version_table)?
-            .schema(policy))
+        let mut options = StorageOptions::default().schema(policy);
+        if let Some(table) = &self.table_flag {
+            options = options.table(table)?;
+        }
+        if let Some(table) = &self.version_table_flag {
+            options = options.version_table(table)?;
+        }
+        Ok(options)
     }
 
     /// Opens the database of `--url` for these tables with `policy`, runs `work` on it and

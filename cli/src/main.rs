@@ -84,7 +84,8 @@ fn quiet_on_broken_pipe() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let global = cli.global;
+    let mut global = cli.global;
+    global.resolve()?;
     match cli.command {
         Command::Migrate(command) => migrate::run(&global, command).await,
         Command::Conformance(args) => conformance::run(&global, args).await,

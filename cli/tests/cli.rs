@@ -621,3 +621,16 @@ fn a_closed_pipe_ends_the_output_quietly() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn the_urls_table_is_used_and_a_different_flag_is_a_conflict() {
+    let dir = temp_dir("url-table");
+    let url = format!("{}?table=from_url", sqlite_url(&dir));
+    ok(&url, &["migrate", "up"]);
+    assert_eq!(ok_json(&url, &["migrate", "current"])["table"], "from_url");
+    let (code, stderr) = refused(&url, &["--table", "other", "migrate", "current"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("table"), "{stderr}");
+    // The same name in both places is one setting.
+    ok(&url, &["--table", "from_url", "migrate", "current"]);
+}

@@ -108,6 +108,26 @@ pub struct StorageOptions {
     pub ttl: Option<Duration>,
     /// The table layout read and written (default: fsmstore's own; see [`Layout`]).
     pub layout: Layout,
+    /// The settings a setter or a URL parameter gave, even to their default value: what
+    /// [`StorageOptions::merge`] takes as "set".
+    set: u16,
+}
+
+/// The settings [`StorageOptions::merge`] joins, one bit each in `StorageOptions::set`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setting {
+    Table = 1,
+    VersionTable = 1 << 1,
+    Schema = 1 << 2,
+    MaxDataBytes = 1 << 3,
+    PoolMax = 1 << 4,
+    ConnectTimeout = 1 << 5,
+    Retry = 1 << 6,
+    IsolationTimeout = 1 << 7,
+    Ttl = 1 << 8,
+    Layout = 1 << 9,
+    KeyBuilder = 1 << 10,
+    Migrations = 1 << 11,
 }
 
 impl Default for StorageOptions {
@@ -125,6 +145,7 @@ impl Default for StorageOptions {
             isolation_timeout: DEFAULT_ISOLATION_TIMEOUT,
             ttl: None,
             layout: Layout::Fsmstore,
+            set: 0,
         }
     }
 }
@@ -277,7 +298,7 @@ impl StorageOptions {
     /// [`Error::InvalidTableName`].
     pub fn table(mut self, name: &str) -> Result<Self> {
         self.table = TableName::new(name)?;
-        Ok(self)
+        Ok(self.mark(Setting::Table))
     }
 
     /// Sets the version table.
@@ -286,7 +307,7 @@ impl StorageOptions {
     /// [`Error::InvalidTableName`].
     pub fn version_table(mut self, name: &str) -> Result<Self> {
         self.version_table = TableName::new(name)?;
-        Ok(self)
+        Ok(self.mark(Setting::VersionTable))
     }
 
     /// Applies URL query parameter `name=value` if it is one of
@@ -346,87 +367,112 @@ impl StorageOptions {
             }
             _ => return Ok(false),
         }
+        let setting = match name {
+            "table" => Setting::Table,
+            "version_table" => Setting::VersionTable,
+            "schema" => Setting::Schema,
+            "layout" => Setting::Layout,
+            "pool_max" => Setting::PoolMax,
+            "connect_timeout_ms" => Setting::ConnectTimeout,
+            "isolation_timeout_ms" => Setting::IsolationTimeout,
+            "ttl" => Setting::Ttl,
+            "retry_attempts" => Setting::Retry,
+            _ => Setting::MaxDataBytes,
+        };
+        self.set |= setting as u16;
         Ok(true)
     }
 
-    /// Joins options parsed from a URL (`self`) with options set in code. A setting left at
-    /// its default on one side takes the other side's value; a setting both sides changed
-    /// must agree, so a URL's `table=` is never silently dropped. The key builder and
-    /// custom migrations come from code (a URL can not set them).
+    fn mark(mut self, setting: Setting) -> Self {
+        self.set |= setting as u16;
+        self
+    }
+
+    /// Whether `setting` was given: by a setter or a URL parameter (even to its default
+    /// value), or by assigning the public field a value other than the default.
+    fn is_set<T: PartialEq>(&self, setting: Setting, value: &T, default: &T) -> bool {
+        self.set & setting as u16 != 0 || value != default
+    }
+
+    /// Joins options parsed from a URL (`self`) with options set in code.
+    ///
+    /// The one precedence: a setting given on one side only is taken from that side; given
+    /// on both sides, the two must be equal; given on neither, it keeps its default. "Given"
+    /// means set by a setter or a URL parameter, *even to the default value*: so
+    /// `open_with("sqlite://x.db?schema=upgrade", StorageOptions::default().schema(SchemaPolicy::Verify))`
+    /// is a conflict, never a silent `Upgrade`. The key builder and custom migrations come
+    /// from code (a URL can not set them).
+    ///
+    /// ```
+    /// use fsmstore_core::{DatabaseUrl, SchemaPolicy, StorageOptions};
+    /// let url = DatabaseUrl::parse_file("sqlite://x.db?schema=upgrade")?.options().clone();
+    /// let err = url.merge(StorageOptions::default().schema(SchemaPolicy::Verify)).unwrap_err();
+    /// assert!(err.to_string().contains("schema"));
+    /// # Ok::<(), fsmstore_core::Error>(())
+    /// ```
     ///
     /// # Errors
-    /// [`Error::Config`] naming the first setting the two sides set differently.
+    /// [`Error::Config`] naming the first setting the two sides give differently.
     pub fn merge(self, code: StorageOptions) -> Result<StorageOptions> {
         let defaults = StorageOptions::default();
-        fn pick<T: PartialEq + fmt::Debug>(name: &str, url: T, code: T, default: &T) -> Result<T> {
-            match (url == *default, code == *default) {
-                (_, true) => Ok(url),
-                (true, false) => Ok(code),
-                (false, false) if url == code => Ok(code),
-                (false, false) => Err(Error::Config(format!(
-                    "{name} is {url:?} in the URL and {code:?} in the options: set it in one place"
-                ))),
-            }
+        let (url, mut code) = (self, code);
+        macro_rules! pick {
+            ($field:ident, $setting:expr, $name:literal) => {{
+                let url_set = url.is_set($setting, &url.$field, &defaults.$field);
+                let code_set = code.is_set($setting, &code.$field, &defaults.$field);
+                match (url_set, code_set) {
+                    (true, true) if url.$field != code.$field => {
+                        return Err(Error::Config(format!(
+                            "{} is {:?} in the URL and {:?} in the options: set it in one place",
+                            $name, url.$field, code.$field
+                        )))
+                    }
+                    (true, false) => url.$field.clone(),
+                    _ => code.$field.clone(),
+                }
+            }};
         }
-        Ok(StorageOptions {
-            table: pick("table", self.table, code.table, &defaults.table)?,
-            version_table: pick(
-                "version_table",
-                self.version_table,
-                code.version_table,
-                &defaults.version_table,
-            )?,
-            schema: pick("schema", self.schema, code.schema, &defaults.schema)?,
-            max_data_bytes: pick(
-                "max_data_bytes",
-                self.max_data_bytes,
-                code.max_data_bytes,
-                &defaults.max_data_bytes,
-            )?,
-            pool_max: pick("pool_max", self.pool_max, code.pool_max, &defaults.pool_max)?,
-            connect_timeout: pick(
-                "connect_timeout",
-                self.connect_timeout,
-                code.connect_timeout,
-                &defaults.connect_timeout,
-            )?,
-            retry: pick("retry", self.retry, code.retry, &defaults.retry)?,
-            isolation_timeout: pick(
-                "isolation_timeout",
-                self.isolation_timeout,
-                code.isolation_timeout,
-                &defaults.isolation_timeout,
-            )?,
-            ttl: pick("ttl", self.ttl, code.ttl, &defaults.ttl)?,
-            layout: pick("layout", self.layout, code.layout, &defaults.layout)?,
-            key_builder: code.key_builder,
-            migrations: code.migrations,
-        })
+        code.table = pick!(table, Setting::Table, "table");
+        code.version_table = pick!(version_table, Setting::VersionTable, "version_table");
+        code.schema = pick!(schema, Setting::Schema, "schema");
+        code.max_data_bytes = pick!(max_data_bytes, Setting::MaxDataBytes, "max_data_bytes");
+        code.pool_max = pick!(pool_max, Setting::PoolMax, "pool_max");
+        code.connect_timeout = pick!(connect_timeout, Setting::ConnectTimeout, "connect_timeout");
+        code.retry = pick!(retry, Setting::Retry, "retry");
+        code.isolation_timeout = pick!(
+            isolation_timeout,
+            Setting::IsolationTimeout,
+            "isolation_timeout"
+        );
+        code.ttl = pick!(ttl, Setting::Ttl, "ttl");
+        code.layout = pick!(layout, Setting::Layout, "layout");
+        code.set |= url.set;
+        Ok(code)
     }
 
     /// Sets the most connections the storage opens (at least 1).
     pub fn pool_max(mut self, connections: u32) -> Self {
         self.pool_max = connections.max(1);
-        self
+        self.mark(Setting::PoolMax)
     }
 
     /// Sets how calls are run again after a conflict the database rolled back.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
-        self
+        self.mark(Setting::Retry)
     }
 
     /// Sets the expiry: a row not written for longer than `ttl` reads as absent.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
-        self
+        self.mark(Setting::Ttl)
     }
 
     /// Sets the table layout: [`Layout::AiogramSqlalchemy`] reads and writes the table of
     /// Python's `aiogram-sqlalchemy-storage` as it is, so both can use it at once.
     pub fn layout(mut self, layout: Layout) -> Self {
         self.layout = layout;
-        self
+        self.mark(Setting::Layout)
     }
 
     /// Succeeds when this storage's layout can give `feature`, which needs `updated_at`
@@ -461,37 +507,37 @@ impl StorageOptions {
     /// Sets how long a per-key lock is waited for.
     pub fn isolation_timeout(mut self, timeout: Duration) -> Self {
         self.isolation_timeout = timeout;
-        self
+        self.mark(Setting::IsolationTimeout)
     }
 
     /// Sets how long opening a connection, or waiting for a pooled one, may take.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
-        self
+        self.mark(Setting::ConnectTimeout)
     }
 
     /// Sets the key builder.
     pub fn key_builder(mut self, builder: impl KeyBuilder + 'static) -> Self {
         self.key_builder = Arc::new(builder);
-        self
+        self.mark(Setting::KeyBuilder)
     }
 
     /// Sets the schema policy.
     pub fn schema(mut self, policy: SchemaPolicy) -> Self {
         self.schema = policy;
-        self
+        self.mark(Setting::Schema)
     }
 
     /// Sets the data size limit.
     pub fn max_data_bytes(mut self, limit: usize) -> Self {
         self.max_data_bytes = limit;
-        self
+        self.mark(Setting::MaxDataBytes)
     }
 
     /// Runs `sources` instead of the built-in migrations.
     pub fn migrations(mut self, sources: Vec<MigrationSource>) -> Self {
         self.migrations = Some(Arc::new(sources));
-        self
+        self.mark(Setting::Migrations)
     }
 
     /// The row id of `key`.
@@ -723,5 +769,114 @@ mod tests {
             .check()
             .is_err());
         StorageOptions::default().ttl(MAX_DURATION).check().unwrap();
+    }
+
+    /// Each setting, both ways: the URL giving the default value explicitly against code
+    /// giving another (once the URL's was taken as "not set" and the code's silently won,
+    /// or the other way round), and each side alone.
+    #[test]
+    fn an_explicit_default_is_a_setting_for_every_setting() {
+        type Setter = fn(StorageOptions) -> StorageOptions;
+        let cases: [(&str, &str, &str, Setter, Setter); 10] = [
+            (
+                "table",
+                "aiogram_fsm_data",
+                "t_other",
+                |o| o.table("t_other").unwrap(),
+                |o| o.table("aiogram_fsm_data").unwrap(),
+            ),
+            (
+                "version_table",
+                "fsmstore_migrations",
+                "v_other",
+                |o| o.version_table("v_other").unwrap(),
+                |o| o.version_table("fsmstore_migrations").unwrap(),
+            ),
+            (
+                "schema",
+                "verify",
+                "upgrade",
+                |o| o.schema(SchemaPolicy::Upgrade),
+                |o| o.schema(SchemaPolicy::Verify),
+            ),
+            (
+                "max_data_bytes",
+                "8388608",
+                "100",
+                |o| o.max_data_bytes(100),
+                |o| o.max_data_bytes(DEFAULT_MAX_DATA_BYTES),
+            ),
+            (
+                "pool_max",
+                "10",
+                "3",
+                |o| o.pool_max(3),
+                |o| o.pool_max(DEFAULT_POOL_MAX),
+            ),
+            (
+                "connect_timeout_ms",
+                "10000",
+                "250",
+                |o| o.connect_timeout(Duration::from_millis(250)),
+                |o| o.connect_timeout(DEFAULT_CONNECT_TIMEOUT),
+            ),
+            (
+                "retry_attempts",
+                "5",
+                "2",
+                |o| {
+                    o.retry(RetryPolicy::new(
+                        2,
+                        RetryPolicy::default().base_delay,
+                        RetryPolicy::default().max_delay,
+                    ))
+                },
+                |o| o.retry(RetryPolicy::default()),
+            ),
+            (
+                "isolation_timeout_ms",
+                "30000",
+                "500",
+                |o| o.isolation_timeout(Duration::from_millis(500)),
+                |o| o.isolation_timeout(DEFAULT_ISOLATION_TIMEOUT),
+            ),
+            (
+                "layout",
+                "fsmstore",
+                "aiogram-sqlalchemy",
+                |o| o.layout(Layout::AiogramSqlalchemy),
+                |o| o.layout(Layout::Fsmstore),
+            ),
+            (
+                "ttl",
+                "30d",
+                "1d",
+                |o| o.ttl(Duration::from_secs(86_400)),
+                |o| o.ttl(Duration::from_secs(30 * 86_400)),
+            ),
+        ];
+        for (name, url_default, url_other, code_other, code_default) in cases {
+            let shown = name.trim_end_matches("_ms").trim_end_matches("_attempts");
+            // The URL names the default, the code another value: a conflict.
+            let err = url_options(&[(name, url_default)])
+                .merge(code_other(StorageOptions::default()))
+                .unwrap_err();
+            assert!(err.to_string().contains(shown), "{name}: {err}");
+            // The URL names another value, the code the default: a conflict too.
+            let err = url_options(&[(name, url_other)])
+                .merge(code_default(StorageOptions::default()))
+                .unwrap_err();
+            assert!(err.to_string().contains(shown), "{name}: {err}");
+            // One side alone wins; the same value on both sides is fine.
+            let from_url = url_options(&[(name, url_other)]);
+            let merged = from_url.clone().merge(StorageOptions::default()).unwrap();
+            assert_eq!(format!("{merged:?}"), format!("{from_url:?}"), "{name}");
+            let from_code = code_other(StorageOptions::default());
+            let merged = StorageOptions::default().merge(from_code.clone()).unwrap();
+            assert_eq!(format!("{merged:?}"), format!("{from_code:?}"), "{name}");
+            let same =
+                url_options(&[(name, url_other)]).merge(code_other(StorageOptions::default()));
+            assert!(same.is_ok(), "{name}: {same:?}");
+        }
     }
 }

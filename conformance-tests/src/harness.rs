@@ -1,0 +1,184 @@
+//! A test binary that says what it did not run. [`Suite`] lists every case as a test of
+//! its own (libtest-mimic, so the output and the flags are `cargo test`'s), asks each
+//! backend factory once whether its server is there, and lists the cases of a missing
+//! server as **ignored, with the reason** in the summary, never as passed. With `CI` set a
+//! missing server is a failure (see [`unreachable()`](crate::unreachable)).
+//!
+//! A test file using it sets `harness = false` for itself in `Cargo.toml` and has a
+//! `main`:
+//!
+//! ```ignore
+//! fn main() -> std::process::ExitCode {
+//!     let mut suite = fsmstore_conformance::Suite::new();
+//!     suite.all("", my_backend);
+//!     suite.run()
+//! }
+//! ```
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use fsmstore_core::Layout;
+use libtest_mimic::{Arguments, Failed, Trial};
+
+use crate::backend::Backend;
+use crate::runner::{
+    aiogram_layout_cases, migration_cases, run_case_in, storage_cases, stored_row_cases, Case,
+};
+
+/// Why the last factory answered `None`: set by [`unreachable()`](crate::unreachable).
+static LAST_SKIP: Mutex<Option<String>> = Mutex::new(None);
+
+/// Records why a server is missing, for the ignored tests' listing.
+pub(crate) fn record_skip(reason: String) {
+    if let Ok(mut last) = LAST_SKIP.lock() {
+        *last = Some(reason);
+    }
+}
+
+fn take_skip() -> Option<String> {
+    LAST_SKIP.lock().ok().and_then(|mut last| last.take())
+}
+
+/// Whether what a group of tests needs is there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Needs {
+    /// It is: run the tests.
+    Met,
+    /// It is not: list the tests as ignored, with this reason.
+    Missing(String),
+    /// Finding out failed (under `CI`, a missing server panics): fail the tests with this.
+    Broken(String),
+}
+
+impl Needs {
+    /// What `probe` says: `Some(())` met; `None` missing, with the reason
+    /// [`unreachable()`](crate::unreachable) gave (or `reason`); a panic broken.
+    pub fn probe(reason: &str, probe: impl FnOnce() -> Option<()>) -> Needs {
+        match std::panic::catch_unwind(AssertUnwindSafe(probe)) {
+            Ok(Some(())) => Needs::Met,
+            Ok(None) => Needs::Missing(take_skip().unwrap_or_else(|| reason.to_owned())),
+            Err(panic) => Needs::Broken(crate::runner::panic_message(&*panic)),
+        }
+    }
+}
+
+/// The tests of one binary.
+#[derive(Default)]
+pub struct Suite {
+    trials: Vec<Trial>,
+}
+
+impl Suite {
+    /// An empty suite.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The storage and schema groups on the backend `factory` makes, named `prefix` +
+    /// the case's name (`"galera::"`).
+    pub fn all<F, Fut>(&mut self, prefix: &str, factory: F)
+    where
+        F: Fn() -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Option<Arc<dyn Backend>>>,
+    {
+        let cases = [storage_cases(), migration_cases()].concat();
+        self.cases(prefix, &cases, Layout::Fsmstore, factory);
+    }
+
+    /// The storage group in the layout of aiogram-sqlalchemy-storage, plus that layout's
+    /// own cases.
+    pub fn aiogram_layout<F, Fut>(&mut self, prefix: &str, factory: F)
+    where
+        F: Fn() -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Option<Arc<dyn Backend>>>,
+    {
+        self.cases(
+            prefix,
+            &aiogram_layout_cases(),
+            Layout::AiogramSqlalchemy,
+            factory,
+        );
+    }
+
+    /// The cases on rows another program wrote (SQL backends).
+    pub fn stored_rows<F, Fut>(&mut self, prefix: &str, factory: F)
+    where
+        F: Fn() -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Option<Arc<dyn Backend>>>,
+    {
+        self.cases(prefix, &stored_row_cases(), Layout::Fsmstore, factory);
+    }
+
+    /// `cases` in `layout` on the backend `factory` makes. The factory is asked once,
+    /// here, whether its server is there; each case asks again when it runs.
+    pub fn cases<F, Fut>(&mut self, prefix: &str, cases: &[Case], layout: Layout, factory: F)
+    where
+        F: Fn() -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Option<Arc<dyn Backend>>>,
+    {
+        let probe = factory.clone();
+        let needs = Needs::probe("the backend is unreachable", move || {
+            block_on(async move { probe().await.map(|_| ()) })
+        });
+        for case in cases {
+            let (factory, run, name) = (factory.clone(), case.run, case.name);
+            self.test(&format!("{prefix}{name}"), &needs, move || {
+                block_on(async move {
+                    let Some(backend) = factory().await else {
+                        panic!("the backend was there when the suite started and is gone now");
+                    };
+                    if let Err(panic) = run_case_in(backend, layout, name, run).await {
+                        std::panic::resume_unwind(panic);
+                    }
+                });
+            });
+        }
+    }
+
+    /// A test of its own, run only when `needs` is met: ignored with the reason when what
+    /// it needs is missing, failed when finding out failed.
+    pub fn test(&mut self, name: &str, needs: &Needs, run: impl FnOnce() + Send + 'static) {
+        let trial = match needs.clone() {
+            Needs::Met => Trial::test(name, move || {
+                std::panic::catch_unwind(AssertUnwindSafe(run))
+                    .map_err(|panic| Failed::from(crate::runner::panic_message(&*panic)))
+            }),
+            Needs::Missing(reason) => Trial::test(name, || Ok(()))
+                .with_ignored_flag(true)
+                .with_kind(format!("skipped: {reason}")),
+            Needs::Broken(message) => Trial::test(name, move || Err(Failed::from(message))),
+        };
+        self.trials.push(trial);
+    }
+
+    /// Runs the tests the command line selects, as `cargo test` would, and prints how
+    /// many were ignored because something they need is missing.
+    pub fn run(self) -> ExitCode {
+        let arguments = Arguments::from_args();
+        let skipped = self
+            .trials
+            .iter()
+            .filter(|trial| trial.kind().starts_with("skipped"))
+            .count();
+        let conclusion = libtest_mimic::run(&arguments, self.trials);
+        if skipped > 0 && !arguments.list {
+            eprintln!(
+                "*** {skipped} tests did not run: listed as ignored above, with what they need ***"
+            );
+        }
+        conclusion.exit_code()
+    }
+}
+
+/// Runs `future` on a multi-threaded runtime of its own (four workers, as the cases expect).
+pub fn block_on<T>(future: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the test")
+        .block_on(future)
+}
