@@ -1,5 +1,6 @@
 //! The whole conformance suite against the server `FSMSTORE_TEST_MYSQL_URL` names (default:
-//! the local MariaDB). Each case runs on its own FSM and version table, dropped afterwards.
+//! the local MariaDB), and on a Galera node (`FSMSTORE_TEST_GALERA_URLS`). Each case runs
+//! on its own FSM and version table, dropped afterwards.
 
 mod common;
 
@@ -86,9 +87,6 @@ async fn backend() -> Option<Arc<dyn Backend>> {
     }
 }
 
-fsmstore_conformance::conformance_suite!(all: backend);
-fsmstore_conformance::conformance_suite!(stored_rows: backend);
-
 /// The variable naming the Galera nodes (`scripts/galera.sh urls`), comma-separated.
 const GALERA_VARIABLE: &str = "FSMSTORE_TEST_GALERA_URLS";
 
@@ -113,14 +111,15 @@ async fn galera_backend() -> Option<Arc<dyn Backend>> {
     }
 }
 
-/// The whole suite on one node of a three-node Galera cluster.
-mod galera {
-    use super::galera_backend;
-    fsmstore_conformance::conformance_suite!(all: galera_backend);
-}
-
-/// The storage group again, in the layout of Python's aiogram-sqlalchemy-storage.
-mod aiogram_layout {
-    use super::backend;
-    fsmstore_conformance::conformance_suite!(aiogram_layout: backend);
+/// The whole suite on the server; again on one node of a three-node Galera cluster
+/// (`galera::`); the storage group again in the layout of Python's
+/// aiogram-sqlalchemy-storage (`aiogram_layout::`). A server that is not there leaves its
+/// cases listed as ignored, with the reason (`harness = false`); under `CI` they fail.
+fn main() -> std::process::ExitCode {
+    let mut suite = fsmstore_conformance::Suite::new();
+    suite.all("", backend);
+    suite.stored_rows("", backend);
+    suite.all("galera::", galera_backend);
+    suite.aiogram_layout("aiogram_layout::", backend);
+    suite.run()
 }

@@ -51,7 +51,6 @@ fn obj(value: serde_json::Value) -> Data {
 /// them on one key) and cold keys (one each) at once: every call succeeds (certification
 /// conflicts are run again, the transaction having been rolled back) and every field is
 /// there afterwards, read on every node.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn writers_on_every_node_lose_nothing() {
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(nodes) = nodes().await else {
@@ -154,7 +153,6 @@ async fn read_synced(node: &MysqlConfig, options: &StorageOptions, key: &Storage
 
 /// Four migrators started at once on different nodes (one node twice) all succeed, each
 /// migration is applied exactly once, and the schema ends at head on every node.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn migrators_on_different_nodes_apply_each_migration_once() {
     let _one = ONE_AT_A_TIME.lock().await;
     let Some(nodes) = nodes().await else {
@@ -203,7 +201,6 @@ async fn migrators_on_different_nodes_apply_each_migration_once() {
 /// node's `GET_LOCK` proves no one here holds it) is taken over at once; one another node
 /// holds with a lease left is waited for, and the timeout names its owner; once its lease
 /// ran out it is taken over.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_lock_row_is_taken_over_and_a_live_one_waited_for() {
     let _one = ONE_AT_A_TIME.lock().await;
     use fsmstore_mysql::sqlx;
@@ -348,13 +345,12 @@ impl Drop for PrivateCluster {
 /// in the middle of a load: the writers go on after a few seconds of transient errors at
 /// most, no acknowledged write is lost, and the node, once it rejoined, serves the same
 /// rows.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_a_node_moves_the_storage_to_another() {
     let _one = ONE_AT_A_TIME.lock().await;
     use std::sync::Mutex;
     use std::time::Instant;
     let Some(cluster) = PrivateCluster::start() else {
-        return;
+        panic!("could not start a private Galera cluster (scripts/galera.sh): see above");
     };
     let urls = cluster.urls();
     let others: Vec<&str> = urls[1..]
@@ -497,4 +493,31 @@ async fn killing_a_node_moves_the_storage_to_another() {
     node1.close().await.unwrap();
     storage.close().await.unwrap();
     drop(cluster);
+}
+
+/// The tests on the shared cluster are listed as ignored, with the reason, when it is not
+/// there (`harness = false`); the node-kill test starts a private cluster of its own.
+fn main() -> std::process::ExitCode {
+    use fsmstore_conformance::{block_on, Needs, Suite};
+    let shared = Needs::probe("Galera unreachable", || block_on(nodes()).map(|_| ()));
+    let mut suite = Suite::new();
+    suite.test("writers_on_every_node_lose_nothing", &shared, || {
+        block_on(writers_on_every_node_lose_nothing())
+    });
+    suite.test(
+        "migrators_on_different_nodes_apply_each_migration_once",
+        &shared,
+        || block_on(migrators_on_different_nodes_apply_each_migration_once()),
+    );
+    suite.test(
+        "a_stale_lock_row_is_taken_over_and_a_live_one_waited_for",
+        &shared,
+        || block_on(a_stale_lock_row_is_taken_over_and_a_live_one_waited_for()),
+    );
+    suite.test(
+        "killing_a_node_moves_the_storage_to_another",
+        &Needs::Met,
+        || block_on(killing_a_node_moves_the_storage_to_another()),
+    );
+    suite.run()
 }

@@ -23,13 +23,15 @@ mod backend;
 pub mod cases;
 mod ctx;
 pub mod faults;
+mod harness;
 mod runner;
 
 pub use backend::{Backend, MemoryBackend};
 pub use ctx::Ctx;
+pub use harness::{block_on, Needs, Suite};
 pub use runner::{
     aiogram_layout_cases, migration_cases, run_case, run_case_in, run_suite, run_test, run_test_in,
-    storage_cases, unreachable, BoxCase, Case, CaseReport,
+    storage_cases, stored_row_cases, unreachable, BoxCase, Case, CaseReport,
 };
 
 /// Expands the suite into one `#[test]` per case.

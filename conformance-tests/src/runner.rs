@@ -44,6 +44,12 @@ pub fn aiogram_layout_cases() -> Vec<Case> {
     .concat()
 }
 
+/// The cases on rows another program wrote, put in with the backend's own SQL (SQL
+/// backends, fsmstore's layout; the aiogram layout's list has them too).
+pub fn stored_row_cases() -> Vec<Case> {
+    crate::__stored_row_cases!(__registry, ())
+}
+
 /// The schema group's cases, in order.
 pub fn migration_cases() -> Vec<Case> {
     crate::__migration_cases!(__registry, ())
@@ -117,7 +123,7 @@ pub async fn run_suite(
     reports
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     payload
         .downcast_ref::<String>()
         .cloned()
@@ -170,5 +176,6 @@ pub fn unreachable<T>(
     eprintln!(
         "\n*** SKIPPED: {backend} is unreachable ({error}). Start it or set {url_variable}; under CI this fails. ***\n"
     );
+    crate::harness::record_skip(format!("{backend} unreachable, set {url_variable}"));
     None
 }

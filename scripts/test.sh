@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The README's test command: every test of the workspace, with what they need brought up
+# first and stopped afterwards.
+#
+#   scripts/test.sh [cargo test arguments…]
+#
+# - starts the shared PostgreSQL (5432) and MariaDB (3306) if they are installed and down
+#   (never stops or reconfigures them);
+# - installs the Debian packages the private servers need when missing (pgbouncer,
+#   galera-4, rsync, python3-venv; one `apt-get update` first), as root;
+# - starts PgBouncer (6432) and a three-node Galera cluster (13061-13063) unless they run
+#   already, and stops at the end only what it started;
+# - makes the pinned Python virtualenv of the co-existence tests;
+# - runs `cargo test --workspace --all-features`.
+# A test whose server is still missing is listed as ignored, with the reason, in its
+# binary's summary (and fails under CI): nothing counts as passed that did not run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "test.sh: $*" >&2; }
+
+wait_for() { # name, command...
+  local name=$1; shift
+  for _ in $(seq 1 60); do
+    if "$@" >/dev/null 2>&1; then say "$name is up"; return 0; fi
+    sleep 1
+  done
+  say "$name did not come up"
+  return 1
+}
+
+apt_updated=
+need_packages() { # package... : installs the missing ones
+  local missing=() package
+  for package in "$@"; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ]; then
+    say "missing Debian packages ${missing[*]}: install them (as root) or their tests are listed as ignored"
+    return 0
+  fi
+  if [ -z "$apt_updated" ]; then
+    say "apt-get update"
+    apt-get update -q >/dev/null
+    apt_updated=1
+  fi
+  say "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+}
+
+pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q; }
+mysql_up() { mysqladmin --protocol=tcp -h 127.0.0.1 -P 3306 -u root ping; }
+
+if command -v pg_ctlcluster >/dev/null 2>&1 && ! pg_up; then
+  say "starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start || true
+  wait_for PostgreSQL pg_up
+fi
+if [ -x /usr/sbin/mariadbd ] && ! mysql_up; then
+  say "starting MariaDB"
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+  wait_for MariaDB mysql_up
+fi
+
+need_packages pgbouncer galera-4 rsync python3-venv
+
+# What this run starts, it stops at the end (also on failure or Ctrl-C).
+started=()
+stop_started() {
+  local s
+  for s in "${started[@]}"; do "scripts/$s.sh" stop || true; done
+}
+trap stop_started EXIT
+for s in pgbouncer galera; do
+  if ! "scripts/$s.sh" status; then
+    started+=("$s")
+    "scripts/$s.sh" start
+  fi
+done
+FSMSTORE_TEST_PGBOUNCER_URL="$(scripts/pgbouncer.sh url)"
+FSMSTORE_TEST_GALERA_URLS="$(scripts/galera.sh urls)"
+FSMSTORE_TEST_PYTHON="$(scripts/python-venv.sh)"
+export FSMSTORE_TEST_PGBOUNCER_URL FSMSTORE_TEST_GALERA_URLS FSMSTORE_TEST_PYTHON
+say "Python peer: $FSMSTORE_TEST_PYTHON"
+
+cargo test --workspace --all-features "$@"
