@@ -93,6 +93,7 @@ impl MysqlMigrator {
                 table_exists: sql(&v.table_exists),
                 lock_acquire: sql(&lock.acquire),
                 lock_release: sql(&lock.release),
+                lock_holder: sql(&lock.holder),
                 lock_name: lock.name,
                 cluster: ClusterLock::mysql(&options.version_table),
                 repair: MysqlVersionRepair::new(&options.version_table),

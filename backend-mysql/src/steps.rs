@@ -33,6 +33,8 @@ pub(crate) struct Shared {
     pub(crate) lock_acquire: SqlStr,
     pub(crate) lock_release: SqlStr,
     pub(crate) lock_name: String,
+    /// Who holds the migration lock (core's `MigrationLock::holder`).
+    pub(crate) lock_holder: SqlStr,
     pub(crate) cluster: ClusterLock,
     pub(crate) repair: MysqlVersionRepair,
 }
@@ -126,9 +128,18 @@ impl Shared {
                     Err(err)
                 }
             },
-            Some(_) => Err(Error::Migration(format!(
-                "timed out after {seconds} s waiting for the migration lock {name:?}: another migrator holds it (see SELECT IS_USED_LOCK('{name}'))"
-            ))),
+            Some(_) => {
+                let holder: Option<String> = sqlx::query_scalar(self.lock_holder.clone())
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .ok()
+                    .flatten();
+                Err(Error::MigrationLockTimeout {
+                    lock: format!("GET_LOCK('{name}')"),
+                    waited: std::time::Duration::from_secs(seconds.unsigned_abs()),
+                    holder,
+                })
+            }
             None => Err(Error::Migration(format!(
                 "could not take the migration lock {name:?}: GET_LOCK returned NULL"
             ))),
@@ -183,12 +194,16 @@ impl Shared {
                     .await
                     .unwrap_or_default();
                 let (owner, left) = holder.unwrap_or_default();
-                return Err(Error::Migration(format!(
-                    "timed out after {} s waiting for the cluster migration lock (row {:?} of {}): held by {owner} for {left} s more; a migrator that died keeps it until then",
-                    timeout.as_secs(),
-                    lock.name,
-                    lock.table
-                )));
+                return Err(Error::MigrationLockTimeout {
+                    lock: format!(
+                        "cluster migration lock (row {:?} of {})",
+                        lock.name, lock.table
+                    ),
+                    waited: timeout,
+                    holder: Some(format!(
+                        "{owner} for {left} s more (a migrator that died keeps it until then)"
+                    )),
+                });
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(std::time::Duration::from_millis(250));

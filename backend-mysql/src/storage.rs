@@ -137,7 +137,7 @@ impl MysqlStorage {
         );
         let inspect = InspectStatements::new(&config.options.table, config.options.layout);
         let (pool, host) = config.pool_on_any(config.options.pool_max).await?;
-        if config.options.retry == RetryPolicy::default() && is_galera(&pool).await {
+        if !config.options.retry_is_set() && is_galera(&pool).await {
             // Every Galera node takes writes; two nodes' transactions on one key meet only
             // at commit, where one fails certification (1213, rolled back: safe to run
             // again). Under contention that takes more attempts than on one server

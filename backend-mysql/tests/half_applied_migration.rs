@@ -268,3 +268,44 @@ fn verify(config: &MysqlConfig) -> MysqlConfig {
     config.options.schema = SchemaPolicy::Verify;
     config
 }
+
+/// A migrator waits for a held `GET_LOCK` at most its lock timeout, then answers
+/// `MigrationLockTimeout` naming the connection that holds it; once it is released the
+/// same migrator goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_migration_lock_names_its_holder() {
+    let Some(server) = common::server().await else {
+        return;
+    };
+    let options = common::unique_options("fm_held");
+    let lock = MigrationLock::mysql(&options.version_table);
+    let mut holder = common::connection(&server).await.unwrap();
+    let taken: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 5)")
+        .bind(&lock.name)
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(taken, Some(1));
+    let holder_id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    let config = server
+        .clone()
+        .options(options.clone())
+        .unwrap()
+        .lock_timeout(Duration::from_secs(1));
+    let migrator = MysqlMigrator::open(config).await.unwrap();
+    let err = migrator
+        .migrate(MigrationTarget::Head)
+        .await
+        .expect_err("the lock is held");
+    assert!(
+        matches!(&err, Error::MigrationLockTimeout { holder: Some(h), .. } if h.contains(&format!("connection {holder_id} "))),
+        "{err:?}"
+    );
+    assert!(err.is_transient(), "{err:?}");
+    holder.close().await.ok();
+    migrator.migrate(MigrationTarget::Head).await.unwrap();
+    common::drop_tables(&server, &options).await.unwrap();
+}

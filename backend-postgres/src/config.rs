@@ -13,11 +13,12 @@ use fsmstore_core::{
 pub const MAX_STATEMENT_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
 /// The URL parameters only this backend reads.
-const POSTGRES_PARAMETERS: [&str; 4] = [
+const POSTGRES_PARAMETERS: [&str; 5] = [
     "statement_timeout_ms",
     "search_path",
     "ssl_root_cert",
     "pooler",
+    "lock_timeout_s",
 ];
 
 /// What stands between fsmstore and the server (`pooler` in the URL).
@@ -110,6 +111,10 @@ pub struct PgConfig {
     /// A connection pooler in front of the server (`pooler=transaction` for PgBouncer in
     /// transaction mode).
     pub pooler: Pooler,
+    /// How long a migrator waits for the migration lock before
+    /// [`Error::MigrationLockTimeout`] naming the holder (`lock_timeout_s`, default 60 s,
+    /// as MySQL's).
+    pub lock_timeout: Duration,
     /// The options every backend shares (`pool_max` is the pool's size;
     /// `connect_timeout` bounds both connecting and waiting for a pooled connection).
     pub options: StorageOptions,
@@ -124,6 +129,7 @@ impl PgConfig {
             search_path: None,
             ssl_root_cert: None,
             pooler: Pooler::None,
+            lock_timeout: Duration::from_secs(60),
             options: StorageOptions::default(),
         }
     }
@@ -171,6 +177,13 @@ impl PgConfig {
             config.search_path = Some(TableName::new(schema)?);
         }
         config.ssl_root_cert = url.take("ssl_root_cert").map(Into::into);
+        if let Some(seconds) = url.take_parsed::<u64>("lock_timeout_s")? {
+            config.lock_timeout = check_duration(
+                "URL parameter lock_timeout_s",
+                Duration::from_secs(seconds),
+                fsmstore_core::MAX_DURATION,
+            )?;
+        }
         if let Some(pooler) = url.take("pooler") {
             config.pooler = pooler.parse()?;
         }
@@ -195,6 +208,12 @@ impl PgConfig {
         Ok(self)
     }
 
+    /// Sets how long a migrator waits for the migration lock.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
     /// Sets the pooler in front of the server.
     pub fn pooler(mut self, pooler: Pooler) -> Self {
         self.pooler = pooler;
@@ -211,6 +230,7 @@ impl PgConfig {
         if let Some(timeout) = self.statement_timeout {
             check_duration("statement_timeout", timeout, MAX_STATEMENT_TIMEOUT)?;
         }
+        check_duration("lock_timeout", self.lock_timeout, MAX_STATEMENT_TIMEOUT)?;
         if self.pooler != Pooler::Transaction {
             return Ok(());
         }
@@ -307,6 +327,7 @@ impl fmt::Debug for PgConfig {
             .field("statement_timeout", &self.statement_timeout)
             .field("search_path", &self.search_path)
             .field("pooler", &self.pooler)
+            .field("lock_timeout", &self.lock_timeout)
             .field("options", &self.options)
             .finish()
     }

@@ -125,6 +125,17 @@ pub(crate) fn corrupt_text(id: &str, err: Error) -> Error {
     err
 }
 
+/// Whether `err` is the server's error with SQLSTATE `state`.
+pub(crate) fn has_sqlstate(err: &Error, state: &SqlState) -> bool {
+    match err {
+        Error::Database { source, .. } => source
+            .downcast_ref::<ServerError>()
+            .and_then(|server| server.0.code())
+            .is_some_and(|code| code == state),
+        _ => false,
+    }
+}
+
 fn is_connection_state(code: &SqlState) -> bool {
     // Class 08 (connection exception) and 57P0x (operator intervention: admin shutdown,
     // crash shutdown, cannot connect now).

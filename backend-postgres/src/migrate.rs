@@ -126,6 +126,43 @@ impl PgSteps<'_> {
     async fn batch(&self, sql: &str) -> Result<()> {
         self.client.batch_execute(sql).await.map_err(from_pg)
     }
+
+    /// The transaction-level lock, its wait bounded for this transaction only.
+    fn xact_lock(&self) -> String {
+        let ms = self.inner.config.lock_timeout.as_millis();
+        format!(
+            "SET LOCAL lock_timeout = '{ms}ms'; {}",
+            self.inner.lock.acquire_in_transaction
+        )
+    }
+
+    /// `result` of taking the lock, with a lock timeout (SQLSTATE 55P03) turned into
+    /// [`Error::MigrationLockTimeout`] naming who holds the lock.
+    async fn named_timeout(&self, result: Result<()>) -> Result<()> {
+        let Err(err) = result else {
+            return Ok(());
+        };
+        if !is_lock_timeout(&err) {
+            return Err(err);
+        }
+        let holder = match self.client.simple_query(&self.inner.lock.holder).await {
+            Ok(messages) => messages.iter().find_map(|message| match message {
+                tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            }),
+            Err(_) => None,
+        };
+        Err(Error::MigrationLockTimeout {
+            lock: self.inner.lock.name.clone(),
+            waited: self.inner.config.lock_timeout,
+            holder,
+        })
+    }
+}
+
+/// Whether `err` is the server giving up on a lock wait (`lock_timeout`, 55P03).
+fn is_lock_timeout(err: &Error) -> bool {
+    crate::error::has_sqlstate(err, &tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
 }
 
 #[async_trait]
@@ -134,13 +171,28 @@ impl MigrationSteps for PgSteps<'_> {
         if self.in_transaction() {
             // The version table is created under the lock too (two `CREATE TABLE IF NOT
             // EXISTS` at once can collide); each round takes the lock again.
-            let lock = &self.inner.lock.acquire_in_transaction;
+            let lock = self.xact_lock();
             let create = &self.inner.versions.create;
-            return self
+            let locked = self
                 .batch(&format!("BEGIN; {lock}; {create}; COMMIT"))
                 .await;
+            if locked.is_err() {
+                let _ = self.batch("ROLLBACK").await;
+            }
+            return self.named_timeout(locked).await;
         }
-        self.run(&self.inner.lock.acquire, &[]).await?;
+        // The wait is bounded: PostgreSQL's lock_timeout covers advisory locks (55P03).
+        let ms = self.inner.config.lock_timeout.as_millis();
+        let acquire = &self.inner.lock.acquire;
+        let locked = self
+            .batch(&format!(
+                "SET lock_timeout = '{ms}ms'; {acquire}; RESET lock_timeout"
+            ))
+            .await;
+        if locked.is_err() {
+            let _ = self.batch("RESET lock_timeout").await;
+        }
+        self.named_timeout(locked).await?;
         let created = self.batch(&self.inner.versions.create).await;
         if created.is_err() {
             self.unlock().await;
@@ -161,12 +213,12 @@ impl MigrationSteps for PgSteps<'_> {
     async fn begin(&mut self) -> Result<()> {
         if self.in_transaction() {
             // All or nothing: a failed lock leaves no transaction open.
-            let lock = &self.inner.lock.acquire_in_transaction;
+            let lock = self.xact_lock();
             let locked = self.batch(&format!("BEGIN; {lock}")).await;
             if locked.is_err() {
                 let _ = self.batch("ROLLBACK").await;
             }
-            return locked;
+            return self.named_timeout(locked).await;
         }
         self.batch("BEGIN").await
     }

@@ -217,20 +217,36 @@ impl PgStorage {
     }
 
     /// Clears the state of `id` (deleting the row when its data is empty, in the same
-    /// statement) and returns the data it keeps; removes the row if a clear of the data
-    /// committed meanwhile left it empty.
-    async fn clear_state(&self, operation: &'static str, id: &str) -> Result<Data> {
+    /// statement) and, for `transition`, returns the data it keeps (`set_state(None)` never
+    /// reads it); removes the row if a clear of the data committed meanwhile left it empty.
+    async fn clear_state(
+        &self,
+        operation: &'static str,
+        id: &str,
+        returns_data: bool,
+    ) -> Result<Data> {
         let q = &self.inner.queries;
+        let statement = if returns_data {
+            &q.clear_state_data
+        } else {
+            &q.row.clear_state
+        };
         let row = self
-            .query_opt(operation, Replay::Unsafe, &q.row.clear_state, &[p(&id)])
+            .query_opt(operation, Replay::Unsafe, statement, &[p(&id)])
             .await
             .map_err(|err| corrupt_text(id, err))?;
         let Some(row) = row else {
             // Deleted (no data left) or absent.
             return Ok(Data::new());
         };
-        let data = data_of(id, &row, 0)?;
-        if data.is_empty() {
+        let (data, emptied) = if returns_data {
+            let data = data_of(id, &row, 0)?;
+            let emptied = data.is_empty();
+            (data, emptied)
+        } else {
+            (Data::new(), row.try_get::<_, bool>(0).map_err(from_pg)?)
+        };
+        if emptied {
             // A clear of the data committed meanwhile: the row holds nothing now.
             self.execute(operation, &q.delete_if_empty, &[p(&id)])
                 .await?;
@@ -409,7 +425,7 @@ impl Storage for PgStorage {
                     .map(drop)
             }
             // One statement: deletes the row when its data is empty, else clears the state.
-            None => self.clear_state("set_state", &id).await.map(drop),
+            None => self.clear_state("set_state", &id, false).await.map(drop),
         }
     }
 
@@ -483,7 +499,7 @@ impl Storage for PgStorage {
         // No state and nothing to merge may leave the row empty: `clear_state` deletes it
         // then, in the same statement, and returns the data otherwise.
         if state.is_none() && patch.is_empty() {
-            return self.clear_state("transition", &id).await;
+            return self.clear_state("transition", &id, true).await;
         }
         let row = {
             self.query_opt(

@@ -245,3 +245,53 @@ async fn several_hosts_in_the_url_skip_a_dead_one() {
         .unwrap();
     storage.close().await.unwrap();
 }
+
+/// A migrator waits for a held migration lock at most its lock timeout, then answers
+/// `MigrationLockTimeout` naming the session that holds it (it once waited forever: through
+/// a transaction pooler without `pooler=transaction`, `fsmstore conformance` hung over nine
+/// minutes). Once the holder lets go, the same migrator goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_migration_lock_is_waited_for_at_most_the_lock_timeout() {
+    use fsmstore_core::{MigrationTarget, Migrator};
+    use fsmstore_postgres::PgMigrator;
+    let Some(holder) = common::admin().await else {
+        return;
+    };
+    let table = format!("mlock_{}", std::process::id());
+    let options = StorageOptions::default()
+        .table(&table)
+        .unwrap()
+        .version_table(&format!("{table}_ver"))
+        .unwrap();
+    let lock = fsmstore_core::sql::MigrationLock::postgres(&options.version_table);
+    holder
+        .batch_execute(&format!(
+            "SET application_name = 'the-lock-holder'; {}",
+            lock.acquire
+        ))
+        .await
+        .unwrap();
+    let config = PgConfig::from_url(&common::url())
+        .unwrap()
+        .options(options)
+        .unwrap()
+        .lock_timeout(Duration::from_secs(1));
+    let migrator = PgMigrator::new(config).unwrap();
+    let started = std::time::Instant::now();
+    let err = migrator.migrate(MigrationTarget::Head).await.unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        matches!(&err, Error::MigrationLockTimeout { holder: Some(h), .. } if h.contains("the-lock-holder")),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), fsmstore_core::ErrorKind::LockTimeout);
+    assert!(err.is_transient());
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    holder.batch_execute(&lock.release).await.unwrap();
+    migrator.migrate(MigrationTarget::Head).await.unwrap();
+    migrator.drop_tables().await.unwrap();
+    migrator.close().await.unwrap();
+}

@@ -46,6 +46,7 @@ impl SqliteMigrator {
     /// # Errors
     /// [`Error::Connection`](fsmstore_core::Error::Connection) when the file can not be opened.
     pub async fn open(config: SqliteConfig) -> Result<Self> {
+        config.check()?;
         let mut single = config.clone();
         single.options.pool_max = 1;
         let connections = Connections::open(&single).await?;

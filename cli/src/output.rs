@@ -57,44 +57,10 @@ fn with_url(text: &str, url: &str) -> String {
 }
 
 /// `url` with the password replaced by `***`: in the user info (`user:pw@`) and in a
-/// `password=` query parameter (PostgreSQL takes it there too).
+/// `password=` query parameter (PostgreSQL takes it there too), split as the library
+/// parses URLs (an `@` in a query value is not the end of a user info).
 pub(crate) fn redact(url: &str) -> String {
-    let (base, query) = match url.rfind('@') {
-        // The query starts after the user info (a `?` may sit in an unencoded password).
-        Some(at) => match url[at..].find('?') {
-            Some(q) => (&url[..at + q], Some(&url[at + q + 1..])),
-            None => (url, None),
-        },
-        None => match url.split_once('?') {
-            Some((base, query)) => (base, Some(query)),
-            None => (url, None),
-        },
-    };
-    let base = match base.split_once("://") {
-        Some((scheme, rest)) => match rest.rfind('@') {
-            Some(at) => match rest[..at].split_once(':') {
-                Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
-                None => base.to_owned(),
-            },
-            None => base.to_owned(),
-        },
-        None => base.to_owned(),
-    };
-    match query {
-        None => base,
-        Some(query) => {
-            let pairs: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((name, _)) if name.eq_ignore_ascii_case("password") => {
-                        format!("{name}=***")
-                    }
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{base}?{}", pairs.join("&"))
-        }
-    }
+    fsmstore::core::DatabaseUrl::redacted(url)
 }
 
 /// Left-aligned columns.

@@ -146,9 +146,13 @@ impl Suite {
                 std::panic::catch_unwind(AssertUnwindSafe(run))
                     .map_err(|panic| Failed::from(crate::runner::panic_message(&*panic)))
             }),
-            Needs::Missing(reason) => Trial::test(name, || Ok(()))
-                .with_ignored_flag(true)
-                .with_kind(format!("skipped: {reason}")),
+            // Run anyway (`--ignored`): it fails, it never passes without running.
+            Needs::Missing(reason) => Trial::test(name, {
+                let reason = reason.clone();
+                move || Err(Failed::from(format!("not run: {reason}")))
+            })
+            .with_ignored_flag(true)
+            .with_kind(format!("skipped: {reason}")),
             Needs::Broken(message) => Trial::test(name, move || Err(Failed::from(message))),
         };
         self.trials.push(trial);

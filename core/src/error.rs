@@ -88,6 +88,19 @@ pub enum Error {
         /// How long the call waited.
         waited: std::time::Duration,
     },
+    /// The migration lock did not come within the migrator's lock timeout: another
+    /// migrator holds it (named when the database can tell who). Transient: nothing was
+    /// changed, and the same call may succeed once the holder is done.
+    #[error("the migration lock {lock} did not come within {waited:?}: {}", holder.as_deref().map_or_else(|| "another migrator holds it".to_owned(), |holder| format!("held by {holder}")))]
+    MigrationLockTimeout {
+        /// The lock's name or key.
+        lock: String,
+        /// How long the call waited.
+        waited: std::time::Duration,
+        /// Who holds it (a server session: pid or connection, application, client,
+        /// since when), when the database can tell.
+        holder: Option<String>,
+    },
     /// A configuration or URL that can not be used.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -232,7 +245,7 @@ pub enum ErrorKind {
     Closed,
     /// A row the call needs does not exist.
     NotFound,
-    /// A per-key lock did not come in time.
+    /// A per-key lock, or the migration lock, did not come in time.
     LockTimeout,
     /// The server is unreachable or the connection was lost.
     Connection,
@@ -278,7 +291,9 @@ impl Error {
             Error::DataMismatch { .. } => ErrorKind::DataMismatch,
             Error::Closed => ErrorKind::Closed,
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::LockTimeout { .. } => ErrorKind::LockTimeout,
+            Error::LockTimeout { .. } | Error::MigrationLockTimeout { .. } => {
+                ErrorKind::LockTimeout
+            }
             Error::Connection { .. } => ErrorKind::Connection,
             Error::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
             Error::Database { .. } => ErrorKind::Database,
@@ -289,7 +304,9 @@ impl Error {
     /// deadlock, a busy database.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Connection { .. } | Error::LockTimeout { .. } => true,
+            Error::Connection { .. }
+            | Error::LockTimeout { .. }
+            | Error::MigrationLockTimeout { .. } => true,
             Error::Database { transient, .. } => *transient,
             _ => false,
         }

@@ -12,17 +12,22 @@ pub(crate) fn check_finite<T: Serialize + ?Sized>(value: &T) -> Result<(), Strin
     match value.serialize(Finite {
         path: String::new(),
     }) {
-        Ok(()) => Ok(()),
-        Err(NotFinite(path)) => Err(path),
+        Ok(()) | Err(NotFinite(None)) => Ok(()),
+        Err(NotFinite(Some(path))) => Err(path),
     }
 }
 
+/// A non-finite float at this path; `None`: the value's own serializer failed, which
+/// `serde_json` reports on its own pass.
 #[derive(Debug)]
-struct NotFinite(String);
+struct NotFinite(Option<String>);
 
 impl std::fmt::Display for NotFinite {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "a non-finite number at {}", self.0)
+        match &self.0 {
+            Some(path) => write!(f, "a non-finite number at {path}"),
+            None => f.write_str("the value failed to serialize"),
+        }
     }
 }
 
@@ -30,8 +35,7 @@ impl std::error::Error for NotFinite {}
 
 impl ser::Error for NotFinite {
     fn custom<M: std::fmt::Display>(_: M) -> Self {
-        // Another serializer's complaint: `serde_json` reports it on its own pass.
-        NotFinite(String::new())
+        NotFinite(None)
     }
 }
 
@@ -51,11 +55,11 @@ impl Finite {
         if value.is_finite() {
             Ok(())
         } else {
-            Err(NotFinite(if self.path.is_empty() {
+            Err(NotFinite(Some(if self.path.is_empty() {
                 "the top level".to_owned()
             } else {
                 self.path
-            }))
+            })))
         }
     }
 

@@ -87,7 +87,7 @@ pub use planner::{
     StampPlan,
 };
 pub use retry::{is_conflict, retry, RetryPolicy};
-pub use storage::{object_from, Storage, StorageExt};
+pub use storage::{object_from, to_json_value, Storage, StorageExt};
 pub use table_name::{TableName, DEFAULT_TABLE, DEFAULT_VERSION_TABLE};
 pub use traced::Traced;
 pub use url::{query_string, DatabaseUrl};

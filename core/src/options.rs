@@ -383,6 +383,12 @@ impl StorageOptions {
         Ok(true)
     }
 
+    /// Whether the retry policy was given (a setter or `retry_attempts`), even as the
+    /// default: a backend that picks its own default (Galera) keeps a given one.
+    pub fn retry_is_set(&self) -> bool {
+        self.is_set(Setting::Retry, &self.retry, &RetryPolicy::default())
+    }
+
     fn mark(mut self, setting: Setting) -> Self {
         self.set |= setting as u16;
         self

@@ -247,20 +247,28 @@ impl<S: Storage + ?Sized> StorageExt for S {}
 /// infinity anywhere in `value` (naming where: JSON has no such number, and `serde_json`
 /// would write `null`).
 pub fn object_from<T: Serialize + ?Sized>(value: &T) -> Result<Data> {
-    // serde_json writes NaN and infinities as `null`: refused here, never stored as `null`
-    // (or, in a patch that leaves out nulls, silently dropped).
-    crate::finite::check_finite(value).map_err(|path| {
-        Error::InvalidInput(format!(
-            "{path} is NaN or infinite, which JSON can not hold"
-        ))
-    })?;
-    match serde_json::to_value(value).map_err(Error::Serialization)? {
+    match to_json_value(value)? {
         Value::Object(map) => Ok(map),
         other => Err(Error::InvalidInput(format!(
             "data must be a JSON object, got {}",
             json_type(&other)
         ))),
     }
+}
+
+/// Serializes `value` to JSON, refusing a NaN or an infinity anywhere in it: `serde_json`
+/// writes them as `null`, which would be stored (or, in a patch that leaves out nulls,
+/// silently dropped) instead of what the caller had.
+///
+/// # Errors
+/// [`Error::InvalidInput`] naming where the non-finite number is; [`Error::Serialization`].
+pub fn to_json_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
+    crate::finite::check_finite(value).map_err(|path| {
+        Error::InvalidInput(format!(
+            "{path} is NaN or infinite, which JSON can not hold"
+        ))
+    })?;
+    serde_json::to_value(value).map_err(Error::Serialization)
 }
 
 #[cfg(test)]

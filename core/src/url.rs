@@ -55,7 +55,7 @@ impl DatabaseUrl {
     /// each host of the (comma-separated) host list are checked by the `url` crate, so a
     /// reserved character left unencoded in a password (`?`, `#`, `/`, `@`) is refused
     /// instead of splitting the URL somewhere else. Query names and values are
-    /// percent-decoded (`%40` is `@`, `+` is a space); the shared parameters
+    /// percent-decoded (`%40` is `@`; a `+` stays a `+`, as libpq reads it); the shared parameters
     /// ([`SHARED_URL_PARAMETERS`]) are applied to a default [`StorageOptions`].
     ///
     /// # Errors
@@ -106,9 +106,9 @@ impl DatabaseUrl {
     pub fn parameter_of(url: &str, name: &str) -> Result<Option<String>> {
         let (_, rest) = split_scheme(url)?;
         let (_, query) = split_query(rest)?;
-        Ok(::url::form_urlencoded::parse(query.as_bytes())
+        Ok(query_pairs(query)
             .find(|(n, _)| n == name)
-            .map(|(_, value)| value.into_owned()))
+            .map(|(_, value)| value))
     }
 
     /// `url` with query parameter `name` set to `value`, or removed when `value` is
@@ -129,10 +129,8 @@ impl DatabaseUrl {
     pub fn with_parameter(url: &str, name: &str, value: Option<&str>) -> Result<String> {
         let (scheme, rest) = split_scheme(url)?;
         let (location, query) = split_query(rest)?;
-        let mut pairs: Vec<(String, String)> = ::url::form_urlencoded::parse(query.as_bytes())
-            .filter(|(n, _)| n != name)
-            .map(|(n, v)| (n.into_owned(), v.into_owned()))
-            .collect();
+        let mut pairs: Vec<(String, String)> =
+            query_pairs(query).filter(|(n, _)| n != name).collect();
         if let Some(value) = value {
             pairs.push((name.to_owned(), value.to_owned()));
         }
@@ -143,20 +141,64 @@ impl DatabaseUrl {
         })
     }
 
+    /// `url` with its passwords replaced by `***`: the one in the user info
+    /// (`user:pw@host`) and a `password=` query parameter. Split as [`DatabaseUrl::parse`]
+    /// splits (the query starts at the first `?`; the user info is what comes before the
+    /// last `@` of the authority), so an `@` in a query value is never taken for the end of
+    /// a user info. Text that is not a URL comes back as `***`.
+    pub fn redacted(url: &str) -> String {
+        let Ok((scheme, rest)) = split_scheme(url) else {
+            return "***".to_owned();
+        };
+        let (location, query) = rest
+            .split_once('?')
+            .map_or((rest, None), |(l, q)| (l, Some(q)));
+        let location = match location.strip_prefix("//") {
+            Some(after) => {
+                let (authority, path) =
+                    after.find('/').map_or((after, ""), |at| after.split_at(at));
+                let authority = match authority.rsplit_once('@') {
+                    Some((user_info, hosts)) => match user_info.split_once(':') {
+                        Some((user, _)) => format!("{user}:***@{hosts}"),
+                        None => authority.to_owned(),
+                    },
+                    None => authority.to_owned(),
+                };
+                format!("//{authority}{path}")
+            }
+            None => location.to_owned(),
+        };
+        match query {
+            None => format!("{scheme}:{location}"),
+            Some(query) => {
+                let pairs: Vec<String> = query
+                    .split('&')
+                    .map(|pair| match pair.split_once('=') {
+                        Some((name, _)) if decode(name).eq_ignore_ascii_case("password") => {
+                            format!("{name}=***")
+                        }
+                        _ => pair.to_owned(),
+                    })
+                    .collect();
+                format!("{scheme}:{location}?{}", pairs.join("&"))
+            }
+        }
+    }
+
     fn with_query(scheme: String, location: &str, query: &str) -> Result<Self> {
         let mut options = StorageOptions::default();
         let mut parameters: Vec<(String, String)> = Vec::new();
         let mut seen: Vec<String> = Vec::new();
-        for (name, value) in ::url::form_urlencoded::parse(query.as_bytes()) {
-            if seen.iter().any(|s| *s == name) {
+        for (name, value) in query_pairs(query) {
+            if seen.contains(&name) {
                 return Err(Error::Config(format!(
                     "URL parameter {} is given twice",
                     shown_name(&name)
                 )));
             }
-            seen.push(name.clone().into_owned());
+            seen.push(name.clone());
             if !options.set_url_parameter(&name, &value)? {
-                parameters.push((name.into_owned(), value.into_owned()));
+                parameters.push((name, value));
             }
         }
         Ok(DatabaseUrl {
@@ -267,6 +309,25 @@ fn shown_name(name: &str) -> String {
     } else {
         "(a name that is not a plain word, not shown: percent-encode a ? in the user name or password as %3F)".to_owned()
     }
+}
+
+/// The `name=value` pairs of a query, percent-decoded. A `+` stays a `+`, as libpq and
+/// tokio-postgres read it (`options=-c+x`, a password with a `+`): it is not a form.
+fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(name), decode(value))
+        })
+}
+
+/// `text` percent-decoded (invalid UTF-8 replaced, so a name is still shown).
+fn decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// `scheme` (lower case) and what follows its `:`.
@@ -479,6 +540,40 @@ mod tests {
             .is_err());
         assert_eq!(DatabaseUrl::scheme_of("SQLite://x").unwrap(), "sqlite");
         assert!(DatabaseUrl::scheme_of("1x://y").is_err());
+    }
+
+    #[test]
+    fn a_plus_stays_a_plus_as_libpq_reads_it() {
+        let mut url =
+            DatabaseUrl::parse("postgres://u@h/db?application_name=a+b&options=-c%20x%3D1")
+                .unwrap();
+        assert_eq!(url.take("application_name").as_deref(), Some("a+b"));
+        assert_eq!(url.take("options").as_deref(), Some("-c x=1"));
+        let pairs = [("password".to_owned(), "a+b c".to_owned())];
+        assert_eq!(query_string(&pairs), "password=a%2Bb%20c");
+    }
+
+    #[test]
+    fn redacted_hides_every_password_and_keeps_the_host() {
+        let shown =
+            DatabaseUrl::redacted("postgres://u@h/db?application_name=ops@x&password=secret");
+        assert_eq!(
+            shown,
+            "postgres://u@h/db?application_name=ops@x&password=***"
+        );
+        let shown = DatabaseUrl::redacted(
+            "mysql://root:hunter2@h:3306/db?table=t&application=ops@example.com",
+        );
+        assert_eq!(
+            shown,
+            "mysql://root:***@h:3306/db?table=t&application=ops@example.com"
+        );
+        assert_eq!(
+            DatabaseUrl::redacted("postgres://a:b@h1,h2/db?PassWord=x"),
+            "postgres://a:***@h1,h2/db?PassWord=***"
+        );
+        assert_eq!(DatabaseUrl::redacted("sqlite://a.db"), "sqlite://a.db");
+        assert_eq!(DatabaseUrl::redacted("no scheme here"), "***");
     }
 
     #[test]

@@ -145,7 +145,8 @@ impl TeloxideStorage {
     }
 
     async fn update<D: Serialize>(&self, chat: TgChatId, dialogue: D) -> Result<()> {
-        let value = serde_json::to_value(&dialogue).map_err(Error::Serialization)?;
+        // NaN and infinities are refused, not stored as `null`.
+        let value = fsmstore_core::to_json_value(&dialogue)?;
         let (state, data) = codec::encode(value);
         self.storage
             .set_record(&self.key(chat), Some(&state), &data)

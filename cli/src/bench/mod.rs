@@ -348,18 +348,9 @@ struct Variant {
     with: fsmstore::Database,
 }
 
-/// `url` without its password (reports name handles by their URL).
+/// `url` without its passwords (reports name handles by their URL).
 fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    fsmstore::core::DatabaseUrl::redacted(url)
 }
 
 fn dialect_name(url: &str) -> String {

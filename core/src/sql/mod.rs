@@ -17,14 +17,14 @@ use crate::table_name::TableName;
 
 /// The condition "the data is empty" on a text data column (the aiogram layout): Python's
 /// library writes `''` for empty data, fsmstore `NULL`; `'{}'` is empty too.
-const EMPTY_TEXT_DATA: &str = "(data IS NULL OR data IN ('', '{}'))";
+const EMPTY_TEXT_DATA: &str = "(data IS NULL OR data IN ('', '{}', 'null'))";
 
 /// The condition "the row holds a state or data" in the aiogram layout. There fsmstore
 /// never deletes a row: Python's library checks that a row exists, then updates it in a
 /// second statement, so a row deleted in between would take Python's acknowledged write
 /// with it. A cleared row stays, empty (`NULL` state and data), and reads, counts and
 /// lists as absent.
-const LIVE_TEXT_ROW: &str = "NOT (state IS NULL AND (data IS NULL OR data IN ('', '{}')))";
+const LIVE_TEXT_ROW: &str = "NOT (state IS NULL AND (data IS NULL OR data IN ('', '{}', 'null')))";
 
 /// The statements every dialect has on the FSM table. Each dialect's own set
 /// ([`SqliteQueries`], [`PostgresQueries`], [`MysqlQueries`]) embeds it as `row` and adds
@@ -115,6 +115,12 @@ pub struct PostgresQueries {
     /// `(id)` → one row `(fresh)` when a row was deleted: whether it was within the TTL
     /// (always true without one). `clear` answers with it.
     pub take: String,
+    /// `(id)` → the data the row keeps: `clear_state` for a `transition` to no state with
+    /// no patch, which returns the data. Data no client can read (a number past `f64`)
+    /// fails the statement (nothing written), as the other backends refuse it before
+    /// writing. (`row.clear_state`, for `set_state(None)`, returns whether the data is
+    /// empty and never reads it.)
+    pub clear_state_data: String,
     /// `(id)`: deletes the row when it holds neither state nor data. Run after
     /// `clear_state` returned `{}` or `clear_data` returned a `NULL` state: a clear of the
     /// other column committed meanwhile, so neither statement saw the row empty.
@@ -333,6 +339,9 @@ pub struct MigrationLock {
     pub release: String,
     /// The lock's name or key, for messages.
     pub name: String,
+    /// Who holds the lock: one row of one text column (a session's pid, application,
+    /// client and since when), or no row.
+    pub holder: String,
 }
 
 impl MigrationLock {
@@ -341,11 +350,23 @@ impl MigrationLock {
     pub fn postgres(version_table: &TableName) -> MigrationLock {
         let name = format!("fsmstore:{version_table}");
         let key = advisory_key(&name);
+        // A bigint advisory key shows in pg_locks as classid (high 32 bits) and objid
+        // (low 32 bits), with objsubid 1.
+        let bits = u64::from_ne_bytes(key.to_ne_bytes());
+        let (high, low) = (bits >> 32, bits & 0xffff_ffff);
         MigrationLock {
             acquire: format!("SELECT pg_advisory_lock({key})"),
             acquire_in_transaction: format!("SELECT pg_advisory_xact_lock({key})"),
             release: format!("SELECT pg_advisory_unlock({key})"),
             name: format!("advisory lock {key} ({name})"),
+            holder: format!(
+                "SELECT format('session pid %s (application %L, client %s, connected since %s, %s)', \
+                 a.pid, a.application_name, coalesce(host(a.client_addr), 'local socket'), \
+                 date_trunc('second', a.backend_start), a.state) \
+                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.classid = {high} \
+                 AND l.objid = {low} AND l.objsubid = 1 LIMIT 1"
+            ),
         }
     }
 
@@ -363,6 +384,10 @@ impl MigrationLock {
             acquire: format!("SELECT GET_LOCK('{name}', ?)"),
             acquire_in_transaction: String::new(),
             release: format!("SELECT RELEASE_LOCK('{name}')"),
+            holder: format!(
+                "SELECT CONCAT('connection ', p.ID, ' (user ', p.USER, ', client ', p.HOST, ', ', p.TIME, ' s in ', COALESCE(p.COMMAND, ''), ')') \
+                 FROM information_schema.PROCESSLIST p WHERE p.ID = IS_USED_LOCK('{name}')"
+            ),
             name,
         }
     }

@@ -28,6 +28,15 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> PostgresQuer
     };
     let (f, ft) = (fresh(""), fresh("t."));
     let td = readable("t.data");
+    // One statement: delete the row when it has no data left (or expired), else clear the
+    // state and return `returning` of the data it keeps.
+    let clear_state = |returning: &str| {
+        format!(
+            "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND (data = '{{}}'::jsonb OR NOT ({f})) RETURNING id) \
+             UPDATE {t} SET state = NULL, updated_at = now() \
+             WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone) RETURNING {returning}"
+        )
+    };
     PostgresQueries {
         row: RowQueries {
             get_record: format!("SELECT state, data FROM {t} WHERE id = $1{and_fresh}"),
@@ -41,11 +50,7 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> PostgresQuer
             // One statement: delete the row when it has no data left (or expired), else
             // clear the state and return the data it keeps (a `transition` to no state
             // with no patch).
-            clear_state: format!(
-                "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND (data = '{{}}'::jsonb OR NOT ({f})) RETURNING id) \
-                 UPDATE {t} SET state = NULL, updated_at = now() \
-                 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone) RETURNING data"
-            ),
+            clear_state: clear_state("data = '{}'::jsonb"),
             upsert_data: format!(
                 "INSERT INTO {t} AS t (id, data) VALUES ($1, $2) \
                  ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, \
@@ -81,6 +86,7 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> PostgresQuer
              updated_at = now() RETURNING data"
         ),
         take: format!("DELETE FROM {t} WHERE id = $1 RETURNING {f}"),
+        clear_state_data: clear_state(&readable("data")),
         delete_if_empty: format!(
             "DELETE FROM {t} WHERE id = $1 AND state IS NULL AND data = '{{}}'::jsonb"
         ),
@@ -140,7 +146,7 @@ pub(super) fn aiogram_queries(t: &str) -> PostgresQueries {
             ),
             // Rows are emptied, never deleted (see `LIVE_TEXT_ROW`); `delete_if_empty`
             // only tidies an emptied row's data to `NULL`.
-            clear_state: format!("UPDATE {t} SET state = NULL WHERE id = $1 RETURNING {d}"),
+            clear_state: format!("UPDATE {t} SET state = NULL WHERE id = $1 RETURNING {empty}"),
             upsert_data: format!(
                 "INSERT INTO {t} AS t (id, data) VALUES ($1, $2::jsonb::text) \
                  ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data"
@@ -167,6 +173,13 @@ pub(super) fn aiogram_queries(t: &str) -> PostgresQueries {
         ),
         take: format!(
             "UPDATE {t} SET state = NULL, data = NULL WHERE id = $1 AND {live} RETURNING true"
+        ),
+        clear_state_data: format!(
+            "UPDATE {t} SET state = NULL WHERE id = $1 RETURNING {}",
+            readable(&format!(
+                "CASE WHEN jsonb_typeof({d}) = 'object' THEN {d} \
+                 ELSE ('stored data is not a JSON object: ' || data)::jsonb END"
+            ))
         ),
         delete_if_empty: format!(
             "UPDATE {t} SET data = NULL WHERE id = $1 AND state IS NULL AND {empty}"
