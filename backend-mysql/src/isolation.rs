@@ -21,6 +21,7 @@ use fsmstore_core::{
 use sqlx::mysql::{MySql, MySqlPool};
 use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, Row};
+use std::time::{Duration, Instant};
 
 use crate::error::from_sqlx;
 
@@ -98,21 +99,45 @@ impl Drop for Held {
     }
 }
 
+/// How long past `GET_LOCK`'s own timeout the client waits for its answer before it gives
+/// up itself.
+const CLIENT_GRACE: Duration = Duration::from_millis(250);
+
 #[async_trait]
 impl Isolation for MysqlIsolation {
     async fn lock(&self, key: &StorageKey) -> Result<LockGuard> {
         let id = self.options.row_id(key)?;
         let timeout = self.options.isolation_timeout;
         let (local, remaining) = self.local.lock_in_front(key).await?;
+        let deadline = Instant::now() + remaining;
         let statements = KeyLock::mysql(&self.options.table, &id);
-        let mut waiting = Waiting(Some(self.pool.acquire().await.map_err(from_sqlx)?));
+        // Every wait is bounded by what is left of the isolation timeout: a lock pool used
+        // up by held locks (it once waited the connect timeout and answered `Connection`),
+        // `GET_LOCK` (in fractional seconds: it once rounded 300 ms up to a whole second;
+        // 0 tries without waiting), and, on the client, a host gone silent.
+        // A timeout of 0 tries the lock without waiting for it, but still needs a
+        // connection: that wait is bounded by the connect timeout.
+        let connection_wait = if timeout.is_zero() {
+            self.options.connect_timeout
+        } else {
+            remaining
+        };
+        let conn = match tokio::time::timeout(connection_wait, self.pool.acquire()).await {
+            Ok(conn) => conn.map_err(from_sqlx)?,
+            Err(_) => return Err(lock_timeout(&id, timeout)),
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let mut waiting = Waiting(Some(conn));
         let conn = waiting.0.as_mut().ok_or(Error::Closed)?;
-        let row = sqlx::query(AssertSqlSafe(statements.lock.clone()))
+        let query = sqlx::query(AssertSqlSafe(statements.lock.clone()))
             .bind(&statements.name)
-            .bind(remaining.as_secs_f64().ceil())
-            .fetch_one(&mut **conn)
-            .await
-            .map_err(from_sqlx)?;
+            .bind(remaining.as_secs_f64())
+            .fetch_one(&mut **conn);
+        // The server did not answer in time: `waiting` closes the connection.
+        let Ok(row) = tokio::time::timeout(remaining + CLIENT_GRACE, query).await else {
+            return Err(lock_timeout(&id, timeout));
+        };
+        let row = row.map_err(from_sqlx)?;
         let taken: Option<i64> = row.try_get(0).map_err(from_sqlx)?;
         let session: u64 = row.try_get(1).map_err(from_sqlx)?;
         match taken {

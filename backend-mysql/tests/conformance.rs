@@ -17,8 +17,20 @@ struct MysqlBackend {
 }
 
 impl MysqlBackend {
+    /// The server's config with the case's options; the backend's small pool is a
+    /// default the case may change (`pool_max(2)`), not a setting of its own.
     fn config(&self, options: StorageOptions) -> Result<MysqlConfig> {
-        self.config.clone().options(options)
+        let mut config = self.config.clone();
+        let small = std::mem::replace(
+            &mut config.options.pool_max,
+            fsmstore_core::DEFAULT_POOL_MAX,
+        );
+        let options = if options.pool_max == fsmstore_core::DEFAULT_POOL_MAX {
+            options.pool_max(small)
+        } else {
+            options
+        };
+        config.options(options)
     }
 }
 

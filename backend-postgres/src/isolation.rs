@@ -13,6 +13,7 @@
 //! the lock: the server frees what a session held when it ends.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
@@ -25,6 +26,10 @@ use tokio_postgres::SimpleQueryMessage;
 
 use crate::config::Pooler;
 use crate::error::{from_pg, from_pool};
+
+/// How long past the server's own lock timeout the client waits for its answer (a pooler's
+/// queue, a host gone silent) before it gives up itself.
+const CLIENT_GRACE: Duration = Duration::from_millis(250);
 
 /// [`Isolation`] over advisory locks.
 pub(crate) struct PgIsolation {
@@ -96,14 +101,41 @@ impl Isolation for PgIsolation {
         let id = self.options.row_id(key)?;
         let timeout = self.options.isolation_timeout;
         let (local, remaining) = self.local.lock_in_front(key).await?;
+        let deadline = Instant::now() + remaining;
+        // Every wait is bounded by what is left of the isolation timeout: a lock pool used
+        // up by held locks (it once waited the connect timeout and answered `Connection`),
+        // the server's lock wait (`lock_timeout`), and, on the client, a pooler queueing
+        // the statement or a host gone silent.
+        // A timeout of 0 tries the lock without waiting for it, but still needs a
+        // connection: that wait is bounded by the connect timeout.
+        let connection_wait = if timeout.is_zero() {
+            self.options.connect_timeout
+        } else {
+            remaining
+        };
+        let object = match tokio::time::timeout(connection_wait, self.pool.get()).await {
+            Ok(object) => object.map_err(from_pool)?,
+            Err(_) => return Err(lock_timeout(&id, timeout)),
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
         let statements = if self.pooler.unnamed_statements() {
             KeyLock::postgres_in_transaction(&self.options.table, &id, remaining)
         } else {
             KeyLock::postgres(&self.options.table, &id, remaining)
         };
-        let mut waiting = Waiting(Some(self.pool.get().await.map_err(from_pool)?));
+        let mut waiting = Waiting(Some(object));
         let client = waiting.0.as_ref().ok_or(Error::Closed)?;
-        match client.simple_query(&statements.lock).await {
+        let answer = tokio::time::timeout(
+            remaining + CLIENT_GRACE,
+            client.simple_query(&statements.lock),
+        )
+        .await;
+        // The server did not answer in time: `waiting` closes the connection and cancels
+        // the request.
+        let Ok(answer) = answer else {
+            return Err(lock_timeout(&id, timeout));
+        };
+        match answer {
             Ok(messages) => {
                 let session = messages.iter().find_map(|message| match message {
                     SimpleQueryMessage::Row(row) => row.get(1).and_then(|pid| pid.parse().ok()),

@@ -259,7 +259,9 @@ fn shared_locks(location: &SqliteLocation, table: &str) -> Arc<LocalLocks> {
         SqliteLocation::SharedMemory(name) => format!("memory:{name}"),
         SqliteLocation::Memory => return Arc::default(),
     };
-    let name = format!("{name}\0{table}");
+    // SQLite's table names ignore ASCII case: `Fsm` and `fsm` are one table, so one lock
+    // registry (they once had two, and two handlers of one key did not wait for each other).
+    let name = format!("{name}\0{}", table.to_ascii_lowercase());
     let mut registry = REGISTRY
         .get_or_init(Mutex::default)
         .lock()

@@ -87,3 +87,40 @@ async fn files_are_switched_to_wal() {
     drop(conn);
     fsmstore_core::Storage::close(&storage).await.unwrap();
 }
+
+/// SQLite's table names ignore ASCII case, so `Fsm` and `fsm` are one table and share one
+/// lock registry: a handler of a key on one waits for the other's (they once did not).
+#[tokio::test(flavor = "multi_thread")]
+async fn tables_differing_in_case_share_their_key_locks() {
+    let dir = std::env::temp_dir().join(format!("fsmstore-case-locks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("fsm.db").display());
+    // The second opens with `trust`: the version table records table names as written.
+    let open = |table: &'static str, schema: &'static str| {
+        let url = url.clone();
+        async move {
+            fsmstore_sqlite::SqliteStorage::open(
+                fsmstore_sqlite::SqliteConfig::from_url(&format!(
+                    "{url}?table={table}&schema={schema}&isolation_timeout_ms=200"
+                ))
+                .unwrap(),
+            )
+            .await
+            .unwrap()
+            .database()
+            .unwrap()
+        }
+    };
+    let (upper, lower) = (open("Fsm", "upgrade").await, open("fsm", "trust").await);
+    let key = fsmstore_core::StorageKey::new(
+        fsmstore_core::BotId(1),
+        fsmstore_core::ChatId(2),
+        fsmstore_core::UserId(3),
+    );
+    let _held = upper.isolation().lock(&key).await.unwrap();
+    let err = lower.isolation().lock(&key).await.unwrap_err();
+    assert_eq!(err.kind(), fsmstore_core::ErrorKind::LockTimeout, "{err:?}");
+    drop(_held);
+    assert!(lower.isolation().lock(&key).await.is_ok());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -135,6 +135,8 @@ macro_rules! __storage_cases {
             isolation::locked_read_modify_write_loses_nothing,
             isolation::distinct_keys_do_not_wait,
             isolation::a_lock_wait_times_out,
+            isolation::a_zero_timeout_takes_a_free_key_and_refuses_a_held_one,
+            isolation::a_used_up_lock_pool_still_answers_within_the_timeout,
             isolation::a_cancelled_holder_frees_the_key,
             isolation::killing_the_holders_session_frees_the_key,
             reference::matches_memory_storage_on_random_operations,

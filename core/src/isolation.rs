@@ -155,7 +155,9 @@ impl LocalIsolation {
         let started = std::time::Instant::now();
         let guard = self.lock(key).await?;
         let remaining = timeout.saturating_sub(started.elapsed());
-        if remaining.is_zero() {
+        // A timeout of 0 asks for the lock only if it is free (the server backends try
+        // without waiting); a longer one that ran out in this process gives up here.
+        if remaining.is_zero() && !timeout.is_zero() {
             return Err(lock_timeout(&self.options.row_id(key)?, timeout));
         }
         Ok((guard, remaining))

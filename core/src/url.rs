@@ -150,6 +150,26 @@ impl DatabaseUrl {
         let Ok((scheme, rest)) = split_scheme(url) else {
             return "***".to_owned();
         };
+        // A URL the parser refuses, or with an `@` in its path, may hold an unencoded `?`,
+        // `/` or `@` in its password: then everything before the last `@` is user info,
+        // so no part of it shows.
+        let location_part = rest.split_once('?').map_or(rest, |(location, _)| location);
+        let at_in_path = location_part
+            .strip_prefix("//")
+            .and_then(|after| after.find('/').map(|at| &after[at..]))
+            .is_some_and(|path| path.contains('@'));
+        if rest.starts_with("//") && (at_in_path || DatabaseUrl::parse(url).is_err()) {
+            if let Some(at) = rest.rfind('@') {
+                let user_info = &rest[2..at];
+                let user = user_info
+                    .split_once(':')
+                    .map_or(user_info, |(user, _)| user);
+                let (location, query) = rest[at..]
+                    .split_once('?')
+                    .map_or((&rest[at..], None), |(l, q)| (l, Some(q)));
+                return with_query_redacted(format!("{scheme}://{user}:***{location}"), query);
+            }
+        }
         let (location, query) = rest
             .split_once('?')
             .map_or((rest, None), |(l, q)| (l, Some(q)));
@@ -168,21 +188,7 @@ impl DatabaseUrl {
             }
             None => location.to_owned(),
         };
-        match query {
-            None => format!("{scheme}:{location}"),
-            Some(query) => {
-                let pairs: Vec<String> = query
-                    .split('&')
-                    .map(|pair| match pair.split_once('=') {
-                        Some((name, _)) if decode(name).eq_ignore_ascii_case("password") => {
-                            format!("{name}=***")
-                        }
-                        _ => pair.to_owned(),
-                    })
-                    .collect();
-                format!("{scheme}:{location}?{}", pairs.join("&"))
-            }
-        }
+        with_query_redacted(format!("{scheme}:{location}"), query)
     }
 
     fn with_query(scheme: String, location: &str, query: &str) -> Result<Self> {
@@ -309,6 +315,33 @@ fn shown_name(name: &str) -> String {
     } else {
         "(a name that is not a plain word, not shown: percent-encode a ? in the user name or password as %3F)".to_owned()
     }
+}
+
+/// `base` and `query` joined, with every `password=` value (and every value holding an
+/// `@`) replaced by `***`, and every
+/// pair whose name is not a plain word (a `?` in a user name starts the query early: the
+/// "name" then holds the password) replaced whole.
+fn with_query_redacted(base: String, query: Option<&str>) -> String {
+    let Some(query) = query else {
+        return base;
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded = decode(name);
+            if shown_name(&decoded).starts_with('(') {
+                "***".to_owned()
+            } else if decoded.eq_ignore_ascii_case("password") || decode(value).contains('@') {
+                // A value with an `@` may be the rest of a user info that an unencoded `?`
+                // cut short: shown as `***`, the parameter's name kept.
+                format!("{name}=***")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
 }
 
 /// The `name=value` pairs of a query, percent-decoded. A `+` stays a `+`, as libpq and
@@ -557,17 +590,11 @@ mod tests {
     fn redacted_hides_every_password_and_keeps_the_host() {
         let shown =
             DatabaseUrl::redacted("postgres://u@h/db?application_name=ops@x&password=secret");
-        assert_eq!(
-            shown,
-            "postgres://u@h/db?application_name=ops@x&password=***"
-        );
+        assert_eq!(shown, "postgres://u@h/db?application_name=***&password=***");
         let shown = DatabaseUrl::redacted(
             "mysql://root:hunter2@h:3306/db?table=t&application=ops@example.com",
         );
-        assert_eq!(
-            shown,
-            "mysql://root:***@h:3306/db?table=t&application=ops@example.com"
-        );
+        assert_eq!(shown, "mysql://root:***@h:3306/db?table=t&application=***");
         assert_eq!(
             DatabaseUrl::redacted("postgres://a:b@h1,h2/db?PassWord=x"),
             "postgres://a:***@h1,h2/db?PassWord=***"
@@ -664,6 +691,8 @@ mod tests {
                     }
                     Err(err) => prop_assert!(!err.to_string().contains("XYZZY"), "{}", err),
                 }
+                let shown = DatabaseUrl::redacted(&raw);
+                prop_assert!(!shown.contains("XYZZY"), "{}", shown);
                 if let Ok(url) = DatabaseUrl::parse(&raw) {
                     if let Err(err) = url.finish("postgres", &[]) {
                         prop_assert!(!err.to_string().contains("XYZZY"), "{}", err);

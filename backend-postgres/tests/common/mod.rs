@@ -38,9 +38,15 @@ pub struct PgBackend {
 }
 
 impl PgBackend {
+    /// The server's config with the case's options, in a pool of 8 unless the case asks
+    /// for another size.
     fn config(&self, options: StorageOptions) -> Result<PgConfig> {
-        let mut config = PgConfig::from_url(&self.url).expect("valid URL");
-        config.options.pool_max = 8;
+        let config = PgConfig::from_url(&self.url).expect("valid URL");
+        let options = if options.pool_max == fsmstore_core::DEFAULT_POOL_MAX {
+            options.pool_max(8)
+        } else {
+            options
+        };
         config.options(options)
     }
 }
