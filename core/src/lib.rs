@@ -46,6 +46,8 @@ pub mod migrations;
 mod migrator;
 mod offline;
 mod options;
+#[cfg(test)]
+mod parsers_fuzzed;
 mod planner;
 mod retry;
 pub mod sql;
