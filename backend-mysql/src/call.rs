@@ -138,8 +138,18 @@ impl MysqlStorage {
                 }
                 Err(err) => return Err(from_sqlx(err)),
             };
+            // Every answer is waited for at most `call_timeout`, whatever the server does:
+            // a host gone silent (packets dropped, nothing refused) is left as a dead one
+            // is: its connection closed, the storage moved when the host takes no fresh one.
+            let deadline = inner.config.options.call_timeout;
             if access == Access::Write && idle >= PING_AFTER_IDLE {
-                if let Err(err) = conn.ping().await {
+                let Ok(pinged) = tokio::time::timeout(deadline, conn.ping()).await else {
+                    conn.close_on_drop();
+                    drop(conn);
+                    self.move_if_down(host).await;
+                    return Err(no_answer(operation, deadline, Access::Read));
+                };
+                if let Err(err) = pinged {
                     if self.move_if_down(host).await {
                         moves += 1;
                     }
@@ -148,7 +158,13 @@ impl MysqlStorage {
                     continue;
                 }
             }
-            let failed = match op(&mut conn, args).await {
+            let Ok(answer) = tokio::time::timeout(deadline, op(&mut conn, args)).await else {
+                conn.close_on_drop();
+                drop(conn);
+                self.move_if_down(host).await;
+                return Err(no_answer(operation, deadline, access));
+            };
+            let failed = match answer {
                 Ok(value) => {
                     inner.stash.checkin(conn);
                     return Ok(value);
@@ -200,5 +216,15 @@ impl MysqlStorage {
             || Error::connection("no live MySQL connection", None),
             from_sqlx,
         ))
+    }
+}
+
+/// No answer within `deadline`: a write may have been applied (`OutcomeUnknown`, never
+/// replayed); a read is a transient connection error.
+fn no_answer(operation: &'static str, deadline: std::time::Duration, access: Access) -> Error {
+    let message = format!("no answer from MySQL within {deadline:?} (call_timeout)");
+    match access {
+        Access::Write => Error::outcome_unknown(operation, message),
+        Access::Read => Error::connection(message, None),
     }
 }

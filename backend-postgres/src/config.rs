@@ -61,7 +61,8 @@ impl FromStr for Pooler {
 
 /// The URL parameters tokio-postgres reads itself (its `connect_timeout` is fsmstore's
 /// `connect_timeout_ms`).
-const DRIVER_PARAMETERS: [&str; 18] = [
+const DRIVER_PARAMETERS: [&str; 19] = [
+    "connect_timeout",
     "user",
     "password",
     "dbname",
@@ -274,7 +275,13 @@ impl PgConfig {
     /// The driver config with fsmstore's session settings applied.
     pub(crate) fn driver_config(&self) -> tokio_postgres::Config {
         let mut pg = self.pg.clone();
-        pg.connect_timeout(self.options.connect_timeout);
+        // Each host of a list gets its share of the connect timeout (unless the URL's
+        // `connect_timeout`, libpq's per-host seconds, says otherwise): a first host that
+        // drops packets is left for the next one within the whole timeout.
+        if pg.get_connect_timeout().is_none() {
+            let hosts = u32::try_from(pg.get_hosts().len().max(1)).unwrap_or(u32::MAX);
+            pg.connect_timeout(self.options.connect_timeout / hosts);
+        }
         let mut session = pg.get_options().unwrap_or_default().to_owned();
         if let Some(schema) = &self.search_path {
             session.push_str(&format!(" -c search_path={schema}"));
@@ -411,6 +418,18 @@ mod tests {
             assert!(matches!(err, Error::Config(_)), "{url}");
             assert!(!err.to_string().contains("hunter2"), "{err}");
         }
+        // libpq's own per-host `connect_timeout` (seconds) is the driver's; without it each
+        // host of a list gets its share of `connect_timeout_ms`.
+        let config = PgConfig::from_url("postgres://u@h1,h2/db?connect_timeout=3").unwrap();
+        assert_eq!(
+            config.driver_config().get_connect_timeout(),
+            Some(&Duration::from_secs(3))
+        );
+        let config = PgConfig::from_url("postgres://u@h1,h2/db?connect_timeout_ms=4000").unwrap();
+        assert_eq!(
+            config.driver_config().get_connect_timeout(),
+            Some(&Duration::from_secs(2))
+        );
         // An `@` in a driver parameter's value stays in it, and the query is read.
         let config =
             PgConfig::from_url("postgres://u@h/db?application_name=ops@example.com&table=t_at")

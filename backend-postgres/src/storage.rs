@@ -183,19 +183,36 @@ impl PgStorage {
             // Preparing runs nothing: any failure here leaves the row as it was. Behind a
             // transaction pooler nothing is prepared: the unnamed statement is parsed,
             // bound and run in one round trip, on whichever server connection it gets.
+            // Every answer is waited for at most `call_timeout`, whatever the server does:
+            // a host gone silent (packets dropped, nothing refused) is left as a dead one
+            // is, its connection closed.
+            let deadline = self.options().call_timeout;
             let prepared = if self.inner.config.pooler.unnamed_statements() {
                 None
             } else {
-                match client.prepare_cached(sql).await {
-                    Ok(statement) => Some(statement),
-                    Err(err) if classify(&err) != Failure::Other => {
+                match tokio::time::timeout(deadline, client.prepare_cached(sql)).await {
+                    Err(_) => {
+                        drop(Object::take(client));
+                        return Err(no_answer(operation, deadline, Replay::Safe));
+                    }
+                    Ok(Ok(statement)) => Some(statement),
+                    Ok(Err(err)) if classify(&err) != Failure::Other => {
                         lost = Some(err);
                         continue;
                     }
-                    Err(err) => return Err(from_pg(err)),
+                    Ok(Err(err)) => return Err(from_pg(err)),
                 }
             };
-            let result = op(&client, prepared.as_ref(), sql, params).await;
+            let result =
+                match tokio::time::timeout(deadline, op(&client, prepared.as_ref(), sql, params))
+                    .await
+                {
+                    Ok(result) => result,
+                    Err(_) => {
+                        drop(Object::take(client));
+                        return Err(no_answer(operation, deadline, replay));
+                    }
+                };
             match result {
                 Ok(value) => return Ok(value),
                 Err(err) => match (classify(&err), replay) {
@@ -386,6 +403,16 @@ fn execute_op<'c>(
             None => client.execute_typed(sql, params).await,
         }
     })
+}
+
+/// No answer within `deadline`: a write may have been applied (`OutcomeUnknown`, never
+/// replayed); a read is a transient connection error.
+fn no_answer(operation: &'static str, deadline: std::time::Duration, replay: Replay) -> Error {
+    let message = format!("no answer from PostgreSQL within {deadline:?} (call_timeout)");
+    match replay {
+        Replay::Unsafe => Error::outcome_unknown(operation, message),
+        Replay::Safe => Error::connection(message, None),
+    }
 }
 
 /// The data column of `row`. A value that does not decode (a number past `f64`, which

@@ -159,3 +159,117 @@ pub async fn writes_survive_a_restart(
     }
     report
 }
+
+/// What a call may take past its deadlines on a loaded machine.
+const SILENT_SLACK: Duration = Duration::from_secs(2);
+
+/// The silent-host check every server backend passes: `storage` writes to its host, then
+/// `netns` drops every packet while writers and readers call; each call ends within
+/// `deadline` (the call and connect timeouts; plus slack) with the error kind that says
+/// what happened (a write `OutcomeUnknown` or a transient connection error, a read a
+/// transient connection error); once the link is back the same storage writes again, and
+/// every acknowledged write is there.
+///
+/// # Panics
+/// When a check fails.
+pub async fn silent_host_ends_every_call_within_its_deadline(
+    storage: Arc<dyn Storage>,
+    netns: &crate::netns::Netns,
+    deadline: Duration,
+) {
+    use std::time::Instant;
+    // Acknowledged writes first: each key's counter.
+    let mut acknowledged = Vec::new();
+    for n in 0..4 {
+        for value in 0..20 {
+            storage
+                .set_data(&key(n), &data!({ "n": value }))
+                .await
+                .unwrap();
+        }
+        acknowledged.push(19);
+    }
+    netns.cut().expect("cut the link");
+    // Writers and readers while nothing answers: every call ends within its deadline,
+    // with the error kind that says what happened.
+    let calls: Vec<_> = (0..4)
+        .map(|n| {
+            let storage = Arc::clone(&storage);
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for attempt in 0..3 {
+                    let started = Instant::now();
+                    let call = async {
+                        if attempt % 2 == 0 {
+                            storage
+                                .set_data(&key(n), &data!({ "n": 100 + attempt }))
+                                .await
+                                .map(drop)
+                        } else {
+                            storage.get_data(&key(n)).await.map(drop)
+                        }
+                    };
+                    // Without a deadline of its own a call would wait for the kernel to
+                    // give up on the socket (many minutes): fail here instead of hanging.
+                    let result = tokio::time::timeout(Duration::from_secs(30), call)
+                        .await
+                        .expect("a call to a silent host never ended");
+                    seen.push((attempt % 2 == 0, started.elapsed(), result));
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut kinds = Vec::new();
+    for call in calls {
+        for (write, took, result) in call.await.unwrap() {
+            assert!(
+                took < deadline + SILENT_SLACK,
+                "a call took {took:?}: {result:?}"
+            );
+            let err = result.expect_err("nothing answers: no call succeeds");
+            let kind = err.kind();
+            if write {
+                assert!(
+                    matches!(kind, ErrorKind::OutcomeUnknown | ErrorKind::Connection),
+                    "a write: {err:?}"
+                );
+            } else {
+                assert_eq!(kind, ErrorKind::Connection, "a read: {err:?}");
+            }
+            assert!(
+                kind == ErrorKind::OutcomeUnknown || err.is_transient(),
+                "{err:?}"
+            );
+            kinds.push(kind);
+        }
+    }
+    eprintln!("silent host: {} calls ended, kinds {kinds:?}", kinds.len());
+    netns.restore().expect("restore the link");
+    // The same storage writes again once the host answers (the dead connections were
+    // closed), and every acknowledged write is there (or a later one).
+    let back = Instant::now();
+    loop {
+        match storage.set_data(&key(9), &data!({ "back": true })).await {
+            Ok(()) => break,
+            Err(err) if back.elapsed() < Duration::from_secs(30) => {
+                assert!(
+                    err.is_transient() || err.kind() == ErrorKind::OutcomeUnknown,
+                    "{err:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(err) => panic!("the storage did not come back: {err:?}"),
+        }
+    }
+    eprintln!(
+        "silent host: writing again {:?} after the link came back",
+        back.elapsed()
+    );
+    for (n, last) in acknowledged.into_iter().enumerate() {
+        let data = storage.get_data(&key(n as i64)).await.unwrap();
+        let value = data["n"].as_i64().expect("the counter");
+        assert!(value >= last, "key {n}: {value} < acknowledged {last}");
+    }
+    storage.close().await.unwrap();
+}

@@ -24,6 +24,7 @@ pub mod cases;
 mod ctx;
 pub mod faults;
 mod harness;
+pub mod netns;
 mod runner;
 
 pub use backend::{Backend, MemoryBackend};

@@ -60,6 +60,7 @@ impl std::str::FromStr for SchemaPolicy {
 /// | [`schema`](StorageOptions::schema) | `schema` (`verify`, `upgrade`, `trust`) | `verify` |
 /// | [`pool_max`](StorageOptions::pool_max) | `pool_max` | 10 |
 /// | [`connect_timeout`](StorageOptions::connect_timeout) | `connect_timeout_ms` | 10 s |
+/// | [`call_timeout`](StorageOptions::call_timeout) | `call_timeout_ms` | 30 s |
 /// | [`max_data_bytes`](StorageOptions::max_data_bytes) | `max_data_bytes` | 8 MiB |
 /// | [`retry`](StorageOptions::retry) | `retry_attempts` | 5 attempts, 5 ms to 500 ms ([`RetryPolicy`]) |
 /// | [`ttl`](StorageOptions::ttl) | `ttl` (`30m`, `7d`) | none |
@@ -108,6 +109,11 @@ pub struct StorageOptions {
     pub ttl: Option<Duration>,
     /// The table layout read and written (default: fsmstore's own; see [`Layout`]).
     pub layout: Layout,
+    /// How long one call waits for the server's answer, on the client, whatever the
+    /// server does (a host gone silent: packets dropped, nothing refused). Past it a read
+    /// is a transient [`Error::Connection`], a write [`Error::OutcomeUnknown`], and the
+    /// connection is closed (default 30 s; PostgreSQL and MySQL).
+    pub call_timeout: Duration,
     /// The settings a setter or a URL parameter gave, even to their default value: what
     /// [`StorageOptions::merge`] takes as "set".
     set: u16,
@@ -128,6 +134,7 @@ enum Setting {
     Layout = 1 << 9,
     KeyBuilder = 1 << 10,
     Migrations = 1 << 11,
+    CallTimeout = 1 << 12,
 }
 
 impl Default for StorageOptions {
@@ -145,6 +152,7 @@ impl Default for StorageOptions {
             isolation_timeout: DEFAULT_ISOLATION_TIMEOUT,
             ttl: None,
             layout: Layout::Fsmstore,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
             set: 0,
         }
     }
@@ -165,12 +173,14 @@ impl fmt::Debug for StorageOptions {
             .field("isolation_timeout", &self.isolation_timeout)
             .field("ttl", &self.ttl)
             .field("layout", &self.layout)
+            .field("call_timeout", &self.call_timeout)
             .finish()
     }
 }
 
 /// The URL parameters every backend understands (parsed by [`DatabaseUrl`](crate::DatabaseUrl)).
-pub const SHARED_URL_PARAMETERS: [&str; 10] = [
+pub const SHARED_URL_PARAMETERS: [&str; 11] = [
+    "call_timeout_ms",
     "table",
     "version_table",
     "schema",
@@ -288,6 +298,9 @@ pub fn check_duration(name: &str, value: Duration, max: Duration) -> Result<Dura
     Ok(value)
 }
 
+/// The default [`StorageOptions::call_timeout`].
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The default [`StorageOptions::isolation_timeout`].
 pub const DEFAULT_ISOLATION_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -338,6 +351,7 @@ impl StorageOptions {
                     })?;
             }
             "connect_timeout_ms" => self.connect_timeout = parse_millis(name, value, MAX_DURATION)?,
+            "call_timeout_ms" => self.call_timeout = parse_millis(name, value, MAX_DURATION)?,
             "isolation_timeout_ms" => {
                 self.isolation_timeout = parse_millis(name, value, MAX_DURATION)?
             }
@@ -374,6 +388,7 @@ impl StorageOptions {
             "layout" => Setting::Layout,
             "pool_max" => Setting::PoolMax,
             "connect_timeout_ms" => Setting::ConnectTimeout,
+            "call_timeout_ms" => Setting::CallTimeout,
             "isolation_timeout_ms" => Setting::IsolationTimeout,
             "ttl" => Setting::Ttl,
             "retry_attempts" => Setting::Retry,
@@ -452,6 +467,7 @@ impl StorageOptions {
         );
         code.ttl = pick!(ttl, Setting::Ttl, "ttl");
         code.layout = pick!(layout, Setting::Layout, "layout");
+        code.call_timeout = pick!(call_timeout, Setting::CallTimeout, "call_timeout");
         code.set |= url.set;
         Ok(code)
     }
@@ -497,6 +513,12 @@ impl StorageOptions {
     /// [`Error::LayoutLacks`] for a TTL in a layout without `updated_at`.
     pub fn check(&self) -> Result<()> {
         check_duration("connect_timeout", self.connect_timeout, MAX_DURATION)?;
+        check_duration("call_timeout", self.call_timeout, MAX_DURATION)?;
+        if self.call_timeout.is_zero() {
+            return Err(Error::Config(
+                "call_timeout must be longer than 0".to_owned(),
+            ));
+        }
         check_duration("isolation_timeout", self.isolation_timeout, MAX_DURATION)?;
         if let Some(ttl) = self.ttl {
             check_duration("ttl", ttl, MAX_DURATION)?;
@@ -514,6 +536,13 @@ impl StorageOptions {
     pub fn isolation_timeout(mut self, timeout: Duration) -> Self {
         self.isolation_timeout = timeout;
         self.mark(Setting::IsolationTimeout)
+    }
+
+    /// Sets how long one call waits for the server's answer (see
+    /// [`StorageOptions::call_timeout`]).
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self.mark(Setting::CallTimeout)
     }
 
     /// Sets how long opening a connection, or waiting for a pooled one, may take.
@@ -783,7 +812,7 @@ mod tests {
     #[test]
     fn an_explicit_default_is_a_setting_for_every_setting() {
         type Setter = fn(StorageOptions) -> StorageOptions;
-        let cases: [(&str, &str, &str, Setter, Setter); 10] = [
+        let cases: [(&str, &str, &str, Setter, Setter); 11] = [
             (
                 "table",
                 "aiogram_fsm_data",
@@ -859,6 +888,13 @@ mod tests {
                 "1d",
                 |o| o.ttl(Duration::from_secs(86_400)),
                 |o| o.ttl(Duration::from_secs(30 * 86_400)),
+            ),
+            (
+                "call_timeout_ms",
+                "30000",
+                "1500",
+                |o| o.call_timeout(Duration::from_millis(1500)),
+                |o| o.call_timeout(DEFAULT_CALL_TIMEOUT),
             ),
         ];
         for (name, url_default, url_other, code_other, code_default) in cases {
