@@ -249,7 +249,12 @@ impl MysqlStorage {
         let isolation = crate::isolation::MysqlIsolation {
             pool: self.inner.lock_pool.clone(),
             options: self.inner.config.options.clone(),
-            local: fsmstore_core::LocalIsolation::new(self.inner.config.options.clone()),
+            // Closed (the lock pool closes in the background): no more locks.
+            local: fsmstore_core::LocalIsolation::new(self.inner.config.options.clone())
+                .while_open({
+                    let inner = Arc::clone(&self.inner);
+                    move || !inner.closed.load(Ordering::Acquire)
+                }),
         };
         Ok(
             Database::new("mysql", Arc::new(self.clone()), Some(migrator))

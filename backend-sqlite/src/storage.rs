@@ -103,7 +103,9 @@ impl SqliteStorage {
     /// [`Error::Migration`] for a custom migration list that is not contiguous.
     pub fn database(&self) -> Result<Database> {
         let migrator: Arc<dyn Migrator> = Arc::new(self.migrator()?);
-        let isolation = LocalIsolation::shared(Arc::clone(&self.locks), self.options.clone());
+        let connections = Arc::clone(&self.connections);
+        let isolation = LocalIsolation::shared(Arc::clone(&self.locks), self.options.clone())
+            .while_open(move || !connections.is_closed());
         Ok(
             Database::new("sqlite", Arc::new(self.clone()), Some(migrator))
                 .with_isolation(Arc::new(isolation)),

@@ -145,7 +145,8 @@ impl Backend for MemoryBackend {
                 (storage, locks)
             }
         };
-        let isolation = Arc::new(LocalIsolation::shared(locks, options));
+        let isolation =
+            Arc::new(LocalIsolation::shared(locks, options).while_open(storage.open_check()));
         Ok(Database::new("memory", Arc::new(storage), None).with_isolation(isolation))
     }
 

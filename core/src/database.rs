@@ -63,10 +63,16 @@ impl Database {
         storage: Arc<dyn Inspect>,
         migrator: Option<Arc<dyn Migrator>>,
     ) -> Self {
-        let isolation = Arc::new(LocalIsolation::new(storage.options().clone()));
+        let traced = Traced::new(backend, storage);
+        let closed = traced.closed_flag();
+        // Closed through this handle: no more locks either.
+        let isolation = Arc::new(
+            LocalIsolation::new(traced.options().clone())
+                .while_open(move || !closed.load(std::sync::atomic::Ordering::Acquire)),
+        );
         Database {
             backend,
-            storage: Arc::new(Traced::new(backend, storage)),
+            storage: Arc::new(traced),
             migrator,
             isolation,
         }

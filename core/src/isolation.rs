@@ -117,6 +117,8 @@ impl LocalLocks {
 pub struct LocalIsolation {
     locks: Arc<LocalLocks>,
     options: StorageOptions,
+    /// Whether the storage is still open: a closed one hands out no locks.
+    open: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
 
 impl fmt::Debug for LocalIsolation {
@@ -136,7 +138,19 @@ impl LocalIsolation {
 
     /// Locks shared with every other isolation over `locks` (handles of one table).
     pub fn shared(locks: Arc<LocalLocks>, options: StorageOptions) -> Self {
-        LocalIsolation { locks, options }
+        LocalIsolation {
+            locks,
+            options,
+            open: None,
+        }
+    }
+
+    /// The same isolation handing out locks only while `is_open` says the storage is
+    /// open: after `close()` a lock is [`Error::Closed`], as every call is (SQLite and
+    /// `MemoryStorage` once kept granting them).
+    pub fn while_open(mut self, is_open: impl Fn() -> bool + Send + Sync + 'static) -> Self {
+        self.open = Some(Arc::new(is_open));
+        self
     }
 
     /// The lock table.
@@ -198,6 +212,9 @@ impl Drop for Waiting<'_> {
 #[async_trait]
 impl Isolation for LocalIsolation {
     async fn lock(&self, key: &StorageKey) -> Result<LockGuard> {
+        if self.open.as_ref().is_some_and(|is_open| !is_open()) {
+            return Err(Error::Closed);
+        }
         let id = self.options.row_id(key)?;
         let entry = Arc::clone(self.locks.map().entry(id.clone()).or_default());
         let mut waiting = Waiting {

@@ -26,7 +26,7 @@ type Rows = HashMap<String, (Record, i64)>;
 pub struct MemoryStorage {
     rows: Arc<Mutex<Rows>>,
     options: StorageOptions,
-    closed: AtomicBool,
+    closed: Arc<AtomicBool>,
 }
 
 impl Default for MemoryStorage {
@@ -36,6 +36,13 @@ impl Default for MemoryStorage {
 }
 
 impl MemoryStorage {
+    /// A check whether this handle was closed, for an isolation of its keys
+    /// ([`LocalIsolation::while_open`](crate::LocalIsolation::while_open)).
+    pub fn open_check(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let closed = Arc::clone(&self.closed);
+        move || !closed.load(Ordering::Acquire)
+    }
+
     /// An empty storage with default options.
     pub fn new() -> Self {
         Self::with_options(StorageOptions::default())
@@ -46,7 +53,7 @@ impl MemoryStorage {
         MemoryStorage {
             rows: Arc::default(),
             options,
-            closed: AtomicBool::new(false),
+            closed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -55,7 +62,7 @@ impl MemoryStorage {
         MemoryStorage {
             rows: Arc::clone(&self.rows),
             options: self.options.clone(),
-            closed: AtomicBool::new(false),
+            closed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -64,7 +71,7 @@ impl MemoryStorage {
         MemoryStorage {
             rows: Arc::clone(&self.rows),
             options,
-            closed: AtomicBool::new(false),
+            closed: Arc::new(AtomicBool::new(false)),
         }
     }
 

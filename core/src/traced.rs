@@ -26,12 +26,22 @@ use crate::storage::Storage;
 pub struct Traced {
     inner: Arc<dyn Inspect>,
     backend: &'static str,
+    closed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Traced {
     /// Traces every call of `inner`; `backend` names it in the spans.
     pub fn new(backend: &'static str, inner: Arc<dyn Inspect>) -> Self {
-        Traced { inner, backend }
+        Traced {
+            inner,
+            backend,
+            closed: Arc::default(),
+        }
+    }
+
+    /// Whether `close()` was called through this handle.
+    pub(crate) fn closed_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        Arc::clone(&self.closed)
     }
 
     fn span(&self, op: &'static str, key: Option<&StorageKey>) -> Span {
@@ -149,6 +159,8 @@ impl Storage for Traced {
     }
 
     async fn close(&self) -> Result<()> {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
         traced(self.span("close", None), self.inner.close()).await
     }
 }

@@ -197,3 +197,12 @@ pub async fn killing_the_holders_session_frees_the_key(ctx: Ctx) {
     // The handle still works after its lock connection was killed.
     let _after = Arc::new(db.isolation().lock(&key(2)).await.unwrap());
 }
+
+/// A closed handle hands out no locks: `Closed`, as every call after `close()` (SQLite
+/// and `MemoryStorage` once kept granting them).
+pub async fn no_lock_after_close(ctx: Ctx) {
+    let db = ctx.database(ctx.options()).await;
+    db.close().await.unwrap();
+    let err = db.isolation().lock(&key(1)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Closed, "{err:?}");
+}
