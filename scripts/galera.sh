@@ -10,23 +10,28 @@
 #   scripts/galera.sh urls      the URLs tests read (FSMSTORE_TEST_GALERA_URLS)
 #   scripts/galera.sh kill N    kill -9 node N (1-3); `start` brings it back
 #
-# Node N listens on 127.0.0.1:(${FSMSTORE_GALERA_PORT:-13060} + N) for clients (below the
+# Node N listens on ${FSMSTORE_GALERA_ADDRESS_N:-127.0.0.1}:(${FSMSTORE_GALERA_PORT:-13060} + N)
+# for clients (below the
 # kernel's ephemeral range, 32768 and up, where a client socket of the tests may hold the
 # port: that stopped a node at start, "Address already in use") and
 # 127.0.0.1:(${FSMSTORE_GALERA_GCOMM_PORT:-4560} + 10N) for group communication (+1 IST,
 # +2 SST), with its data under
 # ${FSMSTORE_GALERA_DIR:-/tmp/fsmstore-galera}/nodeN. The nodes run as the mysql user,
 # which owns their data (rsync state transfer runs a daemon as the node's user), and
-# read no other configuration: the shared MariaDB on 3306 is not touched.
+# read no other configuration: the shared MariaDB on 3306 is not touched. With
+# FSMSTORE_GALERA_NETNS_N set, node N runs inside that network namespace (a test's own,
+# to cut the node's link), listening on its FSMSTORE_GALERA_ADDRESS_N.
 set -euo pipefail
 base="${FSMSTORE_GALERA_PORT:-13060}"
 dir="${FSMSTORE_GALERA_DIR:-/tmp/fsmstore-galera}"
 nodes=(1 2 3)
 
 port() { echo $((base + $1)); }
+addr() { local v="FSMSTORE_GALERA_ADDRESS_$1"; echo "${!v:-127.0.0.1}"; }
+netns_of() { local v="FSMSTORE_GALERA_NETNS_$1"; echo "${!v:-}"; }
 gport() { echo $((${FSMSTORE_GALERA_GCOMM_PORT:-4560} + 10 * $1)); }
-sql() { # node, statement
-  mariadb --protocol=tcp -h 127.0.0.1 -P "$(port "$1")" -u root -N -B -e "$2" 2>/dev/null
+sql() { # node, statement (over the node's socket: whatever address it listens on)
+  mariadb -S "$dir/node$1/mysqld.sock" -u root -N -B -e "$2" 2>/dev/null
 }
 # The pid of node N's mariadbd, if it runs (a stale pid file of a reused pid is not it).
 pid_of() {
@@ -43,7 +48,8 @@ synced() { [ "$(sql "$1" "SHOW STATUS LIKE 'wsrep_local_state_comment'" | awk '{
 config() { # node
   local n=$1 g; g=$(gport "$n")
   local peers="" m
-  for m in "${nodes[@]}"; do peers="$peers,127.0.0.1:$(gport "$m")"; done
+  for m in "${nodes[@]}"; do peers="$peers,$(addr "$m"):$(gport "$m")"; done
+  local a; a=$(addr "$n")
   mkdir -p "$dir/node$n/data"
   cat > "$dir/node$n/my.cnf" <<CNF
 [mysqld]
@@ -53,7 +59,7 @@ socket = $dir/node$n/mysqld.sock
 pid-file = $dir/node$n/mysqld.pid
 log-error = $dir/node$n/error.log
 port = $(port "$n")
-bind-address = 127.0.0.1
+bind-address = $a
 skip-name-resolve
 character-set-server = utf8mb4
 collation-server = utf8mb4_general_ci
@@ -69,12 +75,12 @@ wsrep_provider = /usr/lib/galera/libgalera_smm.so
 wsrep_cluster_name = fsmstore_test_$base
 wsrep_cluster_address = gcomm://${peers#,}
 wsrep_node_name = node$n
-wsrep_node_address = 127.0.0.1:$g
+wsrep_node_address = $a:$g
 # A killed node stalls the cluster's commits until the others declare it gone
 # (evs.suspect_timeout, 5 s by default): on one machine 2 s leaves room for a loaded host.
-wsrep_provider_options = "gmcast.listen_addr=tcp://127.0.0.1:$g;ist.recv_addr=127.0.0.1:$((g + 1));gcache.size=64M;evs.keepalive_period=PT0.5S;evs.suspect_timeout=PT2S;evs.inactive_timeout=PT6S;evs.install_timeout=PT6S"
+wsrep_provider_options = "gmcast.listen_addr=tcp://$a:$g;ist.recv_addr=$a:$((g + 1));gcache.size=64M;evs.keepalive_period=PT0.5S;evs.suspect_timeout=PT2S;evs.inactive_timeout=PT6S;evs.install_timeout=PT6S"
 wsrep_sst_method = rsync
-wsrep_sst_receive_address = 127.0.0.1:$((g + 2))
+wsrep_sst_receive_address = $a:$((g + 2))
 CNF
   if [ ! -d "$dir/node$n/data/mysql" ]; then
     mariadb-install-db --defaults-file="$dir/node$n/my.cnf" --auth-root-authentication-method=normal \
@@ -85,8 +91,14 @@ CNF
 
 launch() { # node, extra args... (mariadbd switches to the mysql user of its my.cnf)
   local n=$1; shift
-  setsid /usr/sbin/mariadbd --defaults-file="$dir/node$n/my.cnf" "$@" \
-    >>"$dir/node$n/stdout.log" 2>&1 </dev/null &
+  local ns; ns=$(netns_of "$n")
+  if [ -n "$ns" ]; then
+    setsid ip netns exec "$ns" /usr/sbin/mariadbd --defaults-file="$dir/node$n/my.cnf" "$@" \
+      >>"$dir/node$n/stdout.log" 2>&1 </dev/null &
+  else
+    setsid /usr/sbin/mariadbd --defaults-file="$dir/node$n/my.cnf" "$@" \
+      >>"$dir/node$n/stdout.log" 2>&1 </dev/null &
+  fi
 }
 
 wait_for() { # what, seconds, command...
@@ -128,7 +140,8 @@ start() {
     sed -i 's/^safe_to_bootstrap: 0/safe_to_bootstrap: 1/' "$dir/node$first/data/grastate.dat" 2>/dev/null || true
     launch "$first" --wsrep-new-cluster
     wait_for "node $first bootstrap" 60 synced "$first"
-    local setup="CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; CREATE DATABASE IF NOT EXISTS test"
+    # Clients over TCP: from 127.0.0.1, and from a test's own namespaces (10.213.x.x).
+    local setup="CREATE USER IF NOT EXISTS 'root'@'127.0.0.1'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION; CREATE USER IF NOT EXISTS 'root'@'10.213.%'; GRANT ALL ON *.* TO 'root'@'10.213.%' WITH GRANT OPTION; CREATE DATABASE IF NOT EXISTS test"
     sql "$first" "$setup" || mariadb -S "$dir/node$first/mysqld.sock" -u root -e "$setup"
   fi
   # Join the others one at a time (each takes a state transfer from a running node).
@@ -163,7 +176,7 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  urls) echo "mysql://root@127.0.0.1:$(port 1)/test,mysql://root@127.0.0.1:$(port 2)/test,mysql://root@127.0.0.1:$(port 3)/test" ;;
+  urls) echo "mysql://root@$(addr 1):$(port 1)/test,mysql://root@$(addr 2):$(port 2)/test,mysql://root@$(addr 3):$(port 3)/test" ;;
   kill) kill -9 "$(pid_of "${2:?node}")" ;;
   *) echo "usage: $0 start|stop|status|urls|kill N" >&2; exit 2 ;;
 esac

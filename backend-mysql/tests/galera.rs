@@ -283,16 +283,28 @@ impl PrivateCluster {
 
     /// Starts it, or `None` after a loud skip (a failure under `CI`).
     fn start() -> Option<PrivateCluster> {
-        let cluster = PrivateCluster {
-            env: vec![
-                ("FSMSTORE_GALERA_PORT", "14060".into()),
-                ("FSMSTORE_GALERA_GCOMM_PORT", "4660".into()),
-                (
-                    "FSMSTORE_GALERA_DIR",
-                    format!("/tmp/fsmstore-galera-failover-{}", std::process::id()),
-                ),
-            ],
-        };
+        Self::start_with("failover", 14060, 4660, Vec::new())
+    }
+
+    /// Starts a cluster named `name` on client ports `port + N` and group ports
+    /// `gcomm + 10N`, with `more` of galera.sh's settings (per-node addresses and network
+    /// namespaces).
+    fn start_with(
+        name: &str,
+        port: u16,
+        gcomm: u16,
+        more: Vec<(&'static str, String)>,
+    ) -> Option<PrivateCluster> {
+        let mut env = vec![
+            ("FSMSTORE_GALERA_PORT", port.to_string()),
+            ("FSMSTORE_GALERA_GCOMM_PORT", gcomm.to_string()),
+            (
+                "FSMSTORE_GALERA_DIR",
+                format!("/tmp/fsmstore-galera-{name}-{}", std::process::id()),
+            ),
+        ];
+        env.extend(more);
+        let cluster = PrivateCluster { env };
         let mut out = cluster.script(&["start"]);
         if !out.status.success() {
             // A node that failed to join on a loaded machine: start over once, from empty.
@@ -495,6 +507,144 @@ async fn killing_a_node_moves_the_storage_to_another() {
     drop(cluster);
 }
 
+/// A node that goes silent (its network namespace drops every packet: it neither refuses
+/// nor closes anything, and the cluster loses it too) is left for another: calls in flight
+/// end within their deadline (`call_timeout`, then a connection to the next host), the
+/// writers go on on the other nodes, and no acknowledged write is lost.
+async fn a_silent_node_is_left_for_another() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    use std::sync::Mutex;
+    use std::time::Instant;
+    let netns = match fsmstore_conformance::netns::Netns::create() {
+        Ok(netns) => netns,
+        Err(err) => {
+            fsmstore_conformance::faults::private_server_unavailable::<()>(
+                "Galera in a network namespace",
+                &err,
+            );
+            return;
+        }
+    };
+    // Node 1 lives in the namespace; nodes 2 and 3 listen on the host's end of the link,
+    // where node 1 reaches them.
+    let Some(cluster) = PrivateCluster::start_with(
+        "silent",
+        15060,
+        4760,
+        vec![
+            ("FSMSTORE_GALERA_ADDRESS_1", netns.address().to_owned()),
+            ("FSMSTORE_GALERA_NETNS_1", netns.name().to_owned()),
+            ("FSMSTORE_GALERA_ADDRESS_2", netns.host_address().to_owned()),
+            ("FSMSTORE_GALERA_ADDRESS_3", netns.host_address().to_owned()),
+        ],
+    ) else {
+        panic!("could not start a private Galera cluster (scripts/galera.sh): see above");
+    };
+    let urls = cluster.urls();
+    let others: Vec<String> = urls[1..]
+        .iter()
+        .map(|url| {
+            let rest = url.split_once('@').expect("user@host").1;
+            rest.split_once('/').expect("host/db").0.to_owned()
+        })
+        .collect();
+    let url = format!(
+        "{}?hosts={}&table=silent&version_table=silent_ver&schema=upgrade&pool_max=8&call_timeout_ms=1500&connect_timeout_ms=1500",
+        urls[0],
+        others.join(",")
+    );
+    let storage: Arc<dyn Storage> = Arc::new(
+        MysqlStorage::open(MysqlConfig::from_url(&url).unwrap())
+            .await
+            .expect("open on node 1"),
+    );
+    let acknowledged = Arc::new(Mutex::new(Vec::<(i64, i64)>::new()));
+    let longest = Arc::new(Mutex::new(Duration::ZERO));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..4_i64)
+        .map(|w| {
+            let (storage, acknowledged, longest, stop) = (
+                Arc::clone(&storage),
+                Arc::clone(&acknowledged),
+                Arc::clone(&longest),
+                Arc::clone(&stop),
+            );
+            tokio::spawn(async move {
+                let mut errors = Vec::new();
+                let mut value = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    value += 1;
+                    let key = StorageKey::new(BotId(5), ChatId(w), UserId(w));
+                    let started = Instant::now();
+                    let result = tokio::time::timeout(
+                        Duration::from_secs(30),
+                        storage.set_data(&key, &obj(json!({ "n": value }))),
+                    )
+                    .await
+                    .expect("a call to a silent node never ended");
+                    let took = started.elapsed();
+                    {
+                        let mut longest = longest.lock().unwrap();
+                        *longest = (*longest).max(took);
+                    }
+                    match result {
+                        Ok(()) => acknowledged.lock().unwrap().push((w, value)),
+                        Err(err) => errors.push(err),
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                errors
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = acknowledged.lock().unwrap().len();
+    netns.cut().expect("cut node 1's link");
+    let cut_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let during = acknowledged.lock().unwrap().len() - before;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut errors = Vec::new();
+    for writer in writers {
+        errors.extend(writer.await.unwrap());
+    }
+    netns.restore().expect("restore the link");
+    let longest = *longest.lock().unwrap();
+    eprintln!(
+        "galera silent node: {before} writes acknowledged before the cut, {during} in the 8 s after it (cut {:?} ago), {} errors: {:?}; the longest call {longest:?}",
+        cut_at.elapsed(),
+        errors.len(),
+        errors.iter().map(|e| e.kind()).collect::<Vec<_>>()
+    );
+    // Every call ended within its deadlines: the answer (1.5 s), then fresh connections to
+    // the silent node and to the next one (1.5 s each at most), plus slack.
+    assert!(longest < Duration::from_secs(8), "a call took {longest:?}");
+    assert!(during > 0, "the writers did not go on on another node");
+    for err in &errors {
+        assert!(
+            err.is_transient() || err.kind() == fsmstore_core::ErrorKind::OutcomeUnknown,
+            "{err:?}"
+        );
+    }
+    // Nothing acknowledged is lost: each writer's last acknowledged value (or a later
+    // one) is there.
+    let mut last = std::collections::BTreeMap::new();
+    for (w, value) in acknowledged.lock().unwrap().iter() {
+        last.insert(*w, *value);
+    }
+    for (w, value) in last {
+        let key = StorageKey::new(BotId(5), ChatId(w), UserId(w));
+        let data = storage.get_data(&key).await.unwrap();
+        let stored = data["n"].as_i64().expect("the counter");
+        assert!(
+            stored >= value,
+            "writer {w}: {stored} < acknowledged {value}"
+        );
+    }
+    storage.close().await.unwrap();
+    drop(cluster);
+}
+
 /// The tests on the shared cluster are listed as ignored, with the reason, when it is not
 /// there (`harness = false`); the node-kill test starts a private cluster of its own.
 fn main() -> std::process::ExitCode {
@@ -526,5 +676,8 @@ fn main() -> std::process::ExitCode {
         &installed,
         || block_on(killing_a_node_moves_the_storage_to_another()),
     );
+    suite.test("a_silent_node_is_left_for_another", &installed, || {
+        block_on(a_silent_node_is_left_for_another())
+    });
     suite.run()
 }

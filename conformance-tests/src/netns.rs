@@ -17,6 +17,7 @@ pub struct Netns {
     host_if: String,
     ns_if: String,
     ns_ip: String,
+    host_ip: String,
 }
 
 impl Netns {
@@ -35,6 +36,7 @@ impl Netns {
             host_if: format!("fsmh{tag}"),
             ns_if: format!("fsmn{tag}"),
             ns_ip: format!("10.213.{subnet}.2"),
+            host_ip: format!("10.213.{subnet}.1"),
         };
         let host_ip = format!("10.213.{subnet}.1/30");
         let ns_cidr = format!("{}/30", netns.ns_ip);
@@ -67,6 +69,17 @@ impl Netns {
     /// The namespace side's address: where a server inside listens.
     pub fn address(&self) -> &str {
         &self.ns_ip
+    }
+
+    /// The host side's address: where a server inside reaches the host (a server on the
+    /// host that must be reached from inside listens there).
+    pub fn host_address(&self) -> &str {
+        &self.host_ip
+    }
+
+    /// The namespace's name (`ip netns exec NAME …`).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// `program args…` run inside the namespace.
