@@ -22,23 +22,56 @@ pub(crate) fn one_line(err: &anyhow::Error, url: &str) -> String {
         }
         source = cause.source();
     }
-    let line = with_url(&line.replace('\n', " "), url);
+    let mut line = with_url(&line.replace('\n', " "), url);
     match err.downcast_ref::<fsmstore::Error>() {
         Some(e) if e.kind() == fsmstore::ErrorKind::Connection => {
             format!("{line} (is the server running? check --url or DATABASE_URL)")
         }
-        _ => line,
+        // The library names what fixes it; this is the command that does.
+        Some(fsmstore::Error::MigrationDirty { fix, undo, .. }) => {
+            line.push_str(&format!(
+                " (completed: `{}`; undone: `{}`)",
+                command(fix, url),
+                command(undo, url)
+            ));
+            line
+        }
+        Some(e) => {
+            if let Some(fix) = e.remedies().first() {
+                line.push_str(&format!(" (run `{}`)", command(fix, url)));
+            }
+            line
+        }
+        None => line,
     }
+}
+
+/// `remedy` as the `fsmstore migrate …` command that applies it, against the database of
+/// `url` (its password redacted), with `--table` and, when it is not the default,
+/// `--version-table`.
+pub(crate) fn command(remedy: &fsmstore::core::Remedy, url: &str) -> String {
+    use fsmstore::core::Remedy;
+    let action = match remedy {
+        Remedy::Upgrade { to: None, .. } => "up".to_owned(),
+        Remedy::Upgrade { to: Some(to), .. } => format!("up --to {to}"),
+        Remedy::Stamp { version, .. } => format!("stamp {version}"),
+        other => return other.to_string(),
+    };
+    let mut command = format!(
+        "fsmstore --url '{}' migrate {action} --table {}",
+        redact(url),
+        remedy.table()
+    );
+    if remedy.version_table() != fsmstore::core::DEFAULT_VERSION_TABLE {
+        command.push_str(&format!(" --version-table {}", remedy.version_table()));
+    }
+    command
 }
 
 /// The error as one JSON object: `kind`, `message` and `fix` (a command, or null).
 pub(crate) fn error_json(err: &anyhow::Error, line: &str, url: &str) -> Value {
     let fsm = err.downcast_ref::<fsmstore::Error>();
-    let fix = fsm.and_then(|e| match e {
-        fsmstore::Error::SchemaOutdated { fix, .. }
-        | fsmstore::Error::MigrationDirty { fix, .. } => Some(with_url(fix, url)),
-        _ => None,
-    });
+    let fix = fsm.and_then(|e| e.remedies().first().map(|fix| command(fix, url)));
     serde_json::json!({
         "kind": fsm.map_or_else(|| "Usage".to_owned(), |e| format!("{:?}", e.kind())),
         "message": line,

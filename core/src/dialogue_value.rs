@@ -1,6 +1,6 @@
 //! How a whole dialogue value (teloxide's dialogue `D`, or any serde value) becomes a row's
 //! state and data, and back. `fsmstore-teloxide` stores dialogues this way, and
-//! `fsmstore teloxide-import` moves teloxide's own `teloxide_dialogues` rows with it.
+//! the CLI's `teloxide-import` moves teloxide's own `teloxide_dialogues` rows with it.
 //!
 //! The dialogue is serialized with `serde_json` (serde's default, externally tagged enums)
 //! and mapped by its JSON shape, so the mapping is reversible for every value, not just

@@ -116,12 +116,12 @@ pub enum Error {
         current: i64,
         /// The version the code needs.
         required: i64,
-        /// The command that fixes it.
-        fix: String,
+        /// What fixes it (a tool renders it as its own command). Boxed: errors stay small.
+        fix: Box<crate::Remedy>,
     },
     /// The database holds a migration this code does not know: it was migrated by a newer
     /// fsmstore.
-    #[error("table {table} is at schema version {current}, newer than this code knows (up to {known}): upgrade fsmstore, or run `fsmstore migrate down --to {known}` with the newer version")]
+    #[error("table {table} is at schema version {current}, newer than this code knows (up to {known}): upgrade fsmstore, or downgrade the table to version {known} with the newer version's migrations")]
     SchemaTooNew {
         /// The FSM table.
         table: String,
@@ -132,7 +132,7 @@ pub enum Error {
     },
     /// A feature that needs the `updated_at` column, asked of a storage in the
     /// [`Layout::AiogramSqlalchemy`](crate::Layout::AiogramSqlalchemy) layout, which has none.
-    #[error("{feature} needs the updated_at column, which table {table} in the aiogram-sqlalchemy layout (schema version 1) does not have: once no Python bot writes the table, run `fsmstore migrate up --table {table}` and open it without layout=aiogram-sqlalchemy")]
+    #[error("{feature} needs the updated_at column, which table {table} in the aiogram-sqlalchemy layout (schema version 1) does not have: once no Python bot writes the table, upgrade it to the latest schema version and open it without layout=aiogram-sqlalchemy")]
     LayoutLacks {
         /// What was asked (`expiry (ttl)`, `purge --older-than`, …).
         feature: &'static str,
@@ -166,16 +166,16 @@ pub enum Error {
         expected: String,
     },
     /// A migration that started but did not finish (MySQL DDL commits as it goes).
-    #[error("migration {version} ({description}) is dirty: it started but did not finish. Inspect the table, complete or undo the migration by hand, then run `{fix}` if you completed it, or `{undo}` if you undid it")]
+    #[error("migration {version} ({description}) is dirty: it started but did not finish. Inspect the table, complete or undo the migration by hand, then {fix} if you completed it, or {undo} if you undid it")]
     MigrationDirty {
         /// The migration's version.
         version: i64,
         /// Its description.
         description: String,
-        /// The command that records the migration as completed.
-        fix: String,
-        /// The command that records it as undone.
-        undo: String,
+        /// What records the migration as completed (a stamp at its version).
+        fix: Box<crate::Remedy>,
+        /// What records it as undone (a stamp at the version before).
+        undo: Box<crate::Remedy>,
         /// The statement's error, when this run left the migration half-applied (`None`
         /// when a later run finds it dirty).
         #[source]
@@ -256,16 +256,16 @@ pub enum ErrorKind {
 }
 
 /// The text of [`Error::SchemaOutdated`]: a table that does not exist says so.
-fn outdated_message(table: &str, current: i64, required: i64, fix: &str) -> String {
+fn outdated_message(table: &str, current: i64, required: i64, fix: &crate::Remedy) -> String {
     if current == 0 {
-        format!("table {table} has no recorded schema version (this code needs version {required}): if it does not exist yet, run `{fix}` to create it (or open with SchemaPolicy::Upgrade); if aiogram-sqlalchemy-storage made it, run `fsmstore migrate stamp 1` first")
+        format!("table {table} has no recorded schema version (this code needs version {required}): if it does not exist yet, {fix} to create it (or open with SchemaPolicy::Upgrade); if aiogram-sqlalchemy-storage made it, record version 1 as applied first (a stamp)")
     } else {
         let python = if current == 1 {
             " If Python bots (aiogram-sqlalchemy-storage) still write it, open it with ?layout=aiogram-sqlalchemy instead: after the upgrade they can no longer write it."
         } else {
             ""
         };
-        format!("table {table} is at schema version {current}, this code needs version {required}: run `{fix}` (or open with SchemaPolicy::Upgrade).{python}")
+        format!("table {table} is at schema version {current}, this code needs version {required}: {fix} (or open with SchemaPolicy::Upgrade).{python}")
     }
 }
 
@@ -312,20 +312,9 @@ impl Error {
         }
     }
 
-    /// The same error with `--version-table <version_table>` in its `fix` commands when
-    /// the version table is not the default, so they run as printed. Migrators call it on
-    /// what they return; the planner that builds the commands does not know the table.
+    /// The same error with its remedies on `version_table`. Migrators call it on what they
+    /// return; the planner that builds the remedies does not know the version table.
     pub fn for_version_table(self, version_table: &str) -> Self {
-        if version_table == crate::table_name::DEFAULT_VERSION_TABLE {
-            return self;
-        }
-        let add = |command: String| {
-            if command.contains("--version-table") {
-                command
-            } else {
-                format!("{command} --version-table {version_table}")
-            }
-        };
         match self {
             Error::MigrationDirty {
                 version,
@@ -336,11 +325,31 @@ impl Error {
             } => Error::MigrationDirty {
                 version,
                 description,
-                fix: add(fix),
-                undo: add(undo),
+                fix: Box::new(fix.with_version_table(version_table)),
+                undo: Box::new(undo.with_version_table(version_table)),
                 source,
             },
+            Error::SchemaOutdated {
+                table,
+                current,
+                required,
+                fix,
+            } => Error::SchemaOutdated {
+                table,
+                current,
+                required,
+                fix: Box::new(fix.with_version_table(version_table)),
+            },
             other => other,
+        }
+    }
+
+    /// The remedies this error carries, the one that fixes it first.
+    pub fn remedies(&self) -> Vec<&crate::Remedy> {
+        match self {
+            Error::SchemaOutdated { fix, .. } => vec![&**fix],
+            Error::MigrationDirty { fix, undo, .. } => vec![&**fix, &**undo],
+            _ => Vec::new(),
         }
     }
 
@@ -396,17 +405,21 @@ mod tests {
             table: "fsm".into(),
             current,
             required: 4,
-            fix: "fsmstore migrate up".into(),
+            fix: Box::new(crate::Remedy::upgrade("fsm", None)),
         };
         let text = outdated(2).to_string();
         assert!(
             text.contains("at schema version 2") && text.contains("needs version 4"),
             "{text}"
         );
-        assert!(text.contains("`fsmstore migrate up`"), "{text}");
+        assert!(
+            text.contains("upgrade table fsm to the latest schema version"),
+            "{text}"
+        );
+        assert!(!text.contains("fsmstore migrate"), "{text}");
         let text = outdated(0).to_string();
         assert!(
-            text.contains("no recorded schema version") && text.contains("stamp 1"),
+            text.contains("no recorded schema version") && text.contains("record version 1"),
             "{text}"
         );
     }
@@ -416,20 +429,25 @@ mod tests {
         let dirty = || Error::MigrationDirty {
             version: 3,
             description: "d".into(),
-            fix: "fsmstore migrate stamp 3".into(),
-            undo: "fsmstore migrate stamp 2".into(),
+            fix: Box::new(crate::Remedy::stamp("fsm", 3)),
+            undo: Box::new(crate::Remedy::stamp("fsm", 2)),
             source: None,
         };
-        let Error::MigrationDirty { fix, undo, .. } = dirty().for_version_table("custom_v") else {
-            unreachable!()
-        };
-        assert_eq!(fix, "fsmstore migrate stamp 3 --version-table custom_v");
-        assert_eq!(undo, "fsmstore migrate stamp 2 --version-table custom_v");
-        let Error::MigrationDirty { fix, .. } =
-            dirty().for_version_table(crate::table_name::DEFAULT_VERSION_TABLE)
-        else {
-            unreachable!()
-        };
-        assert_eq!(fix, "fsmstore migrate stamp 3");
+        let err = dirty().for_version_table("custom_v");
+        let remedies = err.remedies();
+        assert_eq!(
+            remedies,
+            [
+                &crate::Remedy::stamp("fsm", 3).with_version_table("custom_v"),
+                &crate::Remedy::stamp("fsm", 2).with_version_table("custom_v"),
+            ]
+        );
+        assert!(
+            err.to_string().contains("in version table custom_v"),
+            "{err}"
+        );
+        let err = dirty().for_version_table(crate::table_name::DEFAULT_VERSION_TABLE);
+        assert_eq!(err.remedies()[0], &crate::Remedy::stamp("fsm", 3));
+        assert!(!err.to_string().contains("version table"), "{err}");
     }
 }

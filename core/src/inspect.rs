@@ -62,7 +62,7 @@ pub struct TableStats {
     pub newest_ms: Option<i64>,
 }
 
-/// Whole-table operations for operators and tools (the `fsmstore inspect` and `purge`
+/// Whole-table operations for operators and tools (the CLI's `inspect` and `purge`
 /// commands). Every SQL backend and [`MemoryStorage`](crate::MemoryStorage) implement it.
 #[async_trait]
 pub trait Inspect: Storage {

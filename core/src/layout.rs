@@ -12,7 +12,7 @@ use crate::table_name::TableName;
 /// JSON type, `updated_at`). [`Layout::AiogramSqlalchemy`] is the layout the Python library
 /// `aiogram-sqlalchemy-storage` creates and uses (schema version 1): `id, state, data` with
 /// data as JSON text, `''` or `NULL` for empty. In it a Python bot and a Rust bot share one
-/// live table; `fsmstore migrate up` moves the table to fsmstore's layout once the last
+/// live table; upgrading it to the latest schema version moves it to fsmstore's layout once the last
 /// Python writer has stopped (docs/migrations.md, "Moving a Python bot to Rust").
 ///
 /// What needs `updated_at` is refused in the aiogram layout with
@@ -114,7 +114,7 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("expiry (ttl)"), "{text}");
         assert!(
-            text.contains("fsmstore migrate up --table aiogram_fsm_data"),
+            text.contains("upgrade it to the latest schema version"),
             "{text}"
         );
         assert_eq!(err.kind(), crate::ErrorKind::Schema);

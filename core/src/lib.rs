@@ -49,6 +49,7 @@ mod options;
 #[cfg(test)]
 mod parsers_fuzzed;
 mod planner;
+mod remedy;
 mod retry;
 pub mod sql;
 mod storage;
@@ -88,6 +89,7 @@ pub use planner::{
     dirty_error, verified_version, Direction, MigrationPlan, MigrationStep, MigrationTarget,
     StampPlan,
 };
+pub use remedy::Remedy;
 pub use retry::{is_conflict, retry, RetryPolicy};
 pub use storage::{object_from, to_json_value, Storage, StorageExt};
 pub use table_name::{TableName, DEFAULT_TABLE, DEFAULT_VERSION_TABLE};

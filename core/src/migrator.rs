@@ -67,14 +67,9 @@ impl SchemaStatus {
         })
     }
 
-    /// The command that upgrades this table: `fsmstore migrate up --table T`, with
-    /// `--version-table V` when it is not the default, so it runs as printed.
-    pub fn upgrade_command(&self) -> String {
-        let mut command = format!("fsmstore migrate up --table {}", self.table);
-        if self.version_table != crate::table_name::DEFAULT_VERSION_TABLE {
-            command.push_str(&format!(" --version-table {}", self.version_table));
-        }
-        command
+    /// What upgrades this table (to `to`, or the latest version), on its version table.
+    pub fn upgrade_remedy(&self, to: Option<i64>) -> crate::Remedy {
+        crate::Remedy::upgrade(&self.table, to).with_version_table(&self.version_table)
     }
 
     /// Succeeds when the schema is exactly at head.
@@ -87,7 +82,7 @@ impl SchemaStatus {
                 table: self.table.clone(),
                 current: self.current,
                 required: self.head,
-                fix: self.upgrade_command(),
+                fix: Box::new(self.upgrade_remedy(None)),
             });
         }
         Ok(())
@@ -223,7 +218,7 @@ pub trait Migrator: Send + Sync {
                 table: status.table.clone(),
                 current: 0,
                 required: expected,
-                fix: format!("{} --to {expected}", status.upgrade_command()),
+                fix: Box::new(status.upgrade_remedy(Some(expected))),
             }),
             current if current == expected => Ok(()),
             current => Err(Error::LayoutMismatch {
@@ -233,11 +228,10 @@ pub trait Migrator: Send + Sync {
                 expected,
                 fix: if current > expected {
                     format!(
-                        "fsmstore's migrations have moved it to its own layout, which Python bots can no longer write; open it without layout={layout} (or move it back with `fsmstore migrate down --to {expected} --table {}`)",
-                        status.table
+                        "fsmstore's migrations have moved it to its own layout, which Python bots can no longer write; open it without layout={layout} (or move it back by downgrading it to schema version {expected})"
                     )
                 } else {
-                    format!("run `{} --to {expected}`", status.upgrade_command())
+                    status.upgrade_remedy(Some(expected)).to_string()
                 },
             }),
         }
@@ -340,8 +334,8 @@ mod tests {
         let status = SchemaStatus::new(&set, "custom_v", &rows).unwrap();
         assert_eq!((status.current, status.head), (head - 1, head));
         assert_eq!(
-            status.upgrade_command(),
-            "fsmstore migrate up --table forms --version-table custom_v"
+            status.upgrade_remedy(None),
+            crate::Remedy::upgrade("forms", None).with_version_table("custom_v")
         );
         let Err(Error::SchemaOutdated {
             current,
@@ -353,14 +347,14 @@ mod tests {
             panic!("one version short of head is outdated")
         };
         assert_eq!((current, required), (head - 1, head));
-        assert_eq!(fix, status.upgrade_command());
+        assert_eq!(*fix, status.upgrade_remedy(None));
 
         let rows: Vec<_> = (1..=head).map(|v| applied(&set, v, None)).collect();
         let status = SchemaStatus::new(&set, DEFAULT_VERSION_TABLE_NAME, &rows).unwrap();
         status.require_head().unwrap();
         assert_eq!(
-            status.upgrade_command(),
-            "fsmstore migrate up --table forms"
+            status.upgrade_remedy(None),
+            crate::Remedy::upgrade("forms", None)
         );
     }
 

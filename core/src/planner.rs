@@ -244,7 +244,7 @@ pub fn verified_version(set: &MigrationSet, applied: &[AppliedMigration]) -> Res
     for (index, row) in applied.iter().enumerate() {
         if row.version != index as i64 + 1 {
             return Err(Error::Migration(format!(
-                "the version table of {table} has a gap before version {}: repair it with `fsmstore migrate stamp {current} --table {table}`",
+                "the version table of {table} has a gap before version {}: repair it by recording version {current} as applied (a stamp)",
                 row.version
             )));
         }
@@ -275,8 +275,8 @@ pub fn dirty_error(
         source,
         version,
         description: description.to_owned(),
-        fix: format!("fsmstore migrate stamp {version} --table {table}"),
-        undo: format!("fsmstore migrate stamp {} --table {table}", version - 1),
+        fix: Box::new(crate::Remedy::stamp(table, version)),
+        undo: Box::new(crate::Remedy::stamp(table, version - 1)),
     }
 }
 
@@ -431,7 +431,7 @@ mod tests {
             "{err}"
         );
         assert!(
-            err.to_string().contains("fsmstore migrate stamp 1"),
+            err.to_string().contains("record version 1 as applied"),
             "{err}"
         );
     }
