@@ -235,17 +235,8 @@ fn select_record(
     queries: &SqliteQueries,
     id: &str,
 ) -> Result<(Option<String>, Data)> {
-    let row: Option<(Option<String>, Option<String>)> = conn
-        .prepare_cached(&queries.row.get_record)
-        .and_then(|mut s| {
-            s.query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()
-        })
-        .map_err(from_sqlite)?;
-    match row {
-        Some((state, text)) => Ok((state, parse_stored(id, text.as_deref())?)),
-        None => Ok((None, Data::new())),
-    }
+    let (state, text) = select_record_text(conn, queries, id)?;
+    Ok((state, parse_stored(id, text.as_deref())?))
 }
 
 /// The per-key locks of `table` in `location`, shared by every storage of this process on

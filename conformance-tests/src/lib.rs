@@ -29,6 +29,10 @@ mod runner;
 
 pub use backend::{Backend, MemoryBackend};
 pub use ctx::Ctx;
+/// The contract crate, for the macros: a third-party backend runs the suite with
+/// `fsmstore-conformance` as its only extra dev-dependency.
+#[doc(hidden)]
+pub use fsmstore_core as __core;
 pub use harness::{block_on, Needs, Suite};
 pub use runner::{
     aiogram_layout_cases, migration_cases, run_case, run_case_in, run_suite, run_test, run_test_in,
@@ -254,7 +258,7 @@ macro_rules! __expand_layout_tests {
             fn $name() {
                 $crate::run_test_in(
                     $factory,
-                    ::fsmstore_core::Layout::AiogramSqlalchemy,
+                    $crate::__core::Layout::AiogramSqlalchemy,
                     stringify!($name),
                     |ctx| -> $crate::BoxCase {
                         ::std::boxed::Box::pin($crate::cases::$group::$name(ctx))
