@@ -4,12 +4,10 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use fsmstore_core::{
-    check_duration, query_string, DatabaseUrl, Error, Result, StorageOptions, MAX_DURATION,
-};
+use fsmstore_core::{query_string, DatabaseUrl, Error, Result, StorageOptions, MAX_DURATION};
 
 /// The URL parameters only this backend reads.
-const MYSQL_PARAMETERS: [&str; 2] = ["lock_timeout_s", "hosts"];
+const MYSQL_PARAMETERS: [&str; 3] = ["lock_timeout", "lock_timeout_s", "hosts"];
 
 /// How long waiting for a connection may take when there are other hosts to fail over to
 /// (unless `connect_timeout_ms` is shorter): a dead node is left after this.
@@ -141,12 +139,12 @@ impl MysqlConfig {
         let connect = MySqlConnectOptions::from_str(&sqlx_url)
             .map_err(|err| Error::Config(format!("invalid mysql:// URL: {err}")))?;
         let mut config = Self::new(connect);
-        if let Some(seconds) = url.take_parsed::<u64>("lock_timeout_s")? {
-            config.lock_timeout = check_duration(
-                "URL parameter lock_timeout_s",
-                Duration::from_secs(seconds),
-                MAX_DURATION,
-            )?;
+        if let Some(timeout) = url.take_duration(
+            "lock_timeout",
+            Some(("lock_timeout_s", Duration::from_secs(1))),
+            MAX_DURATION,
+        )? {
+            config.lock_timeout = timeout;
         }
         if let Some(hosts) = url.take("hosts") {
             config.failover_hosts = parse_hosts(&hosts)?;

@@ -5,15 +5,16 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use fsmstore_core::{
-    check_duration, parse_millis, query_string, DatabaseUrl, Error, Result, StorageOptions,
-    TableName,
+    check_duration, query_string, DatabaseUrl, Error, Result, StorageOptions, TableName,
 };
 
 /// The longest `statement_timeout` PostgreSQL takes: `i32::MAX` milliseconds.
 pub const MAX_STATEMENT_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
 /// The URL parameters only this backend reads.
-const POSTGRES_PARAMETERS: [&str; 5] = [
+const POSTGRES_PARAMETERS: [&str; 7] = [
+    "statement_timeout",
+    "lock_timeout",
     "statement_timeout_ms",
     "search_path",
     "ssl_root_cert",
@@ -61,8 +62,7 @@ impl FromStr for Pooler {
 
 /// The URL parameters tokio-postgres reads itself (its `connect_timeout` is fsmstore's
 /// `connect_timeout_ms`).
-const DRIVER_PARAMETERS: [&str; 19] = [
-    "connect_timeout",
+const DRIVER_PARAMETERS: [&str; 18] = [
     "user",
     "password",
     "dbname",
@@ -167,23 +167,21 @@ impl PgConfig {
             ));
         }
         let mut config = PgConfig::new(pg);
-        if let Some(ms) = url.take("statement_timeout_ms") {
-            config.statement_timeout = Some(parse_millis(
-                "statement_timeout_ms",
-                &ms,
-                MAX_STATEMENT_TIMEOUT,
-            )?);
-        }
+        config.statement_timeout = url.take_duration(
+            "statement_timeout",
+            Some(("statement_timeout_ms", Duration::from_millis(1))),
+            MAX_STATEMENT_TIMEOUT,
+        )?;
         if let Some(schema) = url.take("search_path") {
             config.search_path = Some(TableName::new(schema)?);
         }
         config.ssl_root_cert = url.take("ssl_root_cert").map(Into::into);
-        if let Some(seconds) = url.take_parsed::<u64>("lock_timeout_s")? {
-            config.lock_timeout = check_duration(
-                "URL parameter lock_timeout_s",
-                Duration::from_secs(seconds),
-                fsmstore_core::MAX_DURATION,
-            )?;
+        if let Some(timeout) = url.take_duration(
+            "lock_timeout",
+            Some(("lock_timeout_s", Duration::from_secs(1))),
+            MAX_STATEMENT_TIMEOUT,
+        )? {
+            config.lock_timeout = timeout;
         }
         if let Some(pooler) = url.take("pooler") {
             config.pooler = pooler.parse()?;
@@ -418,13 +416,39 @@ mod tests {
             assert!(matches!(err, Error::Config(_)), "{url}");
             assert!(!err.to_string().contains("hunter2"), "{err}");
         }
-        // libpq's own per-host `connect_timeout` (seconds) is the driver's; without it each
-        // host of a list gets its share of `connect_timeout_ms`.
+        // `connect_timeout` takes libpq's bare seconds too; each host of a list gets its
+        // share of it.
         let config = PgConfig::from_url("postgres://u@h1,h2/db?connect_timeout=3").unwrap();
         assert_eq!(
             config.driver_config().get_connect_timeout(),
-            Some(&Duration::from_secs(3))
+            Some(&Duration::from_millis(1500))
         );
+        let config = PgConfig::from_url(
+            "postgres://u@h/db?statement_timeout=1500ms&lock_timeout=2m&connect_timeout=250ms",
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                config.statement_timeout,
+                config.lock_timeout,
+                config.options.connect_timeout
+            ),
+            (
+                Some(Duration::from_millis(1500)),
+                Duration::from_secs(120),
+                Duration::from_millis(250)
+            )
+        );
+        for url in [
+            "postgres://u@h/db?statement_timeout=1s&statement_timeout_ms=1000",
+            "postgres://u@h/db?lock_timeout=5",
+            "postgres://u@h/db?connect_timeout=1s&connect_timeout_ms=1000",
+        ] {
+            assert!(
+                matches!(PgConfig::from_url(url), Err(Error::Config(_))),
+                "{url}"
+            );
+        }
         let config = PgConfig::from_url("postgres://u@h1,h2/db?connect_timeout_ms=4000").unwrap();
         assert_eq!(
             config.driver_config().get_connect_timeout(),

@@ -5,14 +5,14 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use fsmstore_core::{check_duration, parse_millis, DatabaseUrl, Error, Result, StorageOptions};
+use fsmstore_core::{check_duration, DatabaseUrl, Error, Result, StorageOptions};
 
 /// The longest busy timeout SQLite can take: `i32::MAX` milliseconds (about 24.8 days).
 /// rusqlite panics past it, so a longer one is refused where it enters.
 pub const MAX_BUSY_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
 /// The URL parameters only SQLite reads.
-const SQLITE_PARAMETERS: [&str; 3] = ["busy_timeout_ms", "mode", "synchronous"];
+const SQLITE_PARAMETERS: [&str; 4] = ["busy_timeout", "busy_timeout_ms", "mode", "synchronous"];
 
 /// Where the SQLite database lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,8 +141,12 @@ impl SqliteConfig {
             "" => return Err(Error::Config("sqlite URL without a path".to_owned())),
             path => Self::file(path),
         };
-        if let Some(ms) = url.take("busy_timeout_ms") {
-            config.busy_timeout = parse_millis("busy_timeout_ms", &ms, MAX_BUSY_TIMEOUT)?;
+        if let Some(timeout) = url.take_duration(
+            "busy_timeout",
+            Some(("busy_timeout_ms", Duration::from_millis(1))),
+            MAX_BUSY_TIMEOUT,
+        )? {
+            config.busy_timeout = timeout;
         }
         config.mode = match url.take("mode").as_deref() {
             None | Some("rwc") => SqliteMode::ReadWriteCreate,
@@ -246,6 +250,10 @@ mod tests {
         assert_eq!(rel.readers(), 2);
         let max = SqliteConfig::from_url("sqlite://a.db?busy_timeout_ms=2147483647").unwrap();
         assert_eq!(max.busy_timeout, MAX_BUSY_TIMEOUT);
+        let named = SqliteConfig::from_url("sqlite://a.db?busy_timeout=2s").unwrap();
+        assert_eq!(named.busy_timeout, Duration::from_secs(2));
+        assert!(SqliteConfig::from_url("sqlite://a.db?busy_timeout=2s&busy_timeout_ms=5").is_err());
+        assert!(SqliteConfig::from_url("sqlite://a.db?busy_timeout=25d").is_err());
         let spaced = SqliteConfig::from_url("sqlite://my%20bot%3F.db?table=t").unwrap();
         assert_eq!(spaced.location, SqliteLocation::File("my bot?.db".into()));
         assert!(SqliteConfig::file("a.db")

@@ -81,9 +81,10 @@ pub use migrator::{
 };
 pub use offline::offline_script;
 pub use options::{
-    check_duration, parse_duration, parse_millis, SchemaPolicy, StorageOptions,
-    DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_ISOLATION_TIMEOUT,
-    DEFAULT_MAX_DATA_BYTES, DEFAULT_POOL_MAX, MAX_DURATION, SHARED_URL_PARAMETERS,
+    check_duration, named_duration, parse_duration, parse_duration_or_seconds, parse_millis,
+    SchemaPolicy, StorageOptions, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_ISOLATION_TIMEOUT, DEFAULT_MAX_DATA_BYTES, DEFAULT_POOL_MAX, MAX_DURATION,
+    SHARED_URL_PARAMETERS,
 };
 pub use planner::{
     dirty_error, verified_version, Direction, MigrationPlan, MigrationStep, MigrationTarget,

@@ -179,8 +179,11 @@ impl fmt::Debug for StorageOptions {
 }
 
 /// The URL parameters every backend understands (parsed by [`DatabaseUrl`](crate::DatabaseUrl)).
-pub const SHARED_URL_PARAMETERS: [&str; 11] = [
+pub const SHARED_URL_PARAMETERS: [&str; 14] = [
+    "call_timeout",
     "call_timeout_ms",
+    "connect_timeout",
+    "isolation_timeout",
     "table",
     "version_table",
     "schema",
@@ -258,6 +261,28 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
         return Err(too_long());
     }
     Ok(duration)
+}
+
+/// A duration by URL parameter `name`: `500ms`, `5s`, `30d` (see [`parse_duration`]).
+///
+/// # Errors
+/// [`Error::Config`] naming the parameter.
+pub fn named_duration(name: &str, value: &str) -> Result<Duration> {
+    parse_duration(value).map_err(|err| match err {
+        Error::Config(why) => Error::Config(format!("URL parameter {name}: {why}")),
+        other => other,
+    })
+}
+
+/// [`named_duration`], or a bare number of seconds (libpq's `connect_timeout`).
+///
+/// # Errors
+/// As [`named_duration`].
+pub fn parse_duration_or_seconds(name: &str, value: &str) -> Result<Duration> {
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return named_duration(name, &format!("{value}s"));
+    }
+    named_duration(name, value)
 }
 
 /// A duration given in whole milliseconds by URL parameter `name`, at most `max`.
@@ -350,8 +375,14 @@ impl StorageOptions {
                         Error::Config(format!("URL parameter pool_max={value} must be 1 or more"))
                     })?;
             }
+            // Every time parameter takes a duration (`500ms`, `5s`, `30d`); the older names
+            // in milliseconds stay as aliases. `connect_timeout` also takes libpq's bare
+            // seconds.
+            "connect_timeout" => self.connect_timeout = parse_duration_or_seconds(name, value)?,
             "connect_timeout_ms" => self.connect_timeout = parse_millis(name, value, MAX_DURATION)?,
+            "call_timeout" => self.call_timeout = named_duration(name, value)?,
             "call_timeout_ms" => self.call_timeout = parse_millis(name, value, MAX_DURATION)?,
+            "isolation_timeout" => self.isolation_timeout = named_duration(name, value)?,
             "isolation_timeout_ms" => {
                 self.isolation_timeout = parse_millis(name, value, MAX_DURATION)?
             }
@@ -387,13 +418,20 @@ impl StorageOptions {
             "schema" => Setting::Schema,
             "layout" => Setting::Layout,
             "pool_max" => Setting::PoolMax,
-            "connect_timeout_ms" => Setting::ConnectTimeout,
-            "call_timeout_ms" => Setting::CallTimeout,
-            "isolation_timeout_ms" => Setting::IsolationTimeout,
+            "connect_timeout" | "connect_timeout_ms" => Setting::ConnectTimeout,
+            "call_timeout" | "call_timeout_ms" => Setting::CallTimeout,
+            "isolation_timeout" | "isolation_timeout_ms" => Setting::IsolationTimeout,
             "ttl" => Setting::Ttl,
             "retry_attempts" => Setting::Retry,
             _ => Setting::MaxDataBytes,
         };
+        // A URL naming one setting twice (`call_timeout=5s&call_timeout_ms=10`): refused,
+        // as a parameter given twice is.
+        if self.set & setting as u16 != 0 {
+            return Err(Error::Config(format!(
+                "URL parameter {name} sets {setting:?} a second time: give it once"
+            )));
+        }
         self.set |= setting as u16;
         Ok(true)
     }
@@ -920,5 +958,39 @@ mod tests {
                 url_options(&[(name, url_other)]).merge(code_other(StorageOptions::default()));
             assert!(same.is_ok(), "{name}: {same:?}");
         }
+    }
+
+    /// One duration syntax for every time parameter; the older names stay as aliases, and
+    /// a setting named twice is refused.
+    #[test]
+    fn time_parameters_take_durations_and_their_older_names() {
+        let options = url_options(&[
+            ("call_timeout", "2s"),
+            ("isolation_timeout", "500ms"),
+            ("connect_timeout", "3"),
+            ("ttl", "30d"),
+        ]);
+        assert_eq!(options.call_timeout, Duration::from_secs(2));
+        assert_eq!(options.isolation_timeout, Duration::from_millis(500));
+        assert_eq!(
+            options.connect_timeout,
+            Duration::from_secs(3),
+            "libpq's bare seconds"
+        );
+        let options = url_options(&[("call_timeout_ms", "2000"), ("connect_timeout_ms", "250")]);
+        assert_eq!(options.call_timeout, Duration::from_secs(2));
+        assert_eq!(options.connect_timeout, Duration::from_millis(250));
+        assert!(
+            StorageOptions::default()
+                .set_url_parameter("call_timeout", "5")
+                .is_err(),
+            "a unit is needed"
+        );
+        let mut twice = StorageOptions::default();
+        twice.set_url_parameter("call_timeout", "2s").unwrap();
+        let err = twice
+            .set_url_parameter("call_timeout_ms", "2000")
+            .unwrap_err();
+        assert!(err.to_string().contains("call_timeout_ms"), "{err}");
     }
 }

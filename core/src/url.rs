@@ -269,6 +269,47 @@ impl DatabaseUrl {
         }
     }
 
+    /// Removes the time parameter `name` (a duration: `500ms`, `5s`, `30d`) and its older
+    /// alias (`alias`, a whole number of `unit`: `busy_timeout_ms`, `lock_timeout_s`), and
+    /// returns the one given, at most `max`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the parameter for a bad or too long value, or when both
+    /// names are given.
+    pub fn take_duration(
+        &mut self,
+        name: &str,
+        alias: Option<(&str, std::time::Duration)>,
+        max: std::time::Duration,
+    ) -> Result<Option<std::time::Duration>> {
+        let new = self.take(name);
+        let old =
+            alias.and_then(|(alias, unit)| self.take(alias).map(|value| (alias, unit, value)));
+        let duration = match (new, old) {
+            (Some(_), Some((alias, _, _))) => {
+                return Err(Error::Config(format!(
+                    "URL parameters {name} and {alias} set the same thing: give one"
+                )))
+            }
+            (Some(value), None) => crate::options::named_duration(name, &value)?,
+            (None, Some((alias, unit, value))) => {
+                let count: u64 = value
+                    .parse()
+                    .ok()
+                    .filter(|_| value.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "URL parameter {alias}={value:?} is not a whole number"
+                        ))
+                    })?;
+                let nanos = unit.as_nanos().saturating_mul(u128::from(count));
+                std::time::Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+            }
+            (None, None) => return Ok(None),
+        };
+        crate::options::check_duration(&format!("URL parameter {name}"), duration, max).map(Some)
+    }
+
     /// Removes every parameter whose name is in `names` (those the driver reads itself)
     /// and returns them in URL order.
     pub fn take_driver(&mut self, names: &[&str]) -> Vec<(String, String)> {
