@@ -260,16 +260,6 @@ impl PgConfig {
         Ok(self)
     }
 
-    /// One connection outside any pool, with the URL's transport (TLS when it asks) and
-    /// fsmstore's session settings, and the task driving it: for tools that need a raw
-    /// client (the CLI reads teloxide's own table with it).
-    ///
-    /// # Errors
-    /// Connection errors; [`Error::Config`] for TLS without the `tls` feature.
-    pub async fn connect(&self) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> {
-        crate::tls::connect_dedicated(self).await
-    }
-
     /// The driver config with fsmstore's session settings applied.
     pub(crate) fn driver_config(&self) -> tokio_postgres::Config {
         let mut pg = self.pg.clone();

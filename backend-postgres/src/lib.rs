@@ -24,6 +24,8 @@ mod config;
 mod error;
 mod isolation;
 mod migrate;
+mod params;
+mod pool;
 mod storage;
 mod tls;
 

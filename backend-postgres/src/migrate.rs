@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::config::Pooler;
-use crate::storage::{p, Param};
+use crate::params::{p, Param};
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use fsmstore_core::sql::{drop_table_if_exists, MigrationLock, VersionQueries};
@@ -17,7 +17,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use crate::config::PgConfig;
 use crate::error::{from_pg, from_pool};
-use crate::storage::build_pool;
+use crate::pool::build_pool;
 
 /// Migrates one FSM table in a PostgreSQL database.
 #[derive(Clone)]

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Object, Pool, Runtime};
+use deadpool_postgres::{Object, Pool};
 use fsmstore_core::sql::{InspectQueries, PostgresQueries};
 use fsmstore_core::{
     data_from_value, retry, validate_data, validate_field, validate_state, Data, Database, Dialect,
@@ -13,12 +13,14 @@ use fsmstore_core::{
 };
 use futures_util::future::BoxFuture;
 use serde_json::Value;
-use tokio_postgres::types::{Json, ToSql, Type};
+use tokio_postgres::types::Json;
 use tokio_postgres::{Row, Statement};
 
 use crate::config::PgConfig;
 use crate::error::{classify, corrupt_text, from_pg, from_pool, Failure};
 use crate::migrate::PgMigrator;
+use crate::params::{p, untyped, Param};
+use crate::pool::build_pool;
 
 /// FSM storage in a PostgreSQL database, over a connection pool.
 ///
@@ -46,16 +48,6 @@ impl std::fmt::Debug for PgStorage {
             .field("closed", &self.inner.closed.load(Ordering::Relaxed))
             .finish()
     }
-}
-
-pub(crate) fn build_pool(config: &PgConfig) -> Result<Pool> {
-    Pool::builder(crate::tls::manager(config)?)
-        .max_size(config.options.pool_max as usize)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(config.options.connect_timeout))
-        .create_timeout(Some(config.options.connect_timeout))
-        .build()
-        .map_err(|err| Error::Config(format!("PostgreSQL pool: {err}")))
 }
 
 impl PgStorage {
@@ -350,45 +342,6 @@ type PgOp<T> = for<'c> fn(
     &'c str,
     &'c [Param<'c>],
 ) -> BoxFuture<'c, std::result::Result<T, tokio_postgres::Error>>;
-
-/// A statement parameter with its PostgreSQL type: unnamed statements declare the types
-/// of their parameters (nothing was prepared to infer them from).
-pub(crate) type Param<'a> = (&'a (dyn ToSql + Sync), Type);
-
-/// The PostgreSQL type fsmstore binds a Rust value as.
-pub(crate) trait PgType {
-    /// The type.
-    const TYPE: Type;
-}
-
-impl PgType for String {
-    const TYPE: Type = Type::TEXT;
-}
-impl PgType for &str {
-    const TYPE: Type = Type::TEXT;
-}
-impl PgType for Option<&str> {
-    const TYPE: Type = Type::TEXT;
-}
-impl<T> PgType for Json<T> {
-    const TYPE: Type = Type::JSONB;
-}
-impl PgType for i64 {
-    const TYPE: Type = Type::INT8;
-}
-impl PgType for bool {
-    const TYPE: Type = Type::BOOL;
-}
-
-/// `value` as a typed parameter.
-pub(crate) fn p<T: ToSql + Sync + PgType>(value: &T) -> Param<'_> {
-    (value, T::TYPE)
-}
-
-/// The values of `params`, for a prepared statement.
-fn untyped<'a>(params: &'a [Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
-    params.iter().map(|(value, _)| *value).collect()
-}
 
 /// A write returning the rows it changed.
 fn execute_op<'c>(

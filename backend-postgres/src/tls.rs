@@ -98,3 +98,15 @@ pub(crate) async fn connect_dedicated(config: &PgConfig) -> Result<(Client, Join
     #[cfg(not(feature = "tls"))]
     Err(no_tls_support())
 }
+
+impl PgConfig {
+    /// One connection outside any pool, with the URL's transport (TLS when it asks) and
+    /// fsmstore's session settings, and the task driving it: for tools that need a raw
+    /// client (the CLI reads teloxide's own table with it).
+    ///
+    /// # Errors
+    /// Connection errors; [`Error::Config`] for TLS without the `tls` feature.
+    pub async fn connect(&self) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>)> {
+        connect_dedicated(self).await
+    }
+}

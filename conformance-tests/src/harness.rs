@@ -18,29 +18,16 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use fsmstore_core::Layout;
 use libtest_mimic::{Arguments, Failed, Trial};
 
 use crate::backend::Backend;
 use crate::runner::{
-    aiogram_layout_cases, migration_cases, run_case_in, storage_cases, stored_row_cases, Case,
+    aiogram_layout_cases, migration_cases, run_case_in, storage_cases, stored_row_cases, take_skip,
+    Case,
 };
-
-/// Why the last factory answered `None`: set by [`unreachable()`](crate::unreachable).
-static LAST_SKIP: Mutex<Option<String>> = Mutex::new(None);
-
-/// Records why a server is missing, for the ignored tests' listing.
-pub(crate) fn record_skip(reason: String) {
-    if let Ok(mut last) = LAST_SKIP.lock() {
-        *last = Some(reason);
-    }
-}
-
-fn take_skip() -> Option<String> {
-    LAST_SKIP.lock().ok().and_then(|mut last| last.take())
-}
 
 /// Whether what a group of tests needs is there.
 #[derive(Debug, Clone, PartialEq, Eq)]

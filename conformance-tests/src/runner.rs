@@ -162,6 +162,21 @@ where
     });
 }
 
+/// Why the last factory answered `None`: set by [`unreachable()`], read by the
+/// harness when it lists the tests of a missing server as ignored.
+static LAST_SKIP: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn record_skip(reason: String) {
+    if let Ok(mut last) = LAST_SKIP.lock() {
+        *last = Some(reason);
+    }
+}
+
+/// The reason of the last skip, taken.
+pub(crate) fn take_skip() -> Option<String> {
+    LAST_SKIP.lock().ok().and_then(|mut last| last.take())
+}
+
 /// What a backend factory returns when its server is unreachable: `None` (skip the test,
 /// loudly on stderr), or a panic when the `CI` environment variable is set, so CI never
 /// passes with the database tests skipped.
@@ -176,6 +191,6 @@ pub fn unreachable<T>(
     eprintln!(
         "\n*** SKIPPED: {backend} is unreachable ({error}). Start it or set {url_variable}; under CI this fails. ***\n"
     );
-    crate::harness::record_skip(format!("{backend} unreachable, set {url_variable}"));
+    record_skip(format!("{backend} unreachable, set {url_variable}"));
     None
 }

@@ -75,10 +75,8 @@ pub use layout::Layout;
 pub use memory::MemoryStorage;
 pub use merge::{plan_merge, MergePlan, MergeWrite, NextState};
 pub use migration_run::{run_migration, run_stamp, MigrationSteps};
-pub use migrations::{Migration, MigrationSet, MigrationSource};
-pub use migrator::{
-    history, AppliedMigration, HistoryEntry, MigrationReport, Migrator, SchemaStatus,
-};
+pub use migrations::{AppliedMigration, Migration, MigrationSet, MigrationSource};
+pub use migrator::{history, HistoryEntry, MigrationReport, Migrator, SchemaStatus};
 pub use offline::offline_script;
 pub use options::{
     check_duration, named_duration, parse_duration, parse_duration_or_seconds, parse_millis,

@@ -9,8 +9,9 @@ use async_trait::async_trait;
 use tracing::Instrument;
 
 use crate::error::Result;
+use crate::migrations::AppliedMigration;
 use crate::migrations::MigrationSet;
-use crate::migrator::{AppliedMigration, MigrationReport};
+use crate::migrator::MigrationReport;
 use crate::planner::{Direction, MigrationPlan, MigrationStep, MigrationTarget, StampPlan};
 
 /// The database actions of a migration run, on one connection a backend owns for the run.

@@ -32,6 +32,23 @@ pub struct Script {
     pub down: Cow<'static, str>,
 }
 
+/// One row of the version table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    /// The migration's version.
+    pub version: i64,
+    /// Its description when it ran.
+    pub description: String,
+    /// When it ran, unix milliseconds.
+    pub installed_on_ms: i64,
+    /// `false` while it runs, or when it stopped half-way (MySQL): the migration is dirty.
+    pub success: bool,
+    /// The checksum of the SQL that ran.
+    pub checksum: String,
+    /// How long it took.
+    pub execution_time_ms: i64,
+}
+
 /// One migration, for every dialect, before table names are filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationSource {

@@ -4,26 +4,9 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::layout::Layout;
-use crate::migrations::MigrationSet;
+use crate::migrations::{AppliedMigration, MigrationSet};
 use crate::options::SchemaPolicy;
 use crate::planner::{verified_version, Direction, MigrationTarget};
-
-/// One row of the version table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppliedMigration {
-    /// The migration's version.
-    pub version: i64,
-    /// Its description when it ran.
-    pub description: String,
-    /// When it ran, unix milliseconds.
-    pub installed_on_ms: i64,
-    /// `false` while it runs, or when it stopped half-way (MySQL): the migration is dirty.
-    pub success: bool,
-    /// The checksum of the SQL that ran.
-    pub checksum: String,
-    /// How long it took.
-    pub execution_time_ms: i64,
-}
 
 /// A migration run: the version before and after, and each step with its duration.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -5,8 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::migrations::{Migration, MigrationSet};
-use crate::migrator::AppliedMigration;
+use crate::migrations::{AppliedMigration, Migration, MigrationSet};
 
 /// Where to move the schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
