@@ -8,7 +8,7 @@ use fsmstore::serde_json::{json, Value};
 use fsmstore::{BotId, ChatId, Data, Database, StorageKey, UserId};
 use indicatif::ProgressBar;
 
-use super::report::Stats;
+use super::stats::Stats;
 use super::workload::Sample;
 use super::Floor;
 use crate::output;

@@ -11,6 +11,7 @@ mod floor_postgres;
 mod floor_sqlite;
 mod isolation;
 mod report;
+mod stats;
 mod teloxide;
 mod workload;
 

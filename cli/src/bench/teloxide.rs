@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use teloxide::dispatching::dialogue::Storage as _;
 use teloxide::types::ChatId;
 
-use super::report::Stats;
+use super::stats::Stats;
 use super::workload::Sample;
 use crate::output;
 

@@ -1,0 +1,49 @@
+//! One side's figures for one phase: medians over the rounds.
+
+use fsmstore::serde_json::{json, Value};
+
+use super::workload::Sample;
+
+/// One side's figures for one phase: medians over the rounds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Stats {
+    pub(crate) ops_per_sec: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+}
+
+impl Stats {
+    pub(crate) fn of(rounds: &[Sample]) -> Stats {
+        Stats {
+            ops_per_sec: median(rounds.iter().map(Sample::ops_per_sec)),
+            p50_us: median(rounds.iter().map(|s| s.percentile_us(50))),
+            p99_us: median(rounds.iter().map(|s| s.percentile_us(99))),
+        }
+    }
+
+    pub(crate) fn json(&self) -> Value {
+        json!({
+            "ops_per_sec": round2(self.ops_per_sec),
+            "p50_us": round2(self.p50_us),
+            "p99_us": round2(self.p99_us),
+        })
+    }
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    }
+}
+
+pub(crate) fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
