@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use fsmstore_core::migrations::{builtin, Script};
 use fsmstore_core::sql::MigrationLock;
-use fsmstore_core::{Error, MigrationSource, MigrationTarget, Migrator, SchemaPolicy, Storage};
+use fsmstore_core::{
+    Dialect, Error, MigrationSource, MigrationTarget, Migrator, SchemaPolicy, Storage,
+};
 use fsmstore_mysql::sqlx::{self, Connection};
 use fsmstore_mysql::{MysqlConfig, MysqlMigrator, MysqlStorage};
 
@@ -21,13 +23,7 @@ fn half_failing() -> Vec<MigrationSource> {
         down: "ALTER TABLE {table} DROP COLUMN half_applied;\n".into(),
     };
     let mut sources = builtin();
-    sources.push(MigrationSource {
-        version: 5,
-        description: "fails half-way".into(),
-        sqlite: script.clone(),
-        postgres: script.clone(),
-        mysql: script,
-    });
+    sources.push(MigrationSource::new(5, "fails half-way").with_script_everywhere(&script));
     sources
 }
 
@@ -144,24 +140,17 @@ async fn failing_first_statement_leaves_no_row() {
     };
     let options = common::unique_options("fm_first");
     let mut sources = builtin();
-    sources.push(MigrationSource {
-        version: 5,
-        description: "fails at once".into(),
-        sqlite: Script {
-            up: "".into(),
-            down: "".into(),
-        },
-        postgres: Script {
-            up: "".into(),
-            down: "".into(),
-        },
-        mysql: Script {
-            up: "SELECT no_such_column FROM fsmstore_no_such_table;\n\
+    sources.push(
+        MigrationSource::new(5, "fails at once").with_script(
+            Dialect::Mysql,
+            Script {
+                up: "SELECT no_such_column FROM fsmstore_no_such_table;\n\
                  ALTER TABLE {table} ADD COLUMN never INT NULL;\n"
-                .into(),
-            down: "SELECT 1;\n".into(),
-        },
-    });
+                    .into(),
+                down: "SELECT 1;\n".into(),
+            },
+        ),
+    );
     let migrator = MysqlMigrator::open(
         server
             .clone()
@@ -187,12 +176,15 @@ async fn half_applied_downgrade_is_dirty() {
     };
     let options = common::unique_options("fm_down");
     let mut sources = half_failing();
-    sources[4].mysql = Script {
-        up: "ALTER TABLE {table} ADD COLUMN half_applied INT NULL;\n".into(),
-        down: "ALTER TABLE {table} DROP COLUMN half_applied;\n\
+    sources[4] = sources[4].clone().with_script(
+        Dialect::Mysql,
+        Script {
+            up: "ALTER TABLE {table} ADD COLUMN half_applied INT NULL;\n".into(),
+            down: "ALTER TABLE {table} DROP COLUMN half_applied;\n\
                SELECT no_such_column FROM fsmstore_no_such_table;\n"
-            .into(),
-    };
+                .into(),
+        },
+    );
     let migrator = MysqlMigrator::open(
         server
             .clone()
@@ -223,13 +215,7 @@ fn slow() -> Vec<MigrationSource> {
         down: "SELECT 1;\n".into(),
     };
     let mut sources = builtin();
-    sources.push(MigrationSource {
-        version: 5,
-        description: "slow".into(),
-        sqlite: script.clone(),
-        postgres: script.clone(),
-        mysql: script,
-    });
+    sources.push(MigrationSource::new(5, "slow").with_script_everywhere(&script));
     sources
 }
 

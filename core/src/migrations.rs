@@ -50,37 +50,70 @@ pub struct AppliedMigration {
 }
 
 /// One migration, for every dialect, before table names are filled in.
+///
+/// `#[non_exhaustive]`, its scripts kept by dialect: a dialect added to fsmstore adds no
+/// field, so custom migrations keep compiling (one without a script for the dialect in
+/// use is refused when rendered, naming both).
+///
+/// ```
+/// use fsmstore_core::{migrations::{builtin, Script}, Dialect, MigrationSource};
+/// let mut sources = builtin();
+/// let script = Script { up: "ALTER TABLE {table} ADD COLUMN note TEXT;".into(), down: "ALTER TABLE {table} DROP COLUMN note;".into() };
+/// sources.push(MigrationSource::new(5, "a note column").with_script(Dialect::Postgres, script));
+/// assert!(sources[4].script(Dialect::Postgres).is_some());
+/// assert!(sources[4].script(Dialect::Sqlite).is_none());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MigrationSource {
     /// 1, 2, 3, …: contiguous.
     pub version: i64,
     /// What it does, in a few words.
     pub description: Cow<'static, str>,
-    /// SQLite SQL.
-    pub sqlite: Script,
-    /// PostgreSQL SQL.
-    pub postgres: Script,
-    /// MySQL / MariaDB SQL.
-    pub mysql: Script,
+    /// Its script per dialect.
+    scripts: Vec<(Dialect, Script)>,
 }
 
 impl MigrationSource {
-    /// The script of `dialect`.
-    pub fn script(&self, dialect: Dialect) -> &Script {
-        match dialect {
-            Dialect::Sqlite => &self.sqlite,
-            Dialect::Postgres => &self.postgres,
-            Dialect::Mysql => &self.mysql,
+    /// Migration `version`, described as `description`, with no script yet.
+    pub fn new(version: i64, description: impl Into<Cow<'static, str>>) -> Self {
+        MigrationSource {
+            version,
+            description: description.into(),
+            scripts: Vec::new(),
         }
     }
 
+    /// The same migration with `script` for `dialect` (replacing one it had).
+    #[must_use]
+    pub fn with_script(mut self, dialect: Dialect, script: Script) -> Self {
+        self.scripts.retain(|(d, _)| *d != dialect);
+        self.scripts.push((dialect, script));
+        self
+    }
+
+    /// The same migration with `script` for every dialect fsmstore has.
+    #[must_use]
+    pub fn with_script_everywhere(self, script: &Script) -> Self {
+        Dialect::ALL.iter().fold(self, |source, dialect| {
+            source.with_script(*dialect, script.clone())
+        })
+    }
+
+    /// The script of `dialect`, if it has one.
+    pub fn script(&self, dialect: Dialect) -> Option<&Script> {
+        self.scripts
+            .iter()
+            .find(|(d, _)| *d == dialect)
+            .map(|(_, script)| script)
+    }
+
     /// The script of `dialect`, to edit (tests build failing or drifted migrations this way).
-    pub fn script_mut(&mut self, dialect: Dialect) -> &mut Script {
-        match dialect {
-            Dialect::Sqlite => &mut self.sqlite,
-            Dialect::Postgres => &mut self.postgres,
-            Dialect::Mysql => &mut self.mysql,
-        }
+    pub fn script_mut(&mut self, dialect: Dialect) -> Option<&mut Script> {
+        self.scripts
+            .iter_mut()
+            .find(|(d, _)| *d == dialect)
+            .map(|(_, script)| script)
     }
 }
 
@@ -107,13 +140,10 @@ macro_rules! script {
 
 macro_rules! migration {
     ($version:literal, $name:literal, $description:literal) => {
-        MigrationSource {
-            version: $version,
-            description: Cow::Borrowed($description),
-            sqlite: script!("sqlite", $name),
-            postgres: script!("postgres", $name),
-            mysql: script!("mysql", $name),
-        }
+        MigrationSource::new($version, $description)
+            .with_script(Dialect::Sqlite, script!("sqlite", $name))
+            .with_script(Dialect::Postgres, script!("postgres", $name))
+            .with_script(Dialect::Mysql, script!("mysql", $name))
     };
 }
 
@@ -184,7 +214,12 @@ impl MigrationSet {
                     source.version
                 )));
             }
-            let script = source.script(dialect);
+            let script = source.script(dialect).ok_or_else(|| {
+                Error::Migration(format!(
+                    "migration {} ({}) has no {dialect} script",
+                    source.version, source.description
+                ))
+            })?;
             let up_sql = names.fill(&script.up);
             let down_sql = names.fill(&script.down);
             migrations.push(Migration {
@@ -387,5 +422,29 @@ mod tests {
         let a = MigrationSet::builtin(Dialect::Sqlite, &table());
         let b = MigrationSet::builtin(Dialect::Sqlite, &TableName::new("other").unwrap());
         assert_ne!(a.get(1).unwrap().checksum, b.get(1).unwrap().checksum);
+    }
+
+    #[test]
+    fn a_custom_migration_without_the_dialects_script_is_refused_by_name() {
+        let mut sources = builtin();
+        let script = Script {
+            up: "SELECT 1;".into(),
+            down: "SELECT 1;".into(),
+        };
+        sources
+            .push(MigrationSource::new(5, "postgres only").with_script(Dialect::Postgres, script));
+        let table = TableName::new("forms").unwrap();
+        assert_eq!(
+            MigrationSet::render(&sources, Dialect::Postgres, &table)
+                .unwrap()
+                .head(),
+            5
+        );
+        let err = MigrationSet::render(&sources, Dialect::Sqlite, &table).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("migration 5") && text.contains("sqlite"),
+            "{text}"
+        );
     }
 }

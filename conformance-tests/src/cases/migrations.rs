@@ -134,7 +134,9 @@ pub async fn relative_targets_move_one_step(ctx: Ctx) {
 
 fn edited(version: i64, dialect: Dialect) -> Vec<MigrationSource> {
     let mut sources = builtin();
-    let script = sources[(version - 1) as usize].script_mut(dialect);
+    let script = sources[(version - 1) as usize]
+        .script_mut(dialect)
+        .expect("the built-in migrations have every dialect");
     script.up = format!("{}\n-- edited after it ran\n", script.up).into();
     sources
 }
@@ -170,7 +172,9 @@ pub async fn drift_is_detected(ctx: Ctx) {
     ));
     // A checkout with CRLF line endings is not drift.
     let mut crlf = builtin();
-    let script = crlf[1].script_mut(dialect);
+    let script = crlf[1]
+        .script_mut(dialect)
+        .expect("the built-in migrations have every dialect");
     script.up = script.up.replace('\n', "\r\n").into();
     assert!(ctx.migrator_with(Some(crlf)).await.status().await.is_ok());
 }
@@ -323,13 +327,8 @@ pub async fn history_reports_applied_and_pending(ctx: Ctx) {
 /// not keep the lock: the next run works.
 pub async fn failing_migration_releases_the_lock(ctx: Ctx) {
     let mut sources = builtin();
-    let failing = MigrationSource {
-        version: sources.len() as i64 + 1,
-        description: "always fails".into(),
-        sqlite: broken(),
-        postgres: broken(),
-        mysql: broken(),
-    };
+    let failing = MigrationSource::new(sources.len() as i64 + 1, "always fails")
+        .with_script_everywhere(&broken());
     sources.push(failing);
     let m = ctx.migrator_with(Some(sources.clone())).await;
     let head = builtin().len() as i64;
