@@ -147,7 +147,7 @@ impl MysqlStorage {
                     conn.close_on_drop();
                     drop(conn);
                     self.move_if_down(host).await;
-                    return Err(no_answer(operation, deadline, Access::Read));
+                    return Err(Error::no_answer(operation, "MySQL", deadline, false));
                 };
                 if let Err(err) = pinged {
                     if self.move_if_down(host).await {
@@ -162,7 +162,12 @@ impl MysqlStorage {
                 conn.close_on_drop();
                 drop(conn);
                 self.move_if_down(host).await;
-                return Err(no_answer(operation, deadline, access));
+                return Err(Error::no_answer(
+                    operation,
+                    "MySQL",
+                    deadline,
+                    access == Access::Write,
+                ));
             };
             let failed = match answer {
                 Ok(value) => {
@@ -216,15 +221,5 @@ impl MysqlStorage {
             || Error::connection("no live MySQL connection", None),
             from_sqlx,
         ))
-    }
-}
-
-/// No answer within `deadline`: a write may have been applied (`OutcomeUnknown`, never
-/// replayed); a read is a transient connection error.
-fn no_answer(operation: &'static str, deadline: std::time::Duration, access: Access) -> Error {
-    let message = format!("no answer from MySQL within {deadline:?} (call_timeout)");
-    match access {
-        Access::Write => Error::outcome_unknown(operation, message),
-        Access::Read => Error::connection(message, None),
     }
 }

@@ -17,11 +17,12 @@ use async_trait::async_trait;
 use fsmstore_core::sql::KeyLock;
 use fsmstore_core::{
     lock_timeout, Error, Isolation, LocalIsolation, LockGuard, Result, StorageKey, StorageOptions,
+    LOCK_ANSWER_GRACE,
 };
 use sqlx::mysql::{MySql, MySqlPool};
 use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, Row};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::error::from_sqlx;
 
@@ -99,10 +100,6 @@ impl Drop for Held {
     }
 }
 
-/// How long past `GET_LOCK`'s own timeout the client waits for its answer before it gives
-/// up itself.
-const CLIENT_GRACE: Duration = Duration::from_millis(250);
-
 #[async_trait]
 impl Isolation for MysqlIsolation {
     async fn lock(&self, key: &StorageKey) -> Result<LockGuard> {
@@ -115,17 +112,13 @@ impl Isolation for MysqlIsolation {
         // up by held locks (it once waited the connect timeout and answered `Connection`),
         // `GET_LOCK` (in fractional seconds: it once rounded 300 ms up to a whole second;
         // 0 tries without waiting), and, on the client, a host gone silent.
-        // A timeout of 0 tries the lock without waiting for it, but still needs a
-        // connection: that wait is bounded by the connect timeout.
-        let connection_wait = if timeout.is_zero() {
-            self.options.connect_timeout
-        } else {
-            remaining
-        };
-        let conn = match tokio::time::timeout(connection_wait, self.pool.acquire()).await {
-            Ok(conn) => conn.map_err(from_sqlx)?,
-            Err(_) => return Err(lock_timeout(&id, timeout)),
-        };
+        let conn =
+            match tokio::time::timeout(self.local.connection_wait(remaining), self.pool.acquire())
+                .await
+            {
+                Ok(conn) => conn.map_err(from_sqlx)?,
+                Err(_) => return Err(lock_timeout(&id, timeout)),
+            };
         let remaining = deadline.saturating_duration_since(Instant::now());
         let mut waiting = Waiting(Some(conn));
         let conn = waiting.0.as_mut().ok_or(Error::Closed)?;
@@ -134,7 +127,7 @@ impl Isolation for MysqlIsolation {
             .bind(remaining.as_secs_f64())
             .fetch_one(&mut **conn);
         // The server did not answer in time: `waiting` closes the connection.
-        let Ok(row) = tokio::time::timeout(remaining + CLIENT_GRACE, query).await else {
+        let Ok(row) = tokio::time::timeout(remaining + LOCK_ANSWER_GRACE, query).await else {
             return Err(lock_timeout(&id, timeout));
         };
         let row = row.map_err(from_sqlx)?;

@@ -13,23 +13,20 @@
 //! the lock: the server frees what a session held when it ends.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
 use fsmstore_core::sql::KeyLock;
 use fsmstore_core::{
     lock_timeout, Error, Isolation, LocalIsolation, LockGuard, Result, StorageKey, StorageOptions,
+    LOCK_ANSWER_GRACE,
 };
 use tokio_postgres::error::SqlState;
 use tokio_postgres::SimpleQueryMessage;
 
 use crate::config::Pooler;
 use crate::error::{from_pg, from_pool};
-
-/// How long past the server's own lock timeout the client waits for its answer (a pooler's
-/// queue, a host gone silent) before it gives up itself.
-const CLIENT_GRACE: Duration = Duration::from_millis(250);
 
 /// [`Isolation`] over advisory locks.
 pub(crate) struct PgIsolation {
@@ -106,14 +103,12 @@ impl Isolation for PgIsolation {
         // up by held locks (it once waited the connect timeout and answered `Connection`),
         // the server's lock wait (`lock_timeout`), and, on the client, a pooler queueing
         // the statement or a host gone silent.
-        // A timeout of 0 tries the lock without waiting for it, but still needs a
-        // connection: that wait is bounded by the connect timeout.
-        let connection_wait = if timeout.is_zero() {
-            self.options.connect_timeout
-        } else {
-            remaining
-        };
-        let object = match tokio::time::timeout(connection_wait, self.pool.get()).await {
+        let object = match tokio::time::timeout(
+            self.local.connection_wait(remaining),
+            self.pool.get(),
+        )
+        .await
+        {
             Ok(object) => object.map_err(from_pool)?,
             Err(_) => return Err(lock_timeout(&id, timeout)),
         };
@@ -126,7 +121,7 @@ impl Isolation for PgIsolation {
         let mut waiting = Waiting(Some(object));
         let client = waiting.0.as_ref().ok_or(Error::Closed)?;
         let answer = tokio::time::timeout(
-            remaining + CLIENT_GRACE,
+            remaining + LOCK_ANSWER_GRACE,
             client.simple_query(&statements.lock),
         )
         .await;

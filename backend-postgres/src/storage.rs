@@ -185,7 +185,7 @@ impl PgStorage {
                 match tokio::time::timeout(deadline, client.prepare_cached(sql)).await {
                     Err(_) => {
                         drop(Object::take(client));
-                        return Err(no_answer(operation, deadline, Replay::Safe));
+                        return Err(Error::no_answer(operation, "PostgreSQL", deadline, false));
                     }
                     Ok(Ok(statement)) => Some(statement),
                     Ok(Err(err)) if classify(&err) != Failure::Other => {
@@ -202,7 +202,12 @@ impl PgStorage {
                     Ok(result) => result,
                     Err(_) => {
                         drop(Object::take(client));
-                        return Err(no_answer(operation, deadline, replay));
+                        return Err(Error::no_answer(
+                            operation,
+                            "PostgreSQL",
+                            deadline,
+                            replay == Replay::Unsafe,
+                        ));
                     }
                 };
             match result {
@@ -356,16 +361,6 @@ fn execute_op<'c>(
             None => client.execute_typed(sql, params).await,
         }
     })
-}
-
-/// No answer within `deadline`: a write may have been applied (`OutcomeUnknown`, never
-/// replayed); a read is a transient connection error.
-fn no_answer(operation: &'static str, deadline: std::time::Duration, replay: Replay) -> Error {
-    let message = format!("no answer from PostgreSQL within {deadline:?} (call_timeout)");
-    match replay {
-        Replay::Unsafe => Error::outcome_unknown(operation, message),
-        Replay::Safe => Error::connection(message, None),
-    }
 }
 
 /// The data column of `row`. A value that does not decode (a number past `f64`, which

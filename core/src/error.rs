@@ -369,6 +369,23 @@ impl Error {
         }
     }
 
+    /// No answer from `server` within `deadline` (`call_timeout`): a call that may have
+    /// written something (`may_have_applied`) is [`Error::OutcomeUnknown`], never replayed;
+    /// any other is a transient connection error.
+    pub fn no_answer(
+        operation: &'static str,
+        server: &str,
+        deadline: std::time::Duration,
+        may_have_applied: bool,
+    ) -> Self {
+        let message = format!("no answer from {server} within {deadline:?} (call_timeout)");
+        if may_have_applied {
+            Error::outcome_unknown(operation, message)
+        } else {
+            Error::connection(message, None)
+        }
+    }
+
     /// A connection error; `message` must not contain a password.
     pub fn connection(message: impl Into<String>, source: Option<BoxError>) -> Self {
         Error::Connection {

@@ -23,6 +23,10 @@ use crate::error::{Error, Result};
 use crate::key::StorageKey;
 use crate::options::StorageOptions;
 
+/// How long past the server's own lock timeout a server backend waits for the answer to
+/// its lock request (a pooler's queue, a host gone silent) before it gives up itself.
+pub const LOCK_ANSWER_GRACE: Duration = Duration::from_millis(250);
+
 /// Hands out per-key locks. Object safe: `Arc<dyn Isolation>`.
 #[async_trait]
 pub trait Isolation: Send + Sync + fmt::Debug {
@@ -151,6 +155,18 @@ impl LocalIsolation {
     pub fn while_open(mut self, is_open: impl Fn() -> bool + Send + Sync + 'static) -> Self {
         self.open = Some(Arc::new(is_open));
         self
+    }
+
+    /// How long a server lock may wait for a connection of its lock pool, with
+    /// `remaining` of the isolation timeout left: that, or for a timeout of 0 (take a free
+    /// key, never wait for a held one) the connect timeout, since the try still needs a
+    /// connection.
+    pub fn connection_wait(&self, remaining: Duration) -> Duration {
+        if self.options.isolation_timeout.is_zero() {
+            self.options.connect_timeout
+        } else {
+            remaining
+        }
     }
 
     /// The lock table.

@@ -66,7 +66,9 @@ pub use dialect::Dialect;
 pub use dialogue::{patch_from, Dialogue, DialogueState, IntoState};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use inspect::{now_ms, Inspect, StoredRow, TableStats};
-pub use isolation::{lock_timeout, Isolation, LocalIsolation, LocalLocks, LockGuard};
+pub use isolation::{
+    lock_timeout, Isolation, LocalIsolation, LocalLocks, LockGuard, LOCK_ANSWER_GRACE,
+};
 pub use key::{
     BotId, ChatId, DefaultKeyBuilder, KeyBuilder, StorageKey, UserId, DEFAULT_DESTINY,
     MAX_KEY_BYTES,
