@@ -25,8 +25,8 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 use crate::backend::Backend;
 use crate::runner::{
-    aiogram_layout_cases, migration_cases, run_case_in, storage_cases, stored_row_cases, take_skip,
-    Case,
+    aiogram_layout_cases, block_on, migration_cases, run_case_in, storage_cases, stored_row_cases,
+    take_skip, Case,
 };
 
 /// Whether what a group of tests needs is there.
@@ -162,14 +162,4 @@ impl Suite {
         }
         conclusion.exit_code()
     }
-}
-
-/// Runs `future` on a multi-threaded runtime of its own (four workers, as the cases expect).
-pub fn block_on<T>(future: impl Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for the test")
-        .block_on(future)
 }

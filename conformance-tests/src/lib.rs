@@ -33,10 +33,10 @@ pub use ctx::Ctx;
 /// `fsmstore-conformance` as its only extra dev-dependency.
 #[doc(hidden)]
 pub use fsmstore_core as __core;
-pub use harness::{block_on, Needs, Suite};
+pub use harness::{Needs, Suite};
 pub use runner::{
-    aiogram_layout_cases, migration_cases, run_case, run_case_in, run_suite, run_test, run_test_in,
-    storage_cases, stored_row_cases, unreachable, BoxCase, Case, CaseReport,
+    aiogram_layout_cases, block_on, migration_cases, run_case, run_case_in, run_suite, run_test,
+    run_test_in, storage_cases, stored_row_cases, unreachable, BoxCase, Case, CaseReport,
 };
 
 /// Expands the suite into one `#[test]` per case.

@@ -96,36 +96,7 @@ impl Netns {
     /// # Errors
     /// What failed, as text.
     pub fn cut(&self) -> Result<(), String> {
-        run(
-            "tc",
-            &[
-                "qdisc",
-                "add",
-                "dev",
-                &self.host_if,
-                "root",
-                "pfifo",
-                "limit",
-                "0",
-            ],
-        )?;
-        run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &self.name,
-                "tc",
-                "qdisc",
-                "add",
-                "dev",
-                &self.ns_if,
-                "root",
-                "pfifo",
-                "limit",
-                "0",
-            ],
-        )
+        self.root_qdisc(&["add"], &["pfifo", "limit", "0"])
     }
 
     /// Lets packets through again.
@@ -133,21 +104,24 @@ impl Netns {
     /// # Errors
     /// What failed, as text.
     pub fn restore(&self) -> Result<(), String> {
-        run("tc", &["qdisc", "del", "dev", &self.host_if, "root"])?;
-        run(
-            "ip",
-            &[
-                "netns",
-                "exec",
-                &self.name,
-                "tc",
-                "qdisc",
-                "del",
-                "dev",
-                &self.ns_if,
-                "root",
-            ],
-        )
+        self.root_qdisc(&["del"], &[])
+    }
+
+    /// `tc qdisc ACTION dev IF root KIND…` on both ends of the link: the host's, then the
+    /// namespace's.
+    fn root_qdisc(&self, action: &[&str], kind: &[&str]) -> Result<(), String> {
+        for (interface, inside) in [(&self.host_if, false), (&self.ns_if, true)] {
+            let mut args: Vec<&str> = Vec::new();
+            if inside {
+                args.extend(["netns", "exec", &self.name, "tc"]);
+            }
+            args.push("qdisc");
+            args.extend(action);
+            args.extend(["dev", interface.as_str(), "root"]);
+            args.extend(kind);
+            run(if inside { "ip" } else { "tc" }, &args)?;
+        }
+        Ok(())
     }
 }
 

@@ -131,6 +131,20 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
         .unwrap_or_else(|| "case panicked".to_owned())
 }
 
+/// Runs `future` on a multi-threaded runtime of its own (four workers, as the cases
+/// expect).
+///
+/// # Panics
+/// When no runtime can be built.
+pub fn block_on<T>(future: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the test")
+        .block_on(future)
+}
+
 /// Runs one case as a test: builds a multi-threaded runtime, asks `factory` for the
 /// backend (`None` skips), runs the case and re-raises its panic.
 pub fn run_test<F, Fut>(factory: F, name: &str, case: fn(Ctx) -> BoxCase)
@@ -147,12 +161,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Option<Arc<dyn Backend>>>,
 {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for the test");
-    runtime.block_on(async {
+    block_on(async {
         let Some(backend) = factory().await else {
             return;
         };

@@ -153,11 +153,12 @@ impl DatabaseUrl {
         // A URL the parser refuses, or with an `@` in its path, may hold an unencoded `?`,
         // `/` or `@` in its password: then everything before the last `@` is user info,
         // so no part of it shows.
-        let location_part = rest.split_once('?').map_or(rest, |(location, _)| location);
-        let at_in_path = location_part
+        let (location, query) = rest
+            .split_once('?')
+            .map_or((rest, None), |(l, q)| (l, Some(q)));
+        let at_in_path = location
             .strip_prefix("//")
-            .and_then(|after| after.find('/').map(|at| &after[at..]))
-            .is_some_and(|path| path.contains('@'));
+            .is_some_and(|after| split_authority(after).1.contains('@'));
         if rest.starts_with("//") && (at_in_path || DatabaseUrl::parse(url).is_err()) {
             if let Some(at) = rest.rfind('@') {
                 let user_info = &rest[2..at];
@@ -170,13 +171,9 @@ impl DatabaseUrl {
                 return with_query_redacted(format!("{scheme}://{user}:***{location}"), query);
             }
         }
-        let (location, query) = rest
-            .split_once('?')
-            .map_or((rest, None), |(l, q)| (l, Some(q)));
         let location = match location.strip_prefix("//") {
             Some(after) => {
-                let (authority, path) =
-                    after.find('/').map_or((after, ""), |at| after.split_at(at));
+                let (authority, path) = split_authority(after);
                 let authority = match authority.rsplit_once('@') {
                     Some((user_info, hosts)) => match user_info.split_once(':') {
                         Some((user, _)) => format!("{user}:***@{hosts}"),
@@ -435,6 +432,13 @@ fn split_query(rest: &str) -> Result<(&str, &str)> {
     Ok(rest.split_once('?').unwrap_or((rest, "")))
 }
 
+/// What follows a location's `//`, split at its path: `(authority, "/path")`.
+fn split_authority(after_slashes: &str) -> (&str, &str) {
+    after_slashes
+        .find('/')
+        .map_or((after_slashes, ""), |at| after_slashes.split_at(at))
+}
+
 /// Checks the user info and every host of a server URL's authority with the `url` crate.
 /// Hosts are checked one by one because a comma-separated list (PostgreSQL's several
 /// hosts) is not one URL authority.
@@ -444,9 +448,7 @@ fn check_authority(scheme: &str, location: &str) -> Result<()> {
             "a {scheme} URL names a server: {scheme}://user@host:port/database"
         )));
     };
-    let authority = after_slashes
-        .split_once('/')
-        .map_or(after_slashes, |(authority, _)| authority);
+    let (authority, _) = split_authority(after_slashes);
     let (user_info, hosts) = match authority.rsplit_once('@') {
         Some((user_info, hosts)) => (Some(user_info), hosts),
         None => (None, authority),
