@@ -1,21 +1,8 @@
 //! tokio-postgres and pool errors as fsmstore errors.
 
 use deadpool_postgres::PoolError;
-use fsmstore_core::Error;
+use fsmstore_core::{Error, Failure};
 use tokio_postgres::error::SqlState;
-
-/// How a failed statement left the session, for deciding whether to run it again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Failure {
-    /// The socket closed or failed with no word from the server: a statement in flight may
-    /// or may not have been applied.
-    ConnectionLost,
-    /// The server ended the session and said so (class 08, 57P0x): the statement in
-    /// flight was rolled back.
-    SessionAborted,
-    /// Anything else (the server answered).
-    Other,
-}
 
 /// Classifies `err`.
 pub(crate) fn classify(err: &tokio_postgres::Error) -> Failure {

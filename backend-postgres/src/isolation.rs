@@ -26,6 +26,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::SimpleQueryMessage;
 
 use crate::config::Pooler;
+use crate::connections::Connections;
 use crate::error::{from_pg, from_pool};
 
 /// [`Isolation`] over advisory locks.
@@ -162,14 +163,11 @@ impl Isolation for PgIsolation {
 }
 
 /// The isolation of a storage: its own pool, as large as the storage's.
-pub(crate) fn isolation(
-    pool: Pool,
-    options: &StorageOptions,
-    pooler: Pooler,
-) -> Arc<dyn Isolation> {
+pub(crate) fn isolation(conns: &Connections) -> Arc<dyn Isolation> {
+    let options = &conns.config().options;
     Arc::new(PgIsolation {
-        pool,
-        pooler,
+        pool: conns.lock_pool().clone(),
+        pooler: conns.config().pooler,
         options: options.clone(),
         local: LocalIsolation::new(options.clone()),
     })

@@ -21,11 +21,12 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod config;
+mod connections;
 mod error;
+mod inspect;
 mod isolation;
 mod migrate;
 mod params;
-mod pool;
 mod storage;
 mod tls;
 

@@ -7,22 +7,21 @@ use std::sync::Arc;
 use crate::config::Pooler;
 use crate::params::{p, Param};
 use async_trait::async_trait;
-use deadpool_postgres::Pool;
 use fsmstore_core::sql::{drop_table_if_exists, MigrationLock, VersionQueries};
 use fsmstore_core::{
     run_migration, run_stamp, AppliedMigration, Dialect, Direction, Error, MigrationReport,
     MigrationSet, MigrationStep, MigrationSteps, MigrationTarget, Migrator, Result, StampPlan,
 };
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::Client;
 
 use crate::config::PgConfig;
-use crate::error::{from_pg, from_pool};
-use crate::pool::build_pool;
+use crate::connections::Connections;
+use crate::error::from_pg;
 
 /// Migrates one FSM table in a PostgreSQL database.
 #[derive(Clone)]
 pub struct PgMigrator {
-    pool: Pool,
+    conns: Arc<Connections>,
     inner: Arc<Inner>,
 }
 
@@ -49,17 +48,15 @@ impl PgMigrator {
     /// [`Error::Config`] for a bad pool setting, [`Error::Migration`] for a custom
     /// migration list that is not contiguous.
     pub fn new(config: PgConfig) -> Result<Self> {
-        let mut small = config.clone();
-        small.options.pool_max = 2;
-        let pool = build_pool(&small)?;
-        Self::with_pool(pool, config)
+        Self::sharing(Arc::new(Connections::sized(2, config)?))
     }
 
-    pub(crate) fn with_pool(pool: Pool, config: PgConfig) -> Result<Self> {
-        config.check_pooler()?;
+    /// A migrator reading through `conns` (a storage's).
+    pub(crate) fn sharing(conns: Arc<Connections>) -> Result<Self> {
+        let config = conns.config().clone();
         let lock = MigrationLock::postgres(&config.options.version_table);
         Ok(PgMigrator {
-            pool,
+            conns,
             inner: Arc::new(Inner {
                 set: config.options.migration_set(Dialect::Postgres)?,
                 versions: VersionQueries::for_table(
@@ -75,7 +72,7 @@ impl PgMigrator {
     /// [`Error::Closed`] once the pool was closed (by this migrator or the storage it
     /// shares): no dedicated connection is opened afterwards.
     fn ensure_open(&self) -> Result<()> {
-        if self.pool.is_closed() {
+        if self.conns.is_closed() {
             return Err(Error::Closed);
         }
         Ok(())
@@ -234,7 +231,13 @@ impl MigrationSteps for PgSteps<'_> {
     }
 
     async fn applied(&mut self) -> Result<Vec<AppliedMigration>> {
-        self.inner.applied(&self.client).await
+        let table = self.inner.set.table().as_str();
+        let rows = self
+            .client
+            .query_typed(&self.inner.versions.select_applied, &[p(&table)])
+            .await
+            .map_err(from_pg)?;
+        applied_rows(&rows)
     }
 
     async fn apply(&mut self, step: &MigrationStep) -> Result<()> {
@@ -290,39 +293,38 @@ impl MigrationSteps for PgSteps<'_> {
     }
 }
 
-impl Inner {
-    async fn applied(&self, client: &impl GenericClient) -> Result<Vec<AppliedMigration>> {
-        let rows = client
-            .query_typed(
-                &self.versions.select_applied,
-                &[p(&self.set.table().as_str())],
-            )
-            .await
-            .map_err(from_pg)?;
-        rows.iter()
-            .map(|row| {
-                Ok(AppliedMigration {
-                    version: row.try_get(0)?,
-                    description: row.try_get(1)?,
-                    installed_on_ms: row.try_get(2)?,
-                    success: row.try_get(3)?,
-                    checksum: row.try_get(4)?,
-                    execution_time_ms: row.try_get(5)?,
-                })
+/// The version table's rows as applied migrations.
+fn applied_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<AppliedMigration>> {
+    rows.iter()
+        .map(|row| {
+            Ok(AppliedMigration {
+                version: row.try_get(0)?,
+                description: row.try_get(1)?,
+                installed_on_ms: row.try_get(2)?,
+                success: row.try_get(3)?,
+                checksum: row.try_get(4)?,
+                execution_time_ms: row.try_get(5)?,
             })
-            .collect::<std::result::Result<Vec<_>, tokio_postgres::Error>>()
-            .map_err(from_pg)
-    }
+        })
+        .collect::<std::result::Result<Vec<_>, tokio_postgres::Error>>()
+        .map_err(from_pg)
 }
 
 impl PgMigrator {
     /// Whether table `name` exists in the current schema.
-    async fn exists(&self, client: &deadpool_postgres::Object, name: &str) -> Result<bool> {
-        let count: i64 = client
-            .query_typed_one(&self.inner.versions.table_exists, &[p(&name)])
-            .await
-            .and_then(|row| row.try_get(0))
-            .map_err(from_pg)?;
+    async fn exists(&self, name: &str) -> Result<bool> {
+        let rows = self
+            .conns
+            .query(
+                "table_exists",
+                &self.inner.versions.table_exists,
+                &[p(&name)],
+            )
+            .await?;
+        let count: i64 = match rows.first() {
+            Some(row) => row.try_get(0).map_err(from_pg)?,
+            None => 0,
+        };
         Ok(count > 0)
     }
 }
@@ -338,18 +340,20 @@ impl Migrator for PgMigrator {
     }
 
     async fn applied(&self) -> Result<Vec<AppliedMigration>> {
-        let client = self.pool.get().await.map_err(from_pool)?;
         let version_table = self.inner.config.options.version_table.as_str();
-        if !self.exists(&client, version_table).await? {
+        if !self.exists(version_table).await? {
             return Ok(Vec::new());
         }
-        self.inner.applied(&**client).await
+        let table = self.inner.set.table().as_str();
+        let rows = self
+            .conns
+            .query("applied", &self.inner.versions.select_applied, &[p(&table)])
+            .await?;
+        applied_rows(&rows)
     }
 
     async fn table_exists(&self) -> Result<bool> {
-        let client = self.pool.get().await.map_err(from_pool)?;
-        self.exists(&client, self.inner.config.options.table.as_str())
-            .await
+        self.exists(self.inner.config.options.table.as_str()).await
     }
 
     async fn migrate(&self, target: MigrationTarget) -> Result<MigrationReport> {
@@ -369,12 +373,12 @@ impl Migrator for PgMigrator {
     }
 
     async fn close(&self) -> Result<()> {
-        self.pool.close();
+        self.conns.close();
         Ok(())
     }
 
     async fn drop_tables(&self) -> Result<()> {
-        let client = self.pool.get().await.map_err(from_pool)?;
+        let client = self.conns.client().await?;
         let options = &self.inner.config.options;
         for table in [&options.table, &options.version_table] {
             client

@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+mod call;
 mod data;
 mod database;
 mod dialect;
@@ -57,6 +58,7 @@ mod table_name;
 mod traced;
 mod url;
 
+pub use call::{CallRunner, Failure, Fault, Phase, Replay};
 pub use data::{
     data_from_value, deserialize_value, merge_shallow, parse_data, parse_stored, validate_data,
     validate_field, validate_state, Data, Record, MAX_DATA_DEPTH, MAX_STATE_CHARS,

@@ -1,0 +1,248 @@
+//! [`Connections`]: what a PostgreSQL storage, its whole-table operations, its migrator
+//! and its isolation share: the pools, the settings, the closed flag, and core's
+//! [`CallRunner`] running each statement.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use deadpool_postgres::{Object, Pool, Runtime};
+use fsmstore_core::{CallRunner, Error, Fault, Phase, Replay, Result};
+use futures_util::future::BoxFuture;
+use tokio_postgres::{Row, Statement};
+
+use crate::config::PgConfig;
+use crate::error::{classify, from_pg, from_pool};
+use crate::params::{untyped, Param};
+
+/// The connections of one storage (or of a migrator opened on its own).
+pub(crate) struct Connections {
+    pool: Pool,
+    /// Connections holding per-key locks ([`fsmstore_core::Database::isolation`]).
+    lock_pool: Pool,
+    config: PgConfig,
+    closed: AtomicBool,
+    runner: CallRunner,
+}
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgConnections")
+            .field("config", &self.config)
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// The pool for `config`: `pool_max` connections, each wait and each connect bounded by
+/// `connect_timeout`. Connects lazily.
+fn build_pool(config: &PgConfig, size: u32) -> Result<Pool> {
+    Pool::builder(crate::tls::manager(config)?)
+        .max_size(size as usize)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(config.options.connect_timeout))
+        .create_timeout(Some(config.options.connect_timeout))
+        .build()
+        .map_err(|err| Error::Config(format!("PostgreSQL pool: {err}")))
+}
+
+/// One statement on a pooled connection: the prepared statement, or `None` to run `sql`
+/// unnamed (behind a transaction pooler). A plain function (no captures), so its future
+/// borrows only its arguments.
+pub(crate) type PgOp<T> =
+    for<'c> fn(
+        &'c Object,
+        Option<&'c Statement>,
+        &'c str,
+        &'c [Param<'c>],
+    ) -> BoxFuture<'c, std::result::Result<T, tokio_postgres::Error>>;
+
+/// A write returning the rows it changed.
+pub(crate) fn execute_op<'c>(
+    client: &'c Object,
+    statement: Option<&'c Statement>,
+    sql: &'c str,
+    params: &'c [Param<'c>],
+) -> BoxFuture<'c, std::result::Result<u64, tokio_postgres::Error>> {
+    Box::pin(async move {
+        match statement {
+            Some(statement) => client.execute(statement, &untyped(params)).await,
+            None => client.execute_typed(sql, params).await,
+        }
+    })
+}
+
+fn query_opt_op<'c>(
+    client: &'c Object,
+    statement: Option<&'c Statement>,
+    sql: &'c str,
+    params: &'c [Param<'c>],
+) -> BoxFuture<'c, std::result::Result<Option<Row>, tokio_postgres::Error>> {
+    Box::pin(async move {
+        match statement {
+            Some(statement) => client.query_opt(statement, &untyped(params)).await,
+            None => client.query_typed_opt(sql, params).await,
+        }
+    })
+}
+
+fn query_op<'c>(
+    client: &'c Object,
+    statement: Option<&'c Statement>,
+    sql: &'c str,
+    params: &'c [Param<'c>],
+) -> BoxFuture<'c, std::result::Result<Vec<Row>, tokio_postgres::Error>> {
+    Box::pin(async move {
+        match statement {
+            Some(statement) => client.query(statement, &untyped(params)).await,
+            None => client.query_typed(sql, params).await,
+        }
+    })
+}
+
+impl Connections {
+    /// The connections for `config`: a pool of `pool_max`, and a lock pool as large.
+    /// Connects lazily.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a bad pool or TLS setting.
+    pub(crate) fn new(config: PgConfig) -> Result<Self> {
+        Self::sized(config.options.pool_max, config)
+    }
+
+    /// The connections for `config` with pools of `size` (a migrator needs few).
+    pub(crate) fn sized(size: u32, config: PgConfig) -> Result<Self> {
+        config.check_pooler()?;
+        Ok(Connections {
+            pool: build_pool(&config, size)?,
+            lock_pool: build_pool(&config, size)?,
+            runner: CallRunner::new("PostgreSQL", &config.options),
+            config,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The settings.
+    pub(crate) fn config(&self) -> &PgConfig {
+        &self.config
+    }
+
+    /// The pool of per-key locks.
+    pub(crate) fn lock_pool(&self) -> &Pool {
+        &self.lock_pool
+    }
+
+    /// Whether [`Connections::close`] ran.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Closes both pools: calls after this fail with [`Error::Closed`].
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.pool.close();
+        self.lock_pool.close();
+    }
+
+    /// A pooled connection, for a caller that runs a statement of its own (the migrator's
+    /// reads, the open check).
+    pub(crate) async fn client(&self) -> Result<Object> {
+        if self.is_closed() {
+            return Err(Error::Closed);
+        }
+        self.pool.get().await.map_err(from_pool)
+    }
+
+    /// Runs `op` on `sql` (prepared once per connection, or an unnamed statement behind a
+    /// transaction pooler) with `params`, under core's [`CallRunner`]: `replay` says
+    /// whether the statement may run again after its connection was lost while it ran.
+    pub(crate) async fn run<T>(
+        &self,
+        operation: &'static str,
+        replay: Replay,
+        sql: &str,
+        params: &[Param<'_>],
+        op: PgOp<T>,
+    ) -> Result<T> {
+        self.runner
+            .run(operation, replay, from_pg, || self.attempt(sql, params, op))
+            .await
+    }
+
+    /// One attempt on one pooled connection. A connection that failed or went silent is
+    /// taken out of the pool, never handed to the next call.
+    async fn attempt<T>(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+        op: PgOp<T>,
+    ) -> std::result::Result<T, Fault<tokio_postgres::Error>> {
+        // Waiting for a connection already retried until the connect timeout.
+        let client = self.client().await?;
+        let runner = &self.runner;
+        let fault = |error: tokio_postgres::Error, phase| {
+            let failure = classify(&error);
+            Fault::driver(error, failure, phase)
+        };
+        let discard = |client: Object, fault: Fault<_>| {
+            if fault.connection_suspect() {
+                drop(Object::take(client));
+            }
+            fault
+        };
+        // Preparing runs nothing: any failure here leaves the row as it was. Behind a
+        // transaction pooler nothing is prepared: the unnamed statement is parsed, bound
+        // and run in one round trip, on whichever server connection it gets.
+        let prepared = if self.config.pooler.unnamed_statements() {
+            None
+        } else {
+            match runner
+                .within(Phase::Before, client.prepare_cached(sql))
+                .await
+            {
+                Ok(Ok(statement)) => Some(statement),
+                Ok(Err(error)) => return Err(discard(client, fault(error, Phase::Before))),
+                Err(silent) => return Err(discard(client, silent)),
+            }
+        };
+        match runner
+            .within(Phase::Applying, op(&client, prepared.as_ref(), sql, params))
+            .await
+        {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(discard(client, fault(error, Phase::Applying))),
+            Err(silent) => Err(discard(client, silent)),
+        }
+    }
+
+    /// A statement returning at most one row.
+    pub(crate) async fn query_opt(
+        &self,
+        operation: &'static str,
+        replay: Replay,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Option<Row>> {
+        self.run(operation, replay, sql, params, query_opt_op).await
+    }
+
+    /// A write returning the rows it changed: never replayed after a loss in flight.
+    pub(crate) async fn execute(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<u64> {
+        self.run(operation, Replay::Unsafe, sql, params, execute_op)
+            .await
+    }
+
+    /// A read returning rows.
+    pub(crate) async fn query(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<Row>> {
+        self.run(operation, Replay::Safe, sql, params, query_op)
+            .await
+    }
+}

@@ -1,0 +1,148 @@
+//! [`Inspect`] for [`PgStorage`]: whole-table operations for operators (list, stats,
+//! purge), on core's PostgreSQL statements.
+
+use async_trait::async_trait;
+use fsmstore_core::{Error, Inspect, Replay, Result, Storage, StoredRow, TableStats};
+use tokio_postgres::Row;
+
+use crate::connections::execute_op;
+use crate::error::from_pg;
+use crate::params::p;
+use crate::storage::PgStorage;
+
+fn stored(row: &Row) -> Result<StoredRow> {
+    let id: String = row.try_get(0).map_err(from_pg)?;
+    // The data column as text (core's inspect statements cast it), parsed here: one row
+    // that does not read is reported on its own.
+    let text: Option<String> = row.try_get(2).map_err(from_pg)?;
+    Ok(StoredRow::from_text(
+        id,
+        row.try_get(1).map_err(from_pg)?,
+        text.as_deref(),
+        row.try_get(3).map_err(from_pg)?,
+    ))
+}
+
+#[async_trait]
+impl Inspect for PgStorage {
+    async fn list_rows(
+        &self,
+        state: Option<&str>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<StoredRow>> {
+        let q = self.inspect_queries();
+        let after = after.unwrap_or_default();
+        let limit = limit.min(i64::MAX as u64) as i64;
+        let rows = match state {
+            Some(state) => {
+                self.connections()
+                    .query(
+                        "list_rows",
+                        &q.list_by_state,
+                        &[p(&state), p(&after), p(&limit)],
+                    )
+                    .await?
+            }
+            None => {
+                self.connections()
+                    .query("list_rows", &q.list, &[p(&after), p(&limit)])
+                    .await?
+            }
+        };
+        rows.iter().map(stored).collect()
+    }
+
+    async fn get_row(&self, id: &str) -> Result<Option<StoredRow>> {
+        let row = self
+            .connections()
+            .query_opt(
+                "get_row",
+                Replay::Safe,
+                &self.inspect_queries().get_row,
+                &[p(&id)],
+            )
+            .await?;
+        row.as_ref().map(stored).transpose()
+    }
+
+    async fn stats(&self) -> Result<TableStats> {
+        let q = self.inspect_queries();
+        let range = self
+            .connections()
+            .query_opt("stats", Replay::Safe, &q.time_range, &[])
+            .await?;
+        let (rows, oldest_ms, newest_ms): (i64, Option<i64>, Option<i64>) = match range {
+            Some(row) => (
+                row.try_get(0).map_err(from_pg)?,
+                row.try_get(1).map_err(from_pg)?,
+                row.try_get(2).map_err(from_pg)?,
+            ),
+            None => (0, None, None),
+        };
+        let per_state = self
+            .connections()
+            .query("stats", &q.count_by_state, &[])
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get::<_, i64>(1)? as u64)))
+            .collect::<std::result::Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(from_pg)?;
+        Ok(TableStats {
+            rows: rows as u64,
+            per_state,
+            oldest_ms,
+            newest_ms,
+        })
+    }
+
+    async fn database_now_ms(&self) -> Result<i64> {
+        let row = self
+            .connections()
+            .query_opt(
+                "database_now_ms",
+                Replay::Safe,
+                &self.inspect_queries().now_ms,
+                &[],
+            )
+            .await?;
+        match row {
+            Some(row) => row.try_get(0).map_err(from_pg),
+            None => Err(Error::database(false, "SELECT now() returned no row")),
+        }
+    }
+
+    async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {
+        self.options().require_updated_at("purge --older-than")?;
+        let row = self
+            .connections()
+            .query_opt(
+                "count_older_than",
+                Replay::Safe,
+                &self.inspect_queries().count_older,
+                &[p(&cutoff_ms)],
+            )
+            .await?;
+        let count: i64 = match row {
+            Some(row) => row.try_get(0).map_err(from_pg)?,
+            None => 0,
+        };
+        Ok(count as u64)
+    }
+
+    async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {
+        self.options().require_updated_at("purge --older-than")?;
+        let batch = batch.min(i64::MAX as u64) as i64;
+        // Replay-safe: running the batch again only deletes more rows that are too old.
+        let sql = &self.inspect_queries().purge_batch;
+        self.connections()
+            .run(
+                "purge_older_than",
+                Replay::Safe,
+                sql,
+                &[p(&cutoff_ms), p(&batch)],
+                execute_op,
+            )
+            .await
+    }
+}
