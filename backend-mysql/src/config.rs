@@ -238,14 +238,9 @@ impl MysqlConfig {
         Err(last.unwrap_or_else(|| Error::connection("no MySQL host", None)))
     }
 
-    /// Opens a pool of at most `max` connections and checks that the server answers. One
-    /// direct connection first: a refused or failed connect then says why at once (sqlx's
-    /// pool retries until its timeout and reports only "pool timed out").
-    pub(crate) async fn pool(&self, max: u32) -> Result<MySqlPool> {
-        self.pool_on_any(max).await.map(|(pool, _)| pool)
-    }
-
-    /// [`MysqlConfig::pool`] on the first host that answers, and that host's index.
+    /// Opens a pool of at most `max` connections on the first host that answers, and that
+    /// host's index. One direct connection first: a refused or failed connect then says why
+    /// at once (sqlx's pool retries until its timeout and reports only "pool timed out").
     pub(crate) async fn pool_on_any(&self, max: u32) -> Result<(MySqlPool, usize)> {
         let (probe, index) = self.connect_any().await?;
         sqlx::Connection::close(probe).await.ok();

@@ -2,44 +2,13 @@
 //! purge), on core's MySQL statements.
 
 use async_trait::async_trait;
-use fsmstore_core::sql::InspectQueries;
-use fsmstore_core::{
-    Dialect, Error, Inspect, Layout, Result, Storage, StoredRow, TableName, TableStats,
-};
+use fsmstore_core::{Error, Inspect, Replay, Result, Storage, StoredRow, TableStats};
 use sqlx::mysql::MySqlRow;
-use sqlx::{Row, SqlStr};
+use sqlx::Row;
 
-use crate::call::{Access, Phase};
+use crate::connections::{sql, Staged};
 use crate::error::from_sqlx;
-use crate::storage::{sql, MysqlStorage};
-
-/// Core's whole-table statements as sqlx strings.
-pub(crate) struct InspectStatements {
-    list: SqlStr,
-    list_by_state: SqlStr,
-    get_row: SqlStr,
-    count_by_state: SqlStr,
-    time_range: SqlStr,
-    count_older: SqlStr,
-    purge_batch: SqlStr,
-    now_ms: SqlStr,
-}
-
-impl InspectStatements {
-    pub(crate) fn new(table: &TableName, layout: Layout) -> Self {
-        let q = InspectQueries::for_layout(Dialect::Mysql, table, layout);
-        InspectStatements {
-            list: sql(&q.list),
-            list_by_state: sql(&q.list_by_state),
-            get_row: sql(&q.get_row),
-            count_by_state: sql(&q.count_by_state),
-            time_range: sql(&q.time_range),
-            count_older: sql(&q.count_older),
-            purge_batch: sql(&q.purge_batch),
-            now_ms: sql(&q.now_ms),
-        }
-    }
-}
+use crate::storage::MysqlStorage;
 
 /// `id, state, data, updated_at ms` as a [`StoredRow`].
 fn stored_row(row: &MySqlRow) -> Result<StoredRow> {
@@ -70,17 +39,18 @@ impl Inspect for MysqlStorage {
         after: Option<&str>,
         limit: u64,
     ) -> Result<Vec<StoredRow>> {
-        let args = (&self.inner.inspect, state, after.unwrap_or(""), limit);
+        let args = (self.inspect_queries(), state, after.unwrap_or(""), limit);
         let rows = self
+            .connections()
             .call(
                 "list_rows",
-                Access::Read,
+                Replay::Safe,
                 args,
                 |conn, (q, state, after, limit)| {
                     Box::pin(async move {
                         let query = match state {
-                            Some(state) => sqlx::query(q.list_by_state.clone()).bind(*state),
-                            None => sqlx::query(q.list.clone()),
+                            Some(state) => sqlx::query(sql(&q.list_by_state)).bind(*state),
+                            None => sqlx::query(sql(&q.list)),
                         };
                         query
                             .bind(*after)
@@ -96,11 +66,12 @@ impl Inspect for MysqlStorage {
     }
 
     async fn get_row(&self, id: &str) -> Result<Option<StoredRow>> {
-        let args = (&self.inner.inspect, id);
+        let args = (self.inspect_queries(), id);
         let row = self
-            .call("get_row", Access::Read, args, |conn, (q, id)| {
+            .connections()
+            .call("get_row", Replay::Safe, args, |conn, (q, id)| {
                 Box::pin(async move {
-                    sqlx::query(q.get_row.clone())
+                    sqlx::query(sql(&q.get_row))
                         .bind(*id)
                         .fetch_optional(&mut *conn)
                         .await
@@ -112,11 +83,12 @@ impl Inspect for MysqlStorage {
     }
 
     async fn stats(&self) -> Result<TableStats> {
-        let q = &self.inner.inspect;
+        let q = self.inspect_queries();
         let per_state: Vec<(Option<String>, i64)> = self
-            .call("stats", Access::Read, q, |conn, q| {
+            .connections()
+            .call("stats", Replay::Safe, q, |conn, q| {
                 Box::pin(async move {
-                    sqlx::query_as(q.count_by_state.clone())
+                    sqlx::query_as(sql(&q.count_by_state))
                         .fetch_all(&mut *conn)
                         .await
                         .before()
@@ -124,9 +96,10 @@ impl Inspect for MysqlStorage {
             })
             .await?;
         let (rows, oldest_ms, newest_ms): (i64, Option<i64>, Option<i64>) = self
-            .call("stats", Access::Read, q, |conn, q| {
+            .connections()
+            .call("stats", Replay::Safe, q, |conn, q| {
                 Box::pin(async move {
-                    sqlx::query_as(q.time_range.clone())
+                    sqlx::query_as(sql(&q.time_range))
                         .fetch_one(&mut *conn)
                         .await
                         .before()
@@ -145,33 +118,35 @@ impl Inspect for MysqlStorage {
     }
 
     async fn database_now_ms(&self) -> Result<i64> {
-        self.call(
-            "database_now_ms",
-            Access::Read,
-            &self.inner.inspect,
-            |conn, q| {
-                Box::pin(async move {
-                    sqlx::query_scalar(q.now_ms.clone())
-                        .fetch_one(&mut *conn)
-                        .await
-                        .before()
-                })
-            },
-        )
-        .await
+        self.connections()
+            .call(
+                "database_now_ms",
+                Replay::Safe,
+                self.inspect_queries(),
+                |conn, q| {
+                    Box::pin(async move {
+                        sqlx::query_scalar(sql(&q.now_ms))
+                            .fetch_one(&mut *conn)
+                            .await
+                            .before()
+                    })
+                },
+            )
+            .await
     }
 
     async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {
         self.options().require_updated_at("purge --older-than")?;
-        let args = (&self.inner.inspect, cutoff_ms);
+        let args = (self.inspect_queries(), cutoff_ms);
         let n: i64 = self
+            .connections()
             .call(
                 "count_older_than",
-                Access::Read,
+                Replay::Safe,
                 args,
                 |conn, (q, cutoff)| {
                     Box::pin(async move {
-                        sqlx::query_scalar(q.count_older.clone())
+                        sqlx::query_scalar(sql(&q.count_older))
                             .bind(*cutoff)
                             .fetch_one(&mut *conn)
                             .await
@@ -185,22 +160,23 @@ impl Inspect for MysqlStorage {
 
     async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {
         self.options().require_updated_at("purge --older-than")?;
-        let args = (&self.inner.inspect, cutoff_ms, batch);
+        let args = (self.inspect_queries(), cutoff_ms, batch);
         // Replay-safe: running the batch again only deletes more rows that are too old,
         // so a lost reply is not an unknown outcome.
         let done = self
+            .connections()
             .call(
                 "purge_older_than",
-                Access::Write,
+                Replay::Safe,
                 args,
                 |conn, (q, cutoff, batch)| {
                     Box::pin(async move {
-                        sqlx::query(q.purge_batch.clone())
+                        sqlx::query(sql(&q.purge_batch))
                             .bind(*cutoff)
                             .bind(*batch)
                             .execute(&mut *conn)
                             .await
-                            .before()
+                            .applying()
                     })
                 },
             )

@@ -22,16 +22,32 @@ use fsmstore_core::{
 use sqlx::mysql::{MySql, MySqlPool};
 use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, Row};
+use std::sync::Arc;
 use std::time::Instant;
 
+use crate::connections::Connections;
 use crate::error::from_sqlx;
 
 /// [`Isolation`] over `GET_LOCK`.
-pub(crate) struct MysqlIsolation {
-    pub(crate) pool: MySqlPool,
-    pub(crate) options: StorageOptions,
+struct MysqlIsolation {
+    pool: MySqlPool,
+    options: StorageOptions,
     /// This process's queue per key, in front of the server's lock.
-    pub(crate) local: LocalIsolation,
+    local: LocalIsolation,
+}
+
+/// The isolation of a storage on `conns`: locks on its lock pool, none after it closed.
+pub(crate) fn isolation(conns: &Arc<Connections>) -> Arc<dyn Isolation> {
+    let options = conns.config().options.clone();
+    Arc::new(MysqlIsolation {
+        pool: conns.lock_pool().clone(),
+        // Closed (the lock pool closes in the background): no more locks.
+        local: LocalIsolation::new(options.clone()).while_open({
+            let conns = Arc::clone(conns);
+            move || !conns.is_closed()
+        }),
+        options,
+    })
 }
 
 impl std::fmt::Debug for MysqlIsolation {

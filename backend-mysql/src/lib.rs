@@ -27,8 +27,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
-mod call;
 mod config;
+mod connections;
 mod error;
 mod failover;
 mod inspect;

@@ -17,14 +17,14 @@ use fsmstore_core::sql::{
 };
 use fsmstore_core::{
     run_migration, run_stamp, AppliedMigration, Dialect, Error, MigrationReport, MigrationSet,
-    MigrationTarget, Migrator, Result, Storage, TableName,
+    MigrationTarget, Migrator, Result, TableName,
 };
-use sqlx::mysql::{MySqlConnection, MySqlPool};
+use sqlx::mysql::MySqlConnection;
 
 use crate::config::MysqlConfig;
+use crate::connections::{sql, Connections};
 use crate::error::from_sqlx;
 use crate::steps::{MysqlSteps, Shared};
-use crate::storage::{sql, MysqlStorage};
 
 /// Migrates one FSM table in a MySQL / MariaDB database.
 ///
@@ -35,13 +35,10 @@ use crate::storage::{sql, MysqlStorage};
 /// session.
 #[derive(Clone)]
 pub struct MysqlMigrator {
-    pool: MySqlPool,
-    config: MysqlConfig,
+    /// Its own, or the storage's whose pool it shares.
+    conns: Arc<Connections>,
     lock_timeout: Duration,
     shared: Arc<Shared>,
-    /// The storage whose pool this migrator shares, if any: closing goes through it (its
-    /// connection stash must be drained before sqlx's `close` can finish).
-    storage: Option<MysqlStorage>,
 }
 
 impl std::fmt::Debug for MysqlMigrator {
@@ -49,7 +46,7 @@ impl std::fmt::Debug for MysqlMigrator {
         f.debug_struct("MysqlMigrator")
             .field("table", self.shared.set.table())
             .field("version_table", &self.shared.version_table)
-            .field("lock", &self.shared.lock_name)
+            .field("lock", &self.shared.lock.name)
             .finish()
     }
 }
@@ -61,8 +58,7 @@ impl MysqlMigrator {
     /// # Errors
     /// [`Error::Connection`] when the server can not be reached.
     pub async fn open(config: MysqlConfig) -> Result<Self> {
-        let pool = config.pool(2).await?;
-        Self::on_pool(pool, &config)
+        Self::sharing(Arc::new(Connections::open(config, 2).await?))
     }
 
     /// Opens `url` (see [`MysqlConfig::from_url`]).
@@ -73,32 +69,23 @@ impl MysqlMigrator {
         Self::open(MysqlConfig::from_url(url)?).await
     }
 
-    pub(crate) fn on_pool(pool: MySqlPool, config: &MysqlConfig) -> Result<Self> {
+    /// A migrator on `conns` (a storage's, whose close closes them).
+    pub(crate) fn sharing(conns: Arc<Connections>) -> Result<Self> {
+        let config = conns.config();
         let options = &config.options;
         let v = VersionQueries::for_table(Dialect::Mysql, &options.version_table);
         let lock = MigrationLock::mysql(&options.version_table);
         Ok(MysqlMigrator {
-            pool,
-            config: config.clone(),
             lock_timeout: config.lock_timeout,
             shared: Arc::new(Shared {
                 set: options.migration_set(Dialect::Mysql)?,
                 version_table: options.version_table.as_str().to_owned(),
-                create: sql(&v.create),
-                select_applied: sql(&v.select_applied),
-                insert: sql(&v.insert),
-                mark_success: sql(&v.mark_success),
-                set_success: sql(&v.set_success),
-                delete: sql(&v.delete),
-                table_exists: sql(&v.table_exists),
-                lock_acquire: sql(&lock.acquire),
-                lock_release: sql(&lock.release),
-                lock_holder: sql(&lock.holder),
-                lock_name: lock.name,
+                versions: v,
+                lock,
                 cluster: ClusterLock::mysql(&options.version_table),
                 repair: MysqlVersionRepair::new(&options.version_table),
             }),
-            storage: None,
+            conns,
         })
     }
 
@@ -106,19 +93,17 @@ impl MysqlMigrator {
     /// handed back mid-run.
     async fn dedicated(&self) -> Result<MySqlConnection> {
         // The first host that answers (every one of `hosts=` shares the database).
-        self.config.connect_any().await.map(|(conn, _)| conn)
-    }
-
-    /// This migrator on the pool of `storage`, closing through it.
-    pub(crate) fn sharing(mut self, storage: MysqlStorage) -> Self {
-        self.storage = Some(storage);
-        self
+        self.conns
+            .config()
+            .connect_any()
+            .await
+            .map(|(conn, _)| conn)
     }
 
     /// [`Error::Closed`] once the pool was closed (by this migrator or the storage it
     /// shares): nothing, not even a dedicated connection, is opened afterwards.
     fn ensure_open(&self) -> Result<()> {
-        if self.pool.is_closed() {
+        if self.conns.is_closed() {
             return Err(Error::Closed);
         }
         Ok(())
@@ -136,7 +121,7 @@ impl MysqlMigrator {
 
     /// The version table's rows for this FSM table (empty when it does not exist).
     async fn read_applied(&self) -> Result<Vec<AppliedMigration>> {
-        let mut conn = self.pool.acquire().await.map_err(from_sqlx)?;
+        let mut conn = self.conns.pool().acquire().await.map_err(from_sqlx)?;
         if !self.exists(&mut conn, &self.shared.version_table).await? {
             return Ok(Vec::new());
         }
@@ -145,7 +130,7 @@ impl MysqlMigrator {
 
     /// Whether table `name` exists in the current database.
     async fn exists(&self, conn: &mut sqlx::MySqlConnection, name: &str) -> Result<bool> {
-        let count: i64 = sqlx::query_scalar(self.shared.table_exists.clone())
+        let count: i64 = sqlx::query_scalar(sql(&self.shared.versions.table_exists))
             .bind(name)
             .fetch_one(&mut *conn)
             .await
@@ -166,7 +151,7 @@ impl Migrator for MysqlMigrator {
 
     async fn table_exists(&self) -> Result<bool> {
         self.ensure_open()?;
-        let mut conn = self.pool.acquire().await.map_err(from_sqlx)?;
+        let mut conn = self.conns.pool().acquire().await.map_err(from_sqlx)?;
         self.exists(&mut conn, self.shared.set.table().as_str())
             .await
     }
@@ -257,13 +242,8 @@ impl Migrator for MysqlMigrator {
     }
 
     async fn close(&self) -> Result<()> {
-        match &self.storage {
-            Some(storage) => storage.close().await,
-            None => {
-                self.pool.close().await;
-                Ok(())
-            }
-        }
+        self.conns.close().await;
+        Ok(())
     }
 
     async fn stamp(&self, target: MigrationTarget) -> Result<()> {

@@ -3,7 +3,7 @@
 //! unfinished/successful marks, stamping.
 
 use async_trait::async_trait;
-use fsmstore_core::sql::{ClusterLock, MysqlVersionRepair};
+use fsmstore_core::sql::{ClusterLock, MigrationLock, MysqlVersionRepair, VersionQueries};
 use fsmstore_core::{
     dirty_error, AppliedMigration, Direction, Error, MigrationSet, MigrationStep, MigrationSteps,
     Result, StampPlan,
@@ -11,30 +11,22 @@ use fsmstore_core::{
 use sqlx::mysql::MySqlConnection;
 use sqlx::{Connection, SqlStr};
 
+use crate::connections::sql;
 use crate::error::{error_number, from_sqlx, ER_DUP_ENTRY, ER_LOCK_DEADLOCK};
 
 /// How long the cluster lock row holds without renewal: a migrator that died mid-run on
 /// another node blocks the others at most this long (one on the same node is taken over at
 /// once). Each planning round renews it.
 const LEASE_SECONDS: i64 = 600;
-use crate::storage::sql;
 
 /// What a migrator needs to plan and run steps: the migrations and the statements.
 pub(crate) struct Shared {
     pub(crate) set: MigrationSet,
     pub(crate) version_table: String,
-    pub(crate) create: SqlStr,
-    pub(crate) select_applied: SqlStr,
-    pub(crate) insert: SqlStr,
-    pub(crate) mark_success: SqlStr,
-    pub(crate) set_success: SqlStr,
-    pub(crate) delete: SqlStr,
-    pub(crate) table_exists: SqlStr,
-    pub(crate) lock_acquire: SqlStr,
-    pub(crate) lock_release: SqlStr,
-    pub(crate) lock_name: String,
-    /// Who holds the migration lock (core's `MigrationLock::holder`).
-    pub(crate) lock_holder: SqlStr,
+    /// Core's version-table statements.
+    pub(crate) versions: VersionQueries,
+    /// Core's migration lock (`GET_LOCK`).
+    pub(crate) lock: MigrationLock,
     pub(crate) cluster: ClusterLock,
     pub(crate) repair: MysqlVersionRepair,
 }
@@ -49,7 +41,7 @@ impl Shared {
         conn: &mut MySqlConnection,
     ) -> Result<Vec<AppliedMigration>> {
         let rows: Vec<(i64, String, i64, bool, String, i64)> =
-            sqlx::query_as(self.select_applied.clone())
+            sqlx::query_as(sql(&self.versions.select_applied))
                 .bind(self.table())
                 .fetch_all(&mut *conn)
                 .await
@@ -114,12 +106,12 @@ impl Shared {
         timeout: std::time::Duration,
     ) -> Result<()> {
         let seconds = timeout.as_secs_f64().ceil() as i64;
-        let got: Option<i64> = sqlx::query_scalar(self.lock_acquire.clone())
+        let got: Option<i64> = sqlx::query_scalar(sql(&self.lock.acquire))
             .bind(seconds)
             .fetch_one(&mut *conn)
             .await
             .map_err(from_sqlx)?;
-        let name = &self.lock_name;
+        let name = &self.lock.name;
         match got {
             Some(1) => match self.acquire_cluster_lock(conn, timeout).await {
                 Ok(()) => Ok(()),
@@ -129,7 +121,7 @@ impl Shared {
                 }
             },
             Some(_) => {
-                let holder: Option<String> = sqlx::query_scalar(self.lock_holder.clone())
+                let holder: Option<String> = sqlx::query_scalar(sql(&self.lock.holder))
                     .fetch_optional(&mut *conn)
                     .await
                     .ok()
@@ -264,11 +256,11 @@ impl Shared {
     /// `RELEASE_LOCK` on `conn`. A failure is logged, not returned: the server releases the
     /// lock when the session ends anyway.
     pub(crate) async fn release_node_lock(&self, conn: &mut MySqlConnection) {
-        let released: sqlx::Result<Option<i64>> = sqlx::query_scalar(self.lock_release.clone())
+        let released: sqlx::Result<Option<i64>> = sqlx::query_scalar(sql(&self.lock.release))
             .fetch_one(&mut *conn)
             .await;
         if !matches!(released, Ok(Some(1))) {
-            tracing::warn!(lock = %self.lock_name, result = ?released, "RELEASE_LOCK did not release the migration lock; closing the session releases it");
+            tracing::warn!(lock = %self.lock.name, result = ?released, "RELEASE_LOCK did not release the migration lock; closing the session releases it");
         }
     }
 
@@ -335,7 +327,7 @@ impl MigrationSteps for MysqlSteps<'_> {
         self.shared
             .acquire_lock(&mut self.conn, self.lock_timeout)
             .await?;
-        let created = match sqlx::raw_sql(self.shared.create.clone())
+        let created = match sqlx::raw_sql(sql(&self.shared.versions.create))
             .execute(&mut self.conn)
             .await
         {
@@ -388,15 +380,19 @@ impl MigrationSteps for MysqlSteps<'_> {
                     Arg::Text(&step.checksum),
                     Arg::Int(0),
                 ];
-                shared.execute(conn, &shared.insert, row).await?;
-                shared.run_statements(conn, step, &shared.delete, key).await
+                shared
+                    .execute(conn, &sql(&shared.versions.insert), row)
+                    .await?;
+                shared
+                    .run_statements(conn, step, &sql(&shared.versions.delete), key)
+                    .await
             }
             Direction::Down => {
                 shared
-                    .execute(conn, &shared.set_success, mark(false))
+                    .execute(conn, &sql(&shared.versions.set_success), mark(false))
                     .await?;
                 shared
-                    .run_statements(conn, step, &shared.set_success, mark(true))
+                    .run_statements(conn, step, &sql(&shared.versions.set_success), mark(true))
                     .await
             }
         }
@@ -412,11 +408,15 @@ impl MigrationSteps for MysqlSteps<'_> {
                     Arg::Text(shared.table()),
                     Arg::Int(step.version),
                 ];
-                shared.execute(conn, &shared.mark_success, done).await
+                shared
+                    .execute(conn, &sql(&shared.versions.mark_success), done)
+                    .await
             }
             Direction::Down => {
                 let key = vec![Arg::Text(shared.table()), Arg::Int(step.version)];
-                shared.execute(conn, &shared.delete, key).await
+                shared
+                    .execute(conn, &sql(&shared.versions.delete), key)
+                    .await
             }
         }
     }
@@ -428,7 +428,9 @@ impl MigrationSteps for MysqlSteps<'_> {
         let mut tx = self.conn.begin().await.map_err(from_sqlx)?;
         for version in &plan.delete {
             let key = vec![Arg::Text(table), Arg::Int(*version)];
-            shared.execute(&mut tx, &shared.delete, key).await?;
+            shared
+                .execute(&mut tx, &sql(&shared.versions.delete), key)
+                .await?;
         }
         for m in &plan.insert {
             let row = vec![
@@ -439,7 +441,9 @@ impl MigrationSteps for MysqlSteps<'_> {
                 Arg::Text(&m.checksum),
                 Arg::Int(0),
             ];
-            shared.execute(&mut tx, &shared.insert, row).await?;
+            shared
+                .execute(&mut tx, &sql(&shared.versions.insert), row)
+                .await?;
         }
         tx.commit().await.map_err(from_sqlx)
     }

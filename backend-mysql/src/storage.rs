@@ -1,27 +1,23 @@
 //! [`MysqlStorage`]: the [`Storage`] implementation.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use fsmstore_core::sql::MysqlQueries;
+use fsmstore_core::sql::{InspectQueries, MysqlQueries};
 use fsmstore_core::MAX_DURATION;
 use fsmstore_core::{
-    parse_data, plan_merge, validate_data, validate_field, validate_state, Data, Database, Error,
-    Layout, MergeWrite, Migrator, NextState, Record, Result, RetryPolicy, Storage, StorageKey,
-    StorageOptions,
+    parse_data, plan_merge, validate_data, validate_field, validate_state, Data, Database, Dialect,
+    Error, Layout, MergeWrite, Migrator, NextState, Record, Replay, Result, RetryPolicy, Storage,
+    StorageKey, StorageOptions,
 };
 use serde_json::Value;
 use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlRow};
-use sqlx::{Acquire, AssertSqlSafe, Row, SqlSafeStr, SqlStr};
+use sqlx::{Acquire, Row};
 
-use crate::call::{Access, Attempt, Phase};
 use crate::config::MysqlConfig;
+use crate::connections::{sql, Attempt, Connections, Staged};
 use crate::error::from_sqlx;
-use crate::failover::Failover;
-use crate::inspect::InspectStatements;
 use crate::migrate::MysqlMigrator;
-use crate::stash::ConnectionStash;
 
 /// The retry policy of a storage on a Galera node unless one was set: 30 attempts, 5 ms to
 /// 1 s apart.
@@ -47,74 +43,20 @@ async fn is_galera(pool: &sqlx::MySqlPool) -> bool {
 /// Cheap to clone: clones share the pool. See the crate docs for an example.
 #[derive(Clone)]
 pub struct MysqlStorage {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    pub(crate) pool: MySqlPool,
-    /// Connections holding per-key locks ([`Database::isolation`]).
-    pub(crate) lock_pool: MySqlPool,
-    /// The hosts, and the one the pools connect to.
-    pub(crate) failover: Failover,
-    sql: Statements,
-    pub(crate) inspect: InspectStatements,
-    pub(crate) config: MysqlConfig,
-    pub(crate) closed: AtomicBool,
-    /// Connections of calls that succeeded, kept for the next call (see `stash.rs`).
-    pub(crate) stash: ConnectionStash,
-}
-
-/// Core's MySQL statements as sqlx strings (cheap to clone: shared, not copied).
-struct Statements {
-    get_record: SqlStr,
-    get_state: SqlStr,
-    get_data: SqlStr,
-    upsert_state: SqlStr,
-    clear_state: SqlStr,
-    upsert_data: SqlStr,
-    clear_data: SqlStr,
-    delete_if_empty: SqlStr,
-    upsert_record: SqlStr,
-    lock_row: SqlStr,
-    delete: SqlStr,
-    count: SqlStr,
-    take: SqlStr,
-    /// `Some` with a TTL: run after `take` to remove an expired row.
-    delete_expired: Option<SqlStr>,
-}
-
-/// A statement text from core as a sqlx string. Core builds every statement from validated,
-/// quoted identifiers and binds every value, which is what `AssertSqlSafe` asserts.
-pub(crate) fn sql(text: &str) -> SqlStr {
-    AssertSqlSafe(Arc::<str>::from(text)).into_sql_str()
-}
-
-impl Statements {
-    fn new(q: &MysqlQueries, ttl: bool) -> Self {
-        Statements {
-            get_record: sql(&q.row.get_record),
-            get_state: sql(&q.row.get_state),
-            get_data: sql(&q.row.get_data),
-            upsert_state: sql(&q.row.upsert_state),
-            clear_state: sql(&q.row.clear_state),
-            upsert_data: sql(&q.row.upsert_data),
-            clear_data: sql(&q.row.clear_data),
-            delete_if_empty: sql(&q.delete_if_empty),
-            upsert_record: sql(&q.row.upsert_record),
-            lock_row: sql(&q.lock_row),
-            delete: sql(&q.row.delete),
-            count: sql(&q.row.count),
-            take: sql(&q.take),
-            delete_expired: ttl.then(|| sql(&q.delete_expired)),
-        }
-    }
+struct Inner {
+    conns: Arc<Connections>,
+    queries: MysqlQueries,
+    inspect: InspectQueries,
 }
 
 impl std::fmt::Debug for MysqlStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MysqlStorage")
-            .field("server", &self.inner.config.to_string())
-            .field("closed", &self.inner.closed.load(Ordering::Relaxed))
+            .field("server", &self.inner.conns.config().to_string())
+            .field("closed", &self.inner.conns.is_closed())
             .finish()
     }
 }
@@ -128,37 +70,33 @@ impl MysqlStorage {
     /// [`Error::Connection`] when the server can not be reached; [`Error::SchemaOutdated`]
     /// (naming the command to run), [`Error::SchemaTooNew`], [`Error::MigrationDrift`] and
     /// [`Error::MigrationDirty`] from the schema check.
-    pub async fn open(mut config: MysqlConfig) -> Result<Self> {
+    pub async fn open(config: MysqlConfig) -> Result<Self> {
         config.options.check()?;
         fsmstore_core::check_duration("lock_timeout", config.lock_timeout, MAX_DURATION)?;
-        let sql = Statements::new(
-            &MysqlQueries::for_options(&config.options),
-            config.options.ttl.is_some(),
+        let queries = MysqlQueries::for_options(&config.options);
+        let inspect = InspectQueries::for_layout(
+            Dialect::Mysql,
+            &config.options.table,
+            config.options.layout,
         );
-        let inspect = InspectStatements::new(&config.options.table, config.options.layout);
-        let (pool, host) = config.pool_on_any(config.options.pool_max).await?;
-        if !config.options.retry_is_set() && is_galera(&pool).await {
+        let size = config.options.pool_max;
+        let mut conns = Connections::open(config, size).await?;
+        if !conns.config().options.retry_is_set() && is_galera(conns.pool()).await {
             // Every Galera node takes writes; two nodes' transactions on one key meet only
             // at commit, where one fails certification (1213, rolled back: safe to run
             // again). Under contention that takes more attempts than on one server
             // (measured: 48 writers over three nodes on one key, 20 % of calls failed after
             // 5 attempts, 1 % after 10, none after 20 on an idle machine, 1 in 1440 after 20
             // on a loaded one).
-            config.options.retry = galera_retry();
+            let mut options = conns.config().options.clone();
+            options.retry = galera_retry();
+            conns.set_options(options);
         }
-        let hosts = config.host_options();
-        let lock_pool = config.lazy_pool(config.options.pool_max, hosts[host].clone());
-        let failover = Failover::new(hosts, host);
         let storage = MysqlStorage {
             inner: Arc::new(Inner {
-                pool,
-                lock_pool,
-                failover,
-                sql,
+                conns: Arc::new(conns),
+                queries,
                 inspect,
-                config,
-                closed: AtomicBool::new(false),
-                stash: ConnectionStash::default(),
             }),
         };
         let checked = match storage.migrator() {
@@ -186,7 +124,7 @@ impl MysqlStorage {
 
     /// Whether this storage's server is a Galera cluster node.
     pub async fn is_galera(&self) -> bool {
-        is_galera(&self.inner.pool).await
+        is_galera(self.inner.conns.pool()).await
     }
 
     /// Refuses a table in the aiogram layout whose ids compare in a collation that is not
@@ -203,7 +141,7 @@ impl MysqlStorage {
              WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'id'",
         )
         .bind(table)
-        .fetch_optional(&self.inner.pool)
+        .fetch_optional(self.inner.conns.pool())
         .await
         .map_err(from_sqlx)?;
         match collation.flatten() {
@@ -246,19 +184,10 @@ impl MysqlStorage {
     /// [`Error::Migration`] for a custom migration list that is not contiguous.
     pub fn database(&self) -> Result<Database> {
         let migrator: Arc<dyn Migrator> = Arc::new(self.migrator()?);
-        let isolation = crate::isolation::MysqlIsolation {
-            pool: self.inner.lock_pool.clone(),
-            options: self.inner.config.options.clone(),
-            // Closed (the lock pool closes in the background): no more locks.
-            local: fsmstore_core::LocalIsolation::new(self.inner.config.options.clone())
-                .while_open({
-                    let inner = Arc::clone(&self.inner);
-                    move || !inner.closed.load(Ordering::Acquire)
-                }),
-        };
+        let isolation = crate::isolation::isolation(&self.inner.conns);
         Ok(
             Database::new("mysql", Arc::new(self.clone()), Some(migrator))
-                .with_isolation(Arc::new(isolation)),
+                .with_isolation(isolation),
         )
     }
 
@@ -268,15 +197,22 @@ impl MysqlStorage {
     /// # Errors
     /// [`Error::Migration`] for a custom migration list that is not contiguous.
     pub fn migrator(&self) -> Result<MysqlMigrator> {
-        Ok(
-            MysqlMigrator::on_pool(self.inner.pool.clone(), &self.inner.config)?
-                .sharing(self.clone()),
-        )
+        MysqlMigrator::sharing(Arc::clone(&self.inner.conns))
     }
 
     /// The pool, for callers that want to run their own statements beside the storage.
     pub fn pool(&self) -> &MySqlPool {
-        &self.inner.pool
+        self.inner.conns.pool()
+    }
+
+    /// The connections, for the whole-table operations.
+    pub(crate) fn connections(&self) -> &Connections {
+        &self.inner.conns
+    }
+
+    /// Core's whole-table statements of this table.
+    pub(crate) fn inspect_queries(&self) -> &InspectQueries {
+        &self.inner.inspect
     }
 }
 
@@ -294,10 +230,10 @@ fn data_text(row: &MySqlRow, index: usize) -> sqlx::Result<Option<String>> {
 
 async fn select_row(
     conn: &mut MySqlConnection,
-    statement: &SqlStr,
+    statement: &str,
     id: &str,
 ) -> sqlx::Result<Option<MySqlRow>> {
-    sqlx::query(statement.clone())
+    sqlx::query(sql(statement))
         .bind(id)
         .fetch_optional(&mut *conn)
         .await
@@ -306,11 +242,11 @@ async fn select_row(
 /// Runs `statement` binding `id` and, when given, a second value.
 async fn execute(
     conn: &mut MySqlConnection,
-    statement: &SqlStr,
+    statement: &str,
     id: &str,
     value: Option<&str>,
 ) -> sqlx::Result<u64> {
-    let mut query = sqlx::query(statement.clone()).bind(id);
+    let mut query = sqlx::query(sql(statement)).bind(id);
     if let Some(value) = value {
         query = query.bind(value);
     }
@@ -320,7 +256,7 @@ async fn execute(
 /// What [`merge_locked`] merges: the statements, the row, the patch, and what becomes of
 /// the state (core's [`plan_merge`] decides the write).
 struct Merge<'a> {
-    sql: &'a Statements,
+    sql: &'a MysqlQueries,
     id: &'a str,
     patch: &'a Data,
     next: NextState<'a>,
@@ -338,7 +274,9 @@ async fn merge_locked(conn: &mut MySqlConnection, m: &Merge<'_>) -> Attempt<Resu
     execute(&mut tx, &sql.lock_row, id, None).await.before()?;
     // State and data read once under the row lock (an expired row reads as absent) and
     // written back whole: expiry is decided by this one read.
-    let row = select_row(&mut tx, &sql.get_record, id).await.before()?;
+    let row = select_row(&mut tx, &sql.row.get_record, id)
+        .await
+        .before()?;
     let (old_state, stored) = match row {
         Some(row) => match (row.try_get(0), data_text(&row, 1)) {
             (Ok(state), Ok(stored)) => (state, stored),
@@ -356,7 +294,7 @@ async fn merge_locked(conn: &mut MySqlConnection, m: &Merge<'_>) -> Attempt<Resu
         MergeWrite::Upsert { state, data } => {
             upsert_record(&mut tx, sql, id, state.as_deref(), data).await
         }
-        MergeWrite::Delete => execute(&mut tx, &sql.delete, id, None).await,
+        MergeWrite::Delete => execute(&mut tx, &sql.row.delete, id, None).await,
     }
     .before()?;
     tx.commit().await.applying()?;
@@ -366,12 +304,12 @@ async fn merge_locked(conn: &mut MySqlConnection, m: &Merge<'_>) -> Attempt<Resu
 /// Writes state and data of `id` together.
 async fn upsert_record(
     conn: &mut MySqlConnection,
-    sql: &Statements,
+    sql: &MysqlQueries,
     id: &str,
     state: Option<&str>,
     data: &str,
 ) -> sqlx::Result<u64> {
-    let query = sqlx::query(sql.upsert_record.clone())
+    let query = sqlx::query(self::sql(&sql.row.upsert_record))
         .bind(id)
         .bind(state)
         .bind(data);
@@ -382,8 +320,8 @@ async fn upsert_record(
 /// transaction, so a row holding nothing never stays behind.
 async fn clear_field(
     conn: &mut MySqlConnection,
-    sql: &Statements,
-    clear: &SqlStr,
+    sql: &MysqlQueries,
+    clear: &str,
     id: &str,
 ) -> Attempt<()> {
     let mut tx = conn.begin().await.before()?;
@@ -399,55 +337,63 @@ impl MysqlStorage {
     async fn select(
         &self,
         operation: &'static str,
-        statement: &SqlStr,
+        statement: &str,
         id: &str,
     ) -> Result<Option<MySqlRow>> {
-        self.call(
-            operation,
-            Access::Read,
-            (statement, id),
-            |conn, (statement, id)| {
-                Box::pin(async move { select_row(conn, statement, id).await.before() })
-            },
-        )
-        .await
+        self.inner
+            .conns
+            .call(
+                operation,
+                Replay::Safe,
+                (statement, id),
+                |conn, (statement, id)| {
+                    Box::pin(async move { select_row(conn, statement, id).await.before() })
+                },
+            )
+            .await
     }
 
     /// A one-statement write binding `id` and `value`.
     async fn write(
         &self,
         operation: &'static str,
-        statement: &SqlStr,
+        statement: &str,
         id: &str,
         value: Option<&str>,
     ) -> Result<u64> {
         let args = (statement, id, value);
-        self.call(
-            operation,
-            Access::Write,
-            args,
-            |conn, (statement, id, value)| {
-                Box::pin(async move { execute(conn, statement, id, *value).await.applying() })
-            },
-        )
-        .await
+        self.inner
+            .conns
+            .call(
+                operation,
+                Replay::Unsafe,
+                args,
+                |conn, (statement, id, value)| {
+                    Box::pin(async move { execute(conn, statement, id, *value).await.applying() })
+                },
+            )
+            .await
     }
 
     /// `clear` and `delete_if_empty` in one transaction.
-    async fn clear_field(&self, operation: &'static str, clear: &SqlStr, id: &str) -> Result<()> {
-        let args = (&self.inner.sql, clear, id);
-        self.call(operation, Access::Write, args, |conn, (sql, clear, id)| {
-            Box::pin(clear_field(conn, sql, clear, id))
-        })
-        .await
+    async fn clear_field(&self, operation: &'static str, clear: &str, id: &str) -> Result<()> {
+        let args = (&self.inner.queries, clear, id);
+        self.inner
+            .conns
+            .call(operation, Replay::Unsafe, args, |conn, (sql, clear, id)| {
+                Box::pin(clear_field(conn, sql, clear, id))
+            })
+            .await
     }
 
     /// A read-merge-write under the row lock.
     async fn merge(&self, operation: &'static str, merge: Merge<'_>) -> Result<Data> {
-        self.call(operation, Access::Write, merge, |conn, merge| {
-            Box::pin(merge_locked(conn, merge))
-        })
-        .await?
+        self.inner
+            .conns
+            .call(operation, Replay::Unsafe, merge, |conn, merge| {
+                Box::pin(merge_locked(conn, merge))
+            })
+            .await?
     }
 }
 
@@ -456,7 +402,7 @@ impl Storage for MysqlStorage {
     async fn get_state(&self, key: &StorageKey) -> Result<Option<String>> {
         let id = self.exact(self.options().row_id(key)?)?;
         let row = self
-            .select("get_state", &self.inner.sql.get_state, &id)
+            .select("get_state", &self.inner.queries.row.get_state, &id)
             .await?;
         match row {
             Some(row) => row.try_get(0).map_err(from_sqlx),
@@ -465,23 +411,26 @@ impl Storage for MysqlStorage {
     }
 
     async fn set_state(&self, key: &StorageKey, state: Option<&str>) -> Result<()> {
-        let sql = &self.inner.sql;
+        let sql = &self.inner.queries;
         let id = self.exact(self.options().row_id(key)?)?;
         match state {
             Some(state) => {
                 validate_state(state)?;
-                self.write("set_state", &sql.upsert_state, &id, Some(state))
+                self.write("set_state", &sql.row.upsert_state, &id, Some(state))
                     .await
                     .map(drop)
             }
-            None => self.clear_field("set_state", &sql.clear_state, &id).await,
+            None => {
+                self.clear_field("set_state", &sql.row.clear_state, &id)
+                    .await
+            }
         }
     }
 
     async fn get_data(&self, key: &StorageKey) -> Result<Data> {
         let id = self.exact(self.options().row_id(key)?)?;
         let row = self
-            .select("get_data", &self.inner.sql.get_data, &id)
+            .select("get_data", &self.inner.queries.row.get_data, &id)
             .await?;
         match row {
             Some(row) => data_column(&row, 0, &id),
@@ -490,13 +439,13 @@ impl Storage for MysqlStorage {
     }
 
     async fn set_data(&self, key: &StorageKey, data: &Data) -> Result<()> {
-        let sql = &self.inner.sql;
+        let sql = &self.inner.queries;
         let id = self.exact(self.options().row_id(key)?)?;
         if data.is_empty() {
-            return self.clear_field("set_data", &sql.clear_data, &id).await;
+            return self.clear_field("set_data", &sql.row.clear_data, &id).await;
         }
         let text = validate_data(&id, data, self.options().max_data_bytes)?;
-        self.write("set_data", &sql.upsert_data, &id, Some(&text))
+        self.write("set_data", &sql.row.upsert_data, &id, Some(&text))
             .await
             .map(drop)
     }
@@ -509,7 +458,7 @@ impl Storage for MysqlStorage {
         // The limit applies to the patch, as on backends that merge inside the database.
         validate_data(&id, patch, self.options().max_data_bytes)?;
         let merge = Merge {
-            sql: &self.inner.sql,
+            sql: &self.inner.queries,
             id: &id,
             patch,
             next: NextState::Keep,
@@ -525,7 +474,7 @@ impl Storage for MysqlStorage {
     ) -> Result<Data> {
         let id = self.exact(self.options().transition_row_id(key, state, patch)?)?;
         let merge = Merge {
-            sql: &self.inner.sql,
+            sql: &self.inner.queries,
             id: &id,
             patch,
             next: NextState::Set(state),
@@ -538,25 +487,27 @@ impl Storage for MysqlStorage {
         let id = self.exact(id)?;
         if state.is_none() && data.is_empty() {
             return self
-                .write("set_record", &self.inner.sql.delete, &id, None)
+                .write("set_record", &self.inner.queries.row.delete, &id, None)
                 .await
                 .map(drop);
         }
-        let args = (&self.inner.sql, id.as_str(), state, text.as_str());
-        self.call(
-            "set_record",
-            Access::Write,
-            args,
-            |conn, (sql, id, state, text)| {
-                Box::pin(async move {
-                    upsert_record(conn, sql, id, *state, text)
-                        .await
-                        .map(drop)
-                        .applying()
-                })
-            },
-        )
-        .await
+        let args = (&self.inner.queries, id.as_str(), state, text.as_str());
+        self.inner
+            .conns
+            .call(
+                "set_record",
+                Replay::Unsafe,
+                args,
+                |conn, (sql, id, state, text)| {
+                    Box::pin(async move {
+                        upsert_record(conn, sql, id, *state, text)
+                            .await
+                            .map(drop)
+                            .applying()
+                    })
+                },
+            )
+            .await
     }
 
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
@@ -569,7 +520,7 @@ impl Storage for MysqlStorage {
     async fn get_record(&self, key: &StorageKey) -> Result<Record> {
         let id = self.exact(self.options().row_id(key)?)?;
         let row = self
-            .select("get_record", &self.inner.sql.get_record, &id)
+            .select("get_record", &self.inner.queries.row.get_record, &id)
             .await?;
         match row {
             Some(row) => Ok(Record {
@@ -583,8 +534,11 @@ impl Storage for MysqlStorage {
     async fn clear(&self, key: &StorageKey) -> Result<bool> {
         let id = self.exact(self.options().row_id(key)?)?;
         // A fresh row, deleted: found. An expired row is absent (not found), and goes too.
-        let deleted = self.write("clear", &self.inner.sql.take, &id, None).await?;
-        if let Some(expired) = &self.inner.sql.delete_expired {
+        let deleted = self
+            .write("clear", &self.inner.queries.take, &id, None)
+            .await?;
+        if self.options().ttl.is_some() {
+            let expired = &self.inner.queries.delete_expired;
             self.write("clear", expired, &id, None).await?;
         }
         Ok(deleted > 0)
@@ -592,13 +546,15 @@ impl Storage for MysqlStorage {
 
     async fn key_count(&self) -> Result<u64> {
         let count: i64 = self
+            .inner
+            .conns
             .call(
                 "key_count",
-                Access::Read,
-                &self.inner.sql.count,
+                Replay::Safe,
+                &self.inner.queries.row.count,
                 |conn, count| {
                     Box::pin(async move {
-                        sqlx::query_scalar((*count).clone())
+                        sqlx::query_scalar(sql(count))
                             .fetch_one(&mut *conn)
                             .await
                             .before()
@@ -610,18 +566,11 @@ impl Storage for MysqlStorage {
     }
 
     fn options(&self) -> &StorageOptions {
-        &self.inner.config.options
+        &self.inner.conns.config().options
     }
 
     async fn close(&self) -> Result<()> {
-        self.inner.closed.store(true, Ordering::Release);
-        // sqlx's close waits for every checked-out connection: hand the stash back first.
-        self.inner.stash.drain();
-        self.inner.pool.close().await;
-        // Held lock guards keep their connections until dropped: close the lock pool in
-        // the background (idle connections at once, held ones when their guards go).
-        let lock_pool = self.inner.lock_pool.clone();
-        tokio::spawn(async move { lock_pool.close().await });
+        self.inner.conns.close().await;
         Ok(())
     }
 }
