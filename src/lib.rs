@@ -98,32 +98,83 @@ pub mod teloxide {
     }
 }
 
-/// The backend a URL names, by its scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Scheme {
+/// Declares the backends, one entry each: the [`Scheme`] variant, its Cargo feature, the
+/// URL schemes that name it, and its config and storage types (each with `from_url`,
+/// `options`, `open` and `database`). Adding a backend is one entry here.
+macro_rules! backends {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident: $feature:literal, [$($scheme:literal),+], $config:path, $storage:path;
+    )+) => {
+        /// The backend a URL names, by its scheme.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[non_exhaustive]
+        pub enum Scheme {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl Scheme {
+            /// The scheme of `url`.
+            ///
+            /// # Errors
+            /// [`Error::Config`] for an unknown scheme.
+            pub fn of(url: &str) -> Result<Scheme> {
+                let scheme = DatabaseUrl::scheme_of(url)?;
+                $(if [$($scheme),+].contains(&scheme.as_str()) {
+                    return Ok(Scheme::$variant);
+                })+
+                let known: Vec<String> = [$($($scheme),+),+].iter().map(|s| format!("{s}://")).collect();
+                Err(Error::Config(format!(
+                    "unknown database URL scheme {scheme:?}: use {}",
+                    known.join(", ")
+                )))
+            }
+
+            /// The Cargo feature that compiles this backend in.
+            pub fn feature(self) -> &'static str {
+                match self {
+                    $(Scheme::$variant => $feature,)+
+                }
+            }
+
+            /// Opens `url` on this backend with `options` merged in.
+            async fn open(self, url: &str, options: StorageOptions) -> Result<Database> {
+                match self {
+                    $(Scheme::$variant => {
+                        #[cfg(feature = $feature)]
+                        {
+                            let config = <$config>::from_url(url)?.options(options)?;
+                            <$storage>::open(config).await?.database()
+                        }
+                        #[cfg(not(feature = $feature))]
+                        {
+                            drop((url, options));
+                            Err(self.feature_off())
+                        }
+                    })+
+                }
+            }
+        }
+    };
+}
+
+backends! {
     /// `sqlite:`
-    Sqlite,
+    Sqlite: "sqlite", ["sqlite"], fsmstore_sqlite::SqliteConfig, fsmstore_sqlite::SqliteStorage;
     /// `postgres://` or `postgresql://`
-    Postgres,
+    Postgres: "postgres", ["postgres", "postgresql"], fsmstore_postgres::PgConfig, fsmstore_postgres::PgStorage;
     /// `mysql://` or `mariadb://`
-    Mysql,
+    Mysql: "mysql", ["mysql", "mariadb"], fsmstore_mysql::MysqlConfig, fsmstore_mysql::MysqlStorage;
 }
 
 impl Scheme {
-    /// The scheme of `url`.
-    ///
-    /// # Errors
-    /// [`Error::Config`] for an unknown scheme, or one whose Cargo feature is off.
-    pub fn of(url: &str) -> Result<Scheme> {
-        match DatabaseUrl::scheme_of(url)?.as_str() {
-            "sqlite" => Ok(Scheme::Sqlite),
-            "postgres" | "postgresql" => Ok(Scheme::Postgres),
-            "mysql" | "mariadb" => Ok(Scheme::Mysql),
-            scheme => Err(Error::Config(format!(
-                "unknown database URL scheme {scheme:?}: use sqlite://, postgres:// or mysql://"
-            ))),
-        }
+    /// The error for a backend whose Cargo feature is off.
+    #[allow(dead_code)]
+    fn feature_off(self) -> Error {
+        let feature = self.feature();
+        Error::Config(format!(
+            "the {feature} backend is not compiled in: enable fsmstore's Cargo feature {feature:?}"
+        ))
     }
 }
 
@@ -151,28 +202,7 @@ pub async fn open(url: &str) -> Result<Database> {
 /// # Errors
 /// As [`open`].
 pub async fn open_with(url: &str, options: StorageOptions) -> Result<Database> {
-    match Scheme::of(url)? {
-        #[cfg(feature = "sqlite")]
-        Scheme::Sqlite => {
-            let config = sqlite::SqliteConfig::from_url(url)?.options(options)?;
-            sqlite::SqliteStorage::open(config).await?.database()
-        }
-        #[cfg(feature = "postgres")]
-        Scheme::Postgres => {
-            let config = postgres::PgConfig::from_url(url)?.options(options)?;
-            postgres::PgStorage::open(config).await?.database()
-        }
-        #[cfg(feature = "mysql")]
-        Scheme::Mysql => {
-            let config = mysql::MysqlConfig::from_url(url)?.options(options)?;
-            mysql::MysqlStorage::open(config).await?.database()
-        }
-        #[allow(unreachable_patterns)]
-        scheme => {
-            drop(options);
-            Err(feature_off(scheme))
-        }
-    }
+    Scheme::of(url)?.open(url, options).await
 }
 
 /// The one-liner for bots: [`open`]`(url)?.storage()`.
@@ -188,16 +218,4 @@ pub async fn open_with(url: &str, options: StorageOptions) -> Result<Database> {
 /// As [`open`].
 pub async fn connect(url: &str) -> Result<Arc<dyn Storage>> {
     Ok(open(url).await?.storage())
-}
-
-#[allow(dead_code)]
-fn feature_off(scheme: Scheme) -> Error {
-    let feature = match scheme {
-        Scheme::Sqlite => "sqlite",
-        Scheme::Postgres => "postgres",
-        Scheme::Mysql => "mysql",
-    };
-    Error::Config(format!(
-        "the {feature} backend is not compiled in: enable fsmstore's Cargo feature {feature:?}"
-    ))
 }

@@ -6,11 +6,10 @@ use async_trait::async_trait;
 use fsmstore_core::sql::{InspectQueries, MysqlQueries};
 use fsmstore_core::MAX_DURATION;
 use fsmstore_core::{
-    parse_data, plan_merge, validate_data, validate_field, validate_state, Data, Database, Dialect,
-    Error, Layout, MergeWrite, Migrator, NextState, Record, Replay, Result, RetryPolicy, Storage,
-    StorageKey, StorageOptions,
+    parse_data, plan_merge, validate_data, validate_state, Data, Database, Dialect, Error, Layout,
+    MergeWrite, Migrator, NextState, Record, Replay, Result, RetryPolicy, Storage, StorageKey,
+    StorageOptions,
 };
-use serde_json::Value;
 use sqlx::mysql::{MySqlConnection, MySqlPool, MySqlRow};
 use sqlx::{Acquire, Row};
 
@@ -510,12 +509,8 @@ impl Storage for MysqlStorage {
             .await
     }
 
-    async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
-        validate_field(field)?;
-        // Core has no MySQL get_value: JSON paths can not name every field exactly
-        // (quotes, dots, `*`) on both servers. Read the object and pick the field.
-        Ok(self.get_data(key).await?.remove(field))
-    }
+    // get_value: the trait's default (a field of get_data). Core has no MySQL get_value:
+    // JSON paths can not name every field exactly (quotes, dots, `*`) on both servers.
 
     async fn get_record(&self, key: &StorageKey) -> Result<Record> {
         let id = self.exact(self.options().row_id(key)?)?;

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use fsmstore_conformance::Backend;
+use fsmstore_conformance::{Backend, Capabilities};
 use fsmstore_core::{Database, Dialect, Error, Result, StorageOptions};
 use fsmstore_mysql::sqlx::{self, Row};
 use fsmstore_mysql::{MysqlConfig, MysqlStorage};
@@ -77,8 +77,13 @@ impl Backend for MysqlBackend {
         common::drop_tables(&self.config, options).await
     }
 
-    fn kills_sessions(&self) -> bool {
-        true
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            collated_ids: true,
+            backslash_escapes: true,
+            kills_sessions: true,
+            ..Capabilities::sql()
+        }
     }
 
     async fn kill_session(&self, session: i64) -> Result<bool> {
@@ -129,9 +134,7 @@ async fn galera_backend() -> Option<Arc<dyn Backend>> {
 /// cases listed as ignored, with the reason (`harness = false`); under `CI` they fail.
 fn main() -> std::process::ExitCode {
     let mut suite = fsmstore_conformance::Suite::new();
-    suite.all("", backend);
-    suite.stored_rows("", backend);
-    suite.all("galera::", galera_backend);
-    suite.aiogram_layout("aiogram_layout::", backend);
+    suite.backend("", backend);
+    suite.backend("galera::", galera_backend);
     suite.run()
 }

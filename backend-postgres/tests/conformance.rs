@@ -11,9 +11,7 @@ mod common;
 
 fn main() -> std::process::ExitCode {
     let mut suite = fsmstore_conformance::Suite::new();
-    suite.all("", common::backend);
-    suite.stored_rows("", common::backend);
-    suite.aiogram_layout("aiogram_layout::", common::backend);
-    suite.all("pgbouncer::", common::pgbouncer_backend);
+    suite.backend("", common::backend);
+    suite.backend("pgbouncer::", common::pgbouncer_backend);
     suite.run()
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use fsmstore_conformance::Backend;
+use fsmstore_conformance::{Backend, Capabilities};
 use fsmstore_core::{Database, Dialect, Error, Result, SchemaPolicy, Storage, StorageOptions};
 use fsmstore_sqlite::{rusqlite, SqliteConfig, SqliteStorage};
 
@@ -45,6 +45,10 @@ impl Backend for FileBackend {
 
     fn dialect(&self) -> Option<Dialect> {
         Some(Dialect::Sqlite)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::sql()
     }
 
     async fn execute_raw(&self, options: &StorageOptions, sql: &str) -> Result<()> {
@@ -107,6 +111,14 @@ impl MemoryBackend {
 impl Backend for MemoryBackend {
     fn name(&self) -> String {
         "sqlite-memory".into()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            migrations: true,
+            updated_at: true,
+            ..Capabilities::default()
+        }
     }
 
     async fn open_database(&self, options: StorageOptions) -> Result<Database> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fsmstore::{Database, Result, SchemaPolicy, StorageOptions};
-use fsmstore_conformance::{migration_cases, run_suite, storage_cases, Backend};
+use fsmstore_conformance::{migration_cases, run_suite, storage_cases, Backend, Capabilities};
 use serde_json::json;
 
 use crate::args::{Access, ConformanceArgs, Global, Group};
@@ -18,6 +18,15 @@ struct UrlBackend {
 
 #[async_trait]
 impl Backend for UrlBackend {
+    fn capabilities(&self) -> Capabilities {
+        // Every SQL backend; this command runs no raw SQL and ends no sessions.
+        Capabilities {
+            migrations: true,
+            updated_at: true,
+            ..Capabilities::default()
+        }
+    }
+
     fn name(&self) -> String {
         fsmstore::Scheme::of(&self.url)
             .map(|scheme| format!("{scheme:?}").to_lowercase())

@@ -9,6 +9,48 @@ use fsmstore_core::{
     SchemaPolicy, Storage, StorageOptions,
 };
 
+/// What a backend can do beyond the storage contract, as it declares it: the suite runs a
+/// group of cases only on a backend that declares what the group needs, and a case asks
+/// here instead of asking which database it is on (OpenDAL's behaviour tests are the
+/// model). The default declares nothing: the storage group alone. Build one with
+/// `..Capabilities::default()` (or `..Capabilities::sql()`), so a capability added later
+/// stays off for a backend that does not know it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Versioned schema migrations: the schema group ([`Backend::migrator`]).
+    pub migrations: bool,
+    /// Rows record when they were last written: expiry and purge by age.
+    pub updated_at: bool,
+    /// The table layout of Python's aiogram-sqlalchemy-storage: the storage group again in
+    /// that layout, and that layout's own cases.
+    pub aiogram_layout: bool,
+    /// Raw statements ([`Backend::execute_raw`], [`Backend::query_raw`]): the cases on rows
+    /// another program wrote.
+    pub raw_sql: bool,
+    /// In the aiogram layout ids compare in the id column's collation (MySQL, MariaDB:
+    /// trailing spaces ignored), so the backend refuses ids ending in a space there and a
+    /// hand-made table whose collation is not binary.
+    pub collated_ids: bool,
+    /// [`Backend::execute_raw`]'s string literals read a backslash as an escape.
+    pub backslash_escapes: bool,
+    /// Locks live in database sessions the backend can end ([`Backend::kill_session`]):
+    /// every lock guard must name its session.
+    pub kills_sessions: bool,
+}
+
+impl Capabilities {
+    /// An SQL backend: migrations, `updated_at`, the aiogram layout and raw statements.
+    pub fn sql() -> Self {
+        Capabilities {
+            migrations: true,
+            updated_at: true,
+            aiogram_layout: true,
+            raw_sql: true,
+            ..Capabilities::default()
+        }
+    }
+}
+
 /// A backend under test.
 ///
 /// The suite passes [`StorageOptions`] naming the case's own FSM and version tables;
@@ -102,10 +144,9 @@ pub trait Backend: Send + Sync + 'static {
         )))
     }
 
-    /// Whether this backend's locks live in database sessions it can end
-    /// ([`Backend::kill_session`]): then every lock guard must name its session.
-    fn kills_sessions(&self) -> bool {
-        false
+    /// What this backend declares it can do (see [`Capabilities`]).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
     }
 }
 

@@ -23,10 +23,10 @@ use std::sync::Arc;
 use fsmstore_core::Layout;
 use libtest_mimic::{Arguments, Failed, Trial};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Capabilities};
 use crate::runner::{
-    aiogram_layout_cases, block_on, migration_cases, run_case_in, storage_cases, stored_row_cases,
-    take_skip, Case,
+    aiogram_layout_cases, block_on, migration_cases, run_case_in, storage_cases,
+    storage_only_cases, stored_row_cases, take_skip, updated_at_cases, Case,
 };
 
 /// Whether what a group of tests needs is there.
@@ -52,10 +52,29 @@ impl Needs {
     }
 }
 
+/// Whether the backend `factory` makes is there, and what it declares.
+fn probe<F, Fut>(factory: F) -> (Needs, Option<Capabilities>)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Option<Arc<dyn Backend>>>,
+{
+    let mut declared = None;
+    let needs = Needs::probe("the backend is unreachable", || {
+        block_on(async {
+            let backend = factory().await?;
+            declared = Some(backend.capabilities());
+            Some(())
+        })
+    });
+    (needs, declared)
+}
+
 /// The tests of one binary.
 #[derive(Default)]
 pub struct Suite {
     trials: Vec<Trial>,
+    /// Groups left out because the backend does not declare what they need.
+    not_applicable: Vec<String>,
 }
 
 impl Suite {
@@ -106,13 +125,100 @@ impl Suite {
         F: Fn() -> Fut + Clone + Send + 'static,
         Fut: Future<Output = Option<Arc<dyn Backend>>>,
     {
-        let probe = factory.clone();
-        let needs = Needs::probe("the backend is unreachable", move || {
-            block_on(async move { probe().await.map(|_| ()) })
+        let (needs, _) = probe(factory.clone());
+        self.listed(prefix, cases, layout, factory, &needs);
+    }
+
+    /// Every group the backend `factory` makes declares (its [`Capabilities`]): the storage
+    /// group always; the cases needing `updated_at`, the schema group, the cases on rows
+    /// another program wrote, and (under `prefix` + `aiogram_layout::`) the aiogram
+    /// layout's, each when declared. The backend is asked once, here; a group it does not
+    /// declare is not listed, and a line in the summary says so. A backend whose server is
+    /// missing has every group listed as ignored, with the reason.
+    ///
+    /// This is how a backend crate runs the suite:
+    ///
+    /// ```ignore
+    /// fn main() -> std::process::ExitCode {
+    ///     let mut suite = fsmstore_conformance::Suite::new();
+    ///     suite.backend("", my_backend);
+    ///     suite.run()
+    /// }
+    /// ```
+    pub fn backend<F, Fut>(&mut self, prefix: &str, factory: F)
+    where
+        F: Fn() -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Option<Arc<dyn Backend>>>,
+    {
+        let (needs, declared) = probe(factory.clone());
+        // Not known without the server: list everything, ignored.
+        let caps = declared.unwrap_or(Capabilities {
+            migrations: true,
+            updated_at: true,
+            aiogram_layout: true,
+            raw_sql: true,
+            ..Capabilities::default()
         });
+        let mut groups = vec![storage_only_cases()];
+        let mut left_out = Vec::new();
+        for (declared, cases, what) in [
+            (caps.updated_at, updated_at_cases(), "updated_at"),
+            (caps.migrations, migration_cases(), "migrations"),
+            (caps.raw_sql, stored_row_cases(), "raw_sql"),
+        ] {
+            if declared {
+                groups.push(cases);
+            } else {
+                left_out.push(format!("{} ({what})", cases.len()));
+            }
+        }
+        self.listed(
+            prefix,
+            &groups.concat(),
+            Layout::Fsmstore,
+            factory.clone(),
+            &needs,
+        );
+        if caps.aiogram_layout {
+            let layout_prefix = format!("{prefix}aiogram_layout::");
+            self.listed(
+                &layout_prefix,
+                &aiogram_layout_cases(),
+                Layout::AiogramSqlalchemy,
+                factory,
+                &needs,
+            );
+        } else {
+            left_out.push(format!("{} (aiogram_layout)", aiogram_layout_cases().len()));
+        }
+        if !left_out.is_empty() {
+            self.not_applicable.push(format!(
+                "{}: cases of capabilities it does not declare: {}",
+                if prefix.is_empty() {
+                    "the backend"
+                } else {
+                    prefix.trim_end_matches(':')
+                },
+                left_out.join(", ")
+            ));
+        }
+    }
+
+    /// `cases` as tests, run when `needs` is met.
+    fn listed<F, Fut>(
+        &mut self,
+        prefix: &str,
+        cases: &[Case],
+        layout: Layout,
+        factory: F,
+        needs: &Needs,
+    ) where
+        F: Fn() -> Fut + Clone + Send + 'static,
+        Fut: Future<Output = Option<Arc<dyn Backend>>>,
+    {
         for case in cases {
             let (factory, run, name) = (factory.clone(), case.run, case.name);
-            self.test(&format!("{prefix}{name}"), &needs, move || {
+            self.test(&format!("{prefix}{name}"), needs, move || {
                 block_on(async move {
                     let Some(backend) = factory().await else {
                         panic!("the backend was there when the suite started and is gone now");
@@ -155,6 +261,11 @@ impl Suite {
             .filter(|trial| trial.kind().starts_with("skipped"))
             .count();
         let conclusion = libtest_mimic::run(&arguments, self.trials);
+        if !arguments.list {
+            for line in &self.not_applicable {
+                eprintln!("not listed, {line}");
+            }
+        }
         if skipped > 0 && !arguments.list {
             eprintln!(
                 "*** {skipped} tests did not run: listed as ignored above, with what they need ***"

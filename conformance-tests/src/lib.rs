@@ -27,7 +27,7 @@ mod harness;
 pub mod netns;
 mod runner;
 
-pub use backend::{Backend, MemoryBackend};
+pub use backend::{Backend, Capabilities, MemoryBackend};
 pub use ctx::Ctx;
 /// The contract crate, for the macros: a third-party backend runs the suite with
 /// `fsmstore-conformance` as its only extra dev-dependency.
@@ -36,7 +36,8 @@ pub use fsmstore_core as __core;
 pub use harness::{Needs, Suite};
 pub use runner::{
     aiogram_layout_cases, block_on, migration_cases, run_case, run_case_in, run_suite, run_test,
-    run_test_in, storage_cases, stored_row_cases, unreachable, BoxCase, Case, CaseReport,
+    run_test_in, storage_cases, storage_only_cases, stored_row_cases, unreachable,
+    updated_at_cases, BoxCase, Case, CaseReport,
 };
 
 /// Expands the suite into one `#[test]` per case.

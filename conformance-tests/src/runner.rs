@@ -34,6 +34,16 @@ pub fn storage_cases() -> Vec<Case> {
     .concat()
 }
 
+/// The storage group without the cases that need `updated_at`.
+pub fn storage_only_cases() -> Vec<Case> {
+    crate::__storage_cases!(__registry, ())
+}
+
+/// The storage group's cases that need `updated_at` (expiry, purge by age).
+pub fn updated_at_cases() -> Vec<Case> {
+    crate::__updated_at_cases!(__registry, ())
+}
+
 /// The cases run in the aiogram layout: the storage group without those that need
 /// `updated_at`, then the layout's own. Run them with [`run_case_in`].
 pub fn aiogram_layout_cases() -> Vec<Case> {

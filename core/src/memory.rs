@@ -5,9 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use serde_json::Value;
 
-use crate::data::{merge_shallow, validate_data, validate_field, validate_state, Data, Record};
+use crate::data::{merge_shallow, validate_data, Data, Record};
 use crate::error::{Error, Result};
 use crate::inspect::{now_ms, Inspect, StoredRow, TableStats};
 use crate::key::StorageKey;
@@ -134,20 +133,6 @@ impl Storage for MemoryStorage {
         Ok(self.read(key)?.state)
     }
 
-    async fn set_state(&self, key: &StorageKey, state: Option<&str>) -> Result<()> {
-        if let Some(state) = state {
-            validate_state(state)?;
-        }
-        self.modify(key, |_, record| {
-            record.state = state.map(str::to_owned);
-            Ok(())
-        })
-    }
-
-    async fn get_data(&self, key: &StorageKey) -> Result<Data> {
-        Ok(self.read(key)?.data)
-    }
-
     async fn set_data(&self, key: &StorageKey, data: &Data) -> Result<()> {
         let limit = self.options.max_data_bytes;
         self.modify(key, |id, record| {
@@ -191,11 +176,6 @@ impl Storage for MemoryStorage {
             record.data = data.clone();
             Ok(())
         })
-    }
-
-    async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
-        validate_field(field)?;
-        Ok(self.read(key)?.data.get(field).cloned())
     }
 
     async fn get_record(&self, key: &StorageKey) -> Result<Record> {
@@ -321,6 +301,7 @@ mod expiry_tests {
     use super::*;
     use crate::{BotId, ChatId, UserId};
     use serde_json::json;
+    use serde_json::Value;
     use std::time::Duration;
 
     fn key(n: i64) -> StorageKey {

@@ -442,6 +442,55 @@ impl StorageOptions {
         self.is_set(Setting::Retry, &self.retry, &RetryPolicy::default())
     }
 
+    /// Refuses each setting of `names` that was given (in the URL or in code, even to its
+    /// default value): what a backend would ignore is an error naming it, never silently
+    /// dropped. A backend without SQL migrations refuses
+    /// `["version_table", "schema", "migrations"]`.
+    ///
+    /// ```
+    /// use fsmstore_core::{SchemaPolicy, StorageOptions};
+    /// let schema_less = ["version_table", "schema", "migrations"];
+    /// assert!(StorageOptions::default().unsupported("redis", &schema_less).is_ok());
+    /// let err = StorageOptions::default()
+    ///     .schema(SchemaPolicy::Verify)
+    ///     .unsupported("redis", &schema_less)
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("schema"), "{err}");
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first such setting; an unknown name in `names` (a bug of
+    /// the backend) is refused too.
+    pub fn unsupported(&self, backend: &str, names: &[&str]) -> Result<()> {
+        let defaults = StorageOptions::default();
+        for name in names {
+            let given = match *name {
+                "table" => self.is_set(Setting::Table, &self.table, &defaults.table),
+                "version_table" => self.is_set(
+                    Setting::VersionTable,
+                    &self.version_table,
+                    &defaults.version_table,
+                ),
+                "schema" => self.is_set(Setting::Schema, &self.schema, &defaults.schema),
+                "layout" => self.is_set(Setting::Layout, &self.layout, &defaults.layout),
+                "migrations" => self.set & Setting::Migrations as u16 != 0,
+                "ttl" => self.is_set(Setting::Ttl, &self.ttl, &defaults.ttl),
+                "pool_max" => self.is_set(Setting::PoolMax, &self.pool_max, &defaults.pool_max),
+                other => {
+                    return Err(Error::Config(format!(
+                        "{backend}: no setting named {other:?} to refuse"
+                    )))
+                }
+            };
+            if given {
+                return Err(Error::Config(format!(
+                    "the {backend} backend has no use for `{name}`: remove it from the URL and the options"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn mark(mut self, setting: Setting) -> Self {
         self.set |= setting as u16;
         self
@@ -680,6 +729,27 @@ impl StorageOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn settings_a_backend_would_ignore_are_refused_wherever_given() {
+        let schema_less = ["version_table", "schema", "migrations"];
+        // Given in the URL, even as the default value.
+        for (name, value) in [("version_table", "fsm_versions"), ("schema", "verify")] {
+            let err = url_options(&[(name, value)])
+                .unsupported("kv", &schema_less)
+                .unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        // Given in code.
+        let custom = StorageOptions::default().migrations(Vec::new());
+        let err = custom.unsupported("kv", &schema_less).unwrap_err();
+        assert!(err.to_string().contains("migrations"), "{err}");
+        // Not given: fine; what is not listed is not refused.
+        let options = url_options(&[("ttl", "30d"), ("table", "t")]);
+        options.unsupported("kv", &schema_less).unwrap();
+        assert!(options.unsupported("kv", &["table"]).is_err());
+        assert!(options.unsupported("kv", &["no_such"]).is_err());
+    }
 
     fn url_options(pairs: &[(&str, &str)]) -> StorageOptions {
         let mut options = StorageOptions::default();

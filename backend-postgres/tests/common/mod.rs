@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use fsmstore_conformance::Backend;
+use fsmstore_conformance::{Backend, Capabilities};
 use fsmstore_core::sql::drop_table_if_exists;
 use fsmstore_core::{Database, Dialect, Result, StorageOptions};
 use fsmstore_postgres::{PgConfig, PgStorage};
@@ -98,8 +98,11 @@ impl Backend for PgBackend {
             .collect())
     }
 
-    fn kills_sessions(&self) -> bool {
-        true
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            kills_sessions: true,
+            ..Capabilities::sql()
+        }
     }
 
     async fn kill_session(&self, session: i64) -> Result<bool> {

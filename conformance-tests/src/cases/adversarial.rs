@@ -263,11 +263,11 @@ pub async fn numbers_round_trip_by_value(ctx: Ctx) {
     );
 }
 
-/// Whether the case's table compares ids ignoring trailing spaces (MySQL in the aiogram
-/// layout), where the backend refuses ids ending in a space.
+/// Whether the case's table compares ids ignoring trailing spaces (the aiogram layout on a
+/// backend with collated ids), where the backend refuses ids ending in a space.
 fn pads_trailing_spaces(ctx: &Ctx) -> bool {
     ctx.layout() == fsmstore_core::Layout::AiogramSqlalchemy
-        && ctx.backend().dialect() == Some(fsmstore_core::Dialect::Mysql)
+        && ctx.backend().capabilities().collated_ids
 }
 
 /// Ids that differ only in trailing spaces or case are different rows on every backend.

@@ -28,13 +28,13 @@ fn dialect(ctx: &Ctx) -> Dialect {
         .expect("the aiogram layout cases run on SQL backends")
 }
 
-/// `text` as an SQL string literal of the backend's dialect (MySQL reads backslashes in
-/// literals as escapes).
+/// `text` as an SQL string literal of the backend's raw statements.
 fn lit(ctx: &Ctx, text: &str) -> String {
     let text = text.replace('\'', "''");
-    match dialect(ctx) {
-        Dialect::Mysql => format!("'{}'", text.replace('\\', "\\\\")),
-        _ => format!("'{text}'"),
+    if ctx.backend().capabilities().backslash_escapes {
+        format!("'{}'", text.replace('\\', "\\\\"))
+    } else {
+        format!("'{text}'")
     }
 }
 
@@ -300,12 +300,9 @@ pub async fn features_needing_updated_at_name_the_upgrade(ctx: Ctx) {
 /// A table another program made (no version recorded) is used as it is: `Verify` reads it
 /// and records nothing, `Upgrade` records version 1 without running anything.
 pub async fn an_unrecorded_table_is_adopted(ctx: Ctx) {
-    let text_type = match dialect(&ctx) {
-        Dialect::Mysql => "LONGTEXT",
-        _ => "TEXT",
-    };
+    // The table SQLAlchemy makes for aiogram-sqlalchemy-storage's model.
     let create = format!(
-        "CREATE TABLE {} (id VARCHAR(255) NOT NULL PRIMARY KEY, state VARCHAR(255) NULL, data {text_type} NULL)",
+        "CREATE TABLE {} (id VARCHAR(255) NOT NULL PRIMARY KEY, state VARCHAR(255) NULL, data TEXT NULL)",
         table(&ctx)
     );
     ctx.backend()
@@ -314,7 +311,7 @@ pub async fn an_unrecorded_table_is_adopted(ctx: Ctx) {
         .unwrap();
     let k = key(3);
     put_row(&ctx, &id_of(&ctx, &k), Some("Form:age"), Some(PYTHON_TEXT)).await;
-    if dialect(&ctx) == Dialect::Mysql {
+    if ctx.backend().capabilities().collated_ids {
         // Made by hand in the database's collation: refused unless that compares ids
         // byte for byte (keys differing in case would share a row), with the fix named.
         let collation = ctx

@@ -180,7 +180,7 @@ pub async fn killing_the_holders_session_frees_the_key(ctx: Ctx) {
     // A backend under test that can not end sessions (in-process locks; or no admin
     // connection, as the `fsmstore conformance` command) stops here; the server
     // backends' own suites can, and then every guard must name its session.
-    if !ctx.backend().kills_sessions() {
+    if !ctx.backend().capabilities().kills_sessions {
         return;
     }
     let session = guard.session().expect("a server lock names its session");

@@ -6,9 +6,20 @@
 //! Identifiers come from validated [`TableName`]s; values are always bound parameters.
 //! Each field documents the parameters it binds, in order, and the columns it returns.
 
+mod inspect;
+mod locks;
 mod mysql;
 mod postgres;
 mod sqlite;
+mod version;
+
+pub use inspect::InspectQueries;
+use inspect::{inspect_queries, RowShape};
+#[cfg(test)]
+use locks::advisory_key;
+pub use locks::{ClusterLock, KeyLock, MigrationLock};
+use version::common_version_queries;
+pub use version::{drop_table_if_exists, MysqlVersionRepair, VersionQueries};
 
 use crate::dialect::Dialect;
 use crate::layout::Layout;
@@ -192,30 +203,7 @@ impl MysqlQueries {
     }
 }
 
-/// Whole-table statements for [`Inspect`](crate::Inspect). Rows come back as
-/// `id, state, data, updated_at (unix ms)`; times are bound as unix milliseconds.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct InspectQueries {
-    /// `(after_id, limit)` → rows with `id > after_id`, by id.
-    pub list: String,
-    /// `(state, after_id, limit)` → rows in `state` with `id > after_id`, by id.
-    pub list_by_state: String,
-    /// `(id)` → the row.
-    pub get_row: String,
-    /// `()` → `state, COUNT(*)`, most common first.
-    pub count_by_state: String,
-    /// `()` → `COUNT(*), MIN(updated_at ms), MAX(updated_at ms)`.
-    pub time_range: String,
-    /// `(cutoff_ms)` → `COUNT(*)` of rows written before the cutoff.
-    pub count_older: String,
-    /// `(cutoff_ms, limit)`: deletes at most `limit` rows written before the cutoff.
-    pub purge_batch: String,
-    /// `()` → the database's clock, unix milliseconds (the expiry cutoff of `purge
-    /// --expired` is taken from it, as reads and writes decide expiry with it).
-    pub now_ms: String,
-}
-
+/// Each dialect's whole-table statements (here, beside the dialect files they dispatch to).
 impl InspectQueries {
     /// The statements of `dialect` on `table`.
     pub fn for_table(dialect: Dialect, table: &TableName) -> InspectQueries {
@@ -235,341 +223,7 @@ impl InspectQueries {
     }
 }
 
-/// How a table's rows look to the whole-table statements of one dialect and layout.
-struct RowShape<'a> {
-    /// The condition rows must meet to be listed, written as `"… AND "` (empty: every row).
-    live: &'a str,
-    /// The data column as the backend reads it.
-    data: &'a str,
-    /// `updated_at` as unix milliseconds.
-    updated_ms: &'a str,
-    /// "written before the cutoff" (`{cutoff}` is the bound unix ms).
-    before: &'a str,
-}
-
-/// Builds [`InspectQueries`] from the row shape, the dialect's clock in unix ms, its
-/// placeholders (`p(n)` is the n-th) and whether `DELETE … LIMIT` exists (MySQL; elsewhere a
-/// limited id subquery, which MySQL in turn refuses).
-fn inspect_queries(
-    t: &str,
-    now_ms: &str,
-    rows: RowShape<'_>,
-    p: impl Fn(usize) -> String,
-    delete_limit: bool,
-) -> InspectQueries {
-    let RowShape {
-        live,
-        data,
-        updated_ms,
-        before,
-    } = rows;
-    let columns = format!("id, state, {data}, {updated_ms}");
-    let older = before.replace("{cutoff}", &p(1));
-    let purge_batch = if delete_limit {
-        format!("DELETE FROM {t} WHERE {older} LIMIT {}", p(2))
-    } else {
-        // The age test again on the outer DELETE: a row rewritten between the subquery and
-        // the delete (PostgreSQL rechecks only the id) is fresh and stays.
-        format!(
-            "DELETE FROM {t} WHERE {older} AND id IN (SELECT id FROM {t} WHERE {older} LIMIT {})",
-            p(2)
-        )
-    };
-    InspectQueries {
-        list: format!(
-            "SELECT {columns} FROM {t} WHERE {live}id > {} ORDER BY id LIMIT {}",
-            p(1),
-            p(2)
-        ),
-        list_by_state: format!(
-            "SELECT {columns} FROM {t} WHERE {live}state = {} AND id > {} ORDER BY id LIMIT {}",
-            p(1),
-            p(2),
-            p(3)
-        ),
-        get_row: format!("SELECT {columns} FROM {t} WHERE {live}id = {}", p(1)),
-        count_by_state: format!(
-            "SELECT state, COUNT(*) AS n FROM {t} WHERE {live}1 = 1 GROUP BY state ORDER BY n DESC, state"
-        ),
-        time_range: format!(
-            "SELECT COUNT(*), MIN({updated_ms}), MAX({updated_ms}) FROM {t} WHERE {live}1 = 1"
-        ),
-        count_older: format!("SELECT COUNT(*) FROM {t} WHERE {older}"),
-        purge_batch,
-        now_ms: format!("SELECT {now_ms}"),
-    }
-}
-
-/// Statements on the version table, which records applied migrations of any number of FSM
-/// tables (its key is `(table_name, version)`).
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct VersionQueries {
-    /// `()`: creates the version table if it does not exist.
-    pub create: String,
-    /// `(table_name)` → `version, description, installed_on (unix ms), success, checksum,
-    /// execution_time_ms`, by version.
-    pub select_applied: String,
-    /// `(table_name, version, description, success, checksum, execution_time_ms)`.
-    pub insert: String,
-    /// `(success, execution_time_ms, table_name, version)`.
-    pub mark_success: String,
-    /// `(success, table_name, version)`: marks a row unfinished or finished, keeping its
-    /// execution time (a MySQL down step).
-    pub set_success: String,
-    /// `(table_name, version)`.
-    pub delete: String,
-    /// `(bare table name)` → `COUNT(*)`: 1 when that table exists in the current
-    /// database/schema, else 0.
-    pub table_exists: String,
-}
-
-/// The statements that take and release the migration lock of one version table, on the
-/// servers that have named locks. (SQLite has none: its lock is `BEGIN IMMEDIATE`.)
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct MigrationLock {
-    /// Takes the lock (waits for it).
-    pub acquire: String,
-    /// PostgreSQL behind a transaction pooler: takes the lock for the current transaction
-    /// (`pg_advisory_xact_lock`, released at its end), run right after `BEGIN`; empty on
-    /// MySQL.
-    pub acquire_in_transaction: String,
-    /// Releases it.
-    pub release: String,
-    /// The lock's name or key, for messages.
-    pub name: String,
-    /// Who holds the lock: one row of one text column (a session's pid, application,
-    /// client and since when), or no row.
-    pub holder: String,
-}
-
-impl MigrationLock {
-    /// PostgreSQL: a session advisory lock whose key is derived from the version table's
-    /// name, released by `release` or by the session ending.
-    pub fn postgres(version_table: &TableName) -> MigrationLock {
-        let name = format!("fsmstore:{version_table}");
-        let key = advisory_key(&name);
-        // A bigint advisory key shows in pg_locks as classid (high 32 bits) and objid
-        // (low 32 bits), with objsubid 1.
-        let bits = u64::from_ne_bytes(key.to_ne_bytes());
-        let (high, low) = (bits >> 32, bits & 0xffff_ffff);
-        MigrationLock {
-            acquire: format!("SELECT pg_advisory_lock({key})"),
-            acquire_in_transaction: format!("SELECT pg_advisory_xact_lock({key})"),
-            release: format!("SELECT pg_advisory_unlock({key})"),
-            name: format!("advisory lock {key} ({name})"),
-            holder: format!(
-                "SELECT format('session pid %s (application %L, client %s, connected since %s, %s)', \
-                 a.pid, a.application_name, coalesce(host(a.client_addr), 'local socket'), \
-                 date_trunc('second', a.backend_start), a.state) \
-                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-                 WHERE l.locktype = 'advisory' AND l.granted AND l.classid = {high} \
-                 AND l.objid = {low} AND l.objsubid = 1 LIMIT 1"
-            ),
-        }
-    }
-
-    /// MySQL / MariaDB: `GET_LOCK` binding the timeout in seconds, returning 1 (taken), 0
-    /// (timed out) or NULL (error); `RELEASE_LOCK`.
-    pub fn mysql(version_table: &TableName) -> MigrationLock {
-        // A validated identifier: safe inside a string literal. MySQL refuses lock names
-        // over 64 characters (error 3057): truncate; two long version tables sharing a
-        // prefix then share a lock, which only serializes their migrations.
-        let name: String = format!("fsmstore:{version_table}")
-            .chars()
-            .take(64)
-            .collect();
-        MigrationLock {
-            acquire: format!("SELECT GET_LOCK('{name}', ?)"),
-            acquire_in_transaction: String::new(),
-            release: format!("SELECT RELEASE_LOCK('{name}')"),
-            holder: format!(
-                "SELECT CONCAT('connection ', p.ID, ' (user ', p.USER, ', client ', p.HOST, ', ', p.TIME, ' s in ', COALESCE(p.COMMAND, ''), ')') \
-                 FROM information_schema.PROCESSLIST p WHERE p.ID = IS_USED_LOCK('{name}')"
-            ),
-            name,
-        }
-    }
-}
-
-/// MySQL and MariaDB: the migration lock that holds across a Galera cluster. `GET_LOCK`
-/// is node-local, so two migrators on two nodes would both hold it; this lock is a row,
-/// and writes of one row on two nodes conflict at commit (certification, 1213), so one
-/// insert wins cluster-wide. The row carries its owner (`host:port:connection id` of the
-/// node) and a lease. A migrator takes `GET_LOCK` on its node first, so a row its own node
-/// owns is stale (its owner would need that `GET_LOCK`) and is taken over at once; a row
-/// another node owns is taken over once its lease ran out (that node died mid-run). On a
-/// single server this is one more row write per run.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ClusterLock {
-    /// The lock table (`<version table>_lock`).
-    pub table: TableName,
-    /// `()`: creates the lock table if it does not exist.
-    pub create: String,
-    /// `(name, lease seconds)`: takes a free lock (duplicate key 1062 when it is held,
-    /// 1213 when another node's insert won).
-    pub insert: String,
-    /// `(lease seconds, name)`: takes the lock over when its lease ran out or this node
-    /// owns it; rows affected = whether it did.
-    pub take_over: String,
-    /// `(lease seconds, name)`: extends the lease this connection holds; no row affected
-    /// means another migrator took it over (the lease ran out).
-    pub renew: String,
-    /// `(name)`: releases the lock this connection holds.
-    pub release: String,
-    /// `(name)` → `owner, seconds left`: for the timeout message.
-    pub holder: String,
-    /// The lock's name: the version table's.
-    pub name: String,
-}
-
-impl ClusterLock {
-    /// The lock of `version_table`.
-    pub fn mysql(version_table: &TableName) -> ClusterLock {
-        let table = version_table.derived("lock");
-        let t = table.quoted(Dialect::Mysql);
-        let node = "CONCAT(@@hostname, ':', @@port, ':')";
-        let me = format!("CONCAT({node}, CONNECTION_ID())");
-        let lease = "CURRENT_TIMESTAMP(6) + INTERVAL ? SECOND";
-        ClusterLock {
-            create: format!(
-                "CREATE TABLE IF NOT EXISTS {t} (\
-                 name VARCHAR(64) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY, \
-                 owner VARCHAR(255) CHARACTER SET ascii COLLATE ascii_bin NOT NULL, \
-                 expires_at TIMESTAMP(6) NOT NULL) ENGINE = InnoDB"
-            ),
-            insert: format!("INSERT INTO {t} (name, owner, expires_at) VALUES (?, {me}, {lease})"),
-            take_over: format!(
-                "UPDATE {t} SET owner = {me}, expires_at = {lease} \
-                 WHERE name = ? AND (expires_at < CURRENT_TIMESTAMP(6) \
-                 OR LEFT(owner, CHAR_LENGTH({node})) = {node})"
-            ),
-            renew: format!("UPDATE {t} SET expires_at = {lease} WHERE name = ? AND owner = {me}"),
-            release: format!("DELETE FROM {t} WHERE name = ? AND owner = {me}"),
-            holder: format!(
-                "SELECT owner, TIMESTAMPDIFF(SECOND, CURRENT_TIMESTAMP(6), expires_at) FROM {t} WHERE name = ?"
-            ),
-            name: version_table.as_str().to_owned(),
-            table,
-        }
-    }
-}
-
-/// MySQL / MariaDB: version tables made before fsmstore 0.2 compared `table_name` with the
-/// server's default collation, case-insensitively (`Order` and `order` shared rows). The
-/// migrator checks and, once, repairs it under its lock.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct MysqlVersionRepair {
-    /// `(bare version table name)` → the collation of its `table_name` column.
-    pub check: String,
-    /// Makes `table_name` byte-exact (`ascii_bin`; table names are ASCII identifiers).
-    pub repair: String,
-    /// The collation `check` returns once repaired.
-    pub collation: &'static str,
-}
-
-impl MysqlVersionRepair {
-    /// The statements for `version_table`.
-    pub fn new(version_table: &TableName) -> Self {
-        MysqlVersionRepair {
-            check: "SELECT COLLATION_NAME FROM information_schema.COLUMNS \
-                    WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'table_name'"
-                .to_owned(),
-            repair: format!(
-                "ALTER TABLE {} MODIFY table_name VARCHAR(63) CHARACTER SET ascii COLLATE ascii_bin NOT NULL",
-                version_table.quoted(Dialect::Mysql)
-            ),
-            collation: "ascii_bin",
-        }
-    }
-}
-
-/// The statements of a per-key lock ([`Isolation`](crate::Isolation)) held by a database
-/// session, for one row id.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct KeyLock {
-    /// Takes the lock. PostgreSQL: a simple-query batch (values inlined, no parameters)
-    /// that waits at most the timeout (`lock_timeout`, SQLSTATE 55P03 when it runs out) and
-    /// returns one row `(_, backend pid)`; the batch is one implicit transaction, so a
-    /// timeout also undoes its `SET`. MySQL: `(name, timeout seconds)` →
-    /// `(1 taken | 0 timed out | NULL error, connection id)`.
-    pub lock: String,
-    /// Releases it. PostgreSQL: a batch; MySQL: `(name)`.
-    pub unlock: String,
-    /// The lock's name (MySQL's `GET_LOCK`, at most 64 characters); empty on PostgreSQL.
-    pub name: String,
-}
-
-impl KeyLock {
-    /// A session-level advisory lock on a 64-bit hash of the table and the row id.
-    pub fn postgres(table: &TableName, row_id: &str, timeout: std::time::Duration) -> KeyLock {
-        let key = advisory_key(&format!("fsmstore:row:{}:{row_id}", table.as_str()));
-        let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
-        KeyLock {
-            lock: format!(
-                "SET lock_timeout = '{ms}ms'; SELECT pg_advisory_lock({key}), pg_backend_pid(); \
-                 SET lock_timeout = DEFAULT"
-            ),
-            unlock: format!("SELECT pg_advisory_unlock({key})"),
-            name: String::new(),
-        }
-    }
-
-    /// The lock of [`KeyLock::postgres`] for a connection behind a transaction pooler: a
-    /// transaction-level advisory lock in a transaction left open (which keeps its server
-    /// connection) until `unlock` commits it. The batch returns one row `(_, backend pid)`;
-    /// a timeout (55P03) leaves the transaction aborted, to be rolled back.
-    pub fn postgres_in_transaction(
-        table: &TableName,
-        row_id: &str,
-        timeout: std::time::Duration,
-    ) -> KeyLock {
-        let key = advisory_key(&format!("fsmstore:row:{}:{row_id}", table.as_str()));
-        let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
-        KeyLock {
-            lock: format!(
-                "BEGIN; SET LOCAL lock_timeout = '{ms}ms'; \
-                 SELECT pg_advisory_xact_lock({key}), pg_backend_pid()"
-            ),
-            unlock: "COMMIT".to_owned(),
-            name: String::new(),
-        }
-    }
-
-    /// `GET_LOCK` under `fsm:<table hash>:<row id hash>` (29 characters, whatever the
-    /// table and id).
-    pub fn mysql(table: &TableName, row_id: &str) -> KeyLock {
-        use crate::table_name::{fnv1a, fnv1a64};
-        KeyLock {
-            lock: "SELECT GET_LOCK(?, ?), CONNECTION_ID()".to_owned(),
-            unlock: "SELECT RELEASE_LOCK(?)".to_owned(),
-            name: format!(
-                "fsm:{:08x}:{:016x}",
-                fnv1a(table.as_str().as_bytes()),
-                fnv1a64(row_id.as_bytes())
-            ),
-        }
-    }
-}
-
-/// A stable 64-bit key for `name`: the first 8 bytes of its SHA-256.
-fn advisory_key(name: &str) -> i64 {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(name.as_bytes());
-    let mut bytes = [0_u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    i64::from_be_bytes(bytes)
-}
-
-/// `DROP TABLE IF EXISTS` for `table` (cleanup of scratch tables; never run by migrations).
-pub fn drop_table_if_exists(dialect: Dialect, table: &TableName) -> String {
-    format!("DROP TABLE IF EXISTS {}", table.quoted(dialect))
-}
-
+/// Each dialect's version-table statements.
 impl VersionQueries {
     /// The statements of `dialect` on version table `version_table`.
     pub fn for_table(dialect: Dialect, version_table: &TableName) -> VersionQueries {
@@ -580,20 +234,6 @@ impl VersionQueries {
             Dialect::Mysql => mysql::version_queries(&v),
         }
     }
-}
-
-/// Statements shared by every dialect (standard SQL, `?`-free apart from placeholders).
-fn common_version_queries(v: &str, placeholders: [&str; 6]) -> (String, String, String, String) {
-    let [p1, p2, p3, p4, p5, p6] = placeholders;
-    (
-        format!(
-            "INSERT INTO {v} (table_name, version, description, success, checksum, execution_time_ms) \
-             VALUES ({p1}, {p2}, {p3}, {p4}, {p5}, {p6})"
-        ),
-        format!("UPDATE {v} SET success = {p1}, execution_time_ms = {p2} WHERE table_name = {p3} AND version = {p4}"),
-        format!("UPDATE {v} SET success = {p1} WHERE table_name = {p2} AND version = {p3}"),
-        format!("DELETE FROM {v} WHERE table_name = {p1} AND version = {p2}"),
-    )
 }
 
 #[cfg(test)]

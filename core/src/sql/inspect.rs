@@ -1,0 +1,91 @@
+//! Whole-table statements ([`InspectQueries`]): list, stats, purge, per dialect and layout.
+
+
+/// Whole-table statements for [`Inspect`](crate::Inspect). Rows come back as
+/// `id, state, data, updated_at (unix ms)`; times are bound as unix milliseconds.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct InspectQueries {
+    /// `(after_id, limit)` → rows with `id > after_id`, by id.
+    pub list: String,
+    /// `(state, after_id, limit)` → rows in `state` with `id > after_id`, by id.
+    pub list_by_state: String,
+    /// `(id)` → the row.
+    pub get_row: String,
+    /// `()` → `state, COUNT(*)`, most common first.
+    pub count_by_state: String,
+    /// `()` → `COUNT(*), MIN(updated_at ms), MAX(updated_at ms)`.
+    pub time_range: String,
+    /// `(cutoff_ms)` → `COUNT(*)` of rows written before the cutoff.
+    pub count_older: String,
+    /// `(cutoff_ms, limit)`: deletes at most `limit` rows written before the cutoff.
+    pub purge_batch: String,
+    /// `()` → the database's clock, unix milliseconds (the expiry cutoff of `purge
+    /// --expired` is taken from it, as reads and writes decide expiry with it).
+    pub now_ms: String,
+}
+
+/// How a table's rows look to the whole-table statements of one dialect and layout.
+pub(super) struct RowShape<'a> {
+    /// The condition rows must meet to be listed, written as `"… AND "` (empty: every row).
+    pub(super) live: &'a str,
+    /// The data column as the backend reads it.
+    pub(super) data: &'a str,
+    /// `updated_at` as unix milliseconds.
+    pub(super) updated_ms: &'a str,
+    /// "written before the cutoff" (`{cutoff}` is the bound unix ms).
+    pub(super) before: &'a str,
+}
+
+/// Builds [`InspectQueries`] from the row shape, the dialect's clock in unix ms, its
+/// placeholders (`p(n)` is the n-th) and whether `DELETE … LIMIT` exists (MySQL; elsewhere a
+/// limited id subquery, which MySQL in turn refuses).
+pub(super) fn inspect_queries(
+    t: &str,
+    now_ms: &str,
+    rows: RowShape<'_>,
+    p: impl Fn(usize) -> String,
+    delete_limit: bool,
+) -> InspectQueries {
+    let RowShape {
+        live,
+        data,
+        updated_ms,
+        before,
+    } = rows;
+    let columns = format!("id, state, {data}, {updated_ms}");
+    let older = before.replace("{cutoff}", &p(1));
+    let purge_batch = if delete_limit {
+        format!("DELETE FROM {t} WHERE {older} LIMIT {}", p(2))
+    } else {
+        // The age test again on the outer DELETE: a row rewritten between the subquery and
+        // the delete (PostgreSQL rechecks only the id) is fresh and stays.
+        format!(
+            "DELETE FROM {t} WHERE {older} AND id IN (SELECT id FROM {t} WHERE {older} LIMIT {})",
+            p(2)
+        )
+    };
+    InspectQueries {
+        list: format!(
+            "SELECT {columns} FROM {t} WHERE {live}id > {} ORDER BY id LIMIT {}",
+            p(1),
+            p(2)
+        ),
+        list_by_state: format!(
+            "SELECT {columns} FROM {t} WHERE {live}state = {} AND id > {} ORDER BY id LIMIT {}",
+            p(1),
+            p(2),
+            p(3)
+        ),
+        get_row: format!("SELECT {columns} FROM {t} WHERE {live}id = {}", p(1)),
+        count_by_state: format!(
+            "SELECT state, COUNT(*) AS n FROM {t} WHERE {live}1 = 1 GROUP BY state ORDER BY n DESC, state"
+        ),
+        time_range: format!(
+            "SELECT COUNT(*), MIN({updated_ms}), MAX({updated_ms}) FROM {t} WHERE {live}1 = 1"
+        ),
+        count_older: format!("SELECT COUNT(*) FROM {t} WHERE {older}"),
+        purge_batch,
+        now_ms: format!("SELECT {now_ms}"),
+    }
+}
