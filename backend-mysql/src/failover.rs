@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use fsmstore_core::sql::MysqlServer;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool};
 
 /// The hosts of a storage and the one its pools connect to.
@@ -41,7 +42,7 @@ impl Failover {
             )
             .await?;
             // No row on a server without Galera.
-            let ready: Option<(String, String)> = sqlx::query_as("SHOW STATUS LIKE 'wsrep_ready'")
+            let ready: Option<(String, String)> = sqlx::query_as(MysqlServer::GALERA_READY)
                 .fetch_optional(&mut conn)
                 .await?;
             let _ = sqlx::Connection::close(conn).await;

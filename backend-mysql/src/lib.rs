@@ -35,6 +35,7 @@ mod inspect;
 mod isolation;
 mod migrate;
 mod stash;
+mod statements;
 mod steps;
 mod storage;
 

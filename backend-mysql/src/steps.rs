@@ -232,11 +232,10 @@ impl Shared {
             .fetch_optional(&mut *conn)
             .await
             .map_err(from_sqlx)?;
-        let me: String =
-            sqlx::query_scalar("SELECT CONCAT(@@hostname, ':', @@port, ':', CONNECTION_ID())")
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(from_sqlx)?;
+        let me: String = sqlx::query_scalar(sql(&self.cluster.me))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(from_sqlx)?;
         Ok(owner.is_some_and(|(owner, _)| owner == me))
     }
 

@@ -126,11 +126,9 @@ impl PgSteps<'_> {
 
     /// The transaction-level lock, its wait bounded for this transaction only.
     fn xact_lock(&self) -> String {
-        let ms = self.inner.config.lock_timeout.as_millis();
-        format!(
-            "SET LOCAL lock_timeout = '{ms}ms'; {}",
-            self.inner.lock.acquire_in_transaction
-        )
+        self.inner
+            .lock
+            .acquire_in_transaction_within(self.inner.config.lock_timeout)
     }
 
     /// `result` of taking the lock, with a lock timeout (SQLSTATE 55P03) turned into
@@ -179,13 +177,11 @@ impl MigrationSteps for PgSteps<'_> {
             return self.named_timeout(locked).await;
         }
         // The wait is bounded: PostgreSQL's lock_timeout covers advisory locks (55P03).
-        let ms = self.inner.config.lock_timeout.as_millis();
-        let acquire = &self.inner.lock.acquire;
-        let locked = self
-            .batch(&format!(
-                "SET lock_timeout = '{ms}ms'; {acquire}; RESET lock_timeout"
-            ))
-            .await;
+        let acquire = self
+            .inner
+            .lock
+            .acquire_within(self.inner.config.lock_timeout);
+        let locked = self.batch(&acquire).await;
         if locked.is_err() {
             let _ = self.batch("RESET lock_timeout").await;
         }

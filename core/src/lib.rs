@@ -34,6 +34,7 @@ mod database;
 mod dialect;
 mod dialogue;
 pub mod dialogue_value;
+mod duration;
 mod error;
 mod finite;
 mod inspect;
@@ -66,6 +67,10 @@ pub use data::{
 pub use database::Database;
 pub use dialect::Dialect;
 pub use dialogue::{patch_from, Dialogue, DialogueState, IntoState};
+pub use duration::{
+    check_duration, named_duration, parse_duration, parse_duration_or_seconds, parse_millis,
+    MAX_DURATION,
+};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use inspect::{now_ms, Inspect, StoredRow, TableStats};
 pub use isolation::{
@@ -83,10 +88,8 @@ pub use migrations::{AppliedMigration, Migration, MigrationSet, MigrationSource}
 pub use migrator::{history, HistoryEntry, MigrationReport, Migrator, SchemaStatus};
 pub use offline::offline_script;
 pub use options::{
-    check_duration, named_duration, parse_duration, parse_duration_or_seconds, parse_millis,
     SchemaPolicy, StorageOptions, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_ISOLATION_TIMEOUT, DEFAULT_MAX_DATA_BYTES, DEFAULT_POOL_MAX, MAX_DURATION,
-    SHARED_URL_PARAMETERS,
+    DEFAULT_ISOLATION_TIMEOUT, DEFAULT_MAX_DATA_BYTES, DEFAULT_POOL_MAX, SHARED_URL_PARAMETERS,
 };
 pub use planner::{
     dirty_error, verified_version, Direction, MigrationPlan, MigrationStep, MigrationTarget,

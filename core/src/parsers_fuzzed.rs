@@ -9,8 +9,8 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use crate::dialogue_value::{decode, encode};
+use crate::duration::{parse_duration, MAX_DURATION};
 use crate::key::{BotId, ChatId, DefaultKeyBuilder, KeyBuilder, StorageKey, UserId};
-use crate::options::{parse_duration, MAX_DURATION};
 use crate::planner::MigrationTarget;
 
 /// Any JSON value, nested a few levels, with the keys the mapping reserves.

@@ -288,7 +288,7 @@ impl DatabaseUrl {
                     "URL parameters {name} and {alias} set the same thing: give one"
                 )))
             }
-            (Some(value), None) => crate::options::named_duration(name, &value)?,
+            (Some(value), None) => crate::duration::named_duration(name, &value)?,
             (None, Some((alias, unit, value))) => {
                 let count: u64 = value
                     .parse()
@@ -304,7 +304,7 @@ impl DatabaseUrl {
             }
             (None, None) => return Ok(None),
         };
-        crate::options::check_duration(&format!("URL parameter {name}"), duration, max).map(Some)
+        crate::duration::check_duration(&format!("URL parameter {name}"), duration, max).map(Some)
     }
 
     /// Removes every parameter whose name is in `names` (those the driver reads itself)

@@ -1,6 +1,5 @@
 //! Whole-table statements ([`InspectQueries`]): list, stats, purge, per dialect and layout.
 
-
 /// Whole-table statements for [`Inspect`](crate::Inspect). Rows come back as
 /// `id, state, data, updated_at (unix ms)`; times are bound as unix milliseconds.
 #[derive(Debug, Clone)]

@@ -25,6 +25,27 @@ pub struct MigrationLock {
 }
 
 impl MigrationLock {
+    /// PostgreSQL: [`MigrationLock::acquire`] waiting at most `timeout` (its
+    /// `lock_timeout` covers advisory locks, SQLSTATE 55P03), the session's setting reset
+    /// afterwards. One batch of statements.
+    pub fn acquire_within(&self, timeout: std::time::Duration) -> String {
+        let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
+        format!(
+            "SET lock_timeout = '{ms}ms'; {}; RESET lock_timeout",
+            self.acquire
+        )
+    }
+
+    /// PostgreSQL: [`MigrationLock::acquire_in_transaction`] waiting at most `timeout`, for
+    /// this transaction only (`SET LOCAL`).
+    pub fn acquire_in_transaction_within(&self, timeout: std::time::Duration) -> String {
+        let ms = timeout.as_millis().clamp(1, i32::MAX as u128);
+        format!(
+            "SET LOCAL lock_timeout = '{ms}ms'; {}",
+            self.acquire_in_transaction
+        )
+    }
+
     /// PostgreSQL: a session advisory lock whose key is derived from the version table's
     /// name, released by `release` or by the session ending.
     pub fn postgres(version_table: &TableName) -> MigrationLock {
@@ -101,6 +122,9 @@ pub struct ClusterLock {
     pub release: String,
     /// `(name)` → `owner, seconds left`: for the timeout message.
     pub holder: String,
+    /// `()` → this connection's owner text (`host:port:connection id`), as the lock rows
+    /// record it.
+    pub me: String,
     /// The lock's name: the version table's.
     pub name: String,
 }
@@ -131,6 +155,7 @@ impl ClusterLock {
             holder: format!(
                 "SELECT owner, TIMESTAMPDIFF(SECOND, CURRENT_TIMESTAMP(6), expires_at) FROM {t} WHERE name = ?"
             ),
+            me: format!("SELECT {me}"),
             name: version_table.as_str().to_owned(),
             table,
         }

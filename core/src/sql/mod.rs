@@ -9,6 +9,7 @@
 mod inspect;
 mod locks;
 mod mysql;
+pub use mysql::MysqlServer;
 mod postgres;
 mod sqlite;
 mod version;

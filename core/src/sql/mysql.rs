@@ -164,3 +164,20 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
         true,
     )
 }
+
+/// What fsmstore asks a MySQL or MariaDB server about itself.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct MysqlServer;
+
+impl MysqlServer {
+    /// `()` → 1 on a Galera node with replication on (MySQL has no such variable: an error).
+    pub const GALERA_ON: &'static str = "SELECT @@wsrep_on";
+    /// `()` → `(name, value)`: `wsrep_ready` (`ON` on a node that takes statements); no
+    /// row on a server without Galera.
+    pub const GALERA_READY: &'static str = "SHOW STATUS LIKE 'wsrep_ready'";
+    /// `(table name)` → the collation of the `id` column of that table in the current
+    /// database.
+    pub const ID_COLLATION: &'static str = "SELECT COLLATION_NAME FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'id'";
+}

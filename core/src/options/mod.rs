@@ -1,14 +1,20 @@
-//! Options every backend shares: tables, key layout, schema policy, limits.
+//! Options every backend shares: tables, key layout, schema policy, limits; their setters.
+//! Applying URL parameters, joining URL and code, and checking are in the child modules.
+
+mod settings;
+mod url_parameters;
+mod validation;
+
+pub use url_parameters::SHARED_URL_PARAMETERS;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::dialect::Dialect;
 use crate::error::{Error, Result};
-use crate::key::{DefaultKeyBuilder, KeyBuilder, StorageKey, MAX_KEY_BYTES};
+use crate::key::{DefaultKeyBuilder, KeyBuilder};
 use crate::layout::Layout;
-use crate::migrations::{self, MigrationSet, MigrationSource};
+use crate::migrations::MigrationSource;
 use crate::retry::RetryPolicy;
 use crate::table_name::TableName;
 
@@ -178,151 +184,6 @@ impl fmt::Debug for StorageOptions {
     }
 }
 
-/// The URL parameters every backend understands (parsed by [`DatabaseUrl`](crate::DatabaseUrl)).
-pub const SHARED_URL_PARAMETERS: [&str; 14] = [
-    "call_timeout",
-    "call_timeout_ms",
-    "connect_timeout",
-    "isolation_timeout",
-    "table",
-    "version_table",
-    "schema",
-    "pool_max",
-    "connect_timeout_ms",
-    "max_data_bytes",
-    "retry_attempts",
-    "isolation_timeout_ms",
-    "ttl",
-    "layout",
-];
-
-/// The longest duration any setting accepts: 36500 days (100 years). Longer ones are
-/// refused where they enter, never wrapped: a TTL of a million weeks once made every row
-/// read as expired on MySQL (its `DATETIME` overflowed) and every read an error on
-/// PostgreSQL.
-pub const MAX_DURATION: Duration = Duration::from_secs(36_500 * 86_400);
-
-/// A duration written as a number and a unit: `500ms`, `90s`, `45m`, `12h`, `30d`, `2w`,
-/// at most [`MAX_DURATION`] (`36500d`).
-///
-/// ```
-/// use std::time::Duration;
-/// use fsmstore_core::parse_duration;
-/// assert_eq!(parse_duration("30d")?, Duration::from_secs(30 * 86_400));
-/// assert!(parse_duration("36501d").is_err());
-/// assert!(parse_duration("18446744073709551615ms").is_err());
-/// # Ok::<(), fsmstore_core::Error>(())
-/// ```
-///
-/// # Errors
-/// [`Error::Config`] naming what is wrong, and the largest accepted value for one that is
-/// too long.
-pub fn parse_duration(text: &str) -> Result<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let too_long = || {
-        Error::Config(format!(
-            "{text:?} is longer than the largest accepted duration, 36500d (100 years)"
-        ))
-    };
-    let millis = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 604_800_000,
-        _ if number.is_empty() || unit.is_empty() => {
-            return Err(Error::Config(format!(
-                "{text:?}: expected a number and a unit, like 30m"
-            )))
-        }
-        _ => {
-            return Err(Error::Config(format!(
-                "{text:?}: the unit must be ms, s, m, h, d or w"
-            )))
-        }
-    };
-    if number.is_empty() {
-        return Err(Error::Config(format!(
-            "{text:?}: expected a number and a unit, like 30m"
-        )));
-    }
-    // All digits: a parse failure is a number past u64, too long either way.
-    let number: u64 = number.parse().map_err(|_| too_long())?;
-    let duration = number
-        .checked_mul(millis)
-        .map(Duration::from_millis)
-        .ok_or_else(too_long)?;
-    if duration > MAX_DURATION {
-        return Err(too_long());
-    }
-    Ok(duration)
-}
-
-/// A duration by URL parameter `name`: `500ms`, `5s`, `30d` (see [`parse_duration`]).
-///
-/// # Errors
-/// [`Error::Config`] naming the parameter.
-pub fn named_duration(name: &str, value: &str) -> Result<Duration> {
-    parse_duration(value).map_err(|err| match err {
-        Error::Config(why) => Error::Config(format!("URL parameter {name}: {why}")),
-        other => other,
-    })
-}
-
-/// [`named_duration`], or a bare number of seconds (libpq's `connect_timeout`).
-///
-/// # Errors
-/// As [`named_duration`].
-pub fn parse_duration_or_seconds(name: &str, value: &str) -> Result<Duration> {
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return named_duration(name, &format!("{value}s"));
-    }
-    named_duration(name, value)
-}
-
-/// A duration given in whole milliseconds by URL parameter `name`, at most `max`.
-///
-/// # Errors
-/// [`Error::Config`] naming the parameter, and the largest accepted value for one that is
-/// too long.
-pub fn parse_millis(name: &str, value: &str, max: Duration) -> Result<Duration> {
-    let too_long = || {
-        Error::Config(format!(
-            "URL parameter {name}={value} is longer than the largest accepted, {} ms",
-            max.as_millis()
-        ))
-    };
-    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::Config(format!(
-            "URL parameter {name}={value:?} is not a whole number of milliseconds"
-        )));
-    }
-    let ms: u64 = value.parse().map_err(|_| too_long())?;
-    let duration = Duration::from_millis(ms);
-    if duration > max {
-        return Err(too_long());
-    }
-    Ok(duration)
-}
-
-/// Checks a duration set in code: at most `max`.
-///
-/// # Errors
-/// [`Error::Config`] naming the setting and the largest accepted value.
-pub fn check_duration(name: &str, value: Duration, max: Duration) -> Result<Duration> {
-    if value > max {
-        return Err(Error::Config(format!(
-            "{name} of {value:?} is longer than the largest accepted, {max:?}"
-        )));
-    }
-    Ok(value)
-}
-
 /// The default [`StorageOptions::call_timeout`].
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -348,149 +209,6 @@ impl StorageOptions {
         Ok(self.mark(Setting::VersionTable))
     }
 
-    /// Applies URL query parameter `name=value` if it is one of
-    /// [`SHARED_URL_PARAMETERS`]; returns whether it was.
-    ///
-    /// # Errors
-    /// [`Error::InvalidTableName`], or [`Error::Config`] naming the parameter for a bad
-    /// value.
-    pub fn set_url_parameter(&mut self, name: &str, value: &str) -> Result<bool> {
-        let number = |value: &str| {
-            value.parse::<u64>().map_err(|_| {
-                Error::Config(format!(
-                    "URL parameter {name}={value:?} is not a whole number"
-                ))
-            })
-        };
-        match name {
-            "table" => self.table = TableName::new(value)?,
-            "version_table" => self.version_table = TableName::new(value)?,
-            "schema" => self.schema = value.parse()?,
-            "layout" => self.layout = value.parse()?,
-            "pool_max" => {
-                self.pool_max = u32::try_from(number(value)?)
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| {
-                        Error::Config(format!("URL parameter pool_max={value} must be 1 or more"))
-                    })?;
-            }
-            // Every time parameter takes a duration (`500ms`, `5s`, `30d`); the older names
-            // in milliseconds stay as aliases. `connect_timeout` also takes libpq's bare
-            // seconds.
-            "connect_timeout" => self.connect_timeout = parse_duration_or_seconds(name, value)?,
-            "connect_timeout_ms" => self.connect_timeout = parse_millis(name, value, MAX_DURATION)?,
-            "call_timeout" => self.call_timeout = named_duration(name, value)?,
-            "call_timeout_ms" => self.call_timeout = parse_millis(name, value, MAX_DURATION)?,
-            "isolation_timeout" => self.isolation_timeout = named_duration(name, value)?,
-            "isolation_timeout_ms" => {
-                self.isolation_timeout = parse_millis(name, value, MAX_DURATION)?
-            }
-            "ttl" => {
-                let ttl = parse_duration(value)?;
-                if ttl.is_zero() {
-                    return Err(Error::Config("ttl must be longer than 0".to_owned()));
-                }
-                self.ttl = Some(ttl);
-            }
-            "retry_attempts" => {
-                let attempts = u32::try_from(number(value)?)
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| {
-                        Error::Config(format!(
-                            "URL parameter retry_attempts={value} must be 1 or more"
-                        ))
-                    })?;
-                self.retry =
-                    RetryPolicy::new(attempts, self.retry.base_delay, self.retry.max_delay);
-            }
-            "max_data_bytes" => {
-                self.max_data_bytes = usize::try_from(number(value)?).map_err(|_| {
-                    Error::Config(format!("URL parameter max_data_bytes={value} is too large"))
-                })?;
-            }
-            _ => return Ok(false),
-        }
-        let setting = match name {
-            "table" => Setting::Table,
-            "version_table" => Setting::VersionTable,
-            "schema" => Setting::Schema,
-            "layout" => Setting::Layout,
-            "pool_max" => Setting::PoolMax,
-            "connect_timeout" | "connect_timeout_ms" => Setting::ConnectTimeout,
-            "call_timeout" | "call_timeout_ms" => Setting::CallTimeout,
-            "isolation_timeout" | "isolation_timeout_ms" => Setting::IsolationTimeout,
-            "ttl" => Setting::Ttl,
-            "retry_attempts" => Setting::Retry,
-            _ => Setting::MaxDataBytes,
-        };
-        // A URL naming one setting twice (`call_timeout=5s&call_timeout_ms=10`): refused,
-        // as a parameter given twice is.
-        if self.set & setting as u16 != 0 {
-            return Err(Error::Config(format!(
-                "URL parameter {name} sets {setting:?} a second time: give it once"
-            )));
-        }
-        self.set |= setting as u16;
-        Ok(true)
-    }
-
-    /// Whether the retry policy was given (a setter or `retry_attempts`), even as the
-    /// default: a backend that picks its own default (Galera) keeps a given one.
-    pub fn retry_is_set(&self) -> bool {
-        self.is_set(Setting::Retry, &self.retry, &RetryPolicy::default())
-    }
-
-    /// Refuses each setting of `names` that was given (in the URL or in code, even to its
-    /// default value): what a backend would ignore is an error naming it, never silently
-    /// dropped. A backend without SQL migrations refuses
-    /// `["version_table", "schema", "migrations"]`.
-    ///
-    /// ```
-    /// use fsmstore_core::{SchemaPolicy, StorageOptions};
-    /// let schema_less = ["version_table", "schema", "migrations"];
-    /// assert!(StorageOptions::default().unsupported("redis", &schema_less).is_ok());
-    /// let err = StorageOptions::default()
-    ///     .schema(SchemaPolicy::Verify)
-    ///     .unsupported("redis", &schema_less)
-    ///     .unwrap_err();
-    /// assert!(err.to_string().contains("schema"), "{err}");
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Config`] naming the first such setting; an unknown name in `names` (a bug of
-    /// the backend) is refused too.
-    pub fn unsupported(&self, backend: &str, names: &[&str]) -> Result<()> {
-        let defaults = StorageOptions::default();
-        for name in names {
-            let given = match *name {
-                "table" => self.is_set(Setting::Table, &self.table, &defaults.table),
-                "version_table" => self.is_set(
-                    Setting::VersionTable,
-                    &self.version_table,
-                    &defaults.version_table,
-                ),
-                "schema" => self.is_set(Setting::Schema, &self.schema, &defaults.schema),
-                "layout" => self.is_set(Setting::Layout, &self.layout, &defaults.layout),
-                "migrations" => self.set & Setting::Migrations as u16 != 0,
-                "ttl" => self.is_set(Setting::Ttl, &self.ttl, &defaults.ttl),
-                "pool_max" => self.is_set(Setting::PoolMax, &self.pool_max, &defaults.pool_max),
-                other => {
-                    return Err(Error::Config(format!(
-                        "{backend}: no setting named {other:?} to refuse"
-                    )))
-                }
-            };
-            if given {
-                return Err(Error::Config(format!(
-                    "the {backend} backend has no use for `{name}`: remove it from the URL and the options"
-                )));
-            }
-        }
-        Ok(())
-    }
-
     fn mark(mut self, setting: Setting) -> Self {
         self.set |= setting as u16;
         self
@@ -500,63 +218,6 @@ impl StorageOptions {
     /// value), or by assigning the public field a value other than the default.
     fn is_set<T: PartialEq>(&self, setting: Setting, value: &T, default: &T) -> bool {
         self.set & setting as u16 != 0 || value != default
-    }
-
-    /// Joins options parsed from a URL (`self`) with options set in code.
-    ///
-    /// The one precedence: a setting given on one side only is taken from that side; given
-    /// on both sides, the two must be equal; given on neither, it keeps its default. "Given"
-    /// means set by a setter or a URL parameter, *even to the default value*: so
-    /// `open_with("sqlite://x.db?schema=upgrade", StorageOptions::default().schema(SchemaPolicy::Verify))`
-    /// is a conflict, never a silent `Upgrade`. The key builder and custom migrations come
-    /// from code (a URL can not set them).
-    ///
-    /// ```
-    /// use fsmstore_core::{DatabaseUrl, SchemaPolicy, StorageOptions};
-    /// let url = DatabaseUrl::parse_file("sqlite://x.db?schema=upgrade")?.options().clone();
-    /// let err = url.merge(StorageOptions::default().schema(SchemaPolicy::Verify)).unwrap_err();
-    /// assert!(err.to_string().contains("schema"));
-    /// # Ok::<(), fsmstore_core::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Config`] naming the first setting the two sides give differently.
-    pub fn merge(self, code: StorageOptions) -> Result<StorageOptions> {
-        let defaults = StorageOptions::default();
-        let (url, mut code) = (self, code);
-        macro_rules! pick {
-            ($field:ident, $setting:expr, $name:literal) => {{
-                let url_set = url.is_set($setting, &url.$field, &defaults.$field);
-                let code_set = code.is_set($setting, &code.$field, &defaults.$field);
-                match (url_set, code_set) {
-                    (true, true) if url.$field != code.$field => {
-                        return Err(Error::Config(format!(
-                            "{} is {:?} in the URL and {:?} in the options: set it in one place",
-                            $name, url.$field, code.$field
-                        )))
-                    }
-                    (true, false) => url.$field.clone(),
-                    _ => code.$field.clone(),
-                }
-            }};
-        }
-        code.table = pick!(table, Setting::Table, "table");
-        code.version_table = pick!(version_table, Setting::VersionTable, "version_table");
-        code.schema = pick!(schema, Setting::Schema, "schema");
-        code.max_data_bytes = pick!(max_data_bytes, Setting::MaxDataBytes, "max_data_bytes");
-        code.pool_max = pick!(pool_max, Setting::PoolMax, "pool_max");
-        code.connect_timeout = pick!(connect_timeout, Setting::ConnectTimeout, "connect_timeout");
-        code.retry = pick!(retry, Setting::Retry, "retry");
-        code.isolation_timeout = pick!(
-            isolation_timeout,
-            Setting::IsolationTimeout,
-            "isolation_timeout"
-        );
-        code.ttl = pick!(ttl, Setting::Ttl, "ttl");
-        code.layout = pick!(layout, Setting::Layout, "layout");
-        code.call_timeout = pick!(call_timeout, Setting::CallTimeout, "call_timeout");
-        code.set |= url.set;
-        Ok(code)
     }
 
     /// Sets the most connections the storage opens (at least 1).
@@ -582,41 +243,6 @@ impl StorageOptions {
     pub fn layout(mut self, layout: Layout) -> Self {
         self.layout = layout;
         self.mark(Setting::Layout)
-    }
-
-    /// Succeeds when this storage's layout can give `feature`, which needs `updated_at`
-    /// (see [`Layout::require_updated_at`]).
-    ///
-    /// # Errors
-    /// [`Error::LayoutLacks`] naming the feature, the table and the upgrade.
-    pub fn require_updated_at(&self, feature: &'static str) -> Result<()> {
-        self.layout.require_updated_at(feature, &self.table)
-    }
-
-    /// Checks that the options fit together; every backend's `open` calls it.
-    ///
-    /// # Errors
-    /// [`Error::Config`] for a duration set in code past [`MAX_DURATION`];
-    /// [`Error::LayoutLacks`] for a TTL in a layout without `updated_at`.
-    pub fn check(&self) -> Result<()> {
-        check_duration("connect_timeout", self.connect_timeout, MAX_DURATION)?;
-        check_duration("call_timeout", self.call_timeout, MAX_DURATION)?;
-        if self.call_timeout.is_zero() {
-            return Err(Error::Config(
-                "call_timeout must be longer than 0".to_owned(),
-            ));
-        }
-        check_duration("isolation_timeout", self.isolation_timeout, MAX_DURATION)?;
-        if let Some(ttl) = self.ttl {
-            check_duration("ttl", ttl, MAX_DURATION)?;
-            if ttl.is_zero() {
-                return Err(Error::Config("ttl must be longer than 0".to_owned()));
-            }
-        }
-        if self.ttl.is_some() {
-            self.require_updated_at("expiry (ttl)")?;
-        }
-        Ok(())
     }
 
     /// Sets how long a per-key lock is waited for.
@@ -661,74 +287,13 @@ impl StorageOptions {
         self.migrations = Some(Arc::new(sources));
         self.mark(Setting::Migrations)
     }
-
-    /// The row id of `key`.
-    ///
-    /// # Errors
-    /// [`Error::InvalidKey`] from the key builder, or for an id over 255 characters.
-    pub fn row_id(&self, key: &StorageKey) -> Result<String> {
-        let id = self.key_builder.build(key)?;
-        if id.chars().count() > MAX_KEY_BYTES {
-            return Err(Error::InvalidKey(format!(
-                "row id is longer than {MAX_KEY_BYTES} characters"
-            )));
-        }
-        // PostgreSQL can not store NUL in text; the other backends could, so no one does.
-        if id.contains('\0') {
-            return Err(Error::InvalidKey(
-                "a key part (destiny, business connection, prefix) contains a NUL character"
-                    .to_owned(),
-            ));
-        }
-        Ok(id)
-    }
-
-    /// The row id of `key` for a `transition` to `state` with `patch`, once both are
-    /// checked: every backend refuses the same input before writing anything.
-    ///
-    /// # Errors
-    /// [`Error::InvalidKey`], [`Error::InvalidInput`] for a bad state,
-    /// [`Error::ValueTooLarge`] for a patch over the limit.
-    pub fn transition_row_id(
-        &self,
-        key: &StorageKey,
-        state: Option<&str>,
-        patch: &crate::data::Data,
-    ) -> Result<String> {
-        self.record_row_id(key, state, patch).map(|(id, _)| id)
-    }
-
-    /// The row id of `key` and `data` serialized, for writing `state` and `data` together,
-    /// once both are checked (as [`StorageOptions::transition_row_id`]).
-    ///
-    /// # Errors
-    /// As [`StorageOptions::transition_row_id`].
-    pub fn record_row_id(
-        &self,
-        key: &StorageKey,
-        state: Option<&str>,
-        data: &crate::data::Data,
-    ) -> Result<(String, String)> {
-        let id = self.row_id(key)?;
-        if let Some(state) = state {
-            crate::data::validate_state(state)?;
-        }
-        let text = crate::data::validate_data(&id, data, self.max_data_bytes)?;
-        Ok((id, text))
-    }
-
-    /// The migrations for `dialect`, rendered for this FSM table.
-    ///
-    /// # Errors
-    /// [`Error::Migration`] for a custom list that is not contiguous.
-    pub fn migration_set(&self, dialect: Dialect) -> Result<MigrationSet> {
-        migrations::resolve(self.migrations.as_ref(), dialect, &self.table)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::duration::{parse_duration, MAX_DURATION};
+    use crate::key::MAX_KEY_BYTES;
 
     #[test]
     fn settings_a_backend_would_ignore_are_refused_wherever_given() {

@@ -1,0 +1,109 @@
+//! Checks before any I/O: the options as a whole when a backend opens, and each call's key,
+//! state and data.
+
+use super::StorageOptions;
+use crate::dialect::Dialect;
+use crate::duration::{check_duration, MAX_DURATION};
+use crate::error::{Error, Result};
+use crate::key::{StorageKey, MAX_KEY_BYTES};
+use crate::migrations::{self, MigrationSet};
+
+impl StorageOptions {
+    /// Succeeds when this storage's layout can give `feature`, which needs `updated_at`
+    /// (see [`Layout::require_updated_at`]).
+    ///
+    /// # Errors
+    /// [`Error::LayoutLacks`] naming the feature, the table and the upgrade.
+    pub fn require_updated_at(&self, feature: &'static str) -> Result<()> {
+        self.layout.require_updated_at(feature, &self.table)
+    }
+
+    /// Checks that the options fit together; every backend's `open` calls it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a duration set in code past [`MAX_DURATION`];
+    /// [`Error::LayoutLacks`] for a TTL in a layout without `updated_at`.
+    pub fn check(&self) -> Result<()> {
+        check_duration("connect_timeout", self.connect_timeout, MAX_DURATION)?;
+        check_duration("call_timeout", self.call_timeout, MAX_DURATION)?;
+        if self.call_timeout.is_zero() {
+            return Err(Error::Config(
+                "call_timeout must be longer than 0".to_owned(),
+            ));
+        }
+        check_duration("isolation_timeout", self.isolation_timeout, MAX_DURATION)?;
+        if let Some(ttl) = self.ttl {
+            check_duration("ttl", ttl, MAX_DURATION)?;
+            if ttl.is_zero() {
+                return Err(Error::Config("ttl must be longer than 0".to_owned()));
+            }
+        }
+        if self.ttl.is_some() {
+            self.require_updated_at("expiry (ttl)")?;
+        }
+        Ok(())
+    }
+
+    /// The row id of `key`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] from the key builder, or for an id over 255 characters.
+    pub fn row_id(&self, key: &StorageKey) -> Result<String> {
+        let id = self.key_builder.build(key)?;
+        if id.chars().count() > MAX_KEY_BYTES {
+            return Err(Error::InvalidKey(format!(
+                "row id is longer than {MAX_KEY_BYTES} characters"
+            )));
+        }
+        // PostgreSQL can not store NUL in text; the other backends could, so no one does.
+        if id.contains('\0') {
+            return Err(Error::InvalidKey(
+                "a key part (destiny, business connection, prefix) contains a NUL character"
+                    .to_owned(),
+            ));
+        }
+        Ok(id)
+    }
+
+    /// The row id of `key` for a `transition` to `state` with `patch`, once both are
+    /// checked: every backend refuses the same input before writing anything.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`], [`Error::InvalidInput`] for a bad state,
+    /// [`Error::ValueTooLarge`] for a patch over the limit.
+    pub fn transition_row_id(
+        &self,
+        key: &StorageKey,
+        state: Option<&str>,
+        patch: &crate::data::Data,
+    ) -> Result<String> {
+        self.record_row_id(key, state, patch).map(|(id, _)| id)
+    }
+
+    /// The row id of `key` and `data` serialized, for writing `state` and `data` together,
+    /// once both are checked (as [`StorageOptions::transition_row_id`]).
+    ///
+    /// # Errors
+    /// As [`StorageOptions::transition_row_id`].
+    pub fn record_row_id(
+        &self,
+        key: &StorageKey,
+        state: Option<&str>,
+        data: &crate::data::Data,
+    ) -> Result<(String, String)> {
+        let id = self.row_id(key)?;
+        if let Some(state) = state {
+            crate::data::validate_state(state)?;
+        }
+        let text = crate::data::validate_data(&id, data, self.max_data_bytes)?;
+        Ok((id, text))
+    }
+
+    /// The migrations for `dialect`, rendered for this FSM table.
+    ///
+    /// # Errors
+    /// [`Error::Migration`] for a custom list that is not contiguous.
+    pub fn migration_set(&self, dialect: Dialect) -> Result<MigrationSet> {
+        migrations::resolve(self.migrations.as_ref(), dialect, &self.table)
+    }
+}
