@@ -256,9 +256,11 @@ impl CallRunner {
                 self.deadline,
                 phase == Phase::Applying && replay == Replay::Unsafe,
             )),
-            Fault::Driver { error, failure, .. } if failure == Failure::Other => {
-                Next::Fail(to_error(error))
-            }
+            Fault::Driver {
+                error,
+                failure: Failure::Other,
+                ..
+            } => Next::Fail(to_error(error)),
             Fault::Driver {
                 error,
                 failure: Failure::ConnectionLost,
