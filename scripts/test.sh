@@ -4,7 +4,8 @@
 #
 #   scripts/test.sh [cargo test arguments…]
 #
-# - starts the shared PostgreSQL (5432) and MariaDB (3306) if they are installed and down
+# - starts the shared PostgreSQL (5432), MariaDB (3306) and Redis (6379) if they are installed
+#   and down
 #   (never stops or reconfigures them);
 # - installs the Debian packages the private servers need when missing (pgbouncer,
 #   galera-4, rsync, python3-venv; one `apt-get update` first), as root;
@@ -51,6 +52,7 @@ need_packages() { # package... : installs the missing ones
 
 pg_up() { pg_isready -h 127.0.0.1 -p 5432 -q; }
 mysql_up() { mysqladmin --protocol=tcp -h 127.0.0.1 -P 3306 -u root ping; }
+redis_up() { redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; }
 
 if command -v pg_ctlcluster >/dev/null 2>&1 && ! pg_up; then
   say "starting PostgreSQL"
@@ -61,6 +63,11 @@ if [ -x /usr/sbin/mariadbd ] && ! mysql_up; then
   say "starting MariaDB"
   start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
   wait_for MariaDB mysql_up
+fi
+if command -v redis-server >/dev/null 2>&1 && ! redis_up; then
+  say "starting Redis"
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 >/dev/null || true
+  wait_for Redis redis_up
 fi
 
 need_packages pgbouncer galera-4 rsync python3-venv

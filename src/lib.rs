@@ -81,6 +81,12 @@ pub mod mysql {
     pub use fsmstore_mysql::{sqlx, MysqlConfig, MysqlMigrator, MysqlStorage};
 }
 
+/// The Redis backend.
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use fsmstore_redis::{redis, RedisConfig, RedisStorage};
+}
+
 /// teloxide dialogues on fsmstore: [`TeloxideStorage`](fsmstore_teloxide::TeloxideStorage)
 /// implements teloxide's `Storage<D>`.
 #[cfg(feature = "teloxide")]
@@ -165,6 +171,8 @@ backends! {
     Postgres: "postgres", ["postgres", "postgresql"], fsmstore_postgres::PgConfig, fsmstore_postgres::PgStorage;
     /// `mysql://` or `mariadb://`
     Mysql: "mysql", ["mysql", "mariadb"], fsmstore_mysql::MysqlConfig, fsmstore_mysql::MysqlStorage;
+    /// `redis://`, `rediss://` or `redis+unix://`
+    Redis: "redis", ["redis", "rediss", "redis+unix", "valkey", "valkeys", "valkey+unix"], fsmstore_redis::RedisConfig, fsmstore_redis::RedisStorage;
 }
 
 impl Scheme {

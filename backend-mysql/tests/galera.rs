@@ -650,7 +650,7 @@ async fn a_silent_node_is_left_for_another() {
 fn main() -> std::process::ExitCode {
     use fsmstore_conformance::{block_on, Needs, Suite};
     let shared = Needs::probe("Galera unreachable", || block_on(nodes()).map(|_| ()));
-    let mut suite = Suite::new();
+    let mut suite = Suite::new().one_at_a_time();
     suite.test("writers_on_every_node_lose_nothing", &shared, || {
         block_on(writers_on_every_node_lose_nothing())
     });

@@ -117,6 +117,7 @@ impl Backend for MemoryBackend {
         Capabilities {
             migrations: true,
             updated_at: true,
+            expiry: true,
             ..Capabilities::default()
         }
     }

@@ -23,6 +23,7 @@ impl Backend for UrlBackend {
         Capabilities {
             migrations: true,
             updated_at: true,
+            expiry: true,
             ..Capabilities::default()
         }
     }

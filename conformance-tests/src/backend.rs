@@ -19,8 +19,10 @@ use fsmstore_core::{
 pub struct Capabilities {
     /// Versioned schema migrations: the schema group ([`Backend::migrator`]).
     pub migrations: bool,
-    /// Rows record when they were last written: expiry and purge by age.
+    /// Rows record when they were last written: purge by age (and expiry).
     pub updated_at: bool,
+    /// Expiry (`ttl`): a dialogue not written for longer reads as absent.
+    pub expiry: bool,
     /// The table layout of Python's aiogram-sqlalchemy-storage: the storage group again in
     /// that layout, and that layout's own cases.
     pub aiogram_layout: bool,
@@ -44,6 +46,7 @@ impl Capabilities {
         Capabilities {
             migrations: true,
             updated_at: true,
+            expiry: true,
             aiogram_layout: true,
             raw_sql: true,
             ..Capabilities::default()

@@ -43,9 +43,13 @@ impl Ctx {
                 .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let case: String = name.chars().take(30).collect();
         let table = format!("fc_{case}_{:08x}", unique as u32 ^ (unique >> 32) as u32);
-        let mut options = StorageOptions::default().schema(SchemaPolicy::Upgrade);
-        options.version_table =
-            TableName::new(format!("{table}_ver")).expect("case names are identifiers");
+        // Schema settings only for a backend with migrations: one without refuses them.
+        let mut options = StorageOptions::default();
+        if backend.capabilities().migrations {
+            options = options.schema(SchemaPolicy::Upgrade);
+            options.version_table =
+                TableName::new(format!("{table}_ver")).expect("case names are identifiers");
+        }
         options.table = TableName::new(table).expect("case names are identifiers");
         Ctx { backend, options }
     }
@@ -59,6 +63,12 @@ impl Ctx {
     /// The layout of this case's options.
     pub fn layout(&self) -> Layout {
         self.options.layout
+    }
+
+    /// Whether rows record their last write here: the backend keeps it and the layout has
+    /// the column.
+    pub fn has_updated_at(&self) -> bool {
+        self.backend.capabilities().updated_at && self.options.layout.has_updated_at()
     }
 
     /// The backend.

@@ -25,8 +25,8 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 use crate::backend::{Backend, Capabilities};
 use crate::runner::{
-    aiogram_layout_cases, block_on, migration_cases, run_case_in, storage_cases,
-    storage_only_cases, stored_row_cases, take_skip, updated_at_cases, Case,
+    aiogram_layout_cases, aiogram_layout_own_cases, block_on, migration_cases, run_case_in,
+    storage_cases, storage_only_cases, stored_row_cases, take_skip, updated_at_cases, Case,
 };
 
 /// Whether what a group of tests needs is there.
@@ -75,12 +75,22 @@ pub struct Suite {
     trials: Vec<Trial>,
     /// Groups left out because the backend does not declare what they need.
     not_applicable: Vec<String>,
+    /// Run one test at a time (unless `--test-threads` says otherwise).
+    serial: bool,
 }
 
 impl Suite {
     /// An empty suite.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Runs its tests one at a time unless `--test-threads` says otherwise: for tests that
+    /// each start servers of their own and measure pauses (killing a cluster node while
+    /// another test loads both cores would measure the machine, not the code).
+    pub fn one_at_a_time(mut self) -> Self {
+        self.serial = true;
+        self
     }
 
     /// The storage and schema groups on the backend `factory` makes, named `prefix` +
@@ -152,17 +162,15 @@ impl Suite {
     {
         let (needs, declared) = probe(factory.clone());
         // Not known without the server: list everything, ignored.
-        let caps = declared.unwrap_or(Capabilities {
-            migrations: true,
-            updated_at: true,
-            aiogram_layout: true,
-            raw_sql: true,
-            ..Capabilities::default()
-        });
+        let caps = declared.unwrap_or_else(Capabilities::sql);
         let mut groups = vec![storage_only_cases()];
         let mut left_out = Vec::new();
+        let (expiry, purge): (Vec<Case>, Vec<Case>) = updated_at_cases()
+            .into_iter()
+            .partition(|case| case.group == "expiry");
         for (declared, cases, what) in [
-            (caps.updated_at, updated_at_cases(), "updated_at"),
+            (caps.expiry, expiry, "expiry"),
+            (caps.updated_at, purge, "updated_at"),
             (caps.migrations, migration_cases(), "migrations"),
             (caps.raw_sql, stored_row_cases(), "raw_sql"),
         ] {
@@ -180,10 +188,21 @@ impl Suite {
             &needs,
         );
         if caps.aiogram_layout {
+            // The storage group in aiogram's layout; on SQL backends also that layout's
+            // own cases (its table, rows Python wrote with raw SQL).
+            let cases = if caps.raw_sql && caps.migrations {
+                aiogram_layout_cases()
+            } else {
+                left_out.push(format!(
+                    "{} (aiogram_layout with raw_sql and migrations)",
+                    aiogram_layout_own_cases().len()
+                ));
+                storage_only_cases()
+            };
             let layout_prefix = format!("{prefix}aiogram_layout::");
             self.listed(
                 &layout_prefix,
-                &aiogram_layout_cases(),
+                &cases,
                 Layout::AiogramSqlalchemy,
                 factory,
                 &needs,
@@ -254,7 +273,10 @@ impl Suite {
     /// Runs the tests the command line selects, as `cargo test` would, and prints how
     /// many were ignored because something they need is missing.
     pub fn run(self) -> ExitCode {
-        let arguments = Arguments::from_args();
+        let mut arguments = Arguments::from_args();
+        if self.serial && arguments.test_threads.is_none() {
+            arguments.test_threads = Some(1);
+        }
         let skipped = self
             .trials
             .iter()

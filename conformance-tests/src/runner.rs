@@ -44,6 +44,11 @@ pub fn updated_at_cases() -> Vec<Case> {
     crate::__updated_at_cases!(__registry, ())
 }
 
+/// The aiogram-sqlalchemy layout's own cases (its schema, rows Python wrote): SQL backends.
+pub fn aiogram_layout_own_cases() -> Vec<Case> {
+    crate::__aiogram_layout_cases!(__registry, ())
+}
+
 /// The cases run in the aiogram layout: the storage group without those that need
 /// `updated_at`, then the layout's own. Run them with [`run_case_in`].
 pub fn aiogram_layout_cases() -> Vec<Case> {

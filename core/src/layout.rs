@@ -81,9 +81,13 @@ impl FromStr for Layout {
     fn from_str(s: &str) -> Result<Self> {
         match s {
             "fsmstore" => Ok(Layout::Fsmstore),
-            "aiogram-sqlalchemy" | "aiogram_sqlalchemy" => Ok(Layout::AiogramSqlalchemy),
+            // `aiogram`: aiogram's own storage of the database at hand (aiogram-sqlalchemy-storage's
+            // table on SQL, `RedisStorage`'s keys on Redis).
+            "aiogram" | "aiogram-sqlalchemy" | "aiogram_sqlalchemy" => {
+                Ok(Layout::AiogramSqlalchemy)
+            }
             other => Err(Error::Config(format!(
-                "layout={other:?}: use fsmstore or aiogram-sqlalchemy"
+                "layout={other:?}: use fsmstore or aiogram (aiogram-sqlalchemy)"
             ))),
         }
     }

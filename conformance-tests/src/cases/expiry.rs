@@ -98,7 +98,9 @@ pub async fn a_write_keeps_the_row_alive(ctx: Ctx) {
     assert_eq!(record.data, obj(json!({"a": 1, "b": 2, "c": 3})));
 }
 
-/// Expired rows are what the expiry cutoff counts and purges; fresh ones stay.
+/// Expired rows are what the expiry cutoff counts and purges; fresh ones stay. A backend
+/// that keeps no write time (its store expires rows itself) counts only the fresh ones
+/// and refuses to purge by age with a configuration error that says why, never a count.
 pub async fn expired_rows_are_counted_and_purged(ctx: Ctx) {
     let db = ctx.database(ctx.options().ttl(TTL)).await;
     let inspect = db.inspect();
@@ -107,6 +109,19 @@ pub async fn expired_rows_are_counted_and_purged(ctx: Ctx) {
     }
     tokio::time::sleep(PAST).await;
     inspect.set_state(&key(4), Some("New")).await.unwrap();
+    if !ctx.has_updated_at() {
+        assert_eq!(inspect.key_count().await.unwrap(), 1);
+        let err = inspect
+            .count_older_than(fsmstore_core::now_ms())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), fsmstore_core::ErrorKind::InvalidInput, "{err}");
+        assert!(inspect
+            .purge_older_than(fsmstore_core::now_ms(), 10)
+            .await
+            .is_err());
+        return;
+    }
     // The database's clock, in unix milliseconds (the local servers' clocks are this
     // machine's: a unit or epoch mistake is off by far more than a minute).
     let db_now = inspect.database_now_ms().await.unwrap();

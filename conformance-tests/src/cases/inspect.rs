@@ -58,7 +58,7 @@ pub async fn inspect_get_row_by_built_id(ctx: Ctx) {
     assert_eq!(row.state.as_deref(), Some("Form:name"));
     assert_eq!(row.data, obj(json!({"a": 1})));
     // A layout without `updated_at` reports none.
-    if ctx.layout().has_updated_at() {
+    if ctx.has_updated_at() {
         let at = row.updated_at_ms.expect("updated_at");
         assert!((at - before).abs() < 60_000, "{at} vs {before}");
     } else {
@@ -84,7 +84,7 @@ pub async fn inspect_stats_counts_states(ctx: Ctx) {
     assert_eq!(stats.per_state[0], (Some("Form:name".to_owned()), 3));
     assert!(stats.per_state.contains(&(Some("Form:age".to_owned()), 1)));
     assert!(stats.per_state.contains(&(None, 1)));
-    if ctx.layout().has_updated_at() {
+    if ctx.has_updated_at() {
         let (oldest, newest) = (stats.oldest_ms.unwrap(), stats.newest_ms.unwrap());
         assert!(oldest <= newest && (newest - now_ms()).abs() < 60_000);
     } else {

@@ -32,33 +32,41 @@ impl StorageOptions {
     /// [`Error::Config`] naming the first such setting; an unknown name in `names` (a bug of
     /// the backend) is refused too.
     pub fn unsupported(&self, backend: &str, names: &[&str]) -> Result<()> {
-        let defaults = StorageOptions::default();
         for name in names {
-            let given = match *name {
-                "table" => self.is_set(Setting::Table, &self.table, &defaults.table),
-                "version_table" => self.is_set(
-                    Setting::VersionTable,
-                    &self.version_table,
-                    &defaults.version_table,
-                ),
-                "schema" => self.is_set(Setting::Schema, &self.schema, &defaults.schema),
-                "layout" => self.is_set(Setting::Layout, &self.layout, &defaults.layout),
-                "migrations" => self.set & Setting::Migrations as u16 != 0,
-                "ttl" => self.is_set(Setting::Ttl, &self.ttl, &defaults.ttl),
-                "pool_max" => self.is_set(Setting::PoolMax, &self.pool_max, &defaults.pool_max),
-                other => {
-                    return Err(Error::Config(format!(
-                        "{backend}: no setting named {other:?} to refuse"
-                    )))
-                }
-            };
-            if given {
+            if self.given(name)? {
                 return Err(Error::Config(format!(
                     "the {backend} backend has no use for `{name}`: remove it from the URL and the options"
                 )));
             }
         }
         Ok(())
+    }
+
+    /// Whether setting `name` (its URL parameter's name) was given, in the URL or in
+    /// code, even as its default value.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a name this can not tell (a bug of the caller).
+    pub fn given(&self, name: &str) -> Result<bool> {
+        let defaults = StorageOptions::default();
+        Ok(match name {
+            "table" => self.is_set(Setting::Table, &self.table, &defaults.table),
+            "version_table" => self.is_set(
+                Setting::VersionTable,
+                &self.version_table,
+                &defaults.version_table,
+            ),
+            "schema" => self.is_set(Setting::Schema, &self.schema, &defaults.schema),
+            "layout" => self.is_set(Setting::Layout, &self.layout, &defaults.layout),
+            "migrations" => self.set & Setting::Migrations as u16 != 0,
+            "ttl" => self.is_set(Setting::Ttl, &self.ttl, &defaults.ttl),
+            "pool_max" => self.is_set(Setting::PoolMax, &self.pool_max, &defaults.pool_max),
+            other => {
+                return Err(Error::Config(format!(
+                    "no setting named {other:?} to look at"
+                )))
+            }
+        })
     }
 
     /// Joins options parsed from a URL (`self`) with options set in code.

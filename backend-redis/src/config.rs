@@ -1,0 +1,169 @@
+//! Where the Redis server is, and how fsmstore names its keys there.
+
+use std::fmt;
+use std::time::Duration;
+
+use fsmstore_core::{
+    query_string, DatabaseUrl, Error, Layout, Result, StorageOptions, MAX_DURATION,
+};
+
+/// The URL parameters only the Redis backend reads.
+const REDIS_PARAMETERS: [&str; 2] = ["state_ttl", "data_ttl"];
+
+/// The parameters the `redis` crate reads itself (passed on as they are).
+const DRIVER_PARAMETERS: [&str; 4] = ["protocol", "db", "user", "pass"];
+
+/// Settings a Redis storage would ignore: it has no SQL schema.
+pub(crate) const SCHEMA_SETTINGS: [&str; 3] = ["version_table", "schema", "migrations"];
+
+/// The driver's client for `url`; its refusal is shown by category only (its detail may
+/// quote the URL, password included).
+fn open_client(url: &str) -> Result<redis::Client> {
+    redis::Client::open(url)
+        .map_err(|err| Error::Config(format!("invalid Redis URL ({})", err.category())))
+}
+
+/// Settings of a Redis storage.
+///
+/// URL forms: `redis://[user:password@]host:port/db`, `rediss://…` (TLS, feature `tls`),
+/// `redis+unix:///path/to/redis.sock?db=N`. Query parameters: the shared ones (`table`,
+/// `layout`, `ttl`, `call_timeout`, `connect_timeout`, `isolation_timeout`, …), aiogram's
+/// `state_ttl`/`data_ttl` (aiogram layout only), and the driver's `protocol`.
+///
+/// ```
+/// use fsmstore_redis::RedisConfig;
+/// let config = RedisConfig::from_url("redis://:secret@127.0.0.1:6379/2?layout=aiogram&ttl=30d").unwrap();
+/// assert_eq!(config.options.layout, fsmstore_core::Layout::AiogramSqlalchemy);
+/// assert!(!format!("{config:?}").contains("secret"));
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// The URL handed to the driver (may hold a password: never shown).
+    driver_url: String,
+    /// The URL as it may be shown (password replaced).
+    shown: String,
+    /// aiogram's `state_ttl`: the state key's expiry (aiogram layout), instead of `ttl`.
+    pub state_ttl: Option<Duration>,
+    /// aiogram's `data_ttl`: the data key's expiry (aiogram layout), instead of `ttl`.
+    pub data_ttl: Option<Duration>,
+    /// The options every backend shares.
+    pub options: StorageOptions,
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.shown)
+            .field("state_ttl", &self.state_ttl)
+            .field("data_ttl", &self.data_ttl)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl fmt::Display for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl RedisConfig {
+    /// Parses a Redis URL (see the type's docs).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for another scheme, a bad or unknown parameter (named), a
+    /// setting Redis has no use for (`version_table`, `schema`), or `state_ttl`/`data_ttl`
+    /// outside the aiogram layout or beside `ttl`. Messages never show the password.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let scheme = DatabaseUrl::scheme_of(url)?;
+        let mut parsed = match scheme.as_str() {
+            "redis" | "rediss" | "valkey" | "valkeys" => DatabaseUrl::parse(url)?,
+            // A socket path: no authority to check.
+            "redis+unix" | "valkey+unix" | "unix" => DatabaseUrl::parse_file(url)?,
+            other => {
+                return Err(Error::Config(format!(
+                    "not a Redis URL (scheme {other:?}): use redis://, rediss:// or redis+unix://"
+                )))
+            }
+        };
+        let state_ttl = parsed.take_duration("state_ttl", None, MAX_DURATION)?;
+        let data_ttl = parsed.take_duration("data_ttl", None, MAX_DURATION)?;
+        let driver = parsed.take_driver(&DRIVER_PARAMETERS);
+        let driver_url = format!(
+            "{}:{}{}",
+            parsed.scheme(),
+            parsed.location(),
+            query_string(&driver)
+        );
+        let mut own: Vec<&str> = REDIS_PARAMETERS.to_vec();
+        own.extend(DRIVER_PARAMETERS);
+        let options = parsed.finish("redis", &own)?;
+        // The driver checks what it reads (host, port, database number, protocol) now,
+        // not at the first call. Its message is shown without the URL.
+        open_client(&driver_url)?;
+        let config = RedisConfig {
+            shown: DatabaseUrl::redacted(url),
+            driver_url,
+            state_ttl,
+            data_ttl,
+            options,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Joins options set in code with the URL's (see [`StorageOptions::merge`]).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a setting given differently in both, or one Redis has no use
+    /// for.
+    pub fn options(mut self, options: StorageOptions) -> Result<Self> {
+        self.options = self.options.merge(options)?;
+        self.check()?;
+        Ok(self)
+    }
+
+    /// Checks the settings; `open` calls it too.
+    pub(crate) fn check(&self) -> Result<()> {
+        self.options.unsupported("redis", &SCHEMA_SETTINGS)?;
+        self.options.check()?;
+        let split_ttl = self.state_ttl.is_some() || self.data_ttl.is_some();
+        if split_ttl && self.options.layout != Layout::AiogramSqlalchemy {
+            return Err(Error::Config(
+                "state_ttl and data_ttl are aiogram's: use them with layout=aiogram, or ttl for one expiry per dialogue".to_owned(),
+            ));
+        }
+        if split_ttl && self.options.ttl.is_some() {
+            return Err(Error::Config(
+                "give either ttl (one expiry per dialogue) or aiogram's state_ttl/data_ttl, not both".to_owned(),
+            ));
+        }
+        for ttl in [self.state_ttl, self.data_ttl, self.options.ttl]
+            .into_iter()
+            .flatten()
+        {
+            if ttl.is_zero() {
+                return Err(Error::Config("a TTL must be longer than 0".to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The driver's client.
+    pub(crate) fn client(&self) -> Result<redis::Client> {
+        open_client(&self.driver_url)
+    }
+
+    /// The prefix of every key: `<table>:` when the table was given, else none in the
+    /// aiogram layout (its keys are exactly what the key builder makes, as aiogram's) and
+    /// `fsmstore:` in fsmstore's.
+    pub(crate) fn prefix(&self) -> String {
+        let table_given = self.options.given("table").unwrap_or(false);
+        match (table_given, self.options.layout) {
+            (true, _) => format!("{}:", self.options.table),
+            (false, Layout::AiogramSqlalchemy) => String::new(),
+            (false, _) => "fsmstore:".to_owned(),
+        }
+    }
+}

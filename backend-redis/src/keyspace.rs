@@ -1,0 +1,154 @@
+//! Walking the keyspace of a storage: `SCAN` with a cursor (never `KEYS`), `COUNT` keys per
+//! round trip, so a large keyspace is read in bounded batches while Redis keeps serving.
+
+use std::collections::BTreeSet;
+
+use fsmstore_core::{Replay, Result};
+
+use crate::connections::Connections;
+
+/// Keys asked for per `SCAN` round trip.
+pub(crate) const SCAN_BATCH: u64 = 1000;
+
+/// How a layout stores a dialogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// fsmstore's: one hash per dialogue, `<prefix><id>`.
+    Hashes,
+    /// aiogram's: `<prefix><id>:state` and `<prefix><id>:data` strings.
+    Aiogram,
+}
+
+/// `text` with the glob characters of `SCAN MATCH` escaped.
+pub(crate) fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// One `SCAN` page from `cursor`: the next cursor (0 at the end) and the keys.
+async fn page(
+    conns: &Connections,
+    cursor: u64,
+    pattern: &str,
+    kind: &str,
+) -> Result<(u64, Vec<String>)> {
+    conns
+        .call("scan", Replay::Safe, |mut conn| async move {
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH)
+                .arg("TYPE")
+                .arg(kind)
+                .query_async(&mut conn)
+                .await
+        })
+        .await
+}
+
+/// Calls `each` with every batch of keys under `pattern` of type `kind`.
+pub(crate) async fn scan(
+    conns: &Connections,
+    pattern: &str,
+    kind: &str,
+    mut each: impl FnMut(Vec<String>) -> Result<()>,
+) -> Result<()> {
+    let mut cursor = 0;
+    loop {
+        let (next, keys) = page(conns, cursor, pattern, kind).await?;
+        each(keys)?;
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// Calls `each` with the row ids of every dialogue of the layout, a batch at a time (an
+/// id may come twice in the aiogram layout: once for its state, once for its data).
+pub(crate) async fn ids(
+    conns: &Connections,
+    prefix: &str,
+    shape: Shape,
+    mut each: impl FnMut(Vec<String>) -> Result<()>,
+) -> Result<()> {
+    let escaped = glob_escape(prefix);
+    match shape {
+        Shape::Hashes => {
+            scan(conns, &format!("{escaped}*"), "hash", |keys| {
+                each(strip(keys, prefix, ""))
+            })
+            .await
+        }
+        Shape::Aiogram => {
+            for part in [":state", ":data"] {
+                scan(conns, &format!("{escaped}*{part}"), "string", |keys| {
+                    each(strip(keys, prefix, part))
+                })
+                .await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The ids of `keys`: `prefix` and `suffix` removed.
+fn strip(keys: Vec<String>, prefix: &str, suffix: &str) -> Vec<String> {
+    keys.into_iter()
+        .filter_map(|key| {
+            key.strip_prefix(prefix)
+                .and_then(|rest| rest.strip_suffix(suffix))
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// How many dialogues the layout holds.
+pub(crate) async fn count(conns: &Connections, prefix: &str, shape: Shape) -> Result<u64> {
+    match shape {
+        Shape::Hashes => {
+            let mut n = 0u64;
+            ids(conns, prefix, shape, |batch| {
+                n += batch.len() as u64;
+                Ok(())
+            })
+            .await?;
+            Ok(n)
+        }
+        Shape::Aiogram => {
+            // A dialogue may have a state key, a data key, or both.
+            let mut seen = BTreeSet::new();
+            ids(conns, prefix, shape, |batch| {
+                seen.extend(batch);
+                Ok(())
+            })
+            .await?;
+            Ok(seen.len() as u64)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+        assert_eq!(glob_escape("fsm:"), "fsm:");
+    }
+
+    #[test]
+    fn ids_are_the_keys_without_prefix_and_part() {
+        let keys = vec!["t:fsm:1:2:state".to_owned(), "other".to_owned()];
+        assert_eq!(strip(keys, "t:", ":state"), vec!["fsm:1:2".to_owned()]);
+    }
+}

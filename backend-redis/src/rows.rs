@@ -1,0 +1,21 @@
+//! What the whole-keyspace operations need of a layout beyond [`Storage`]: where its
+//! dialogues are, and one dialogue read by its row id.
+
+use async_trait::async_trait;
+use fsmstore_core::{Result, Storage, StoredRow};
+
+use crate::keyspace::Shape;
+
+/// A layout's dialogues, by row id.
+#[async_trait]
+pub(crate) trait Rows: Storage {
+    /// How the layout stores a dialogue.
+    fn shape(&self) -> Shape;
+
+    /// The prefix of its keys.
+    fn prefix(&self) -> &str;
+
+    /// The dialogue of row id `id` as stored (`None`: it holds nothing); data that does
+    /// not read is reported in the row, never as an error.
+    async fn row(&self, id: &str) -> Result<Option<StoredRow>>;
+}

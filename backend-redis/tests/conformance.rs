@@ -1,0 +1,96 @@
+//! The whole conformance suite against the Redis server of `FSMSTORE_TEST_REDIS_URL`
+//! (default: the local one, database 7), each case under its own key prefix (its table
+//! name), in fsmstore's layout and in aiogram's (`aiogram_layout::`). Only the keys a case
+//! wrote are deleted; the server is never flushed.
+//!
+//! A server that is not there leaves the cases listed as ignored, with the reason, in the
+//! summary (`harness = false`: [`fsmstore_conformance::Suite`]); under `CI` they fail.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use fsmstore_conformance::{Backend, Capabilities};
+use fsmstore_core::{Database, Error, Result, StorageOptions};
+use fsmstore_redis::redis;
+use fsmstore_redis::{RedisConfig, RedisStorage};
+
+const URL_VARIABLE: &str = "FSMSTORE_TEST_REDIS_URL";
+
+fn url() -> String {
+    std::env::var(URL_VARIABLE).unwrap_or_else(|_| "redis://127.0.0.1:6379/7".into())
+}
+
+struct RedisBackend {
+    url: String,
+    admin: redis::aio::MultiplexedConnection,
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    fn name(&self) -> String {
+        "redis".into()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            expiry: true,
+            aiogram_layout: true,
+            ..Capabilities::default()
+        }
+    }
+
+    async fn open_database(&self, options: StorageOptions) -> Result<Database> {
+        let config = RedisConfig::from_url(&self.url)?.options(options)?;
+        RedisStorage::open(config).await?.database()
+    }
+
+    async fn cleanup(&self, options: &StorageOptions) -> Result<()> {
+        // Every key of the case is under its table's prefix.
+        let pattern = format!("{}:*", options.table);
+        let mut conn = self.admin.clone();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(|err| Error::database(false, err))?;
+            if !keys.is_empty() {
+                redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async::<i64>(&mut conn)
+                    .await
+                    .map_err(|err| Error::database(false, err))?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+async fn backend() -> Option<Arc<dyn Backend>> {
+    let url = url();
+    let client = redis::Client::open(url.as_str()).expect("FSMSTORE_TEST_REDIS_URL is a Redis URL");
+    let admin = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.get_multiplexed_async_connection(),
+    )
+    .await;
+    match admin {
+        Ok(Ok(admin)) => Some(Arc::new(RedisBackend { url, admin })),
+        Ok(Err(err)) => fsmstore_conformance::unreachable("Redis", URL_VARIABLE, &err),
+        Err(elapsed) => fsmstore_conformance::unreachable("Redis", URL_VARIABLE, &elapsed),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let mut suite = fsmstore_conformance::Suite::new();
+    suite.backend("", backend);
+    suite.run()
+}
