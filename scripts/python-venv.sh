@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes (once) the virtualenv the Python co-existence tests drive: the real
-# aiogram-sqlalchemy-storage with its drivers, pinned in tests/python/requirements.txt.
+# aiogram-sqlalchemy-storage with its drivers and aiogram's RedisStorage (redis-py), pinned in
+# tests/python/requirements.txt.
 # Prints the interpreter's path. Idempotent: the venv is named after the requirements'
 # hash and reused while they do not change. FSMSTORE_VENV_DIR overrides where venvs live.
 set -euo pipefail
@@ -14,7 +15,7 @@ if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
     mkdir -p "$base"
     python3 -m venv "$venv" >&2
     "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements" >&2
-    "$venv/bin/python" -c "import sqlalchemy_storage, aiosqlite, asyncpg, aiomysql" >&2
+    "$venv/bin/python" -c "import sqlalchemy_storage, aiosqlite, asyncpg, aiomysql, redis, aiogram.fsm.storage.redis" >&2
     touch "$venv/.complete"
 fi
 echo "$venv/bin/python"

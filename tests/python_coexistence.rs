@@ -1,7 +1,8 @@
-//! Python's `aiogram-sqlalchemy-storage` 0.2 (the real library, driven by
-//! `tests/python/peer.py`) and fsmstore in the aiogram layout on one live table, on SQLite,
-//! PostgreSQL and MariaDB: each reads what the other writes, for every key shape, and both
-//! write at once without losing anything either acknowledged.
+//! Python's `aiogram-sqlalchemy-storage` 0.2 and aiogram 3.31's `RedisStorage` (the real
+//! libraries, driven by `tests/python/peer.py`) and fsmstore in the aiogram layout on one
+//! live table or Redis database, on SQLite, PostgreSQL, MariaDB and Redis: each reads what
+//! the other writes, for every key shape, and both write at once without losing anything
+//! fsmstore acknowledged.
 //!
 //! The Python interpreter is `FSMSTORE_TEST_PYTHON` (a virtualenv with
 //! `tests/python/requirements.txt`; `.ci/run` makes it with `scripts/python-venv.sh`).
@@ -89,6 +90,17 @@ fn mysql_target() -> Target {
     }
 }
 
+fn redis_target() -> Target {
+    let url = std::env::var("FSMSTORE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/7".into());
+    let base = without_query(&url).to_owned();
+    Target {
+        name: "redis",
+        python: base.clone(),
+        rust: base,
+    }
+}
+
 /// A table of this test's own, shared by both sides.
 struct Shared {
     python: PathBuf,
@@ -115,10 +127,16 @@ impl Shared {
     async fn open(target: Target, test: &str) -> Option<Shared> {
         let python = python()?;
         let table = format!("py_{test}_{}", std::process::id());
-        let url = format!(
-            "{}?table={table}&version_table={table}_ver&schema=upgrade",
-            target.rust
-        );
+        // On Redis the table is the key prefix; Python's key builder writes the same keys
+        // (`<table>:fsm:…`).
+        let url = if target.name == "redis" {
+            format!("{}?table={table}", target.rust)
+        } else {
+            format!(
+                "{}?table={table}&version_table={table}_ver&schema=upgrade",
+                target.rust
+            )
+        };
         let db = match fsmstore::open_with(&url, options()).await {
             Ok(db) => db,
             Err(err) if err.kind() == ErrorKind::Connection => {
@@ -150,12 +168,49 @@ impl Shared {
     }
 
     async fn drop(self) {
-        let migrator = self.db.migrator().expect("a migrator");
-        migrator
-            .drop_tables()
-            .await
-            .expect("drop the test's tables");
+        if self.target.name == "redis" {
+            delete_keys(&self.target.rust, &format!("{}:*", self.table)).await;
+        } else {
+            let migrator = self.db.migrator().expect("a migrator");
+            migrator
+                .drop_tables()
+                .await
+                .expect("drop the test's tables");
+        }
         self.db.close().await.expect("close");
+    }
+}
+
+/// Deletes the keys matching `pattern` (this test's only).
+async fn delete_keys(url: &str, pattern: &str) {
+    use fsmstore::redis::redis;
+    let client = redis::Client::open(url).expect("a Redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis");
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .expect("SCAN");
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await
+                .expect("DEL");
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
     }
 }
 
@@ -632,7 +687,11 @@ fn reachable(target: &Target) -> Option<()> {
     if target.name == "sqlite" {
         return Some(());
     }
-    let url = format!("{}?schema=trust", without_query(&target.rust));
+    let url = if target.name == "redis" {
+        without_query(&target.rust).to_owned()
+    } else {
+        format!("{}?schema=trust", without_query(&target.rust))
+    };
     match fsmstore_conformance::block_on(async {
         let db = fsmstore::open(&url).await?;
         db.close().await
@@ -654,10 +713,11 @@ fn main() -> std::process::ExitCode {
             reachable(&target())
         })
     };
-    let (sqlite, postgres, mysql) = (
+    let (sqlite, postgres, mysql, redis) = (
         needs(|| sqlite_target("probe")),
         needs(postgres_target),
         needs(mysql_target),
+        needs(redis_target),
     );
     let mut suite = Suite::new();
     suite.test("sqlite_shapes_round_trip", &sqlite, || {
@@ -668,6 +728,15 @@ fn main() -> std::process::ExitCode {
     });
     suite.test("mysql_shapes_round_trip", &mysql, || {
         runtime().block_on(shapes_round_trip(mysql_target()))
+    });
+    suite.test("redis_shapes_round_trip", &redis, || {
+        runtime().block_on(shapes_round_trip(redis_target()))
+    });
+    suite.test("redis_writers_at_once", &redis, || {
+        runtime().block_on(async {
+            race(redis_target(), false).await;
+            race(redis_target(), true).await;
+        })
     });
     suite.test("sqlite_writers_at_once", &sqlite, || {
         runtime().block_on(async {

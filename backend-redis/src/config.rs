@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use fsmstore_core::{
-    query_string, DatabaseUrl, Error, Layout, Result, StorageOptions, MAX_DURATION,
+    query_string, DatabaseUrl, Error, Layout, Result, SchemaPolicy, StorageOptions, MAX_DURATION,
 };
 
 /// The URL parameters only the Redis backend reads.
@@ -13,8 +13,9 @@ const REDIS_PARAMETERS: [&str; 2] = ["state_ttl", "data_ttl"];
 /// The parameters the `redis` crate reads itself (passed on as they are).
 const DRIVER_PARAMETERS: [&str; 4] = ["protocol", "db", "user", "pass"];
 
-/// Settings a Redis storage would ignore: it has no SQL schema.
-pub(crate) const SCHEMA_SETTINGS: [&str; 3] = ["version_table", "schema", "migrations"];
+/// Settings a Redis storage would ignore: it has no SQL schema. (`schema=trust`, "check
+/// nothing", is what Redis does anyway, so it is accepted: the CLI's commands ask for it.)
+pub(crate) const SCHEMA_SETTINGS: [&str; 2] = ["version_table", "migrations"];
 
 /// The driver's client for `url`; its refusal is shown by category only (its detail may
 /// quote the URL, password included).
@@ -127,7 +128,12 @@ impl RedisConfig {
     /// Checks the settings; `open` calls it too.
     pub(crate) fn check(&self) -> Result<()> {
         self.options.unsupported("redis", &SCHEMA_SETTINGS)?;
-        self.options.check()?;
+        if self.options.given("schema")? && self.options.schema != SchemaPolicy::Trust {
+            return Err(Error::Config(
+                "the redis backend has no use for `schema`: Redis has no SQL schema to verify or upgrade".to_owned(),
+            ));
+        }
+        self.options.check_limits()?;
         let split_ttl = self.state_ttl.is_some() || self.data_ttl.is_some();
         if split_ttl && self.options.layout != Layout::AiogramSqlalchemy {
             return Err(Error::Config(

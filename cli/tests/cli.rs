@@ -421,7 +421,7 @@ fn demo_inspect_and_purge() {
 
 #[test]
 fn errors_are_one_line_with_the_fix_and_documented_exit_codes() {
-    let out = fsmstore("redis://localhost", &["migrate", "current"]);
+    let out = fsmstore("mongodb://localhost", &["migrate", "current"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

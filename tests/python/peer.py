@@ -1,7 +1,8 @@
 """The Python side of tests/python_coexistence.rs: the real aiogram-sqlalchemy-storage on
-the table fsmstore shares in the aiogram layout.
+the table fsmstore shares in the aiogram layout, or aiogram's own RedisStorage on the Redis
+fsmstore shares in aiogram's layout (its keys under the prefix ``<table>:fsm``).
 
-    python peer.py <sqlalchemy-url> <table> <command>    (a JSON request on stdin)
+    python peer.py <sqlalchemy-url|redis-url> <table> <command>    (a JSON request on stdin)
 
 Commands (the answer is one JSON document on stdout):
 
@@ -98,6 +99,22 @@ async def race(storage, request):
 async def main():
     url, table, command = sys.argv[1], sys.argv[2], sys.argv[3]
     request = json.load(sys.stdin)
+    handler = {"write": write, "read": read, "race": race}[command]
+    if url.startswith("redis"):
+        from aiogram.fsm.storage.redis import RedisStorage
+
+        storage = RedisStorage.from_url(
+            url,
+            key_builder=DefaultKeyBuilder(
+                prefix=f"{table}:fsm", with_business_connection_id=True, with_destiny=True
+            ),
+        )
+        try:
+            answer = await handler(storage, request)
+        finally:
+            await storage.close()
+        json.dump(answer, sys.stdout, ensure_ascii=False)
+        return
     engine = create_async_engine(url) if url.startswith("sqlite") else create_async_engine(url, pool_size=10)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     storage = SQLAlchemyStorage(
@@ -106,7 +123,6 @@ async def main():
         key_builder=DefaultKeyBuilder(with_business_connection_id=True, with_destiny=True),
     )
     try:
-        handler = {"write": write, "read": read, "race": race}[command]
         answer = await handler(storage, request)
     finally:
         await engine.dispose()

@@ -18,12 +18,26 @@ impl StorageOptions {
         self.layout.require_updated_at(feature, &self.table)
     }
 
-    /// Checks that the options fit together; every backend's `open` calls it.
+    /// Checks that the options fit together; every SQL backend's `open` calls it.
     ///
     /// # Errors
-    /// [`Error::Config`] for a duration set in code past [`MAX_DURATION`];
-    /// [`Error::LayoutLacks`] for a TTL in a layout without `updated_at`.
+    /// As [`StorageOptions::check_limits`]; [`Error::LayoutLacks`] for a TTL in a table
+    /// layout without `updated_at`.
     pub fn check(&self) -> Result<()> {
+        self.check_limits()?;
+        if self.ttl.is_some() {
+            self.require_updated_at("expiry (ttl)")?;
+        }
+        Ok(())
+    }
+
+    /// Checks every duration against [`MAX_DURATION`] and refuses a zero `call_timeout` or
+    /// `ttl`: what every backend checks (a store that expires keys itself, such as Redis,
+    /// takes a TTL in any layout).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting.
+    pub fn check_limits(&self) -> Result<()> {
         check_duration("connect_timeout", self.connect_timeout, MAX_DURATION)?;
         check_duration("call_timeout", self.call_timeout, MAX_DURATION)?;
         if self.call_timeout.is_zero() {
@@ -37,9 +51,6 @@ impl StorageOptions {
             if ttl.is_zero() {
                 return Err(Error::Config("ttl must be longer than 0".to_owned()));
             }
-        }
-        if self.ttl.is_some() {
-            self.require_updated_at("expiry (ttl)")?;
         }
         Ok(())
     }

@@ -1,0 +1,426 @@
+//! What is stored in Redis, key by key: aiogram's `RedisStorage` layout byte for byte (as a
+//! Python bot writes and reads it), fsmstore's own layout, expiry on the keys, and locks on
+//! aiogram's `RedisEventIsolation` key. Each test uses a key prefix of its own on database
+//! 7 of `FSMSTORE_TEST_REDIS_URL` and deletes only its keys.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use fsmstore_core::{
+    BotId, ChatId, Data, DefaultKeyBuilder, Layout, Storage, StorageKey, StorageOptions, UserId,
+};
+use fsmstore_redis::redis::{self, aio::MultiplexedConnection};
+use fsmstore_redis::{RedisConfig, RedisStorage};
+use serde_json::{json, Value};
+
+const URL_VARIABLE: &str = "FSMSTORE_TEST_REDIS_URL";
+
+fn url() -> String {
+    std::env::var(URL_VARIABLE).unwrap_or_else(|_| "redis://127.0.0.1:6379/7".into())
+}
+
+/// A key prefix no other test uses.
+fn unique_prefix(test: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "fsmt_{test}_{:x}_{}",
+        nanos as u32,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A raw connection, or `None` with the reason recorded (a failure under `CI`).
+async fn raw() -> Option<MultiplexedConnection> {
+    let client = redis::Client::open(url().as_str()).expect("a Redis URL");
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => Some(conn),
+        Ok(Err(err)) => fsmstore_conformance::unreachable("Redis", URL_VARIABLE, &err),
+        Err(err) => fsmstore_conformance::unreachable("Redis", URL_VARIABLE, &err),
+    }
+}
+
+/// A storage whose key builder writes `<prefix>:<chat>:<user>`, as aiogram's
+/// `DefaultKeyBuilder(prefix=…)`.
+async fn storage(prefix: &str, layout: Layout, query: &str) -> RedisStorage {
+    let options = StorageOptions::default()
+        .layout(layout)
+        .key_builder(DefaultKeyBuilder::default().with_prefix(prefix));
+    let config = RedisConfig::from_url(&format!("{}{query}", url()))
+        .unwrap()
+        .options(options)
+        .unwrap();
+    RedisStorage::open(config).await.unwrap()
+}
+
+/// Deletes every key under `prefix`.
+async fn cleanup(conn: &mut MultiplexedConnection, prefix: &str) {
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(conn)
+        .await
+        .unwrap();
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(conn)
+            .await
+            .unwrap();
+    }
+}
+
+async fn get(conn: &mut MultiplexedConnection, key: &str) -> Option<String> {
+    redis::cmd("GET").arg(key).query_async(conn).await.unwrap()
+}
+
+fn data(value: Value) -> Data {
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!(),
+    }
+}
+
+fn key() -> StorageKey {
+    StorageKey::new(BotId(42), ChatId(-100), UserId(7))
+}
+
+/// What a Python bot on aiogram's `RedisStorage` wrote (stdlib `json.dumps`: ASCII
+/// escapes, `", "` and `": "` separators, a number past `u64`), merged by fsmstore: the
+/// fields the patch does not name keep their text byte for byte, numbers included.
+async fn aiogram_keys_are_read_and_merged_as_python_wrote_them() {
+    let mut conn = raw().await.expect("Redis was there when the suite started");
+    let prefix = unique_prefix("aio");
+    let (state_key, data_key) = (
+        format!("{prefix}:-100:7:state"),
+        format!("{prefix}:-100:7:data"),
+    );
+    let python = r#"{"name": "\u0416\u0435\u043d\u044f", "big": 123456789012345678901234567890, "f": 0.1, "nested": {"a": [1, 2.50]}}"#;
+    let _: () = redis::cmd("SET")
+        .arg(&state_key)
+        .arg("Form:name")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&data_key)
+        .arg(python)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let s = storage(&prefix, Layout::AiogramSqlalchemy, "?layout=aiogram").await;
+    assert_eq!(
+        s.get_state(&key()).await.unwrap().as_deref(),
+        Some("Form:name")
+    );
+    let merged = s
+        .update_data(&key(), &data(json!({"step": 2, "f": 0.25})))
+        .await
+        .unwrap();
+    assert_eq!(merged["name"], json!("Женя"));
+    assert_eq!(merged["step"], json!(2));
+    let stored = get(&mut conn, &data_key).await.unwrap();
+    assert!(
+        stored.contains(r#""name":"\u0416\u0435\u043d\u044f""#),
+        "{stored}"
+    );
+    assert!(
+        stored.contains(r#""big":123456789012345678901234567890"#),
+        "{stored}"
+    );
+    assert!(stored.contains(r#""nested":{"a": [1, 2.50]}"#), "{stored}");
+    assert!(
+        stored.contains(r#""f":0.25"#) && !stored.contains("0.1"),
+        "{stored}"
+    );
+    // Python's json.loads reads what fsmstore wrote: it is JSON.
+    serde_json::from_str::<&serde_json::value::RawValue>(&stored).expect("JSON text");
+    cleanup(&mut conn, &prefix).await;
+}
+
+/// fsmstore writes what aiogram's `RedisStorage` reads: the state as plain text, the data
+/// as JSON text, and an emptied part deleted (aiogram's `DEL`), so a dialogue holding
+/// nothing leaves no key.
+async fn aiogram_keys_written_by_fsmstore_are_what_aiogram_reads() {
+    let mut conn = raw().await.expect("Redis was there when the suite started");
+    let prefix = unique_prefix("aiow");
+    let s = storage(&prefix, Layout::AiogramSqlalchemy, "?layout=aiogram").await;
+    s.transition(&key(), Some("Form:age"), &data(json!({"age": 30})))
+        .await
+        .unwrap();
+    let state_key = format!("{prefix}:-100:7:state");
+    let data_key = format!("{prefix}:-100:7:data");
+    assert_eq!(
+        get(&mut conn, &state_key).await.as_deref(),
+        Some("Form:age")
+    );
+    let text = get(&mut conn, &data_key).await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({"age": 30})
+    );
+    s.set_data(&key(), &Data::new()).await.unwrap();
+    assert_eq!(get(&mut conn, &data_key).await, None);
+    s.set_state(&key(), None).await.unwrap();
+    assert_eq!(get(&mut conn, &state_key).await, None);
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    cleanup(&mut conn, &prefix).await;
+}
+
+/// Stored data that is not a JSON object is corrupt, and a merge into it writes nothing.
+async fn a_merge_into_corrupt_aiogram_data_writes_nothing() {
+    let mut conn = raw().await.expect("Redis was there when the suite started");
+    let prefix = unique_prefix("aioc");
+    let data_key = format!("{prefix}:-100:7:data");
+    let s = storage(&prefix, Layout::AiogramSqlalchemy, "?layout=aiogram").await;
+    for bad in [
+        r#"{"a": tru}"#,
+        "[1, 2]",
+        r#"{"a": 1"#,
+        r#"{"a": NaN}"#,
+        "{\"a\": 01}",
+    ] {
+        let _: () = redis::cmd("SET")
+            .arg(&data_key)
+            .arg(bad)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let err = s
+            .transition(&key(), Some("S"), &data(json!({"b": 1})))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            fsmstore_core::ErrorKind::CorruptData,
+            "{bad}: {err}"
+        );
+        assert_eq!(get(&mut conn, &data_key).await.as_deref(), Some(bad));
+        assert_eq!(
+            get(&mut conn, &format!("{prefix}:-100:7:state")).await,
+            None,
+            "{bad}"
+        );
+    }
+    cleanup(&mut conn, &prefix).await;
+}
+
+/// One TTL per dialogue: every write resets it on both keys. aiogram's own `state_ttl` and
+/// `data_ttl` set only the TTL of the key written, as aiogram does.
+async fn expiry_is_set_on_the_keys_written() {
+    let mut conn = raw().await.expect("Redis was there when the suite started");
+    let prefix = unique_prefix("ttl");
+    let pttl = |conn: &mut MultiplexedConnection, key: String| {
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("PTTL")
+                .arg(key)
+                .query_async::<i64>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+    let (state_key, data_key) = (
+        format!("{prefix}:-100:7:state"),
+        format!("{prefix}:-100:7:data"),
+    );
+    let one = storage(&prefix, Layout::AiogramSqlalchemy, "?layout=aiogram&ttl=1h").await;
+    one.set_data(&key(), &data(json!({"a": 1}))).await.unwrap();
+    one.set_state(&key(), Some("S")).await.unwrap();
+    for key in [&state_key, &data_key] {
+        let ms = pttl(&mut conn, key.clone()).await;
+        assert!((3_590_000..=3_600_000).contains(&ms), "{key}: {ms}");
+    }
+    cleanup(&mut conn, &prefix).await;
+    let split = storage(
+        &prefix,
+        Layout::AiogramSqlalchemy,
+        "?layout=aiogram&state_ttl=10m&data_ttl=2h",
+    )
+    .await;
+    split
+        .set_data(&key(), &data(json!({"a": 1})))
+        .await
+        .unwrap();
+    split.set_state(&key(), Some("S")).await.unwrap();
+    let state_ms = pttl(&mut conn, state_key.clone()).await;
+    let data_ms = pttl(&mut conn, data_key.clone()).await;
+    assert!((590_000..=600_000).contains(&state_ms), "{state_ms}");
+    assert!((7_190_000..=7_200_000).contains(&data_ms), "{data_ms}");
+    cleanup(&mut conn, &prefix).await;
+    // fsmstore's layout: one hash, its TTL set by each write.
+    let own = storage(&prefix, Layout::Fsmstore, "?ttl=30s").await;
+    own.update_data(&key(), &data(json!({"a": 1})))
+        .await
+        .unwrap();
+    let ms = pttl(&mut conn, format!("fsmstore:{prefix}:-100:7")).await;
+    assert!((29_000..=30_000).contains(&ms), "{ms}");
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("fsmstore:{prefix}:-100:7"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    cleanup(&mut conn, &prefix).await;
+}
+
+/// fsmstore's layout: one hash per dialogue holding the state and each field's JSON text;
+/// a dialogue holding nothing is no key.
+async fn own_layout_is_one_hash_that_goes_when_empty() {
+    let mut conn = raw().await.expect("Redis was there when the suite started");
+    let prefix = unique_prefix("own");
+    let s = storage(&prefix, Layout::Fsmstore, "").await;
+    let hash_key = format!("fsmstore:{prefix}:-100:7");
+    s.transition(
+        &key(),
+        Some("Form:name"),
+        &data(json!({"n": u64::MAX, "s": "x"})),
+    )
+    .await
+    .unwrap();
+    let hash: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
+        .arg(&hash_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(hash.get("s").map(String::as_str), Some("Form:name"));
+    assert_eq!(
+        hash.get(".n").map(String::as_str),
+        Some("18446744073709551615")
+    );
+    assert_eq!(hash.get(".s").map(String::as_str), Some("\"x\""));
+    s.transition(&key(), None, &Data::new()).await.unwrap();
+    s.set_data(&key(), &Data::new()).await.unwrap();
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&hash_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0);
+}
+
+/// A held lock is aiogram's `RedisEventIsolation` lock: `<id>:lock` holding a 32-digit
+/// token with a lease, which a Python handler's `SET NX` can not take; it goes when the
+/// guard drops.
+async fn a_held_lock_is_the_key_aiogram_locks() {
+    let mut conn = raw().await.expect("Redis was there when the suite started");
+    let prefix = unique_prefix("lock");
+    let s = storage(&prefix, Layout::AiogramSqlalchemy, "?layout=aiogram").await;
+    let db = s.database().unwrap();
+    let lock_key = format!("{prefix}:-100:7:lock");
+    let guard = db.isolation().lock(&key()).await.unwrap();
+    let token = get(&mut conn, &lock_key).await.expect("the lock key");
+    assert_eq!(token.len(), 32);
+    let python: Option<String> = redis::cmd("SET")
+        .arg(&lock_key)
+        .arg("python-token")
+        .arg("NX")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(python, None, "a Python handler must not get the lock");
+    drop(guard);
+    for _ in 0..50 {
+        if get(&mut conn, &lock_key).await.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(get(&mut conn, &lock_key).await, None, "released");
+    // Held by a Python handler: fsmstore waits, then times out naming the key.
+    let _: () = redis::cmd("SET")
+        .arg(&lock_key)
+        .arg("python-token")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let options = StorageOptions::default()
+        .layout(Layout::AiogramSqlalchemy)
+        .key_builder(DefaultKeyBuilder::default().with_prefix(&prefix))
+        .isolation_timeout(Duration::from_millis(300));
+    let config = RedisConfig::from_url(&format!("{}?layout=aiogram", url()))
+        .unwrap()
+        .options(options)
+        .unwrap();
+    let waiting = RedisStorage::open(config)
+        .await
+        .unwrap()
+        .database()
+        .unwrap();
+    let err = waiting.isolation().lock(&key()).await.unwrap_err();
+    assert_eq!(err.kind(), fsmstore_core::ErrorKind::LockTimeout, "{err}");
+    assert_eq!(
+        get(&mut conn, &lock_key).await.as_deref(),
+        Some("python-token")
+    );
+    cleanup(&mut conn, &prefix).await;
+}
+
+/// Settings Redis has no use for are refused, named; the password never shows.
+fn settings_redis_would_ignore_are_refused() {
+    for url in [
+        "redis://127.0.0.1/0?version_table=v",
+        "redis://127.0.0.1/0?schema=verify",
+        "redis://127.0.0.1/0?state_ttl=1h",
+        "redis://127.0.0.1/0?layout=aiogram&ttl=1h&data_ttl=1h",
+        "redis://127.0.0.1/0?nope=1",
+    ] {
+        assert!(RedisConfig::from_url(url).is_err(), "{url}");
+    }
+    let err = RedisConfig::from_url("redis://:hunter2@127.0.0.1/0?bogus=1").unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    let config = RedisConfig::from_url("redis://:hunter2@127.0.0.1/0").unwrap();
+    assert!(!format!("{config:?} {config}").contains("hunter2"));
+}
+
+fn main() -> std::process::ExitCode {
+    use fsmstore_conformance::{block_on, Needs, Suite};
+    let redis = Needs::probe("Redis unreachable", || block_on(raw()).map(drop));
+    let mut suite = Suite::new();
+    suite.test(
+        "aiogram_keys_are_read_and_merged_as_python_wrote_them",
+        &redis,
+        || block_on(aiogram_keys_are_read_and_merged_as_python_wrote_them()),
+    );
+    suite.test(
+        "aiogram_keys_written_by_fsmstore_are_what_aiogram_reads",
+        &redis,
+        || block_on(aiogram_keys_written_by_fsmstore_are_what_aiogram_reads()),
+    );
+    suite.test(
+        "a_merge_into_corrupt_aiogram_data_writes_nothing",
+        &redis,
+        || block_on(a_merge_into_corrupt_aiogram_data_writes_nothing()),
+    );
+    suite.test("expiry_is_set_on_the_keys_written", &redis, || {
+        block_on(expiry_is_set_on_the_keys_written())
+    });
+    suite.test(
+        "own_layout_is_one_hash_that_goes_when_empty",
+        &redis,
+        || block_on(own_layout_is_one_hash_that_goes_when_empty()),
+    );
+    suite.test("a_held_lock_is_the_key_aiogram_locks", &redis, || {
+        block_on(a_held_lock_is_the_key_aiogram_locks())
+    });
+    suite.test(
+        "settings_redis_would_ignore_are_refused",
+        &Needs::Met,
+        settings_redis_would_ignore_are_refused,
+    );
+    suite.run()
+}
