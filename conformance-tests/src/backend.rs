@@ -174,6 +174,15 @@ impl Backend for MemoryBackend {
         "memory".to_owned()
     }
 
+    fn capabilities(&self) -> Capabilities {
+        // Rows keep their write time (purge by age) and expire; no schema, no SQL.
+        Capabilities {
+            updated_at: true,
+            expiry: true,
+            ..Capabilities::default()
+        }
+    }
+
     async fn open_database(&self, options: StorageOptions) -> Result<Database> {
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         let (storage, locks) = match tables.get(options.table.as_str()) {
