@@ -102,8 +102,13 @@ mod tests {
         for layout in [Layout::Fsmstore, Layout::AiogramSqlalchemy] {
             assert_eq!(layout.to_string().parse::<Layout>().unwrap(), layout);
         }
-        let err = "aiogram".parse::<Layout>().unwrap_err();
-        assert!(err.to_string().contains("aiogram-sqlalchemy"), "{err}");
+        // `aiogram`: aiogram's own storage of the database at hand.
+        assert_eq!(
+            "aiogram".parse::<Layout>().unwrap(),
+            Layout::AiogramSqlalchemy
+        );
+        let err = "aiogram-redis".parse::<Layout>().unwrap_err();
+        assert!(err.to_string().contains("aiogram"), "{err}");
     }
 
     #[test]

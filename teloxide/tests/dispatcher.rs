@@ -101,7 +101,7 @@ async fn play_step(api: &BotApi, step: usize, replies_so_far: &mut usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_dispatcher_carries_dialogues_across_a_restart() {
     for target in common::targets("dispatch") {
-        let options = common::options("dispatch");
+        let options = target.options("dispatch");
         let Some(db) = common::open(&target, options.clone()).await else {
             continue;
         };

@@ -156,7 +156,7 @@ fn every_serde_shape_round_trips_on_every_backend() {
         .build()
         .unwrap();
     for target in common::targets("shapes") {
-        let Some(db) = runtime.block_on(common::open(&target, common::options("shapes"))) else {
+        let Some(db) = runtime.block_on(common::open(&target, target.options("shapes"))) else {
             continue;
         };
         let storage = Arc::new(TeloxideStorage::from(&db));
@@ -207,7 +207,7 @@ fn a_zero_field_tuple_variant_reads_back() {
         .build()
         .unwrap();
     for target in common::targets("empty_tuple") {
-        let Some(db) = runtime.block_on(common::open(&target, common::options("empty_tuple")))
+        let Some(db) = runtime.block_on(common::open(&target, target.options("empty_tuple")))
         else {
             continue;
         };

@@ -29,7 +29,7 @@ async fn check(storage: &Arc<TeloxideStorage>, expected: [Option<&str>; 3]) {
 #[tokio::test(flavor = "multi_thread")]
 async fn teloxides_storage_scenario_passes_on_every_backend() {
     for target in common::targets("scenario") {
-        let Some(db) = common::open(&target, common::options("scenario")).await else {
+        let Some(db) = common::open(&target, target.options("scenario")).await else {
             continue;
         };
         let storage = Arc::new(TeloxideStorage::from(&db));
@@ -70,7 +70,7 @@ async fn teloxides_storage_scenario_passes_on_every_backend() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_erased_storage_works() {
     for target in common::targets("erased") {
-        let Some(db) = common::open(&target, common::options("erased")).await else {
+        let Some(db) = common::open(&target, target.options("erased")).await else {
             continue;
         };
         let erased = Arc::new(TeloxideStorage::from(&db)).erase();
@@ -104,7 +104,7 @@ use dialogue_bot::State;
 #[tokio::test(flavor = "multi_thread")]
 async fn rows_are_readable_and_keyed_like_aiogram() {
     for target in common::targets("rows") {
-        let Some(db) = common::open(&target, common::options("rows")).await else {
+        let Some(db) = common::open(&target, target.options("rows")).await else {
             continue;
         };
         let storage = Arc::new(TeloxideStorage::from(&db).bot_id(BotId(42)));

@@ -1,6 +1,6 @@
-//! The databases the adapter's tests run on: a temporary SQLite file, and the PostgreSQL and
-//! MariaDB that `FSMSTORE_TEST_POSTGRES_URL` and `FSMSTORE_TEST_MYSQL_URL` name (defaults:
-//! the local servers). A server that does not answer is skipped loudly, and fails the
+//! The databases the adapter's tests run on: a temporary SQLite file, and the PostgreSQL,
+//! MariaDB and Redis that `FSMSTORE_TEST_POSTGRES_URL`, `FSMSTORE_TEST_MYSQL_URL` and
+//! `FSMSTORE_TEST_REDIS_URL` name (defaults: the local servers; Redis database 7). A server that does not answer is skipped loudly, and fails the
 //! test under `CI`. Each test gets tables of its own, dropped at the end.
 #![allow(dead_code)]
 
@@ -8,7 +8,7 @@ use fsmstore::{Database, SchemaPolicy, StorageOptions};
 
 /// One database under test.
 pub struct Target {
-    /// `sqlite`, `postgres` or `mysql`.
+    /// `sqlite`, `postgres`, `mysql` or `redis`.
     pub name: &'static str,
     /// The URL, without the table.
     pub url: String,
@@ -51,7 +51,74 @@ pub fn targets(test: &str) -> Vec<Target> {
                 .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into()),
             file: None,
         },
+        Target {
+            name: "redis",
+            url: redis_url(),
+            file: None,
+        },
     ]
+}
+
+/// The Redis the tests use.
+pub fn redis_url() -> String {
+    std::env::var("FSMSTORE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/7".into())
+}
+
+impl Target {
+    /// The options of `test`'s tables on this target: names of its own, the schema
+    /// created on open (Redis has none: its table is the key prefix).
+    pub fn options(&self, test: &str) -> StorageOptions {
+        if self.name == "redis" {
+            let table = format!("tg_{test}_{}", std::process::id());
+            return StorageOptions::default()
+                .table(&table)
+                .expect("a valid table name");
+        }
+        options(test)
+    }
+}
+
+/// Deletes the Redis keys of table (key prefix) `table`.
+async fn delete_redis_keys(table: &str) -> fsmstore::Result<()> {
+    use fsmstore::redis::redis;
+    let failed = |err: redis::RedisError| fsmstore::Error::connection(err.to_string(), None);
+    let client = redis::Client::open(redis_url().as_str()).map_err(failed)?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(failed)?;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{table}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .map_err(failed)?;
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await
+                .map_err(failed)?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// Drops the tables of `db` (or deletes its keys on Redis).
+async fn drop_all(db: &Database) -> fsmstore::Result<()> {
+    if db.backend() == "redis" {
+        delete_redis_keys(db.options().table.as_str()).await
+    } else {
+        db.migrator()?.drop_tables().await
+    }
 }
 
 /// The options of `test`'s tables: names of its own, schema created on open.
@@ -70,7 +137,7 @@ pub fn options(test: &str) -> StorageOptions {
 pub async fn open(target: &Target, options: StorageOptions) -> Option<Database> {
     let fresh = async {
         let db = fsmstore::open_with(&target.url, options.clone()).await?;
-        db.migrator()?.drop_tables().await?;
+        drop_all(&db).await?;
         db.close().await?;
         fsmstore::open_with(&target.url, options).await
     };
@@ -91,11 +158,7 @@ pub async fn drop_tables(db: Database) {
         db.close().await.expect("close");
         return;
     }
-    db.migrator()
-        .expect("a migrator")
-        .drop_tables()
-        .await
-        .expect("drop the test's tables");
+    drop_all(&db).await.expect("drop the test's tables");
     db.close().await.expect("close");
 }
 
