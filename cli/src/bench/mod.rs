@@ -8,6 +8,7 @@
 
 mod floor_mysql;
 mod floor_postgres;
+mod floor_redis;
 mod floor_sqlite;
 mod isolation;
 mod report;
@@ -25,6 +26,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use self::floor_mysql::MysqlFloor;
 use self::floor_postgres::PgFloor;
+use self::floor_redis::RedisFloor;
 use self::floor_sqlite::SqliteFloor;
 use self::report::{PhaseReport, Report, Throughput, VariantReport};
 use self::workload::{run_concurrency, run_phase, FsmTarget, Phase, Sample};
@@ -41,6 +43,7 @@ enum Floor {
     Sqlite(SqliteFloor),
     Postgres(PgFloor),
     Mysql(MysqlFloor),
+    Redis(RedisFloor),
 }
 
 impl Floor {
@@ -49,6 +52,7 @@ impl Floor {
             Scheme::Sqlite => Floor::Sqlite(SqliteFloor::open(url, table).await?),
             Scheme::Postgres => Floor::Postgres(PgFloor::open(url, table).await?),
             Scheme::Mysql => Floor::Mysql(MysqlFloor::open(url, table).await?),
+            Scheme::Redis => Floor::Redis(RedisFloor::open(url, table).await?),
             _ => anyhow::bail!("no floor for this database"),
         })
     }
@@ -58,6 +62,7 @@ impl Floor {
             Floor::Sqlite(f) => run_phase(f, phase, keys, bar).await,
             Floor::Postgres(f) => run_phase(f, phase, keys, bar).await,
             Floor::Mysql(f) => run_phase(f, phase, keys, bar).await,
+            Floor::Redis(f) => run_phase(f, phase, keys, bar).await,
         }
     }
 
@@ -73,6 +78,7 @@ impl Floor {
             Floor::Sqlite(_) => Ok(()),
             Floor::Postgres(f) => f.lock_unlock(i).await,
             Floor::Mysql(f) => f.lock_unlock(i).await,
+            Floor::Redis(f) => f.lock_unlock(i).await,
         }
     }
 
@@ -81,6 +87,7 @@ impl Floor {
             Floor::Sqlite(f) => f.prefill(first, rows).await,
             Floor::Postgres(f) => f.prefill(first, rows).await,
             Floor::Mysql(f) => f.prefill(first, rows).await,
+            Floor::Redis(f) => f.prefill(first, rows).await,
         }
     }
 }
@@ -105,10 +112,16 @@ pub(crate) async fn run(global: &Global, args: BenchArgs) -> anyhow::Result<Exit
 
 async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
     let pid = std::process::id();
-    let options = StorageOptions::default()
-        .table(&format!("bench_{pid}"))?
-        .version_table(&format!("bench_{pid}_ver"))?
-        .schema(SchemaPolicy::Upgrade);
+    // Redis has no schema: its scratch "table" is a key prefix, deleted afterwards.
+    let keys_only = Scheme::of(url)? == Scheme::Redis;
+    let options = if keys_only {
+        StorageOptions::default().table(&format!("bench_{pid}"))?
+    } else {
+        StorageOptions::default()
+            .table(&format!("bench_{pid}"))?
+            .version_table(&format!("bench_{pid}_ver"))?
+            .schema(SchemaPolicy::Upgrade)
+    };
     let db = fsmstore::open_with(url, options.clone())
         .await
         .context("open the storage")?;
@@ -123,12 +136,16 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
         wanted.push(("ttl=30d".into(), "same table", url.to_owned(), ttl));
     }
     if args.layout {
-        let python = options
-            .clone()
-            .table(&format!("bench_{pid}_py"))?
-            .version_table(&format!("bench_{pid}_py_ver"))?
-            .layout(fsmstore::Layout::AiogramSqlalchemy);
-        let name = "layout=aiogram-sqlalchemy".into();
+        let mut python = options.clone().table(&format!("bench_{pid}_py"))?;
+        if !keys_only {
+            python = python.version_table(&format!("bench_{pid}_py_ver"))?;
+        }
+        let python = python.layout(fsmstore::Layout::AiogramSqlalchemy);
+        let name = if keys_only {
+            "layout=aiogram".into()
+        } else {
+            "layout=aiogram-sqlalchemy".into()
+        };
         wanted.push((name, "a table in each layout", url.to_owned(), python));
     }
     for other in &args.beside {
@@ -166,7 +183,12 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
         // Its scratch tables: its own (the layout's), or on another server (`--beside` a
         // Galera node or another database); on the same table they are already gone or go
         // with the first handle's (dropping is idempotent).
-        variant.with.migrator()?.drop_tables().await?;
+        if keys_only {
+            let table = variant.with.options().table.clone();
+            floor_redis::delete_scratch(url, &table).await?;
+        } else {
+            variant.with.migrator()?.drop_tables().await?;
+        }
         variant.with.close().await?;
     }
     if let Some(plain) = plain {
@@ -175,7 +197,13 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
     if let Some(second) = second {
         second.close().await?;
     }
-    let dropped = async { db.migrator()?.drop_tables().await }.await;
+    let dropped = if keys_only {
+        floor_redis::delete_scratch(url, &options.table).await
+    } else {
+        async { db.migrator()?.drop_tables().await }
+            .await
+            .map_err(anyhow::Error::from)
+    };
     let closed = db.close().await;
     let report = result?;
     dropped.context("drop the scratch tables")?;
