@@ -20,7 +20,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use fsmstore::migrate::Dialect;
 use fsmstore::{SchemaPolicy, Scheme, StorageOptions, TableName};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -382,11 +381,10 @@ fn redacted(url: &str) -> String {
     fsmstore::core::DatabaseUrl::redacted(url)
 }
 
+/// The backend's name for the report (`sqlite`, `postgres`, `mysql`, `redis`).
 fn dialect_name(url: &str) -> String {
-    match Scheme::of(url) {
-        Ok(Scheme::Sqlite) => Dialect::Sqlite.to_string(),
-        Ok(Scheme::Postgres) => Dialect::Postgres.to_string(),
-        Ok(Scheme::Mysql) => Dialect::Mysql.to_string(),
-        _ => "database".to_owned(),
-    }
+    Scheme::of(url).map_or_else(
+        |_| "database".to_owned(),
+        |scheme| scheme.feature().to_owned(),
+    )
 }
