@@ -81,7 +81,7 @@ stop_started() {
 trap stop_started EXIT
 # A server that does not come up leaves its tests listed as ignored, with the reason (and
 # failing under CI); the other tests still run.
-for s in pgbouncer galera; do
+for s in pgbouncer galera redis-cluster; do
   if ! "scripts/$s.sh" status; then
     started+=("$s")
     "scripts/$s.sh" start || say "$s did not start: its tests will say so"
@@ -89,7 +89,8 @@ for s in pgbouncer galera; do
 done
 FSMSTORE_TEST_PGBOUNCER_URL="$(scripts/pgbouncer.sh url)"
 FSMSTORE_TEST_GALERA_URLS="$(scripts/galera.sh urls)"
-export FSMSTORE_TEST_PGBOUNCER_URL FSMSTORE_TEST_GALERA_URLS
+FSMSTORE_TEST_REDIS_CLUSTER_URL="$(scripts/redis-cluster.sh urls)"
+export FSMSTORE_TEST_PGBOUNCER_URL FSMSTORE_TEST_GALERA_URLS FSMSTORE_TEST_REDIS_CLUSTER_URL
 if FSMSTORE_TEST_PYTHON="$(scripts/python-venv.sh)"; then
   export FSMSTORE_TEST_PYTHON
   say "Python peer: $FSMSTORE_TEST_PYTHON"

@@ -24,10 +24,48 @@ fn open_client(url: &str) -> Result<redis::Client> {
         .map_err(|err| Error::Config(format!("invalid Redis URL ({})", err.category())))
 }
 
+/// The driver URLs of the seed nodes of a cluster URL: `redis+cluster://[user:pw@]h1:p1,h2:p2`
+/// (a cluster has one database: no path but `/` or `/0`).
+fn cluster_nodes(scheme: &str, location: &str, driver: &[(String, String)]) -> Result<Vec<String>> {
+    let location = location.strip_prefix("//").unwrap_or(location);
+    let (auth, rest) = match location.rfind('@') {
+        Some(at) => location.split_at(at + 1),
+        None => ("", location),
+    };
+    let (hosts, path) = match rest.find('/') {
+        Some(slash) => rest.split_at(slash),
+        None => (rest, ""),
+    };
+    if !matches!(path, "" | "/" | "/0") {
+        return Err(Error::Config(
+            "a Redis Cluster has one database: a redis+cluster URL has no database number"
+                .to_owned(),
+        ));
+    }
+    let node_scheme = if scheme.starts_with("rediss") {
+        "rediss"
+    } else {
+        "redis"
+    };
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .filter(|host| !host.is_empty())
+        .map(|host| format!("{node_scheme}://{auth}{host}{}", query_string(driver)))
+        .collect();
+    if nodes.is_empty() {
+        return Err(Error::Config(
+            "a redis+cluster URL names no node".to_owned(),
+        ));
+    }
+    Ok(nodes)
+}
+
 /// Settings of a Redis storage.
 ///
 /// URL forms: `redis://[user:password@]host:port/db`, `rediss://…` (TLS, feature `tls`),
-/// `redis+unix:///path/to/redis.sock?db=N`. Query parameters: the shared ones (`table`,
+/// `redis+unix:///path/to/redis.sock?db=N`, and Redis Cluster:
+/// `redis+cluster://[user:password@]node1:port,node2:port` (seed nodes; the client learns
+/// the rest). Query parameters: the shared ones (`table`,
 /// `layout`, `ttl`, `call_timeout`, `connect_timeout`, `isolation_timeout`, …), aiogram's
 /// `state_ttl`/`data_ttl` (aiogram layout only), and the driver's `protocol`.
 ///
@@ -42,6 +80,8 @@ fn open_client(url: &str) -> Result<redis::Client> {
 pub struct RedisConfig {
     /// The URL handed to the driver (may hold a password: never shown).
     driver_url: String,
+    /// `redis+cluster://`: the seed nodes' driver URLs (may hold a password).
+    cluster_nodes: Option<Vec<String>>,
     /// The URL as it may be shown (password replaced).
     shown: String,
     /// aiogram's `state_ttl`: the state key's expiry (aiogram layout), instead of `ttl`.
@@ -79,7 +119,9 @@ impl RedisConfig {
     pub fn from_url(url: &str) -> Result<Self> {
         let scheme = DatabaseUrl::scheme_of(url)?;
         let mut parsed = match scheme.as_str() {
-            "redis" | "rediss" | "valkey" | "valkeys" => DatabaseUrl::parse(url)?,
+            "redis" | "rediss" | "valkey" | "valkeys" | "redis+cluster" | "rediss+cluster" => {
+                DatabaseUrl::parse(url)?
+            }
             // A socket path: no authority to check.
             "redis+unix" | "valkey+unix" | "unix" => DatabaseUrl::parse_file(url)?,
             other => {
@@ -97,13 +139,29 @@ impl RedisConfig {
             parsed.location(),
             query_string(&driver)
         );
+        let cluster_nodes = match parsed.scheme() {
+            "redis+cluster" | "rediss+cluster" => {
+                Some(cluster_nodes(parsed.scheme(), parsed.location(), &driver)?)
+            }
+            _ => None,
+        };
         let mut own: Vec<&str> = REDIS_PARAMETERS.to_vec();
         own.extend(DRIVER_PARAMETERS);
         let options = parsed.finish("redis", &own)?;
         // The driver checks what it reads (host, port, database number, protocol) now,
         // not at the first call. Its message is shown without the URL.
-        open_client(&driver_url)?;
+        match &cluster_nodes {
+            Some(nodes) => {
+                for node in nodes {
+                    open_client(node)?;
+                }
+            }
+            None => {
+                open_client(&driver_url)?;
+            }
+        }
         let config = RedisConfig {
+            cluster_nodes,
             shown: DatabaseUrl::redacted(url),
             driver_url,
             state_ttl,
@@ -159,6 +217,11 @@ impl RedisConfig {
     /// The driver's client.
     pub(crate) fn client(&self) -> Result<redis::Client> {
         open_client(&self.driver_url)
+    }
+
+    /// The seed nodes of a `redis+cluster://` URL (`None`: one server).
+    pub(crate) fn cluster_nodes(&self) -> Option<&[String]> {
+        self.cluster_nodes.as_deref()
     }
 
     /// The prefix of every key: `<table>:` when the table was given, else none in the

@@ -1,21 +1,61 @@
 //! [`Connections`]: what a Redis storage, its whole-keyspace operations and its isolation
 //! share: one multiplexed connection that reconnects by itself (the `redis` crate's
-//! `ConnectionManager`), the settings, the closed flag, and core's [`CallRunner`] running
-//! each call.
+//! `ConnectionManager`) or a cluster connection that follows the cluster's slots, the
+//! settings, the closed flag, and core's [`CallRunner`] running each call.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use fsmstore_core::{CallRunner, Error, Fault, Phase, Replay, Result};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::RedisResult;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
 
 use crate::config::RedisConfig;
 use crate::error::{classify, from_redis};
 
+/// One server's connection, or a cluster's.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// One server (or the primary a URL names).
+    Single(ConnectionManager),
+    /// Redis Cluster: each command goes to the node of its key's slot.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(conn) => conn.req_packed_command(cmd),
+            Conn::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(conn) => conn.get_db(),
+            Conn::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
 /// The connections of one storage.
 pub(crate) struct Connections {
-    manager: ConnectionManager,
+    manager: Conn,
     config: RedisConfig,
     closed: AtomicBool,
     runner: CallRunner,
@@ -37,25 +77,43 @@ impl Connections {
     /// [`Error::Connection`] when the server can not be reached in time; [`Error::Config`]
     /// for a refused login.
     pub(crate) async fn open(config: RedisConfig) -> Result<Self> {
-        let client = config.client()?;
         let connect = config.options.connect_timeout;
-        // Every answer is bounded by the runner's `call_timeout`; the manager only bounds
-        // its own connects, and reconnects in the background after a lost connection.
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(connect))
-            .set_response_timeout(None);
-        let manager = tokio::time::timeout(
-            connect,
-            ConnectionManager::new_with_config(client, manager_config),
-        )
-        .await
-        .map_err(|_| {
-            Error::connection(
-                format!("no answer from Redis within {connect:?} (connect_timeout)"),
-                None,
-            )
-        })?
-        .map_err(from_redis)?;
+        let client = match config.cluster_nodes() {
+            Some(_) => None,
+            None => Some(config.client()?),
+        };
+        let opened = async {
+            match config.cluster_nodes() {
+                Some(nodes) => ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                    .connection_timeout(connect)
+                    // Every answer is bounded by the runner's `call_timeout`.
+                    .response_timeout(config.options.call_timeout)
+                    .build()?
+                    .get_async_connection()
+                    .await
+                    .map(Conn::Cluster),
+                None => {
+                    // The manager only bounds its own connects, and reconnects in the
+                    // background after a lost connection.
+                    let manager_config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(connect))
+                        .set_response_timeout(None);
+                    let client = client.expect("a client for one server");
+                    ConnectionManager::new_with_config(client, manager_config)
+                        .await
+                        .map(Conn::Single)
+                }
+            }
+        };
+        let manager = tokio::time::timeout(connect, opened)
+            .await
+            .map_err(|_| {
+                Error::connection(
+                    format!("no answer from Redis within {connect:?} (connect_timeout)"),
+                    None,
+                )
+            })?
+            .map_err(from_redis)?;
         Ok(Connections {
             manager,
             runner: CallRunner::new("Redis", &config.options),
@@ -79,6 +137,61 @@ impl Connections {
         self.closed.store(true, Ordering::Release);
     }
 
+    /// The primaries' addresses of a cluster (`None`: one server), from `CLUSTER NODES`.
+    pub(crate) async fn primaries(&self) -> Result<Option<Vec<(String, u16)>>> {
+        if !matches!(self.manager, Conn::Cluster(_)) {
+            return Ok(None);
+        }
+        let text: String = self
+            .call("cluster nodes", Replay::Safe, |mut conn| async move {
+                redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let mut primaries = Vec::new();
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let (Some(address), Some(flags)) = (fields.get(1), fields.get(2)) else {
+                continue;
+            };
+            if !flags.split(',').any(|flag| flag == "master") || flags.contains("fail") {
+                continue;
+            }
+            let address = address.split('@').next().unwrap_or(address);
+            if let Some((host, port)) = address.rsplit_once(':') {
+                if let Ok(port) = port.parse() {
+                    primaries.push((host.to_owned(), port));
+                }
+            }
+        }
+        Ok(Some(primaries))
+    }
+
+    /// Runs `cmd` on node `node` of a cluster, or on the server.
+    pub(crate) async fn on_node<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        node: Option<&(String, u16)>,
+        cmd: &Cmd,
+    ) -> Result<T> {
+        self.call(operation, Replay::Safe, |conn| async move {
+            match (conn, node) {
+                (Conn::Cluster(mut conn), Some((host, port))) => {
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                        host: host.clone(),
+                        port: *port,
+                    });
+                    let value = conn.route_command(cmd.clone(), routing).await?;
+                    T::from_redis_value(value).map_err(Into::into)
+                }
+                (mut conn, _) => cmd.query_async(&mut conn).await,
+            }
+        })
+        .await
+    }
+
     /// Runs `command` (one command, script or atomic pipeline: one round trip) under
     /// core's [`CallRunner`]: `replay` says whether it may run again after its connection
     /// was lost while it was in flight.
@@ -89,7 +202,7 @@ impl Connections {
         command: F,
     ) -> Result<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         self.runner

@@ -38,6 +38,10 @@ pub(crate) fn classify(err: &RedisError) -> Failure {
 /// never hold the password.
 pub(crate) fn from_redis(err: RedisError) -> Error {
     match err.kind() {
+        // Refused before running: nothing was written.
+        ErrorKind::Server(ServerErrorKind::CrossSlot) => Error::Config(format!(
+            "a call's keys fall in different hash slots of the Redis Cluster (nothing was written): aiogram's layout keeps a dialogue's state and data in two keys, so on a cluster give them one slot with a hash tag in the key builder's prefix, or use fsmstore's layout (one key per dialogue): {err}"
+        )),
         ErrorKind::AuthenticationFailed => Error::Config(format!("Redis refused the login: {err}")),
         ErrorKind::InvalidClientConfig => Error::Config(format!("invalid Redis settings: {err}")),
         _ if classify(&err) != Failure::Other => Error::connection(

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use fsmstore_core::{Replay, Result};
+use fsmstore_core::Result;
 
 use crate::connections::Connections;
 
@@ -31,45 +31,51 @@ pub(crate) fn glob_escape(text: &str) -> String {
     escaped
 }
 
-/// One `SCAN` page from `cursor`: the next cursor (0 at the end) and the keys.
+/// One `SCAN` page from `cursor` on `node` (a cluster's primary; `None`: the server): the
+/// next cursor (0 at the end) and the keys.
 async fn page(
     conns: &Connections,
+    node: Option<&(String, u16)>,
     cursor: u64,
     pattern: &str,
     kind: &str,
 ) -> Result<(u64, Vec<String>)> {
-    conns
-        .call("scan", Replay::Safe, |mut conn| async move {
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(SCAN_BATCH)
-                .arg("TYPE")
-                .arg(kind)
-                .query_async(&mut conn)
-                .await
-        })
-        .await
+    let mut cmd = redis::cmd("SCAN");
+    cmd.arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(SCAN_BATCH)
+        .arg("TYPE")
+        .arg(kind);
+    conns.on_node("scan", node, &cmd).await
 }
 
-/// Calls `each` with every batch of keys under `pattern` of type `kind`.
+/// Calls `each` with every batch of keys under `pattern` of type `kind`: on a cluster, on
+/// each primary in turn (a `SCAN` covers one node).
 pub(crate) async fn scan(
     conns: &Connections,
     pattern: &str,
     kind: &str,
     mut each: impl FnMut(Vec<String>) -> Result<()>,
 ) -> Result<()> {
-    let mut cursor = 0;
-    loop {
-        let (next, keys) = page(conns, cursor, pattern, kind).await?;
-        each(keys)?;
-        if next == 0 {
-            return Ok(());
+    let nodes = conns.primaries().await?;
+    let nodes: Vec<Option<&(String, u16)>> = match &nodes {
+        Some(primaries) => primaries.iter().map(Some).collect(),
+        None => vec![None],
+    };
+    for node in nodes {
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = page(conns, node, cursor, pattern, kind).await?;
+            each(keys)?;
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        cursor = next;
     }
+    Ok(())
 }
 
 /// Calls `each` with the row ids of every dialogue of the layout, a batch at a time (an
