@@ -7,6 +7,7 @@
 #   scripts/redis-cluster.sh status   exit 0 when the cluster answers and is ok
 #   scripts/redis-cluster.sh urls     the URL tests read (FSMSTORE_TEST_REDIS_CLUSTER_URL)
 #   scripts/redis-cluster.sh kill N   kill -9 node N (1-6), for the failover tests
+#   scripts/redis-cluster.sh revive N start node N again (it rejoins as a replica)
 #
 # Nodes listen on 127.0.0.1:${FSMSTORE_REDIS_CLUSTER_PORT:-17001}..+5 with their own
 # directories under ${FSMSTORE_REDIS_CLUSTER_DIR:-/tmp/fsmstore-redis-cluster}, no
@@ -26,9 +27,27 @@ pid_of() {
 }
 
 up() {
-  local port
+  local port replicas=0
   for port in "${ports[@]}"; do pid_of "$port" >/dev/null || return 1; done
-  redis-cli -h 127.0.0.1 -p "$first" cluster info 2>/dev/null | grep -q "cluster_state:ok"
+  redis-cli -h 127.0.0.1 -p "$first" cluster info 2>/dev/null | grep -q "cluster_state:ok" || return 1
+  # Every primary has a replica that finished its sync (else a killed primary's slots
+  # would have no one to fail over to).
+  for port in "${ports[@]}"; do
+    if redis-cli -h 127.0.0.1 -p "$port" info replication 2>/dev/null | grep -q "master_link_status:up"; then
+      replicas=$((replicas + 1))
+    fi
+  done
+  [ "$replicas" -eq 3 ]
+}
+
+# Starts the node on `port` (its cluster state, kept in its directory, lets a restarted
+# node rejoin: a killed primary comes back as a replica of the one promoted in its place).
+node() {
+  local port=$1
+  redis-server --port "$port" --bind 127.0.0.1 --daemonize yes \
+    --dir "$dir/$port" --pidfile "$dir/$port/redis.pid" --logfile "$dir/$port/redis.log" \
+    --cluster-enabled yes --cluster-config-file "$dir/$port/nodes.conf" \
+    --cluster-node-timeout 2000 --save "" --appendonly no
 }
 
 start() {
@@ -38,10 +57,7 @@ start() {
   for port in "${ports[@]}"; do
     rm -rf "${dir:?}/$port"
     mkdir -p "$dir/$port"
-    redis-server --port "$port" --bind 127.0.0.1 --daemonize yes \
-      --dir "$dir/$port" --pidfile "$dir/$port/redis.pid" --logfile "$dir/$port/redis.log" \
-      --cluster-enabled yes --cluster-config-file "$dir/$port/nodes.conf" \
-      --cluster-node-timeout 2000 --save "" --appendonly no
+    node "$port"
   done
   for port in "${ports[@]}"; do
     for _ in $(seq 1 50); do
@@ -78,5 +94,6 @@ case "${1:-}" in
   status) up ;;
   urls) echo "redis+cluster://127.0.0.1:${ports[0]},127.0.0.1:${ports[1]},127.0.0.1:${ports[2]}" ;;
   kill) kill_node "$2" ;;
-  *) echo "usage: $0 start|stop|status|urls|kill N" >&2; exit 2 ;;
+  revive) node $((first + $2 - 1)) ;;
+  *) echo "usage: $0 start|stop|status|urls|kill N|revive N" >&2; exit 2 ;;
 esac

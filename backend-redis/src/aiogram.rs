@@ -262,7 +262,7 @@ impl AiogramLayout {
         args: &[&str],
     ) -> Result<()> {
         self.conns
-            .call(operation, Replay::Unsafe, |mut conn| {
+            .write(operation, &keys.state, |mut conn| {
                 let mut call = script.key(&keys.state);
                 call.key(&keys.data);
                 for arg in self
@@ -300,7 +300,7 @@ impl AiogramLayout {
         };
         let (done, text): (i64, String) = self
             .conns
-            .call(operation, Replay::Unsafe, |mut conn| {
+            .write(operation, &keys.state, |mut conn| {
                 let mut call = self.scripts.merge.key(&keys.state);
                 call.key(&keys.data);
                 for arg in &self.ttl {
@@ -420,7 +420,7 @@ impl Storage for AiogramLayout {
         let keys = self.keys(key)?;
         let deleted: i64 = self
             .conns
-            .call("clear", Replay::Unsafe, |mut conn| {
+            .write("clear", &keys.state, |mut conn| {
                 let keys = &keys;
                 async move {
                     redis::cmd("DEL")

@@ -8,7 +8,10 @@ use fsmstore_core::{
 };
 
 /// The URL parameters only the Redis backend reads.
-const REDIS_PARAMETERS: [&str; 2] = ["state_ttl", "data_ttl"];
+const REDIS_PARAMETERS: [&str; 4] = ["state_ttl", "data_ttl", "wait_replicas", "wait_timeout"];
+
+/// How long a write waits for its replicas by default (`wait_timeout`).
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The parameters the `redis` crate reads itself (passed on as they are).
 const DRIVER_PARAMETERS: [&str; 4] = ["protocol", "db", "user", "pass"];
@@ -88,6 +91,12 @@ pub struct RedisConfig {
     pub state_ttl: Option<Duration>,
     /// aiogram's `data_ttl`: the data key's expiry (aiogram layout), instead of `ttl`.
     pub data_ttl: Option<Duration>,
+    /// `wait_replicas`: after each write, `WAIT` for this many replicas to have it (at
+    /// most `wait_timeout`); a write fewer replicas confirmed is
+    /// [`Error::OutcomeUnknown`]: the primary has it, a failover may lose it.
+    pub wait_replicas: u32,
+    /// `wait_timeout`: how long a write waits for its replicas (default 1 s).
+    pub wait_timeout: Duration,
     /// The options every backend shares.
     pub options: StorageOptions,
 }
@@ -98,6 +107,7 @@ impl fmt::Debug for RedisConfig {
             .field("url", &self.shown)
             .field("state_ttl", &self.state_ttl)
             .field("data_ttl", &self.data_ttl)
+            .field("wait_replicas", &self.wait_replicas)
             .field("options", &self.options)
             .finish()
     }
@@ -132,6 +142,10 @@ impl RedisConfig {
         };
         let state_ttl = parsed.take_duration("state_ttl", None, MAX_DURATION)?;
         let data_ttl = parsed.take_duration("data_ttl", None, MAX_DURATION)?;
+        let wait_replicas: u32 = parsed.take_parsed("wait_replicas")?.unwrap_or(0);
+        let wait_timeout = parsed
+            .take_duration("wait_timeout", None, MAX_DURATION)?
+            .unwrap_or(DEFAULT_WAIT_TIMEOUT);
         let driver = parsed.take_driver(&DRIVER_PARAMETERS);
         let driver_url = format!(
             "{}:{}{}",
@@ -166,6 +180,8 @@ impl RedisConfig {
             driver_url,
             state_ttl,
             data_ttl,
+            wait_replicas,
+            wait_timeout,
             options,
         };
         config.check()?;
@@ -197,6 +213,12 @@ impl RedisConfig {
             return Err(Error::Config(
                 "state_ttl and data_ttl are aiogram's: use them with layout=aiogram, or ttl for one expiry per dialogue".to_owned(),
             ));
+        }
+        if self.wait_replicas > 0 && self.wait_timeout >= self.options.call_timeout {
+            return Err(Error::Config(format!(
+                "wait_timeout ({:?}) must be shorter than call_timeout ({:?}): the WAIT is a call",
+                self.wait_timeout, self.options.call_timeout
+            )));
         }
         if split_ttl && self.options.ttl.is_some() {
             return Err(Error::Config(

@@ -10,7 +10,7 @@ use fsmstore_core::{CallRunner, Error, Fault, Phase, Replay, Result};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
 
 use crate::config::RedisConfig;
@@ -85,7 +85,8 @@ impl Connections {
         let opened = async {
             match config.cluster_nodes() {
                 Some(nodes) => ClusterClientBuilder::new(nodes.iter().map(String::as_str))
-                    .connection_timeout(connect)
+                    .connection_timeout(connect.min(std::time::Duration::from_secs(1)))
+                    .retries(3)
                     // Every answer is bounded by the runner's `call_timeout`.
                     .response_timeout(config.options.call_timeout)
                     .build()?
@@ -190,6 +191,59 @@ impl Connections {
             }
         })
         .await
+    }
+
+    /// Runs write `command` on key `key` as [`Connections::call`] does, then, with
+    /// `wait_replicas`, `WAIT`s on the key's primary for that many replicas to have it.
+    ///
+    /// # Errors
+    /// As [`Connections::call`]; [`Error::OutcomeUnknown`] when fewer replicas confirmed
+    /// the write within `wait_timeout` (the primary has it; a failover now may lose it).
+    pub(crate) async fn write<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        command: F,
+    ) -> Result<T>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let value = self.call(operation, Replay::Unsafe, command).await?;
+        let (wanted, timeout) = (self.config.wait_replicas, self.config.wait_timeout);
+        if wanted == 0 {
+            return Ok(value);
+        }
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(wanted).arg(timeout.as_millis().max(1) as u64);
+        let confirmed: std::result::Result<i64, Error> = self
+            .call("wait", Replay::Safe, |conn| {
+                let wait = &wait;
+                async move {
+                    match conn {
+                        Conn::Cluster(mut conn) => {
+                            let route = Route::with_key(key.as_bytes(), SlotAddr::Master);
+                            let routing =
+                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                            let value = conn.route_command(wait.clone(), routing).await?;
+                            i64::from_redis_value(value).map_err(Into::into)
+                        }
+                        mut conn => wait.query_async(&mut conn).await,
+                    }
+                }
+            })
+            .await;
+        match confirmed {
+            Ok(n) if n >= i64::from(wanted) => Ok(value),
+            Ok(n) => Err(Error::outcome_unknown(
+                operation,
+                format!("written on the primary, but {n} of {wanted} replicas confirmed it within {timeout:?} (wait_timeout): a failover now may lose it"),
+            )),
+            Err(err) => Err(Error::outcome_unknown(
+                operation,
+                format!("written on the primary; waiting for its replicas failed: {err}"),
+            )),
+        }
     }
 
     /// Runs `command` (one command, script or atomic pipeline: one round trip) under

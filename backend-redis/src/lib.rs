@@ -40,7 +40,7 @@ mod own;
 mod rows;
 mod storage;
 
-pub use config::RedisConfig;
+pub use config::{RedisConfig, DEFAULT_WAIT_TIMEOUT};
 pub use storage::RedisStorage;
 
 /// The driver, re-exported so callers need not pin it.

@@ -167,7 +167,7 @@ impl OwnLayout {
         let ttl = self.ttl();
         let hash: Vec<(Vec<u8>, Vec<u8>)> = self
             .conns
-            .call(operation, Replay::Unsafe, |mut conn| {
+            .write(operation, key, |mut conn| {
                 let mut call = self.scripts.merge.key(key);
                 call.arg(&ttl).arg(mode).arg(state);
                 for (name, text) in &pairs {
@@ -215,7 +215,7 @@ impl Storage for OwnLayout {
         let ttl = self.ttl();
         let state = state.unwrap_or("");
         self.conns
-            .call("set_state", Replay::Unsafe, |mut conn| {
+            .write("set_state", &key, |mut conn| {
                 let mut call = self.scripts.set_state.key(&key);
                 call.arg(&ttl).arg(state);
                 async move { call.invoke_async::<i64>(&mut conn).await }
@@ -235,7 +235,7 @@ impl Storage for OwnLayout {
         let pairs = pairs(data)?;
         let ttl = self.ttl();
         self.conns
-            .call("set_data", Replay::Unsafe, |mut conn| {
+            .write("set_data", &key, |mut conn| {
                 let mut call = self.scripts.set_data.key(&key);
                 call.arg(&ttl);
                 for (name, text) in &pairs {
@@ -275,7 +275,7 @@ impl Storage for OwnLayout {
         let ttl = self.ttl();
         let state = state.unwrap_or("");
         self.conns
-            .call("set_record", Replay::Unsafe, |mut conn| {
+            .write("set_record", &key, |mut conn| {
                 let mut call = self.scripts.set_record.key(&key);
                 call.arg(&ttl).arg(state);
                 for (name, text) in &pairs {
@@ -322,7 +322,7 @@ impl Storage for OwnLayout {
         let (key, _) = self.key(key)?;
         let deleted: i64 = self
             .conns
-            .call("clear", Replay::Unsafe, |mut conn| {
+            .write("clear", &key, |mut conn| {
                 let key = &key;
                 async move { redis::cmd("DEL").arg(key).query_async(&mut conn).await }
             })
