@@ -169,7 +169,7 @@ impl Shared {
 
     async fn drop(self) {
         if self.target.name == "redis" {
-            delete_keys(&self.target.rust, &format!("{}:*", self.table)).await;
+            delete_keys(&self.target.rust, &self.table).await;
         } else {
             let migrator = self.db.migrator().expect("a migrator");
             migrator
@@ -181,37 +181,20 @@ impl Shared {
     }
 }
 
-/// Deletes the keys matching `pattern` (this test's only).
-async fn delete_keys(url: &str, pattern: &str) {
-    use fsmstore::redis::redis;
-    let client = redis::Client::open(url).expect("a Redis URL");
-    let mut conn = client
-        .get_multiplexed_async_connection()
+/// Deletes the keys of table (key prefix) `table`: this test's only.
+async fn delete_keys(url: &str, table: &str) {
+    let options = StorageOptions::default()
+        .table(table)
+        .expect("a table name");
+    let config = fsmstore::redis::RedisConfig::from_url(url)
+        .and_then(|config| config.options(options))
+        .expect("a Redis URL");
+    fsmstore::redis::RedisStorage::open(config)
         .await
-        .expect("Redis");
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .expect("SCAN");
-        if !keys.is_empty() {
-            let _: i64 = redis::cmd("DEL")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await
-                .expect("DEL");
-        }
-        if next == 0 {
-            return;
-        }
-        cursor = next;
-    }
+        .expect("Redis")
+        .drop_table()
+        .await
+        .expect("delete the test's keys");
 }
 
 fn skip_server(name: &str, err: &fsmstore::Error) -> Option<Shared> {

@@ -117,6 +117,42 @@ fn strip(keys: Vec<String>, prefix: &str, suffix: &str) -> Vec<String> {
         .collect()
 }
 
+/// Deletes every key under `prefix` (of any type), a `SCAN` batch at a time; returns how
+/// many it deleted. `DEL` is replay-safe: deleting again deletes nothing more.
+pub(crate) async fn delete_all(conns: &Connections, prefix: &str) -> Result<u64> {
+    let pattern = format!("{}*", glob_escape(prefix));
+    let nodes = conns.primaries().await?;
+    let nodes: Vec<Option<&(String, u16)>> = match &nodes {
+        Some(primaries) => primaries.iter().map(Some).collect(),
+        None => vec![None],
+    };
+    let mut deleted = 0u64;
+    for node in nodes {
+        let mut cursor = 0;
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH);
+            let (next, keys): (u64, Vec<String>) = conns.on_node("scan", node, &cmd).await?;
+            // One key per DEL: on a cluster the keys of a batch are in many slots.
+            for key in &keys {
+                let mut del = redis::cmd("DEL");
+                del.arg(key);
+                let n: u64 = conns.on_node("delete", node, &del).await?;
+                deleted += n;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
+    Ok(deleted)
+}
+
 /// How many dialogues the layout holds.
 pub(crate) async fn count(conns: &Connections, prefix: &str, shape: Shape) -> Result<u64> {
     match shape {

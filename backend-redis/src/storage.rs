@@ -72,6 +72,23 @@ impl RedisStorage {
         )
     }
 
+    /// Deletes every key of this storage's table (its key prefix, `<table>:`), of both
+    /// layouts and the locks: what dropping the table is on an SQL database. Returns how
+    /// many keys it deleted.
+    ///
+    /// # Errors
+    /// [`fsmstore_core::Error::Config`] when the URL or the options gave no `table` (the
+    /// prefix would then be every key of aiogram's layout, or fsmstore's shared default);
+    /// connection errors.
+    pub async fn drop_table(&self) -> Result<u64> {
+        if !self.conns.config().options.given("table")? {
+            return Err(fsmstore_core::Error::Config(
+                "drop_table deletes the keys of a table given with table=: without one it would delete keys other dialogues share".to_owned(),
+            ));
+        }
+        crate::keyspace::delete_all(&self.conns, self.layout.prefix()).await
+    }
+
     /// The settings this storage was opened with.
     pub fn config(&self) -> &RedisConfig {
         self.conns.config()

@@ -12,13 +12,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fsmstore_conformance::{block_on, Backend, Capabilities, Needs, Suite};
 use fsmstore_core::{
-    BotId, ChatId, Database, DefaultKeyBuilder, Error, ErrorKind, Layout, Result, Storage,
-    StorageKey, StorageOptions, UserId,
+    BotId, ChatId, Database, DefaultKeyBuilder, ErrorKind, Layout, Result, Storage, StorageKey,
+    StorageOptions, UserId,
 };
+use fsmstore_redis::redis;
 use fsmstore_redis::redis::cluster::ClusterClientBuilder;
 use fsmstore_redis::redis::cluster_async::ClusterConnection;
-use fsmstore_redis::redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use fsmstore_redis::redis::{self, FromRedisValue};
 use fsmstore_redis::{RedisConfig, RedisStorage};
 
 const URL_VARIABLE: &str = "FSMSTORE_TEST_REDIS_CLUSTER_URL";
@@ -60,59 +59,7 @@ async fn admin() -> Option<ClusterConnection> {
     }
 }
 
-/// Deletes every key matching `pattern` on every primary.
-async fn delete_keys(conn: &mut ClusterConnection, pattern: &str) -> Result<()> {
-    let failed = |err: redis::RedisError| Error::database(false, err);
-    let nodes: String = redis::cmd("CLUSTER")
-        .arg("NODES")
-        .query_async(conn)
-        .await
-        .map_err(failed)?;
-    for line in nodes.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        if fields.len() < 3 || !fields[2].contains("master") || fields[2].contains("fail") {
-            continue;
-        }
-        let address = fields[1].split('@').next().unwrap_or_default();
-        let Some((host, port)) = address.rsplit_once(':') else {
-            continue;
-        };
-        let routing = || {
-            RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                host: host.to_owned(),
-                port: port.parse().unwrap_or_default(),
-            })
-        };
-        let mut cursor: u64 = 0;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000);
-            let value = conn.route_command(scan, routing()).await.map_err(failed)?;
-            let (next, keys): (u64, Vec<String>) = FromRedisValue::from_redis_value(value)
-                .map_err(|err| Error::database(false, err))?;
-            for key in keys {
-                let _: i64 = redis::cmd("DEL")
-                    .arg(&key)
-                    .query_async(conn)
-                    .await
-                    .map_err(failed)?;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-    }
-    Ok(())
-}
-
-struct ClusterBackend {
-    admin: ClusterConnection,
-}
+struct ClusterBackend;
 
 #[async_trait]
 impl Backend for ClusterBackend {
@@ -133,14 +80,18 @@ impl Backend for ClusterBackend {
     }
 
     async fn cleanup(&self, options: &StorageOptions) -> Result<()> {
-        delete_keys(&mut self.admin.clone(), &format!("{}:*", options.table)).await
+        let config = RedisConfig::from_url(&url())?.options(options.clone())?;
+        RedisStorage::open(config)
+            .await?
+            .drop_table()
+            .await
+            .map(drop)
     }
 }
 
 async fn backend() -> Option<Arc<dyn Backend>> {
-    Some(Arc::new(ClusterBackend {
-        admin: admin().await?,
-    }))
+    admin().await?;
+    Some(Arc::new(ClusterBackend))
 }
 
 /// aiogram's layout on a cluster: a dialogue's state and data keys fall in two slots, so a

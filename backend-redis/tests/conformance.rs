@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fsmstore_conformance::{Backend, Capabilities};
-use fsmstore_core::{Database, Error, Result, StorageOptions};
+use fsmstore_core::{Database, Result, StorageOptions};
 use fsmstore_redis::redis;
 use fsmstore_redis::{RedisConfig, RedisStorage};
 
@@ -22,7 +22,6 @@ fn url() -> String {
 
 struct RedisBackend {
     url: String,
-    admin: redis::aio::MultiplexedConnection,
 }
 
 #[async_trait]
@@ -46,31 +45,12 @@ impl Backend for RedisBackend {
 
     async fn cleanup(&self, options: &StorageOptions) -> Result<()> {
         // Every key of the case is under its table's prefix.
-        let pattern = format!("{}:*", options.table);
-        let mut conn = self.admin.clone();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(|err| Error::database(false, err))?;
-            if !keys.is_empty() {
-                redis::cmd("DEL")
-                    .arg(&keys)
-                    .query_async::<i64>(&mut conn)
-                    .await
-                    .map_err(|err| Error::database(false, err))?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
+        let config = RedisConfig::from_url(&self.url)?.options(options.clone())?;
+        RedisStorage::open(config)
+            .await?
+            .drop_table()
+            .await
+            .map(drop)
     }
 }
 
@@ -83,7 +63,7 @@ async fn backend() -> Option<Arc<dyn Backend>> {
     )
     .await;
     match admin {
-        Ok(Ok(admin)) => Some(Arc::new(RedisBackend { url, admin })),
+        Ok(Ok(_)) => Some(Arc::new(RedisBackend { url })),
         Ok(Err(err)) => fsmstore_conformance::unreachable("Redis", URL_VARIABLE, &err),
         Err(elapsed) => fsmstore_conformance::unreachable("Redis", URL_VARIABLE, &elapsed),
     }

@@ -370,6 +370,44 @@ async fn a_held_lock_is_the_key_aiogram_locks() {
     cleanup(&mut conn, &prefix).await;
 }
 
+/// `drop_table` deletes every key of the table's prefix (both layouts) and nothing else;
+/// without a table it refuses, since the prefix would be keys others share.
+async fn drop_table_deletes_only_its_prefix() {
+    let mut conn = raw().await.expect("Redis was there when the suite started");
+    let table = unique_prefix("drop");
+    let other = format!("{table}_other");
+    let _: () = redis::cmd("SET")
+        .arg(&other)
+        .arg("keep")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let own = RedisStorage::connect(&format!("{}?table={table}", url()))
+        .await
+        .unwrap();
+    let aiogram = RedisStorage::connect(&format!("{}?table={table}&layout=aiogram", url()))
+        .await
+        .unwrap();
+    own.set_state(&key(), Some("S")).await.unwrap();
+    aiogram.set_state(&key(), Some("S")).await.unwrap();
+    aiogram
+        .set_data(&key(), &data(json!({"a": 1})))
+        .await
+        .unwrap();
+    assert_eq!(own.drop_table().await.unwrap(), 3);
+    assert_eq!(own.key_count().await.unwrap(), 0);
+    assert_eq!(aiogram.key_count().await.unwrap(), 0);
+    assert_eq!(get(&mut conn, &other).await.as_deref(), Some("keep"));
+    let _: i64 = redis::cmd("DEL")
+        .arg(&other)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let untabled = RedisStorage::connect(&url()).await.unwrap();
+    let err = untabled.drop_table().await.unwrap_err();
+    assert_eq!(err.kind(), fsmstore_core::ErrorKind::InvalidInput, "{err}");
+}
+
 /// Settings Redis has no use for are refused, named; the password never shows.
 fn settings_redis_would_ignore_are_refused() {
     for url in [
@@ -416,6 +454,9 @@ fn main() -> std::process::ExitCode {
     );
     suite.test("a_held_lock_is_the_key_aiogram_locks", &redis, || {
         block_on(a_held_lock_is_the_key_aiogram_locks())
+    });
+    suite.test("drop_table_deletes_only_its_prefix", &redis, || {
+        block_on(drop_table_deletes_only_its_prefix())
     });
     suite.test(
         "settings_redis_would_ignore_are_refused",

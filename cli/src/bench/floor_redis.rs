@@ -133,26 +133,13 @@ impl Target for RedisFloor {
     }
 }
 
-/// Deletes every key of the scratch table (its prefix), by `SCAN`.
+/// Deletes every key of the scratch table (its key prefix).
 pub(crate) async fn delete_scratch(url: &str, table: &TableName) -> anyhow::Result<()> {
-    let client = redis::Client::open(driver_url(url).as_str())?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{table}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            let _: i64 = conn.del(&keys).await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
+    let options = fsmstore::StorageOptions::default().table(table.as_str())?;
+    let config = fsmstore::redis::RedisConfig::from_url(url)?.options(options)?;
+    fsmstore::redis::RedisStorage::open(config)
+        .await?
+        .drop_table()
+        .await?;
+    Ok(())
 }

@@ -80,36 +80,13 @@ impl Target {
 
 /// Deletes the Redis keys of table (key prefix) `table`.
 async fn delete_redis_keys(table: &str) -> fsmstore::Result<()> {
-    use fsmstore::redis::redis;
-    let failed = |err: redis::RedisError| fsmstore::Error::connection(err.to_string(), None);
-    let client = redis::Client::open(redis_url().as_str()).map_err(failed)?;
-    let mut conn = client
-        .get_multiplexed_async_connection()
+    let options = StorageOptions::default().table(table)?;
+    let config = fsmstore::redis::RedisConfig::from_url(&redis_url())?.options(options)?;
+    fsmstore::redis::RedisStorage::open(config)
+        .await?
+        .drop_table()
         .await
-        .map_err(failed)?;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{table}:*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await
-            .map_err(failed)?;
-        if !keys.is_empty() {
-            let _: i64 = redis::cmd("DEL")
-                .arg(&keys)
-                .query_async(&mut conn)
-                .await
-                .map_err(failed)?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
+        .map(drop)
 }
 
 /// Drops the tables of `db` (or deletes its keys on Redis).
