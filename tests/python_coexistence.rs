@@ -648,6 +648,69 @@ async fn race(target: Target, python_updates: bool) -> Vec<(String, usize, usize
     counts
 }
 
+/// aiogram's real `RedisEventIsolation` and fsmstore's locks exclude each other on one
+/// dialogue: while Python holds it, fsmstore's lock times out; once Python let go,
+/// fsmstore takes it; while fsmstore holds it, Python's lock gives up.
+async fn locks_exclude_each_other() {
+    let Some(shared) = Shared::open(redis_target(), "locks").await else {
+        return;
+    };
+    let key = Key::new(-700, 7);
+    // Python holds the lock for 1.5 s.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/peer.py");
+    let mut child = Command::new(&shared.python)
+        .args([script, &shared.target.python, &shared.table, "lock"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("peer.py");
+    serde_json::to_writer(
+        child.stdin.take().expect("stdin"),
+        &json!({"key": key.json(), "hold_ms": 1500, "wait_ms": 5000}),
+    )
+    .expect("request");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("Python's lock");
+    assert_eq!(line.trim(), "locked");
+    let options = options().isolation_timeout(std::time::Duration::from_millis(300));
+    let url = format!("{}?table={}", shared.target.rust, shared.table);
+    let waiting = fsmstore::open_with(&url, options).await.unwrap();
+    let err = waiting
+        .isolation()
+        .lock(&key.storage_key())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LockTimeout, "{err}");
+    assert!(child.wait().expect("peer.py").success());
+    // Python let go: fsmstore takes the lock, and Python's own gives up meanwhile.
+    let guard = shared
+        .db
+        .isolation()
+        .lock(&key.storage_key())
+        .await
+        .unwrap();
+    let answer = shared.peer(
+        "lock",
+        &json!({"key": key.json(), "hold_ms": 0, "wait_ms": 300}),
+    );
+    assert_eq!(
+        answer,
+        json!({"locked": false}),
+        "Python took a lock fsmstore holds"
+    );
+    drop(guard);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let answer = shared.peer(
+        "lock",
+        &json!({"key": key.json(), "hold_ms": 0, "wait_ms": 2000}),
+    );
+    assert_eq!(answer, json!({"locked": true}), "released for Python");
+    waiting.close().await.unwrap();
+    shared.drop().await;
+}
+
 fn strings(value: &Value) -> BTreeSet<String> {
     value
         .as_array()
@@ -714,6 +777,9 @@ fn main() -> std::process::ExitCode {
     });
     suite.test("redis_shapes_round_trip", &redis, || {
         runtime().block_on(shapes_round_trip(redis_target()))
+    });
+    suite.test("redis_locks_exclude_each_other", &redis, || {
+        runtime().block_on(locks_exclude_each_other())
     });
     suite.test("redis_writers_at_once", &redis, || {
         runtime().block_on(async {

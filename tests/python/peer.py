@@ -96,9 +96,38 @@ async def race(storage, request):
     }
 
 
+async def lock(url, table, request):
+    """aiogram's RedisEventIsolation on key K: ``{"key": K, "hold_ms": n, "wait_ms": m}``
+    waits at most ``wait_ms`` for the lock; holding it for ``hold_ms`` > 0, prints
+    ``locked`` (flushed) first. Answers ``{"locked": bool}``."""
+    from aiogram.fsm.storage.redis import RedisEventIsolation
+    from redis.exceptions import LockError
+
+    isolation = RedisEventIsolation.from_url(
+        url,
+        key_builder=DefaultKeyBuilder(
+            prefix=f"{table}:fsm", with_business_connection_id=True, with_destiny=True
+        ),
+        lock_kwargs={"timeout": 60, "blocking_timeout": request["wait_ms"] / 1000},
+    )
+    try:
+        async with isolation.lock(storage_key(request["key"])):
+            if request["hold_ms"] > 0:
+                print("locked", flush=True)
+                await asyncio.sleep(request["hold_ms"] / 1000)
+        return {"locked": True}
+    except LockError:
+        return {"locked": False}
+    finally:
+        await isolation.redis.aclose()
+
+
 async def main():
     url, table, command = sys.argv[1], sys.argv[2], sys.argv[3]
     request = json.load(sys.stdin)
+    if command == "lock":
+        json.dump(await lock(url, table, request), sys.stdout)
+        return
     handler = {"write": write, "read": read, "race": race}[command]
     if url.startswith("redis"):
         from aiogram.fsm.storage.redis import RedisStorage
