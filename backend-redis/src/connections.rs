@@ -78,13 +78,15 @@ impl Connections {
     /// for a refused login.
     pub(crate) async fn open(config: RedisConfig) -> Result<Self> {
         let connect = config.options.connect_timeout;
-        let client = match config.cluster_nodes() {
-            Some(_) => None,
-            None => Some(config.client()?),
+        // The cluster's seed nodes, or the one server's client (built here: its error is
+        // not the driver's).
+        let target = match config.cluster_nodes() {
+            Some(nodes) => Ok(nodes),
+            None => Err(config.client()?),
         };
         let opened = async {
-            match config.cluster_nodes() {
-                Some(nodes) => ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+            match target {
+                Ok(nodes) => ClusterClientBuilder::new(nodes.iter().map(String::as_str))
                     .connection_timeout(connect.min(std::time::Duration::from_secs(1)))
                     .retries(3)
                     // Every answer is bounded by the runner's `call_timeout`.
@@ -93,13 +95,12 @@ impl Connections {
                     .get_async_connection()
                     .await
                     .map(Conn::Cluster),
-                None => {
+                Err(client) => {
                     // The manager only bounds its own connects, and reconnects in the
                     // background after a lost connection.
                     let manager_config = ConnectionManagerConfig::new()
                         .set_connection_timeout(Some(connect))
                         .set_response_timeout(None);
-                    let client = client.expect("a client for one server");
                     ConnectionManager::new_with_config(client, manager_config)
                         .await
                         .map(Conn::Single)

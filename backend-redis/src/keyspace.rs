@@ -31,49 +31,68 @@ pub(crate) fn glob_escape(text: &str) -> String {
     escaped
 }
 
-/// One `SCAN` page from `cursor` on `node` (a cluster's primary; `None`: the server): the
-/// next cursor (0 at the end) and the keys.
-async fn page(
-    conns: &Connections,
-    node: Option<&(String, u16)>,
+/// The `SCAN` pages of a keyspace, node after node: on a cluster each primary in turn (a
+/// `SCAN` covers one node), on one server that server.
+struct Pages {
+    /// The nodes left to scan (`None`: the server), the current one last.
+    nodes: Vec<Option<(String, u16)>>,
     cursor: u64,
-    pattern: &str,
-    kind: &str,
-) -> Result<(u64, Vec<String>)> {
-    let mut cmd = redis::cmd("SCAN");
-    cmd.arg(cursor)
-        .arg("MATCH")
-        .arg(pattern)
-        .arg("COUNT")
-        .arg(SCAN_BATCH)
-        .arg("TYPE")
-        .arg(kind);
-    conns.on_node("scan", node, &cmd).await
+    pattern: String,
+    /// `SCAN … TYPE`: keys of this type only (`None`: every key).
+    kind: Option<&'static str>,
 }
 
-/// Calls `each` with every batch of keys under `pattern` of type `kind`: on a cluster, on
-/// each primary in turn (a `SCAN` covers one node).
+impl Pages {
+    async fn new(conns: &Connections, pattern: String, kind: Option<&'static str>) -> Result<Self> {
+        let mut nodes: Vec<Option<(String, u16)>> = match conns.primaries().await? {
+            Some(primaries) => primaries.into_iter().map(Some).collect(),
+            None => vec![None],
+        };
+        nodes.reverse();
+        Ok(Pages {
+            nodes,
+            cursor: 0,
+            pattern,
+            kind,
+        })
+    }
+
+    /// The next page: its node and its keys; `None` once every node was scanned.
+    async fn next(
+        &mut self,
+        conns: &Connections,
+    ) -> Result<Option<(Option<(String, u16)>, Vec<String>)>> {
+        let Some(node) = self.nodes.last().cloned() else {
+            return Ok(None);
+        };
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(self.cursor)
+            .arg("MATCH")
+            .arg(&self.pattern)
+            .arg("COUNT")
+            .arg(SCAN_BATCH);
+        if let Some(kind) = self.kind {
+            cmd.arg("TYPE").arg(kind);
+        }
+        let (next, keys): (u64, Vec<String>) = conns.on_node("scan", node.as_ref(), &cmd).await?;
+        self.cursor = next;
+        if next == 0 {
+            self.nodes.pop();
+        }
+        Ok(Some((node, keys)))
+    }
+}
+
+/// Calls `each` with every batch of keys under `pattern` of type `kind`.
 pub(crate) async fn scan(
     conns: &Connections,
     pattern: &str,
-    kind: &str,
+    kind: &'static str,
     mut each: impl FnMut(Vec<String>) -> Result<()>,
 ) -> Result<()> {
-    let nodes = conns.primaries().await?;
-    let nodes: Vec<Option<&(String, u16)>> = match &nodes {
-        Some(primaries) => primaries.iter().map(Some).collect(),
-        None => vec![None],
-    };
-    for node in nodes {
-        let mut cursor = 0;
-        loop {
-            let (next, keys) = page(conns, node, cursor, pattern, kind).await?;
-            each(keys)?;
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+    let mut pages = Pages::new(conns, pattern.to_owned(), Some(kind)).await?;
+    while let Some((_, keys)) = pages.next(conns).await? {
+        each(keys)?;
     }
     Ok(())
 }
@@ -121,33 +140,15 @@ fn strip(keys: Vec<String>, prefix: &str, suffix: &str) -> Vec<String> {
 /// many it deleted. `DEL` is replay-safe: deleting again deletes nothing more.
 pub(crate) async fn delete_all(conns: &Connections, prefix: &str) -> Result<u64> {
     let pattern = format!("{}*", glob_escape(prefix));
-    let nodes = conns.primaries().await?;
-    let nodes: Vec<Option<&(String, u16)>> = match &nodes {
-        Some(primaries) => primaries.iter().map(Some).collect(),
-        None => vec![None],
-    };
+    let mut pages = Pages::new(conns, pattern, None).await?;
     let mut deleted = 0u64;
-    for node in nodes {
-        let mut cursor = 0;
-        loop {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_BATCH);
-            let (next, keys): (u64, Vec<String>) = conns.on_node("scan", node, &cmd).await?;
-            // One key per DEL: on a cluster the keys of a batch are in many slots.
-            for key in &keys {
-                let mut del = redis::cmd("DEL");
-                del.arg(key);
-                let n: u64 = conns.on_node("delete", node, &del).await?;
-                deleted += n;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
+    while let Some((node, keys)) = pages.next(conns).await? {
+        // One key per DEL: on a cluster the keys of a page are in many slots.
+        for key in &keys {
+            let mut del = redis::cmd("DEL");
+            del.arg(key);
+            let n: u64 = conns.on_node("delete", node.as_ref(), &del).await?;
+            deleted += n;
         }
     }
     Ok(deleted)

@@ -48,7 +48,7 @@ impl RedisStorage {
         };
         let storage = RedisStorage { layout, conns };
         // Fail now, not at the first call, if the server does not answer.
-        storage.key_exists_probe().await?;
+        storage.ping().await?;
         Ok(storage)
     }
 
@@ -103,7 +103,7 @@ impl RedisStorage {
     }
 
     /// One `PING`: the server answers.
-    async fn key_exists_probe(&self) -> Result<()> {
+    async fn ping(&self) -> Result<()> {
         self.conns
             .call("open", fsmstore_core::Replay::Safe, |mut conn| async move {
                 redis::cmd("PING").query_async::<String>(&mut conn).await
