@@ -9,7 +9,8 @@
 #   (never stops or reconfigures them);
 # - installs the Debian packages the private servers need when missing (pgbouncer,
 #   galera-4, rsync, python3-venv; one `apt-get update` first), as root;
-# - starts PgBouncer (6432) and a three-node Galera cluster (13061-13063) unless they run
+# - starts PgBouncer (6432), a three-node Galera cluster (13061-13063), a six-node Redis
+#   Cluster (17001-17006) and Redis Sentinel (17301-17302, sentinels 17311-17313) unless they run
 #   already, and stops at the end only what it started;
 # - makes the pinned Python virtualenv of the co-existence tests;
 # - runs `cargo test --workspace --all-features`.
@@ -81,7 +82,7 @@ stop_started() {
 trap stop_started EXIT
 # A server that does not come up leaves its tests listed as ignored, with the reason (and
 # failing under CI); the other tests still run.
-for s in pgbouncer galera redis-cluster; do
+for s in pgbouncer galera redis-cluster redis-sentinel; do
   if ! "scripts/$s.sh" status; then
     started+=("$s")
     "scripts/$s.sh" start || say "$s did not start: its tests will say so"
@@ -90,7 +91,9 @@ done
 FSMSTORE_TEST_PGBOUNCER_URL="$(scripts/pgbouncer.sh url)"
 FSMSTORE_TEST_GALERA_URLS="$(scripts/galera.sh urls)"
 FSMSTORE_TEST_REDIS_CLUSTER_URL="$(scripts/redis-cluster.sh urls)"
-export FSMSTORE_TEST_PGBOUNCER_URL FSMSTORE_TEST_GALERA_URLS FSMSTORE_TEST_REDIS_CLUSTER_URL
+FSMSTORE_TEST_REDIS_SENTINEL_URL="$(scripts/redis-sentinel.sh urls)"
+export FSMSTORE_TEST_PGBOUNCER_URL FSMSTORE_TEST_GALERA_URLS FSMSTORE_TEST_REDIS_CLUSTER_URL \
+  FSMSTORE_TEST_REDIS_SENTINEL_URL
 if FSMSTORE_TEST_PYTHON="$(scripts/python-venv.sh)"; then
   export FSMSTORE_TEST_PYTHON
   say "Python peer: $FSMSTORE_TEST_PYTHON"

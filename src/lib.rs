@@ -172,7 +172,7 @@ backends! {
     /// `mysql://` or `mariadb://`
     Mysql: "mysql", ["mysql", "mariadb"], fsmstore_mysql::MysqlConfig, fsmstore_mysql::MysqlStorage;
     /// `redis://`, `rediss://` or `redis+unix://`
-    Redis: "redis", ["redis", "rediss", "redis+unix", "redis+cluster", "rediss+cluster", "valkey", "valkeys", "valkey+unix"], fsmstore_redis::RedisConfig, fsmstore_redis::RedisStorage;
+    Redis: "redis", ["redis", "rediss", "redis+unix", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel", "valkey", "valkeys", "valkey+unix"], fsmstore_redis::RedisConfig, fsmstore_redis::RedisStorage;
 }
 
 impl Scheme {

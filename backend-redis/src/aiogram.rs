@@ -42,7 +42,7 @@ end
 /// is not a JSON object. Keys are decoded (cjson decodes strings exactly); scalar values
 /// are checked against JSON's grammar, containers by cjson (which never sees a number it
 /// would write back).
-const MEMBERS: &str = r"
+pub(crate) const MEMBERS: &str = r"
 local function ws(s, i)
   while true do
     local c = s:byte(i)

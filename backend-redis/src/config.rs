@@ -8,10 +8,19 @@ use fsmstore_core::{
 };
 
 /// The URL parameters only the Redis backend reads.
-const REDIS_PARAMETERS: [&str; 4] = ["state_ttl", "data_ttl", "wait_replicas", "wait_timeout"];
+const REDIS_PARAMETERS: [&str; 5] = [
+    "state_ttl",
+    "data_ttl",
+    "wait_replicas",
+    "wait_timeout",
+    "lock_timeout",
+];
 
 /// How long a write waits for its replicas by default (`wait_timeout`).
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long `migrate` waits for the migration lock by default (`lock_timeout`).
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The parameters the `redis` crate reads itself (passed on as they are).
 const DRIVER_PARAMETERS: [&str; 4] = ["protocol", "db", "user", "pass"];
@@ -63,12 +72,83 @@ fn cluster_nodes(scheme: &str, location: &str, driver: &[(String, String)]) -> R
     Ok(nodes)
 }
 
+/// Where a `redis+sentinel://` URL's sentinels are, and what they watch.
+#[derive(Clone)]
+pub(crate) struct SentinelTarget {
+    /// The sentinels' driver URLs (no credentials: those are the data nodes').
+    pub(crate) sentinels: Vec<String>,
+    /// The name the sentinels monitor the primary under.
+    pub(crate) service: String,
+    /// A driver URL holding what a connection to the primary needs besides its address:
+    /// credentials, database number, protocol (may hold a password).
+    pub(crate) node: String,
+}
+
+/// The parts of `redis+sentinel://[user:pw@]s1:p1,s2:p2/service[/db]`.
+fn sentinel_target(
+    scheme: &str,
+    location: &str,
+    driver: &[(String, String)],
+) -> Result<SentinelTarget> {
+    let location = location.strip_prefix("//").unwrap_or(location);
+    let (auth, rest) = match location.rfind('@') {
+        Some(at) => location.split_at(at + 1),
+        None => ("", location),
+    };
+    let (hosts, path) = match rest.find('/') {
+        Some(slash) => rest.split_at(slash),
+        None => (rest, ""),
+    };
+    let mut segments = path.trim_start_matches('/').split('/');
+    let service = segments.next().unwrap_or_default();
+    let db = segments.next().unwrap_or("0");
+    if service.is_empty() || segments.next().is_some() {
+        return Err(Error::Config(
+            "a redis+sentinel URL names the monitored service: redis+sentinel://host:port[,host:port…]/<service>[/<db>]".to_owned(),
+        ));
+    }
+    let db: u32 = db.parse().map_err(|_| {
+        Error::Config(format!(
+            "the database number of a redis+sentinel URL is a number from 0, not {db:?}"
+        ))
+    })?;
+    let node_scheme = if scheme.starts_with("rediss") {
+        "rediss"
+    } else {
+        "redis"
+    };
+    let sentinels: Vec<String> = hosts
+        .split(',')
+        .filter(|host| !host.is_empty())
+        .map(|host| format!("{node_scheme}://{host}"))
+        .collect();
+    if sentinels.is_empty() {
+        return Err(Error::Config(
+            "a redis+sentinel URL names no sentinel".to_owned(),
+        ));
+    }
+    Ok(SentinelTarget {
+        node: format!(
+            "{node_scheme}://{auth}{}/{db}{}",
+            sentinels[0]
+                .split_once("://")
+                .map_or("", |(_, host)| host),
+            query_string(driver)
+        ),
+        sentinels,
+        service: service.to_owned(),
+    })
+}
+
 /// Settings of a Redis storage.
 ///
 /// URL forms: `redis://[user:password@]host:port/db`, `rediss://…` (TLS, feature `tls`),
 /// `redis+unix:///path/to/redis.sock?db=N`, and Redis Cluster:
 /// `redis+cluster://[user:password@]node1:port,node2:port` (seed nodes; the client learns
-/// the rest). Query parameters: the shared ones (`table`,
+/// the rest); Redis Sentinel:
+/// `redis+sentinel://[user:password@]sentinel1:port,sentinel2:port/<service>[/<db>]` (the
+/// sentinels are asked where the primary of `<service>` is, and asked again when it stops
+/// taking writes; the credentials are the data nodes'). Query parameters: the shared ones (`table`,
 /// `layout`, `ttl`, `call_timeout`, `connect_timeout`, `isolation_timeout`, …), aiogram's
 /// `state_ttl`/`data_ttl` (aiogram layout only), and the driver's `protocol`.
 ///
@@ -85,6 +165,8 @@ pub struct RedisConfig {
     driver_url: String,
     /// `redis+cluster://`: the seed nodes' driver URLs (may hold a password).
     cluster_nodes: Option<Vec<String>>,
+    /// `redis+sentinel://`: the sentinels and the service they watch.
+    sentinel: Option<SentinelTarget>,
     /// The URL as it may be shown (password replaced).
     shown: String,
     /// aiogram's `state_ttl`: the state key's expiry (aiogram layout), instead of `ttl`.
@@ -97,6 +179,9 @@ pub struct RedisConfig {
     pub wait_replicas: u32,
     /// `wait_timeout`: how long a write waits for its replicas (default 1 s).
     pub wait_timeout: Duration,
+    /// `lock_timeout`: how long `migrate` waits for the migration lock (default 60 s);
+    /// then [`fsmstore_core::Error::MigrationLockTimeout`].
+    pub lock_timeout: Duration,
     /// The options every backend shares.
     pub options: StorageOptions,
 }
@@ -129,9 +214,8 @@ impl RedisConfig {
     pub fn from_url(url: &str) -> Result<Self> {
         let scheme = DatabaseUrl::scheme_of(url)?;
         let mut parsed = match scheme.as_str() {
-            "redis" | "rediss" | "valkey" | "valkeys" | "redis+cluster" | "rediss+cluster" => {
-                DatabaseUrl::parse(url)?
-            }
+            "redis" | "rediss" | "valkey" | "valkeys" | "redis+cluster" | "rediss+cluster"
+            | "redis+sentinel" | "rediss+sentinel" => DatabaseUrl::parse(url)?,
             // A socket path: no authority to check.
             "redis+unix" | "valkey+unix" | "unix" => DatabaseUrl::parse_file(url)?,
             other => {
@@ -146,6 +230,9 @@ impl RedisConfig {
         let wait_timeout = parsed
             .take_duration("wait_timeout", None, MAX_DURATION)?
             .unwrap_or(DEFAULT_WAIT_TIMEOUT);
+        let lock_timeout = parsed
+            .take_duration("lock_timeout", None, MAX_DURATION)?
+            .unwrap_or(DEFAULT_LOCK_TIMEOUT);
         let driver = parsed.take_driver(&DRIVER_PARAMETERS);
         let driver_url = format!(
             "{}:{}{}",
@@ -159,29 +246,44 @@ impl RedisConfig {
             }
             _ => None,
         };
+        let sentinel = match parsed.scheme() {
+            "redis+sentinel" | "rediss+sentinel" => Some(sentinel_target(
+                parsed.scheme(),
+                parsed.location(),
+                &driver,
+            )?),
+            _ => None,
+        };
         let mut own: Vec<&str> = REDIS_PARAMETERS.to_vec();
         own.extend(DRIVER_PARAMETERS);
         let options = parsed.finish("redis", &own)?;
         // The driver checks what it reads (host, port, database number, protocol) now,
         // not at the first call. Its message is shown without the URL.
-        match &cluster_nodes {
-            Some(nodes) => {
+        match (&cluster_nodes, &sentinel) {
+            (Some(nodes), _) => {
                 for node in nodes {
                     open_client(node)?;
                 }
             }
-            None => {
+            (None, Some(target)) => {
+                for node in target.sentinels.iter().chain([&target.node]) {
+                    open_client(node)?;
+                }
+            }
+            (None, None) => {
                 open_client(&driver_url)?;
             }
         }
         let config = RedisConfig {
             cluster_nodes,
+            sentinel,
             shown: DatabaseUrl::redacted(url),
             driver_url,
             state_ttl,
             data_ttl,
             wait_replicas,
             wait_timeout,
+            lock_timeout,
             options,
         };
         config.check()?;
@@ -246,12 +348,22 @@ impl RedisConfig {
         self.cluster_nodes.as_deref()
     }
 
+    /// The sentinels of a `redis+sentinel://` URL (`None`: no sentinel).
+    pub(crate) fn sentinel(&self) -> Option<&SentinelTarget> {
+        self.sentinel.as_ref()
+    }
+
     /// The prefix of every key: `<table>:` when the table was given, else none in the
     /// aiogram layout (its keys are exactly what the key builder makes, as aiogram's) and
     /// `fsmstore:` in fsmstore's.
     pub(crate) fn prefix(&self) -> String {
+        self.prefix_of(self.options.layout)
+    }
+
+    /// The prefix of the keys of `layout` (see [`RedisConfig::prefix`]).
+    pub(crate) fn prefix_of(&self, layout: Layout) -> String {
         let table_given = self.options.given("table").unwrap_or(false);
-        match (table_given, self.options.layout) {
+        match (table_given, layout) {
             (true, _) => format!("{}:", self.options.table),
             (false, Layout::AiogramSqlalchemy) => String::new(),
             (false, _) => "fsmstore:".to_owned(),

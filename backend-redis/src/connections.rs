@@ -1,19 +1,26 @@
 //! [`Connections`]: what a Redis storage, its whole-keyspace operations and its isolation
 //! share: one multiplexed connection that reconnects by itself (the `redis` crate's
 //! `ConnectionManager`) or a cluster connection that follows the cluster's slots, the
-//! settings, the closed flag, and core's [`CallRunner`] running each call.
+//! settings, the closed flag, and core's [`CallRunner`] running each call. Behind Redis
+//! Sentinel the connection is to the primary the sentinels name, replaced when that
+//! server stops taking writes or answering.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::RwLock;
+use std::time::Duration;
 
-use fsmstore_core::{CallRunner, Error, Fault, Phase, Replay, Result};
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use fsmstore_core::{CallRunner, Error, Failure, Fault, Phase, Replay, Result};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, RedisResult, Value};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value,
+};
 
-use crate::config::RedisConfig;
+use crate::config::{RedisConfig, SentinelTarget};
 use crate::error::{classify, from_redis};
 
 /// One server's connection, or a cluster's.
@@ -21,6 +28,10 @@ use crate::error::{classify, from_redis};
 pub(crate) enum Conn {
     /// One server (or the primary a URL names).
     Single(ConnectionManager),
+    /// The primary the sentinels named: never reconnected to the same address by itself
+    /// (a restarted node may come back as an empty primary the sentinels are about to
+    /// demote); a failure asks the sentinels again.
+    Primary(MultiplexedConnection),
     /// Redis Cluster: each command goes to the node of its key's slot.
     Cluster(ClusterConnection),
 }
@@ -29,6 +40,7 @@ impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Conn::Single(conn) => conn.req_packed_command(cmd),
+            Conn::Primary(conn) => conn.req_packed_command(cmd),
             Conn::Cluster(conn) => conn.req_packed_command(cmd),
         }
     }
@@ -41,6 +53,7 @@ impl ConnectionLike for Conn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Conn::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Conn::Primary(conn) => conn.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -48,14 +61,73 @@ impl ConnectionLike for Conn {
     fn get_db(&self) -> i64 {
         match self {
             Conn::Single(conn) => conn.get_db(),
+            Conn::Primary(conn) => conn.get_db(),
             Conn::Cluster(conn) => conn.get_db(),
         }
     }
 }
 
+/// The sentinels of a storage behind Redis Sentinel, and which primary the connection is to.
+struct Sentinels {
+    client: tokio::sync::Mutex<SentinelClient>,
+    /// Bumped each time the connection is replaced: a task that saw a failure on an older
+    /// connection does not ask again.
+    generation: AtomicU64,
+}
+
+impl Sentinels {
+    fn new(target: &SentinelTarget) -> Result<Self> {
+        let node = target
+            .node
+            .as_str()
+            .into_connection_info()
+            .map_err(|err| Error::Config(format!("invalid Redis URL ({})", err.category())))?;
+        #[allow(unused_mut)]
+        let mut info =
+            SentinelNodeConnectionInfo::default().set_redis_connection_info(node.redis_settings().clone());
+        #[cfg(feature = "tls")]
+        if target.node.starts_with("rediss:") {
+            info = info.set_tls_mode(redis::TlsMode::Secure);
+        }
+        let client = SentinelClient::build(
+            target.sentinels.clone(),
+            target.service.clone(),
+            Some(info),
+            SentinelServerType::Master,
+        )
+        .map_err(|err| Error::Config(format!("invalid Redis Sentinel settings ({})", err.category())))?;
+        Ok(Sentinels {
+            client: tokio::sync::Mutex::new(client),
+            generation: AtomicU64::new(0),
+        })
+    }
+
+    /// A connection to the primary the sentinels name (the crate checks that the server
+    /// says it is a primary).
+    async fn primary(&self, connect: Duration) -> RedisResult<MultiplexedConnection> {
+        let client = self.client.lock().await.async_get_client().await?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(connect))
+            .set_response_timeout(None);
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+}
+
+/// A connection manager for `client`: it bounds its own connects and reconnects in the
+/// background after a lost connection; answers are bounded by the runner.
+async fn manager(client: Client, connect: Duration) -> RedisResult<ConnectionManager> {
+    let manager_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(connect))
+        .set_response_timeout(None);
+    ConnectionManager::new_with_config(client, manager_config).await
+}
+
 /// The connections of one storage.
 pub(crate) struct Connections {
-    manager: Conn,
+    manager: RwLock<Conn>,
+    sentinels: Option<Sentinels>,
     config: RedisConfig,
     closed: AtomicBool,
     runner: CallRunner,
@@ -80,9 +152,11 @@ impl Connections {
         let connect = config.options.connect_timeout;
         // The cluster's seed nodes, or the one server's client (built here: its error is
         // not the driver's).
-        let target = match config.cluster_nodes() {
-            Some(nodes) => Ok(nodes),
-            None => Err(config.client()?),
+        let sentinels = config.sentinel().map(Sentinels::new).transpose()?;
+        let target = match (config.cluster_nodes(), &sentinels) {
+            (Some(nodes), _) => Ok(nodes),
+            (None, None) => Err(Some(config.client()?)),
+            (None, Some(_)) => Err(None),
         };
         let opened = async {
             match target {
@@ -95,15 +169,10 @@ impl Connections {
                     .get_async_connection()
                     .await
                     .map(Conn::Cluster),
-                Err(client) => {
-                    // The manager only bounds its own connects, and reconnects in the
-                    // background after a lost connection.
-                    let manager_config = ConnectionManagerConfig::new()
-                        .set_connection_timeout(Some(connect))
-                        .set_response_timeout(None);
-                    ConnectionManager::new_with_config(client, manager_config)
-                        .await
-                        .map(Conn::Single)
+                Err(Some(client)) => manager(client, connect).await.map(Conn::Single),
+                Err(None) => {
+                    let sentinels = sentinels.as_ref().expect("a sentinel URL");
+                    sentinels.primary(connect).await.map(Conn::Primary)
                 }
             }
         };
@@ -117,11 +186,54 @@ impl Connections {
             })?
             .map_err(from_redis)?;
         Ok(Connections {
-            manager,
+            manager: RwLock::new(manager),
+            sentinels,
             runner: CallRunner::new("Redis", &config.options),
             config,
             closed: AtomicBool::new(false),
         })
+    }
+
+    /// The connection calls use now.
+    fn current(&self) -> Conn {
+        self.manager
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Behind Sentinel, after a call on connection `generation` failed (lost, or refused
+    /// for want of a primary there): asks the sentinels where the primary is now and
+    /// connects to it (within `connect_timeout`). When they name no primary that answers
+    /// as one, the connection stays as it is and the next failure asks again.
+    async fn follow_primary(&self, generation: u64) {
+        let Some(sentinels) = &self.sentinels else {
+            return;
+        };
+        let connect = self.config.options.connect_timeout;
+        let moved = async {
+            // Another task replaced it meanwhile.
+            if sentinels.generation.load(Ordering::Acquire) != generation {
+                return Ok(None);
+            }
+            sentinels.primary(connect).await.map(Some)
+        };
+        match tokio::time::timeout(connect, moved).await {
+            Ok(Ok(Some(primary))) => {
+                let mut current = self
+                    .manager
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if sentinels.generation.load(Ordering::Acquire) == generation {
+                    *current = Conn::Primary(primary);
+                    sentinels.generation.fetch_add(1, Ordering::AcqRel);
+                    tracing::info!("fsmstore: connected to the primary Redis Sentinel names");
+                }
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(err)) => tracing::debug!("fsmstore: Redis Sentinel: no primary yet: {err}"),
+            Err(_) => tracing::debug!("fsmstore: Redis Sentinel: no answer within {connect:?}"),
+        }
     }
 
     /// The settings.
@@ -141,7 +253,7 @@ impl Connections {
 
     /// The primaries' addresses of a cluster (`None`: one server), from `CLUSTER NODES`.
     pub(crate) async fn primaries(&self) -> Result<Option<Vec<(String, u16)>>> {
-        if !matches!(self.manager, Conn::Cluster(_)) {
+        if !matches!(self.current(), Conn::Cluster(_)) {
             return Ok(None);
         }
         let text: String = self
@@ -265,9 +377,13 @@ impl Connections {
                 if self.is_closed() {
                     return Err(Fault::Answer(Error::Closed));
                 }
+                let generation = self
+                    .sentinels
+                    .as_ref()
+                    .map(|s| s.generation.load(Ordering::Acquire));
                 match self
                     .runner
-                    .within(Phase::Applying, command(self.manager.clone()))
+                    .within(Phase::Applying, command(self.current()))
                     .await?
                 {
                     Ok(value) => Ok(value),
@@ -279,6 +395,13 @@ impl Connections {
                             Phase::Applying
                         };
                         let failure = classify(&err);
+                        if let (Some(generation), true) = (generation, failure != Failure::Other)
+                        {
+                            // Behind Sentinel: the primary may have moved, or this
+                            // connection is gone. (Boxed: a rare path, kept out of every
+                            // call's future.)
+                            Box::pin(self.follow_primary(generation)).await;
+                        }
                         Err(Fault::driver(err, failure, phase))
                     }
                 }

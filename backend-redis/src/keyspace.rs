@@ -83,18 +83,49 @@ impl Pages {
     }
 }
 
-/// Calls `each` with every batch of keys under `pattern` of type `kind`.
-pub(crate) async fn scan(
-    conns: &Connections,
-    pattern: &str,
-    kind: &'static str,
-    mut each: impl FnMut(Vec<String>) -> Result<()>,
-) -> Result<()> {
-    let mut pages = Pages::new(conns, pattern.to_owned(), Some(kind)).await?;
-    while let Some((_, keys)) = pages.next(conns).await? {
-        each(keys)?;
+/// The row ids of every dialogue of a layout, a `SCAN` page at a time (in aiogram's
+/// layout an id may come twice: once for its state, once for its data).
+pub(crate) struct IdPages {
+    prefix: String,
+    /// The key suffixes left to scan (aiogram's layout: `:state`, then `:data`), the
+    /// current one last, each with its pages.
+    parts: Vec<&'static str>,
+    pages: Pages,
+}
+
+impl IdPages {
+    pub(crate) async fn new(conns: &Connections, prefix: &str, shape: Shape) -> Result<Self> {
+        let (mut parts, kind) = match shape {
+            Shape::Hashes => (vec![""], "hash"),
+            Shape::Aiogram => (vec![":data", ":state"], "string"),
+        };
+        let part = parts.last().copied().unwrap_or_default();
+        let pattern = format!("{}*{part}", glob_escape(prefix));
+        let pages = Pages::new(conns, pattern, Some(kind)).await?;
+        parts.shrink_to_fit();
+        Ok(IdPages {
+            prefix: prefix.to_owned(),
+            parts,
+            pages,
+        })
     }
-    Ok(())
+
+    /// The next page of ids; `None` once every key was scanned.
+    pub(crate) async fn next(&mut self, conns: &Connections) -> Result<Option<Vec<String>>> {
+        loop {
+            let Some(part) = self.parts.last().copied() else {
+                return Ok(None);
+            };
+            if let Some((_, keys)) = self.pages.next(conns).await? {
+                return Ok(Some(strip(keys, &self.prefix, part)));
+            }
+            self.parts.pop();
+            if let Some(next) = self.parts.last().copied() {
+                let pattern = format!("{}*{next}", glob_escape(&self.prefix));
+                self.pages = Pages::new(conns, pattern, self.pages.kind).await?;
+            }
+        }
+    }
 }
 
 /// Calls `each` with the row ids of every dialogue of the layout, a batch at a time (an
@@ -105,24 +136,11 @@ pub(crate) async fn ids(
     shape: Shape,
     mut each: impl FnMut(Vec<String>) -> Result<()>,
 ) -> Result<()> {
-    let escaped = glob_escape(prefix);
-    match shape {
-        Shape::Hashes => {
-            scan(conns, &format!("{escaped}*"), "hash", |keys| {
-                each(strip(keys, prefix, ""))
-            })
-            .await
-        }
-        Shape::Aiogram => {
-            for part in [":state", ":data"] {
-                scan(conns, &format!("{escaped}*{part}"), "string", |keys| {
-                    each(strip(keys, prefix, part))
-                })
-                .await?;
-            }
-            Ok(())
-        }
+    let mut pages = IdPages::new(conns, prefix, shape).await?;
+    while let Some(ids) = pages.next(conns).await? {
+        each(ids)?;
     }
+    Ok(())
 }
 
 /// The ids of `keys`: `prefix` and `suffix` removed.

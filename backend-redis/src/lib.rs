@@ -36,11 +36,13 @@ mod error;
 mod inspect;
 mod isolation;
 mod keyspace;
+mod lease;
+mod migrate;
 mod own;
 mod rows;
 mod storage;
 
-pub use config::{RedisConfig, DEFAULT_WAIT_TIMEOUT};
+pub use config::{RedisConfig, DEFAULT_LOCK_TIMEOUT, DEFAULT_WAIT_TIMEOUT};
 pub use storage::RedisStorage;
 
 /// The driver, re-exported so callers need not pin it.

@@ -10,6 +10,7 @@ use crate::aiogram::AiogramLayout;
 use crate::config::RedisConfig;
 use crate::connections::Connections;
 use crate::isolation::RedisIsolation;
+use crate::migrate::LayoutMigrator;
 use crate::own::OwnLayout;
 use crate::rows::Rows;
 
@@ -66,8 +67,9 @@ impl RedisStorage {
     pub fn database(&self) -> Result<Database> {
         let isolation =
             RedisIsolation::new(Arc::clone(&self.conns), self.layout.prefix().to_owned());
+        let migrator = LayoutMigrator::new(Arc::clone(&self.conns))?;
         Ok(
-            Database::new("redis", Arc::new(self.clone()), None)
+            Database::new("redis", Arc::new(self.clone()), Some(Arc::new(migrator)))
                 .with_isolation(Arc::new(isolation)),
         )
     }

@@ -60,7 +60,7 @@ pub(crate) fn write(
             "-- fsmstore migration {} for table {} ({}): {}\n",
             migration.version,
             set.table(),
-            set.dialect(),
+            set.dialect().map_or("none", |dialect| dialect.name()),
             migration.description
         );
         match format {

@@ -84,12 +84,14 @@ async fn before_up(
     if status.current == 1 && target >= 2 {
         let dialect = migrator.migrations().dialect();
         let effect = match dialect {
-            fsmstore::migrate::Dialect::Postgres => "data becomes JSONB: aiogram-sqlalchemy-storage can then neither read the table (its json.loads gets a dict) nor write it (text into jsonb)",
+            Some(fsmstore::migrate::Dialect::Postgres) => "data becomes JSONB: aiogram-sqlalchemy-storage can then neither read the table (its json.loads gets a dict) nor write it (text into jsonb)",
             _ => "data must be a JSON object: aiogram-sqlalchemy-storage can still read the table, but its writes of empty data ('') and of a state on a new key (NULL data) fail the new check, and its other writes do not touch updated_at, so expiry and purging by age take rows it keeps writing for old ones",
         };
         eprintln!(
-            "fsmstore: table {} leaves the aiogram-sqlalchemy layout (version 1): {effect}. Python bots sharing it must have stopped writing. The statements: `fsmstore migrate sql --dialect {dialect} --from 1 --table {}`.",
-            global.table, global.table
+            "fsmstore: table {} leaves the aiogram-sqlalchemy layout (version 1): {effect}. Python bots sharing it must have stopped writing. The statements: `fsmstore migrate sql --dialect {} --from 1 --table {}`.",
+            global.table,
+            dialect.map_or("none", |dialect| dialect.name()),
+            global.table
         );
     }
     Ok(())

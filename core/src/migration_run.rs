@@ -8,6 +8,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use tracing::Instrument;
 
+use crate::dialect::Dialect;
 use crate::error::Result;
 use crate::migrations::AppliedMigration;
 use crate::migrations::MigrationSet;
@@ -201,7 +202,7 @@ async fn one_round(
         target: "fsmstore",
         "fsmstore.migration_step",
         table = %set.table(),
-        dialect = %set.dialect(),
+        dialect = set.dialect().map_or("none", Dialect::name),
         version = step.version,
         direction = ?step.direction,
     );

@@ -183,7 +183,8 @@ pub struct Migration {
 /// The migrations of one FSM table in one dialect, in version order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationSet {
-    dialect: Dialect,
+    /// `None`: the migrations of a keyspace that has no SQL (Redis' layouts).
+    dialect: Option<Dialect>,
     table: TableName,
     migrations: Vec<Migration>,
 }
@@ -233,14 +234,37 @@ impl MigrationSet {
             });
         }
         Ok(MigrationSet {
-            dialect,
+            dialect: Some(dialect),
             table: table.clone(),
             migrations,
         })
     }
 
-    /// The dialect.
-    pub fn dialect(&self) -> Dialect {
+    /// The migrations of a store without SQL (Redis: moves between key layouts), made by
+    /// its backend: `up`/`down` hold a description of what each step does, the checksum
+    /// is of that text.
+    ///
+    /// # Errors
+    /// [`Error::Migration`] when the versions are not 1, 2, 3, … in order.
+    pub fn keyspace(table: &TableName, migrations: Vec<Migration>) -> Result<Self> {
+        for (index, migration) in migrations.iter().enumerate() {
+            if migration.version != index as i64 + 1 {
+                return Err(Error::Migration(format!(
+                    "migration versions must be 1, 2, 3, … in order: found {} where {} belongs",
+                    migration.version,
+                    index + 1
+                )));
+            }
+        }
+        Ok(MigrationSet {
+            dialect: None,
+            table: table.clone(),
+            migrations,
+        })
+    }
+
+    /// The SQL dialect (`None`: a keyspace's migrations, see [`MigrationSet::keyspace`]).
+    pub fn dialect(&self) -> Option<Dialect> {
         self.dialect
     }
 

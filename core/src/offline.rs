@@ -39,7 +39,12 @@ pub fn offline_script(
             )));
         }
     }
-    let dialect = set.dialect();
+    let Some(dialect) = set.dialect() else {
+        return Err(Error::Config(format!(
+            "the migrations of {} are moves between key layouts, not SQL: run them online (`fsmstore migrate up`)",
+            set.table()
+        )));
+    };
     let v = version_table.quoted(dialect);
     let table = literal(dialect, set.table().as_str());
     let transactional = dialect != Dialect::Mysql;

@@ -146,7 +146,10 @@ fn edited(version: i64, dialect: Dialect) -> Vec<MigrationSource> {
 pub async fn drift_is_detected(ctx: Ctx) {
     let m = ctx.migrator().await;
     m.ensure_schema().await.unwrap();
-    let dialect = m.migrations().dialect();
+    let dialect = m
+        .migrations()
+        .dialect()
+        .expect("the migration cases run on SQL backends");
     let drifted = ctx.migrator_with(Some(edited(2, dialect))).await;
     let err = drifted.status().await.unwrap_err();
     assert!(

@@ -1,10 +1,12 @@
-//! A Redis Cluster primary killed under load (`kill -9`): writers on many keys go on once
-//! the cluster promotes its replica, and every write they were told succeeded is counted
-//! afterwards. Redis acknowledges a write before replicating it, so some may be lost; with
-//! `wait_replicas=1` a write is acknowledged only once a replica has it.
+//! A Redis primary killed under load (`kill -9`), in a Redis Cluster and behind Redis
+//! Sentinel: writers on many keys go on once the replica is promoted, and every write they
+//! were told succeeded is counted afterwards. Redis acknowledges a write before
+//! replicating it, so some may be lost; with `wait_replicas=1` a write is acknowledged
+//! only once a replica has it.
 //!
-//! Each run starts a private six-node cluster of its own (`scripts/redis-cluster.sh` on its
-//! own ports and directory) and stops it by pid. One test at a time.
+//! Each run starts private servers of its own (`scripts/redis-cluster.sh`: six nodes;
+//! `scripts/redis-sentinel.sh`: a primary, a replica, three sentinels; on their own ports
+//! and directories) and stops them by pid. One test at a time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,17 +18,31 @@ use fsmstore_redis::RedisStorage;
 
 const WRITERS: i64 = 16;
 
-/// A private cluster on `first`..`first + 5`, stopped when dropped.
+/// Which servers a run starts.
+#[derive(Clone, Copy, PartialEq)]
+enum Topology {
+    /// Six nodes, three primaries; node 1 is a primary.
+    Cluster,
+    /// A primary (node 1), its replica, three sentinels.
+    Sentinel,
+}
+
+/// Private servers from `first` on, stopped when dropped.
 struct Cluster {
+    topology: Topology,
     env: Vec<(String, String)>,
     first: u16,
 }
 
 impl Cluster {
     fn script(&self, args: &[&str]) -> bool {
-        std::process::Command::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scripts/redis-cluster.sh"
+        let script = match self.topology {
+            Topology::Cluster => "redis-cluster.sh",
+            Topology::Sentinel => "redis-sentinel.sh",
+        };
+        std::process::Command::new(format!(
+            "{}/../scripts/{script}",
+            env!("CARGO_MANIFEST_DIR")
         ))
         .args(args)
         .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -34,31 +50,41 @@ impl Cluster {
         .is_ok_and(|status| status.success())
     }
 
-    fn start(first: u16) -> Cluster {
+    fn start(topology: Topology, first: u16) -> Cluster {
+        let variable = match topology {
+            Topology::Cluster => "FSMSTORE_REDIS_CLUSTER",
+            Topology::Sentinel => "FSMSTORE_REDIS_SENTINEL",
+        };
         let cluster = Cluster {
+            topology,
             env: vec![
-                ("FSMSTORE_REDIS_CLUSTER_PORT".into(), first.to_string()),
+                (format!("{variable}_PORT"), first.to_string()),
                 (
-                    "FSMSTORE_REDIS_CLUSTER_DIR".into(),
-                    format!("/tmp/fsmstore-redis-cluster-kill-{first}"),
+                    format!("{variable}_DIR"),
+                    format!("/tmp/fsmstore-redis-kill-{first}"),
                 ),
             ],
             first,
         };
-        assert!(
-            cluster.script(&["start"]),
-            "the private cluster did not start"
-        );
+        assert!(cluster.script(&["start"]), "the private servers did not start");
         cluster
     }
 
     fn url(&self, query: &str) -> String {
         let p = self.first;
-        format!(
-            "redis+cluster://127.0.0.1:{p},127.0.0.1:{},127.0.0.1:{}?call_timeout=5s{query}",
-            p + 1,
-            p + 2
-        )
+        match self.topology {
+            Topology::Cluster => format!(
+                "redis+cluster://127.0.0.1:{p},127.0.0.1:{},127.0.0.1:{}?call_timeout=5s{query}",
+                p + 1,
+                p + 2
+            ),
+            Topology::Sentinel => format!(
+                "redis+sentinel://127.0.0.1:{},127.0.0.1:{},127.0.0.1:{}/fsmstore?call_timeout=5s{query}",
+                p + 10,
+                p + 11,
+                p + 12
+            ),
+        }
     }
 }
 
@@ -69,8 +95,8 @@ impl Drop for Cluster {
 }
 
 /// Writes under load, kills node 1 (a primary), and returns (acknowledged, lost, errors).
-async fn kill_a_primary(first: u16, query: &str) -> (usize, usize, usize) {
-    let cluster = Cluster::start(first);
+async fn kill_a_primary(topology: Topology, first: u16, query: &str) -> (usize, usize, usize) {
+    let cluster = Cluster::start(topology, first);
     let storage = Arc::new(RedisStorage::connect(&cluster.url(query)).await.unwrap());
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
@@ -106,7 +132,17 @@ async fn kill_a_primary(first: u16, query: &str) -> (usize, usize, usize) {
     // one promoted in its place (until then `wait_replicas=1` can not be met there).
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert!(cluster.script(&["revive", "1"]), "restart node 1");
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut recovered = false;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if cluster.script(&["status"]) {
+            recovered = true;
+            break;
+        }
+    }
+    assert!(recovered, "the servers did not recover within 30 s of the revival");
+    let recovered_at = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);
     for writer in writers {
         writer.await.unwrap();
@@ -126,7 +162,7 @@ async fn kill_a_primary(first: u16, query: &str) -> (usize, usize, usize) {
     for (_, _, at) in &acked {
         *per_second.entry(at.as_secs()).or_insert(0) += 1;
     }
-    eprintln!("acknowledged per second: {per_second:?}; killed at {killed_at:?}");
+    eprintln!("acknowledged per second: {per_second:?}; killed at {killed_at:?}, recovered at {recovered_at:?}");
     let mut kinds = std::collections::BTreeMap::new();
     for err in &errors {
         let text = err.to_string();
@@ -135,12 +171,10 @@ async fn kill_a_primary(first: u16, query: &str) -> (usize, usize, usize) {
             .or_insert(0) += 1;
     }
     eprintln!("errors: {kinds:#?}");
-    // Every writer went on once the replica was promoted.
+    // Every writer went on after the failover.
     for w in 0..WRITERS {
         assert!(
-            acked
-                .iter()
-                .any(|(x, _, at)| *x == w && *at > killed_at + Duration::from_secs(8)),
+            acked.iter().any(|(x, _, at)| *x == w && *at > recovered_at),
             "writer {w} wrote nothing after the failover"
         );
     }
@@ -153,7 +187,11 @@ async fn kill_a_primary(first: u16, query: &str) -> (usize, usize, usize) {
         }
     }
     eprintln!(
-        "redis cluster, primary killed{}: {} writes acknowledged, {lost} lost, {} errors ({} outcome unknown)",
+        "{}, primary killed{}: {} writes acknowledged, {lost} lost, {} errors ({} outcome unknown)",
+        match topology {
+            Topology::Cluster => "redis cluster",
+            Topology::Sentinel => "redis sentinel",
+        },
         if query.is_empty() { "" } else { " with" },
         acked.len(),
         errors.len(),
@@ -186,7 +224,7 @@ fn main() -> std::process::ExitCode {
         "a_killed_primary_loses_only_unreplicated_writes",
         &installed,
         || {
-            let (acked, _lost, _) = block_on(kill_a_primary(17101, ""));
+            let (acked, _lost, _) = block_on(kill_a_primary(Topology::Cluster, 17101, ""));
             assert!(acked > 0);
         },
     );
@@ -194,8 +232,35 @@ fn main() -> std::process::ExitCode {
         "waiting_for_a_replica_loses_no_acknowledged_write",
         &installed,
         || {
-            let (acked, lost, _) =
-                block_on(kill_a_primary(17201, "&wait_replicas=1&wait_timeout=500ms"));
+            let (acked, lost, _) = block_on(kill_a_primary(
+                Topology::Cluster,
+                17201,
+                "&wait_replicas=1&wait_timeout=500ms",
+            ));
+            assert!(acked > 0);
+            assert_eq!(
+                lost, 0,
+                "with wait_replicas=1 an acknowledged write survives a failover"
+            );
+        },
+    );
+    suite.test(
+        "sentinel::a_killed_primary_loses_only_unreplicated_writes",
+        &installed,
+        || {
+            let (acked, _lost, _) = block_on(kill_a_primary(Topology::Sentinel, 17401, ""));
+            assert!(acked > 0);
+        },
+    );
+    suite.test(
+        "sentinel::waiting_for_a_replica_loses_no_acknowledged_write",
+        &installed,
+        || {
+            let (acked, lost, _) = block_on(kill_a_primary(
+                Topology::Sentinel,
+                17501,
+                "&wait_replicas=1&wait_timeout=500ms",
+            ));
             assert!(acked > 0);
             assert_eq!(
                 lost, 0,
