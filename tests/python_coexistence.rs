@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use fsmstore::core::MemoryStorage;
+use fsmstore::migrate::MigrationTarget;
 use fsmstore::{
     BotId, ChatId, Data, Database, DefaultKeyBuilder, ErrorKind, Layout, Storage, StorageKey,
     StorageOptions, UserId,
@@ -751,6 +752,66 @@ fn reachable(target: &Target) -> Option<()> {
 
 /// Each test needs the Python peer and its server; one that is missing lists the test as
 /// ignored, with the reason (`harness = false`); under `CI` it fails.
+
+/// The step a team takes once the last Python writer is gone, and back: a keyspace
+/// written by aiogram's real `RedisStorage` moves into fsmstore's layout with `migrate
+/// up` (read there as Python wrote it), and `migrate down` moves it back, where Python
+/// reads every dialogue again.
+async fn redis_layout_migration_round_trips_python_keys() {
+    let Some(shared) = Shared::open(redis_target(), "migrate").await else {
+        return;
+    };
+    let mut from_python = shapes(0);
+    from_python.push((
+        Key::new(-100, 9),
+        vec![Op::Data(
+            json!({"big": u64::MAX, "neg": i64::MIN, "f": f64::MAX, "tiny": 5e-324}),
+        )],
+    ));
+    shared.peer("write", &python_ops(&from_python));
+    let want = expected(&from_python).await;
+    let migrator = shared.db.migrator().unwrap();
+    assert_eq!(migrator.current().await.unwrap(), 0);
+    let report = migrator.migrate(MigrationTarget::Head).await.unwrap();
+    assert_eq!((report.from, report.to), (0, 1));
+    assert_eq!(migrator.current().await.unwrap(), 1);
+
+    // fsmstore's layout, same table: every dialogue as Python wrote it; aiogram's keys gone.
+    let own = fsmstore::open_with(
+        &format!("{}?table={}", shared.target.rust, shared.table),
+        StorageOptions::default().key_builder(builder()),
+    )
+    .await
+    .unwrap();
+    for ((key, _), want) in from_python.iter().zip(&want) {
+        let got = own.storage().get_record(&key.storage_key()).await.unwrap();
+        assert_eq!((&got.state, &got.data), (&want.0, &want.1), "{key:?}");
+        let old = shared
+            .storage()
+            .get_record(&key.storage_key())
+            .await
+            .unwrap();
+        assert_eq!((old.state, old.data.len()), (None, 0), "{key:?} moved");
+    }
+    let keys: Vec<Value> = from_python.iter().map(|(k, _)| k.json()).collect();
+    let seen = python_records(&shared.peer("read", &Value::Array(keys.clone())));
+    assert!(
+        seen.iter()
+            .all(|(state, data)| state.is_none() && data.is_empty()),
+        "Python no longer sees them: {seen:?}"
+    );
+
+    // And back: Python reads them all again.
+    let report = migrator.migrate(MigrationTarget::Base).await.unwrap();
+    assert_eq!((report.from, report.to), (1, 0));
+    assert_eq!(migrator.current().await.unwrap(), 0);
+    let got = python_records(&shared.peer("read", &Value::Array(keys)));
+    assert_eq!(got, want, "read by Python after migrate down");
+    own.close().await.unwrap();
+    migrator.drop_tables().await.unwrap();
+    shared.drop().await;
+}
+
 fn main() -> std::process::ExitCode {
     use fsmstore_conformance::{Needs, Suite};
     let needs = |target: fn() -> Target| {
@@ -778,6 +839,11 @@ fn main() -> std::process::ExitCode {
     suite.test("redis_shapes_round_trip", &redis, || {
         runtime().block_on(shapes_round_trip(redis_target()))
     });
+    suite.test(
+        "redis_layout_migration_round_trips_python_keys",
+        &redis,
+        || runtime().block_on(redis_layout_migration_round_trips_python_keys()),
+    );
     suite.test("redis_locks_exclude_each_other", &redis, || {
         runtime().block_on(locks_exclude_each_other())
     });

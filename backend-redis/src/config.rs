@@ -130,9 +130,7 @@ fn sentinel_target(
     Ok(SentinelTarget {
         node: format!(
             "{node_scheme}://{auth}{}/{db}{}",
-            sentinels[0]
-                .split_once("://")
-                .map_or("", |(_, host)| host),
+            sentinels[0].split_once("://").map_or("", |(_, host)| host),
             query_string(driver)
         ),
         sentinels,

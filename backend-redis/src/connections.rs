@@ -11,13 +11,16 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use fsmstore_core::{CallRunner, Error, Failure, Fault, Phase, Replay, Result};
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, Value,
+    AsyncConnectionConfig, Client, Cmd, FromRedisValue, IntoConnectionInfo, Pipeline, RedisFuture,
+    RedisResult, Value,
 };
 
 use crate::config::{RedisConfig, SentinelTarget};
@@ -83,8 +86,8 @@ impl Sentinels {
             .into_connection_info()
             .map_err(|err| Error::Config(format!("invalid Redis URL ({})", err.category())))?;
         #[allow(unused_mut)]
-        let mut info =
-            SentinelNodeConnectionInfo::default().set_redis_connection_info(node.redis_settings().clone());
+        let mut info = SentinelNodeConnectionInfo::default()
+            .set_redis_connection_info(node.redis_settings().clone());
         #[cfg(feature = "tls")]
         if target.node.starts_with("rediss:") {
             info = info.set_tls_mode(redis::TlsMode::Secure);
@@ -95,7 +98,12 @@ impl Sentinels {
             Some(info),
             SentinelServerType::Master,
         )
-        .map_err(|err| Error::Config(format!("invalid Redis Sentinel settings ({})", err.category())))?;
+        .map_err(|err| {
+            Error::Config(format!(
+                "invalid Redis Sentinel settings ({})",
+                err.category()
+            ))
+        })?;
         Ok(Sentinels {
             client: tokio::sync::Mutex::new(client),
             generation: AtomicU64::new(0),
@@ -395,8 +403,7 @@ impl Connections {
                             Phase::Applying
                         };
                         let failure = classify(&err);
-                        if let (Some(generation), true) = (generation, failure != Failure::Other)
-                        {
+                        if let (Some(generation), true) = (generation, failure != Failure::Other) {
                             // Behind Sentinel: the primary may have moved, or this
                             // connection is gone. (Boxed: a rare path, kept out of every
                             // call's future.)

@@ -87,6 +87,8 @@ impl Pages {
 /// layout an id may come twice: once for its state, once for its data).
 pub(crate) struct IdPages {
     prefix: String,
+    /// What every id starts with (narrows the `SCAN` pattern).
+    id_start: String,
     /// The key suffixes left to scan (aiogram's layout: `:state`, then `:data`), the
     /// current one last, each with its pages.
     parts: Vec<&'static str>,
@@ -94,17 +96,23 @@ pub(crate) struct IdPages {
 }
 
 impl IdPages {
-    pub(crate) async fn new(conns: &Connections, prefix: &str, shape: Shape) -> Result<Self> {
-        let (mut parts, kind) = match shape {
+    /// The ids of the keys under `prefix` whose ids start with `id_start`.
+    pub(crate) async fn new(
+        conns: &Connections,
+        prefix: &str,
+        id_start: &str,
+        shape: Shape,
+    ) -> Result<Self> {
+        let (parts, kind) = match shape {
             Shape::Hashes => (vec![""], "hash"),
             Shape::Aiogram => (vec![":data", ":state"], "string"),
         };
         let part = parts.last().copied().unwrap_or_default();
-        let pattern = format!("{}*{part}", glob_escape(prefix));
+        let pattern = format!("{}{}*{part}", glob_escape(prefix), glob_escape(id_start));
         let pages = Pages::new(conns, pattern, Some(kind)).await?;
-        parts.shrink_to_fit();
         Ok(IdPages {
             prefix: prefix.to_owned(),
+            id_start: id_start.to_owned(),
             parts,
             pages,
         })
@@ -121,7 +129,11 @@ impl IdPages {
             }
             self.parts.pop();
             if let Some(next) = self.parts.last().copied() {
-                let pattern = format!("{}*{next}", glob_escape(&self.prefix));
+                let pattern = format!(
+                    "{}{}*{next}",
+                    glob_escape(&self.prefix),
+                    glob_escape(&self.id_start)
+                );
                 self.pages = Pages::new(conns, pattern, self.pages.kind).await?;
             }
         }
@@ -136,7 +148,7 @@ pub(crate) async fn ids(
     shape: Shape,
     mut each: impl FnMut(Vec<String>) -> Result<()>,
 ) -> Result<()> {
-    let mut pages = IdPages::new(conns, prefix, shape).await?;
+    let mut pages = IdPages::new(conns, prefix, "", shape).await?;
     while let Some(ids) = pages.next(conns).await? {
         each(ids)?;
     }

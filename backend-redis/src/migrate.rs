@@ -10,7 +10,9 @@
 //! * A `SCAN` page at a time, a bounded number of dialogues in flight.
 //! * Under a migration lock (`<version key>:lock`, a lease renewed while the move runs),
 //!   waiting at most `lock_timeout`.
-//! * Recorded under a version key of its own, `fsmstore-migrations:<q>` (a hash: version
+//! * Only the dialogues whose ids start as the key builder's do (up to its first `:`,
+//!   `fsm:` by default), so other keys of the database are never touched.
+//! * Recorded under a version key of its own, `fsmstore-migrations:<q><fsm:>` (a hash: version
 //!   → the applied migration as JSON), outside both layouts' key patterns. The row is
 //!   written *dirty* before the first dialogue moves and made clean after the last: a move
 //!   killed half-way is finished by running `migrate up` (or `down`) again, as every
@@ -24,8 +26,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use fsmstore_core::migrations::checksum;
 use fsmstore_core::{
-    now_ms, AppliedMigration, Direction, Error, Layout, Migration,
-    MigrationReport, MigrationSet, MigrationTarget, Migrator, Replay, Result, TableName,
+    now_ms, AppliedMigration, BotId, ChatId, Direction, Error, Layout, Migration, MigrationReport,
+    MigrationSet, MigrationTarget, Migrator, Replay, Result, StorageKey, TableName, UserId,
 };
 use futures_util::{stream, StreamExt, TryStreamExt};
 use redis::Script;
@@ -91,6 +93,9 @@ pub(crate) struct LayoutMigrator {
     conns: Arc<Connections>,
     aiogram_prefix: String,
     own_prefix: String,
+    /// What the key builder's ids start with: the text up to its first `:` (`fsm:` by
+    /// default). Only dialogues whose ids start so are moved.
+    id_start: String,
     version_key: String,
     set: MigrationSet,
     lock_timeout: Duration,
@@ -110,6 +115,12 @@ impl LayoutMigrator {
     pub(crate) fn new(conns: Arc<Connections>) -> Result<Self> {
         let config = conns.config();
         let own_prefix = config.prefix_of(Layout::Fsmstore);
+        let probe = config
+            .options
+            .row_id(&StorageKey::new(BotId(1), ChatId(1), UserId(1)))?;
+        let id_start = probe
+            .find(':')
+            .map_or(String::new(), |colon| probe[..=colon].to_owned());
         let table: TableName = config.options.table.clone();
         let set = MigrationSet::keyspace(
             &table,
@@ -125,7 +136,8 @@ impl LayoutMigrator {
         )?;
         Ok(LayoutMigrator {
             aiogram_prefix: config.prefix_of(Layout::AiogramSqlalchemy),
-            version_key: format!("fsmstore-migrations:{own_prefix}"),
+            version_key: format!("fsmstore-migrations:{own_prefix}{id_start}"),
+            id_start,
             own_prefix,
             lock_timeout: config.lock_timeout,
             set,
@@ -229,7 +241,7 @@ impl LayoutMigrator {
             Direction::Down => (&self.own_prefix, Shape::Hashes),
         };
         let mut done = Moved::default();
-        let mut pages = keyspace::IdPages::new(&self.conns, prefix, shape).await?;
+        let mut pages = keyspace::IdPages::new(&self.conns, prefix, &self.id_start, shape).await?;
         while let Some(ids) = pages.next(&self.conns).await? {
             let results: Vec<(String, i64)> = stream::iter(ids)
                 .map(|id| async move {

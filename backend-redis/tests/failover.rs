@@ -66,7 +66,10 @@ impl Cluster {
             ],
             first,
         };
-        assert!(cluster.script(&["start"]), "the private servers did not start");
+        assert!(
+            cluster.script(&["start"]),
+            "the private servers did not start"
+        );
         cluster
     }
 
@@ -140,7 +143,10 @@ async fn kill_a_primary(topology: Topology, first: u16, query: &str) -> (usize, 
             break;
         }
     }
-    assert!(recovered, "the servers did not recover within 30 s of the revival");
+    assert!(
+        recovered,
+        "the servers did not recover within 30 s of the revival"
+    );
     let recovered_at = started.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::Relaxed);

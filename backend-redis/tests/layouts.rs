@@ -425,6 +425,205 @@ fn settings_redis_would_ignore_are_refused() {
     assert!(!format!("{config:?} {config}").contains("hunter2"));
 }
 
+/// The data of dialogue `i` of the migration tests: numbers at the edges, unicode.
+fn migration_data(i: u64) -> Value {
+    json!({"i": i, "big": u64::MAX, "neg": i64::MIN, "f": f64::MAX, "tiny": 5e-324, "name": "Женя 😀"})
+}
+
+/// `migrate up` moves a keyspace written in aiogram's layout (raw, as Python writes it)
+/// into fsmstore's, resumes after a run killed half-way, keeps TTLs and values by value,
+/// and `migrate down` moves it back; a dialogue in both layouts is left as it is.
+async fn layout_migration_moves_every_dialogue_and_back() {
+    use fsmstore_core::{ErrorKind, MigrationTarget};
+    const N: u64 = 20_000;
+    let mut conn = raw().await.expect("checked by the suite");
+    let prefix = unique_prefix("migrate");
+    let aiogram = storage(&prefix, Layout::AiogramSqlalchemy, "?layout=aiogram").await;
+    let own = storage(&prefix, Layout::Fsmstore, "").await;
+    let key = |i: u64| StorageKey::new(BotId(1), ChatId(i as i64), UserId(7));
+    // What Python's RedisStorage writes: one in three has only a state, one in three only
+    // data, the rest both.
+    let mut pipe = redis::pipe();
+    for i in 0..N {
+        let id = format!("{prefix}:{i}:7");
+        if i % 3 != 1 {
+            pipe.set(format!("{id}:state"), format!("Form:s{i}"))
+                .ignore();
+        }
+        if i % 3 != 0 {
+            pipe.set(format!("{id}:data"), migration_data(i).to_string())
+                .ignore();
+        }
+    }
+    pipe.pexpire(format!("{prefix}:2:7:state"), 100_000)
+        .ignore();
+    pipe.pexpire(format!("{prefix}:2:7:data"), 50_000).ignore();
+    pipe.query_async::<()>(&mut conn).await.unwrap();
+    // A key of another program that ends like aiogram's is never touched.
+    let _: () = redis::cmd("SET")
+        .arg(format!("other_{prefix}:state"))
+        .arg("x")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let db = aiogram.database().unwrap();
+    let migrator = db.migrator().unwrap();
+    assert_eq!(migrator.current().await.unwrap(), 0);
+    // Killed half-way: the record is dirty, some dialogues moved, none half.
+    let running = {
+        let migrator = std::sync::Arc::clone(&migrator);
+        tokio::spawn(async move { migrator.migrate(MigrationTarget::Head).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    running.abort();
+    assert!(
+        running.await.unwrap_err().is_cancelled(),
+        "the move was still running"
+    );
+    let err = migrator.current().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Schema, "{err}");
+    let moved = own_count(&mut conn, &prefix).await;
+    assert!(moved > 0 && moved < N, "{moved} moved before the kill");
+    // Run again (the cancelled run released its lock; a killed process' lease lapses
+    // after 60 s): it finishes the move.
+    let report = migrator.migrate(MigrationTarget::Head).await.unwrap();
+    assert_eq!((report.from, report.to), (1, 1));
+    assert_eq!(migrator.current().await.unwrap(), 1);
+    assert_eq!(own_count(&mut conn, &prefix).await, N);
+    for i in [0, 1, 2, 3, N - 1] {
+        assert_eq!(aiogram.get_record(&key(i)).await.unwrap().state, None);
+        let record = own.get_record(&key(i)).await.unwrap();
+        assert_eq!(
+            record.state,
+            (i % 3 != 1).then(|| format!("Form:s{i}")),
+            "{i}"
+        );
+        let data = if i % 3 != 0 {
+            migration_data(i).as_object().unwrap().clone()
+        } else {
+            Data::new()
+        };
+        assert_eq!(record.data, data, "{i}: values by value");
+    }
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("fsmstore:{prefix}:2:7"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        (50_000..=100_000).contains(&ttl),
+        "the longer TTL kept: {ttl}"
+    );
+    let other: Option<String> = redis::cmd("GET")
+        .arg(format!("other_{prefix}:state"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(other.as_deref(), Some("x"));
+    let history = migrator.history().await.unwrap();
+    assert!(history[0].applied.as_ref().is_some_and(|row| row.success));
+
+    // A dialogue in both layouts is refused, both copies kept.
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}:0:7:state"))
+        .arg("Old")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let err = migrator.migrate(MigrationTarget::Base).await.unwrap_err();
+    assert!(err.to_string().contains("both layouts"), "{err}");
+    assert_eq!(
+        own.get_state(&key(0)).await.unwrap().as_deref(),
+        Some("Form:s0")
+    );
+    assert_eq!(
+        aiogram.get_state(&key(0)).await.unwrap().as_deref(),
+        Some("Old")
+    );
+    assert!(aiogram.clear(&key(0)).await.unwrap());
+
+    // Down: every dialogue back in aiogram's keys, the TTL with it.
+    migrator.migrate(MigrationTarget::Base).await.unwrap();
+    assert_eq!(migrator.current().await.unwrap(), 0);
+    assert_eq!(own_count(&mut conn, &prefix).await, 0);
+    for i in [0, 1, 2, N - 1] {
+        let record = aiogram.get_record(&key(i)).await.unwrap();
+        assert_eq!(
+            record.state,
+            (i % 3 != 1).then(|| format!("Form:s{i}")),
+            "{i}"
+        );
+        if i % 3 != 0 {
+            assert_eq!(record.data, migration_data(i).as_object().unwrap().clone());
+        }
+    }
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{prefix}:2:7:state"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 100_000, "{ttl}");
+
+    delete_pattern(&mut conn, &format!("{prefix}:*")).await;
+    delete_pattern(&mut conn, &format!("fsmstore:{prefix}:*")).await;
+    delete_pattern(&mut conn, &format!("other_{prefix}:*")).await;
+    let _: () = redis::cmd("DEL")
+        .arg(format!("fsmstore-migrations:fsmstore:{prefix}:"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+/// How many dialogues of `prefix` are in fsmstore's layout.
+async fn own_count(conn: &mut MultiplexedConnection, prefix: &str) -> u64 {
+    let mut n = 0;
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("fsmstore:{prefix}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .unwrap();
+        n += keys.len() as u64;
+        if next == 0 {
+            return n;
+        }
+        cursor = next;
+    }
+}
+
+/// Deletes the keys matching `pattern` (this test's own).
+async fn delete_pattern(conn: &mut MultiplexedConnection, pattern: &str) {
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(conn)
+                .await
+                .unwrap();
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
+    }
+}
+
 fn main() -> std::process::ExitCode {
     use fsmstore_conformance::{block_on, Needs, Suite};
     let redis = Needs::probe("Redis unreachable", || block_on(raw()).map(drop));
@@ -458,6 +657,11 @@ fn main() -> std::process::ExitCode {
     suite.test("drop_table_deletes_only_its_prefix", &redis, || {
         block_on(drop_table_deletes_only_its_prefix())
     });
+    suite.test(
+        "layout_migration_moves_every_dialogue_and_back",
+        &redis,
+        || block_on(layout_migration_moves_every_dialogue_and_back()),
+    );
     suite.test(
         "settings_redis_would_ignore_are_refused",
         &Needs::Met,
