@@ -302,9 +302,9 @@ impl RedisConfig {
     /// Checks the settings; `open` calls it too.
     pub(crate) fn check(&self) -> Result<()> {
         self.options.unsupported("redis", &SCHEMA_SETTINGS)?;
-        if self.options.given("schema")? && self.options.schema != SchemaPolicy::Trust {
+        if self.options.given("schema")? && self.options.schema == SchemaPolicy::Upgrade {
             return Err(Error::Config(
-                "the redis backend has no use for `schema`: Redis has no SQL schema to verify or upgrade".to_owned(),
+                "schema=upgrade on Redis: there is no schema to create; a keyspace changes layout only by `fsmstore migrate up`/`down` (schema=verify checks the recorded layout, trust checks nothing)".to_owned(),
             ));
         }
         self.options.check_limits()?;

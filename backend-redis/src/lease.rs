@@ -134,9 +134,38 @@ impl Lease {
     }
 }
 
+impl Lease {
+    /// Releases the lock now (a process about to exit can not leave it to [`Drop`]).
+    pub(crate) async fn release(mut self) {
+        self.renewing.abort();
+        let (key, token) = (
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.token),
+        );
+        unlock(&self.conns, key, token).await;
+    }
+}
+
+/// Deletes `key` while it holds `token`.
+async fn unlock(conns: &Connections, key: String, token: String) {
+    let released = conns
+        .call("unlock", Replay::Safe, |mut conn| {
+            let mut call = scripts().0.key(&key);
+            call.arg(&token);
+            async move { call.invoke_async::<i64>(&mut conn).await }
+        })
+        .await;
+    if !matches!(released, Ok(1)) {
+        tracing::warn!(lock = %key, ?released, "the lock was not ours to release (its lease ran out)");
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
         self.renewing.abort();
+        if self.key.is_empty() {
+            return; // released already
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -145,18 +174,7 @@ impl Drop for Lease {
             std::mem::take(&mut self.key),
             std::mem::take(&mut self.token),
         );
-        runtime.spawn(async move {
-            let released = conns
-                .call("unlock", Replay::Safe, |mut conn| {
-                    let mut call = scripts().0.key(&key);
-                    call.arg(&token);
-                    async move { call.invoke_async::<i64>(&mut conn).await }
-                })
-                .await;
-            if !matches!(released, Ok(1)) {
-                tracing::warn!(lock = %key, ?released, "the lock was not ours to release (its lease ran out)");
-            }
-        });
+        runtime.spawn(async move { unlock(&conns, key, token).await });
     }
 }
 

@@ -27,7 +27,8 @@ use async_trait::async_trait;
 use fsmstore_core::migrations::checksum;
 use fsmstore_core::{
     now_ms, AppliedMigration, BotId, ChatId, Direction, Error, Layout, Migration, MigrationReport,
-    MigrationSet, MigrationTarget, Migrator, Replay, Result, StorageKey, TableName, UserId,
+    MigrationSet, MigrationTarget, Migrator, Replay, Result, SchemaStatus, StorageKey, TableName,
+    UserId,
 };
 use futures_util::{stream, StreamExt, TryStreamExt};
 use redis::Script;
@@ -145,6 +146,37 @@ impl LayoutMigrator {
             down: Script::new(DOWN_SCRIPT),
             conns,
         })
+    }
+
+    /// The error for a move stopped half-way (its record is dirty).
+    fn half_way(&self, description: &str) -> Error {
+        Error::MigrationFailed {
+            version: 1,
+            description: format!(
+                "{description}: a layout move stopped half-way (every dialogue is whole, in one layout or the other); run `fsmstore migrate up` (or `down`) again to finish it"
+            ),
+            source: Box::new(Error::Migration(format!(
+                "{} records it as not finished",
+                self.version_key
+            ))),
+        }
+    }
+
+    /// What opening a storage with `schema=verify` checks: that the keyspace's recorded
+    /// layout is the storage's (a keyspace moved to fsmstore's layout read in aiogram's
+    /// would look empty), and that no move is half-way.
+    pub(crate) async fn verify(&self, layout: Layout) -> Result<()> {
+        let current = self.status().await?.current;
+        if current == 1 && layout == Layout::AiogramSqlalchemy {
+            return Err(Error::LayoutMismatch {
+                table: self.version_key.clone(),
+                layout,
+                current,
+                expected: 0,
+                fix: "`fsmstore migrate up` moved this keyspace to fsmstore's layout: open it without layout=aiogram (or move it back with `fsmstore migrate down`)".to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// The version key's rows (as the SQL version tables': version → applied migration).
@@ -287,39 +319,8 @@ impl LayoutMigrator {
             })
             .await
     }
-}
 
-/// The ids in an error message: the first few.
-fn some(ids: &[String]) -> String {
-    let mut shown: Vec<&str> = ids.iter().take(5).map(String::as_str).collect();
-    if ids.len() > shown.len() {
-        shown.push("…");
-    }
-    shown.join(", ")
-}
-
-#[async_trait]
-impl Migrator for LayoutMigrator {
-    fn migrations(&self) -> &MigrationSet {
-        &self.set
-    }
-
-    fn version_table(&self) -> &str {
-        &self.version_key
-    }
-
-    async fn applied(&self) -> Result<Vec<AppliedMigration>> {
-        self.rows().await
-    }
-
-    /// A keyspace has no table to create: `migrate up` moves whatever aiogram's layout
-    /// holds, so this is always `false`.
-    async fn table_exists(&self) -> Result<bool> {
-        Ok(false)
-    }
-
-    async fn migrate(&self, target: MigrationTarget) -> Result<MigrationReport> {
-        let _lock = self.lock().await?;
+    async fn migrate_locked(&self, target: MigrationTarget) -> Result<MigrationReport> {
         let rows = self.rows().await?;
         let head = self.set.head();
         if let Some(row) = rows.iter().find(|row| row.version > head) {
@@ -414,8 +415,7 @@ impl Migrator for LayoutMigrator {
         })
     }
 
-    async fn stamp(&self, target: MigrationTarget) -> Result<()> {
-        let _lock = self.lock().await?;
+    async fn stamp_locked(&self, target: MigrationTarget) -> Result<()> {
         let current = i64::from(self.rows().await?.iter().any(|row| row.version == 1));
         let target = match target {
             MigrationTarget::Head => 1,
@@ -431,6 +431,59 @@ impl Migrator for LayoutMigrator {
                 "version {other} is outside 0..=1: a Redis keyspace is at 0 (aiogram's layout) or 1 (fsmstore's)"
             ))),
         }
+    }
+}
+
+/// The ids in an error message: the first few.
+fn some(ids: &[String]) -> String {
+    let mut shown: Vec<&str> = ids.iter().take(5).map(String::as_str).collect();
+    if ids.len() > shown.len() {
+        shown.push("…");
+    }
+    shown.join(", ")
+}
+
+#[async_trait]
+impl Migrator for LayoutMigrator {
+    fn migrations(&self) -> &MigrationSet {
+        &self.set
+    }
+
+    fn version_table(&self) -> &str {
+        &self.version_key
+    }
+
+    async fn applied(&self) -> Result<Vec<AppliedMigration>> {
+        self.rows().await
+    }
+
+    /// As every migrator's, but a move stopped half-way names its fix: running it again.
+    async fn status(&self) -> Result<SchemaStatus> {
+        let rows = self.rows().await?;
+        if let Some(row) = rows.iter().find(|row| !row.success) {
+            return Err(self.half_way(&row.description));
+        }
+        SchemaStatus::new(&self.set, &self.version_key, &rows)
+    }
+
+    /// A keyspace has no table to create: `migrate up` moves whatever aiogram's layout
+    /// holds, so this is always `false`.
+    async fn table_exists(&self) -> Result<bool> {
+        Ok(false)
+    }
+
+    async fn migrate(&self, target: MigrationTarget) -> Result<MigrationReport> {
+        let lock = self.lock().await?;
+        let result = self.migrate_locked(target).await;
+        lock.release().await;
+        result
+    }
+
+    async fn stamp(&self, target: MigrationTarget) -> Result<()> {
+        let lock = self.lock().await?;
+        let result = self.stamp_locked(target).await;
+        lock.release().await;
+        result
     }
 
     async fn close(&self) -> Result<()> {

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use fsmstore_core::{Data, Database, Layout, Record, Result, Storage, StorageKey, StorageOptions};
+use fsmstore_core::{
+    Data, Database, Layout, Record, Result, SchemaPolicy, Storage, StorageKey, StorageOptions,
+};
 use serde_json::Value;
 
 use crate::aiogram::AiogramLayout;
@@ -50,6 +52,13 @@ impl RedisStorage {
         let storage = RedisStorage { layout, conns };
         // Fail now, not at the first call, if the server does not answer.
         storage.ping().await?;
+        if storage.conns.config().options.schema == SchemaPolicy::Verify
+            && storage.conns.config().options.given("schema")?
+        {
+            LayoutMigrator::new(Arc::clone(&storage.conns))?
+                .verify(storage.conns.config().options.layout)
+                .await?;
+        }
         Ok(storage)
     }
 
