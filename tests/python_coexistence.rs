@@ -750,9 +750,6 @@ fn reachable(target: &Target) -> Option<()> {
     }
 }
 
-/// Each test needs the Python peer and its server; one that is missing lists the test as
-/// ignored, with the reason (`harness = false`); under `CI` it fails.
-
 /// The step a team takes once the last Python writer is gone, and back: a keyspace
 /// written by aiogram's real `RedisStorage` moves into fsmstore's layout with `migrate
 /// up` (read there as Python wrote it), and `migrate down` moves it back, where Python
@@ -812,6 +809,8 @@ async fn redis_layout_migration_round_trips_python_keys() {
     shared.drop().await;
 }
 
+/// Each test needs the Python peer and its server; one that is missing lists the test as
+/// ignored, with the reason (`harness = false`); under `CI` it fails.
 fn main() -> std::process::ExitCode {
     use fsmstore_conformance::{Needs, Suite};
     let needs = |target: fn() -> Target| {

@@ -36,32 +36,58 @@ fn open_client(url: &str) -> Result<redis::Client> {
         .map_err(|err| Error::Config(format!("invalid Redis URL ({})", err.category())))
 }
 
+/// The parts of a URL location naming several hosts: `//[user:pw@]h1:p1,h2:p2[/path]`.
+struct Hosts<'a> {
+    /// `user:pw@`, or empty.
+    auth: &'a str,
+    hosts: Vec<&'a str>,
+    /// From the first `/` after the hosts, or empty.
+    path: &'a str,
+    /// The scheme of each node's own URL: `rediss` for a TLS scheme, else `redis`.
+    node_scheme: &'static str,
+}
+
+impl<'a> Hosts<'a> {
+    fn of(scheme: &str, location: &'a str) -> Self {
+        let location = location.strip_prefix("//").unwrap_or(location);
+        let (auth, rest) = match location.rfind('@') {
+            Some(at) => location.split_at(at + 1),
+            None => ("", location),
+        };
+        let (hosts, path) = match rest.find('/') {
+            Some(slash) => rest.split_at(slash),
+            None => (rest, ""),
+        };
+        Hosts {
+            auth,
+            hosts: hosts.split(',').filter(|host| !host.is_empty()).collect(),
+            path,
+            node_scheme: if scheme.starts_with("rediss") {
+                "rediss"
+            } else {
+                "redis"
+            },
+        }
+    }
+}
+
 /// The driver URLs of the seed nodes of a cluster URL: `redis+cluster://[user:pw@]h1:p1,h2:p2`
 /// (a cluster has one database: no path but `/` or `/0`).
 fn cluster_nodes(scheme: &str, location: &str, driver: &[(String, String)]) -> Result<Vec<String>> {
-    let location = location.strip_prefix("//").unwrap_or(location);
-    let (auth, rest) = match location.rfind('@') {
-        Some(at) => location.split_at(at + 1),
-        None => ("", location),
-    };
-    let (hosts, path) = match rest.find('/') {
-        Some(slash) => rest.split_at(slash),
-        None => (rest, ""),
-    };
+    let Hosts {
+        auth,
+        hosts,
+        path,
+        node_scheme,
+    } = Hosts::of(scheme, location);
     if !matches!(path, "" | "/" | "/0") {
         return Err(Error::Config(
             "a Redis Cluster has one database: a redis+cluster URL has no database number"
                 .to_owned(),
         ));
     }
-    let node_scheme = if scheme.starts_with("rediss") {
-        "rediss"
-    } else {
-        "redis"
-    };
     let nodes: Vec<String> = hosts
-        .split(',')
-        .filter(|host| !host.is_empty())
+        .iter()
         .map(|host| format!("{node_scheme}://{auth}{host}{}", query_string(driver)))
         .collect();
     if nodes.is_empty() {
@@ -90,15 +116,12 @@ fn sentinel_target(
     location: &str,
     driver: &[(String, String)],
 ) -> Result<SentinelTarget> {
-    let location = location.strip_prefix("//").unwrap_or(location);
-    let (auth, rest) = match location.rfind('@') {
-        Some(at) => location.split_at(at + 1),
-        None => ("", location),
-    };
-    let (hosts, path) = match rest.find('/') {
-        Some(slash) => rest.split_at(slash),
-        None => (rest, ""),
-    };
+    let Hosts {
+        auth,
+        hosts,
+        path,
+        node_scheme,
+    } = Hosts::of(scheme, location);
     let mut segments = path.trim_start_matches('/').split('/');
     let service = segments.next().unwrap_or_default();
     let db = segments.next().unwrap_or("0");
@@ -112,14 +135,8 @@ fn sentinel_target(
             "the database number of a redis+sentinel URL is a number from 0, not {db:?}"
         ))
     })?;
-    let node_scheme = if scheme.starts_with("rediss") {
-        "rediss"
-    } else {
-        "redis"
-    };
     let sentinels: Vec<String> = hosts
-        .split(',')
-        .filter(|host| !host.is_empty())
+        .iter()
         .map(|host| format!("{node_scheme}://{host}"))
         .collect();
     if sentinels.is_empty() {

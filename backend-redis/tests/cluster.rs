@@ -9,16 +9,17 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use fsmstore_conformance::{block_on, Backend, Capabilities, Needs, Suite};
+use fsmstore_conformance::{block_on, Backend, Needs, Suite};
 use fsmstore_core::{
-    BotId, ChatId, Database, DefaultKeyBuilder, ErrorKind, Layout, Result, Storage, StorageKey,
-    StorageOptions, UserId,
+    BotId, ChatId, DefaultKeyBuilder, ErrorKind, Layout, Storage, StorageKey, StorageOptions,
+    UserId,
 };
 use fsmstore_redis::redis;
 use fsmstore_redis::redis::cluster::ClusterClientBuilder;
 use fsmstore_redis::redis::cluster_async::ClusterConnection;
 use fsmstore_redis::{RedisConfig, RedisStorage};
+
+mod common;
 
 const URL_VARIABLE: &str = "FSMSTORE_TEST_REDIS_CLUSTER_URL";
 
@@ -59,39 +60,13 @@ async fn admin() -> Option<ClusterConnection> {
     }
 }
 
-struct ClusterBackend;
-
-#[async_trait]
-impl Backend for ClusterBackend {
-    fn name(&self) -> String {
-        "redis-cluster".into()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            expiry: true,
-            ..Capabilities::default()
-        }
-    }
-
-    async fn open_database(&self, options: StorageOptions) -> Result<Database> {
-        let config = RedisConfig::from_url(&url())?.options(options)?;
-        RedisStorage::open(config).await?.database()
-    }
-
-    async fn cleanup(&self, options: &StorageOptions) -> Result<()> {
-        let config = RedisConfig::from_url(&url())?.options(options.clone())?;
-        RedisStorage::open(config)
-            .await?
-            .drop_table()
-            .await
-            .map(drop)
-    }
-}
-
 async fn backend() -> Option<Arc<dyn Backend>> {
     admin().await?;
-    Some(Arc::new(ClusterBackend))
+    Some(Arc::new(common::UrlBackend {
+        name: "redis-cluster",
+        url: url(),
+        aiogram_layout: false,
+    }))
 }
 
 /// aiogram's layout on a cluster: a dialogue's state and data keys fall in two slots, so a

@@ -8,50 +8,15 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use fsmstore_conformance::{Backend, Capabilities};
-use fsmstore_core::{Database, Result, StorageOptions};
+use fsmstore_conformance::Backend;
 use fsmstore_redis::redis;
-use fsmstore_redis::{RedisConfig, RedisStorage};
+
+mod common;
 
 const URL_VARIABLE: &str = "FSMSTORE_TEST_REDIS_URL";
 
 fn url() -> String {
     std::env::var(URL_VARIABLE).unwrap_or_else(|_| "redis://127.0.0.1:6379/7".into())
-}
-
-struct RedisBackend {
-    url: String,
-}
-
-#[async_trait]
-impl Backend for RedisBackend {
-    fn name(&self) -> String {
-        "redis".into()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            expiry: true,
-            aiogram_layout: true,
-            ..Capabilities::default()
-        }
-    }
-
-    async fn open_database(&self, options: StorageOptions) -> Result<Database> {
-        let config = RedisConfig::from_url(&self.url)?.options(options)?;
-        RedisStorage::open(config).await?.database()
-    }
-
-    async fn cleanup(&self, options: &StorageOptions) -> Result<()> {
-        // Every key of the case is under its table's prefix.
-        let config = RedisConfig::from_url(&self.url)?.options(options.clone())?;
-        RedisStorage::open(config)
-            .await?
-            .drop_table()
-            .await
-            .map(drop)
-    }
 }
 
 async fn backend() -> Option<Arc<dyn Backend>> {
@@ -63,7 +28,11 @@ async fn backend() -> Option<Arc<dyn Backend>> {
     )
     .await;
     match admin {
-        Ok(Ok(_)) => Some(Arc::new(RedisBackend { url })),
+        Ok(Ok(_)) => Some(Arc::new(common::UrlBackend {
+            name: "redis",
+            url,
+            aiogram_layout: true,
+        })),
         Ok(Err(err)) => fsmstore_conformance::unreachable("Redis", URL_VARIABLE, &err),
         Err(elapsed) => fsmstore_conformance::unreachable("Redis", URL_VARIABLE, &elapsed),
     }

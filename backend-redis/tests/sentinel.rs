@@ -8,11 +8,10 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use fsmstore_conformance::{Backend, Capabilities, Suite};
-use fsmstore_core::{Database, Result, StorageOptions};
+use fsmstore_conformance::{Backend, Suite};
 use fsmstore_redis::redis;
-use fsmstore_redis::{RedisConfig, RedisStorage};
+
+mod common;
 
 const URL_VARIABLE: &str = "FSMSTORE_TEST_REDIS_SENTINEL_URL";
 
@@ -20,37 +19,6 @@ fn url() -> String {
     std::env::var(URL_VARIABLE).unwrap_or_else(|_| {
         "redis+sentinel://127.0.0.1:17311,127.0.0.1:17312,127.0.0.1:17313/fsmstore".into()
     })
-}
-
-struct SentinelBackend;
-
-#[async_trait]
-impl Backend for SentinelBackend {
-    fn name(&self) -> String {
-        "redis-sentinel".into()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            expiry: true,
-            aiogram_layout: true,
-            ..Capabilities::default()
-        }
-    }
-
-    async fn open_database(&self, options: StorageOptions) -> Result<Database> {
-        let config = RedisConfig::from_url(&url())?.options(options)?;
-        RedisStorage::open(config).await?.database()
-    }
-
-    async fn cleanup(&self, options: &StorageOptions) -> Result<()> {
-        let config = RedisConfig::from_url(&url())?.options(options.clone())?;
-        RedisStorage::open(config)
-            .await?
-            .drop_table()
-            .await
-            .map(drop)
-    }
 }
 
 /// Asks the first sentinel of the URL who the primary is: the sentinels are there and
@@ -73,7 +41,11 @@ async fn backend() -> Option<Arc<dyn Backend>> {
             .await
     };
     match tokio::time::timeout(std::time::Duration::from_secs(5), ask).await {
-        Ok(Ok(Some(_))) => Some(Arc::new(SentinelBackend)),
+        Ok(Ok(Some(_))) => Some(Arc::new(common::UrlBackend {
+            name: "redis-sentinel",
+            url,
+            aiogram_layout: true,
+        })),
         Ok(Ok(None)) => {
             fsmstore_conformance::unreachable("Redis Sentinel", URL_VARIABLE, &"no primary known")
         }
