@@ -409,10 +409,18 @@ async fn drop_table_deletes_only_its_prefix() {
 }
 
 /// Settings Redis has no use for are refused, named; the password never shows.
+/// (`schema=verify` checks the recorded layout and `trust` nothing; `upgrade` has no
+/// schema to create.)
 fn settings_redis_would_ignore_are_refused() {
     for url in [
-        "redis://127.0.0.1/0?version_table=v",
         "redis://127.0.0.1/0?schema=verify",
+        "redis://127.0.0.1/0?schema=trust",
+    ] {
+        assert!(RedisConfig::from_url(url).is_ok(), "{url}");
+    }
+    for url in [
+        "redis://127.0.0.1/0?version_table=v",
+        "redis://127.0.0.1/0?schema=upgrade",
         "redis://127.0.0.1/0?state_ttl=1h",
         "redis://127.0.0.1/0?layout=aiogram&ttl=1h&data_ttl=1h",
         "redis://127.0.0.1/0?nope=1",
