@@ -135,22 +135,18 @@ fn sentinel_target(
             "the database number of a redis+sentinel URL is a number from 0, not {db:?}"
         ))
     })?;
-    let sentinels: Vec<String> = hosts
-        .iter()
-        .map(|host| format!("{node_scheme}://{host}"))
-        .collect();
-    if sentinels.is_empty() {
+    let Some(first) = hosts.first() else {
         return Err(Error::Config(
             "a redis+sentinel URL names no sentinel".to_owned(),
         ));
-    }
+    };
     Ok(SentinelTarget {
-        node: format!(
-            "{node_scheme}://{auth}{}/{db}{}",
-            sentinels[0].split_once("://").map_or("", |(_, host)| host),
-            query_string(driver)
-        ),
-        sentinels,
+        // The address is a placeholder: the sentinels name the primary's.
+        node: format!("{node_scheme}://{auth}{first}/{db}{}", query_string(driver)),
+        sentinels: hosts
+            .iter()
+            .map(|host| format!("{node_scheme}://{host}"))
+            .collect(),
         service: service.to_owned(),
     })
 }

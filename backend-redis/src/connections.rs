@@ -6,7 +6,7 @@
 //! server stops taking writes or answering.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -70,12 +70,9 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// The sentinels of a storage behind Redis Sentinel, and which primary the connection is to.
+/// The sentinels of a storage behind Redis Sentinel.
 struct Sentinels {
     client: tokio::sync::Mutex<SentinelClient>,
-    /// Bumped each time the connection is replaced: a task that saw a failure on an older
-    /// connection does not ask again.
-    generation: AtomicU64,
 }
 
 impl Sentinels {
@@ -106,7 +103,6 @@ impl Sentinels {
         })?;
         Ok(Sentinels {
             client: tokio::sync::Mutex::new(client),
-            generation: AtomicU64::new(0),
         })
     }
 
@@ -132,10 +128,32 @@ async fn manager(client: Client, connect: Duration) -> RedisResult<ConnectionMan
     ConnectionManager::new_with_config(client, manager_config).await
 }
 
+/// Where a storage's calls go.
+enum Link {
+    /// One server, or a cluster: the connection reconnects (or follows the slots) by
+    /// itself.
+    Fixed(Conn),
+    /// Behind Sentinel: the connection to the primary the sentinels named, with how many
+    /// times it was replaced (a task that saw a failure on an older one does not ask
+    /// again), replaced by [`Connections::follow_primary`].
+    Sentinel {
+        current: RwLock<(Conn, u64)>,
+        /// Boxed: the driver's sentinel client is large.
+        sentinels: Box<Sentinels>,
+    },
+}
+
+/// What [`Connections::open`] connects to (a local of one call: its size does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Opening<'a> {
+    Cluster(&'a [String]),
+    Sentinel(Box<Sentinels>),
+    Single(Client),
+}
+
 /// The connections of one storage.
 pub(crate) struct Connections {
-    manager: RwLock<Conn>,
-    sentinels: Option<Sentinels>,
+    link: Link,
     config: RedisConfig,
     closed: AtomicBool,
     runner: CallRunner,
@@ -158,33 +176,34 @@ impl Connections {
     /// for a refused login.
     pub(crate) async fn open(config: RedisConfig) -> Result<Self> {
         let connect = config.options.connect_timeout;
-        // The cluster's seed nodes, or the one server's client (built here: its error is
-        // not the driver's).
-        let sentinels = config.sentinel().map(Sentinels::new).transpose()?;
-        let target = match (config.cluster_nodes(), &sentinels) {
-            (Some(nodes), _) => Ok(nodes),
-            (None, None) => Err(Some(config.client()?)),
-            (None, Some(_)) => Err(None),
+        // Built here: their errors are not the driver's.
+        let opening = match (config.cluster_nodes(), config.sentinel()) {
+            (Some(nodes), _) => Opening::Cluster(nodes),
+            (None, Some(target)) => Opening::Sentinel(Box::new(Sentinels::new(target)?)),
+            (None, None) => Opening::Single(config.client()?),
         };
         let opened = async {
-            match target {
-                Ok(nodes) => ClusterClientBuilder::new(nodes.iter().map(String::as_str))
-                    .connection_timeout(connect.min(std::time::Duration::from_secs(1)))
-                    .retries(3)
-                    // Every answer is bounded by the runner's `call_timeout`.
-                    .response_timeout(config.options.call_timeout)
-                    .build()?
-                    .get_async_connection()
-                    .await
-                    .map(Conn::Cluster),
-                Err(Some(client)) => manager(client, connect).await.map(Conn::Single),
-                Err(None) => {
-                    let sentinels = sentinels.as_ref().expect("a sentinel URL");
-                    sentinels.primary(connect).await.map(Conn::Primary)
+            Ok::<_, redis::RedisError>(match opening {
+                Opening::Cluster(nodes) => Link::Fixed(Conn::Cluster(
+                    ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                        .connection_timeout(connect.min(std::time::Duration::from_secs(1)))
+                        .retries(3)
+                        // Every answer is bounded by the runner's `call_timeout`.
+                        .response_timeout(config.options.call_timeout)
+                        .build()?
+                        .get_async_connection()
+                        .await?,
+                )),
+                Opening::Single(client) => {
+                    Link::Fixed(Conn::Single(manager(client, connect).await?))
                 }
-            }
+                Opening::Sentinel(sentinels) => Link::Sentinel {
+                    current: RwLock::new((Conn::Primary(sentinels.primary(connect).await?), 0)),
+                    sentinels,
+                },
+            })
         };
-        let manager = tokio::time::timeout(connect, opened)
+        let link = tokio::time::timeout(connect, opened)
             .await
             .map_err(|_| {
                 Error::connection(
@@ -194,20 +213,24 @@ impl Connections {
             })?
             .map_err(from_redis)?;
         Ok(Connections {
-            manager: RwLock::new(manager),
-            sentinels,
+            link,
             runner: CallRunner::new("Redis", &config.options),
             config,
             closed: AtomicBool::new(false),
         })
     }
 
-    /// The connection calls use now.
-    fn current(&self) -> Conn {
-        self.manager
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+    /// The connection calls use now, and behind Sentinel how many times it was replaced.
+    fn current(&self) -> (Conn, Option<u64>) {
+        match &self.link {
+            Link::Fixed(conn) => (conn.clone(), None),
+            Link::Sentinel { current, .. } => {
+                let current = current
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                (current.0.clone(), Some(current.1))
+            }
+        }
     }
 
     /// Behind Sentinel, after a call on connection `generation` failed (lost, or refused
@@ -215,26 +238,31 @@ impl Connections {
     /// connects to it (within `connect_timeout`). When they name no primary that answers
     /// as one, the connection stays as it is and the next failure asks again.
     async fn follow_primary(&self, generation: u64) {
-        let Some(sentinels) = &self.sentinels else {
+        let Link::Sentinel { current, sentinels } = &self.link else {
             return;
+        };
+        let replaced = || {
+            current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .1
+                != generation
         };
         let connect = self.config.options.connect_timeout;
         let moved = async {
             // Another task replaced it meanwhile.
-            if sentinels.generation.load(Ordering::Acquire) != generation {
+            if replaced() {
                 return Ok(None);
             }
             sentinels.primary(connect).await.map(Some)
         };
         match tokio::time::timeout(connect, moved).await {
             Ok(Ok(Some(primary))) => {
-                let mut current = self
-                    .manager
+                let mut current = current
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if sentinels.generation.load(Ordering::Acquire) == generation {
-                    *current = Conn::Primary(primary);
-                    sentinels.generation.fetch_add(1, Ordering::AcqRel);
+                if current.1 == generation {
+                    *current = (Conn::Primary(primary), generation + 1);
                     tracing::info!("fsmstore: connected to the primary Redis Sentinel names");
                 }
             }
@@ -261,7 +289,7 @@ impl Connections {
 
     /// The primaries' addresses of a cluster (`None`: one server), from `CLUSTER NODES`.
     pub(crate) async fn primaries(&self) -> Result<Option<Vec<(String, u16)>>> {
-        if !matches!(self.current(), Conn::Cluster(_)) {
+        if !matches!(self.link, Link::Fixed(Conn::Cluster(_))) {
             return Ok(None);
         }
         let text: String = self
@@ -385,15 +413,8 @@ impl Connections {
                 if self.is_closed() {
                     return Err(Fault::Answer(Error::Closed));
                 }
-                let generation = self
-                    .sentinels
-                    .as_ref()
-                    .map(|s| s.generation.load(Ordering::Acquire));
-                match self
-                    .runner
-                    .within(Phase::Applying, command(self.current()))
-                    .await?
-                {
+                let (conn, generation) = self.current();
+                match self.runner.within(Phase::Applying, command(conn)).await? {
                     Ok(value) => Ok(value),
                     Err(err) => {
                         // A connection that could not be made sent nothing.

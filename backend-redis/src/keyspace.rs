@@ -87,8 +87,9 @@ impl Pages {
 /// layout an id may come twice: once for its state, once for its data).
 pub(crate) struct IdPages {
     prefix: String,
-    /// What every id starts with (narrows the `SCAN` pattern).
-    id_start: String,
+    /// The `SCAN` pattern before its `*`: the prefix and what every id starts with,
+    /// escaped.
+    pattern_start: String,
     /// The key suffixes left to scan (aiogram's layout: `:state`, then `:data`), the
     /// current one last, each with its pages.
     parts: Vec<&'static str>,
@@ -107,12 +108,12 @@ impl IdPages {
             Shape::Hashes => (vec![""], "hash"),
             Shape::Aiogram => (vec![":data", ":state"], "string"),
         };
+        let pattern_start = format!("{}{}", glob_escape(prefix), glob_escape(id_start));
         let part = parts.last().copied().unwrap_or_default();
-        let pattern = format!("{}{}*{part}", glob_escape(prefix), glob_escape(id_start));
-        let pages = Pages::new(conns, pattern, Some(kind)).await?;
+        let pages = Pages::new(conns, format!("{pattern_start}*{part}"), Some(kind)).await?;
         Ok(IdPages {
             prefix: prefix.to_owned(),
-            id_start: id_start.to_owned(),
+            pattern_start,
             parts,
             pages,
         })
@@ -129,11 +130,7 @@ impl IdPages {
             }
             self.parts.pop();
             if let Some(next) = self.parts.last().copied() {
-                let pattern = format!(
-                    "{}{}*{next}",
-                    glob_escape(&self.prefix),
-                    glob_escape(&self.id_start)
-                );
+                let pattern = format!("{}*{next}", self.pattern_start);
                 self.pages = Pages::new(conns, pattern, self.pages.kind).await?;
             }
         }

@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use fsmstore_core::migrations::checksum;
 use fsmstore_core::{
-    now_ms, AppliedMigration, BotId, ChatId, Direction, Error, Layout, Migration, MigrationReport,
-    MigrationSet, MigrationTarget, Migrator, Replay, Result, SchemaStatus, StorageKey, TableName,
-    UserId,
+    now_ms, AppliedMigration, BotId, ChatId, Direction, Error, Layout, Migration, MigrationPlan,
+    MigrationReport, MigrationSet, MigrationTarget, Migrator, Replay, Result, SchemaStatus,
+    StampPlan, StorageKey, TableName, UserId,
 };
 use futures_util::{stream, StreamExt, TryStreamExt};
 use redis::Script;
@@ -215,7 +215,7 @@ impl LayoutMigrator {
 
     /// Records version 1 (`success` false: a move under way), or removes it (`None`).
     async fn record(&self, row: Option<(bool, i64)>) -> Result<()> {
-        let migration = self.set.get(1).expect("version 1 exists");
+        let migration = self.migration();
         let text = row.map(|(success, execution_time_ms)| {
             serde_json::json!({
                 "description": migration.description,
@@ -320,44 +320,27 @@ impl LayoutMigrator {
             .await
     }
 
+    /// Version 1, the one migration.
+    fn migration(&self) -> &Migration {
+        self.set.get(1).expect("version 1 exists")
+    }
+
     async fn migrate_locked(&self, target: MigrationTarget) -> Result<MigrationReport> {
         let rows = self.rows().await?;
-        let head = self.set.head();
-        if let Some(row) = rows.iter().find(|row| row.version > head) {
-            return Err(Error::SchemaTooNew {
-                table: self.version_key.clone(),
-                current: row.version,
-                known: head,
-            });
-        }
-        let row = rows.iter().find(|row| row.version == 1);
-        if let Some(row) = row {
-            let expected = &self.set.get(1).expect("version 1 exists").checksum;
-            if &row.checksum != expected {
-                return Err(Error::MigrationDrift {
-                    version: 1,
-                    description: row.description.clone(),
-                    applied: row.checksum.clone(),
-                    expected: expected.clone(),
-                });
-            }
-        }
-        let current = i64::from(row.is_some());
-        let target = match target {
-            MigrationTarget::Head => head,
-            MigrationTarget::Base => 0,
-            MigrationTarget::Version(v) => v,
-            MigrationTarget::Relative(k) => current.saturating_add(k),
-            MigrationTarget::AtLeast(v) => v.max(current),
-        };
-        if !(0..=head).contains(&target) {
-            return Err(Error::InvalidInput(format!(
-                "version {target} is outside 0..={head}: a Redis keyspace is at 0 (aiogram's layout) or 1 (fsmstore's)"
-            )));
-        }
-        // A move killed half-way (the record is dirty) is finished, in the direction asked.
-        let dirty = row.is_some_and(|row| !row.success);
-        if target == current && !dirty {
+        // A move killed half-way (its record dirty) is finished here, not refused: core's
+        // planner checks the record as if it had finished (drift, versions it does not
+        // know), and the move runs again in the direction asked.
+        let dirty = rows.iter().any(|row| !row.success);
+        let finished: Vec<AppliedMigration> = rows
+            .into_iter()
+            .map(|row| AppliedMigration {
+                success: true,
+                ..row
+            })
+            .collect();
+        let plan = MigrationPlan::new(&self.set, &finished, target)?;
+        let (current, target) = (plan.current, plan.target);
+        if plan.is_empty() && !dirty {
             return Ok(MigrationReport {
                 from: current,
                 to: current,
@@ -392,7 +375,7 @@ impl LayoutMigrator {
                 version: 1,
                 description: format!(
                     "{} ({} dialogues moved; run it again once these are resolved)",
-                    self.set.get(1).expect("version 1 exists").description,
+                    self.migration().description,
                     moved.moved
                 ),
                 source: Box::new(Error::Migration(reasons.join("; "))),
@@ -415,21 +398,13 @@ impl LayoutMigrator {
         })
     }
 
+    /// Records `target` as core's stamp planner resolves it (head, base or a version).
     async fn stamp_locked(&self, target: MigrationTarget) -> Result<()> {
-        let current = i64::from(self.rows().await?.iter().any(|row| row.version == 1));
-        let target = match target {
-            MigrationTarget::Head => 1,
-            MigrationTarget::Base => 0,
-            MigrationTarget::Version(v) => v,
-            MigrationTarget::Relative(k) => current.saturating_add(k),
-            MigrationTarget::AtLeast(v) => v.max(current),
-        };
-        match target {
-            0 => self.record(None).await,
-            1 => self.record(Some((true, 0))).await,
-            other => Err(Error::InvalidInput(format!(
-                "version {other} is outside 0..=1: a Redis keyspace is at 0 (aiogram's layout) or 1 (fsmstore's)"
-            ))),
+        let plan = StampPlan::new(&self.set, &self.rows().await?, target)?;
+        if plan.target == 1 {
+            self.record(Some((true, 0))).await
+        } else {
+            self.record(None).await
         }
     }
 }
