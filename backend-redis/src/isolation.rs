@@ -45,12 +45,6 @@ impl RedisIsolation {
     }
 }
 
-/// A held lock: the Redis lease, and this process' own lock in front of it.
-struct Held {
-    _lease: Lease,
-    _local: LockGuard,
-}
-
 #[async_trait]
 impl Isolation for RedisIsolation {
     async fn lock(&self, key: &StorageKey) -> Result<LockGuard> {
@@ -60,10 +54,14 @@ impl Isolation for RedisIsolation {
         let deadline = Instant::now() + remaining;
         let lock_key = format!("{}{id}:lock", self.prefix);
         match Lease::take(&self.conns, lock_key, deadline).await? {
-            Some(lease) => Ok(LockGuard::new(
-                Held {
-                    _lease: lease,
-                    _local: local,
+            // The Redis lease, and this process' own lock in front of it (released after
+            // the lease, so a task of this process waiting for it finds the key free).
+            Some(lease) => Ok(LockGuard::with_release(
+                move || {
+                    Box::pin(async move {
+                        lease.release().await;
+                        drop(local);
+                    })
                 },
                 None,
             )),

@@ -33,7 +33,7 @@ pub(crate) fn glob_escape(text: &str) -> String {
 
 /// The `SCAN` pages of a keyspace, node after node: on a cluster each primary in turn (a
 /// `SCAN` covers one node), on one server that server.
-struct Pages {
+pub(crate) struct Pages {
     /// The nodes left to scan (`None`: the server), the current one last.
     nodes: Vec<Option<(String, u16)>>,
     cursor: u64,
@@ -43,7 +43,11 @@ struct Pages {
 }
 
 impl Pages {
-    async fn new(conns: &Connections, pattern: String, kind: Option<&'static str>) -> Result<Self> {
+    pub(crate) async fn new(
+        conns: &Connections,
+        pattern: String,
+        kind: Option<&'static str>,
+    ) -> Result<Self> {
         let mut nodes: Vec<Option<(String, u16)>> = match conns.primaries().await? {
             Some(primaries) => primaries.into_iter().map(Some).collect(),
             None => vec![None],
@@ -58,7 +62,7 @@ impl Pages {
     }
 
     /// The next page: its node and its keys; `None` once every node was scanned.
-    async fn next(
+    pub(crate) async fn next(
         &mut self,
         conns: &Connections,
     ) -> Result<Option<(Option<(String, u16)>, Vec<String>)>> {

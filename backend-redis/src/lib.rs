@@ -41,6 +41,7 @@ mod migrate;
 mod own;
 mod rows;
 mod storage;
+mod teloxide_keys;
 
 pub use config::{RedisConfig, DEFAULT_LOCK_TIMEOUT, DEFAULT_WAIT_TIMEOUT};
 pub use storage::RedisStorage;

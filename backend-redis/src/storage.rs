@@ -100,6 +100,21 @@ impl RedisStorage {
         crate::keyspace::delete_all(&self.conns, self.layout.prefix()).await
     }
 
+    /// Calls `each` with the dialogues teloxide's own `RedisStorage` keeps in this
+    /// storage's database, a `SCAN` page at a time: each chat id with the bytes teloxide's
+    /// serializer wrote (teloxide keys a dialogue by its chat id alone, `SET <chat_id>
+    /// <bytes>`). Only string keys that are exactly a chat id in decimal are read; nothing
+    /// is changed. What `fsmstore teloxide-import` reads from a Redis URL.
+    ///
+    /// # Errors
+    /// Connection errors, and what `each` returns.
+    pub async fn teloxide_dialogues(
+        &self,
+        each: impl FnMut(Vec<(i64, Vec<u8>)>) -> Result<()>,
+    ) -> Result<()> {
+        crate::teloxide_keys::dialogues(&self.conns, each).await
+    }
+
     /// The settings this storage was opened with.
     pub fn config(&self) -> &RedisConfig {
         self.conns.config()

@@ -311,7 +311,7 @@ async fn own_layout_is_one_hash_that_goes_when_empty() {
 
 /// A held lock is aiogram's `RedisEventIsolation` lock: `<id>:lock` holding a 32-digit
 /// token with a lease, which a Python handler's `SET NX` can not take; it goes when the
-/// guard drops.
+/// guard drops, and before `release().await` returns.
 async fn a_held_lock_is_the_key_aiogram_locks() {
     let mut conn = raw().await.expect("Redis was there when the suite started");
     let prefix = unique_prefix("lock");
@@ -339,6 +339,15 @@ async fn a_held_lock_is_the_key_aiogram_locks() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(get(&mut conn, &lock_key).await, None, "released");
+    // Awaited, the release is done when it returns (a process about to exit).
+    let guard = db.isolation().lock(&key()).await.unwrap();
+    assert!(get(&mut conn, &lock_key).await.is_some());
+    guard.release().await;
+    assert_eq!(
+        get(&mut conn, &lock_key).await,
+        None,
+        "released when awaited"
+    );
     // Held by a Python handler: fsmstore waits, then times out naming the key.
     let _: () = redis::cmd("SET")
         .arg(&lock_key)

@@ -163,22 +163,32 @@ pub(crate) enum Command {
     /// Measure fsmstore per call (and, with --floor, the bare driver beside it) in a
     /// scratch table it drops afterwards.
     Bench(BenchArgs),
-    /// Move the dialogues of teloxide's own storages (`teloxide_dialogues`, Json
-    /// serializer) into the FSM table, readable by fsmstore-teloxide. The source table is
-    /// only read.
+    /// Move the dialogues of teloxide's own storages (`SqliteStorage`, `PostgresStorage`'s
+    /// `teloxide_dialogues`, `RedisStorage`'s chat-id keys; Json serializer) into the FSM
+    /// table, readable by fsmstore-teloxide. The source is only read; dialogues already
+    /// in the FSM table are kept unless --replace.
     TeloxideImport(TeloxideImportArgs),
 }
 
 /// Arguments of `fsmstore teloxide-import`.
 #[derive(Debug, Args)]
 pub(crate) struct TeloxideImportArgs {
-    /// teloxide's table (in the database of --url).
-    #[arg(long, default_value = "teloxide_dialogues")]
-    pub(crate) from: String,
+    /// Where teloxide's storage is (default: --url): a SQLite, PostgreSQL or MySQL URL
+    /// holding its table, or the Redis URL teloxide's `RedisStorage` was opened with.
+    #[arg(long, value_name = "URL")]
+    pub(crate) source: Option<String>,
+    /// teloxide's table in an SQL source (default `teloxide_dialogues`). A Redis source has
+    /// none: teloxide keeps each dialogue under its chat id.
+    #[arg(long, value_name = "TABLE")]
+    pub(crate) from: Option<String>,
     /// The bot id of the keys (as `TeloxideStorage::bot_id`; 0 by default).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub(crate) bot: i64,
-    /// Count what would be imported; write nothing.
+    /// Overwrite dialogues the FSM table already holds (by default they are kept: a bot
+    /// that went live since an earlier import keeps its users' current steps).
+    #[arg(long)]
+    pub(crate) replace: bool,
+    /// Count what would be imported, kept and replaced; write nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
 }

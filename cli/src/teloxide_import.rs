@@ -1,10 +1,18 @@
-//! `fsmstore teloxide-import`: moves the rows of teloxide's own storages (`SqliteStorage`,
-//! `PostgresStorage`: table `teloxide_dialogues (chat_id BIGINT PRIMARY KEY, dialogue
-//! BLOB/BYTEA)`, written with teloxide's `Json` serializer) into the FSM table, in the
-//! layout `fsmstore-teloxide` reads: each dialogue becomes the row of its chat (aiogram's
-//! `FSMStrategy.CHAT` key, `--bot` for the bot id) with the dialogue's variant as state and
-//! its fields as data. The source table is read, never changed. Rows that are not JSON,
-//! and rows the storage would refuse (a NUL character, nesting deeper than 31 levels, data
+//! `fsmstore teloxide-import`: moves the dialogues of teloxide's own storages into the FSM
+//! table, in the layout `fsmstore-teloxide` reads: each dialogue becomes the row of its
+//! chat (aiogram's `FSMStrategy.CHAT` key, `--bot` for the bot id) with the dialogue's
+//! variant as state and its fields as data. The sources, all written with teloxide's
+//! `Json` serializer:
+//!
+//! - `SqliteStorage`, `PostgresStorage`: table `teloxide_dialogues (chat_id BIGINT PRIMARY
+//!   KEY, dialogue BLOB/BYTEA)` (and the same table on MySQL);
+//! - `RedisStorage`: one string key per chat, the chat id in decimal.
+//!
+//! The source is read, never changed. A dialogue the FSM table already holds is kept
+//! unless `--replace` (an import run again after the bot went live would otherwise put its
+//! users back on old steps); the check and the write hold the key's isolation lock, so a
+//! bot handler that locks its key never interleaves with them. Rows that are not JSON, and
+//! rows the storage would refuse (a NUL character, nesting deeper than 31 levels, data
 //! over `max_data_bytes`), are listed and skipped (exit 1); every other row is written.
 
 use std::process::ExitCode;
@@ -22,11 +30,14 @@ use crate::output;
 /// A SQLite column holds any type, so a `TEXT` value is read as its bytes.
 type SourceRow = (i64, Option<Vec<u8>>);
 
+/// teloxide's table when `--from` is not given.
+const TELOXIDE_TABLE: &str = "teloxide_dialogues";
+
 pub(crate) async fn run(global: &Global, args: TeloxideImportArgs) -> anyhow::Result<ExitCode> {
-    let from = TableName::new(&args.from)?;
-    let rows = read_rows(&global.url, &from)
+    let source_url = args.source.as_deref().unwrap_or(&global.url);
+    let (rows, from) = read_source(source_url, args.from.as_deref())
         .await
-        .with_context(|| format!("reading teloxide's table {}", from.as_str()))?;
+        .context("reading teloxide's storage")?;
     let access = if args.dry_run {
         Access::ReadOnly
     } else {
@@ -35,6 +46,7 @@ pub(crate) async fn run(global: &Global, args: TeloxideImportArgs) -> anyhow::Re
     let report = global
         .with_database(fsmstore::SchemaPolicy::Verify, access, async |db| {
             let storage = db.storage();
+            let isolation = db.isolation();
             let mut report = Report::default();
             for (chat, bytes) in rows {
                 // teloxide's `Json` serializer wrote `serde_json::to_vec(&dialogue)`; a NULL
@@ -54,13 +66,31 @@ pub(crate) async fn run(global: &Global, args: TeloxideImportArgs) -> anyhow::Re
                     report.refused.push((chat, err.to_string()));
                     continue;
                 }
-                if !storage.get_record(&key).await?.is_empty() {
-                    report.replaced += 1;
+                // The key's lock (not in a dry run, which writes nothing): a handler of
+                // this chat that locks it sees the row before or after, never between.
+                let lock = if args.dry_run {
+                    None
+                } else {
+                    Some(isolation.lock(&key).await?)
+                };
+                let there = !storage.get_record(&key).await?.is_empty();
+                if there && !args.replace {
+                    report.kept += 1;
+                } else {
+                    if !args.dry_run {
+                        storage.set_record(&key, Some(&state), &data).await?;
+                    }
+                    if there {
+                        report.replaced += 1;
+                    } else {
+                        report.new += 1;
+                    }
                 }
-                if !args.dry_run {
-                    storage.set_record(&key, Some(&state), &data).await?;
+                // Released before the next key (and before the command exits): on Redis a
+                // dropped lock is released by a task the exit would cut short.
+                if let Some(lock) = lock {
+                    lock.release().await;
                 }
-                report.imported += 1;
             }
             Ok(report)
         })
@@ -72,20 +102,24 @@ pub(crate) async fn run(global: &Global, args: TeloxideImportArgs) -> anyhow::Re
     };
     if global.json {
         output::json(&json!({
-            "from": from.as_str(),
-            "imported": report.imported,
+            "from": from,
+            "imported": report.new + report.replaced,
+            "new": report.new,
             "replaced": report.replaced,
+            "kept": report.kept,
             "not_json": report.not_json,
             "refused": report.refused.iter().map(|(chat, why)| json!({"chat": chat, "error": why})).collect::<Vec<_>>(),
             "dry_run": args.dry_run,
         }));
     } else {
         println!(
-            "{verb} {} dialogues from {} into {} ({} replaced rows already there)",
-            report.imported,
-            from.as_str(),
+            "{verb} {} dialogues from {from} into {}: {} new, {} replaced; {} kept (already there{})",
+            report.new + report.replaced,
             global.table,
-            report.replaced
+            report.new,
+            report.replaced,
+            report.kept,
+            if args.replace { "" } else { "; --replace overwrites them" },
         );
         for (chat, why) in &report.refused {
             eprintln!("skipped chat {chat}: {why}");
@@ -107,11 +141,44 @@ pub(crate) async fn run(global: &Global, args: TeloxideImportArgs) -> anyhow::Re
 
 #[derive(Debug, Default)]
 struct Report {
-    imported: u64,
+    /// Written where the FSM table had no dialogue.
+    new: u64,
+    /// Written over a dialogue the FSM table held (`--replace`).
     replaced: u64,
+    /// Left as the FSM table holds them (no `--replace`).
+    kept: u64,
     not_json: Vec<i64>,
     /// Rows the storage would refuse, and why.
     refused: Vec<(i64, String)>,
+}
+
+/// Every dialogue of teloxide's storage at `url`, by chat id, and what the report calls
+/// the source: its table (`from`, or teloxide's default) on an SQL database, its keyspace
+/// on Redis.
+async fn read_source(url: &str, from: Option<&str>) -> anyhow::Result<(Vec<SourceRow>, String)> {
+    if Scheme::of(url)? == Scheme::Redis {
+        if let Some(from) = from {
+            anyhow::bail!(
+                "--from {from}: teloxide's RedisStorage has no table (it keeps each dialogue under its chat id); give the Redis URL it was opened with"
+            );
+        }
+        let storage = fsmstore::redis::RedisStorage::connect(url).await?;
+        let mut rows = Vec::new();
+        storage
+            .teloxide_dialogues(|page| {
+                rows.extend(page.into_iter().map(|(chat, bytes)| (chat, Some(bytes))));
+                Ok(())
+            })
+            .await?;
+        fsmstore::Storage::close(&storage).await?;
+        rows.sort_unstable_by_key(|(chat, _)| *chat);
+        return Ok((rows, "teloxide's Redis keys".to_owned()));
+    }
+    let from = TableName::new(from.unwrap_or(TELOXIDE_TABLE))?;
+    let rows = read_rows(url, &from)
+        .await
+        .with_context(|| format!("reading teloxide's table {}", from.as_str()))?;
+    Ok((rows, from.as_str().to_owned()))
 }
 
 /// Every row of `from`, by chat id, with the driver of the URL's backend.

@@ -54,18 +54,89 @@ fn blob(state: &State) -> Vec<u8> {
 }
 
 fn fsmstore(url: &str, table: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fsmstore"))
-        .args([
+    run(
+        &[
             "--url",
             url,
             "--table",
             table,
             "--version-table",
             &format!("{table}_v"),
-        ])
+        ],
+        args,
+    )
+}
+
+fn run(global: &[&str], args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fsmstore"))
+        .args(global)
         .args(args)
         .output()
         .expect("run fsmstore")
+}
+
+/// The `--json` report of an import.
+fn report(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {
+        panic!(
+            "not JSON ({err}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// An import run again after the bot went live keeps what the FSM table holds (one chat
+/// moved on, one finished: neither goes back); `--replace` overwrites. `again` runs the
+/// import with extra arguments and `--json`.
+async fn second_runs_keep_live_dialogues(
+    storage: &Arc<TeloxideStorage>,
+    again: impl Fn(&[&str]) -> Output,
+) {
+    let moved_on = State::ReceiveLocation {
+        full_name: "Ann Lee".into(),
+        age: 30,
+    };
+    Arc::clone(storage)
+        .update_dialogue(ChatId(42), moved_on.clone())
+        .await
+        .unwrap();
+    let dry = report(&again(&["--dry-run"]));
+    assert_eq!(
+        (dry["new"].as_u64(), dry["kept"].as_u64()),
+        (Some(0), Some(4)),
+        "{dry}"
+    );
+    let kept = report(&again(&[]));
+    assert_eq!(
+        (
+            kept["imported"].as_u64(),
+            kept["kept"].as_u64(),
+            kept["replaced"].as_u64()
+        ),
+        (Some(0), Some(4), Some(0)),
+        "{kept}"
+    );
+    let now: Option<State> = Arc::clone(storage).get_dialogue(ChatId(42)).await.unwrap();
+    assert_eq!(now, Some(moved_on), "a second import put a live chat back");
+    let replaced = report(&again(&["--replace"]));
+    assert_eq!(
+        (
+            replaced["imported"].as_u64(),
+            replaced["replaced"].as_u64(),
+            replaced["kept"].as_u64()
+        ),
+        (Some(4), Some(4), Some(0)),
+        "{replaced}"
+    );
+    let now: Option<State> = Arc::clone(storage).get_dialogue(ChatId(42)).await.unwrap();
+    assert_eq!(
+        now,
+        Some(State::ReceiveAge {
+            full_name: "Ann Lee".into()
+        }),
+        "--replace writes the source's dialogue"
+    );
 }
 
 fn skip<T>(server: &str, err: &dyn std::fmt::Display) -> Option<T> {
@@ -104,7 +175,10 @@ async fn import_and_check(url: &str, table: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
     );
-    assert!(stdout.contains("imported 4 dialogues"), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("imported 4 dialogues") && stdout.contains("4 new, 0 replaced; 0 kept"),
+        "{stdout}{stderr}"
+    );
     assert!(
         stderr.contains("skipped 1 rows that are not JSON") && stderr.contains("[99]"),
         "{stderr}"
@@ -129,6 +203,13 @@ async fn import_and_check(url: &str, table: &str) {
     let row = db.inspect().get_row("fsm:42:42").await.unwrap().unwrap();
     assert_eq!(row.state.as_deref(), Some("ReceiveAge"));
     assert_eq!(db.inspect().stats().await.unwrap().rows, 4);
+    let src = format!("{table}_src");
+    second_runs_keep_live_dialogues(&storage, |more| {
+        let mut args = vec!["--json", "teloxide-import", "--from", &src];
+        args.extend_from_slice(more);
+        fsmstore(url, table, &args)
+    })
+    .await;
     db.migrator().unwrap().drop_tables().await.unwrap();
     db.close().await.unwrap();
 }
@@ -323,4 +404,144 @@ async fn text_and_null_dialogues_do_not_abort_the_import() {
     );
     db.close().await.unwrap();
     std::fs::remove_file(&path).unwrap();
+}
+
+/// The Redis database of this test alone: teloxide's `RedisStorage` keys are bare chat ids,
+/// so the import reads every chat-id key of its database.
+const TELOXIDE_REDIS_DB: u8 = 12;
+
+/// teloxide's own `RedisStorage` (teloxide's code, its `Json` serializer) writes the
+/// dialogues; `fsmstore teloxide-import --source <that URL>` moves them into fsmstore's
+/// layout on the same server, and each reads back through `TeloxideStorage` unchanged. Keys
+/// that are not teloxide's (not a chat id in decimal, or not a string) are neither read nor
+/// changed; a second run keeps what the bot changed since.
+#[tokio::test(flavor = "multi_thread")]
+async fn teloxide_redis_keys_import_on_redis() {
+    use fsmstore::redis::redis::{self, AsyncCommands};
+    let base = std::env::var("FSMSTORE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let base = base.trim_end_matches('/').to_owned();
+    let source = format!("{base}/{TELOXIDE_REDIS_DB}");
+    let client = redis::Client::open(source.as_str()).unwrap();
+    let mut conn = match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.get_multiplexed_async_connection(),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(err)) => return skip("Redis", &err).unwrap_or(()),
+        Err(err) => return skip("Redis", &err).unwrap_or(()),
+    };
+    // Chat-id keys left by an earlier run of this test (this database is its own).
+    let stale: Vec<String> = redis::cmd("KEYS")
+        .arg("[-0-9]*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for key in stale.iter().filter(|key| key.parse::<i64>().is_ok()) {
+        let () = conn.del(key).await.unwrap();
+    }
+
+    // teloxide's own storage writes what a teloxide bot on Redis holds.
+    let teloxide_storage = teloxide::dispatching::dialogue::RedisStorage::open(&source, Json)
+        .await
+        .unwrap();
+    for (chat, state) in dialogues() {
+        Arc::clone(&teloxide_storage)
+            .update_dialogue(ChatId(chat), state)
+            .await
+            .unwrap();
+    }
+    Arc::clone(&teloxide_storage)
+        .update_dialogue(ChatId(98), refused())
+        .await
+        .unwrap();
+    let () = conn.set("99", [0_u8, 0xff].as_slice()).await.unwrap();
+    // Not teloxide's: a zero-padded id, a hash named like a chat, another app's key.
+    let pid = std::process::id();
+    let others = [format!("0{pid}"), format!("tgi-other-{pid}")];
+    for other in &others {
+        let () = conn.set(other, "{\"Start\":null}").await.unwrap();
+    }
+    let hash = format!("{pid}");
+    let () = conn.hset(&hash, "f", "v").await.unwrap();
+
+    let table = format!("tgi{pid}");
+    let url = format!("{source}?table={table}");
+    let import = |more: &[&str]| {
+        let mut args = vec!["teloxide-import", "--source", &source];
+        args.extend_from_slice(more);
+        run(&["--url", &url], &args)
+    };
+    let out = import(&[]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("imported 4 dialogues from teloxide's Redis keys")
+            && stdout.contains("4 new"),
+        "{stdout}{stderr}"
+    );
+    assert!(stderr.contains("skipped chat 98"), "{stderr}");
+    assert!(stderr.contains("[99]"), "{stderr}");
+    let refused_table = run(
+        &["--url", &url],
+        &["teloxide-import", "--source", &source, "--from", "x"],
+    );
+    assert_eq!(refused_table.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused_table.stderr).contains("has no table"),
+        "{}",
+        String::from_utf8_lossy(&refused_table.stderr)
+    );
+
+    let db = fsmstore::open(&url).await.unwrap();
+    let storage = Arc::new(TeloxideStorage::from(&db));
+    for (chat, state) in dialogues() {
+        let got: Option<State> = Arc::clone(&storage)
+            .get_dialogue(ChatId(chat))
+            .await
+            .unwrap();
+        assert_eq!(got, Some(state), "chat {chat}");
+    }
+    assert_eq!(db.storage().key_count().await.unwrap(), 4);
+    second_runs_keep_live_dialogues(&storage, |more| {
+        let mut args = vec!["teloxide-import", "--source", &source];
+        args.extend_from_slice(more);
+        run(&["--url", &url, "--json"], &args)
+    })
+    .await;
+
+    // The source is only read: teloxide still reads each of its dialogues.
+    for (chat, state) in dialogues() {
+        let got: Option<State> = Arc::clone(&teloxide_storage)
+            .get_dialogue(ChatId(chat))
+            .await
+            .unwrap();
+        assert_eq!(got, Some(state), "teloxide's chat {chat}");
+    }
+    for other in &others {
+        let value: String = conn.get(other).await.unwrap();
+        assert_eq!(value, "{\"Start\":null}");
+    }
+    let field: String = conn.hget(&hash, "f").await.unwrap();
+    assert_eq!(field, "v");
+
+    fsmstore::redis::RedisStorage::connect(&url)
+        .await
+        .unwrap()
+        .drop_table()
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    let mut written: Vec<String> = dialogues()
+        .iter()
+        .map(|(chat, _)| chat.to_string())
+        .collect();
+    written.extend(["98".to_owned(), "99".to_owned(), hash]);
+    written.extend(others);
+    let () = conn.del(written).await.unwrap();
 }

@@ -39,11 +39,21 @@ pub trait Isolation: Send + Sync + fmt::Debug {
 }
 
 /// A held lock; dropping it releases the lock.
+///
+/// A lock whose release is a round trip (Redis' lease) is released by a task spawned on
+/// drop; a process about to exit awaits [`LockGuard::release`] instead, so the lock is gone
+/// before it exits rather than left until its lease runs out.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard {
     _held: Box<dyn Send + Sync>,
+    release: Option<Release>,
     session: Option<i64>,
 }
+
+/// How a guard made with [`LockGuard::with_release`] releases its lock when awaited.
+type Release = Box<
+    dyn FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+>;
 
 impl LockGuard {
     /// A guard over `held`, whose `Drop` releases the lock. `session` is the database
@@ -51,7 +61,33 @@ impl LockGuard {
     pub fn new(held: impl Send + Sync + 'static, session: Option<i64>) -> Self {
         LockGuard {
             _held: Box::new(held),
+            release: None,
             session,
+        }
+    }
+
+    /// A guard whose lock [`LockGuard::release`] releases by awaiting `release()`; dropped
+    /// unreleased, it drops `release` (which owns what the lock holds, and releases it on
+    /// drop as a guard made with [`LockGuard::new`] does).
+    pub fn with_release<F>(release: F, session: Option<i64>) -> Self
+    where
+        F: FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        LockGuard {
+            _held: Box::new(()),
+            release: Some(Box::new(release)),
+            session,
+        }
+    }
+
+    /// Releases the lock and returns once it is released (dropping the guard releases it
+    /// too, but may leave the last round trip to a task of the runtime).
+    pub async fn release(mut self) {
+        if let Some(release) = self.release.take() {
+            release().await;
         }
     }
 
