@@ -35,12 +35,16 @@ return 1
 ";
 
 /// `ARGV[1]` TTL ms; `ARGV[2..]` field, JSON pairs: replaces every data field.
+/// (One `HDEL` and one `HSET` per thousand fields: `unpack` has a stack limit of about
+/// 8 000 values.)
 const SET_DATA: &str = r"
 local k = KEYS[1]
+local gone = {}
 for _, f in ipairs(redis.call('HKEYS', k)) do
-  if f ~= 's' then redis.call('HDEL', k, f) end
+  if f ~= 's' then gone[#gone + 1] = f end
 end
-for i = 2, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
+for i = 1, #gone, 1000 do redis.call('HDEL', k, unpack(gone, i, math.min(i + 999, #gone))) end
+for i = 2, #ARGV, 2000 do redis.call('HSET', k, unpack(ARGV, i, math.min(i + 1999, #ARGV))) end
 if ARGV[1] ~= '0' then redis.call('PEXPIRE', k, ARGV[1]) end
 return 1
 ";
@@ -51,7 +55,7 @@ const MERGE: &str = r"
 local k = KEYS[1]
 if ARGV[2] == 's' then redis.call('HSET', k, 's', ARGV[3])
 elseif ARGV[2] == 'c' then redis.call('HDEL', k, 's') end
-for i = 4, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
+for i = 4, #ARGV, 2000 do redis.call('HSET', k, unpack(ARGV, i, math.min(i + 1999, #ARGV))) end
 if ARGV[1] ~= '0' then redis.call('PEXPIRE', k, ARGV[1]) end
 return redis.call('HGETALL', k)
 ";
@@ -62,7 +66,7 @@ const SET_RECORD: &str = r"
 local k = KEYS[1]
 redis.call('DEL', k)
 if ARGV[2] ~= '' then redis.call('HSET', k, 's', ARGV[2]) end
-for i = 3, #ARGV, 2 do redis.call('HSET', k, ARGV[i], ARGV[i + 1]) end
+for i = 3, #ARGV, 2000 do redis.call('HSET', k, unpack(ARGV, i, math.min(i + 1999, #ARGV))) end
 if ARGV[1] ~= '0' then redis.call('PEXPIRE', k, ARGV[1]) end
 return 1
 ";
@@ -214,6 +218,22 @@ impl Storage for OwnLayout {
         let (key, _) = self.key(key)?;
         let ttl = self.ttl();
         let state = state.unwrap_or("");
+        if ttl == "0" {
+            // No expiry to reset: one plain command, no script.
+            let mut cmd = redis::cmd(if state.is_empty() { "HDEL" } else { "HSET" });
+            cmd.arg(&key).arg(STATE);
+            if !state.is_empty() {
+                cmd.arg(state);
+            }
+            return self
+                .conns
+                .write("set_state", &key, |mut conn| {
+                    let cmd = &cmd;
+                    async move { cmd.query_async::<i64>(&mut conn).await }
+                })
+                .await
+                .map(drop);
+        }
         self.conns
             .write("set_state", &key, |mut conn| {
                 let mut call = self.scripts.set_state.key(&key);
