@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use fsmstore::teloxide::TeloxideStorage;
+use fsmstore::teloxide::{lock_chat, TeloxideStorage};
 use teloxide::dptree;
 use teloxide::prelude::Dispatcher;
 use teloxide::Bot;
@@ -33,7 +33,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .unwrap_or_else(|_| "sqlite://teloxide_bot.db?schema=upgrade".to_owned());
     let db = fsmstore::open(&url).await?;
     // Keys like aiogram's FSMStrategy.CHAT with this bot's id: a Python aiogram bot on the
-    // same table (with_bot_id=True) sees the same rows.
+    // same table (with_bot_id=True) sees the same rows. From the database, so `lock_chat`
+    // (in the schema) takes the database's per-chat locks: run as many instances as you like.
     let storage = Arc::new(TeloxideStorage::from(&db).bot_id_from_token(&token)?);
 
     let mut bot = Bot::new(token);

@@ -91,7 +91,7 @@ pub mod redis {
 /// implements teloxide's `Storage<D>`.
 #[cfg(feature = "teloxide")]
 pub mod teloxide {
-    pub use fsmstore_teloxide::{codec, TeloxideStorage};
+    pub use fsmstore_teloxide::{codec, lock_chat, ChatLock, TeloxideStorage};
 
     /// teloxide dialogues on the database `url` names (the options its query sets), keyed
     /// by chat with bot id 0: [`open`](crate::open) then [`TeloxideStorage::new`].

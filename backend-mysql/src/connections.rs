@@ -81,14 +81,14 @@ pub(crate) struct Connections {
 
 impl Connections {
     /// Connects a pool of `size` to the first host of `config` that answers; the lock pool
-    /// (as large) connects lazily to the same host.
+    /// (`locks`) connects lazily to the same host.
     ///
     /// # Errors
     /// [`Error::Connection`] when no host can be reached.
-    pub(crate) async fn open(config: MysqlConfig, size: u32) -> Result<Self> {
+    pub(crate) async fn open(config: MysqlConfig, size: u32, locks: u32) -> Result<Self> {
         let (pool, host) = config.pool_on_any(size).await?;
         let hosts = config.host_options();
-        let lock_pool = config.lazy_pool(size, hosts[host].clone());
+        let lock_pool = config.lazy_pool(locks, hosts[host].clone());
         Ok(Connections {
             pool,
             lock_pool,

@@ -58,7 +58,7 @@ impl MysqlMigrator {
     /// # Errors
     /// [`Error::Connection`] when the server can not be reached.
     pub async fn open(config: MysqlConfig) -> Result<Self> {
-        Self::sharing(Arc::new(Connections::open(config, 2).await?))
+        Self::sharing(Arc::new(Connections::open(config, 2, 2).await?))
     }
 
     /// Opens `url` (see [`MysqlConfig::from_url`]).

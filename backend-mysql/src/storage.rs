@@ -80,8 +80,8 @@ impl MysqlStorage {
             &config.options.table,
             config.options.layout,
         );
-        let size = config.options.pool_max;
-        let mut conns = Connections::open(config, size).await?;
+        let (size, locks) = (config.options.pool_max, config.options.lock_pool_size());
+        let mut conns = Connections::open(config, size, locks).await?;
         if !conns.config().options.retry_is_set() && is_galera(conns.pool()).await {
             // Every Galera node takes writes; two nodes' transactions on one key meet only
             // at commit, where one fails certification (1213, rolled back: safe to run

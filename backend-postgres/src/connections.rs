@@ -99,21 +99,23 @@ fn query_op<'c>(
 }
 
 impl Connections {
-    /// The connections for `config`: a pool of `pool_max`, and a lock pool as large.
-    /// Connects lazily.
+    /// The connections for `config`: a pool of `pool_max`, and a lock pool of
+    /// `lock_pool_max` (default: as large). Connects lazily.
     ///
     /// # Errors
     /// [`Error::Config`] for a bad pool or TLS setting.
     pub(crate) fn new(config: PgConfig) -> Result<Self> {
-        Self::sized(config.options.pool_max, config)
+        let locks = config.options.lock_pool_size();
+        Self::sized(config.options.pool_max, locks, config)
     }
 
-    /// The connections for `config` with pools of `size` (a migrator needs few).
-    pub(crate) fn sized(size: u32, config: PgConfig) -> Result<Self> {
+    /// The connections for `config` with pools of `size` and `locks` (a migrator needs
+    /// few).
+    pub(crate) fn sized(size: u32, locks: u32, config: PgConfig) -> Result<Self> {
         config.check_pooler()?;
         Ok(Connections {
             pool: build_pool(&config, size)?,
-            lock_pool: build_pool(&config, size)?,
+            lock_pool: build_pool(&config, locks)?,
             runner: CallRunner::new("PostgreSQL", &config.options),
             config,
             closed: AtomicBool::new(false),

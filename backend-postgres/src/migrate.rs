@@ -48,7 +48,7 @@ impl PgMigrator {
     /// [`Error::Config`] for a bad pool setting, [`Error::Migration`] for a custom
     /// migration list that is not contiguous.
     pub fn new(config: PgConfig) -> Result<Self> {
-        Self::sharing(Arc::new(Connections::sized(2, config)?))
+        Self::sharing(Arc::new(Connections::sized(2, 2, config)?))
     }
 
     /// A migrator reading through `conns` (a storage's).

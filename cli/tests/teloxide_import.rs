@@ -9,7 +9,7 @@ use std::sync::Arc;
 use fsmstore::mysql::sqlx;
 use fsmstore::postgres::tokio_postgres;
 use fsmstore::{SchemaPolicy, StorageOptions};
-use fsmstore_teloxide::TeloxideStorage;
+use fsmstore_teloxide::{lock_chat, TeloxideStorage};
 use teloxide::dispatching::dialogue::serializer::{Json, Serializer};
 use teloxide::dispatching::dialogue::Storage;
 use teloxide::types::ChatId;

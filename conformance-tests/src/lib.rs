@@ -143,6 +143,7 @@ macro_rules! __storage_cases {
             isolation::a_lock_wait_times_out,
             isolation::a_zero_timeout_takes_a_free_key_and_refuses_a_held_one,
             isolation::a_used_up_lock_pool_still_answers_within_the_timeout,
+            isolation::the_lock_pool_has_a_size_of_its_own,
             isolation::no_lock_after_close,
             isolation::a_cancelled_holder_frees_the_key,
             isolation::killing_the_holders_session_frees_the_key,

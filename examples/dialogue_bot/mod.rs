@@ -2,7 +2,11 @@
 //! handlers and handler tree, with the dialogues in [`TeloxideStorage`]. Shared by
 //! `examples/teloxide_bot.rs` (the real Bot API) and `teloxide/tests/dispatcher.rs` (a real
 //! dispatcher against a mock Bot API), which include this file: the including crate
-//! brings `TeloxideStorage` into scope.
+//! brings `TeloxideStorage` and `lock_chat` into scope.
+//!
+//! One change to teloxide's example: `lock_chat` before `enter_dialogue`, so two instances
+//! of the bot on one database never handle one chat at once (each would read the same
+//! step and one answer would be lost).
 
 use serde::{Deserialize, Serialize};
 use teloxide::dispatching::dialogue::Dialogue;
@@ -12,7 +16,7 @@ use teloxide::prelude::Requester;
 use teloxide::types::{Message, Update};
 use teloxide::Bot;
 
-use super::TeloxideStorage;
+use super::{lock_chat, TeloxideStorage};
 
 /// The dialogue: where a user is in the form.
 #[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,6 +40,9 @@ type HandlerResult = Result<(), HandlerError>;
 /// The handler tree: `Dispatcher::builder(bot, schema())` with the storage as a dependency.
 pub fn schema() -> UpdateHandler<HandlerError> {
     Update::filter_message()
+        // The chat's lock, held until the handler returns (the storage must come from the
+        // database: `TeloxideStorage::from(&db)`).
+        .chain(lock_chat::<Message, _>())
         .enter_dialogue::<Message, TeloxideStorage, State>()
         .branch(dptree::case![State::Start].endpoint(start))
         .branch(dptree::case![State::ReceiveFullName].endpoint(receive_full_name))

@@ -40,11 +40,15 @@ pub use fsmstore_core::dialogue_value as codec;
 use std::fmt;
 use std::sync::Arc;
 
-use fsmstore_core::{BotId, ChatId, Database, Error, Result, Storage, StorageKey, UserId};
+use fsmstore_core::{
+    BotId, ChatId, Database, Error, Isolation, LockGuard, Result, Storage, StorageKey, UserId,
+};
 use futures_util::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use teloxide::dispatching::dialogue;
+use teloxide::dispatching::dialogue::{self, GetChatId};
+use teloxide::dispatching::DpHandlerDescription;
+use teloxide::dptree::{self, Handler};
 use teloxide::types::ChatId as TgChatId;
 
 /// Maps a teloxide chat to the fsmstore key of its dialogue.
@@ -58,6 +62,8 @@ type KeyFn = dyn Fn(TgChatId) -> StorageKey + Send + Sync;
 pub struct TeloxideStorage {
     storage: Arc<dyn Storage>,
     key: Arc<KeyFn>,
+    /// Per-chat locks ([`lock_chat`]); `None` until given.
+    isolation: Option<Arc<dyn Isolation>>,
 }
 
 impl fmt::Debug for TeloxideStorage {
@@ -71,11 +77,41 @@ impl fmt::Debug for TeloxideStorage {
 
 impl TeloxideStorage {
     /// Dialogues on `storage`, keyed by chat with bot id 0 and the default destiny.
+    ///
+    /// No per-chat locks: [`TeloxideStorage::isolation`] gives them (`From<&Database>`
+    /// takes the database's).
     pub fn new(storage: Arc<dyn Storage>) -> Self {
         TeloxideStorage {
             storage,
             key: Arc::new(|chat| chat_key(BotId(0), chat)),
+            isolation: None,
         }
+    }
+
+    /// The per-chat locks [`lock_chat`] and [`TeloxideStorage::lock`] take: the
+    /// database's ([`Database::isolation`]), so every bot instance on the database
+    /// excludes the others.
+    #[must_use]
+    pub fn isolation(mut self, isolation: Arc<dyn Isolation>) -> Self {
+        self.isolation = Some(isolation);
+        self
+    }
+
+    /// Waits for the lock of `chat`'s dialogue (at most the storage's
+    /// `isolation_timeout`); the lock is held until the guard is dropped. What
+    /// [`lock_chat`] takes for a handler.
+    ///
+    /// # Errors
+    /// [`Error::LockTimeout`] when it did not come in time; [`Error::Config`] when the
+    /// storage has no locks (built with [`TeloxideStorage::new`] without
+    /// [`TeloxideStorage::isolation`]); connection errors.
+    pub async fn lock(&self, chat: TgChatId) -> Result<LockGuard> {
+        let Some(isolation) = &self.isolation else {
+            return Err(Error::Config(
+                "this TeloxideStorage has no locks: build it with TeloxideStorage::from(&db), or add .isolation(db.isolation())".into(),
+            ));
+        };
+        isolation.lock(&self.key(chat)).await
     }
 
     /// Keys with bot id `bot` (aiogram puts the bot id into the key when its key builder
@@ -170,10 +206,70 @@ fn chat_key(bot: BotId, chat: TgChatId) -> StorageKey {
     StorageKey::new(bot, ChatId(chat.0), UserId(chat.0))
 }
 
+/// The database's storage and its per-key locks ([`Database::isolation`]).
 impl From<&Database> for TeloxideStorage {
     fn from(db: &Database) -> Self {
-        TeloxideStorage::new(db.storage())
+        TeloxideStorage::new(db.storage()).isolation(db.isolation())
     }
+}
+
+/// The lock of a chat held while its update is handled: what [`lock_chat`] puts into the
+/// handler's dependencies. Dropping it (when teloxide is done with the update) releases
+/// the lock.
+#[derive(Debug)]
+pub struct ChatLock(
+    /// The held lock.
+    pub LockGuard,
+);
+
+/// A handler piece that takes the chat's lock before the dialogue is read and holds it
+/// until the handler returns: place it before `enter_dialogue`, with an
+/// `Arc<TeloxideStorage>` built from the database ([`TeloxideStorage::from`]) among the
+/// dependencies.
+///
+/// ```no_run
+/// use fsmstore_teloxide::{lock_chat, TeloxideStorage};
+/// use teloxide::dispatching::{HandlerExt, UpdateFilterExt, UpdateHandler};
+/// use teloxide::types::{Message, Update};
+/// # #[derive(Clone, Default, serde::Serialize, serde::Deserialize)] enum State { #[default] Start }
+/// # type E = Box<dyn std::error::Error + Send + Sync>;
+/// fn schema() -> UpdateHandler<E> {
+///     Update::filter_message()
+///         .chain(lock_chat::<Message, _>())
+///         .enter_dialogue::<Message, TeloxideStorage, State>()
+///         // .branch(…) as before
+/// #       .endpoint(|| async { Ok(()) })
+/// }
+/// ```
+///
+/// Why: teloxide's dispatcher handles one chat's updates one at a time *within one
+/// process*. Two bot instances (webhooks behind a load balancer, a rolling deploy) each
+/// read the dialogue, handle the update and write their step: one of the two steps is lost.
+/// With the lock, the second instance waits for the first and reads its step. A lock
+/// serializes; it does not order: two updates of one chat arriving at two instances at once
+/// are handled one after the other in either order.
+///
+/// What it costs: on PostgreSQL and MySQL each held lock holds a connection of the lock
+/// pool (`lock_pool_max`), so an instance handles at most that many locked chats at
+/// once; the rest wait (at most `isolation_timeout`). On Redis a lock is a key; on SQLite
+/// an in-process lock (one process has the file). An update whose chat's lock does not
+/// come within `isolation_timeout` is not handled: it is logged (`warn`) and left to the
+/// dispatcher's default handler, as `enter_dialogue` does with a dialogue it can not read.
+pub fn lock_chat<Upd, Output>() -> Handler<'static, Output, DpHandlerDescription>
+where
+    Upd: GetChatId + Clone + Send + Sync + 'static,
+    Output: Send + Sync + 'static,
+{
+    dptree::filter_map_async(|storage: Arc<TeloxideStorage>, upd: Upd| async move {
+        let chat = upd.chat_id()?;
+        match storage.lock(chat).await {
+            Ok(guard) => Some(ChatLock(guard)),
+            Err(err) => {
+                log::warn!("fsmstore: the lock of chat {chat} did not come: {err}");
+                None
+            }
+        }
+    })
 }
 
 impl From<Arc<dyn Storage>> for TeloxideStorage {

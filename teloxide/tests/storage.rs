@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use fsmstore::{BotId, Error, ErrorKind};
-use fsmstore_teloxide::TeloxideStorage;
+use fsmstore_teloxide::{lock_chat, TeloxideStorage};
 use serde_json::json;
 use teloxide::dispatching::dialogue::Storage;
 use teloxide::types::ChatId;

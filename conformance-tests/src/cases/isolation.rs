@@ -144,6 +144,36 @@ pub async fn a_used_up_lock_pool_still_answers_within_the_timeout(ctx: Ctx) {
     assert!(waited < timeout + DEADLINE_SLACK, "waited {waited:?}");
 }
 
+/// The lock pool has a size of its own (`lock_pool_max`): a handle with two connections
+/// for calls holds four keys' locks at once (on PostgreSQL and MySQL each held lock holds a
+/// connection; with the lock pool as large as `pool_max` the third would time out), and
+/// its calls still run meanwhile.
+pub async fn the_lock_pool_has_a_size_of_its_own(ctx: Ctx) {
+    let db = ctx
+        .database(
+            ctx.options()
+                .pool_max(2)
+                .lock_pool_max(4)
+                .isolation_timeout(Duration::from_secs(2)),
+        )
+        .await;
+    assert_eq!(db.options().lock_pool_size(), 4);
+    let isolation = db.isolation();
+    let mut held = Vec::new();
+    for k in 1..=4 {
+        held.push(isolation.lock(&key(k)).await.unwrap_or_else(|err| {
+            panic!("lock {k} of 4 with lock_pool_max=4, pool_max=2: {err:?}")
+        }));
+    }
+    let s = db.storage();
+    s.set_state(&key(5), Some("Form:free")).await.unwrap();
+    assert_eq!(
+        s.get_state(&key(5)).await.unwrap().as_deref(),
+        Some("Form:free")
+    );
+    drop(held);
+}
+
 /// A guard dropped by a cancelled task frees the key.
 pub async fn a_cancelled_holder_frees_the_key(ctx: Ctx) {
     let db = ctx

@@ -65,6 +65,7 @@ impl std::str::FromStr for SchemaPolicy {
 /// | [`version_table`](StorageOptions::version_table) | `version_table` | `fsmstore_migrations` |
 /// | [`schema`](StorageOptions::schema) | `schema` (`verify`, `upgrade`, `trust`) | `verify` |
 /// | [`pool_max`](StorageOptions::pool_max) | `pool_max` | 10 |
+/// | [`lock_pool_max`](StorageOptions::lock_pool_max) | `lock_pool_max` | `pool_max` |
 /// | [`connect_timeout`](StorageOptions::connect_timeout) | `connect_timeout_ms` | 10 s |
 /// | [`call_timeout`](StorageOptions::call_timeout) | `call_timeout_ms` | 30 s |
 /// | [`max_data_bytes`](StorageOptions::max_data_bytes) | `max_data_bytes` | 8 MiB |
@@ -100,6 +101,10 @@ pub struct StorageOptions {
     /// The most connections the storage opens (SQLite: one writer and `pool_max - 1`
     /// readers).
     pub pool_max: u32,
+    /// The most connections holding per-key locks at once (PostgreSQL, MySQL: each held
+    /// [`Isolation::lock`](crate::Isolation::lock) holds one; SQLite's and Redis' locks
+    /// hold none). `None`: as many as [`StorageOptions::pool_max`].
+    pub lock_pool_max: Option<u32>,
     /// How long opening a connection, or waiting for a pooled one, may take (PostgreSQL,
     /// MySQL; SQLite waits on no server and has `busy_timeout` instead).
     pub connect_timeout: Duration,
@@ -141,6 +146,7 @@ enum Setting {
     KeyBuilder = 1 << 10,
     Migrations = 1 << 11,
     CallTimeout = 1 << 12,
+    LockPoolMax = 1 << 13,
 }
 
 impl Default for StorageOptions {
@@ -152,6 +158,7 @@ impl Default for StorageOptions {
             schema: SchemaPolicy::default(),
             max_data_bytes: DEFAULT_MAX_DATA_BYTES,
             pool_max: DEFAULT_POOL_MAX,
+            lock_pool_max: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             retry: RetryPolicy::default(),
             migrations: None,
@@ -173,6 +180,7 @@ impl fmt::Debug for StorageOptions {
             .field("schema", &self.schema)
             .field("max_data_bytes", &self.max_data_bytes)
             .field("pool_max", &self.pool_max)
+            .field("lock_pool_max", &self.lock_pool_size())
             .field("connect_timeout", &self.connect_timeout)
             .field("retry", &self.retry)
             .field("custom_migrations", &self.migrations.is_some())
@@ -224,6 +232,19 @@ impl StorageOptions {
     pub fn pool_max(mut self, connections: u32) -> Self {
         self.pool_max = connections.max(1);
         self.mark(Setting::PoolMax)
+    }
+
+    /// Sets the most connections holding per-key locks at once (at least 1): one bot
+    /// instance handles at most this many locked keys at once, the others wait for a
+    /// connection (at most `isolation_timeout`).
+    pub fn lock_pool_max(mut self, connections: u32) -> Self {
+        self.lock_pool_max = Some(connections.max(1));
+        self.mark(Setting::LockPoolMax)
+    }
+
+    /// The size of the lock pool: [`StorageOptions::lock_pool_max`], else `pool_max`.
+    pub fn lock_pool_size(&self) -> u32 {
+        self.lock_pool_max.unwrap_or(self.pool_max)
     }
 
     /// Sets how calls are run again after a conflict the database rolled back.
@@ -331,9 +352,13 @@ mod tests {
             ("version_table", "v1"),
             ("schema", "upgrade"),
             ("pool_max", "3"),
+            ("lock_pool_max", "32"),
             ("connect_timeout_ms", "250"),
             ("max_data_bytes", "1024"),
         ]);
+        assert_eq!(options.lock_pool_max, Some(32));
+        assert_eq!(options.lock_pool_size(), 32);
+        assert_eq!(StorageOptions::default().pool_max(7).lock_pool_size(), 7);
         assert_eq!(options.table.as_str(), "t1");
         assert_eq!(options.version_table.as_str(), "v1");
         assert_eq!(options.schema, SchemaPolicy::Upgrade);
@@ -343,6 +368,8 @@ mod tests {
         for (name, value) in [
             ("pool_max", "0"),
             ("pool_max", "many"),
+            ("lock_pool_max", "0"),
+            ("lock_pool_max", "4294967296"),
             ("connect_timeout_ms", "-1"),
             ("schema", "maybe"),
         ] {
@@ -485,7 +512,7 @@ mod tests {
     #[test]
     fn an_explicit_default_is_a_setting_for_every_setting() {
         type Setter = fn(StorageOptions) -> StorageOptions;
-        let cases: [(&str, &str, &str, Setter, Setter); 11] = [
+        let cases: [(&str, &str, &str, Setter, Setter); 12] = [
             (
                 "table",
                 "aiogram_fsm_data",
@@ -520,6 +547,13 @@ mod tests {
                 "3",
                 |o| o.pool_max(3),
                 |o| o.pool_max(DEFAULT_POOL_MAX),
+            ),
+            (
+                "lock_pool_max",
+                "10",
+                "32",
+                |o| o.lock_pool_max(32),
+                |o| o.lock_pool_max(DEFAULT_POOL_MAX),
             ),
             (
                 "connect_timeout_ms",

@@ -61,6 +61,11 @@ impl StorageOptions {
             "migrations" => self.set & Setting::Migrations as u16 != 0,
             "ttl" => self.is_set(Setting::Ttl, &self.ttl, &defaults.ttl),
             "pool_max" => self.is_set(Setting::PoolMax, &self.pool_max, &defaults.pool_max),
+            "lock_pool_max" => self.is_set(
+                Setting::LockPoolMax,
+                &self.lock_pool_max,
+                &defaults.lock_pool_max,
+            ),
             other => {
                 return Err(Error::Config(format!(
                     "no setting named {other:?} to look at"
@@ -112,6 +117,7 @@ impl StorageOptions {
         code.schema = pick!(schema, Setting::Schema, "schema");
         code.max_data_bytes = pick!(max_data_bytes, Setting::MaxDataBytes, "max_data_bytes");
         code.pool_max = pick!(pool_max, Setting::PoolMax, "pool_max");
+        code.lock_pool_max = pick!(lock_pool_max, Setting::LockPoolMax, "lock_pool_max");
         code.connect_timeout = pick!(connect_timeout, Setting::ConnectTimeout, "connect_timeout");
         code.retry = pick!(retry, Setting::Retry, "retry");
         code.isolation_timeout = pick!(

@@ -9,7 +9,7 @@ use crate::retry::RetryPolicy;
 use crate::table_name::TableName;
 
 /// The URL parameters every backend understands (parsed by [`DatabaseUrl`](crate::DatabaseUrl)).
-pub const SHARED_URL_PARAMETERS: [&str; 14] = [
+pub const SHARED_URL_PARAMETERS: [&str; 15] = [
     "call_timeout",
     "call_timeout_ms",
     "connect_timeout",
@@ -18,6 +18,7 @@ pub const SHARED_URL_PARAMETERS: [&str; 14] = [
     "version_table",
     "schema",
     "pool_max",
+    "lock_pool_max",
     "connect_timeout_ms",
     "max_data_bytes",
     "retry_attempts",
@@ -53,6 +54,18 @@ impl StorageOptions {
                     .ok_or_else(|| {
                         Error::Config(format!("URL parameter pool_max={value} must be 1 or more"))
                     })?;
+            }
+            "lock_pool_max" => {
+                self.lock_pool_max = Some(
+                    u32::try_from(number(value)?)
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| {
+                            Error::Config(format!(
+                                "URL parameter lock_pool_max={value} must be 1 or more"
+                            ))
+                        })?,
+                );
             }
             // Every time parameter takes a duration (`500ms`, `5s`, `30d`); the older names
             // in milliseconds stay as aliases. `connect_timeout` also takes libpq's bare
@@ -97,6 +110,7 @@ impl StorageOptions {
             "schema" => Setting::Schema,
             "layout" => Setting::Layout,
             "pool_max" => Setting::PoolMax,
+            "lock_pool_max" => Setting::LockPoolMax,
             "connect_timeout" | "connect_timeout_ms" => Setting::ConnectTimeout,
             "call_timeout" | "call_timeout_ms" => Setting::CallTimeout,
             "isolation_timeout" | "isolation_timeout_ms" => Setting::IsolationTimeout,

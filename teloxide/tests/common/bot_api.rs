@@ -1,9 +1,11 @@
 //! A mock Telegram Bot API on 127.0.0.1: answers `getMe`, `getWebhookInfo` and
 //! `getUpdates` (with updates the test releases, confirmed by `offset` as Telegram does),
 //! records every `sendMessage`. HTTP/1.1 with keep-alive, bodies by `content-length`, which
-//! is what teloxide's reqwest client sends.
+//! is what teloxide's reqwest client sends. Each bot token has its own queue of updates,
+//! so two dispatchers with two tokens on one mock are two bot instances that each get a
+//! share of the updates (webhooks behind a load balancer), answering into one record.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +13,9 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+
+/// The token of the bot that `BotApi::user_says` talks to.
+pub const TOKEN: &str = "4242:TEST";
 
 /// A reply the bot sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,8 +26,8 @@ pub struct Sent {
 
 #[derive(Default)]
 struct State {
-    /// Released updates not yet confirmed, oldest first.
-    pending: VecDeque<Value>,
+    /// Released updates not yet confirmed, oldest first, per bot token.
+    pending: HashMap<String, VecDeque<Value>>,
     next_update_id: i64,
     next_message_id: i64,
     sent: Vec<Sent>,
@@ -63,6 +68,11 @@ impl BotApi {
 
     /// Releases a text message from user `chat` in private chat `chat`.
     pub fn user_says(&self, chat: i64, text: &str) {
+        self.user_says_to(TOKEN, chat, text);
+    }
+
+    /// Releases a message of `chat` to the bot with token `token` only.
+    pub fn user_says_to(&self, token: &str, chat: i64, text: &str) {
         let mut state = self.state.lock().unwrap();
         state.next_update_id += 1;
         state.next_message_id += 1;
@@ -76,7 +86,11 @@ impl BotApi {
                 "text": text,
             }
         });
-        state.pending.push_back(update);
+        state
+            .pending
+            .entry(token.to_owned())
+            .or_default()
+            .push_back(update);
         drop(state);
         self.changed.notify_waiters();
     }
@@ -135,19 +149,22 @@ impl BotApi {
             }
             let mut body = vec![0; length];
             reader.read_exact(&mut body).await.unwrap();
-            let method = request_line
-                .split_whitespace()
-                .nth(1)
-                .and_then(|path| path.rsplit('/').next())
+            // `/bot<token>/<method>`; Telegram's method names are case-insensitive
+            // (teloxide sends `GetMe`).
+            let path = request_line.split_whitespace().nth(1).unwrap_or_default();
+            let mut segments = path.rsplit('/');
+            let method = segments.next().unwrap_or_default().to_ascii_lowercase();
+            let token = segments
+                .next()
+                .and_then(|bot| bot.strip_prefix("bot"))
                 .unwrap_or_default()
-                // Telegram's method names are case-insensitive; teloxide sends `GetMe`.
-                .to_ascii_lowercase();
+                .to_owned();
             let params: Value = if body.is_empty() {
                 json!({})
             } else {
                 serde_json::from_slice(&body).unwrap_or(json!({}))
             };
-            let result = self.answer(&method, &params).await;
+            let result = self.answer(&method, &token, &params).await;
             let response = json!({"ok": true, "result": result}).to_string();
             let head = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
@@ -161,7 +178,7 @@ impl BotApi {
         }
     }
 
-    async fn answer(&self, method: &str, params: &Value) -> Value {
+    async fn answer(&self, method: &str, token: &str, params: &Value) -> Value {
         self.state.lock().unwrap().calls.push(method.to_owned());
         match method {
             "getme" => json!({
@@ -173,7 +190,7 @@ impl BotApi {
             "getwebhookinfo" => json!({
                 "url": "", "has_custom_certificate": false, "pending_update_count": 0,
             }),
-            "getupdates" => self.updates(params).await,
+            "getupdates" => self.updates(token, params).await,
             "sendmessage" => {
                 let chat = params["chat_id"].as_i64().expect("a numeric chat_id");
                 let text = params["text"].as_str().unwrap_or_default().to_owned();
@@ -199,7 +216,7 @@ impl BotApi {
 
     /// Telegram's `getUpdates`: an `offset` confirms every update before it; waits (at
     /// most the request's `timeout`, capped at 1 s) for an update when there is none.
-    async fn updates(&self, params: &Value) -> Value {
+    async fn updates(&self, token: &str, params: &Value) -> Value {
         let offset = params["offset"].as_i64().unwrap_or(0);
         let limit = params["limit"].as_u64().unwrap_or(100) as usize;
         let wait = Duration::from_secs(params["timeout"].as_u64().unwrap_or(0))
@@ -209,11 +226,10 @@ impl BotApi {
             let notified = self.changed.notified();
             {
                 let mut state = self.state.lock().unwrap();
-                state
-                    .pending
-                    .retain(|update| update["update_id"].as_i64().unwrap() >= offset);
-                if !state.pending.is_empty() {
-                    return Value::Array(state.pending.iter().take(limit).cloned().collect());
+                let pending = state.pending.entry(token.to_owned()).or_default();
+                pending.retain(|update| update["update_id"].as_i64().unwrap() >= offset);
+                if !pending.is_empty() {
+                    return Value::Array(pending.iter().take(limit).cloned().collect());
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
