@@ -72,11 +72,11 @@ async fn show(
                 let corrupt = rows.iter().filter(|row| row.corrupt.is_some()).count();
                 if corrupt > 0 {
                     println!(
-                        "{} rows ({corrupt} with data that does not read)",
-                        rows.len()
+                        "{} ({corrupt} with data that does not read)",
+                        output::count(rows.len() as u64, "row", "rows")
                     );
                 } else {
-                    println!("{} rows", rows.len());
+                    println!("{}", output::count(rows.len() as u64, "row", "rows"));
                 }
             }
         }
@@ -134,8 +134,8 @@ async fn show(
                 println!("rows:   {}", stats.rows);
                 if let (Some(expired), Some(ttl)) = (expired, storage.options().ttl) {
                     println!(
-                        "expired: {expired} (not written for over {}s; `fsmstore purge --expired` deletes them)",
-                        ttl.as_secs()
+                        "expired: {expired} (not written for over {}; `fsmstore purge --expired` deletes them)",
+                        fsmstore::core::format_duration(ttl)
                     );
                 }
                 let options = storage.options();
@@ -207,7 +207,8 @@ async fn purge_rows(
             output::json(&json!({"would_delete": total, "cutoff_ms": cutoff, "dry_run": true}));
         } else {
             println!(
-                "{total} rows not written since {} would be deleted (dry run)",
+                "{} not written since {} would be deleted (dry run)",
+                output::count(total, "row", "rows"),
                 format_ms(cutoff)
             );
         }
@@ -235,7 +236,8 @@ async fn purge_rows(
         output::json(&json!({"deleted": deleted, "cutoff_ms": cutoff}));
     } else {
         println!(
-            "deleted {deleted} rows not written since {}",
+            "deleted {} not written since {}",
+            output::count(deleted, "row", "rows"),
             format_ms(cutoff)
         );
     }

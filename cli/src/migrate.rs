@@ -146,13 +146,24 @@ async fn run_online(
             } else {
                 ExitCode::SUCCESS
             };
+            // A table there with no record in this version table: not "run migrate up"
+            // (migration 1 would try to create it).
+            let unrecorded = status.current == 0 && migrator.table_exists().await?;
             if global.json {
-                output::json(
-                    &json!({"table": status.table, "current": status.current, "head": status.head}),
-                );
+                output::json(&json!({
+                    "table": status.table,
+                    "current": status.current,
+                    "head": status.head,
+                    "unrecorded": unrecorded,
+                }));
             } else {
                 let note = if status.current == status.head {
                     "(head)".to_owned()
+                } else if unrecorded {
+                    format!(
+                        "(the table exists, but version table {} has no record of it: if fsmstore migrated it with another version table, pass that one with --version-table; if aiogram-sqlalchemy-storage made it, run `fsmstore migrate stamp 1`)",
+                        global.version_table
+                    )
                 } else {
                     format!("(head is {}: run `fsmstore migrate up`)", status.head)
                 };

@@ -154,3 +154,19 @@ mod tests {
         }
     }
 }
+
+/// `n` and the noun for it: `1 row`, `2 rows`, `0 rows`.
+pub(crate) fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+#[cfg(test)]
+mod count_tests {
+    #[test]
+    fn one_is_singular_every_other_count_plural() {
+        assert_eq!(super::count(1u64, "row", "rows"), "1 row");
+        assert_eq!(super::count(0u64, "row", "rows"), "0 rows");
+        assert_eq!(super::count(2u64, "dialogue", "dialogues"), "2 dialogues");
+    }
+}

@@ -113,21 +113,26 @@ pub(crate) async fn run(global: &Global, args: TeloxideImportArgs) -> anyhow::Re
         }));
     } else {
         println!(
-            "{verb} {} dialogues from {from} into {}: {} new, {} replaced; {} kept (already there{})",
-            report.new + report.replaced,
+            "{verb} {} from {from} into {}: {} new, {} replaced; {} kept (already there{})",
+            output::count(report.new + report.replaced, "dialogue", "dialogues"),
             global.table,
             report.new,
             report.replaced,
             report.kept,
-            if args.replace { "" } else { "; --replace overwrites them" },
+            if args.replace {
+                ""
+            } else {
+                "; --replace overwrites them"
+            },
         );
         for (chat, why) in &report.refused {
             eprintln!("skipped chat {chat}: {why}");
         }
         if !report.not_json.is_empty() {
             eprintln!(
-                "skipped {} rows that are not JSON (NULL, a number, or written with teloxide's Bincode or CBOR serializer?); chats: {:?}",
-                report.not_json.len(),
+                "skipped {} that {} not JSON (NULL, a number, or written with teloxide's Bincode or CBOR serializer?); chats: {:?}",
+                output::count(report.not_json.len() as u64, "row", "rows"),
+                if report.not_json.len() == 1 { "is" } else { "are" },
                 report.not_json
             );
         }

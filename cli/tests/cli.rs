@@ -249,10 +249,15 @@ fn adopting_a_python_table_keeps_every_row() {
     .unwrap();
     drop(db);
     let url = sqlite_url(&dir);
-    // Opening before adoption names the fix.
+    // Opening before adoption names the fix: the table is there, so not "migrate up"
+    // (which refuses, below) but the stamp, or the compatible layout.
     let out = fsmstore(&url, &["inspect", "stats"]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("migrate up"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("migrate stamp 1") && stderr.contains("layout=aiogram-sqlalchemy"),
+        "{stderr}"
+    );
     // `up` on the unrecorded table refuses, naming the stamp (migration 1 would try to
     // create the table), and changes nothing.
     let out = fsmstore(&url, &["migrate", "up"]);
@@ -633,4 +638,48 @@ fn the_urls_table_is_used_and_a_different_flag_is_a_conflict() {
     assert!(stderr.contains("table"), "{stderr}");
     // The same name in both places is one setting.
     ok(&url, &["--table", "from_url", "migrate", "current"]);
+}
+
+/// A table migrated with one version table, opened with another: not "create it" or
+/// "run migrate up" (migration 1 would fail on the existing table), but "the version table
+/// may be the wrong one"; `inspect` (which opens with schema=verify) exits 3 saying so. The
+/// text a person reads says `30d`, `1 row` and a table's name, never `2592000s`, `1 rows`
+/// or `TableName("x")`.
+#[test]
+fn messages_a_person_reads() {
+    let dir = temp_dir("messages");
+    let url = format!("{}?table=msg", sqlite_url(&dir));
+    ok(&url, &["--version-table", "msg_v", "migrate", "up"]);
+    let out = fsmstore(&url, &["--version-table", "other_v", "migrate", "current"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("the table exists, but version table other_v has no record of it")
+            && stdout.contains("--version-table"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("run `fsmstore migrate up`"), "{stdout}");
+    let status = ok_json(&url, &["--version-table", "msg_v", "migrate", "current"]);
+    assert_eq!(status["unrecorded"], false);
+    let (code, stderr) = refused(&url, &["--version-table", "other_v", "inspect", "stats"]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("exists, but version table other_v records no schema version"),
+        "{stderr}"
+    );
+
+    // Durations as written, counts with their noun.
+    let ttl_url = format!("{url}&ttl=30d&version_table=msg_v");
+    ok(&ttl_url, &["demo", "--users", "1"]);
+    let stats = ok(&ttl_url, &["inspect", "stats"]);
+    assert!(stats.contains("not written for over 30d"), "{stats}");
+    let listed = ok(&ttl_url, &["inspect", "list"]);
+    assert!(listed.trim_end().ends_with("1 row"), "{listed}");
+    let purge = ok(&ttl_url, &["purge", "--older-than", "1d", "--dry-run"]);
+    assert!(purge.starts_with("0 rows not written"), "{purge}");
+
+    // A setting given twice, differently: the names, not their wrappers.
+    let (code, stderr) = refused(&url, &["--table", "other", "migrate", "current"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(!stderr.contains("TableName("), "{stderr}");
 }

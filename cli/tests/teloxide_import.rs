@@ -180,7 +180,7 @@ async fn import_and_check(url: &str, table: &str) {
         "{stdout}{stderr}"
     );
     assert!(
-        stderr.contains("skipped 1 rows that are not JSON") && stderr.contains("[99]"),
+        stderr.contains("skipped 1 row that is not JSON") && stderr.contains("[99]"),
         "{stderr}"
     );
     assert_eq!(out.status.code(), Some(1));

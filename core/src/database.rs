@@ -78,8 +78,9 @@ impl Database {
         }
     }
 
-    /// The same handle with `isolation` handing out its per-key locks (the default is a
-    /// [`LocalIsolation`] of this handle's own).
+    /// The same handle with `isolation` handing out its per-key locks. Each backend's
+    /// `database()` sets its own (see [`Database::isolation`]); a handle built with
+    /// [`Database::new`] alone has a [`LocalIsolation`] of its own.
     #[must_use]
     pub fn with_isolation(mut self, isolation: Arc<dyn Isolation>) -> Self {
         self.isolation = isolation;
@@ -87,7 +88,14 @@ impl Database {
     }
 
     /// The per-key locks: hold one around a handler so two updates of one conversation
-    /// never interleave (see [`Isolation`]).
+    /// never interleave (see [`Isolation`]). What they are depends on the backend:
+    ///
+    /// | backend | locks | shared by |
+    /// |---|---|---|
+    /// | PostgreSQL | `PgIsolation`: session advisory locks, one lock-pool connection each (`lock_pool_max`) | every instance on the database |
+    /// | MySQL / MariaDB | `GET_LOCK`, one lock-pool connection each (`lock_pool_max`) | every instance on the server |
+    /// | Redis | aiogram's `RedisEventIsolation` keys (`<id>:lock`, a lease) | every instance on the server, Python handlers too |
+    /// | SQLite, `MemoryStorage` | [`LocalIsolation`]: an async mutex per key | every handle of the file and table in this process |
     pub fn isolation(&self) -> Arc<dyn Isolation> {
         Arc::clone(&self.isolation)
     }

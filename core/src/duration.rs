@@ -72,6 +72,35 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
     Ok(duration)
 }
 
+/// `duration` as [`parse_duration`] reads it, in the largest unit that divides it
+/// exactly: `30d`, `90m`, `1500ms` (never `2592000s`).
+///
+/// ```
+/// use std::time::Duration;
+/// use fsmstore_core::format_duration;
+/// assert_eq!(format_duration(Duration::from_secs(30 * 86_400)), "30d");
+/// assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
+/// assert_eq!(format_duration(Duration::from_secs(14 * 86_400)), "2w");
+/// ```
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis == 0 {
+        return "0s".to_owned();
+    }
+    for (unit, size) in [
+        ("w", 604_800_000u128),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
+        if millis % size == 0 {
+            return format!("{}{unit}", millis / size);
+        }
+    }
+    format!("{millis}ms")
+}
+
 /// A duration by URL parameter `name`: `500ms`, `5s`, `30d` (see [`parse_duration`]).
 ///
 /// # Errors

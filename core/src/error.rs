@@ -119,6 +119,17 @@ pub enum Error {
         /// What fixes it (a tool renders it as its own command). Boxed: errors stay small.
         fix: Box<crate::Remedy>,
     },
+    /// The FSM table exists, but its version table records no schema version for it: it
+    /// was migrated with another version table, or made by another program.
+    #[error("table {table} exists, but version table {version_table} records no schema version for it: if fsmstore migrated it with another version table, open it with that one (version_table=…; the default is fsmstore_migrations); if aiogram-sqlalchemy-storage made it, open it with ?layout=aiogram-sqlalchemy, or {fix} and upgrade it")]
+    SchemaUnrecorded {
+        /// The FSM table.
+        table: String,
+        /// The version table that has no record of it.
+        version_table: String,
+        /// Recording version 1 (aiogram-sqlalchemy-storage's table) on that version table.
+        fix: Box<crate::Remedy>,
+    },
     /// The database holds a migration this code does not know: it was migrated by a newer
     /// fsmstore.
     #[error("table {table} is at schema version {current}, newer than this code knows (up to {known}): upgrade fsmstore, or downgrade the table to version {known} with the newer version's migrations")]
@@ -280,6 +291,7 @@ impl Error {
             | Error::Serialization(_)
             | Error::Config(_) => ErrorKind::InvalidInput,
             Error::SchemaOutdated { .. }
+            | Error::SchemaUnrecorded { .. }
             | Error::SchemaTooNew { .. }
             | Error::LayoutLacks { .. }
             | Error::LayoutMismatch { .. }
@@ -340,6 +352,11 @@ impl Error {
                 required,
                 fix: Box::new(fix.with_version_table(version_table)),
             },
+            Error::SchemaUnrecorded { table, fix, .. } => Error::SchemaUnrecorded {
+                table,
+                version_table: version_table.to_owned(),
+                fix: Box::new(fix.with_version_table(version_table)),
+            },
             other => other,
         }
     }
@@ -347,7 +364,9 @@ impl Error {
     /// The remedies this error carries, the one that fixes it first.
     pub fn remedies(&self) -> Vec<&crate::Remedy> {
         match self {
-            Error::SchemaOutdated { fix, .. } => vec![&**fix],
+            Error::SchemaOutdated { fix, .. } | Error::SchemaUnrecorded { fix, .. } => {
+                vec![&**fix]
+            }
             Error::MigrationDirty { fix, undo, .. } => vec![&**fix, &**undo],
             _ => Vec::new(),
         }

@@ -68,8 +68,8 @@ pub use database::Database;
 pub use dialect::Dialect;
 pub use dialogue::{patch_from, Dialogue, DialogueState, IntoState};
 pub use duration::{
-    check_duration, named_duration, parse_duration, parse_duration_or_seconds, parse_millis,
-    MAX_DURATION,
+    check_duration, format_duration, named_duration, parse_duration, parse_duration_or_seconds,
+    parse_millis, MAX_DURATION,
 };
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use inspect::{now_ms, Inspect, StoredRow, TableStats};

@@ -163,7 +163,21 @@ pub trait Migrator: Send + Sync {
     async fn apply_policy(&self, policy: SchemaPolicy) -> Result<()> {
         match policy {
             SchemaPolicy::Upgrade => self.ensure_schema().await.map(drop),
-            SchemaPolicy::Verify => self.status().await?.require_head(),
+            SchemaPolicy::Verify => {
+                let status = self.status().await?;
+                if status.current == 0 && self.table_exists().await? {
+                    // Not "create it": it is there, recorded elsewhere or by no one.
+                    return Err(Error::SchemaUnrecorded {
+                        fix: Box::new(
+                            crate::Remedy::stamp(&status.table, 1)
+                                .with_version_table(&status.version_table),
+                        ),
+                        table: status.table,
+                        version_table: status.version_table,
+                    });
+                }
+                status.require_head()
+            }
             SchemaPolicy::Trust => Ok(()),
         }
     }

@@ -23,8 +23,16 @@ const MAX_LEN: usize = 63;
 /// assert_eq!(table.quoted(Dialect::Mysql), "`dev_fsm`");
 /// assert!(TableName::new("fsm; DROP TABLE users").is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct TableName(String);
+
+/// The name, quoted (`"fsm"`): what an error message that shows a setting's value prints,
+/// never the wrapper (`TableName("fsm")`).
+impl fmt::Debug for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
 
 impl TableName {
     /// Validates `name`.
@@ -169,6 +177,12 @@ mod tests {
         assert_eq!(table.quoted(Dialect::Sqlite), "\"fsm\"");
         assert_eq!(table.quoted(Dialect::Postgres), "\"fsm\"");
         assert_eq!(table.quoted(Dialect::Mysql), "`fsm`");
+    }
+
+    #[test]
+    fn debug_shows_the_name_not_the_wrapper() {
+        let name = TableName::new("fsm").unwrap();
+        assert_eq!(format!("{name:?}"), "\"fsm\"");
     }
 
     #[test]

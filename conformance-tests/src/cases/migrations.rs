@@ -255,6 +255,29 @@ pub async fn outdated_schema_names_the_fix(ctx: Ctx) {
         err.to_string().contains("no recorded schema version"),
         "{err}"
     );
+    // The table exists, but another version table has no record of it: not "create it"
+    // (migration 1 would fail on it) but "the version table may be the wrong one".
+    let other_version_table = format!("{version_table}_o");
+    let elsewhere = ctx
+        .backend()
+        .open(
+            ctx.options()
+                .version_table(&other_version_table)
+                .unwrap()
+                .schema(SchemaPolicy::Verify),
+        )
+        .await;
+    let err = elsewhere
+        .err()
+        .expect("a table unrecorded in this version table must fail under Verify");
+    assert!(
+        matches!(&err, Error::SchemaUnrecorded { table: t, version_table: v, fix }
+            if *t == table && *v == other_version_table
+                && matches!(&**fix, Remedy::Stamp { version: 1, version_table: fv, .. } if *fv == other_version_table)),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), fsmstore_core::ErrorKind::Schema);
+    assert!(err.to_string().contains("another version table"), "{err}");
 }
 
 /// Opening with policy `Upgrade` migrates an outdated schema, keeping its rows.
