@@ -106,7 +106,7 @@ impl Inspect for MysqlStorage {
                 })
             })
             .await?;
-        Ok(TableStats {
+        let stats = TableStats {
             rows: count(rows),
             per_state: per_state
                 .into_iter()
@@ -114,7 +114,35 @@ impl Inspect for MysqlStorage {
                 .collect(),
             oldest_ms,
             newest_ms,
-        })
+            ..TableStats::default()
+        };
+        fsmstore_core::with_expiry(self, stats).await
+    }
+
+    async fn count_older_by_state(&self, cutoff_ms: i64) -> Result<Vec<(Option<String>, u64)>> {
+        self.options().require_updated_at("inspect stats --age")?;
+        let args = (self.inspect_queries(), cutoff_ms);
+        let per_state: Vec<(Option<String>, i64)> = self
+            .connections()
+            .call(
+                "count_older_by_state",
+                Replay::Safe,
+                args,
+                |conn, (q, cutoff)| {
+                    Box::pin(async move {
+                        sqlx::query_as(sql(&q.count_older_by_state))
+                            .bind(*cutoff)
+                            .fetch_all(&mut *conn)
+                            .await
+                            .before()
+                    })
+                },
+            )
+            .await?;
+        Ok(per_state
+            .into_iter()
+            .map(|(state, n)| (state, count(n)))
+            .collect())
     }
 
     async fn database_now_ms(&self) -> Result<i64> {

@@ -88,12 +88,29 @@ impl Inspect for PgStorage {
             .map(|row| Ok((row.try_get(0)?, row.try_get::<_, i64>(1)? as u64)))
             .collect::<std::result::Result<Vec<_>, tokio_postgres::Error>>()
             .map_err(from_pg)?;
-        Ok(TableStats {
+        let stats = TableStats {
             rows: rows as u64,
             per_state,
             oldest_ms,
             newest_ms,
-        })
+            ..TableStats::default()
+        };
+        fsmstore_core::with_expiry(self, stats).await
+    }
+
+    async fn count_older_by_state(&self, cutoff_ms: i64) -> Result<Vec<(Option<String>, u64)>> {
+        self.options().require_updated_at("inspect stats --age")?;
+        self.connections()
+            .query(
+                "count_older_by_state",
+                &self.inspect_queries().count_older_by_state,
+                &[p(&cutoff_ms)],
+            )
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get::<_, i64>(1)? as u64)))
+            .collect::<std::result::Result<Vec<_>, tokio_postgres::Error>>()
+            .map_err(from_pg)
     }
 
     async fn database_now_ms(&self) -> Result<i64> {

@@ -92,7 +92,14 @@ impl Inspect for RedisStorage {
             per_state,
             oldest_ms: None,
             newest_ms: None,
+            // Redis deletes a key past its TTL itself: none is left to count.
+            expired: self.config().options.ttl.map(|_| 0),
+            per_state_expired: Vec::new(),
         })
+    }
+
+    async fn count_older_by_state(&self, _cutoff_ms: i64) -> Result<Vec<(Option<String>, u64)>> {
+        Err(no_write_time("inspect stats --age"))
     }
 
     async fn database_now_ms(&self) -> Result<i64> {

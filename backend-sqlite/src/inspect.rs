@@ -74,30 +74,52 @@ impl Inspect for SqliteStorage {
     }
 
     async fn stats(&self) -> Result<TableStats> {
-        self.read_inspect(|conn, q| {
-            let (rows, oldest_ms, newest_ms): (i64, Option<i64>, Option<i64>) = conn
-                .query_row(&q.time_range, [], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        let stats = self
+            .read_inspect(|conn, q| {
+                let (rows, oldest_ms, newest_ms): (i64, Option<i64>, Option<i64>) = conn
+                    .query_row(&q.time_range, [], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    })
+                    .map_err(from_sqlite)?;
+                let mut statement = conn
+                    .prepare_cached(&q.count_by_state)
+                    .map_err(from_sqlite)?;
+                let per_state = statement
+                    .query_map([], |row| {
+                        Ok((
+                            row.get::<_, Option<String>>(0)?,
+                            row.get::<_, i64>(1)? as u64,
+                        ))
+                    })
+                    .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                    .map_err(from_sqlite)?;
+                Ok(TableStats {
+                    rows: rows as u64,
+                    per_state,
+                    oldest_ms,
+                    newest_ms,
+                    ..TableStats::default()
                 })
-                .map_err(from_sqlite)?;
+            })
+            .await?;
+        fsmstore_core::with_expiry(self, stats).await
+    }
+
+    async fn count_older_by_state(&self, cutoff_ms: i64) -> Result<Vec<(Option<String>, u64)>> {
+        self.options().require_updated_at("inspect stats --age")?;
+        self.read_inspect(move |conn, q| {
             let mut statement = conn
-                .prepare_cached(&q.count_by_state)
+                .prepare_cached(&q.count_older_by_state)
                 .map_err(from_sqlite)?;
-            let per_state = statement
-                .query_map([], |row| {
+            statement
+                .query_map([cutoff_ms], |row| {
                     Ok((
                         row.get::<_, Option<String>>(0)?,
                         row.get::<_, i64>(1)? as u64,
                     ))
                 })
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-                .map_err(from_sqlite)?;
-            Ok(TableStats {
-                rows: rows as u64,
-                per_state,
-                oldest_ms,
-                newest_ms,
-            })
+                .map_err(from_sqlite)
         })
         .await
     }

@@ -345,8 +345,14 @@ pub(crate) enum InspectCommand {
         #[command(flatten)]
         parts: KeyParts,
     },
-    /// Rows, rows per state, oldest and newest update.
-    Stats,
+    /// Rows, rows per state (fresh and past the TTL apart) as a funnel, oldest and
+    /// newest update; with --age, how long the rows of each state have waited.
+    Stats {
+        /// Age buckets per state: rows not written for under 1h, 1h to 1d, 1d to 7d, and
+        /// over 7d (`--age 1h,1d,7d`; ascending ages).
+        #[arg(long, value_delimiter = ',', value_parser = crate::time::parse_age)]
+        age: Vec<std::time::Duration>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -60,6 +60,49 @@ pub struct TableStats {
     pub oldest_ms: Option<i64>,
     /// The most recently written row's `updated_at`, unix milliseconds.
     pub newest_ms: Option<i64>,
+    /// With a TTL: how many of `rows` are past it. The bot reads them as absent; they stay
+    /// until purged (`purge --expired`). `None` without a TTL. Redis deletes expired keys
+    /// itself: `Some(0)` there.
+    pub expired: Option<u64>,
+    /// With a TTL: how many rows of each state of `per_state` are past it (states with
+    /// none left out), most first. Fresh rows of a state: its `per_state` count minus this.
+    pub per_state_expired: Vec<(Option<String>, u64)>,
+}
+
+impl TableStats {
+    /// Rows of `state` not past the TTL (all of them without one).
+    pub fn fresh_in(&self, state: Option<&str>) -> u64 {
+        let of = |list: &[(Option<String>, u64)]| {
+            list.iter()
+                .find(|(s, _)| s.as_deref() == state)
+                .map_or(0, |(_, n)| *n)
+        };
+        of(&self.per_state).saturating_sub(of(&self.per_state_expired))
+    }
+}
+
+/// `stats` with expiry counted apart: with a TTL, `expired` and `per_state_expired` from
+/// [`Inspect::count_older_by_state`] at the expiry cutoff. What every backend whose rows
+/// carry `updated_at` returns from [`Inspect::stats`].
+///
+/// # Errors
+/// As [`Inspect::expiry_cutoff_ms`] and [`Inspect::count_older_by_state`].
+pub async fn with_expiry<I: Inspect + ?Sized>(
+    inspect: &I,
+    mut stats: TableStats,
+) -> Result<TableStats> {
+    if inspect.options().ttl.is_none() || !inspect.options().layout.has_updated_at() {
+        stats.expired = None;
+        stats.per_state_expired = Vec::new();
+        return Ok(stats);
+    }
+    let cutoff = inspect.expiry_cutoff_ms().await?;
+    let mut per_state = inspect.count_older_by_state(cutoff).await?;
+    per_state.retain(|(_, n)| *n > 0);
+    per_state.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    stats.expired = Some(per_state.iter().map(|(_, n)| n).sum());
+    stats.per_state_expired = per_state;
+    Ok(stats)
 }
 
 /// Whole-table operations for operators and tools (the CLI's `inspect` and `purge`
@@ -95,6 +138,15 @@ pub trait Inspect: Storage {
     /// # Errors
     /// Database errors.
     async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64>;
+
+    /// Rows written before `cutoff_ms` (unix milliseconds), per state (`None`: data only):
+    /// how long users have been at each step (`inspect stats --age`), and which rows of
+    /// each state are past a TTL.
+    ///
+    /// # Errors
+    /// [`Error::LayoutLacks`](crate::Error::LayoutLacks) in a layout without `updated_at`;
+    /// database errors.
+    async fn count_older_by_state(&self, cutoff_ms: i64) -> Result<Vec<(Option<String>, u64)>>;
 
     /// Deletes at most `batch` rows last written before `cutoff_ms`; returns how many.
     /// Call it until it returns 0 to purge everything (small batches keep locks short).

@@ -246,19 +246,34 @@ impl Inspect for MemoryStorage {
     }
 
     async fn stats(&self) -> Result<TableStats> {
-        let rows = self.rows()?;
+        // The lock released before the expiry count takes it again.
+        let stats = {
+            let rows = self.rows()?;
+            let mut per_state: HashMap<Option<String>, u64> = HashMap::new();
+            for (record, _) in rows.values() {
+                *per_state.entry(record.state.clone()).or_default() += 1;
+            }
+            let mut per_state: Vec<_> = per_state.into_iter().collect();
+            per_state.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            TableStats {
+                rows: rows.len() as u64,
+                per_state,
+                oldest_ms: rows.values().map(|(_, t)| *t).min(),
+                newest_ms: rows.values().map(|(_, t)| *t).max(),
+                ..TableStats::default()
+            }
+        };
+        crate::inspect::with_expiry(self, stats).await
+    }
+
+    async fn count_older_by_state(&self, cutoff_ms: i64) -> Result<Vec<(Option<String>, u64)>> {
         let mut per_state: HashMap<Option<String>, u64> = HashMap::new();
-        for (record, _) in rows.values() {
-            *per_state.entry(record.state.clone()).or_default() += 1;
+        for (record, t) in self.rows()?.values() {
+            if *t < cutoff_ms {
+                *per_state.entry(record.state.clone()).or_default() += 1;
+            }
         }
-        let mut per_state: Vec<_> = per_state.into_iter().collect();
-        per_state.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        Ok(TableStats {
-            rows: rows.len() as u64,
-            per_state,
-            oldest_ms: rows.values().map(|(_, t)| *t).min(),
-            newest_ms: rows.values().map(|(_, t)| *t).max(),
-        })
+        Ok(per_state.into_iter().collect())
     }
 
     async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {

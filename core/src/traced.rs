@@ -192,6 +192,14 @@ impl Inspect for Traced {
         traced(self.span("stats", None), self.inner.stats()).await
     }
 
+    async fn count_older_by_state(&self, cutoff_ms: i64) -> Result<Vec<(Option<String>, u64)>> {
+        traced(
+            self.span("count_older_by_state", None),
+            self.inner.count_older_by_state(cutoff_ms),
+        )
+        .await
+    }
+
     async fn count_older_than(&self, cutoff_ms: i64) -> Result<u64> {
         traced(
             self.span("count_older_than", None),

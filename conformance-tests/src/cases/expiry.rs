@@ -111,6 +111,11 @@ pub async fn expired_rows_are_counted_and_purged(ctx: Ctx) {
     inspect.set_state(&key(4), Some("New")).await.unwrap();
     if !ctx.has_updated_at() {
         assert_eq!(inspect.key_count().await.unwrap(), 1);
+        // Nothing expired is left to count: the store deleted it.
+        let stats = inspect.stats().await.unwrap();
+        assert_eq!((stats.rows, stats.expired), (1, Some(0)));
+        let err = inspect.count_older_by_state(0).await.unwrap_err();
+        assert_eq!(err.kind(), fsmstore_core::ErrorKind::InvalidInput, "{err}");
         let err = inspect
             .count_older_than(fsmstore_core::now_ms())
             .await
@@ -131,6 +136,30 @@ pub async fn expired_rows_are_counted_and_purged(ctx: Ctx) {
     );
     let cutoff = inspect.expiry_cutoff_ms().await.unwrap();
     assert_eq!(inspect.count_older_than(cutoff).await.unwrap(), 3);
+    // Stats count fresh and expired apart, per state: what the bot sees and what waits
+    // for a purge.
+    let stats = inspect.stats().await.unwrap();
+    assert_eq!((stats.rows, stats.expired), (4, Some(3)), "{stats:?}");
+    assert_eq!(stats.per_state_expired, vec![(Some("Old".to_owned()), 3)]);
+    assert_eq!(
+        (stats.fresh_in(Some("Old")), stats.fresh_in(Some("New"))),
+        (0, 1)
+    );
+    let mut by_state = inspect.count_older_by_state(cutoff).await.unwrap();
+    by_state.sort();
+    assert_eq!(by_state, vec![(Some("Old".to_owned()), 3)]);
+    // Everything is older than a cutoff in the future; nothing than one in the past.
+    let mut all = inspect.count_older_by_state(db_now + 60_000).await.unwrap();
+    all.sort();
+    assert_eq!(
+        all,
+        vec![(Some("New".to_owned()), 1), (Some("Old".to_owned()), 3)]
+    );
+    assert!(inspect
+        .count_older_by_state(db_now - 3_600_000)
+        .await
+        .unwrap()
+        .is_empty());
     let mut purged = 0;
     for _ in 0..10 {
         match inspect.purge_older_than(cutoff, 2).await.unwrap() {
@@ -139,5 +168,7 @@ pub async fn expired_rows_are_counted_and_purged(ctx: Ctx) {
         }
     }
     assert_eq!(purged, 3);
-    assert_eq!(inspect.stats().await.unwrap().rows, 1);
+    let stats = inspect.stats().await.unwrap();
+    assert_eq!((stats.rows, stats.expired), (1, Some(0)));
+    assert!(stats.per_state_expired.is_empty());
 }

@@ -17,6 +17,8 @@ pub struct InspectQueries {
     pub time_range: String,
     /// `(cutoff_ms)` → `COUNT(*)` of rows written before the cutoff.
     pub count_older: String,
+    /// `(cutoff_ms)` → `state, COUNT(*)` of rows written before the cutoff, per state.
+    pub count_older_by_state: String,
     /// `(cutoff_ms, limit)`: deletes at most `limit` rows written before the cutoff.
     pub purge_batch: String,
     /// `()` → the database's clock, unix milliseconds (the expiry cutoff of `purge
@@ -84,6 +86,9 @@ pub(super) fn inspect_queries(
             "SELECT COUNT(*), MIN({updated_ms}), MAX({updated_ms}) FROM {t} WHERE {live}1 = 1"
         ),
         count_older: format!("SELECT COUNT(*) FROM {t} WHERE {older}"),
+        count_older_by_state: format!(
+            "SELECT state, COUNT(*) FROM {t} WHERE {live}{older} GROUP BY state"
+        ),
         purge_batch,
         now_ms: format!("SELECT {now_ms}"),
     }
