@@ -45,6 +45,41 @@ impl RedisIsolation {
     }
 }
 
+/// A held lock: the Redis lease, and this process' own lock in front of it, released after
+/// the lease (awaited, or dropped), so a task of this process waiting for the key finds
+/// it free in Redis too instead of polling for it.
+struct Held {
+    lease: Option<Lease>,
+    local: Option<LockGuard>,
+}
+
+impl Held {
+    async fn release(mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release().await;
+        }
+        self.local.take();
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let (Some(lease), local) = (self.lease.take(), self.local.take()) else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    lease.release().await;
+                    drop(local);
+                });
+            }
+            // No runtime: the lease's own drop can do nothing either; it runs out.
+            Err(_) => drop((lease, local)),
+        }
+    }
+}
+
 #[async_trait]
 impl Isolation for RedisIsolation {
     async fn lock(&self, key: &StorageKey) -> Result<LockGuard> {
@@ -54,17 +89,16 @@ impl Isolation for RedisIsolation {
         let deadline = Instant::now() + remaining;
         let lock_key = format!("{}{id}:lock", self.prefix);
         match Lease::take(&self.conns, lock_key, deadline).await? {
-            // The Redis lease, and this process' own lock in front of it (released after
-            // the lease, so a task of this process waiting for it finds the key free).
-            Some(lease) => Ok(LockGuard::with_release(
-                move || {
-                    Box::pin(async move {
-                        lease.release().await;
-                        drop(local);
-                    })
-                },
-                None,
-            )),
+            Some(lease) => {
+                let held = Held {
+                    lease: Some(lease),
+                    local: Some(local),
+                };
+                Ok(LockGuard::with_release(
+                    move || Box::pin(held.release()),
+                    None,
+                ))
+            }
             None => Err(lock_timeout(&id, timeout)),
         }
     }

@@ -36,6 +36,16 @@ pub(crate) fn one_line(err: &anyhow::Error, url: &str) -> String {
             ));
             line
         }
+        // Two causes, two commands, each under its condition: never one command to run
+        // blindly (a stamp on a table another version table has at head would re-run
+        // migrations on it).
+        Some(fsmstore::Error::SchemaUnrecorded { fix, .. }) => {
+            line.push_str(&format!(
+                " (made by aiogram-sqlalchemy-storage: `{}`, then `migrate up`; migrated by fsmstore with another version table: pass that one with --version-table)",
+                command(fix, url)
+            ));
+            line
+        }
         Some(e) => {
             if let Some(fix) = e.remedies().first() {
                 line.push_str(&format!(" (run `{}`)", command(fix, url)));

@@ -11,7 +11,8 @@
 //! The source is read, never changed. A dialogue the FSM table already holds is kept
 //! unless `--replace` (an import run again after the bot went live would otherwise put its
 //! users back on old steps); the check and the write hold the key's isolation lock, so a
-//! bot handler that locks its key never interleaves with them. Rows that are not JSON, and
+//! bot handler that locks its key on a server (PostgreSQL, MySQL, Redis) never interleaves
+//! with them. On SQLite the lock is this process's own: stop the bot while importing. Rows that are not JSON, and
 //! rows the storage would refuse (a NUL character, nesting deeper than 31 levels, data
 //! over `max_data_bytes`), are listed and skipped (exit 1); every other row is written.
 
@@ -86,8 +87,8 @@ pub(crate) async fn run(global: &Global, args: TeloxideImportArgs) -> anyhow::Re
                         report.new += 1;
                     }
                 }
-                // Released before the next key (and before the command exits): on Redis a
-                // dropped lock is released by a task the exit would cut short.
+                // Released before the next key: on Redis a dropped lock is released by a
+                // task that the command's exit would cut short.
                 if let Some(lock) = lock {
                     lock.release().await;
                 }

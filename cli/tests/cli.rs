@@ -664,9 +664,21 @@ fn messages_a_person_reads() {
     let (code, stderr) = refused(&url, &["--version-table", "other_v", "inspect", "stats"]);
     assert_eq!(code, Some(3), "{stderr}");
     assert!(
-        stderr.contains("exists, but version table other_v records no schema version"),
+        stderr.contains("exists, but version table other_v records no schema version")
+            && stderr.contains("made by aiogram-sqlalchemy-storage: `fsmstore")
+            && !stderr.contains("(run `"),
         "{stderr}"
     );
+    // --json has no single fix to run blindly.
+    let out = fsmstore(
+        &url,
+        &["--version-table", "other_v", "--json", "inspect", "stats"],
+    );
+    let err: Value = serde_json::from_slice(&out.stdout)
+        .or_else(|_| serde_json::from_slice(&out.stderr))
+        .expect("a JSON error");
+    assert_eq!(err["fix"], Value::Null, "{err}");
+    assert_eq!(err["kind"], "Schema", "{err}");
 
     // Durations as written, counts with their noun.
     let ttl_url = format!("{url}&ttl=30d&version_table=msg_v");

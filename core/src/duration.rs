@@ -72,15 +72,16 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
     Ok(duration)
 }
 
-/// `duration` as [`parse_duration`] reads it, in the largest unit that divides it
-/// exactly: `30d`, `90m`, `1500ms` (never `2592000s`).
+/// `duration` as [`parse_duration`] reads it, in the largest unit up to days that divides
+/// it exactly: `30d`, `7d`, `90m`, `1500ms` (never `2592000s`; days, not weeks, as TTLs and
+/// ages are usually written).
 ///
 /// ```
 /// use std::time::Duration;
 /// use fsmstore_core::format_duration;
 /// assert_eq!(format_duration(Duration::from_secs(30 * 86_400)), "30d");
 /// assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
-/// assert_eq!(format_duration(Duration::from_secs(14 * 86_400)), "2w");
+/// assert_eq!(format_duration(Duration::from_secs(14 * 86_400)), "14d");
 /// ```
 pub fn format_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
@@ -88,8 +89,7 @@ pub fn format_duration(duration: Duration) -> String {
         return "0s".to_owned();
     }
     for (unit, size) in [
-        ("w", 604_800_000u128),
-        ("d", 86_400_000),
+        ("d", 86_400_000u128),
         ("h", 3_600_000),
         ("m", 60_000),
         ("s", 1_000),

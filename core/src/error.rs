@@ -127,7 +127,9 @@ pub enum Error {
         table: String,
         /// The version table that has no record of it.
         version_table: String,
-        /// Recording version 1 (aiogram-sqlalchemy-storage's table) on that version table.
+        /// Recording version 1 on that version table: the fix when aiogram-sqlalchemy-storage
+        /// made the table, and only then (not in [`Error::remedies`]: when the table was
+        /// migrated with another version table, the fix is to open it with that one).
         fix: Box<crate::Remedy>,
     },
     /// The database holds a migration this code does not know: it was migrated by a newer
@@ -364,9 +366,10 @@ impl Error {
     /// The remedies this error carries, the one that fixes it first.
     pub fn remedies(&self) -> Vec<&crate::Remedy> {
         match self {
-            Error::SchemaOutdated { fix, .. } | Error::SchemaUnrecorded { fix, .. } => {
-                vec![&**fix]
-            }
+            Error::SchemaOutdated { fix, .. } => vec![&**fix],
+            // Its `fix` is one of two causes, named in words: offered as the command to
+            // run, a stamp would re-run migrations on a table another version table has
+            // at head.
             Error::MigrationDirty { fix, undo, .. } => vec![&**fix, &**undo],
             _ => Vec::new(),
         }

@@ -83,8 +83,11 @@ impl LockGuard {
         }
     }
 
-    /// Releases the lock and returns once it is released (dropping the guard releases it
-    /// too, but may leave the last round trip to a task of the runtime).
+    /// Releases the lock. For a guard made with [`LockGuard::with_release`] (Redis' lease)
+    /// it returns once the lock is gone from the server; dropping the guard would leave
+    /// that round trip to a task of the runtime, which a process about to exit cuts short.
+    /// Other guards are dropped: an in-process lock is free at once, and a server session's
+    /// lock (PostgreSQL, MySQL) is freed by the server if the process exits first.
     pub async fn release(mut self) {
         if let Some(release) = self.release.take() {
             release().await;
