@@ -5,8 +5,35 @@ mod common;
 
 use std::time::Duration;
 
+use fsmstore_conformance::{block_on, Needs, Suite};
 use fsmstore_core::Storage;
 use fsmstore_mysql::{MysqlConfig, MysqlMigrator, MysqlStorage};
+
+/// The tests that need MariaDB are listed as ignored, with the reason, when it is not
+/// there (a failure under `CI`), never as passed.
+fn main() -> std::process::ExitCode {
+    let needs = Needs::probe("MariaDB is unreachable", || {
+        block_on(common::server()).map(drop)
+    });
+    let mut suite = Suite::new();
+    suite.test(
+        "config_debug_and_display_hide_the_password",
+        &Needs::Met,
+        config_debug_and_display_hide_the_password,
+    );
+    suite.test("unreachable_server_hides_the_password", &Needs::Met, || {
+        block_on(unreachable_server_hides_the_password())
+    });
+    suite.test("refused_login_hides_the_password", &needs, || {
+        block_on(refused_login_hides_the_password())
+    });
+    suite.test(
+        "storage_and_migrator_debug_hide_the_password",
+        &needs,
+        || block_on(storage_and_migrator_debug_hide_the_password()),
+    );
+    suite.run()
+}
 
 const SECRET: &str = "XYZZY-pl0ugh";
 
@@ -14,7 +41,6 @@ fn assert_hidden(shown: &str) {
     assert!(!shown.contains(SECRET), "the password leaked: {shown}");
 }
 
-#[test]
 fn config_debug_and_display_hide_the_password() {
     let config = MysqlConfig::from_url(&format!(
         "mysql://bot:{SECRET}@db.example:3306/bots?table=fsm&ssl-mode=disabled"
@@ -28,23 +54,24 @@ fn config_debug_and_display_hide_the_password() {
         .starts_with("mysql://bot:***@db.example:3306/bots"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_login_and_unreachable_server_hide_the_password() {
-    if let Some(server) = common::server().await {
-        // A wrong password for the test user: the server refuses the login.
-        let connect = server.connect.clone().password(SECRET);
-        let mut config = server.clone().connect_options(connect);
-        config.options.connect_timeout = Duration::from_secs(3);
-        let err = MysqlStorage::open(config.clone()).await.unwrap_err();
-        assert_hidden(&format!("{err} {err:?}"));
-        eprintln!("refused login: {err}");
-        assert!(
-            !err.is_transient(),
-            "a refused login is not transient: {err:?}"
-        );
-        let err = MysqlMigrator::open(config).await.unwrap_err();
-        assert_hidden(&format!("{err} {err:?}"));
-    }
+async fn refused_login_hides_the_password() {
+    let server = common::server().await.expect("probed: MariaDB is there");
+    // A wrong password for the test user: the server refuses the login.
+    let connect = server.connect.clone().password(SECRET);
+    let mut config = server.clone().connect_options(connect);
+    config.options.connect_timeout = Duration::from_secs(3);
+    let err = MysqlStorage::open(config.clone()).await.unwrap_err();
+    assert_hidden(&format!("{err} {err:?}"));
+    eprintln!("refused login: {err}");
+    assert!(
+        !err.is_transient(),
+        "a refused login is not transient: {err:?}"
+    );
+    let err = MysqlMigrator::open(config).await.unwrap_err();
+    assert_hidden(&format!("{err} {err:?}"));
+}
+
+async fn unreachable_server_hides_the_password() {
     let unreachable = MysqlConfig::from_url(&format!(
         "mysql://bot:{SECRET}@127.0.0.1:9/bots?connect_timeout_ms=200"
     ))
@@ -54,11 +81,8 @@ async fn refused_login_and_unreachable_server_hide_the_password() {
     assert_hidden(&format!("{err} {err:?}"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_and_migrator_debug_hide_the_password() {
-    let Some(server) = common::server().await else {
-        return;
-    };
+    let server = common::server().await.expect("probed: MariaDB is there");
     let options = common::unique_options("fm_pw");
     let storage = MysqlStorage::open(
         server
