@@ -86,6 +86,17 @@ fn report(out: &Output) -> serde_json::Value {
     })
 }
 
+/// Every dialogue of [`dialogues`] reads back through `storage` as it was written.
+async fn every_dialogue_reads_back(storage: &Arc<TeloxideStorage>, url: &str) {
+    for (chat, state) in dialogues() {
+        let got: Option<State> = Arc::clone(storage)
+            .get_dialogue(ChatId(chat))
+            .await
+            .unwrap();
+        assert_eq!(got, Some(state), "{url}: chat {chat}");
+    }
+}
+
 /// An import run again after the bot went live keeps what the FSM table holds (one chat
 /// moved on, one finished: neither goes back); `--replace` overwrites. `again` runs the
 /// import with extra arguments and `--json`.
@@ -178,13 +189,7 @@ async fn import_and_check(url: &str, table: &str) {
         .schema(SchemaPolicy::Verify);
     let db = fsmstore::open_with(url, options).await.unwrap();
     let storage = Arc::new(TeloxideStorage::from(&db));
-    for (chat, state) in dialogues() {
-        let got: Option<State> = Arc::clone(&storage)
-            .get_dialogue(ChatId(chat))
-            .await
-            .unwrap();
-        assert_eq!(got, Some(state), "{url}: chat {chat}");
-    }
+    every_dialogue_reads_back(&storage, url).await;
     let row = db.inspect().get_row("fsm:42:42").await.unwrap().unwrap();
     assert_eq!(row.state.as_deref(), Some("ReceiveAge"));
     assert_eq!(db.inspect().stats().await.unwrap().rows, 4);
@@ -485,13 +490,7 @@ async fn teloxide_redis_keys_import_on_redis() {
 
     let db = fsmstore::open(&url).await.unwrap();
     let storage = Arc::new(TeloxideStorage::from(&db));
-    for (chat, state) in dialogues() {
-        let got: Option<State> = Arc::clone(&storage)
-            .get_dialogue(ChatId(chat))
-            .await
-            .unwrap();
-        assert_eq!(got, Some(state), "chat {chat}");
-    }
+    every_dialogue_reads_back(&storage, &url).await;
     assert_eq!(db.storage().key_count().await.unwrap(), 4);
     second_runs_keep_live_dialogues(&storage, |more| {
         let mut args = vec!["teloxide-import", "--source", &source];
