@@ -186,6 +186,42 @@ impl Inspect for MysqlStorage {
         Ok(count(n))
     }
 
+    async fn put_row(&self, row: &StoredRow, replace: bool) -> Result<()> {
+        let text = self
+            .options()
+            .put_row_text(&row.id, row.state.as_deref(), &row.data)?;
+        let id = self.exact(row.id.clone())?;
+        let q = self.inspect_queries();
+        let sql = if replace { &q.replace_row } else { &q.put_row };
+        let timed = self.options().layout.has_updated_at();
+        // The write time is bound only where the layout keeps one.
+        let at = timed.then_some(row.updated_at_ms);
+        let args = (sql, id, row.state.clone(), text, at);
+        // Replay-safe: the row as given, its write time included, written again is the
+        // same row.
+        self.connections()
+            .call(
+                "put_row",
+                Replay::Safe,
+                args,
+                |conn, (sql, id, state, text, at)| {
+                    Box::pin(async move {
+                        let query = sqlx::query(self::sql(sql))
+                            .bind(id.as_str())
+                            .bind(state.as_deref())
+                            .bind(text.as_str());
+                        let query = match at {
+                            Some(at) => query.bind(*at),
+                            None => query,
+                        };
+                        query.execute(&mut *conn).await.applying()
+                    })
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {
         self.options().require_updated_at("purge --older-than")?;
         let args = (self.inspect_queries(), cutoff_ms, batch);

@@ -157,7 +157,7 @@ impl MysqlStorage {
     ///
     /// # Errors
     /// [`Error::InvalidKey`] for such an id in the aiogram layout.
-    fn exact(&self, id: String) -> Result<String> {
+    pub(crate) fn exact(&self, id: String) -> Result<String> {
         if self.options().layout == Layout::AiogramSqlalchemy && id.ends_with(' ') {
             return Err(Error::InvalidKey(format!(
                 "row id {id:?} ends in a space: in the aiogram-sqlalchemy layout MySQL and MariaDB compare ids ignoring trailing spaces, so it would share the row of {:?}; fsmstore's own layout (the table upgraded to the latest schema version) keeps them apart",

@@ -3,6 +3,7 @@
 
 use async_trait::async_trait;
 use fsmstore_core::{Error, Inspect, Replay, Result, Storage, StoredRow, TableStats};
+use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 
 use crate::connections::execute_op;
@@ -64,6 +65,39 @@ impl Inspect for PgStorage {
             )
             .await?;
         row.as_ref().map(stored).transpose()
+    }
+
+    async fn put_row(&self, row: &StoredRow, replace: bool) -> Result<()> {
+        self.options()
+            .put_row_text(&row.id, row.state.as_deref(), &row.data)?;
+        let q = self.inspect_queries();
+        let sql = if replace { &q.replace_row } else { &q.put_row };
+        let (id, state, data) = (&row.id, &row.state, Json(&row.data));
+        let at = row.updated_at_ms;
+        // Replay-safe: the row as given, its write time included, written again is the
+        // same row.
+        if self.options().layout.has_updated_at() {
+            self.connections()
+                .run(
+                    "put_row",
+                    Replay::Safe,
+                    sql,
+                    &[p(id), p(state), p(&data), p(&at)],
+                    execute_op,
+                )
+                .await?;
+        } else {
+            self.connections()
+                .run(
+                    "put_row",
+                    Replay::Safe,
+                    sql,
+                    &[p(id), p(state), p(&data)],
+                    execute_op,
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     async fn stats(&self) -> Result<TableStats> {

@@ -23,6 +23,12 @@ impl PgType for &str {
 impl PgType for Option<&str> {
     const TYPE: Type = Type::TEXT;
 }
+impl PgType for Option<String> {
+    const TYPE: Type = Type::TEXT;
+}
+impl PgType for Option<i64> {
+    const TYPE: Type = Type::INT8;
+}
 impl<T> PgType for Json<T> {
     const TYPE: Type = Type::JSONB;
 }

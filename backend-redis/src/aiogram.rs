@@ -261,16 +261,24 @@ impl AiogramLayout {
         keys: &Keys,
         args: &[&str],
     ) -> Result<()> {
+        self.write_expiring(operation, script, keys, &self.ttl, args)
+            .await
+    }
+
+    /// [`write`](Self::write) with the TTL arguments `ttl`.
+    async fn write_expiring(
+        &self,
+        operation: &'static str,
+        script: &Script,
+        keys: &Keys,
+        ttl: &[String; 3],
+        args: &[&str],
+    ) -> Result<()> {
         self.conns
             .write(operation, &keys.state, |mut conn| {
                 let mut call = script.key(&keys.state);
                 call.key(&keys.data);
-                for arg in self
-                    .ttl
-                    .iter()
-                    .map(String::as_str)
-                    .chain(args.iter().copied())
-                {
+                for arg in ttl.iter().map(String::as_str).chain(args.iter().copied()) {
                     call.arg(arg);
                 }
                 async move { call.invoke_async::<i64>(&mut conn).await }
@@ -456,6 +464,38 @@ impl Rows for AiogramLayout {
 
     fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    async fn put(
+        &self,
+        id: &str,
+        state: Option<&str>,
+        data: &Data,
+        ttl_ms: Option<u64>,
+    ) -> Result<()> {
+        let text = if data.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(data).map_err(Error::Serialization)?
+        };
+        let keys = self.keys_of(id.to_owned());
+        // A TTL carried from the source replaces `ttl=`'s on both keys.
+        let ttl = match ttl_ms {
+            Some(ms) => {
+                let ms = ms.max(1).to_string();
+                [ms.clone(), ms, self.ttl[2].clone()]
+            }
+            None => self.ttl.clone(),
+        };
+        let script = &self.scripts.set_record;
+        self.write_expiring(
+            "put_row",
+            script,
+            &keys,
+            &ttl,
+            &[state.unwrap_or(""), &text],
+        )
+        .await
     }
 
     async fn row(&self, id: &str) -> Result<Option<StoredRow>> {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use fsmstore_core::{Error, Inspect, Replay, Result, StoredRow, TableStats};
+use fsmstore_core::{now_ms, Error, Inspect, Replay, Result, Storage, StoredRow, TableStats};
 
 use crate::keyspace::ids;
 use crate::storage::RedisStorage;
@@ -67,6 +67,27 @@ impl Inspect for RedisStorage {
 
     async fn get_row(&self, id: &str) -> Result<Option<StoredRow>> {
         self.rows().row(id).await
+    }
+
+    async fn put_row(&self, row: &StoredRow, _replace: bool) -> Result<()> {
+        self.options()
+            .put_row_text(&row.id, row.state.as_deref(), &row.data)?;
+        // Redis keeps no write time: with a TTL the key expires when the row would have
+        // where it came from, and a row already past it is not written.
+        let ttl_ms = match (self.options().ttl, row.updated_at_ms) {
+            (Some(ttl), Some(at)) => {
+                let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+                let left = at.saturating_add(ttl).saturating_sub(now_ms());
+                if left <= 0 {
+                    return Ok(());
+                }
+                Some(left as u64)
+            }
+            _ => None,
+        };
+        self.rows()
+            .put(&row.id, row.state.as_deref(), &row.data, ttl_ms)
+            .await
     }
 
     async fn stats(&self) -> Result<TableStats> {

@@ -183,6 +183,32 @@ impl OwnLayout {
         Ok(record_of(id, hash)?.data)
     }
 
+    /// SET_RECORD on row `id`: its whole dialogue replaced, expiring after `ttl` ms
+    /// (`"0"`: never).
+    async fn replace(
+        &self,
+        operation: &'static str,
+        id: &str,
+        state: Option<&str>,
+        data: &Data,
+        ttl: String,
+    ) -> Result<()> {
+        let key = format!("{}{id}", self.prefix);
+        let pairs = pairs(data)?;
+        let state = state.unwrap_or("");
+        self.conns
+            .write(operation, &key, |mut conn| {
+                let mut call = self.scripts.set_record.key(&key);
+                call.arg(&ttl).arg(state);
+                for (name, text) in &pairs {
+                    call.arg(name).arg(text);
+                }
+                async move { call.invoke_async::<i64>(&mut conn).await }
+            })
+            .await
+            .map(drop)
+    }
+
     /// HGETALL of `key`.
     async fn hash(&self, operation: &'static str, key: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.conns
@@ -290,21 +316,8 @@ impl Storage for OwnLayout {
 
     async fn set_record(&self, key: &StorageKey, state: Option<&str>, data: &Data) -> Result<()> {
         let (id, _) = self.options().record_row_id(key, state, data)?;
-        let key = format!("{}{id}", self.prefix);
-        let pairs = pairs(data)?;
-        let ttl = self.ttl();
-        let state = state.unwrap_or("");
-        self.conns
-            .write("set_record", &key, |mut conn| {
-                let mut call = self.scripts.set_record.key(&key);
-                call.arg(&ttl).arg(state);
-                for (name, text) in &pairs {
-                    call.arg(name).arg(text);
-                }
-                async move { call.invoke_async::<i64>(&mut conn).await }
-            })
+        self.replace("set_record", &id, state, data, self.ttl())
             .await
-            .map(drop)
     }
 
     async fn get_value(&self, key: &StorageKey, name: &str) -> Result<Option<Value>> {
@@ -372,6 +385,17 @@ impl Rows for OwnLayout {
 
     fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    async fn put(
+        &self,
+        id: &str,
+        state: Option<&str>,
+        data: &Data,
+        ttl_ms: Option<u64>,
+    ) -> Result<()> {
+        let ttl = ttl_ms.map_or_else(|| self.ttl(), |ms| ms.max(1).to_string());
+        self.replace("put_row", id, state, data, ttl).await
     }
 
     async fn row(&self, id: &str) -> Result<Option<StoredRow>> {

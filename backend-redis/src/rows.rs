@@ -2,7 +2,7 @@
 //! dialogues are, and one dialogue read by its row id.
 
 use async_trait::async_trait;
-use fsmstore_core::{Result, Storage, StoredRow};
+use fsmstore_core::{Data, Result, Storage, StoredRow};
 
 use crate::keyspace::Shape;
 
@@ -18,4 +18,14 @@ pub(crate) trait Rows: Storage {
     /// The dialogue of row id `id` as stored (`None`: it holds nothing); data that does
     /// not read is reported in the row, never as an error.
     async fn row(&self, id: &str) -> Result<Option<StoredRow>>;
+
+    /// Writes the whole dialogue of row `id` (checked by the caller), expiring after
+    /// `ttl_ms` (`None`: the storage's `ttl=`).
+    async fn put(
+        &self,
+        id: &str,
+        state: Option<&str>,
+        data: &Data,
+        ttl_ms: Option<u64>,
+    ) -> Result<()>;
 }

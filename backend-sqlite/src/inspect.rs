@@ -73,6 +73,32 @@ impl Inspect for SqliteStorage {
             .await
     }
 
+    async fn put_row(&self, row: &StoredRow, replace: bool) -> Result<()> {
+        let text = self
+            .options()
+            .put_row_text(&row.id, row.state.as_deref(), &row.data)?;
+        let queries = Arc::clone(&self.inspect);
+        let timed = self.options().layout.has_updated_at();
+        let (id, state, at) = (row.id.clone(), row.state.clone(), row.updated_at_ms);
+        self.connections
+            .write(move |conn| {
+                let sql = if replace {
+                    &queries.replace_row
+                } else {
+                    &queries.put_row
+                };
+                let mut statement = conn.prepare_cached(sql).map_err(from_sqlite)?;
+                if timed {
+                    statement.execute(rusqlite::params![id, state, text, at])
+                } else {
+                    statement.execute(rusqlite::params![id, state, text])
+                }
+                .map_err(from_sqlite)?;
+                Ok(())
+            })
+            .await
+    }
+
     async fn stats(&self) -> Result<TableStats> {
         let stats = self
             .read_inspect(|conn, q| {

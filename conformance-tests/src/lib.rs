@@ -138,6 +138,8 @@ macro_rules! __storage_cases {
             inspect::inspect_lists_rows_by_id_and_state,
             inspect::inspect_get_row_by_built_id,
             inspect::inspect_stats_counts_states,
+            inspect::put_row_carries_the_write_time_and_keeps_a_later_row,
+            inspect::a_copy_moves_every_row_and_verifies,
             isolation::locked_read_modify_write_loses_nothing,
             isolation::distinct_keys_do_not_wait,
             isolation::a_lock_wait_times_out,
@@ -170,6 +172,7 @@ macro_rules! __updated_at_cases {
             expiry::a_write_to_an_expired_row_starts_from_empty,
             expiry::a_write_keeps_the_row_alive,
             expiry::expired_rows_are_counted_and_purged,
+            expiry::a_copied_row_expires_when_it_would_have_at_its_source,
         }
     };
 }

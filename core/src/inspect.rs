@@ -148,6 +148,20 @@ pub trait Inspect: Storage {
     /// database errors.
     async fn count_older_by_state(&self, cutoff_ms: i64) -> Result<Vec<(Option<String>, u64)>>;
 
+    /// Writes `row` by its id as another database held it — its state, its data and,
+    /// where this layout keeps one, its write time (`updated_at_ms`; `None`: now) — what
+    /// [`copy`](crate::copy::copy) writes. A row here written later than `row` (to the
+    /// millisecond) is kept unless `replace`: the check and the write are one statement.
+    /// Where this layout keeps no write time the row is written as given (the caller
+    /// decides); on Redis with a TTL the key expires when `row` would have (nothing is
+    /// written when it already has). The id, state and data are checked as every write
+    /// checks them ([`StorageOptions::put_row_text`](crate::StorageOptions::put_row_text)).
+    ///
+    /// # Errors
+    /// As [`StorageOptions::put_row_text`](crate::StorageOptions::put_row_text); database
+    /// errors.
+    async fn put_row(&self, row: &StoredRow, replace: bool) -> Result<()>;
+
     /// Deletes at most `batch` rows last written before `cutoff_ms`; returns how many.
     /// Call it until it returns 0 to purge everything (small batches keep locks short).
     ///

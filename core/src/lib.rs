@@ -29,6 +29,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod call;
+pub mod copy;
 mod data;
 mod database;
 mod dialect;

@@ -245,6 +245,22 @@ impl Inspect for MemoryStorage {
         Ok(self.rows()?.get(id).map(|row| stored(id, row)))
     }
 
+    async fn put_row(&self, row: &StoredRow, replace: bool) -> Result<()> {
+        self.options
+            .put_row_text(&row.id, row.state.as_deref(), &row.data)?;
+        let at = row.updated_at_ms.unwrap_or_else(now_ms);
+        let mut rows = self.rows()?;
+        if !replace && rows.get(&row.id).is_some_and(|(_, there)| *there > at) {
+            return Ok(());
+        }
+        let record = Record {
+            state: row.state.clone(),
+            data: row.data.clone(),
+        };
+        rows.insert(row.id.clone(), (record, at));
+        Ok(())
+    }
+
     async fn stats(&self) -> Result<TableStats> {
         // The lock released before the expiry count takes it again.
         let stats = {

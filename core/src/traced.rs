@@ -188,6 +188,10 @@ impl Inspect for Traced {
         traced(self.span("get_row", None), self.inner.get_row(id)).await
     }
 
+    async fn put_row(&self, row: &StoredRow, replace: bool) -> Result<()> {
+        traced(self.span("put_row", None), self.inner.put_row(row, replace)).await
+    }
+
     async fn stats(&self) -> Result<TableStats> {
         traced(self.span("stats", None), self.inner.stats()).await
     }

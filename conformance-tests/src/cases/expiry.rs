@@ -172,3 +172,32 @@ pub async fn expired_rows_are_counted_and_purged(ctx: Ctx) {
     assert_eq!((stats.rows, stats.expired), (1, Some(0)));
     assert!(stats.per_state_expired.is_empty());
 }
+
+/// A copied row keeps its age: with a TTL it expires when it would have where it came
+/// from (SQL: its `updated_at` is carried; Redis: the key expires then), and a row
+/// already past the TTL reads as absent from the start.
+pub async fn a_copied_row_expires_when_it_would_have_at_its_source(ctx: Ctx) {
+    let db = ctx.database(ctx.options().ttl(TTL)).await;
+    let inspect = db.inspect();
+    let row = |n: i64, age: Duration| fsmstore_core::StoredRow {
+        id: ctx.options().row_id(&key(n)).unwrap(),
+        state: Some("Copied".to_owned()),
+        data: obj(json!({"n": n})),
+        updated_at_ms: Some(fsmstore_core::now_ms() - age.as_millis() as i64),
+        corrupt: None,
+    };
+    // 1.5 s of the 3 s left, and one long gone.
+    inspect.put_row(&row(1, TTL / 2), false).await.unwrap();
+    inspect.put_row(&row(2, TTL * 10), false).await.unwrap();
+    assert_eq!(
+        inspect.get_state(&key(1)).await.unwrap().as_deref(),
+        Some("Copied")
+    );
+    assert_eq!(inspect.get_state(&key(2)).await.unwrap(), None);
+    tokio::time::sleep(TTL / 2 + Duration::from_millis(600)).await;
+    assert_eq!(
+        inspect.get_state(&key(1)).await.unwrap(),
+        None,
+        "the copied row's TTL started again at the copy"
+    );
+}

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use fsmstore_core::{now_ms, BotId, ChatId, StorageKey, UserId};
+use fsmstore_core::copy::{copy, verify, CopyOptions};
+use fsmstore_core::{now_ms, BotId, ChatId, Inspect, StorageKey, StoredRow, UserId};
 use serde_json::json;
 
 use super::{key, obj};
@@ -145,4 +146,125 @@ pub async fn a_row_at_the_cutoff_is_kept(ctx: Ctx) {
     assert_eq!(s.count_older_than(at + 1).await.unwrap(), 1);
     assert_eq!(s.purge_older_than(at + 1, 10).await.unwrap(), 1);
     assert_eq!(s.key_count().await.unwrap(), 0);
+}
+
+/// The row `fsm:n:n` (key `n`) as another database held it.
+fn carried(ctx: &Ctx, n: i64, state: &str, at: Option<i64>) -> StoredRow {
+    StoredRow {
+        id: ctx.options().row_id(&key(n)).unwrap(),
+        state: Some(state.to_owned()),
+        data: obj(json!({"n": n, "text": "é\u{1F600}", "deep": {"list": [1, 2.5, null]}})),
+        updated_at_ms: at,
+        corrupt: None,
+    }
+}
+
+/// `put_row` writes a row by id as another database held it, its write time included
+/// where the layout keeps one; a row written later here is kept unless `replace`; bad
+/// input is refused and writes nothing.
+pub async fn put_row_carries_the_write_time_and_keeps_a_later_row(ctx: Ctx) {
+    let s = ctx.inspect().await;
+    let timed = ctx.has_updated_at();
+    let at = now_ms() - 3_600_000;
+    s.put_row(&carried(&ctx, 1, "A", Some(at)), false)
+        .await
+        .unwrap();
+    let row = s.get_row("fsm:1:1").await.unwrap().expect("the row");
+    assert_eq!(row.state.as_deref(), Some("A"));
+    assert_eq!(row.data, carried(&ctx, 1, "A", None).data);
+    assert_eq!(row.updated_at_ms, timed.then_some(at), "the write time");
+    // What the bot reads.
+    assert_eq!(s.get_state(&key(1)).await.unwrap().as_deref(), Some("A"));
+    // An older row: kept out where write times say it is older; written as given where
+    // there are none (the caller decides).
+    s.put_row(&carried(&ctx, 1, "Older", Some(at - 1_000)), false)
+        .await
+        .unwrap();
+    let expect = if timed { "A" } else { "Older" };
+    assert_eq!(s.get_state(&key(1)).await.unwrap().as_deref(), Some(expect));
+    // `replace` writes it, time and all.
+    s.put_row(&carried(&ctx, 1, "Replaced", Some(at - 1_000)), true)
+        .await
+        .unwrap();
+    let row = s.get_row("fsm:1:1").await.unwrap().unwrap();
+    assert_eq!(row.state.as_deref(), Some("Replaced"));
+    assert_eq!(row.updated_at_ms, timed.then_some(at - 1_000));
+    // The same millisecond is not later: written.
+    s.put_row(&carried(&ctx, 1, "Same", Some(at - 1_000)), false)
+        .await
+        .unwrap();
+    assert_eq!(s.get_state(&key(1)).await.unwrap().as_deref(), Some("Same"));
+    // No write time: the database's clock now.
+    s.put_row(&carried(&ctx, 2, "Now", None), false)
+        .await
+        .unwrap();
+    let row = s.get_row("fsm:2:2").await.unwrap().unwrap();
+    if timed {
+        let written = row.updated_at_ms.expect("a write time");
+        assert!((written - now_ms()).abs() < 60_000, "{written}");
+    }
+    // Refused as every write is, nothing written.
+    for bad in [
+        StoredRow {
+            state: Some(String::new()),
+            ..carried(&ctx, 3, "x", Some(at))
+        },
+        StoredRow {
+            state: None,
+            data: fsmstore_core::Data::new(),
+            ..carried(&ctx, 3, "x", Some(at))
+        },
+        StoredRow {
+            id: "x".repeat(256),
+            ..carried(&ctx, 3, "x", Some(at))
+        },
+    ] {
+        let err = s.put_row(&bad, false).await.unwrap_err();
+        assert_eq!(err.kind(), fsmstore_core::ErrorKind::InvalidInput, "{err}");
+    }
+    assert_eq!(s.key_count().await.unwrap(), 2);
+}
+
+/// `copy` moves every row into this backend and back out with its write time, again
+/// changes nothing, keeps a row the bot wrote since, and `verify` sees each of these.
+pub async fn a_copy_moves_every_row_and_verifies(ctx: Ctx) {
+    let s = ctx.inspect().await;
+    let source = fsmstore_core::MemoryStorage::new();
+    let base = now_ms() - 7_200_000;
+    for n in 1..=23 {
+        source
+            .put_row(
+                &carried(&ctx, n, &format!("Form:{}", n % 3), Some(base + n)),
+                false,
+            )
+            .await
+            .unwrap();
+    }
+    let options = CopyOptions::default().batch(5);
+    let report = copy(&source, &*s, &options, |_| {}).await.unwrap();
+    assert_eq!((report.read, report.new, report.skipped.len()), (23, 23, 0));
+    assert!(verify(&source, &*s, 4, 3, |_| {}).await.unwrap().clean());
+    let row = s.get_row("fsm:7:7").await.unwrap().unwrap();
+    assert_eq!(row.updated_at_ms, ctx.has_updated_at().then_some(base + 7));
+    // Again: every row is there already.
+    let again = copy(&source, &*s, &options, |_| {}).await.unwrap();
+    assert_eq!((again.unchanged, again.new, again.replaced), (23, 0, 0));
+    // Back out, into an empty table.
+    let back = fsmstore_core::MemoryStorage::new();
+    let out = copy(&*s, &back, &options, |_| {}).await.unwrap();
+    assert_eq!(out.new, 23);
+    assert!(verify(&*s, &back, 4, 3, |_| {}).await.unwrap().clean());
+    if ctx.has_updated_at() {
+        assert!(verify(&source, &back, 50, 3, |_| {}).await.unwrap().clean());
+    }
+    // The bot moved on here after the copy: a copy again keeps its step.
+    s.set_state(&key(3), Some("Later")).await.unwrap();
+    let third = copy(&source, &*s, &options, |_| {}).await.unwrap();
+    assert_eq!((third.kept, third.unchanged), (1, 22));
+    assert_eq!(
+        s.get_state(&key(3)).await.unwrap().as_deref(),
+        Some("Later")
+    );
+    let checked = verify(&source, &*s, 4, 3, |_| {}).await.unwrap();
+    assert_eq!(checked.differing, (1, vec!["fsm:3:3".to_owned()]));
 }

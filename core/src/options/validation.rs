@@ -61,19 +61,33 @@ impl StorageOptions {
     /// [`Error::InvalidKey`] from the key builder, or for an id over 255 characters.
     pub fn row_id(&self, key: &StorageKey) -> Result<String> {
         let id = self.key_builder.build(key)?;
-        if id.chars().count() > MAX_KEY_BYTES {
-            return Err(Error::InvalidKey(format!(
-                "row id is longer than {MAX_KEY_BYTES} characters"
+        check_row_id(&id)?;
+        Ok(id)
+    }
+
+    /// The data of a row written by its id (`fsmstore copy`,
+    /// [`Inspect::put_row`](crate::Inspect::put_row)) as text, once the id, the state and
+    /// the data are checked as every write checks them.
+    ///
+    /// # Errors
+    /// [`Error::InvalidKey`] for an id over 255 characters or with a NUL;
+    /// [`Error::InvalidInput`] for a bad state or a row holding nothing;
+    /// [`Error::ValueTooLarge`] for data over the limit.
+    pub fn put_row_text(
+        &self,
+        id: &str,
+        state: Option<&str>,
+        data: &crate::data::Data,
+    ) -> Result<String> {
+        check_row_id(id)?;
+        if let Some(state) = state {
+            crate::data::validate_state(state)?;
+        } else if data.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "row {id:?} holds neither a state nor data: there is nothing to write"
             )));
         }
-        // PostgreSQL can not store NUL in text; the other backends could, so no one does.
-        if id.contains('\0') {
-            return Err(Error::InvalidKey(
-                "a key part (destiny, business connection, prefix) contains a NUL character"
-                    .to_owned(),
-            ));
-        }
-        Ok(id)
+        crate::data::validate_data(id, data, self.max_data_bytes)
     }
 
     /// The row id of `key` for a `transition` to `state` with `patch`, once both are
@@ -117,4 +131,20 @@ impl StorageOptions {
     pub fn migration_set(&self, dialect: Dialect) -> Result<MigrationSet> {
         migrations::resolve(self.migrations.as_ref(), dialect, &self.table)
     }
+}
+
+/// What every row id must be: at most 255 characters, no NUL.
+fn check_row_id(id: &str) -> Result<()> {
+    if id.chars().count() > MAX_KEY_BYTES {
+        return Err(Error::InvalidKey(format!(
+            "row id is longer than {MAX_KEY_BYTES} characters"
+        )));
+    }
+    // PostgreSQL can not store NUL in text; the other backends could, so no one does.
+    if id.contains('\0') {
+        return Err(Error::InvalidKey(
+            "a key part (destiny, business connection, prefix) contains a NUL character".to_owned(),
+        ));
+    }
+    Ok(())
 }

@@ -24,6 +24,21 @@ pub struct InspectQueries {
     /// `()` → the database's clock, unix milliseconds (the expiry cutoff of `purge
     /// --expired` is taken from it, as reads and writes decide expiry with it).
     pub now_ms: String,
+    /// `(id, state, data, updated_ms)` — in a layout without `updated_at`, `(id, state,
+    /// data)`: writes a row as another database held it (`fsmstore copy`), its write time
+    /// included (`NULL`: the database's clock now). Inserts the row, or replaces one last
+    /// written no later than `updated_ms` (to the millisecond); a row written later is
+    /// kept and the statement changes nothing. Without `updated_at` it inserts or replaces.
+    pub put_row: String,
+    /// The binds of `put_row`: inserts the row or replaces whatever is there (`copy
+    /// --replace`).
+    pub replace_row: String,
+}
+
+/// The two statements that write a row as given, `put_row` and `replace_row`.
+pub(super) struct RowWrites {
+    pub(super) put_row: String,
+    pub(super) replace_row: String,
 }
 
 /// How a table's rows look to the whole-table statements of one dialect and layout.
@@ -47,6 +62,7 @@ pub(super) fn inspect_queries(
     rows: RowShape<'_>,
     p: impl Fn(usize) -> String,
     delete_limit: bool,
+    writes: RowWrites,
 ) -> InspectQueries {
     let RowShape {
         live,
@@ -91,5 +107,7 @@ pub(super) fn inspect_queries(
         ),
         purge_batch,
         now_ms: format!("SELECT {now_ms}"),
+        put_row: writes.put_row,
+        replace_row: writes.replace_row,
     }
 }

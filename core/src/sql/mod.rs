@@ -15,7 +15,7 @@ mod sqlite;
 mod version;
 
 pub use inspect::InspectQueries;
-use inspect::{inspect_queries, RowShape};
+use inspect::{inspect_queries, RowShape, RowWrites};
 #[cfg(test)]
 use locks::advisory_key;
 pub use locks::{ClusterLock, KeyLock, MigrationLock};

@@ -141,6 +141,36 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
 
 pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQueries {
     let live = format!("{} AND ", super::LIVE_TEXT_ROW);
+    let writes = match layout {
+        crate::Layout::AiogramSqlalchemy => {
+            let upsert = aiogram_queries(t).row.upsert_record;
+            super::RowWrites {
+                put_row: upsert.clone(),
+                replace_row: upsert,
+            }
+        }
+        _ => {
+            // `? / 1000` is an exact decimal (4 places), so FROM_UNIXTIME keeps the
+            // millisecond. Assignments run left to right: `updated_at` is set last, so
+            // each test reads the stored time.
+            let insert = format!(
+                "INSERT INTO {t} (id, state, data, updated_at) VALUES (?, ?, ?, \
+                 COALESCE(FROM_UNIXTIME(? / 1000), CURRENT_TIMESTAMP(6))) ON DUPLICATE KEY UPDATE "
+            );
+            let older = "updated_at < VALUES(updated_at) + INTERVAL 1000 MICROSECOND";
+            super::RowWrites {
+                put_row: format!(
+                    "{insert}state = IF({older}, VALUES(state), state), \
+                     data = IF({older}, VALUES(data), data), \
+                     updated_at = IF({older}, VALUES(updated_at), updated_at)"
+                ),
+                replace_row: format!(
+                    "{insert}state = VALUES(state), data = VALUES(data), \
+                     updated_at = VALUES(updated_at)"
+                ),
+            }
+        }
+    };
     let rows = match layout {
         crate::Layout::AiogramSqlalchemy => super::RowShape {
             live: &live,
@@ -162,6 +192,7 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
         rows,
         |_| "?".to_owned(),
         true,
+        writes,
     )
 }
 

@@ -217,6 +217,33 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
 
 pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQueries {
     let live = format!("{} AND ", super::LIVE_TEXT_ROW);
+    let writes = match layout {
+        crate::Layout::AiogramSqlalchemy => {
+            let upsert = aiogram_queries(t).row.upsert_record;
+            super::RowWrites {
+                put_row: upsert.clone(),
+                replace_row: upsert,
+            }
+        }
+        _ => {
+            // Milliseconds added to the epoch as an interval: exact, where
+            // `to_timestamp(ms / 1000.0)` goes through a float.
+            let replace_row = format!(
+                "INSERT INTO {t} AS t (id, state, data, updated_at) VALUES ($1, $2, $3, \
+                 COALESCE(to_timestamp(0) + $4::BIGINT * interval '1 millisecond', now())) \
+                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, data = EXCLUDED.data, \
+                 updated_at = EXCLUDED.updated_at"
+            );
+            super::RowWrites {
+                // To the millisecond: a row stored at .123456 s was not written after one
+                // carried as .123 (its listing says .123 too).
+                put_row: format!(
+                    "{replace_row} WHERE t.updated_at < EXCLUDED.updated_at + interval '1 millisecond'"
+                ),
+                replace_row,
+            }
+        }
+    };
     let rows = match layout {
         crate::Layout::AiogramSqlalchemy => super::RowShape {
             live: &live,
@@ -241,5 +268,6 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
         rows,
         |n| format!("${n}"),
         false,
+        writes,
     )
 }

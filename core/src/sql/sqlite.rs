@@ -131,6 +131,27 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
 
 pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQueries {
     let live = format!("{} AND ", super::LIVE_TEXT_ROW);
+    let writes = match layout {
+        crate::Layout::AiogramSqlalchemy => {
+            let upsert = aiogram_queries(t).row.upsert_record;
+            super::RowWrites {
+                put_row: upsert.clone(),
+                replace_row: upsert,
+            }
+        }
+        _ => {
+            let replace_row = format!(
+                "INSERT INTO {t} (id, state, data, updated_at) \
+                 VALUES (?1, ?2, ?3, COALESCE(?4, {NOW_MS})) \
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, data = excluded.data, \
+                 updated_at = excluded.updated_at"
+            );
+            super::RowWrites {
+                put_row: format!("{replace_row} WHERE updated_at <= excluded.updated_at"),
+                replace_row,
+            }
+        }
+    };
     let rows = match layout {
         crate::Layout::AiogramSqlalchemy => super::RowShape {
             live: &live,
@@ -145,5 +166,5 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
             before: "updated_at < {cutoff}",
         },
     };
-    super::inspect_queries(t, NOW_MS, rows, |n| format!("?{n}"), false)
+    super::inspect_queries(t, NOW_MS, rows, |n| format!("?{n}"), false, writes)
 }
