@@ -54,6 +54,29 @@ pub mod migrate {
     };
 }
 
+/// Moving dialogues between databases, tables and layouts with their write times
+/// (`fsmstore copy`), and comparing both sides.
+///
+/// ```
+/// # #[cfg(feature = "sqlite")]
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use fsmstore::copy::{copy, verify, CopyOptions};
+/// use fsmstore::{BotId, ChatId, StorageKey, UserId};
+/// let from = fsmstore::open("sqlite::memory:?schema=upgrade&ttl=30d").await?;
+/// let to = fsmstore::open("sqlite::memory:?schema=upgrade&ttl=30d").await?;
+/// let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7));
+/// from.storage().set_state(&key, Some("Form:name")).await?;
+/// let report = copy(&*from.inspect(), &*to.inspect(), &CopyOptions::default(), |_| {}).await?;
+/// assert_eq!((report.new, report.unchanged), (1, 0));
+/// assert_eq!(to.storage().get_state(&key).await?.as_deref(), Some("Form:name"));
+/// assert!(verify(&*from.inspect(), &*to.inspect(), 500, 16, |_| {}).await?.clean());
+/// # Ok::<(), fsmstore::Error>(())
+/// # }).unwrap();
+/// ```
+pub mod copy {
+    pub use fsmstore_core::copy::{copy, verify, CopyOptions, CopyReport, VerifyReport};
+}
+
 /// Whole-table operations for operators: list rows, stats, purge by age.
 pub mod inspect {
     pub use fsmstore_core::{now_ms, Inspect, StoredRow, TableStats};

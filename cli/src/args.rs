@@ -129,7 +129,7 @@ pub(crate) enum Access {
 /// `url` opened as `access` needs where the backend can say so: a SQLite file read-only
 /// (`mode=ro`) or as an existing file (`mode=rw`), unless the URL sets a mode. The URL is
 /// parsed, not searched: `mode=` inside another parameter's value is not a mode.
-fn with_access(url: &str, access: Access) -> fsmstore::Result<String> {
+pub(crate) fn with_access(url: &str, access: Access) -> fsmstore::Result<String> {
     use fsmstore::core::DatabaseUrl;
     let mode = match access {
         Access::ReadOnly => "ro",
@@ -168,6 +168,39 @@ pub(crate) enum Command {
     /// table, readable by fsmstore-teloxide. The source is only read; dialogues already
     /// in the FSM table are kept unless --replace.
     TeloxideImport(TeloxideImportArgs),
+    /// Copy every dialogue from one database, table or layout to another, with its state,
+    /// data and write time (so TTLs go on where they were), in batches. Running it again
+    /// writes only what is missing or changed; a row written later at the destination is
+    /// kept unless --replace. Tables come from each URL's `table=`.
+    Copy(CopyArgs),
+}
+
+/// Arguments of `fsmstore copy`.
+#[derive(Debug, Args)]
+pub(crate) struct CopyArgs {
+    /// The source (default: --url). Only read.
+    #[arg(long, value_name = "URL")]
+    pub(crate) from: Option<String>,
+    /// The destination. Its table is created or upgraded to head unless the URL sets
+    /// `schema=`.
+    #[arg(long, value_name = "URL")]
+    pub(crate) to: String,
+    /// Rows read and written per batch.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub(crate) batch: u64,
+    /// Overwrite rows of the destination even when written there later.
+    #[arg(long)]
+    pub(crate) replace: bool,
+    /// Count what would be written; write nothing (with --verify: only compare).
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Afterwards compare both sides row by row (state, data, write time); exit 1 when
+    /// they differ.
+    #[arg(long)]
+    pub(crate) verify: bool,
+    /// Resume after this id (a copy that stopped prints the id to resume from).
+    #[arg(long, value_name = "ID")]
+    pub(crate) after: Option<String>,
 }
 
 /// Arguments of `fsmstore teloxide-import`.

@@ -5,6 +5,7 @@
 mod args;
 mod bench;
 mod conformance;
+mod copy;
 mod demo;
 mod export;
 mod inspect;
@@ -94,6 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(&global, args).await,
         Command::Bench(args) => bench::run(&global, args).await,
         Command::TeloxideImport(args) => teloxide_import::run(&global, args).await,
+        Command::Copy(args) => copy::run(&global, args).await,
     }
 }
 
