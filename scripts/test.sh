@@ -13,7 +13,8 @@
 #   Cluster (17001-17006) and Redis Sentinel (17301-17302, sentinels 17311-17313) unless they run
 #   already, and stops at the end only what it started;
 # - makes the pinned Python virtualenv of the co-existence tests;
-# - runs `cargo test --workspace --all-features`.
+# - runs `cargo test --workspace --all-features`, then (without arguments) builds and runs
+#   compat/teloxide-side-by-side.
 # A test whose server is still missing is listed as ignored, with the reason, in its
 # binary's summary (and fails under CI): nothing counts as passed that did not run.
 set -euo pipefail
@@ -102,3 +103,12 @@ else
 fi
 
 cargo test --workspace --all-features "$@"
+
+# A teloxide bot in the middle of moving (compat/teloxide-side-by-side): teloxide's own
+# SQLite storage (sqlx 0.8, libsqlite3-sys 0.30) and fsmstore's SQLite backend in one crate
+# with its own lock file, where fsmstore-sqlite resolves to the oldest rusqlite it accepts
+# (the workspace above builds and tests the newest); built and run. With the whole suite.
+if [ "$#" -eq 0 ]; then
+  cargo run -q --manifest-path compat/teloxide-side-by-side/Cargo.toml \
+    --target-dir target/side-by-side
+fi

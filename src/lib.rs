@@ -114,7 +114,9 @@ pub mod redis {
 /// implements teloxide's `Storage<D>`.
 #[cfg(feature = "teloxide")]
 pub mod teloxide {
-    pub use fsmstore_teloxide::{codec, lock_chat, ChatLock, TeloxideStorage};
+    pub use fsmstore_teloxide::{
+        codec, lock_chat, ChatLock, ImportError, ImportReport, TeloxideStorage,
+    };
 
     /// teloxide dialogues on the database `url` names (the options its query sets), keyed
     /// by chat with bot id 0: [`open`](crate::open) then [`TeloxideStorage::new`].

@@ -160,6 +160,87 @@ impl TeloxideStorage {
         &self.storage
     }
 
+    /// Moves the dialogues of `chats` from another teloxide storage — teloxide's own
+    /// `SqliteStorage`, `PostgresStorage`, `RedisStorage`, `InMemStorage`, or any
+    /// `Storage<D>` — into this one, dialogue by dialogue, in the process: what a bot
+    /// switching storages runs once at start-up. The source is only read. teloxide's
+    /// storages can not list their chats: pass the ones to move (`SELECT chat_id FROM
+    /// teloxide_dialogues`, say, or your users' table); a chat without a dialogue there is
+    /// counted `absent`. (`fsmstore teloxide-import` reads teloxide's table or keys
+    /// directly, all chats at once.)
+    ///
+    /// A chat that already has a dialogue here is kept unless `replace`: run again after
+    /// the bot went live, it puts no user back on an old step. With locks
+    /// ([`TeloxideStorage::from`]) each chat's check and write hold the chat's lock, so a
+    /// handler behind [`lock_chat`] sees the dialogue before or after, never between.
+    ///
+    /// # Errors
+    /// [`ImportError::Source`] when the source fails to read a chat (a dialogue that does
+    /// not deserialize as `D`, a lost connection): the chats before it are moved;
+    /// [`ImportError::Destination`] for this storage's errors (a dialogue it refuses, a
+    /// lock that did not come).
+    pub async fn import_from<D, S>(
+        &self,
+        source: Arc<S>,
+        chats: impl IntoIterator<Item = TgChatId>,
+        replace: bool,
+    ) -> std::result::Result<ImportReport, ImportError<S::Error>>
+    where
+        S: dialogue::Storage<D> + ?Sized,
+        D: Serialize + Send + 'static,
+    {
+        let mut report = ImportReport::default();
+        for chat in chats {
+            let dialogue = Arc::clone(&source)
+                .get_dialogue(chat)
+                .await
+                .map_err(|error| ImportError::Source { chat, error })?;
+            let Some(dialogue) = dialogue else {
+                report.absent += 1;
+                continue;
+            };
+            let lock = match &self.isolation {
+                Some(isolation) => Some(isolation.lock(&self.key(chat)).await?),
+                None => None,
+            };
+            let written = self.import_one(chat, dialogue, replace).await;
+            // Released before the next chat (on Redis a dropped lock is released by a
+            // task of its own).
+            if let Some(lock) = lock {
+                lock.release().await;
+            }
+            match written? {
+                Imported::New => report.new += 1,
+                Imported::Replaced => report.replaced += 1,
+                Imported::Kept => report.kept += 1,
+            }
+        }
+        Ok(report)
+    }
+
+    async fn import_one<D: Serialize>(
+        &self,
+        chat: TgChatId,
+        dialogue: D,
+        replace: bool,
+    ) -> Result<Imported> {
+        let there = self
+            .storage
+            .get_record(&self.key(chat))
+            .await?
+            .state
+            .is_some();
+        if there && !replace {
+            return Ok(Imported::Kept);
+        }
+        self.update(chat, dialogue).await?;
+        Ok(if there {
+            Imported::Replaced
+        } else {
+            Imported::New
+        })
+    }
+
     async fn get<D: DeserializeOwned>(&self, chat: TgChatId) -> Result<Option<D>> {
         let key = self.key(chat);
         let record = self.storage.get_record(&key).await?;
@@ -197,6 +278,70 @@ impl TeloxideStorage {
             Err(Error::NotFound {
                 key: self.storage.options().row_id(&key)?,
             })
+        }
+    }
+}
+
+/// What happened to one chat's dialogue in [`TeloxideStorage::import_from`].
+enum Imported {
+    New,
+    Replaced,
+    Kept,
+}
+
+/// What [`TeloxideStorage::import_from`] did, per chat given.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ImportReport {
+    /// Dialogues written where this storage had none.
+    pub new: u64,
+    /// Dialogues written over one this storage held (`replace`).
+    pub replaced: u64,
+    /// Dialogues this storage held, left as they were (no `replace`).
+    pub kept: u64,
+    /// Chats without a dialogue in the source.
+    pub absent: u64,
+}
+
+/// Why [`TeloxideStorage::import_from`] stopped: the chats before it are moved.
+#[derive(Debug)]
+pub enum ImportError<E> {
+    /// The source failed to read the dialogue of `chat`.
+    Source {
+        /// The chat.
+        chat: TgChatId,
+        /// The source storage's error.
+        error: E,
+    },
+    /// This storage failed.
+    Destination(Error),
+}
+
+impl<E> From<Error> for ImportError<E> {
+    fn from(error: Error) -> Self {
+        ImportError::Destination(error)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for ImportError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImportError::Source { chat, error } => {
+                write!(
+                    f,
+                    "reading the dialogue of chat {chat} from the source: {error}"
+                )
+            }
+            ImportError::Destination(error) => write!(f, "writing into fsmstore: {error}"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for ImportError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ImportError::Source { error, .. } => Some(error),
+            ImportError::Destination(error) => Some(error),
         }
     }
 }

@@ -183,3 +183,77 @@ async fn rows_are_readable_and_keyed_like_aiogram() {
         common::drop_tables(db).await;
     }
 }
+
+/// `import_from` moves teloxide's own storage into fsmstore in the process, dialogue by
+/// dialogue: chats without one are counted absent; run again it keeps what the bot wrote
+/// since (unless `replace`); a dialogue fsmstore refuses stops it with a typed error,
+/// after the chats before it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_teloxide_storage_moves_in_dialogue_by_dialogue() {
+    use fsmstore_teloxide::ImportError;
+    use teloxide::dispatching::dialogue::InMemStorage;
+    for target in common::targets("import") {
+        let Some(db) = common::open(&target, target.options("import")).await else {
+            continue;
+        };
+        let storage = Arc::new(TeloxideStorage::from(&db));
+        let source = InMemStorage::<Dialogue>::new();
+        for (chat, text) in [(1, "ABC"), (11, "DEF"), (256, "GHI")] {
+            Arc::clone(&source)
+                .update_dialogue(ChatId(chat), text.to_owned())
+                .await
+                .unwrap();
+        }
+        let chats = [1, 11, 256, 999].map(ChatId);
+        let report = storage
+            .import_from(Arc::clone(&source), chats, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            (report.new, report.kept, report.absent),
+            (3, 0, 1),
+            "{}",
+            target.name
+        );
+        check(&storage, [Some("ABC"), Some("DEF"), Some("GHI")]).await;
+
+        // The bot moved chat 11 on: an import again keeps it, --replace does not.
+        Arc::clone(&storage)
+            .update_dialogue(ChatId(11), "LIVE".to_owned())
+            .await
+            .unwrap();
+        let again = storage
+            .import_from(Arc::clone(&source), chats, false)
+            .await
+            .unwrap();
+        assert_eq!((again.new, again.kept, again.replaced), (0, 3, 0));
+        check(&storage, [Some("ABC"), Some("LIVE"), Some("GHI")]).await;
+        let replaced = storage
+            .import_from(Arc::clone(&source), chats, true)
+            .await
+            .unwrap();
+        assert_eq!((replaced.replaced, replaced.kept), (3, 0));
+        check(&storage, [Some("ABC"), Some("DEF"), Some("GHI")]).await;
+
+        // A NUL fsmstore refuses: a typed error, the chat before it moved.
+        Arc::clone(&source)
+            .update_dialogue(ChatId(5), "nul\u{0}inside".to_owned())
+            .await
+            .unwrap();
+        Arc::clone(&source)
+            .update_dialogue(ChatId(4), "four".to_owned())
+            .await
+            .unwrap();
+        let err = storage
+            .import_from(Arc::clone(&source), [4, 5].map(ChatId), false)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ImportError::Destination(e) if e.kind() == ErrorKind::InvalidInput),
+            "{err}"
+        );
+        let four: Option<Dialogue> = Arc::clone(&storage).get_dialogue(ChatId(4)).await.unwrap();
+        assert_eq!(four.as_deref(), Some("four"));
+        common::drop_tables(db).await;
+    }
+}
