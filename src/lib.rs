@@ -79,7 +79,7 @@ pub mod copy {
 
 /// Whole-table operations for operators: list rows, stats, purge by age.
 pub mod inspect {
-    pub use fsmstore_core::{now_ms, Inspect, StoredRow, TableStats};
+    pub use fsmstore_core::{now_ms, Inspect, PutRow, StoredRow, TableStats};
 }
 
 /// The SQLite backend.

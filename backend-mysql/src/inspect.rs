@@ -2,12 +2,13 @@
 //! purge), on core's MySQL statements.
 
 use async_trait::async_trait;
-use fsmstore_core::{Error, Inspect, Replay, Result, Storage, StoredRow, TableStats};
-use sqlx::mysql::MySqlRow;
+use fsmstore_core::sql::{InspectQueries, MysqlQueries};
+use fsmstore_core::{Error, Inspect, PutRow, Replay, Result, Storage, StoredRow, TableStats};
+use sqlx::mysql::{MySqlConnection, MySqlRow};
 use sqlx::Row;
 
 use crate::connections::{sql, Staged};
-use crate::error::from_sqlx;
+use crate::error::{error_number, from_sqlx, ER_DUP_ENTRY};
 use crate::storage::MysqlStorage;
 
 /// `id, state, data, updated_at ms` as a [`StoredRow`].
@@ -186,40 +187,31 @@ impl Inspect for MysqlStorage {
         Ok(count(n))
     }
 
-    async fn put_row(&self, row: &StoredRow, replace: bool) -> Result<()> {
+    async fn put_row(&self, row: &StoredRow, how: PutRow) -> Result<bool> {
         let text = self
             .options()
             .put_row_text(&row.id, row.state.as_deref(), &row.data)?;
         let id = self.exact(row.id.clone())?;
-        let q = self.inspect_queries();
-        let sql = if replace { &q.replace_row } else { &q.put_row };
         let timed = self.options().layout.has_updated_at();
+        let how = how.with_time(row.updated_at_ms, timed);
         // The write time is bound only where the layout keeps one.
         let at = timed.then_some(row.updated_at_ms);
-        let args = (sql, id, row.state.clone(), text, at);
+        let args = Put {
+            inspect: self.inspect_queries(),
+            rows: self.row_queries(),
+            id,
+            state: row.state.clone(),
+            text,
+            at,
+            how,
+        };
         // Replay-safe: the row as given, its write time included, written again is the
-        // same row.
+        // same row (a replayed insert finds it there and reports it kept).
         self.connections()
-            .call(
-                "put_row",
-                Replay::Safe,
-                args,
-                |conn, (sql, id, state, text, at)| {
-                    Box::pin(async move {
-                        let query = sqlx::query(self::sql(sql))
-                            .bind(id.as_str())
-                            .bind(state.as_deref())
-                            .bind(text.as_str());
-                        let query = match at {
-                            Some(at) => query.bind(*at),
-                            None => query,
-                        };
-                        query.execute(&mut *conn).await.applying()
-                    })
-                },
-            )
-            .await?;
-        Ok(())
+            .call("put_row", Replay::Safe, args, |conn, put| {
+                Box::pin(async move { put.run(conn).await.applying() })
+            })
+            .await
     }
 
     async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {
@@ -246,5 +238,61 @@ impl Inspect for MysqlStorage {
             )
             .await?;
         Ok(done.rows_affected())
+    }
+}
+
+/// One `put_row`: its statements and binds.
+struct Put<'a> {
+    inspect: &'a InspectQueries,
+    rows: &'a MysqlQueries,
+    id: String,
+    state: Option<String>,
+    text: String,
+    /// `Some` where the layout keeps a write time.
+    at: Option<Option<i64>>,
+    how: PutRow,
+}
+
+impl Put<'_> {
+    /// Writes the row; whether it did. MySQL reports an upsert that kept the row as it
+    /// reports an insert (sqlx asks for found rows), so a plain `INSERT` runs first and a
+    /// duplicate key means the row is there: then the conditional `UPDATE`, whose matched
+    /// rows say whether it wrote.
+    async fn run(&self, conn: &mut MySqlConnection) -> sqlx::Result<bool> {
+        let insert = |sql| {
+            let query = sqlx::query(self::sql(sql))
+                .bind(self.id.as_str())
+                .bind(self.state.as_deref())
+                .bind(self.text.as_str());
+            match self.at {
+                Some(at) => query.bind(at),
+                None => query,
+            }
+        };
+        if self.how == PutRow::Replace {
+            insert(&self.inspect.replace_row)
+                .execute(&mut *conn)
+                .await?;
+            return Ok(true);
+        }
+        match insert(&self.inspect.insert_row).execute(&mut *conn).await {
+            Ok(_) => Ok(true),
+            Err(err) if error_number(&err) == Some(ER_DUP_ENTRY) => {
+                let update = match (self.how, self.at) {
+                    (PutRow::IfNotNewer, Some(at)) => sqlx::query(sql(&self.rows.update_if_older))
+                        .bind(self.state.as_deref())
+                        .bind(self.text.as_str())
+                        .bind(at)
+                        .bind(self.id.as_str())
+                        .bind(at),
+                    _ => sqlx::query(sql(&self.rows.revive_emptied))
+                        .bind(self.state.as_deref())
+                        .bind(self.text.as_str())
+                        .bind(self.id.as_str()),
+                };
+                Ok(update.execute(&mut *conn).await?.rows_affected() > 0)
+            }
+            Err(err) => Err(err),
+        }
     }
 }

@@ -212,6 +212,11 @@ impl MysqlStorage {
     pub(crate) fn inspect_queries(&self) -> &InspectQueries {
         &self.inner.inspect
     }
+
+    /// Core's row statements of this table.
+    pub(crate) fn row_queries(&self) -> &MysqlQueries {
+        &self.inner.queries
+    }
 }
 
 impl MysqlStorage {

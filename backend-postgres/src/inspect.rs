@@ -2,7 +2,7 @@
 //! purge), on core's PostgreSQL statements.
 
 use async_trait::async_trait;
-use fsmstore_core::{Error, Inspect, Replay, Result, Storage, StoredRow, TableStats};
+use fsmstore_core::{Error, Inspect, PutRow, Replay, Result, Storage, StoredRow, TableStats};
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 
@@ -67,16 +67,21 @@ impl Inspect for PgStorage {
         row.as_ref().map(stored).transpose()
     }
 
-    async fn put_row(&self, row: &StoredRow, replace: bool) -> Result<()> {
+    async fn put_row(&self, row: &StoredRow, how: PutRow) -> Result<bool> {
         self.options()
             .put_row_text(&row.id, row.state.as_deref(), &row.data)?;
         let q = self.inspect_queries();
-        let sql = if replace { &q.replace_row } else { &q.put_row };
+        let timed = self.options().layout.has_updated_at();
+        let sql = match how.with_time(row.updated_at_ms, timed) {
+            PutRow::Replace => &q.replace_row,
+            PutRow::IfNotNewer => &q.put_row,
+            _ => &q.insert_row,
+        };
         let (id, state, data) = (&row.id, &row.state, Json(&row.data));
         let at = row.updated_at_ms;
         // Replay-safe: the row as given, its write time included, written again is the
-        // same row.
-        if self.options().layout.has_updated_at() {
+        // same row (a replayed insert finds it there and reports it kept).
+        let changed = if timed {
             self.connections()
                 .run(
                     "put_row",
@@ -85,7 +90,7 @@ impl Inspect for PgStorage {
                     &[p(id), p(state), p(&data), p(&at)],
                     execute_op,
                 )
-                .await?;
+                .await?
         } else {
             self.connections()
                 .run(
@@ -95,9 +100,9 @@ impl Inspect for PgStorage {
                     &[p(id), p(state), p(&data)],
                     execute_op,
                 )
-                .await?;
-        }
-        Ok(())
+                .await?
+        };
+        Ok(changed > 0)
     }
 
     async fn stats(&self) -> Result<TableStats> {

@@ -196,6 +196,8 @@ struct Scripts {
     set_state: Script,
     set_data: Script,
     set_record: Script,
+    /// SET_RECORD where the dialogue has neither key (`put_row` without replacing).
+    insert_record: Script,
     merge: Script,
     get_record: Script,
 }
@@ -234,6 +236,9 @@ impl AiogramLayout {
                 set_state: with_prelude(SET_STATE),
                 set_data: with_prelude(SET_DATA),
                 set_record: with_prelude(SET_RECORD),
+                insert_record: with_prelude(&format!(
+                    "if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end\n{SET_RECORD}"
+                )),
                 merge: Script::new(&format!("{PRELUDE}{MEMBERS}{MERGE}")),
                 get_record: Script::new(GET_RECORD),
             },
@@ -263,9 +268,10 @@ impl AiogramLayout {
     ) -> Result<()> {
         self.write_expiring(operation, script, keys, &self.ttl, args)
             .await
+            .map(drop)
     }
 
-    /// [`write`](Self::write) with the TTL arguments `ttl`.
+    /// [`write`](Self::write) with the TTL arguments `ttl`; the script's answer.
     async fn write_expiring(
         &self,
         operation: &'static str,
@@ -273,7 +279,7 @@ impl AiogramLayout {
         keys: &Keys,
         ttl: &[String; 3],
         args: &[&str],
-    ) -> Result<()> {
+    ) -> Result<i64> {
         self.conns
             .write(operation, &keys.state, |mut conn| {
                 let mut call = script.key(&keys.state);
@@ -284,7 +290,6 @@ impl AiogramLayout {
                 async move { call.invoke_async::<i64>(&mut conn).await }
             })
             .await
-            .map(drop)
     }
 
     /// Runs MERGE: `state` is `None` to keep the state, `Some(None)` to delete it.
@@ -472,7 +477,8 @@ impl Rows for AiogramLayout {
         state: Option<&str>,
         data: &Data,
         ttl_ms: Option<u64>,
-    ) -> Result<()> {
+        replace: bool,
+    ) -> Result<bool> {
         let text = if data.is_empty() {
             String::new()
         } else {
@@ -487,15 +493,21 @@ impl Rows for AiogramLayout {
             }
             None => self.ttl.clone(),
         };
-        let script = &self.scripts.set_record;
-        self.write_expiring(
-            "put_row",
-            script,
-            &keys,
-            &ttl,
-            &[state.unwrap_or(""), &text],
-        )
-        .await
+        let script = if replace {
+            &self.scripts.set_record
+        } else {
+            &self.scripts.insert_record
+        };
+        let written = self
+            .write_expiring(
+                "put_row",
+                script,
+                &keys,
+                &ttl,
+                &[state.unwrap_or(""), &text],
+            )
+            .await?;
+        Ok(written == 1)
     }
 
     async fn row(&self, id: &str) -> Result<Option<StoredRow>> {

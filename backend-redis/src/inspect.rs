@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use fsmstore_core::{now_ms, Error, Inspect, Replay, Result, Storage, StoredRow, TableStats};
+use fsmstore_core::{Error, Inspect, PutRow, Replay, Result, Storage, StoredRow, TableStats};
 
 use crate::keyspace::ids;
 use crate::storage::RedisStorage;
@@ -65,28 +65,45 @@ impl Inspect for RedisStorage {
         Ok(listed)
     }
 
+    async fn ids_after(&self, after: Option<&str>) -> Result<Option<Vec<String>>> {
+        // One SCAN (list_rows walks the keyspace once per page).
+        let rows = self.rows();
+        let after = after.unwrap_or("");
+        let mut all = BTreeSet::new();
+        ids(self.connections(), rows.prefix(), rows.shape(), |batch| {
+            all.extend(batch.into_iter().filter(|id| id.as_str() > after));
+            Ok(())
+        })
+        .await?;
+        Ok(Some(all.into_iter().collect()))
+    }
+
     async fn get_row(&self, id: &str) -> Result<Option<StoredRow>> {
         self.rows().row(id).await
     }
 
-    async fn put_row(&self, row: &StoredRow, _replace: bool) -> Result<()> {
+    async fn put_row(&self, row: &StoredRow, how: PutRow) -> Result<bool> {
         self.options()
             .put_row_text(&row.id, row.state.as_deref(), &row.data)?;
         // Redis keeps no write time: with a TTL the key expires when the row would have
-        // where it came from, and a row already past it is not written.
+        // at this TTL, by Redis' clock, and a row already past it is not written.
         let ttl_ms = match (self.options().ttl, row.updated_at_ms) {
             (Some(ttl), Some(at)) => {
                 let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-                let left = at.saturating_add(ttl).saturating_sub(now_ms());
+                let left = at
+                    .saturating_add(ttl)
+                    .saturating_sub(self.database_now_ms().await?);
                 if left <= 0 {
-                    return Ok(());
+                    return Ok(false);
                 }
                 Some(left as u64)
             }
             _ => None,
         };
+        // No write times to compare: only `Replace` writes over a dialogue here.
+        let replace = how.with_time(row.updated_at_ms, false) == PutRow::Replace;
         self.rows()
-            .put(&row.id, row.state.as_deref(), &row.data, ttl_ms)
+            .put(&row.id, row.state.as_deref(), &row.data, ttl_ms, replace)
             .await
     }
 

@@ -77,6 +77,8 @@ struct Scripts {
     set_data: Script,
     merge: Script,
     set_record: Script,
+    /// SET_RECORD where the dialogue's key does not exist (`put_row` without replacing).
+    insert_record: Script,
 }
 
 /// fsmstore's layout on the connections of a storage.
@@ -135,6 +137,9 @@ impl OwnLayout {
                 set_data: Script::new(SET_DATA),
                 merge: Script::new(MERGE),
                 set_record: Script::new(SET_RECORD),
+                insert_record: Script::new(&format!(
+                    "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n{SET_RECORD}"
+                )),
             },
         }
     }
@@ -183,22 +188,24 @@ impl OwnLayout {
         Ok(record_of(id, hash)?.data)
     }
 
-    /// SET_RECORD on row `id`: its whole dialogue replaced, expiring after `ttl` ms
-    /// (`"0"`: never).
+    /// `script` (SET_RECORD, or its insert-only form) on row `id`: its whole dialogue
+    /// replaced, expiring after `ttl` ms (`"0"`: never); the script's answer (0: the
+    /// insert found the key there).
     async fn replace(
         &self,
         operation: &'static str,
+        script: &Script,
         id: &str,
         state: Option<&str>,
         data: &Data,
         ttl: String,
-    ) -> Result<()> {
+    ) -> Result<i64> {
         let key = format!("{}{id}", self.prefix);
         let pairs = pairs(data)?;
         let state = state.unwrap_or("");
         self.conns
             .write(operation, &key, |mut conn| {
-                let mut call = self.scripts.set_record.key(&key);
+                let mut call = script.key(&key);
                 call.arg(&ttl).arg(state);
                 for (name, text) in &pairs {
                     call.arg(name).arg(text);
@@ -206,7 +213,6 @@ impl OwnLayout {
                 async move { call.invoke_async::<i64>(&mut conn).await }
             })
             .await
-            .map(drop)
     }
 
     /// HGETALL of `key`.
@@ -316,8 +322,10 @@ impl Storage for OwnLayout {
 
     async fn set_record(&self, key: &StorageKey, state: Option<&str>, data: &Data) -> Result<()> {
         let (id, _) = self.options().record_row_id(key, state, data)?;
-        self.replace("set_record", &id, state, data, self.ttl())
+        let script = &self.scripts.set_record;
+        self.replace("set_record", script, &id, state, data, self.ttl())
             .await
+            .map(drop)
     }
 
     async fn get_value(&self, key: &StorageKey, name: &str) -> Result<Option<Value>> {
@@ -393,9 +401,18 @@ impl Rows for OwnLayout {
         state: Option<&str>,
         data: &Data,
         ttl_ms: Option<u64>,
-    ) -> Result<()> {
+        replace: bool,
+    ) -> Result<bool> {
         let ttl = ttl_ms.map_or_else(|| self.ttl(), |ms| ms.max(1).to_string());
-        self.replace("put_row", id, state, data, ttl).await
+        let script = if replace {
+            &self.scripts.set_record
+        } else {
+            &self.scripts.insert_record
+        };
+        let written = self
+            .replace("put_row", script, id, state, data, ttl)
+            .await?;
+        Ok(written == 1)
     }
 
     async fn row(&self, id: &str) -> Result<Option<StoredRow>> {

@@ -20,12 +20,14 @@ pub(crate) trait Rows: Storage {
     async fn row(&self, id: &str) -> Result<Option<StoredRow>>;
 
     /// Writes the whole dialogue of row `id` (checked by the caller), expiring after
-    /// `ttl_ms` (`None`: the storage's `ttl=`).
+    /// `ttl_ms` (`None`: the storage's `ttl=`); unless `replace`, only where the dialogue
+    /// has no key. Whether it wrote.
     async fn put(
         &self,
         id: &str,
         state: Option<&str>,
         data: &Data,
         ttl_ms: Option<u64>,
-    ) -> Result<()>;
+        replace: bool,
+    ) -> Result<bool>;
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fsmstore_core::sql::InspectQueries;
-use fsmstore_core::{Inspect, Result, Storage, StoredRow, TableStats};
+use fsmstore_core::{Inspect, PutRow, Result, Storage, StoredRow, TableStats};
 use rusqlite::{Connection, OptionalExtension, Params, Row};
 
 use crate::error::from_sqlite;
@@ -73,28 +73,29 @@ impl Inspect for SqliteStorage {
             .await
     }
 
-    async fn put_row(&self, row: &StoredRow, replace: bool) -> Result<()> {
+    async fn put_row(&self, row: &StoredRow, how: PutRow) -> Result<bool> {
         let text = self
             .options()
             .put_row_text(&row.id, row.state.as_deref(), &row.data)?;
         let queries = Arc::clone(&self.inspect);
         let timed = self.options().layout.has_updated_at();
+        let how = how.with_time(row.updated_at_ms, timed);
         let (id, state, at) = (row.id.clone(), row.state.clone(), row.updated_at_ms);
         self.connections
             .write(move |conn| {
-                let sql = if replace {
-                    &queries.replace_row
-                } else {
-                    &queries.put_row
+                let sql = match how {
+                    PutRow::Replace => &queries.replace_row,
+                    PutRow::IfNotNewer => &queries.put_row,
+                    _ => &queries.insert_row,
                 };
                 let mut statement = conn.prepare_cached(sql).map_err(from_sqlite)?;
-                if timed {
+                let changed = if timed {
                     statement.execute(rusqlite::params![id, state, text, at])
                 } else {
                     statement.execute(rusqlite::params![id, state, text])
                 }
                 .map_err(from_sqlite)?;
-                Ok(())
+                Ok(changed > 0)
             })
             .await
     }

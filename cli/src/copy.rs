@@ -31,9 +31,13 @@ pub(crate) async fn run(global: &Global, args: CopyArgs) -> anyhow::Result<ExitC
         } else {
             Access::ReadWrite
         };
-        let to = open(&args.to, access, policy)
-            .await
-            .context("opening the destination (--to)")?;
+        let to = open(&args.to, access, policy).await.with_context(|| {
+            if args.dry_run {
+                "opening the destination (--to) read-only for the dry run: it compares with the table there, so a destination without one can not be opened; a real run creates it, and every row would be new"
+            } else {
+                "opening the destination (--to)"
+            }
+        })?;
         let done = copy_and_verify(global, &args, from_url, &from, &to).await;
         let closed = to.close().await;
         let code = done?;
@@ -163,6 +167,7 @@ fn copy_json(report: &CopyReport, dry_run: bool) -> Value {
         "kept": report.kept,
         "unchanged": report.unchanged,
         "expired": report.expired,
+        "expired_at_destination": report.expired_at_destination,
         "skipped": report.skipped.iter().map(|(id, why)| json!({"id": id, "error": why})).collect::<Vec<_>>(),
         "last_id": report.last_id,
         "dry_run": dry_run,
@@ -184,7 +189,7 @@ fn verify_json(checked: &VerifyReport) -> Value {
 fn print_copy(report: &CopyReport, args: &CopyArgs, from: &str, to: &str) {
     let verb = if args.dry_run { "would copy" } else { "copied" };
     println!(
-        "{verb} {} of {} read from {from} to {to}: {} new, {} replaced; {} unchanged, {} kept{}, {} expired at the source",
+        "{verb} {} of {} read from {from} to {to}: {} new, {} replaced; {} unchanged, {} kept{}, {} expired at the source{}",
         output::count(report.new + report.replaced, "row", "rows"),
         report.read,
         report.new,
@@ -197,6 +202,14 @@ fn print_copy(report: &CopyReport, args: &CopyArgs, from: &str, to: &str) {
             ""
         },
         report.expired,
+        if report.expired_at_destination > 0 {
+            format!(
+                ", {} past the destination's shorter TTL (not copied)",
+                report.expired_at_destination
+            )
+        } else {
+            String::new()
+        },
     );
     for (id, why) in &report.skipped {
         eprintln!("skipped {id}: {why}");

@@ -8,7 +8,7 @@
 use std::process::{Command, ExitCode, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use fsmstore::inspect::{now_ms, StoredRow};
+use fsmstore::inspect::{now_ms, PutRow, StoredRow};
 use fsmstore::serde_json::{json, Value};
 use fsmstore::{data, BotId, ChatId, Database, StorageKey, UserId};
 use fsmstore_conformance::{block_on, Needs, Suite};
@@ -132,7 +132,7 @@ async fn source(url: &str) -> Database {
                 updated_at_ms: Some(now_ms() - age),
                 corrupt: None,
             };
-            inspect.put_row(&row, false).await.unwrap();
+            inspect.put_row(&row, PutRow::IfAbsent).await.unwrap();
         }
     }
     assert_eq!(storage.key_count().await.unwrap(), 50, "fresh rows");
@@ -246,7 +246,7 @@ async fn a_killed_copy_finishes_when_run_again() {
             updated_at_ms: Some(at + n),
             corrupt: None,
         };
-        inspect.put_row(&row, false).await.unwrap();
+        inspect.put_row(&row, PutRow::IfAbsent).await.unwrap();
     }
     // Created first, so the count below can watch it fill.
     let there = fsmstore::open(&format!("{to}&schema=upgrade"))

@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use futures_util::stream::{self, StreamExt};
 
 use crate::error::Result;
-use crate::inspect::{Inspect, StoredRow};
+use crate::inspect::{Inspect, PutRow, StoredRow};
 
 /// How [`copy`] runs.
 #[derive(Debug, Clone)]
@@ -101,6 +101,9 @@ pub struct CopyReport {
     pub unchanged: u64,
     /// Past the source's TTL: not copied.
     pub expired: u64,
+    /// Past the destination's TTL (shorter than the source's): not copied, the
+    /// destination would read them as absent.
+    pub expired_at_destination: u64,
     /// Rows not written, by id, and why: data the source holds but no client reads, or a
     /// row the destination refuses (its `max_data_bytes`, say).
     pub skipped: Vec<(String, String)>,
@@ -115,6 +118,7 @@ enum Decision {
     Replace,
     Keep,
     Unchanged,
+    ExpiredThere,
 }
 
 /// Whether `a` and `b` hold the same dialogue: state and data, and the write time where
@@ -154,8 +158,80 @@ async fn cutoff(source: &dyn Inspect) -> Result<Option<i64>> {
     }
 }
 
+/// The destination's expiry cutoff by its clock when it has a TTL (Redis included, which
+/// keeps no write time but expires a copied key when the row would have).
+async fn destination_cutoff(to: &dyn Inspect) -> Result<Option<i64>> {
+    match to.options().ttl {
+        Some(ttl) => {
+            let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+            Ok(Some(to.database_now_ms().await?.saturating_sub(ttl)))
+        }
+        None => Ok(None),
+    }
+}
+
 fn expired(row: &StoredRow, cutoff: Option<i64>) -> bool {
     matches!((row.updated_at_ms, cutoff), (Some(at), Some(cutoff)) if at < cutoff)
+}
+
+/// A side's rows a page at a time, in id order: by [`Inspect::list_rows`], or where the
+/// store lists ids in one pass ([`Inspect::ids_after`]) by those ids, `in_flight` rows
+/// read at once.
+struct Pager<'a> {
+    inspect: &'a dyn Inspect,
+    batch: u64,
+    in_flight: usize,
+    after: Option<String>,
+    ids: Option<std::vec::IntoIter<String>>,
+}
+
+impl<'a> Pager<'a> {
+    async fn new(
+        inspect: &'a dyn Inspect,
+        batch: u64,
+        in_flight: usize,
+        after: Option<String>,
+    ) -> Result<Pager<'a>> {
+        let ids = inspect.ids_after(after.as_deref()).await?;
+        Ok(Pager {
+            inspect,
+            batch: batch.max(1),
+            in_flight: in_flight.max(1),
+            after,
+            ids: ids.map(Vec::into_iter),
+        })
+    }
+
+    /// The next page and the last id it covers (`None`: no more). A row gone since its id
+    /// was listed is left out, so a page may be empty.
+    async fn next(&mut self) -> Result<Option<(Vec<StoredRow>, String)>> {
+        let inspect = self.inspect;
+        let Some(ids) = &mut self.ids else {
+            let page = inspect
+                .list_rows(None, self.after.as_deref(), self.batch)
+                .await?;
+            let Some(last) = page.last().map(|row| row.id.clone()) else {
+                return Ok(None);
+            };
+            self.after = Some(last.clone());
+            return Ok(Some((page, last)));
+        };
+        let chunk: Vec<String> = ids.by_ref().take(self.batch as usize).collect();
+        let Some(last) = chunk.last().cloned() else {
+            return Ok(None);
+        };
+        let rows: Vec<Result<Option<StoredRow>>> = stream::iter(chunk)
+            .map(|id| async move { inspect.get_row(&id).await })
+            .buffered(self.in_flight)
+            .collect()
+            .await;
+        let mut page = Vec::with_capacity(rows.len());
+        for row in rows {
+            page.extend(row?);
+        }
+        self.after = Some(last.clone());
+        Ok(Some((page, last)))
+    }
 }
 
 /// Copies every row of `from` into `to`, a page of [`CopyOptions::batch`] rows at a time
@@ -175,17 +251,19 @@ pub async fn copy(
     mut progress: impl FnMut(&CopyReport) + Send,
 ) -> Result<CopyReport> {
     let cutoff = cutoff(from).await?;
+    let there_cutoff = destination_cutoff(to).await?;
     let mut report = CopyReport {
         last_id: options.after.clone(),
         ..CopyReport::default()
     };
-    loop {
-        let page = from
-            .list_rows(None, report.last_id.as_deref(), options.batch.max(1))
-            .await?;
-        let Some(last) = page.last().map(|row| row.id.clone()) else {
-            break;
-        };
+    let mut pages = Pager::new(
+        from,
+        options.batch,
+        options.in_flight,
+        options.after.clone(),
+    )
+    .await?;
+    while let Some((page, last)) = pages.next().await? {
         report.read += page.len() as u64;
         let mut rows = Vec::with_capacity(page.len());
         for row in page {
@@ -201,7 +279,7 @@ pub async fn copy(
         }
         let outcomes: Vec<(String, Result<Decision>)> = stream::iter(rows)
             .map(|row| async move {
-                let outcome = copy_row(to, &row, options).await;
+                let outcome = copy_row(to, &row, options, there_cutoff).await;
                 (row.id, outcome)
             })
             .buffer_unordered(options.in_flight.max(1))
@@ -213,6 +291,7 @@ pub async fn copy(
                 Ok(Decision::Replace) => report.replaced += 1,
                 Ok(Decision::Keep) => report.kept += 1,
                 Ok(Decision::Unchanged) => report.unchanged += 1,
+                Ok(Decision::ExpiredThere) => report.expired_at_destination += 1,
                 Err(err) if err.kind() == crate::ErrorKind::InvalidInput => {
                     report.skipped.push((id, err.to_string()));
                 }
@@ -227,16 +306,32 @@ pub async fn copy(
 }
 
 /// Decides and (unless a dry run) writes one row.
-async fn copy_row(to: &dyn Inspect, row: &StoredRow, options: &CopyOptions) -> Result<Decision> {
+async fn copy_row(
+    to: &dyn Inspect,
+    row: &StoredRow,
+    options: &CopyOptions,
+    there_cutoff: Option<i64>,
+) -> Result<Decision> {
     // What the destination would refuse, refused in a dry run too.
     to.options()
         .put_row_text(&row.id, row.state.as_deref(), &row.data)?;
+    if expired(row, there_cutoff) {
+        return Ok(Decision::ExpiredThere);
+    }
     let there = to.get_row(&row.id).await?;
     let decision = decide(row, there.as_ref(), options.replace);
-    if !options.dry_run && matches!(decision, Decision::New | Decision::Replace) {
-        to.put_row(row, options.replace).await?;
+    // The check again in the write: a row the bot wrote since the read above stays.
+    let how = match decision {
+        Decision::Keep | Decision::Unchanged | Decision::ExpiredThere => return Ok(decision),
+        _ if options.replace => PutRow::Replace,
+        Decision::New => PutRow::IfAbsent,
+        Decision::Replace => PutRow::IfNotNewer,
+    };
+    if options.dry_run || to.put_row(row, how).await? {
+        Ok(decision)
+    } else {
+        Ok(Decision::Keep)
     }
-    Ok(decision)
 }
 
 /// How many ids a [`VerifyReport`] lists of each kind (the counts are whole).
@@ -291,20 +386,15 @@ pub async fn verify(
     let (from_cutoff, to_cutoff) = (cutoff(from).await?, cutoff(to).await?);
     let mut report = VerifyReport::default();
     let mut seen = HashSet::new();
-    let mut after: Option<String> = None;
     let mut read = 0;
-    loop {
-        let page = from.list_rows(None, after.as_deref(), batch).await?;
-        let Some(last) = page.last().map(|row| row.id.clone()) else {
-            break;
-        };
+    let mut pages = Pager::new(from, batch, in_flight, None).await?;
+    while let Some((page, _)) = pages.next().await? {
         read += page.len() as u64;
         let rows: Vec<StoredRow> = page
             .into_iter()
-            .filter(|row| {
-                seen.insert(row.id.clone());
-                !expired(row, from_cutoff)
-            })
+            // A row past the source's TTL is absent there: the destination holding it
+            // (within its own TTL) is a difference.
+            .filter(|row| !expired(row, from_cutoff) && seen.insert(row.id.clone()))
             .collect();
         let found: Vec<(StoredRow, Result<Option<StoredRow>>)> = stream::iter(rows)
             .map(|row| async move {
@@ -323,23 +413,17 @@ pub async fn verify(
                 Some(_) => note(&mut report.differing, &row.id),
             }
         }
-        after = Some(last);
         progress(read);
     }
     // The destination's rows the source never listed.
-    let mut after: Option<String> = None;
-    loop {
-        let page = to.list_rows(None, after.as_deref(), batch).await?;
-        let Some(last) = page.last().map(|row| row.id.clone()) else {
-            break;
-        };
+    let mut pages = Pager::new(to, batch, in_flight, None).await?;
+    while let Some((page, _)) = pages.next().await? {
         read += page.len() as u64;
         for row in &page {
             if !seen.contains(&row.id) && !expired(row, to_cutoff) {
                 note(&mut report.only_at_destination, &row.id);
             }
         }
-        after = Some(last);
         progress(read);
     }
     for list in [
@@ -397,15 +481,18 @@ mod tests {
     async fn a_copy_carries_write_times_resumes_and_verifies() {
         let (from, to) = (MemoryStorage::new(), MemoryStorage::new());
         for n in 0..25 {
-            from.put_row(&row(&format!("fsm:{n:02}"), "S:a", 1_000 + n), false)
-                .await
-                .unwrap();
-        }
-        // One newer at the destination, one older.
-        to.put_row(&row("fsm:03", "S:later", 5_000), false)
+            from.put_row(
+                &row(&format!("fsm:{n:02}"), "S:a", 1_000 + n),
+                PutRow::IfAbsent,
+            )
             .await
             .unwrap();
-        to.put_row(&row("fsm:04", "S:earlier", 10), false)
+        }
+        // One newer at the destination, one older.
+        to.put_row(&row("fsm:03", "S:later", 5_000), PutRow::IfAbsent)
+            .await
+            .unwrap();
+        to.put_row(&row("fsm:04", "S:earlier", 10), PutRow::IfAbsent)
             .await
             .unwrap();
         let options = CopyOptions::default().batch(10);
@@ -461,19 +548,56 @@ mod tests {
             .unwrap();
         assert_eq!(replaced.replaced, 1);
         assert!(verify(&from, &to, 7, 4, |_| {}).await.unwrap().clean());
-        to.put_row(&row("fsm:99", "S:x", 1), false).await.unwrap();
+        to.put_row(&row("fsm:99", "S:x", 1), PutRow::IfAbsent)
+            .await
+            .unwrap();
         let extra = verify(&from, &to, 7, 4, |_| {}).await.unwrap();
         assert_eq!(extra.only_at_destination, (1, vec!["fsm:99".to_owned()]));
+    }
+
+    #[tokio::test]
+    async fn rows_past_a_ttl_are_not_copied_and_verify_sees_them_at_the_destination() {
+        let ttl = std::time::Duration::from_secs(3_600);
+        let from = MemoryStorage::with_options(StorageOptions::default().ttl(ttl));
+        let to = MemoryStorage::new();
+        let now = crate::now_ms();
+        from.put_row(&row("fsm:old", "S:a", now - 7_200_000), PutRow::IfAbsent)
+            .await
+            .unwrap();
+        from.put_row(&row("fsm:new", "S:a", now - 60_000), PutRow::IfAbsent)
+            .await
+            .unwrap();
+        let report = copy(&from, &to, &CopyOptions::default(), |_| {})
+            .await
+            .unwrap();
+        assert_eq!((report.new, report.expired), (1, 1));
+        assert!(verify(&from, &to, 10, 2, |_| {}).await.unwrap().clean());
+        // The destination holding a row the source has let expire: they differ.
+        to.put_row(&row("fsm:old", "S:a", now - 7_200_000), PutRow::IfAbsent)
+            .await
+            .unwrap();
+        let checked = verify(&from, &to, 10, 2, |_| {}).await.unwrap();
+        assert_eq!(checked.only_at_destination, (1, vec!["fsm:old".to_owned()]));
+        // A destination with a shorter TTL takes only what it would not read as expired.
+        let short = MemoryStorage::with_options(
+            StorageOptions::default().ttl(std::time::Duration::from_secs(30)),
+        );
+        let report = copy(&from, &short, &CopyOptions::default(), |_| {})
+            .await
+            .unwrap();
+        assert_eq!((report.new, report.expired_at_destination), (0, 1));
     }
 
     #[tokio::test]
     async fn a_dry_run_writes_nothing_and_refused_rows_are_listed() {
         let from = MemoryStorage::new();
         let to = MemoryStorage::with_options(StorageOptions::default().max_data_bytes(16));
-        from.put_row(&row("fsm:a", "S:a", 1), false).await.unwrap();
+        from.put_row(&row("fsm:a", "S:a", 1), PutRow::IfAbsent)
+            .await
+            .unwrap();
         let mut big = row("fsm:b", "S:b", 2);
         big.data = data!({"text": "x".repeat(64)});
-        from.put_row(&big, false).await.unwrap();
+        from.put_row(&big, PutRow::IfAbsent).await.unwrap();
         let dry = copy(&from, &to, &CopyOptions::default().dry_run(true), |_| {})
             .await
             .unwrap();

@@ -105,6 +105,30 @@ pub async fn with_expiry<I: Inspect + ?Sized>(
     Ok(stats)
 }
 
+/// What [`Inspect::put_row`] does with a row already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PutRow {
+    /// Writes only where there is no row (in the aiogram layout: or an emptied one).
+    IfAbsent,
+    /// Also over a row last written no later than this one, to the millisecond, where
+    /// both keep a write time; otherwise as [`PutRow::IfAbsent`].
+    IfNotNewer,
+    /// Over whatever is there.
+    Replace,
+}
+
+impl PutRow {
+    /// What a row with write time `at` is written with: [`PutRow::IfNotNewer`] without a
+    /// time (or in a layout without one) is [`PutRow::IfAbsent`].
+    pub fn with_time(self, at: Option<i64>, layout_keeps_time: bool) -> PutRow {
+        match self {
+            PutRow::IfNotNewer if at.is_none() || !layout_keeps_time => PutRow::IfAbsent,
+            how => how,
+        }
+    }
+}
+
 /// Whole-table operations for operators and tools (the CLI's `inspect` and `purge`
 /// commands). Every SQL backend and [`MemoryStorage`](crate::MemoryStorage) implement it.
 #[async_trait]
@@ -120,6 +144,19 @@ pub trait Inspect: Storage {
         after: Option<&str>,
         limit: u64,
     ) -> Result<Vec<StoredRow>>;
+
+    /// Every row id greater than `after`, in id order, read in one pass: for a store that
+    /// walks its whole keyspace to list any page (Redis), where paging with
+    /// [`list_rows`](Inspect::list_rows) would walk it once per page. `None` (the default,
+    /// every SQL backend): page with `list_rows`. [`copy`](crate::copy::copy) and
+    /// [`verify`](crate::copy::verify) use it.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn ids_after(&self, after: Option<&str>) -> Result<Option<Vec<String>>> {
+        let _ = after;
+        Ok(None)
+    }
 
     /// The row with id `id` (a built key such as `fsm:-100:7`).
     ///
@@ -150,17 +187,17 @@ pub trait Inspect: Storage {
 
     /// Writes `row` by its id as another database held it — its state, its data and,
     /// where this layout keeps one, its write time (`updated_at_ms`; `None`: now) — what
-    /// [`copy`](crate::copy::copy) writes. A row here written later than `row` (to the
-    /// millisecond) is kept unless `replace`: the check and the write are one statement.
-    /// Where this layout keeps no write time the row is written as given (the caller
-    /// decides); on Redis with a TTL the key expires when `row` would have (nothing is
+    /// [`copy`](crate::copy::copy) writes; `how` says what happens to a row already here
+    /// ([`PutRow`]): the check and the write are one statement, so a bot writing the same
+    /// row meanwhile is never undone unless [`PutRow::Replace`]. Returns whether the row
+    /// was written. On Redis with a TTL the key expires when `row` would have (nothing is
     /// written when it already has). The id, state and data are checked as every write
     /// checks them ([`StorageOptions::put_row_text`](crate::StorageOptions::put_row_text)).
     ///
     /// # Errors
     /// As [`StorageOptions::put_row_text`](crate::StorageOptions::put_row_text); database
     /// errors.
-    async fn put_row(&self, row: &StoredRow, replace: bool) -> Result<()>;
+    async fn put_row(&self, row: &StoredRow, how: PutRow) -> Result<bool>;
 
     /// Deletes at most `batch` rows last written before `cutoff_ms`; returns how many.
     /// Call it until it returns 0 to purge everything (small batches keep locks short).

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::data::{merge_shallow, validate_data, Data, Record};
 use crate::error::{Error, Result};
-use crate::inspect::{now_ms, Inspect, StoredRow, TableStats};
+use crate::inspect::{now_ms, Inspect, PutRow, StoredRow, TableStats};
 use crate::key::StorageKey;
 use crate::options::StorageOptions;
 use crate::storage::Storage;
@@ -245,20 +245,25 @@ impl Inspect for MemoryStorage {
         Ok(self.rows()?.get(id).map(|row| stored(id, row)))
     }
 
-    async fn put_row(&self, row: &StoredRow, replace: bool) -> Result<()> {
+    async fn put_row(&self, row: &StoredRow, how: PutRow) -> Result<bool> {
         self.options
             .put_row_text(&row.id, row.state.as_deref(), &row.data)?;
         let at = row.updated_at_ms.unwrap_or_else(now_ms);
         let mut rows = self.rows()?;
-        if !replace && rows.get(&row.id).is_some_and(|(_, there)| *there > at) {
-            return Ok(());
-        }
-        let record = Record {
-            state: row.state.clone(),
-            data: row.data.clone(),
+        let there = rows.get(&row.id).map(|(_, there)| *there);
+        let write = match (how.with_time(row.updated_at_ms, true), there) {
+            (_, None) | (PutRow::Replace, _) => true,
+            (PutRow::IfNotNewer, Some(there)) => there <= at,
+            _ => false,
         };
-        rows.insert(row.id.clone(), (record, at));
-        Ok(())
+        if write {
+            let record = Record {
+                state: row.state.clone(),
+                data: row.data.clone(),
+            };
+            rows.insert(row.id.clone(), (record, at));
+        }
+        Ok(write)
     }
 
     async fn stats(&self) -> Result<TableStats> {

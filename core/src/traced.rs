@@ -11,7 +11,7 @@ use tracing::{Instrument, Span};
 
 use crate::data::{Data, Record};
 use crate::error::Result;
-use crate::inspect::{Inspect, StoredRow, TableStats};
+use crate::inspect::{Inspect, PutRow, StoredRow, TableStats};
 use crate::key::StorageKey;
 use crate::options::StorageOptions;
 use crate::storage::Storage;
@@ -188,8 +188,12 @@ impl Inspect for Traced {
         traced(self.span("get_row", None), self.inner.get_row(id)).await
     }
 
-    async fn put_row(&self, row: &StoredRow, replace: bool) -> Result<()> {
-        traced(self.span("put_row", None), self.inner.put_row(row, replace)).await
+    async fn ids_after(&self, after: Option<&str>) -> Result<Option<Vec<String>>> {
+        traced(self.span("ids_after", None), self.inner.ids_after(after)).await
+    }
+
+    async fn put_row(&self, row: &StoredRow, how: PutRow) -> Result<bool> {
+        traced(self.span("put_row", None), self.inner.put_row(row, how)).await
     }
 
     async fn stats(&self) -> Result<TableStats> {

@@ -187,8 +187,14 @@ pub async fn a_copied_row_expires_when_it_would_have_at_its_source(ctx: Ctx) {
         corrupt: None,
     };
     // 1.5 s of the 3 s left, and one long gone.
-    inspect.put_row(&row(1, TTL / 2), false).await.unwrap();
-    inspect.put_row(&row(2, TTL * 10), false).await.unwrap();
+    inspect
+        .put_row(&row(1, TTL / 2), fsmstore_core::PutRow::IfAbsent)
+        .await
+        .unwrap();
+    inspect
+        .put_row(&row(2, TTL * 10), fsmstore_core::PutRow::IfAbsent)
+        .await
+        .unwrap();
     assert_eq!(
         inspect.get_state(&key(1)).await.unwrap().as_deref(),
         Some("Copied")

@@ -1,9 +1,10 @@
 //! Whole-table operations: list, get by id, stats, purge.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use fsmstore_core::copy::{copy, verify, CopyOptions};
-use fsmstore_core::{now_ms, BotId, ChatId, Inspect, StorageKey, StoredRow, UserId};
+use fsmstore_core::{now_ms, BotId, ChatId, Inspect, PutRow, StorageKey, StoredRow, UserId};
 use serde_json::json;
 
 use super::{key, obj};
@@ -160,49 +161,65 @@ fn carried(ctx: &Ctx, n: i64, state: &str, at: Option<i64>) -> StoredRow {
 }
 
 /// `put_row` writes a row by id as another database held it, its write time included
-/// where the layout keeps one; a row written later here is kept unless `replace`; bad
-/// input is refused and writes nothing.
+/// where the layout keeps one: only where there is none (`IfAbsent`; an emptied aiogram
+/// row is none), over a row written no later (`IfNotNewer`, to the millisecond, also
+/// against a row the bot wrote with microseconds), or over anything (`Replace`); it says
+/// whether it wrote. Bad input is refused and writes nothing.
 pub async fn put_row_carries_the_write_time_and_keeps_a_later_row(ctx: Ctx) {
     let s = ctx.inspect().await;
     let timed = ctx.has_updated_at();
     let at = now_ms() - 3_600_000;
-    s.put_row(&carried(&ctx, 1, "A", Some(at)), false)
-        .await
-        .unwrap();
+    let put = |n: i64, state: &'static str, at: Option<i64>, how: PutRow| {
+        let (s, row) = (Arc::clone(&s), carried(&ctx, n, state, at));
+        async move { s.put_row(&row, how).await.unwrap() }
+    };
+    let state_of = |n: i64| {
+        let s = Arc::clone(&s);
+        async move { s.get_state(&key(n)).await.unwrap() }
+    };
+    assert!(put(1, "A", Some(at), PutRow::IfAbsent).await);
     let row = s.get_row("fsm:1:1").await.unwrap().expect("the row");
     assert_eq!(row.state.as_deref(), Some("A"));
     assert_eq!(row.data, carried(&ctx, 1, "A", None).data);
     assert_eq!(row.updated_at_ms, timed.then_some(at), "the write time");
-    // What the bot reads.
-    assert_eq!(s.get_state(&key(1)).await.unwrap().as_deref(), Some("A"));
-    // An older row: kept out where write times say it is older; written as given where
-    // there are none (the caller decides).
-    s.put_row(&carried(&ctx, 1, "Older", Some(at - 1_000)), false)
-        .await
-        .unwrap();
-    let expect = if timed { "A" } else { "Older" };
-    assert_eq!(s.get_state(&key(1)).await.unwrap().as_deref(), Some(expect));
-    // `replace` writes it, time and all.
-    s.put_row(&carried(&ctx, 1, "Replaced", Some(at - 1_000)), true)
-        .await
-        .unwrap();
+    assert_eq!(state_of(1).await.as_deref(), Some("A"));
+    // A row is there: `IfAbsent` writes nothing, even a later one.
+    assert!(!put(1, "Other", Some(at + 5_000), PutRow::IfAbsent).await);
+    // An older one: kept by `IfNotNewer` (without write times it is `IfAbsent`).
+    assert!(!put(1, "Older", Some(at - 1_000), PutRow::IfNotNewer).await);
+    assert_eq!(state_of(1).await.as_deref(), Some("A"));
+    // `Replace` writes it, time and all.
+    assert!(put(1, "Replaced", Some(at - 1_000), PutRow::Replace).await);
     let row = s.get_row("fsm:1:1").await.unwrap().unwrap();
     assert_eq!(row.state.as_deref(), Some("Replaced"));
     assert_eq!(row.updated_at_ms, timed.then_some(at - 1_000));
-    // The same millisecond is not later: written.
-    s.put_row(&carried(&ctx, 1, "Same", Some(at - 1_000)), false)
-        .await
-        .unwrap();
-    assert_eq!(s.get_state(&key(1)).await.unwrap().as_deref(), Some("Same"));
+    // The same millisecond is not later: written where write times say so.
+    assert_eq!(
+        put(1, "Same", Some(at - 1_000), PutRow::IfNotNewer).await,
+        timed
+    );
+    let expect = if timed { "Same" } else { "Replaced" };
+    assert_eq!(state_of(1).await.as_deref(), Some(expect));
+    // A row the bot wrote (microseconds where the server keeps them): the millisecond
+    // it lists at is not later than the row; one before it is.
+    s.set_state(&key(4), Some("Bot")).await.unwrap();
+    if let Some(ms) = s.get_row("fsm:4:4").await.unwrap().unwrap().updated_at_ms {
+        assert!(!put(4, "Before", Some(ms - 1), PutRow::IfNotNewer).await);
+        assert_eq!(state_of(4).await.as_deref(), Some("Bot"));
+        assert!(put(4, "Copied", Some(ms), PutRow::IfNotNewer).await);
+        assert_eq!(state_of(4).await.as_deref(), Some("Copied"));
+    }
     // No write time: the database's clock now.
-    s.put_row(&carried(&ctx, 2, "Now", None), false)
-        .await
-        .unwrap();
-    let row = s.get_row("fsm:2:2").await.unwrap().unwrap();
+    assert!(put(2, "Now", None, PutRow::IfAbsent).await);
     if timed {
+        let row = s.get_row("fsm:2:2").await.unwrap().unwrap();
         let written = row.updated_at_ms.expect("a write time");
         assert!((written - now_ms()).abs() < 60_000, "{written}");
     }
+    // A cleared dialogue is no row (the aiogram layout keeps it emptied).
+    s.clear(&key(2)).await.unwrap();
+    assert!(put(2, "Again", Some(at), PutRow::IfAbsent).await);
+    assert_eq!(state_of(2).await.as_deref(), Some("Again"));
     // Refused as every write is, nothing written.
     for bad in [
         StoredRow {
@@ -219,10 +236,10 @@ pub async fn put_row_carries_the_write_time_and_keeps_a_later_row(ctx: Ctx) {
             ..carried(&ctx, 3, "x", Some(at))
         },
     ] {
-        let err = s.put_row(&bad, false).await.unwrap_err();
+        let err = s.put_row(&bad, PutRow::Replace).await.unwrap_err();
         assert_eq!(err.kind(), fsmstore_core::ErrorKind::InvalidInput, "{err}");
     }
-    assert_eq!(s.key_count().await.unwrap(), 2);
+    assert_eq!(s.key_count().await.unwrap(), 3);
 }
 
 /// `copy` moves every row into this backend and back out with its write time, again
@@ -235,7 +252,7 @@ pub async fn a_copy_moves_every_row_and_verifies(ctx: Ctx) {
         source
             .put_row(
                 &carried(&ctx, n, &format!("Form:{}", n % 3), Some(base + n)),
-                false,
+                PutRow::IfAbsent,
             )
             .await
             .unwrap();

@@ -26,17 +26,27 @@ pub struct InspectQueries {
     pub now_ms: String,
     /// `(id, state, data, updated_ms)` — in a layout without `updated_at`, `(id, state,
     /// data)`: writes a row as another database held it (`fsmstore copy`), its write time
-    /// included (`NULL`: the database's clock now). Inserts the row, or replaces one last
-    /// written no later than `updated_ms` (to the millisecond); a row written later is
-    /// kept and the statement changes nothing. Without `updated_at` it inserts or replaces.
+    /// included (`NULL`: the database's clock now), where there is no row
+    /// ([`PutRow::IfAbsent`](crate::PutRow::IfAbsent)); in the aiogram layout also over an
+    /// emptied one. Rows changed: whether it wrote. On MySQL a plain `INSERT`: a duplicate
+    /// key is the row being there (then `MysqlQueries::revive_emptied` in the aiogram
+    /// layout).
+    pub insert_row: String,
+    /// The binds of `insert_row`, a write time given: inserts the row or replaces one last
+    /// written no later than it, to the millisecond
+    /// ([`PutRow::IfNotNewer`](crate::PutRow::IfNotNewer)); rows changed: whether it wrote.
+    /// In a layout without `updated_at`, `insert_row`. On MySQL, where a kept row and an
+    /// inserted one report the same count, `insert_row` then
+    /// `MysqlQueries::update_if_older` run instead.
     pub put_row: String,
-    /// The binds of `put_row`: inserts the row or replaces whatever is there (`copy
-    /// --replace`).
+    /// The binds of `insert_row`: inserts the row or replaces whatever is there
+    /// ([`PutRow::Replace`](crate::PutRow::Replace)).
     pub replace_row: String,
 }
 
-/// The two statements that write a row as given, `put_row` and `replace_row`.
+/// The statements that write a row as given.
 pub(super) struct RowWrites {
+    pub(super) insert_row: String,
     pub(super) put_row: String,
     pub(super) replace_row: String,
 }
@@ -107,6 +117,7 @@ pub(super) fn inspect_queries(
         ),
         purge_batch,
         now_ms: format!("SELECT {now_ms}"),
+        insert_row: writes.insert_row,
         put_row: writes.put_row,
         replace_row: writes.replace_row,
     }

@@ -180,6 +180,16 @@ pub struct MysqlQueries {
     /// `(id)`: deletes the row if it expired (MySQL has no `DELETE … RETURNING`, so `clear`
     /// runs `take` then this; a row written in between is fresh and stays).
     pub delete_expired: String,
+    /// `(state, data, updated_ms, id, updated_ms)`: replaces the row's state, data and
+    /// write time where it was last written no later than `updated_ms`, to the
+    /// millisecond; rows matched: whether it wrote. Run by `put_row` after
+    /// [`InspectQueries::insert_row`] found the row there (MySQL reports a kept row and an
+    /// inserted one alike from one upsert). Matches nothing in the aiogram layout.
+    pub update_if_older: String,
+    /// `(state, data, id)`: writes an emptied row of the aiogram layout (which reads as
+    /// absent); rows matched: whether it wrote. Matches nothing in fsmstore's layout,
+    /// which deletes rows.
+    pub revive_emptied: String,
 }
 
 impl MysqlQueries {

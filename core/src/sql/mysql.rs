@@ -67,6 +67,12 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> MysqlQueries
         ),
         take: format!("DELETE FROM {t} WHERE id = ?{and_fresh}"),
         delete_expired: format!("DELETE FROM {t} WHERE id = ? AND NOT ({fresh})"),
+        update_if_older: format!(
+            "UPDATE {t} SET state = ?, data = ?, updated_at = FROM_UNIXTIME(? / 1000) \
+             WHERE id = ? AND updated_at < FROM_UNIXTIME(? / 1000) + INTERVAL 1000 MICROSECOND"
+        ),
+        // fsmstore's layout deletes rows: none is emptied.
+        revive_emptied: format!("UPDATE {t} SET state = ?, data = ? WHERE id = ? AND 0 = 1"),
     }
 }
 
@@ -109,6 +115,14 @@ pub(super) fn aiogram_queries(t: &str) -> MysqlQueries {
         take: format!("UPDATE {t} SET state = NULL, data = NULL WHERE id = ? AND {live}"),
         // Nothing expires in this layout.
         delete_expired: format!("DELETE FROM {t} WHERE id = ? AND 0 = 1"),
+        // No write times here: no row is older.
+        update_if_older: format!(
+            "UPDATE {t} SET state = ?, data = ? WHERE 0 = 1 AND ? IS NULL AND id = ? AND ? IS NULL"
+        ),
+        revive_emptied: format!(
+            "UPDATE {t} SET state = ?, data = ? WHERE id = ? AND state IS NULL AND {}",
+            super::EMPTY_TEXT_DATA
+        ),
     }
 }
 
@@ -143,31 +157,27 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
     let live = format!("{} AND ", super::LIVE_TEXT_ROW);
     let writes = match layout {
         crate::Layout::AiogramSqlalchemy => {
-            let upsert = aiogram_queries(t).row.upsert_record;
+            let insert_row = format!("INSERT INTO {t} (id, state, data) VALUES (?, ?, ?)");
             super::RowWrites {
-                put_row: upsert.clone(),
-                replace_row: upsert,
+                put_row: insert_row.clone(),
+                insert_row,
+                replace_row: aiogram_queries(t).row.upsert_record,
             }
         }
         _ => {
             // `? / 1000` is an exact decimal (4 places), so FROM_UNIXTIME keeps the
-            // millisecond. Assignments run left to right: `updated_at` is set last, so
-            // each test reads the stored time.
-            let insert = format!(
+            // millisecond.
+            let insert_row = format!(
                 "INSERT INTO {t} (id, state, data, updated_at) VALUES (?, ?, ?, \
-                 COALESCE(FROM_UNIXTIME(? / 1000), CURRENT_TIMESTAMP(6))) ON DUPLICATE KEY UPDATE "
+                 COALESCE(FROM_UNIXTIME(? / 1000), CURRENT_TIMESTAMP(6)))"
             );
-            let older = "updated_at < VALUES(updated_at) + INTERVAL 1000 MICROSECOND";
             super::RowWrites {
-                put_row: format!(
-                    "{insert}state = IF({older}, VALUES(state), state), \
-                     data = IF({older}, VALUES(data), data), \
-                     updated_at = IF({older}, VALUES(updated_at), updated_at)"
-                ),
+                put_row: insert_row.clone(),
                 replace_row: format!(
-                    "{insert}state = VALUES(state), data = VALUES(data), \
-                     updated_at = VALUES(updated_at)"
+                    "{insert_row} ON DUPLICATE KEY UPDATE state = VALUES(state), \
+                     data = VALUES(data), updated_at = VALUES(updated_at)"
                 ),
+                insert_row,
             }
         }
     };

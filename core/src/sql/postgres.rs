@@ -220,21 +220,31 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
     let writes = match layout {
         crate::Layout::AiogramSqlalchemy => {
             let upsert = aiogram_queries(t).row.upsert_record;
+            // An emptied row (see `LIVE_TEXT_ROW`) is no row.
+            let insert_row = format!(
+                "{} WHERE {t}.state IS NULL AND ({t}.data IS NULL OR {t}.data IN ('', '{{}}', 'null'))",
+                upsert
+            );
             super::RowWrites {
-                put_row: upsert.clone(),
+                put_row: insert_row.clone(),
+                insert_row,
                 replace_row: upsert,
             }
         }
         _ => {
             // Milliseconds added to the epoch as an interval: exact, where
             // `to_timestamp(ms / 1000.0)` goes through a float.
-            let replace_row = format!(
+            let insert = format!(
                 "INSERT INTO {t} AS t (id, state, data, updated_at) VALUES ($1, $2, $3, \
                  COALESCE(to_timestamp(0) + $4::BIGINT * interval '1 millisecond', now())) \
-                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, data = EXCLUDED.data, \
+                 ON CONFLICT (id) "
+            );
+            let replace_row = format!(
+                "{insert}DO UPDATE SET state = EXCLUDED.state, data = EXCLUDED.data, \
                  updated_at = EXCLUDED.updated_at"
             );
             super::RowWrites {
+                insert_row: format!("{insert}DO NOTHING"),
                 // To the millisecond: a row stored at .123456 s was not written after one
                 // carried as .123 (its listing says .123 too).
                 put_row: format!(

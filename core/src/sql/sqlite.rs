@@ -134,19 +134,28 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
     let writes = match layout {
         crate::Layout::AiogramSqlalchemy => {
             let upsert = aiogram_queries(t).row.upsert_record;
+            // An emptied row (see `LIVE_TEXT_ROW`) is no row.
+            let insert_row = format!(
+                "{upsert} WHERE state IS NULL AND {}",
+                super::EMPTY_TEXT_DATA
+            );
             super::RowWrites {
-                put_row: upsert.clone(),
+                put_row: insert_row.clone(),
+                insert_row,
                 replace_row: upsert,
             }
         }
         _ => {
-            let replace_row = format!(
+            let insert = format!(
                 "INSERT INTO {t} (id, state, data, updated_at) \
-                 VALUES (?1, ?2, ?3, COALESCE(?4, {NOW_MS})) \
-                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, data = excluded.data, \
+                 VALUES (?1, ?2, ?3, COALESCE(?4, {NOW_MS})) ON CONFLICT (id) "
+            );
+            let replace_row = format!(
+                "{insert}DO UPDATE SET state = excluded.state, data = excluded.data, \
                  updated_at = excluded.updated_at"
             );
             super::RowWrites {
+                insert_row: format!("{insert}DO NOTHING"),
                 put_row: format!("{replace_row} WHERE updated_at <= excluded.updated_at"),
                 replace_row,
             }
