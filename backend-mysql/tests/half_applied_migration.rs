@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use fsmstore_conformance::{block_on, Needs, Suite};
 use fsmstore_core::migrations::{builtin, Script};
 use fsmstore_core::sql::MigrationLock;
 use fsmstore_core::{
@@ -13,6 +14,46 @@ use fsmstore_core::{
 };
 use fsmstore_mysql::sqlx::{self, Connection};
 use fsmstore_mysql::{MysqlConfig, MysqlMigrator, MysqlStorage};
+
+/// The tests are listed as ignored, with the reason, when MariaDB is not there (a failure
+/// under `CI`), never as passed.
+fn main() -> std::process::ExitCode {
+    let needs = Needs::probe("MariaDB is unreachable", || {
+        block_on(common::server()).map(drop)
+    });
+    let mut suite = Suite::new();
+    suite.test(
+        "half_applied_migration_is_dirty_until_stamped",
+        &needs,
+        || on_threads(2, half_applied_migration_is_dirty_until_stamped()),
+    );
+    suite.test("failing_first_statement_leaves_no_row", &needs, || {
+        on_threads(2, failing_first_statement_leaves_no_row())
+    });
+    suite.test("half_applied_downgrade_is_dirty", &needs, || {
+        on_threads(2, half_applied_downgrade_is_dirty())
+    });
+    suite.test(
+        "migration_in_progress_is_not_reported_dirty",
+        &needs,
+        || on_threads(2, migration_in_progress_is_not_reported_dirty()),
+    );
+    suite.test("a_held_migration_lock_names_its_holder", &needs, || {
+        on_threads(2, a_held_migration_lock_names_its_holder())
+    });
+    suite.run()
+}
+
+/// Runs `future` on a runtime of `threads` workers, as
+/// `#[tokio::test(flavor = "multi_thread", worker_threads = N)]` did.
+fn on_threads<T>(threads: usize, future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the test")
+        .block_on(future)
+}
 
 /// Version 4: adds a column (commits), then fails.
 fn half_failing() -> Vec<MigrationSource> {
@@ -43,11 +84,8 @@ async fn lock_is_free(
     free == Some(1)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_applied_migration_is_dirty_until_stamped() {
-    let Some(server) = common::server().await else {
-        return;
-    };
+    let server = common::server().await.expect("probed: MariaDB is there");
     let options = common::unique_options("fm_half");
     let table = options.table.to_string();
     let config = server
@@ -133,11 +171,8 @@ async fn half_applied_migration_is_dirty_until_stamped() {
     common::drop_tables(&server, &options).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_first_statement_leaves_no_row() {
-    let Some(server) = common::server().await else {
-        return;
-    };
+    let server = common::server().await.expect("probed: MariaDB is there");
     let options = common::unique_options("fm_first");
     let mut sources = builtin();
     sources.push(
@@ -169,11 +204,8 @@ async fn failing_first_statement_leaves_no_row() {
     common::drop_tables(&server, &options).await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_applied_downgrade_is_dirty() {
-    let Some(server) = common::server().await else {
-        return;
-    };
+    let server = common::server().await.expect("probed: MariaDB is there");
     let options = common::unique_options("fm_down");
     let mut sources = half_failing();
     sources[4] = sources[4].clone().with_script(
@@ -221,11 +253,8 @@ fn slow() -> Vec<MigrationSource> {
 
 /// While one migrator runs a migration (its row unfinished), another process asking for
 /// the status waits for the lock and sees the finished migration, not a dirty one.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migration_in_progress_is_not_reported_dirty() {
-    let Some(server) = common::server().await else {
-        return;
-    };
+    let server = common::server().await.expect("probed: MariaDB is there");
     let options = common::unique_options("fm_busy").migrations(slow());
     let config = server.clone().options(options.clone()).unwrap();
     MysqlMigrator::open(config.clone())
@@ -262,11 +291,8 @@ fn verify(config: &MysqlConfig) -> MysqlConfig {
 /// A migrator waits for a held `GET_LOCK` at most its lock timeout, then answers
 /// `MigrationLockTimeout` naming the connection that holds it; once it is released the
 /// same migrator goes through.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_migration_lock_names_its_holder() {
-    let Some(server) = common::server().await else {
-        return;
-    };
+    let server = common::server().await.expect("probed: MariaDB is there");
     let options = common::unique_options("fm_held");
     let lock = MigrationLock::mysql(&options.version_table);
     let mut holder = common::connection(&server).await.unwrap();

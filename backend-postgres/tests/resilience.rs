@@ -1,11 +1,17 @@
 //! Lost connections and unreachable servers.
+//!
+//! The tests that need the PostgreSQL server of `FSMSTORE_TEST_POSTGRES_URL` (default: the
+//! local one) are listed as ignored, with the reason, when it is not there (a failure under
+//! `CI`), never as passed (`harness = false`: [`fsmstore_conformance::Suite`]).
 
 mod common;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use fsmstore_conformance::{block_on, Needs, Suite};
 use fsmstore_core::sql::drop_table_if_exists;
 use fsmstore_core::{
     BotId, ChatId, Dialect, Error, ErrorKind, SchemaPolicy, Storage, StorageKey, StorageOptions,
@@ -14,6 +20,62 @@ use fsmstore_core::{
 use fsmstore_postgres::{PgConfig, PgStorage};
 use serde_json::json;
 
+/// One at a time: one test kills sessions while it writes, another measures how long a
+/// migrator waits.
+fn main() -> std::process::ExitCode {
+    let needs = Needs::probe("PostgreSQL is unreachable", || {
+        block_on(common::admin()).map(drop)
+    });
+    let mut suite = Suite::new().one_at_a_time();
+    suite.test(
+        "terminated_connections_recover_without_reopening",
+        &needs,
+        || on_threads(4, terminated_connections_recover_without_reopening()),
+    );
+    suite.test(
+        "unreachable_server_is_a_transient_error_without_the_password",
+        &Needs::Met,
+        || on_current_thread(unreachable_server_is_a_transient_error_without_the_password()),
+    );
+    suite.test(
+        "a_url_without_a_host_is_a_config_error",
+        &Needs::Met,
+        a_url_without_a_host_is_a_config_error,
+    );
+    suite.test("server_errors_say_what_the_server_said", &needs, || {
+        on_current_thread(server_errors_say_what_the_server_said())
+    });
+    suite.test("several_hosts_in_the_url_skip_a_dead_one", &needs, || {
+        on_current_thread(several_hosts_in_the_url_skip_a_dead_one())
+    });
+    suite.test(
+        "a_held_migration_lock_is_waited_for_at_most_the_lock_timeout",
+        &needs,
+        || block_on(a_held_migration_lock_is_waited_for_at_most_the_lock_timeout()),
+    );
+    suite.run()
+}
+
+/// Runs `future` on a multi-threaded runtime of `workers` worker threads (what
+/// `#[tokio::test(flavor = "multi_thread", worker_threads = N)]` built).
+fn on_threads<T>(workers: usize, future: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the test")
+        .block_on(future)
+}
+
+/// Runs `future` on a current-thread runtime (what `#[tokio::test]` built).
+fn on_current_thread<T>(future: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the test")
+        .block_on(future)
+}
+
 fn data(value: serde_json::Value) -> fsmstore_core::Data {
     value.as_object().cloned().expect("object")
 }
@@ -21,11 +83,8 @@ fn data(value: serde_json::Value) -> fsmstore_core::Data {
 /// Kills the storage's server sessions with `pg_terminate_backend` while it writes: calls
 /// fail with transient errors at worst, then succeed without reopening, and every row is
 /// whole (`check` always equals `gen`: written by one statement).
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn terminated_connections_recover_without_reopening() {
-    let Some(admin) = common::admin().await else {
-        return;
-    };
+    let admin = common::admin().await.expect("probed: PostgreSQL is there");
     let app = format!("fsmstore-kill-{}", std::process::id());
     let options = StorageOptions::default()
         .table(&format!("kill_{}", std::process::id()))
@@ -152,7 +211,6 @@ async fn terminated_connections_recover_without_reopening() {
 }
 
 /// An unreachable server is a transient connection error that never shows the password.
-#[tokio::test]
 async fn unreachable_server_is_a_transient_error_without_the_password() {
     let config = PgConfig::from_url(
         "postgres://bot:hunter2@127.0.0.1:1/bots?connect_timeout_ms=500&schema=verify",
@@ -166,7 +224,6 @@ async fn unreachable_server_is_a_transient_error_without_the_password() {
 }
 
 /// A URL without a host is a configuration error, not a transient connection error.
-#[test]
 fn a_url_without_a_host_is_a_config_error() {
     let err = PgConfig::from_url("postgres://").unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
@@ -175,11 +232,7 @@ fn a_url_without_a_host_is_a_config_error() {
 
 /// A server error keeps the server's words in the message (not just "db error") and is
 /// permanent.
-#[tokio::test]
 async fn server_errors_say_what_the_server_said() {
-    if common::admin().await.is_none() {
-        return;
-    }
     let options = StorageOptions::default()
         .table(&format!("never_created_{}", std::process::id()))
         .unwrap()
@@ -204,11 +257,7 @@ async fn server_errors_say_what_the_server_said() {
 
 /// Several hosts in the URL (tokio-postgres tries them in order for every new connection):
 /// with the first one dead, the storage opens, migrates and works through the next.
-#[tokio::test]
 async fn several_hosts_in_the_url_skip_a_dead_one() {
-    if common::admin().await.is_none() {
-        return;
-    }
     // A port nothing listens on: connecting to it is refused at once.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_port = dead.local_addr().unwrap().port();
@@ -250,13 +299,10 @@ async fn several_hosts_in_the_url_skip_a_dead_one() {
 /// `MigrationLockTimeout` naming the session that holds it (it once waited forever: through
 /// a transaction pooler without `pooler=transaction`, `fsmstore conformance` hung over nine
 /// minutes). Once the holder lets go, the same migrator goes through.
-#[tokio::test(flavor = "multi_thread")]
 async fn a_held_migration_lock_is_waited_for_at_most_the_lock_timeout() {
     use fsmstore_core::{MigrationTarget, Migrator};
     use fsmstore_postgres::PgMigrator;
-    let Some(holder) = common::admin().await else {
-        return;
-    };
+    let holder = common::admin().await.expect("probed: PostgreSQL is there");
     let table = format!("mlock_{}", std::process::id());
     let options = StorageOptions::default()
         .table(&table)

@@ -2,7 +2,13 @@
 //! shared server on 5432), is restarted in the middle of a bounded load: calls fail at worst
 //! with transient errors or an unknown outcome, the same storage recovers without being
 //! reopened, and no acknowledged write is lost.
+//!
+//! Where this machine can not start one (no PostgreSQL server binaries in
+//! `/usr/lib/postgresql`, not root, `initdb` or `pg_ctl start` failing), the test is listed
+//! as ignored, with the reason (a failure under `CI`), never as passed (`harness = false`:
+//! [`fsmstore_conformance::Suite`]).
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -11,8 +17,43 @@ use std::time::Duration;
 use fsmstore_conformance::faults::{
     free_port, private_server_unavailable, writes_survive_a_restart,
 };
+use fsmstore_conformance::{Needs, Suite};
 use fsmstore_core::{SchemaPolicy, Storage, StorageOptions};
 use fsmstore_postgres::{PgConfig, PgStorage};
+
+/// The probe starts the private server (all the test needs) and hands it to the test.
+fn main() -> std::process::ExitCode {
+    let mut started = None;
+    let needs = Needs::probe(
+        "a private PostgreSQL could not be started here (it needs PostgreSQL's server \
+         binaries in /usr/lib/postgresql and root; stderr says what failed)",
+        || {
+            started = PrivateServer::start(free_port());
+            started.is_some().then_some(())
+        },
+    );
+    let mut suite = Suite::new().one_at_a_time();
+    suite.test(
+        "a_restart_mid_load_loses_no_acknowledged_write",
+        &needs,
+        move || {
+            let server = started.expect("probed: the private PostgreSQL started");
+            on_threads(2, a_restart_mid_load_loses_no_acknowledged_write(server))
+        },
+    );
+    suite.run()
+}
+
+/// Runs `future` on a multi-threaded runtime of `workers` worker threads (what
+/// `#[tokio::test(flavor = "multi_thread", worker_threads = N)]` built).
+fn on_threads<T>(workers: usize, future: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the test")
+        .block_on(future)
+}
 
 /// Where a private cluster lives and how to control it.
 #[derive(Clone)]
@@ -29,19 +70,24 @@ struct PrivateServer {
 
 impl PrivateServer {
     /// `initdb` + `pg_ctl start` as the `postgres` user, or `None` when this machine can
-    /// not (no PostgreSQL binaries, not root): a loud skip, a failure under `CI`.
+    /// not (no PostgreSQL binaries, not root), said on stderr: the test is listed as
+    /// ignored, with the reason (a panic under `CI`, so a failure).
     fn start(port: u16) -> Option<Self> {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .filter_map(|entry| entry.ok())
-            .map(|entry| entry.path().join("bin"))
-            .find(|bin| bin.join("initdb").exists());
+            .ok()
+            .and_then(|dirs| {
+                dirs.filter_map(|entry| entry.ok())
+                    .map(|entry| entry.path().join("bin"))
+                    .find(|bin| bin.join("initdb").exists())
+            });
         let Some(bin) = bin else {
             return skip("no PostgreSQL server binaries in /usr/lib/postgresql");
         };
         let dir = std::env::temp_dir().join(format!("fsmstore-pg-restart-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).ok()?;
+        if let Err(err) = std::fs::create_dir_all(&dir) {
+            return skip(&format!("can not create {}: {err}", dir.display()));
+        }
         // The guard from here on: whatever fails below, its drop stops what started and
         // removes the directory.
         let server = PrivateServer {
@@ -121,12 +167,9 @@ fn skip<T>(why: &str) -> Option<T> {
     private_server_unavailable("PostgreSQL", why)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restart_mid_load_loses_no_acknowledged_write() {
-    let port = free_port();
-    let Some(server) = PrivateServer::start(port) else {
-        return;
-    };
+/// On `server`, the private PostgreSQL the probe started (`PrivateServer::start` on a
+/// free port).
+async fn a_restart_mid_load_loses_no_acknowledged_write(server: PrivateServer) {
     let options = StorageOptions::default()
         .schema(SchemaPolicy::Upgrade)
         .pool_max(4);

@@ -5,7 +5,13 @@
 //! a write as `OutcomeUnknown` or a transient connection error, a read as a transient
 //! connection error; once the link is back the same storage writes again, and no
 //! acknowledged write is lost.
+//!
+//! Where this machine can not start one (no PostgreSQL server binaries in
+//! `/usr/lib/postgresql`, no network namespace: not root or no iproute2, `initdb` or
+//! `pg_ctl start` failing), the test is listed as ignored, with the reason (a failure under
+//! `CI`), never as passed (`harness = false`: [`fsmstore_conformance::Suite`]).
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -15,11 +21,48 @@ use fsmstore_conformance::faults::{
     free_port, private_server_unavailable, silent_host_ends_every_call_within_its_deadline,
 };
 use fsmstore_conformance::netns::Netns;
+use fsmstore_conformance::{Needs, Suite};
 use fsmstore_core::Storage;
 use fsmstore_postgres::{PgConfig, PgStorage};
 
 const CALL_TIMEOUT: Duration = Duration::from_millis(1500);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// The probe starts the private server in its namespace (all the test needs) and hands it
+/// to the test.
+fn main() -> std::process::ExitCode {
+    let mut started = None;
+    let needs = Needs::probe(
+        "a private PostgreSQL in a network namespace could not be started here (it needs \
+         PostgreSQL's server binaries in /usr/lib/postgresql, root and iproute2; stderr says \
+         what failed)",
+        || {
+            started = Server::start();
+            started.is_some().then_some(())
+        },
+    );
+    let mut suite = Suite::new().one_at_a_time();
+    suite.test(
+        "a_silent_host_ends_every_call_within_its_deadline",
+        &needs,
+        move || {
+            let server = started.expect("probed: the private PostgreSQL started");
+            on_threads(4, a_silent_host_ends_every_call_within_its_deadline(server))
+        },
+    );
+    suite.run()
+}
+
+/// Runs `future` on a multi-threaded runtime of `workers` worker threads (what
+/// `#[tokio::test(flavor = "multi_thread", worker_threads = N)]` built).
+fn on_threads<T>(workers: usize, future: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the test")
+        .block_on(future)
+}
 
 /// A private PostgreSQL listening inside `netns`, stopped (and its directory removed) on
 /// drop.
@@ -31,6 +74,8 @@ struct Server {
 }
 
 impl Server {
+    /// Starts it, or `None` when this machine can not, said on stderr (a panic under
+    /// `CI`).
     fn start() -> Option<Server> {
         let skip = |why: &str| private_server_unavailable("PostgreSQL in a network namespace", why);
         let Some(bin) = std::fs::read_dir("/usr/lib/postgresql")
@@ -49,7 +94,9 @@ impl Server {
         };
         let dir = std::env::temp_dir().join(format!("fsmstore-pg-silent-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).ok()?;
+        if let Err(err) = std::fs::create_dir_all(&dir) {
+            return skip(&format!("can not create {}: {err}", dir.display()));
+        }
         let server = Server {
             bin,
             dir,
@@ -78,9 +125,15 @@ impl Server {
         }
         // Clients come from the host's end of the veth pair.
         let hba = server.dir.join("data").join("pg_hba.conf");
-        let mut rules = std::fs::read_to_string(&hba).ok()?;
-        rules.push_str("\nhost all all 10.213.0.0/16 trust\n");
-        std::fs::write(&hba, rules).ok()?;
+        let rules = std::fs::read_to_string(&hba)
+            .map(|rules| rules + "\nhost all all 10.213.0.0/16 trust\n")
+            .and_then(|rules| std::fs::write(&hba, rules));
+        if let Err(err) = rules {
+            return skip(&format!(
+                "can not add the namespace to {}: {err}",
+                hba.display()
+            ));
+        }
         if !server.pg_ctl(&["start"]) {
             return skip("pg_ctl start failed inside the namespace");
         }
@@ -135,11 +188,8 @@ fn ok(command: &mut Command) -> bool {
         .unwrap_or(false)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_silent_host_ends_every_call_within_its_deadline() {
-    let Some(server) = Server::start() else {
-        return;
-    };
+/// On `server`, the private PostgreSQL the probe started (`Server::start`).
+async fn a_silent_host_ends_every_call_within_its_deadline(server: Server) {
     let storage: Arc<dyn Storage> = Arc::new(
         PgStorage::open(PgConfig::from_url(&server.url()).unwrap())
             .await

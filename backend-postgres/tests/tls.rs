@@ -1,10 +1,16 @@
 //! TLS with rustls (feature `tls`): the connection is encrypted and the certificate
 //! verified. Runs against `FSMSTORE_TEST_POSTGRES_TLS_URL`, by default the local server
 //! through `localhost` with Debian's snake-oil certificate as the trusted root.
-#![cfg(feature = "tls")]
+//!
+//! When the server is not there, or (without `FSMSTORE_TEST_POSTGRES_TLS_URL`) the local
+//! one offers no TLS with that certificate, the test is listed as ignored, with the reason
+//! (a failure under `CI`), never as passed (`harness = false`:
+//! [`fsmstore_conformance::Suite`]). Built with the feature only (`required-features` in
+//! `Cargo.toml`).
 
 mod common;
 
+use fsmstore_conformance::{block_on, Needs, Suite};
 use fsmstore_core::sql::drop_table_if_exists;
 use fsmstore_core::{
     BotId, ChatId, Dialect, SchemaPolicy, Storage, StorageKey, StorageOptions, UserId,
@@ -13,22 +19,48 @@ use fsmstore_postgres::{PgConfig, PgStorage};
 
 const SNAKEOIL: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tls_is_used_and_the_certificate_verified() {
-    let Some(admin) = common::admin().await else {
-        return;
-    };
-    let url = match std::env::var("FSMSTORE_TEST_POSTGRES_TLS_URL") {
-        Ok(url) => url,
+fn main() -> std::process::ExitCode {
+    let needs = Needs::probe(
+        &format!(
+            "the local PostgreSQL has no TLS with {SNAKEOIL}; set FSMSTORE_TEST_POSTGRES_TLS_URL"
+        ),
+        || {
+            block_on(async {
+                let admin = common::admin().await?;
+                tls_url(&admin).await.map(drop)
+            })
+        },
+    );
+    let mut suite = Suite::new();
+    suite.test("tls_is_used_and_the_certificate_verified", &needs, || {
+        block_on(tls_is_used_and_the_certificate_verified())
+    });
+    suite.run()
+}
+
+/// The URL of a server with TLS: `FSMSTORE_TEST_POSTGRES_TLS_URL`, or the local server
+/// (`admin`'s) through `localhost` when it has TLS on and the snake-oil certificate is
+/// there; else `None` with a loud skip, or a panic under `CI`.
+async fn tls_url(admin: &tokio_postgres::Client) -> Option<String> {
+    match std::env::var("FSMSTORE_TEST_POSTGRES_TLS_URL") {
+        Ok(url) => Some(url),
         Err(_) => {
             let ssl: String = admin.query_one("SHOW ssl", &[]).await.unwrap().get(0);
             if ssl != "on" || !std::path::Path::new(SNAKEOIL).exists() {
+                if std::env::var_os("CI").is_some() {
+                    panic!("the local PostgreSQL has no TLS with {SNAKEOIL} and CI is set: set FSMSTORE_TEST_POSTGRES_TLS_URL");
+                }
                 eprintln!("*** SKIPPED: the local PostgreSQL has no TLS with {SNAKEOIL}; set FSMSTORE_TEST_POSTGRES_TLS_URL");
-                return;
+                return None;
             }
-            format!("postgres://postgres@localhost:5432/postgres?sslmode=require&ssl_root_cert={SNAKEOIL}")
+            Some(format!("postgres://postgres@localhost:5432/postgres?sslmode=require&ssl_root_cert={SNAKEOIL}"))
         }
-    };
+    }
+}
+
+async fn tls_is_used_and_the_certificate_verified() {
+    let admin = common::admin().await.expect("probed: PostgreSQL is there");
+    let url = tls_url(&admin).await.expect("probed: the server has TLS");
     let app = format!("fsmstore-tls-{}", std::process::id());
     let table = format!("tls_{}", std::process::id());
     let options = StorageOptions::default()

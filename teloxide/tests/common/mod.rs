@@ -1,10 +1,16 @@
 //! The databases the adapter's tests run on: a temporary SQLite file, and the PostgreSQL,
 //! MariaDB and Redis that `FSMSTORE_TEST_POSTGRES_URL`, `FSMSTORE_TEST_MYSQL_URL` and
-//! `FSMSTORE_TEST_REDIS_URL` name (defaults: the local servers; Redis database 7). A server that does not answer is skipped loudly, and fails the
-//! test under `CI`. Each test gets tables of its own, dropped at the end.
+//! `FSMSTORE_TEST_REDIS_URL` name (defaults: the local servers; Redis database 7). Each
+//! test runs once per database, as a test of its own named `<test>::<database>`
+//! ([`each_target`]); the tests of a server that does not answer are listed as ignored
+//! with the reason (a failure under `CI`), never as passed. Each test gets tables of its
+//! own, dropped at the end.
 #![allow(dead_code)]
 
+use std::time::Duration;
+
 use fsmstore::{Database, SchemaPolicy, StorageOptions};
+use fsmstore_conformance::{block_on, Needs, Suite};
 
 /// One database under test.
 pub struct Target {
@@ -26,7 +32,7 @@ impl Drop for Target {
     }
 }
 
-/// Every backend: SQLite (a file of this test), PostgreSQL, MariaDB.
+/// Every backend: SQLite (a file of this test), PostgreSQL, MariaDB, Redis.
 pub fn targets(test: &str) -> Vec<Target> {
     let file = std::env::temp_dir().join(format!(
         "fsmstore-teloxide-{}-{test}.db",
@@ -41,14 +47,12 @@ pub fn targets(test: &str) -> Vec<Target> {
         },
         Target {
             name: "postgres",
-            url: std::env::var("FSMSTORE_TEST_POSTGRES_URL")
-                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into()),
+            url: postgres_url(),
             file: None,
         },
         Target {
             name: "mysql",
-            url: std::env::var("FSMSTORE_TEST_MYSQL_URL")
-                .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into()),
+            url: mysql_url(),
             file: None,
         },
         Target {
@@ -59,9 +63,112 @@ pub fn targets(test: &str) -> Vec<Target> {
     ]
 }
 
+/// The PostgreSQL the tests use.
+pub fn postgres_url() -> String {
+    std::env::var("FSMSTORE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// The MariaDB the tests use.
+pub fn mysql_url() -> String {
+    std::env::var("FSMSTORE_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
 /// The Redis the tests use.
 pub fn redis_url() -> String {
     std::env::var("FSMSTORE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/7".into())
+}
+
+/// Whether each database is there, asked once per test binary: SQLite always is;
+/// PostgreSQL, MariaDB and Redis when they answer a connection (one that does not is
+/// missing, with the reason; under `CI` the probe panics and its tests fail).
+pub struct Servers {
+    postgres: Needs,
+    mysql: Needs,
+    redis: Needs,
+}
+
+impl Servers {
+    /// Connects to each server once.
+    pub fn probe() -> Servers {
+        let postgres = Needs::probe("PostgreSQL is unreachable", || {
+            let config =
+                fsmstore::postgres::PgConfig::from_url(&postgres_url()).expect("a PostgreSQL URL");
+            block_on(async {
+                match config.connect().await {
+                    Ok(_) => Some(()),
+                    Err(err) => fsmstore_conformance::unreachable(
+                        "PostgreSQL",
+                        "FSMSTORE_TEST_POSTGRES_URL",
+                        &err,
+                    ),
+                }
+            })
+        });
+        let mysql = Needs::probe("MariaDB is unreachable", || {
+            use fsmstore::mysql::sqlx::{Connection, MySqlConnection};
+            let config = fsmstore::mysql::MysqlConfig::from_url(&mysql_url()).expect("a MySQL URL");
+            block_on(async {
+                match MySqlConnection::connect_with(&config.connect).await {
+                    Ok(_) => Some(()),
+                    Err(err) => fsmstore_conformance::unreachable(
+                        "MariaDB",
+                        "FSMSTORE_TEST_MYSQL_URL",
+                        &err,
+                    ),
+                }
+            })
+        });
+        let redis = Needs::probe("Redis is unreachable", || {
+            use fsmstore::redis::redis;
+            let client = redis::Client::open(redis_url().as_str()).expect("a Redis URL");
+            block_on(async {
+                match tokio::time::timeout(
+                    Duration::from_secs(5),
+                    client.get_multiplexed_async_connection(),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => Some(()),
+                    Ok(Err(err)) => {
+                        fsmstore_conformance::unreachable("Redis", "FSMSTORE_TEST_REDIS_URL", &err)
+                    }
+                    Err(elapsed) => fsmstore_conformance::unreachable(
+                        "Redis",
+                        "FSMSTORE_TEST_REDIS_URL",
+                        &elapsed,
+                    ),
+                }
+            })
+        });
+        Servers {
+            postgres,
+            mysql,
+            redis,
+        }
+    }
+
+    /// What a test on `target` needs.
+    pub fn needs(&self, target: &Target) -> Needs {
+        match target.name {
+            "postgres" => self.postgres.clone(),
+            "mysql" => self.mysql.clone(),
+            "redis" => self.redis.clone(),
+            _ => Needs::Met,
+        }
+    }
+}
+
+/// `test` once per target, each a test of its own named `{test}::{target}`, on targets
+/// made by [`targets`]`(file)`: `run` on the target when its server is there, listed as
+/// ignored with the reason when not.
+pub fn each_target(suite: &mut Suite, servers: &Servers, test: &str, file: &str, run: fn(Target)) {
+    for target in targets(file) {
+        let needs = servers.needs(&target);
+        let name = format!("{test}::{}", target.name);
+        suite.test(&name, &needs, move || run(target));
+    }
 }
 
 impl Target {
@@ -109,9 +216,9 @@ pub fn options(test: &str) -> StorageOptions {
 }
 
 /// Opens `target` with `options` on empty tables (whatever an earlier run of a process
-/// with the same id left is dropped first); `None` (a loud skip, a failure under `CI`)
-/// when its server does not answer.
-pub async fn open(target: &Target, options: StorageOptions) -> Option<Database> {
+/// with the same id left is dropped first). A test runs only on a target whose server
+/// answered [`Servers::probe`], so failing to open it fails the test.
+pub async fn open(target: &Target, options: StorageOptions) -> Database {
     let fresh = async {
         let db = fsmstore::open_with(&target.url, options.clone()).await?;
         drop_all(&db).await?;
@@ -119,11 +226,7 @@ pub async fn open(target: &Target, options: StorageOptions) -> Option<Database> 
         fsmstore::open_with(&target.url, options).await
     };
     match fresh.await {
-        Ok(db) => Some(db),
-        Err(err) if err.is_transient() && std::env::var_os("CI").is_none() => {
-            eprintln!("*** SKIPPED on {}: server unreachable: {err}", target.name);
-            None
-        }
+        Ok(db) => db,
         Err(err) => panic!("opening {}: {err}", target.name),
     }
 }
