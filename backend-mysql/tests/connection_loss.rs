@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fsmstore_conformance::{block_on, Needs, Suite};
+use fsmstore_conformance::{block_on, block_on_threads, Needs, Suite};
 use fsmstore_core::serde_json::{json, Value};
 use fsmstore_core::{BotId, ChatId, Data, Error, SchemaPolicy, Storage, StorageKey, UserId};
 use fsmstore_mysql::sqlx::{self, AssertSqlSafe, MySqlConnection};
@@ -28,25 +28,14 @@ fn main() -> std::process::ExitCode {
     suite.test(
         "killed_connections_recover_without_reopening",
         &needs,
-        || on_threads(4, killed_connections_recover_without_reopening()),
+        || block_on_threads(4, killed_connections_recover_without_reopening()),
     );
     suite.test(
         "unreachable_server_is_a_transient_error_that_says_why",
         &Needs::Met,
-        || on_threads(2, unreachable_server_is_a_transient_error_that_says_why()),
+        || block_on_threads(2, unreachable_server_is_a_transient_error_that_says_why()),
     );
     suite.run()
-}
-
-/// Runs `future` on a runtime of `threads` workers, as
-/// `#[tokio::test(flavor = "multi_thread", worker_threads = N)]` did.
-fn on_threads<T>(threads: usize, future: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for the test")
-        .block_on(future)
 }
 
 fn key(n: i64) -> StorageKey {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use fsmstore_conformance::{block_on, Needs, Suite};
+use fsmstore_conformance::{block_on, block_on_threads, Needs, Suite};
 use fsmstore_core::migrations::{builtin, Script};
 use fsmstore_core::sql::MigrationLock;
 use fsmstore_core::{
@@ -25,34 +25,23 @@ fn main() -> std::process::ExitCode {
     suite.test(
         "half_applied_migration_is_dirty_until_stamped",
         &needs,
-        || on_threads(2, half_applied_migration_is_dirty_until_stamped()),
+        || block_on_threads(2, half_applied_migration_is_dirty_until_stamped()),
     );
     suite.test("failing_first_statement_leaves_no_row", &needs, || {
-        on_threads(2, failing_first_statement_leaves_no_row())
+        block_on_threads(2, failing_first_statement_leaves_no_row())
     });
     suite.test("half_applied_downgrade_is_dirty", &needs, || {
-        on_threads(2, half_applied_downgrade_is_dirty())
+        block_on_threads(2, half_applied_downgrade_is_dirty())
     });
     suite.test(
         "migration_in_progress_is_not_reported_dirty",
         &needs,
-        || on_threads(2, migration_in_progress_is_not_reported_dirty()),
+        || block_on_threads(2, migration_in_progress_is_not_reported_dirty()),
     );
     suite.test("a_held_migration_lock_names_its_holder", &needs, || {
-        on_threads(2, a_held_migration_lock_names_its_holder())
+        block_on_threads(2, a_held_migration_lock_names_its_holder())
     });
     suite.run()
-}
-
-/// Runs `future` on a runtime of `threads` workers, as
-/// `#[tokio::test(flavor = "multi_thread", worker_threads = N)]` did.
-fn on_threads<T>(threads: usize, future: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for the test")
-        .block_on(future)
 }
 
 /// Version 4: adds a column (commits), then fails.

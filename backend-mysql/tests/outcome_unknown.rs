@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fsmstore_conformance::{block_on, Needs, Suite};
+use fsmstore_conformance::{block_on, block_on_threads, Needs, Suite};
 use fsmstore_core::{BotId, ChatId, Error, SchemaPolicy, Storage, StorageKey, UserId};
 use fsmstore_mysql::MysqlStorage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -30,7 +30,7 @@ fn main() -> std::process::ExitCode {
         "a_lost_reply_is_an_unknown_outcome_and_never_overwrites_a_newer_write",
         &needs,
         || {
-            on_threads(
+            block_on_threads(
                 2,
                 a_lost_reply_is_an_unknown_outcome_and_never_overwrites_a_newer_write(),
             )
@@ -40,24 +40,13 @@ fn main() -> std::process::ExitCode {
         "a_read_whose_reply_is_lost_runs_again_on_another_connection",
         &needs,
         || {
-            on_threads(
+            block_on_threads(
                 2,
                 a_read_whose_reply_is_lost_runs_again_on_another_connection(),
             )
         },
     );
     suite.run()
-}
-
-/// Runs `future` on a runtime of `threads` workers, as
-/// `#[tokio::test(flavor = "multi_thread", worker_threads = N)]` did.
-fn on_threads<T>(threads: usize, future: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for the test")
-        .block_on(future)
 }
 
 /// `COM_STMT_EXECUTE`: the command byte of a prepared statement's execution.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use fsmstore_conformance::faults::{
     free_port, private_server_unavailable, writes_survive_a_restart,
 };
-use fsmstore_conformance::{Needs, Suite};
+use fsmstore_conformance::{block_on_threads, Needs, Suite};
 use fsmstore_core::{SchemaPolicy, Storage, StorageOptions};
 use fsmstore_mysql::{MysqlConfig, MysqlStorage};
 
@@ -29,20 +29,9 @@ fn main() -> std::process::ExitCode {
     suite.test(
         "a_restart_mid_load_loses_no_acknowledged_write",
         &installed,
-        || on_threads(2, a_restart_mid_load_loses_no_acknowledged_write()),
+        || block_on_threads(2, a_restart_mid_load_loses_no_acknowledged_write()),
     );
     suite.run()
-}
-
-/// Runs `future` on a runtime of `threads` workers, as
-/// `#[tokio::test(flavor = "multi_thread", worker_threads = N)]` did.
-fn on_threads<T>(threads: usize, future: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for the test")
-        .block_on(future)
 }
 
 /// Whether what [`PrivateServer::start`] runs is installed: `mariadb-install-db` on `PATH`

@@ -13,7 +13,7 @@ use fsmstore_conformance::faults::{
     free_port, private_server_unavailable, silent_host_ends_every_call_within_its_deadline,
 };
 use fsmstore_conformance::netns::Netns;
-use fsmstore_conformance::{Needs, Suite};
+use fsmstore_conformance::{block_on_threads, Needs, Suite};
 use fsmstore_core::Storage;
 use fsmstore_mysql::{MysqlConfig, MysqlStorage};
 
@@ -35,20 +35,9 @@ fn main() -> std::process::ExitCode {
     suite.test(
         "a_silent_host_ends_every_call_within_its_deadline",
         &needs,
-        || on_threads(4, a_silent_host_ends_every_call_within_its_deadline()),
+        || block_on_threads(4, a_silent_host_ends_every_call_within_its_deadline()),
     );
     suite.run()
-}
-
-/// Runs `future` on a runtime of `threads` workers, as
-/// `#[tokio::test(flavor = "multi_thread", worker_threads = N)]` did.
-fn on_threads<T>(threads: usize, future: impl std::future::Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for the test")
-        .block_on(future)
 }
 
 /// Whether what [`Server::start`] needs is there: `mariadb-install-db` and `tc` on `PATH`,

@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fsmstore_conformance::{block_on, Needs, Suite};
+use fsmstore_conformance::{block_on, block_on_current_thread, block_on_threads, Needs, Suite};
 use fsmstore_core::sql::drop_table_if_exists;
 use fsmstore_core::{
     BotId, ChatId, Dialect, Error, ErrorKind, SchemaPolicy, Storage, StorageKey, StorageOptions,
@@ -30,12 +29,12 @@ fn main() -> std::process::ExitCode {
     suite.test(
         "terminated_connections_recover_without_reopening",
         &needs,
-        || on_threads(4, terminated_connections_recover_without_reopening()),
+        || block_on_threads(4, terminated_connections_recover_without_reopening()),
     );
     suite.test(
         "unreachable_server_is_a_transient_error_without_the_password",
         &Needs::Met,
-        || on_current_thread(unreachable_server_is_a_transient_error_without_the_password()),
+        || block_on_current_thread(unreachable_server_is_a_transient_error_without_the_password()),
     );
     suite.test(
         "a_url_without_a_host_is_a_config_error",
@@ -43,10 +42,10 @@ fn main() -> std::process::ExitCode {
         a_url_without_a_host_is_a_config_error,
     );
     suite.test("server_errors_say_what_the_server_said", &needs, || {
-        on_current_thread(server_errors_say_what_the_server_said())
+        block_on_current_thread(server_errors_say_what_the_server_said())
     });
     suite.test("several_hosts_in_the_url_skip_a_dead_one", &needs, || {
-        on_current_thread(several_hosts_in_the_url_skip_a_dead_one())
+        block_on_current_thread(several_hosts_in_the_url_skip_a_dead_one())
     });
     suite.test(
         "a_held_migration_lock_is_waited_for_at_most_the_lock_timeout",
@@ -54,26 +53,6 @@ fn main() -> std::process::ExitCode {
         || block_on(a_held_migration_lock_is_waited_for_at_most_the_lock_timeout()),
     );
     suite.run()
-}
-
-/// Runs `future` on a multi-threaded runtime of `workers` worker threads (what
-/// `#[tokio::test(flavor = "multi_thread", worker_threads = N)]` built).
-fn on_threads<T>(workers: usize, future: impl Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for the test")
-        .block_on(future)
-}
-
-/// Runs `future` on a current-thread runtime (what `#[tokio::test]` built).
-fn on_current_thread<T>(future: impl Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for the test")
-        .block_on(future)
 }
 
 fn data(value: serde_json::Value) -> fsmstore_core::Data {

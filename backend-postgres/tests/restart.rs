@@ -8,7 +8,6 @@
 //! as ignored, with the reason (a failure under `CI`), never as passed (`harness = false`:
 //! [`fsmstore_conformance::Suite`]).
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -17,7 +16,7 @@ use std::time::Duration;
 use fsmstore_conformance::faults::{
     free_port, private_server_unavailable, writes_survive_a_restart,
 };
-use fsmstore_conformance::{Needs, Suite};
+use fsmstore_conformance::{block_on_threads, Needs, Suite};
 use fsmstore_core::{SchemaPolicy, Storage, StorageOptions};
 use fsmstore_postgres::{PgConfig, PgStorage};
 
@@ -38,21 +37,10 @@ fn main() -> std::process::ExitCode {
         &needs,
         move || {
             let server = started.expect("probed: the private PostgreSQL started");
-            on_threads(2, a_restart_mid_load_loses_no_acknowledged_write(server))
+            block_on_threads(2, a_restart_mid_load_loses_no_acknowledged_write(server))
         },
     );
     suite.run()
-}
-
-/// Runs `future` on a multi-threaded runtime of `workers` worker threads (what
-/// `#[tokio::test(flavor = "multi_thread", worker_threads = N)]` built).
-fn on_threads<T>(workers: usize, future: impl Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for the test")
-        .block_on(future)
 }
 
 /// Where a private cluster lives and how to control it.

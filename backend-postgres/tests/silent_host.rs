@@ -11,7 +11,6 @@
 //! `pg_ctl start` failing), the test is listed as ignored, with the reason (a failure under
 //! `CI`), never as passed (`harness = false`: [`fsmstore_conformance::Suite`]).
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -21,7 +20,7 @@ use fsmstore_conformance::faults::{
     free_port, private_server_unavailable, silent_host_ends_every_call_within_its_deadline,
 };
 use fsmstore_conformance::netns::Netns;
-use fsmstore_conformance::{Needs, Suite};
+use fsmstore_conformance::{block_on_threads, Needs, Suite};
 use fsmstore_core::Storage;
 use fsmstore_postgres::{PgConfig, PgStorage};
 
@@ -47,21 +46,10 @@ fn main() -> std::process::ExitCode {
         &needs,
         move || {
             let server = started.expect("probed: the private PostgreSQL started");
-            on_threads(4, a_silent_host_ends_every_call_within_its_deadline(server))
+            block_on_threads(4, a_silent_host_ends_every_call_within_its_deadline(server))
         },
     );
     suite.run()
-}
-
-/// Runs `future` on a multi-threaded runtime of `workers` worker threads (what
-/// `#[tokio::test(flavor = "multi_thread", worker_threads = N)]` built).
-fn on_threads<T>(workers: usize, future: impl Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for the test")
-        .block_on(future)
 }
 
 /// A private PostgreSQL listening inside `netns`, stopped (and its directory removed) on

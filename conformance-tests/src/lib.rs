@@ -35,9 +35,10 @@ pub use ctx::Ctx;
 pub use fsmstore_core as __core;
 pub use harness::{Needs, Suite};
 pub use runner::{
-    aiogram_layout_cases, aiogram_layout_own_cases, block_on, migration_cases, run_case,
-    run_case_in, run_suite, run_test, run_test_in, storage_cases, storage_only_cases,
-    stored_row_cases, unreachable, updated_at_cases, BoxCase, Case, CaseReport,
+    aiogram_layout_cases, aiogram_layout_own_cases, block_on, block_on_current_thread,
+    block_on_threads, migration_cases, run_case, run_case_in, run_suite, run_test, run_test_in,
+    storage_cases, storage_only_cases, stored_row_cases, unreachable, updated_at_cases, BoxCase,
+    Case, CaseReport,
 };
 
 /// Expands the suite into one `#[test]` per case.

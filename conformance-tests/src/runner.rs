@@ -160,6 +160,33 @@ pub fn block_on<T>(future: impl Future<Output = T>) -> T {
         .block_on(future)
 }
 
+/// Runs `future` to completion on a runtime of `workers` worker threads: what
+/// `#[tokio::test(flavor = "multi_thread", worker_threads = N)]` gives a test (timing
+/// sensitive tests keep the count they were measured with).
+///
+/// # Panics
+/// When no runtime can be built.
+pub fn block_on_threads<T>(workers: usize, future: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the test")
+        .block_on(future)
+}
+
+/// Runs `future` to completion on a current-thread runtime: what `#[tokio::test]` gives.
+///
+/// # Panics
+/// When no runtime can be built.
+pub fn block_on_current_thread<T>(future: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the test")
+        .block_on(future)
+}
+
 /// Runs one case as a test: builds a multi-threaded runtime, asks `factory` for the
 /// backend (`None` skips), runs the case and re-raises its panic.
 pub fn run_test<F, Fut>(factory: F, name: &str, case: fn(Ctx) -> BoxCase)

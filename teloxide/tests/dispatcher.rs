@@ -11,13 +11,12 @@
 
 mod common;
 
-use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use common::bot_api::{BotApi, Sent, TOKEN};
 use common::Target;
-use fsmstore_conformance::Suite;
+use fsmstore_conformance::{block_on_threads, Suite};
 use fsmstore_teloxide::{lock_chat, TeloxideStorage};
 use teloxide::dispatching::dialogue::Storage;
 use teloxide::dispatching::{HandlerExt, ShutdownToken, UpdateFilterExt, UpdateHandler};
@@ -41,7 +40,7 @@ fn main() -> ExitCode {
         "a_real_dispatcher_carries_dialogues_across_a_restart",
         "dispatch",
         |target| {
-            on_threads(
+            block_on_threads(
                 2,
                 a_real_dispatcher_carries_dialogues_across_a_restart(target),
             )
@@ -52,19 +51,9 @@ fn main() -> ExitCode {
         &servers,
         "two_instances_with_lock_chat_lose_no_step",
         "twoinst",
-        |target| on_threads(2, two_instances_with_lock_chat_lose_no_step(target)),
+        |target| block_on_threads(2, two_instances_with_lock_chat_lose_no_step(target)),
     );
     suite.run()
-}
-
-/// Runs `future` on a multi-threaded runtime of `threads` workers of its own.
-fn on_threads<T>(threads: usize, future: impl Future<Output = T>) -> T {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime for the test")
-        .block_on(future)
 }
 
 /// Starts the example's dispatcher on `storage` against `api`.
