@@ -1,12 +1,17 @@
-//! One writer and a few readers, each behind a mutex, used from tokio's blocking pool.
+//! One writer and a few readers, each behind a mutex, used from tokio's blocking pool —
+//! and, for a point read while a connection is idle, from the calling thread.
 //!
 //! Why not a general pool: SQLite allows one writer at a time anyway, so a single writer
 //! connection behind a mutex serializes writes in-process without `SQLITE_BUSY` retries,
 //! while WAL lets readers run beside it. A call costs one `spawn_blocking` plus an
-//! uncontended mutex: the same as the bare `spawn_blocking` floor.
+//! uncontended mutex: the same as the bare `spawn_blocking` floor. A point read
+//! ([`Connections::try_read_here`]) skips the hop when it can not wait: a free connection,
+//! and SQLite told not to wait for a lock (busy timeout 0 for that read), so a busy
+//! database sends it to the blocking pool instead of stalling the runtime.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use fsmstore_core::{Error, Result};
 use rusqlite::{Connection, OpenFlags};
@@ -22,6 +27,9 @@ pub(crate) struct Connections {
     readers: Vec<Slot>,
     next_reader: AtomicUsize,
     closed: AtomicBool,
+    /// The URL's busy timeout: what every connection waits for a lock, except a read on
+    /// the calling thread (which waits for none).
+    busy_timeout: Duration,
 }
 
 impl Connections {
@@ -65,6 +73,7 @@ impl Connections {
             readers,
             next_reader: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            busy_timeout: config.busy_timeout,
         })
     }
 
@@ -118,6 +127,38 @@ impl Connections {
         })
         .await
         .map_err(from_join)?
+    }
+
+    /// Runs `work`, a point read, on this thread when a connection is idle, without
+    /// waiting for anything: `None` when no connection is free or SQLite would have to
+    /// wait for a lock (the busy timeout is 0 for this read: SQLite answers `SQLITE_BUSY`
+    /// at once); the caller then reads on the blocking pool as every other call does. What
+    /// it saves is the hop to the blocking pool and back, most of a cached read's time.
+    pub(crate) fn try_read_here<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T>,
+    ) -> Option<Result<T>> {
+        if self.is_closed() {
+            return None;
+        }
+        // The same order as `read`: the writer's page cache is the warmest.
+        let mut guard = std::iter::once(&self.writer)
+            .chain(self.readers.iter())
+            .find_map(|slot| slot.try_lock().ok())?;
+        let conn = guard.as_mut()?;
+        conn.busy_timeout(Duration::ZERO).ok()?;
+        let result = work(conn);
+        if conn.busy_timeout(self.busy_timeout).is_err() {
+            // A connection that can not wait again would fail later calls: let it go.
+            guard.take();
+        }
+        match result {
+            // Busy or locked: the blocking pool waits for it.
+            Err(Error::Database {
+                transient: true, ..
+            }) => None,
+            done => Some(done),
+        }
     }
 
     /// Closes every connection; later calls fail with [`Error::Closed`].

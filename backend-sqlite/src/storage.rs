@@ -135,6 +135,22 @@ impl SqliteStorage {
         .await
     }
 
+    /// A point read: on the calling thread when a connection is idle and the database
+    /// does not make it wait ([`Connections::try_read_here`]), else as [`Self::read`].
+    async fn point_read<T: Send + 'static>(
+        &self,
+        operation: &'static str,
+        work: impl Fn(&mut Connection, &SqliteQueries) -> Result<T> + Send + Sync + 'static,
+    ) -> Result<T> {
+        if let Some(done) = self
+            .connections
+            .try_read_here(|conn| work(conn, &self.queries))
+        {
+            return done;
+        }
+        self.read(operation, work).await
+    }
+
     /// Runs `work` on the writer, again under the retry policy when the database was busy
     /// (`SQLITE_BUSY` after the busy timeout: nothing was applied). SQLite is in-process:
     /// there is no lost reply, so no unknown outcome.
@@ -272,7 +288,7 @@ fn shared_locks(location: &SqliteLocation, table: &str) -> Arc<LocalLocks> {
 impl Storage for SqliteStorage {
     async fn get_state(&self, key: &StorageKey) -> Result<Option<String>> {
         let id = self.options.row_id(key)?;
-        self.read("get_state", move |conn, q| {
+        self.point_read("get_state", move |conn, q| {
             let state: Option<Option<String>> = conn
                 .prepare_cached(&q.row.get_state)
                 .and_then(|mut s| s.query_row([&id], |row| row.get(0)).optional())
@@ -307,7 +323,7 @@ impl Storage for SqliteStorage {
 
     async fn get_data(&self, key: &StorageKey) -> Result<Data> {
         let id = self.options.row_id(key)?;
-        self.read("get_data", move |conn, q| select_data(conn, q, &id))
+        self.point_read("get_data", move |conn, q| select_data(conn, q, &id))
             .await
     }
 
@@ -385,7 +401,7 @@ impl Storage for SqliteStorage {
 
     async fn get_record(&self, key: &StorageKey) -> Result<Record> {
         let id = self.options.row_id(key)?;
-        self.read("get_record", move |conn, q| {
+        self.point_read("get_record", move |conn, q| {
             let (state, data) = select_record(conn, q, &id)?;
             Ok(Record { state, data })
         })

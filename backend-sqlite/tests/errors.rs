@@ -124,3 +124,83 @@ async fn tables_differing_in_case_share_their_key_locks() {
     assert!(lower.isolation().lock(&key).await.is_ok());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A point read runs on the calling thread only when nothing makes it wait: on a database
+/// another connection holds locked, it waits out the busy timeout on the blocking pool,
+/// and the runtime's one thread keeps serving other tasks meanwhile.
+#[test]
+fn a_locked_database_never_stalls_the_runtime() {
+    use fsmstore_core::Storage;
+    use std::time::{Duration, Instant};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let path = temp_file("locked-read");
+        let key = fsmstore_core::StorageKey::new(
+            fsmstore_core::BotId(1),
+            fsmstore_core::ChatId(2),
+            fsmstore_core::UserId(3),
+        );
+        let open = |mode: &str| {
+            let config = SqliteConfig::from_url(&format!(
+                "sqlite://{}?busy_timeout_ms=800&mode={mode}",
+                path.display()
+            ))
+            .unwrap();
+            let options = StorageOptions::default()
+                .schema(SchemaPolicy::Upgrade)
+                .retry(fsmstore_core::RetryPolicy::none());
+            SqliteStorage::open(config.options(options).unwrap())
+        };
+        let writer = open("rwc").await.unwrap();
+        writer.set_state(&key, Some("A")).await.unwrap();
+        writer.close().await.unwrap();
+        // A rollback journal (WAL readers never wait for a writer): a reader waits for
+        // an exclusive lock there. Opened read-only, fsmstore leaves the journal as it is.
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "journal_mode", "DELETE")
+            .unwrap();
+        let storage = open("ro").await.unwrap();
+        // Read on this thread: no lock in the way.
+        assert_eq!(storage.get_state(&key).await.unwrap().as_deref(), Some("A"));
+
+        // Another connection takes the file for itself.
+        let holder = rusqlite::Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN EXCLUSIVE;").unwrap();
+        let ticking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let ticker = tokio::spawn({
+            let ticking = std::sync::Arc::clone(&ticking);
+            async move {
+                let (mut last, mut longest) = (Instant::now(), Duration::ZERO);
+                while ticking.load(std::sync::atomic::Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    longest = longest.max(last.elapsed());
+                    last = Instant::now();
+                }
+                longest
+            }
+        });
+        // The ticker runs before the read starts (a stall of the read's first attempt
+        // falls between two of its ticks).
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let started = Instant::now();
+        let read = storage.get_state(&key).await;
+        let waited = started.elapsed();
+        ticking.store(false, std::sync::atomic::Ordering::Relaxed);
+        let longest_gap = ticker.await.unwrap();
+        let err = read.expect_err("the file is locked");
+        assert!(err.is_transient(), "{err:?}");
+        assert!(waited >= Duration::from_millis(500), "it waited {waited:?}");
+        assert!(
+            longest_gap < Duration::from_millis(300),
+            "the runtime stalled for {longest_gap:?} while the read waited {waited:?}"
+        );
+        holder.execute_batch("COMMIT;").unwrap();
+        drop(holder);
+        assert_eq!(storage.get_state(&key).await.unwrap().as_deref(), Some("A"));
+        storage.close().await.unwrap();
+    });
+}

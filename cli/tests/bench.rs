@@ -66,6 +66,8 @@ fn bench_with_floor_reports_every_phase_and_no_lost_updates() {
     assert_eq!(tasks, [1, 4, 1, 4]);
     for t in throughput {
         assert!(t["ops_per_sec"].as_f64().unwrap() > 0.0, "{t}");
+        let (p50, p99) = (t["p50_us"].as_f64().unwrap(), t["p99_us"].as_f64().unwrap());
+        assert!(0.0 < p50 && p50 <= p99, "{t}");
         assert_eq!(t["errors"], 0, "{t}");
     }
     assert_eq!(report["concurrency"]["tasks"], 8);

@@ -1,5 +1,7 @@
-//! The SQLite floor: rusqlite on one connection, every call through `spawn_blocking`, with
-//! fsmstore's PRAGMAs and core's statements, and nothing else.
+//! The SQLite floor: rusqlite on one connection with fsmstore's PRAGMAs and core's
+//! statements, and nothing else. Writes go through `spawn_blocking`; point reads
+//! (`get_state`, `get_data`) run on the calling thread, the fastest a read can be (the
+//! in-thread floor): fsmstore's reads are measured against that, not against the hop.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -46,6 +48,18 @@ impl SqliteFloor {
         })
         .await??;
         Ok(result)
+    }
+
+    /// Runs `work` on the connection on this thread (a point read: the in-thread floor).
+    fn here<T>(
+        &self,
+        work: impl FnOnce(&mut Connection, &SqliteQueries) -> rusqlite::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut conn = self
+            .conn
+            .lock()
+            .map_err(|_| anyhow!("connection lock poisoned"))?;
+        Ok(work(&mut conn, &self.queries)?)
     }
 
     /// Inserts `rows` rows with core's `upsert_state` (prepared once), 50 000 per
@@ -109,13 +123,11 @@ impl Target for SqliteFloor {
 
     async fn get_state(&self, i: i64) -> anyhow::Result<Option<String>> {
         let id = floor_id(i);
-        let state: Option<Option<String>> = self
-            .run(move |conn, q| {
-                conn.prepare_cached(&q.row.get_state)?
-                    .query_row([&id], |row| row.get(0))
-                    .optional()
-            })
-            .await?;
+        let state: Option<Option<String>> = self.here(move |conn, q| {
+            conn.prepare_cached(&q.row.get_state)?
+                .query_row([&id], |row| row.get(0))
+                .optional()
+        })?;
         Ok(state.flatten())
     }
 
@@ -132,7 +144,7 @@ impl Target for SqliteFloor {
 
     async fn get_data(&self, i: i64) -> anyhow::Result<Data> {
         let id = floor_id(i);
-        let text = self.run(move |conn, q| select_data(conn, q, &id)).await?;
+        let text = self.here(move |conn, q| select_data(conn, q, &id))?;
         parse(text)
     }
 

@@ -67,25 +67,36 @@ pub(crate) struct Report {
     pub(crate) throughput: Vec<Throughput>,
 }
 
-/// Calls per second of one handle with `tasks` tasks at once (median over the rounds).
+/// One handle with `tasks` tasks at once: calls per second of wall time and each call's
+/// latency percentiles (medians over the rounds).
 pub(crate) struct Throughput {
     pub(crate) handle: String,
     pub(crate) tasks: usize,
     pub(crate) ops_per_sec: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
     pub(crate) errors: u64,
     pub(crate) first_error: Option<String>,
 }
 
 impl Throughput {
-    pub(crate) fn of(handle: String, tasks: usize, runs: &[(f64, u64, Option<String>)]) -> Self {
-        let mut rates: Vec<f64> = runs.iter().map(|r| r.0).collect();
-        rates.sort_by(f64::total_cmp);
+    pub(crate) fn of(
+        handle: String,
+        tasks: usize,
+        runs: &[super::workload::ThroughputRun],
+    ) -> Self {
+        let median = |mut values: Vec<f64>| {
+            values.sort_by(f64::total_cmp);
+            values.get(values.len() / 2).copied().unwrap_or_default()
+        };
         Throughput {
             handle,
             tasks,
-            ops_per_sec: rates.get(rates.len() / 2).copied().unwrap_or_default(),
-            errors: runs.iter().map(|r| r.1).sum(),
-            first_error: runs.iter().find_map(|r| r.2.clone()),
+            ops_per_sec: median(runs.iter().map(|r| r.calls_per_sec).collect()),
+            p50_us: median(runs.iter().map(|r| r.latency.percentile_us(50)).collect()),
+            p99_us: median(runs.iter().map(|r| r.latency.percentile_us(99)).collect()),
+            errors: runs.iter().map(|r| r.latency.errors).sum(),
+            first_error: runs.iter().find_map(|r| r.latency.first_error.clone()),
         }
     }
 }
@@ -152,6 +163,8 @@ impl Report {
                 "handle": t.handle,
                 "tasks": t.tasks,
                 "ops_per_sec": t.ops_per_sec.round(),
+                "p50_us": round2(t.p50_us),
+                "p99_us": round2(t.p99_us),
                 "errors": t.errors,
                 "first_error": t.first_error,
             })).collect::<Vec<_>>(),
@@ -211,7 +224,7 @@ impl Report {
             );
         }
         if !self.throughput.is_empty() {
-            println!("\nthroughput: dialogue steps (set_state, update_data, get_data) on keys of each task's own, calls/s, median:");
+            println!("\nthroughput: dialogue steps (set_state, update_data, get_data) on keys of each task's own; calls/s of wall time and each call's latency, medians over the rounds:");
             let rows: Vec<Vec<String>> = self
                 .throughput
                 .iter()
@@ -220,11 +233,16 @@ impl Report {
                         t.handle.clone(),
                         t.tasks.to_string(),
                         format!("{:.0}", t.ops_per_sec),
+                        format!("{:.1}", t.p50_us),
+                        format!("{:.1}", t.p99_us),
                         t.errors.to_string(),
                     ]
                 })
                 .collect();
-            output::table(&["handle", "tasks", "calls/s", "errors"], &rows);
+            output::table(
+                &["handle", "tasks", "calls/s", "p50 µs", "p99 µs", "errors"],
+                &rows,
+            );
         }
     }
 }

@@ -277,52 +277,68 @@ pub(crate) async fn run_concurrency(storage: &Arc<dyn Storage>, tasks: usize) ->
     outcome
 }
 
+/// One round of [`run_throughput`].
+pub(crate) struct ThroughputRun {
+    /// Calls per second of wall time, all tasks together.
+    pub(crate) calls_per_sec: f64,
+    /// Each call's latency, as the calling task saw it (queueing for a connection
+    /// included): its percentiles.
+    pub(crate) latency: Sample,
+}
+
 /// `tasks` tasks at once, each running dialogue steps (`set_state`, `update_data`,
 /// `get_data`) on keys of its own until `steps` steps were run in all: calls per second,
-/// errors, the first error. The keys (negative chats, apart from the phases' keys) are
-/// left to the scratch table's drop.
+/// each call's latency, errors and the first error. The keys (negative chats, apart from
+/// the phases' keys) are left to the scratch table's drop.
 pub(crate) async fn run_throughput(
     storage: &Arc<dyn Storage>,
     tasks: usize,
     steps: i64,
-) -> (f64, u64, Option<String>) {
+) -> ThroughputRun {
     let per_task = (steps / tasks as i64).max(1);
     let started = Instant::now();
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
             let storage = Arc::clone(storage);
             tokio::spawn(async move {
-                let (mut errors, mut first) = (0_u64, None::<String>);
+                let mut sample = Sample::default();
                 for i in 0..per_task {
                     let key = StorageKey::new(BotId(42), ChatId(-(t as i64) - 1), UserId(i));
-                    let step = async {
-                        storage.set_state(&key, Some(STATE)).await?;
-                        storage.update_data(&key, &patch()).await?;
-                        storage.get_data(&key).await.map(drop)
-                    };
-                    if let Err(err) = step.await {
-                        errors += 1;
-                        first.get_or_insert(err.to_string());
-                    }
+                    let at = Instant::now();
+                    let outcome = storage.set_state(&key, Some(STATE)).await.map(|()| true);
+                    sample.record(at, outcome, i);
+                    let at = Instant::now();
+                    let outcome = storage.update_data(&key, &patch()).await.map(|_| true);
+                    sample.record(at, outcome, i);
+                    let at = Instant::now();
+                    let outcome = storage.get_data(&key).await.map(|_| true);
+                    sample.record(at, outcome, i);
                 }
-                (errors, first)
+                sample
             })
         })
         .collect();
-    let (mut errors, mut first) = (0_u64, None);
+    let mut latency = Sample::default();
     for handle in handles {
         match handle.await {
-            Ok((e, f)) => {
-                errors += e;
-                first = first.or(f);
+            Ok(sample) => {
+                latency.nanos.extend(sample.nanos);
+                latency.errors += sample.errors;
+                if let Some(first) = sample.first_error {
+                    latency.first_error.get_or_insert(first);
+                }
             }
             Err(err) => {
-                errors += 1;
-                first.get_or_insert(format!("task: {err}"));
+                latency.errors += 1;
+                latency.first_error.get_or_insert(format!("task: {err}"));
             }
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    latency.nanos.sort_unstable();
     let calls = (3 * per_task * tasks as i64) as f64;
-    (calls / seconds.max(f64::EPSILON), errors, first)
+    ThroughputRun {
+        calls_per_sec: calls / seconds.max(f64::EPSILON),
+        latency,
+    }
 }
