@@ -249,7 +249,12 @@ async fn mariadb_migrations_and_python_adoption() {
     let history = ok(&url, &table, &["migrate", "history", "--json"]);
     assert_eq!(history.matches("\"applied\"").count(), 4, "{history}");
     ok(&url, &table, &["migrate", "down", "--to", "base"]);
-    mysql_exec(&mut admin, format!("DROP TABLE IF EXISTS {table}_ver")).await;
+    // The version table and the cluster migration lock's table beside it.
+    mysql_exec(
+        &mut admin,
+        format!("DROP TABLE IF EXISTS {table}_ver, {table}_ver_lock"),
+    )
+    .await;
 }
 
 async fn conformance_command_against_mariadb() {
