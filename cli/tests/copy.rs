@@ -11,20 +11,18 @@ use std::time::{Duration, Instant};
 use fsmstore::inspect::{now_ms, PutRow, StoredRow};
 use fsmstore::serde_json::{json, Value};
 use fsmstore::{data, BotId, ChatId, Database, StorageKey, UserId};
-use fsmstore_conformance::{block_on, unreachable, Needs, Suite};
+use fsmstore_conformance::{block_on, Suite};
+
+mod common;
 
 const DAY_MS: i64 = 86_400_000;
 
 fn pg_url(table: &str) -> String {
-    let base = std::env::var("FSMSTORE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    with_table(&base, table)
+    with_table(&common::pg_url(), table)
 }
 
 fn mysql_url(table: &str) -> String {
-    let base = std::env::var("FSMSTORE_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
-    with_table(&base, table)
+    with_table(&common::mysql_url(), table)
 }
 
 /// `base` on `table` (and its own version table), rows expiring after 30 days.
@@ -42,22 +40,9 @@ fn sqlite_url(name: &str) -> String {
 }
 
 fn main() -> ExitCode {
-    // Under CI a missing server fails the tests (`unreachable` panics there).
-    let postgres = Needs::probe("PostgreSQL is unreachable", || {
-        let config = fsmstore::postgres::PgConfig::from_url(&pg_url("probe")).unwrap();
-        match block_on(config.connect()) {
-            Ok(_) => Some(()),
-            Err(err) => unreachable("PostgreSQL", "FSMSTORE_TEST_POSTGRES_URL", &err),
-        }
-    });
-    let mariadb = Needs::probe("MariaDB is unreachable", || {
-        use fsmstore::mysql::sqlx::{Connection, MySqlConnection};
-        let config = fsmstore::mysql::MysqlConfig::from_url(&mysql_url("probe")).unwrap();
-        match block_on(MySqlConnection::connect_with(&config.connect)) {
-            Ok(_) => Some(()),
-            Err(err) => unreachable("MariaDB", "FSMSTORE_TEST_MYSQL_URL", &err),
-        }
-    });
+    // Under CI a missing server fails the tests.
+    let postgres = common::postgres_needs();
+    let mariadb = common::mariadb_needs();
     let mut suite = Suite::new().one_at_a_time();
     suite.test("sqlite_to_postgres_and_back", &postgres, || {
         block_on(to_a_server_and_back("postgres", pg_url))

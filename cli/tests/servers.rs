@@ -9,31 +9,15 @@ use fsmstore::mysql::sqlx;
 use fsmstore::postgres::tokio_postgres;
 use fsmstore::serde_json::{json, Value};
 use fsmstore::{BotId, ChatId, StorageKey, StorageOptions, UserId};
-use fsmstore_conformance::{block_on, Needs, Suite};
+use fsmstore_conformance::{block_on, Suite};
+
+mod common;
+
+use common::{mysql_connect, mysql_url, pg_connect, pg_url};
 
 fn main() -> ExitCode {
-    let postgres = Needs::probe("PostgreSQL is unreachable", || {
-        block_on(async {
-            match pg_connect().await {
-                Ok(_) => Some(()),
-                Err(err) => fsmstore_conformance::unreachable(
-                    "PostgreSQL",
-                    "FSMSTORE_TEST_POSTGRES_URL",
-                    &err,
-                ),
-            }
-        })
-    });
-    let mariadb = Needs::probe("MariaDB is unreachable", || {
-        block_on(async {
-            match mysql_connect().await {
-                Ok(_) => Some(()),
-                Err(err) => {
-                    fsmstore_conformance::unreachable("MariaDB", "FSMSTORE_TEST_MYSQL_URL", &err)
-                }
-            }
-        })
-    });
+    let postgres = common::postgres_needs();
+    let mariadb = common::mariadb_needs();
     let mut suite = Suite::new();
     suite.test("postgres_migrations_and_python_adoption", &postgres, || {
         block_on(postgres_migrations_and_python_adoption())
@@ -55,41 +39,16 @@ fn main() -> ExitCode {
     suite.run()
 }
 
-fn pg_url() -> String {
-    std::env::var("FSMSTORE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A connection to the PostgreSQL of `pg_url`, its driving task spawned.
-async fn pg_connect() -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let config = fsmstore::postgres::PgConfig::from_url(&pg_url()).expect("postgres URL");
-    let (client, connection) = config.pg.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
 /// The admin connection of a test that runs because PostgreSQL answered the probe.
 async fn pg_admin() -> tokio_postgres::Client {
-    pg_connect()
+    pg_connect(&pg_url())
         .await
         .unwrap_or_else(|err| panic!("PostgreSQL answered the probe, not now: {err}"))
 }
 
-fn mysql_url() -> String {
-    std::env::var("FSMSTORE_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
-}
-
-/// A connection to the MariaDB of `mysql_url`.
-async fn mysql_connect() -> Result<sqlx::MySqlConnection, sqlx::Error> {
-    use sqlx::Connection;
-    let config = fsmstore::mysql::MysqlConfig::from_url(&mysql_url()).expect("mysql URL");
-    sqlx::MySqlConnection::connect_with(&config.connect).await
-}
-
 /// The admin connection of a test that runs because MariaDB answered the probe.
 async fn mysql_admin() -> sqlx::MySqlConnection {
-    mysql_connect()
+    mysql_connect(&mysql_url())
         .await
         .unwrap_or_else(|err| panic!("MariaDB answered the probe, not now: {err}"))
 }

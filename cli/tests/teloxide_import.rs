@@ -9,10 +9,13 @@ use std::process::{Command, ExitCode, Output};
 use std::sync::Arc;
 
 use fsmstore::mysql::sqlx;
-use fsmstore::postgres::tokio_postgres;
 use fsmstore::redis::redis::{self, aio::MultiplexedConnection};
 use fsmstore::{SchemaPolicy, StorageOptions};
 use fsmstore_conformance::{block_on, Needs, Suite};
+
+mod common;
+
+use common::{mysql_connect, mysql_url, pg_connect, pg_url};
 use fsmstore_teloxide::{lock_chat, TeloxideStorage};
 use teloxide::dispatching::dialogue::serializer::{Json, Serializer};
 use teloxide::dispatching::dialogue::Storage;
@@ -26,28 +29,8 @@ mod dialogue_bot;
 use dialogue_bot::State;
 
 fn main() -> ExitCode {
-    let postgres = Needs::probe("PostgreSQL is unreachable", || {
-        block_on(async {
-            match pg_connect(&pg_url()).await {
-                Ok(_) => Some(()),
-                Err(err) => fsmstore_conformance::unreachable(
-                    "PostgreSQL",
-                    "FSMSTORE_TEST_POSTGRES_URL",
-                    &err,
-                ),
-            }
-        })
-    });
-    let mariadb = Needs::probe("MariaDB is unreachable", || {
-        block_on(async {
-            match mysql_connect(&mysql_url()).await {
-                Ok(_) => Some(()),
-                Err(err) => {
-                    fsmstore_conformance::unreachable("MariaDB", "FSMSTORE_TEST_MYSQL_URL", &err)
-                }
-            }
-        })
-    });
+    let postgres = common::postgres_needs();
+    let mariadb = common::mariadb_needs();
     let redis = Needs::probe("Redis is unreachable", || {
         block_on(async {
             match redis_connect(&redis_source()).await {
@@ -77,31 +60,6 @@ fn main() -> ExitCode {
         block_on(teloxide_redis_keys_import_on_redis())
     });
     suite.run()
-}
-
-fn pg_url() -> String {
-    std::env::var("FSMSTORE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A connection to the PostgreSQL of `url`, its driving task spawned.
-async fn pg_connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let config = fsmstore::postgres::PgConfig::from_url(url).unwrap();
-    let (client, connection) = config.pg.connect(tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    Ok(client)
-}
-
-fn mysql_url() -> String {
-    std::env::var("FSMSTORE_TEST_MYSQL_URL")
-        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
-}
-
-/// A connection to the MariaDB of `url`.
-async fn mysql_connect(url: &str) -> Result<sqlx::MySqlConnection, sqlx::Error> {
-    use sqlx::Connection;
-    let config = fsmstore::mysql::MysqlConfig::from_url(url).unwrap();
-    sqlx::MySqlConnection::connect_with(&config.connect).await
 }
 
 /// The Redis database of the Redis test: [`TELOXIDE_REDIS_DB`] of
