@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use fsmstore_core::sql::{InspectQueries, MysqlQueries};
-use fsmstore_core::{Error, Inspect, PutRow, Replay, Result, Storage, StoredRow, TableStats};
+use fsmstore_core::{Data, Error, Inspect, PutRow, Replay, Result, Storage, StoredRow, TableStats};
 use sqlx::mysql::{MySqlConnection, MySqlRow};
 use sqlx::Row;
 
@@ -212,6 +212,66 @@ impl Inspect for MysqlStorage {
                 Box::pin(async move { put.run(conn).await.applying() })
             })
             .await
+    }
+
+    async fn rewrite_row(
+        &self,
+        old: &StoredRow,
+        new: Option<(Option<&str>, &Data)>,
+    ) -> Result<bool> {
+        let new = match new {
+            Some((state, data)) => Some((
+                state.map(str::to_owned),
+                self.options().put_row_text(&old.id, state, data)?,
+            )),
+            None => None,
+        };
+        let id = self.exact(old.id.clone())?;
+        let old_data = serde_json::to_string(&old.data).map_err(Error::Serialization)?;
+        // The write time is bound only where the layout keeps one.
+        let at = self
+            .options()
+            .layout
+            .has_updated_at()
+            .then_some(old.updated_at_ms);
+        let args = (
+            self.inspect_queries(),
+            new,
+            id,
+            old.state.clone(),
+            old_data,
+            at,
+        );
+        // Replay-safe: a replayed rewrite that had been applied finds the row changed and
+        // writes nothing (the runner reads it again and finds nothing left to do).
+        let done = self
+            .connections()
+            .call(
+                "rewrite_row",
+                Replay::Safe,
+                args,
+                |conn, (q, new, id, old_state, old_data, at)| {
+                    Box::pin(async move {
+                        let query = match new {
+                            Some((state, text)) => sqlx::query(sql(&q.rewrite_row))
+                                .bind(state.as_deref())
+                                .bind(text.as_str()),
+                            None => sqlx::query(sql(&q.delete_row_if)),
+                        };
+                        let mut query = query
+                            .bind(id.as_str())
+                            .bind(old_state.as_deref())
+                            .bind(old_data.as_str())
+                            .bind(old_data.as_str());
+                        if let Some(at) = at {
+                            query = query.bind(*at);
+                        }
+                        query.execute(&mut *conn).await.applying()
+                    })
+                },
+            )
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {

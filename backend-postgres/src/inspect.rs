@@ -2,7 +2,7 @@
 //! purge), on core's PostgreSQL statements.
 
 use async_trait::async_trait;
-use fsmstore_core::{Error, Inspect, PutRow, Replay, Result, Storage, StoredRow, TableStats};
+use fsmstore_core::{Data, Error, Inspect, PutRow, Replay, Result, Storage, StoredRow, TableStats};
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 
@@ -101,6 +101,56 @@ impl Inspect for PgStorage {
                     execute_op,
                 )
                 .await?
+        };
+        Ok(changed > 0)
+    }
+
+    async fn rewrite_row(
+        &self,
+        old: &StoredRow,
+        new: Option<(Option<&str>, &Data)>,
+    ) -> Result<bool> {
+        if let Some((state, data)) = new {
+            self.options().put_row_text(&old.id, state, data)?;
+        }
+        let q = self.inspect_queries();
+        let timed = self.options().layout.has_updated_at();
+        let (id, old_state, old_data) = (&old.id, &old.state, Json(&old.data));
+        let at = old.updated_at_ms;
+        // Replay-safe: a replayed rewrite that had been applied finds the row changed and
+        // writes nothing (the runner reads it again and finds nothing left to do).
+        let changed = match new {
+            Some((state, data)) => {
+                let data = Json(data);
+                let mut params = vec![p(&state), p(&data), p(id), p(old_state), p(&old_data)];
+                if timed {
+                    params.push(p(&at));
+                }
+                self.connections()
+                    .run(
+                        "rewrite_row",
+                        Replay::Safe,
+                        &q.rewrite_row,
+                        &params,
+                        execute_op,
+                    )
+                    .await?
+            }
+            None => {
+                let mut params = vec![p(id), p(old_state), p(&old_data)];
+                if timed {
+                    params.push(p(&at));
+                }
+                self.connections()
+                    .run(
+                        "rewrite_row",
+                        Replay::Safe,
+                        &q.delete_row_if,
+                        &params,
+                        execute_op,
+                    )
+                    .await?
+            }
         };
         Ok(changed > 0)
     }

@@ -191,6 +191,30 @@ const GET_RECORD: &str = r"
 return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2])}
 ";
 
+/// `KEYS` state, data; `ARGV[1]`/`ARGV[3]` `1` where the state/data key was read holding
+/// `ARGV[2]`/`ARGV[4]`, `0` where it was missing; `ARGV[5]` the new state and `ARGV[6]` the
+/// new data text (empty: none, the key deleted). Writes only if both keys are exactly as
+/// read; a key that stays keeps its expiry, a key made new takes the other's. Returns 1
+/// when it wrote.
+const REWRITE: &str = r"
+local function same(key, present, value)
+  local now = redis.call('GET', key)
+  if present == '1' then return now == value else return now == false end
+end
+if not same(KEYS[1], ARGV[1], ARGV[2]) or not same(KEYS[2], ARGV[3], ARGV[4]) then return 0 end
+local ttls = {redis.call('PTTL', KEYS[1]), redis.call('PTTL', KEYS[2])}
+local other = 0
+for _, t in ipairs(ttls) do if t > 0 then other = t end end
+for i, value in ipairs({ARGV[5], ARGV[6]}) do
+  local key = KEYS[i]
+  if value == '' then redis.call('DEL', key)
+  elseif ttls[i] ~= -2 then redis.call('SET', key, value, 'KEEPTTL')
+  elseif other > 0 then redis.call('SET', key, value, 'PX', other)
+  else redis.call('SET', key, value) end
+end
+return 1
+";
+
 /// The scripts, hashed once.
 struct Scripts {
     set_state: Script,
@@ -198,6 +222,7 @@ struct Scripts {
     set_record: Script,
     /// SET_RECORD where the dialogue has neither key (`put_row` without replacing).
     insert_record: Script,
+    rewrite: Script,
     merge: Script,
     get_record: Script,
 }
@@ -236,6 +261,7 @@ impl AiogramLayout {
                 set_state: with_prelude(SET_STATE),
                 set_data: with_prelude(SET_DATA),
                 set_record: with_prelude(SET_RECORD),
+                rewrite: Script::new(REWRITE),
                 insert_record: with_prelude(&format!(
                     "if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end\n{SET_RECORD}"
                 )),
@@ -256,6 +282,17 @@ impl AiogramLayout {
 
     fn keys(&self, key: &StorageKey) -> Result<Keys> {
         Ok(self.keys_of(self.options().row_id(key)?))
+    }
+
+    /// The state and data keys' values as stored.
+    async fn raw(&self, keys: &Keys) -> Result<(Option<String>, Option<String>)> {
+        self.conns
+            .call("get_row", Replay::Safe, |mut conn| {
+                let mut call = self.scripts.get_record.key(&keys.state);
+                call.key(&keys.data);
+                async move { call.invoke_async(&mut conn).await }
+            })
+            .await
     }
 
     /// Runs `script` on the keys with the TTL arguments and `args`.
@@ -510,16 +547,50 @@ impl Rows for AiogramLayout {
         Ok(written == 1)
     }
 
-    async fn row(&self, id: &str) -> Result<Option<StoredRow>> {
-        let keys = self.keys_of(id.to_owned());
-        let (state, text): (Option<String>, Option<String>) = self
+    async fn rewrite(&self, old: &StoredRow, new: Option<(Option<&str>, &Data)>) -> Result<bool> {
+        let keys = self.keys_of(old.id.clone());
+        let (state, text) = self.raw(&keys).await?;
+        if state.is_none() && text.is_none() {
+            return Ok(false);
+        }
+        let now = StoredRow::from_text(keys.id.clone(), state.clone(), text.as_deref(), None);
+        if now.corrupt.is_some() || now.state != old.state || now.data != old.data {
+            return Ok(false);
+        }
+        let (new_state, new_text) = match new {
+            Some((state, data)) if !data.is_empty() => (
+                state.unwrap_or(""),
+                serde_json::to_string(data).map_err(Error::Serialization)?,
+            ),
+            Some((state, _)) => (state.unwrap_or(""), String::new()),
+            None => ("", String::new()),
+        };
+        let present = |v: &Option<String>| if v.is_some() { "1" } else { "0" };
+        let args = [
+            present(&state),
+            state.as_deref().unwrap_or(""),
+            present(&text),
+            text.as_deref().unwrap_or(""),
+            new_state,
+            &new_text,
+        ];
+        let written: i64 = self
             .conns
-            .call("get_row", Replay::Safe, |mut conn| {
-                let mut call = self.scripts.get_record.key(&keys.state);
+            .write("rewrite_row", &keys.state, |mut conn| {
+                let mut call = self.scripts.rewrite.key(&keys.state);
                 call.key(&keys.data);
-                async move { call.invoke_async(&mut conn).await }
+                for arg in args {
+                    call.arg(arg);
+                }
+                async move { call.invoke_async::<i64>(&mut conn).await }
             })
             .await?;
+        Ok(written == 1)
+    }
+
+    async fn row(&self, id: &str) -> Result<Option<StoredRow>> {
+        let keys = self.keys_of(id.to_owned());
+        let (state, text) = self.raw(&keys).await?;
         if state.is_none() && text.is_none() {
             return Ok(None);
         }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use fsmstore_core::{Error, Inspect, PutRow, Replay, Result, Storage, StoredRow, TableStats};
+use fsmstore_core::{Data, Error, Inspect, PutRow, Replay, Result, Storage, StoredRow, TableStats};
 
 use crate::keyspace::ids;
 use crate::storage::RedisStorage;
@@ -105,6 +105,17 @@ impl Inspect for RedisStorage {
         self.rows()
             .put(&row.id, row.state.as_deref(), &row.data, ttl_ms, replace)
             .await
+    }
+
+    async fn rewrite_row(
+        &self,
+        old: &StoredRow,
+        new: Option<(Option<&str>, &Data)>,
+    ) -> Result<bool> {
+        if let Some((state, data)) = new {
+            self.options().put_row_text(&old.id, state, data)?;
+        }
+        self.rows().rewrite(old, new).await
     }
 
     async fn stats(&self) -> Result<TableStats> {

@@ -71,6 +71,28 @@ if ARGV[1] ~= '0' then redis.call('PEXPIRE', k, ARGV[1]) end
 return 1
 ";
 
+/// `ARGV[1]` n, `ARGV[2..2n+1]` the hash as read (field, value pairs); then the new state
+/// (empty: none) and field, JSON pairs. Replaces the dialogue only if its hash is exactly
+/// as read, keeping the key's expiry. Returns 1 when it wrote.
+const REWRITE: &str = r"
+local k = KEYS[1]
+local n = tonumber(ARGV[1])
+local now = redis.call('HGETALL', k)
+if #now ~= 2 * n then return 0 end
+local want = {}
+for i = 2, 2 * n, 2 do want[ARGV[i]] = ARGV[i + 1] end
+for i = 1, #now, 2 do
+  if want[now[i]] ~= now[i + 1] then return 0 end
+end
+local ttl = redis.call('PTTL', k)
+redis.call('DEL', k)
+local s = 2 * n + 2
+if ARGV[s] ~= '' then redis.call('HSET', k, 's', ARGV[s]) end
+for i = s + 1, #ARGV, 2000 do redis.call('HSET', k, unpack(ARGV, i, math.min(i + 1999, #ARGV))) end
+if ttl > 0 and redis.call('EXISTS', k) == 1 then redis.call('PEXPIRE', k, ttl) end
+return 1
+";
+
 /// The scripts, hashed once.
 struct Scripts {
     set_state: Script,
@@ -79,6 +101,7 @@ struct Scripts {
     set_record: Script,
     /// SET_RECORD where the dialogue's key does not exist (`put_row` without replacing).
     insert_record: Script,
+    rewrite: Script,
 }
 
 /// fsmstore's layout on the connections of a storage.
@@ -137,6 +160,7 @@ impl OwnLayout {
                 set_data: Script::new(SET_DATA),
                 merge: Script::new(MERGE),
                 set_record: Script::new(SET_RECORD),
+                rewrite: Script::new(REWRITE),
                 insert_record: Script::new(&format!(
                     "if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end\n{SET_RECORD}"
                 )),
@@ -411,6 +435,37 @@ impl Rows for OwnLayout {
         };
         let written = self
             .replace("put_row", script, id, state, data, ttl)
+            .await?;
+        Ok(written == 1)
+    }
+
+    async fn rewrite(&self, old: &StoredRow, new: Option<(Option<&str>, &Data)>) -> Result<bool> {
+        let key = format!("{}{}", self.prefix, old.id);
+        let read = self.hash("rewrite_row", &key).await?;
+        let same = !read.is_empty()
+            && record_of(&old.id, read.clone())
+                .is_ok_and(|now| now.state == old.state && now.data == old.data);
+        if !same {
+            return Ok(false);
+        }
+        let (state, pairs) = match new {
+            Some((state, data)) => (state.unwrap_or(""), pairs(data)?),
+            None => ("", Vec::new()),
+        };
+        let written: i64 = self
+            .conns
+            .write("rewrite_row", &key, |mut conn| {
+                let mut call = self.scripts.rewrite.key(&key);
+                call.arg(read.len());
+                for (name, value) in &read {
+                    call.arg(name.as_slice()).arg(value.as_slice());
+                }
+                call.arg(state);
+                for (name, text) in &pairs {
+                    call.arg(name).arg(text);
+                }
+                async move { call.invoke_async::<i64>(&mut conn).await }
+            })
             .await?;
         Ok(written == 1)
     }

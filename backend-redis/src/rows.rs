@@ -30,4 +30,10 @@ pub(crate) trait Rows: Storage {
         ttl_ms: Option<u64>,
         replace: bool,
     ) -> Result<bool>;
+
+    /// Rewrites the dialogue of `old.id` to `new` (checked by the caller; `None` deletes
+    /// it) if it still holds `old`'s state and data, its expiry kept: the stored values
+    /// read, compared with `old` here, and compared again byte for byte inside the script
+    /// that writes. Whether it wrote.
+    async fn rewrite(&self, old: &StoredRow, new: Option<(Option<&str>, &Data)>) -> Result<bool>;
 }

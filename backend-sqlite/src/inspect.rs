@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fsmstore_core::sql::InspectQueries;
-use fsmstore_core::{Inspect, PutRow, Result, Storage, StoredRow, TableStats};
+use fsmstore_core::{Data, Inspect, PutRow, Result, Storage, StoredRow, TableStats};
 use rusqlite::{Connection, OptionalExtension, Params, Row};
 
 use crate::error::from_sqlite;
@@ -96,6 +96,53 @@ impl Inspect for SqliteStorage {
                 }
                 .map_err(from_sqlite)?;
                 Ok(changed > 0)
+            })
+            .await
+    }
+
+    async fn rewrite_row(
+        &self,
+        old: &StoredRow,
+        new: Option<(Option<&str>, &Data)>,
+    ) -> Result<bool> {
+        let new = match new {
+            Some((state, data)) => Some((
+                state.map(str::to_owned),
+                self.options().put_row_text(&old.id, state, data)?,
+            )),
+            None => None,
+        };
+        let queries = Arc::clone(&self.inspect);
+        let old = old.clone();
+        self.connections
+            .write(move |conn| {
+                // The comparison and the write in one transaction of the one writer,
+                // `IMMEDIATE` so no other process writes between them; compared as read
+                // (state, parsed data, write time), not as text.
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(from_sqlite)?;
+                let now = rows(&tx, &queries.get_row, [&old.id])?.pop();
+                let same = now.is_some_and(|now| {
+                    now.corrupt.is_none()
+                        && now.state == old.state
+                        && now.data == old.data
+                        && now.updated_at_ms == old.updated_at_ms
+                });
+                if !same {
+                    return Ok(false);
+                }
+                match &new {
+                    Some((state, text)) => tx
+                        .prepare_cached(&queries.rewrite_row)
+                        .and_then(|mut s| s.execute(rusqlite::params![state, text, old.id])),
+                    None => tx
+                        .prepare_cached(&queries.delete_row_if)
+                        .and_then(|mut s| s.execute(rusqlite::params![old.id])),
+                }
+                .map_err(from_sqlite)?;
+                tx.commit().map_err(from_sqlite)?;
+                Ok(true)
             })
             .await
     }

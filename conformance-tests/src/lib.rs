@@ -141,6 +141,13 @@ macro_rules! __storage_cases {
             inspect::inspect_stats_counts_states,
             inspect::put_row_carries_the_write_time_and_keeps_a_later_row,
             inspect::a_copy_moves_every_row_and_verifies,
+            dialogues::each_step_kind_changes_what_it_names,
+            dialogues::a_dry_run_counts_and_writes_nothing,
+            dialogues::a_step_cut_short_is_finished_by_running_it_again,
+            dialogues::two_runners_at_once_change_each_dialogue_once,
+            dialogues::a_bot_writing_during_a_step_loses_nothing,
+            dialogues::old_and_new_code_share_the_table_during_a_rename,
+            dialogues::unknown_states_follow_the_policy,
             isolation::locked_read_modify_write_loses_nothing,
             isolation::distinct_keys_do_not_wait,
             isolation::a_lock_wait_times_out,
@@ -174,6 +181,7 @@ macro_rules! __updated_at_cases {
             expiry::a_write_keeps_the_row_alive,
             expiry::expired_rows_are_counted_and_purged,
             expiry::a_copied_row_expires_when_it_would_have_at_its_source,
+            dialogues::a_step_keeps_the_ttl,
         }
     };
 }

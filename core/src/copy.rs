@@ -176,17 +176,18 @@ fn expired(row: &StoredRow, cutoff: Option<i64>) -> bool {
 
 /// A side's rows a page at a time, in id order: by [`Inspect::list_rows`], or where the
 /// store lists ids in one pass ([`Inspect::ids_after`]) by those ids, `in_flight` rows
-/// read at once.
-struct Pager<'a> {
+/// read at once; only those in `state` when given.
+pub(crate) struct Pager<'a> {
     inspect: &'a dyn Inspect,
     batch: u64,
     in_flight: usize,
     after: Option<String>,
+    state: Option<String>,
     ids: Option<std::vec::IntoIter<String>>,
 }
 
 impl<'a> Pager<'a> {
-    async fn new(
+    pub(crate) async fn new(
         inspect: &'a dyn Inspect,
         batch: u64,
         in_flight: usize,
@@ -198,17 +199,24 @@ impl<'a> Pager<'a> {
             batch: batch.max(1),
             in_flight: in_flight.max(1),
             after,
+            state: None,
             ids: ids.map(Vec::into_iter),
         })
     }
 
+    /// Only the rows in `state` (`None`: every row).
+    pub(crate) fn in_state(mut self, state: Option<&str>) -> Self {
+        self.state = state.map(str::to_owned);
+        self
+    }
+
     /// The next page and the last id it covers (`None`: no more). A row gone since its id
     /// was listed is left out, so a page may be empty.
-    async fn next(&mut self) -> Result<Option<(Vec<StoredRow>, String)>> {
+    pub(crate) async fn next(&mut self) -> Result<Option<(Vec<StoredRow>, String)>> {
         let inspect = self.inspect;
         let Some(ids) = &mut self.ids else {
             let page = inspect
-                .list_rows(None, self.after.as_deref(), self.batch)
+                .list_rows(self.state.as_deref(), self.after.as_deref(), self.batch)
                 .await?;
             let Some(last) = page.last().map(|row| row.id.clone()) else {
                 return Ok(None);
@@ -227,7 +235,9 @@ impl<'a> Pager<'a> {
             .await;
         let mut page = Vec::with_capacity(rows.len());
         for row in rows {
-            page.extend(row?);
+            page.extend(row?.filter(|row| {
+                self.state.is_none() || row.state.as_deref() == self.state.as_deref()
+            }));
         }
         self.after = Some(last.clone());
         Ok(Some((page, last)))

@@ -18,32 +18,54 @@ pub trait DialogueState: Sized + Send + Sync {
     /// The stored name.
     fn name(&self) -> &'static str;
 
-    /// The state a stored name stands for; `None` for a name this type does not know.
+    /// The state a stored name stands for — its name, or a name it had before (see
+    /// [`states!`](crate::states)); `None` for a name this type does not know.
     fn from_name(name: &str) -> Option<Self>;
+
+    /// Every name this type reads: each state's name, then its former names.
+    fn known_names() -> Vec<&'static str> {
+        Vec::new()
+    }
+
+    /// `(former name, name)` of each state renamed in the code: the
+    /// [`DialogueStep::rename_state`](crate::DialogueStep::rename_state) steps that bring
+    /// stored dialogues to the new names.
+    fn renames() -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
 }
 
 /// Declares an enum of dialogue states and its [`DialogueState`] names,
 /// `"<group>:<state>"`.
 ///
+/// A state renamed in a release keeps its former names after `|`: the new code reads
+/// dialogues stored under any of them (an old instance still running in a rolling deploy
+/// writes them, and a dialogue migration may not have reached them yet) and writes the
+/// new name. [`DialogueState::renames`] lists the steps that rename the stored ones.
+///
 /// ```
 /// fsmstore_core::states! {
 ///     /// The questions of the sign-up form.
 ///     pub enum Form in "Form" {
-///         Name => "name",
+///         Name => "name" | "nmae",
 ///         Age => "age",
 ///     }
 /// }
 /// use fsmstore_core::DialogueState;
 /// assert_eq!(Form::Age.name(), "Form:age");
 /// assert_eq!(Form::from_name("Form:name"), Some(Form::Name));
-/// assert_eq!(Form::from_name("Form:nmae"), None);
+/// assert_eq!(Form::from_name("Form:nmae"), Some(Form::Name));
+/// assert_eq!(Form::Name.name(), "Form:name");
+/// assert_eq!(Form::from_name("Form:city"), None);
+/// assert_eq!(Form::renames(), [("Form:nmae", "Form:name")]);
+/// assert_eq!(Form::known_names(), ["Form:name", "Form:age", "Form:nmae"]);
 /// ```
 #[macro_export]
 macro_rules! states {
     (
         $(#[$meta:meta])*
         $vis:vis enum $name:ident in $group:literal {
-            $($(#[$variant_meta:meta])* $variant:ident => $state:literal),+ $(,)?
+            $($(#[$variant_meta:meta])* $variant:ident => $state:literal $(| $former:literal)*),+ $(,)?
         }
     ) => {
         $(#[$meta])*
@@ -61,9 +83,21 @@ macro_rules! states {
 
             fn from_name(name: &str) -> ::std::option::Option<Self> {
                 match name {
-                    $(concat!($group, ":", $state) => ::std::option::Option::Some($name::$variant),)+
+                    $(concat!($group, ":", $state) $(| concat!($group, ":", $former))* => ::std::option::Option::Some($name::$variant),)+
                     _ => ::std::option::Option::None,
                 }
+            }
+
+            fn known_names() -> ::std::vec::Vec<&'static str> {
+                let mut names = ::std::vec![$(concat!($group, ":", $state)),+];
+                $($(names.push(concat!($group, ":", $former));)*)+
+                names
+            }
+
+            fn renames() -> ::std::vec::Vec<(&'static str, &'static str)> {
+                let per_state: &[&[(&'static str, &'static str)]] =
+                    &[$(&[$((concat!($group, ":", $former), concat!($group, ":", $state))),*]),+];
+                per_state.iter().flat_map(|renames| renames.iter().copied()).collect()
             }
         }
     };
@@ -139,6 +173,24 @@ impl IntoState for Option<&str> {
 pub struct Dialogue {
     storage: Arc<dyn Storage>,
     key: StorageKey,
+    unknown: UnknownStates,
+}
+
+/// What [`Dialogue::state_as`] does with a stored state the code does not know — one a
+/// release renamed or dropped without a migration or a former name, or one a newer
+/// instance wrote during a rolling deploy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnknownStates {
+    /// [`Error::UnknownState`] (the default): the bot decides.
+    #[default]
+    Error,
+    /// The dialogue is ended (state and data deleted) and reads as no state: the user
+    /// starts over.
+    Reset,
+    /// The dialogue moves to this state (its data kept) and reads as it: e.g. the first
+    /// step of the form, or a "something changed, let's start again" state.
+    Fallback(String),
 }
 
 impl std::fmt::Debug for Dialogue {
@@ -150,7 +202,33 @@ impl std::fmt::Debug for Dialogue {
 impl Dialogue {
     /// The dialogue of `key` on `storage`.
     pub fn new(storage: Arc<dyn Storage>, key: StorageKey) -> Self {
-        Dialogue { storage, key }
+        Dialogue {
+            storage,
+            key,
+            unknown: UnknownStates::Error,
+        }
+    }
+
+    /// What [`Dialogue::state_as`] does with a stored state the type does not know.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use fsmstore_core::{Dialogue, MemoryStorage, StorageKey, BotId, ChatId, UserId, UnknownStates};
+    /// fsmstore_core::states! { pub enum Form in "Form" { Name => "name", Age => "age" } }
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let key = StorageKey::new(BotId(1), ChatId(2), UserId(3));
+    /// let storage = Arc::new(MemoryStorage::new());
+    /// let dialogue = Dialogue::new(storage, key)
+    ///     .on_unknown_state(UnknownStates::Fallback("Form:name".into()));
+    /// dialogue.set_state("Form:city").await?; // written by a newer release
+    /// assert_eq!(dialogue.state_as::<Form>().await?, Some(Form::Name));
+    /// assert_eq!(dialogue.state().await?.as_deref(), Some("Form:name"));
+    /// # Ok::<(), fsmstore_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn on_unknown_state(mut self, policy: UnknownStates) -> Self {
+        self.unknown = policy;
+        self
     }
 
     /// Its key.
@@ -171,17 +249,42 @@ impl Dialogue {
         self.storage.get_state(&self.key).await
     }
 
-    /// The state as a typed `S`; `None` when there is none.
+    /// The state as a typed `S`; `None` when there is none. A stored name `S` does not
+    /// know is handled as [`Dialogue::on_unknown_state`] says.
     ///
     /// # Errors
-    /// [`Error::UnknownState`] for a stored name `S` does not know; as [`Dialogue::state`].
+    /// [`Error::UnknownState`] for a stored name `S` does not know under
+    /// [`UnknownStates::Error`]; [`Error::InvalidInput`] for a fallback `S` does not know
+    /// either; as [`Dialogue::state`] and, when the policy writes, [`Dialogue::finish`] and
+    /// [`Dialogue::set_state`].
     pub async fn state_as<S: DialogueState>(&self) -> Result<Option<S>> {
-        match self.state().await? {
-            None => Ok(None),
-            Some(name) => S::from_name(&name).map(Some).ok_or(Error::UnknownState {
+        let Some(name) = self.state().await? else {
+            return Ok(None);
+        };
+        if let Some(state) = S::from_name(&name) {
+            return Ok(Some(state));
+        }
+        let type_name = std::any::type_name::<S>();
+        match &self.unknown {
+            UnknownStates::Error => Err(Error::UnknownState {
                 state: name,
-                type_name: std::any::type_name::<S>(),
+                type_name,
             }),
+            UnknownStates::Reset => {
+                tracing::warn!(key = ?self.key, state = %name, type_name, "unknown state: the dialogue is reset");
+                self.finish().await?;
+                Ok(None)
+            }
+            UnknownStates::Fallback(fallback) => {
+                let state = S::from_name(fallback).ok_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "the fallback state {fallback:?} is not a state of {type_name} either"
+                    ))
+                })?;
+                tracing::warn!(key = ?self.key, state = %name, fallback = %fallback, type_name, "unknown state: the dialogue moves to the fallback state");
+                self.set_state(state.name()).await?;
+                Ok(Some(state))
+            }
         }
     }
 
@@ -293,6 +396,76 @@ mod tests {
         assert!(
             matches!(&err, Error::InvalidInput(text) if text.contains("score")),
             "{err}"
+        );
+    }
+
+    crate::states! {
+        enum Form in "Form" {
+            Name => "name" | "nmae" | "full_name",
+            Age => "age",
+        }
+    }
+
+    /// Former names read as the state; the new name is what is written; each policy
+    /// answers an unknown state as it says, and only `Error` leaves it stored.
+    #[tokio::test]
+    async fn former_names_read_and_unknown_states_follow_the_policy() {
+        use crate::{BotId, ChatId, MemoryStorage, UserId};
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let key = StorageKey::new(BotId(1), ChatId(2), UserId(3));
+        let dialogue = Dialogue::new(Arc::clone(&storage), key.clone());
+        for former in ["Form:nmae", "Form:full_name", "Form:name"] {
+            dialogue.set_state(former).await.unwrap();
+            assert_eq!(dialogue.state_as::<Form>().await.unwrap(), Some(Form::Name));
+        }
+        dialogue.set_state(Form::Name).await.unwrap();
+        assert_eq!(
+            dialogue.state().await.unwrap().as_deref(),
+            Some("Form:name")
+        );
+        assert_eq!(
+            Form::renames(),
+            [("Form:nmae", "Form:name"), ("Form:full_name", "Form:name")]
+        );
+
+        dialogue.set_state("Form:city").await.unwrap();
+        dialogue.update(&json!({"kept": true})).await.unwrap();
+        let err = dialogue.state_as::<Form>().await.unwrap_err();
+        assert!(matches!(err, Error::UnknownState { .. }), "{err}");
+        assert_eq!(
+            dialogue.state().await.unwrap().as_deref(),
+            Some("Form:city")
+        );
+
+        let fallback = dialogue
+            .clone()
+            .on_unknown_state(UnknownStates::Fallback("Form:age".into()));
+        assert_eq!(fallback.state_as::<Form>().await.unwrap(), Some(Form::Age));
+        assert_eq!(dialogue.state().await.unwrap().as_deref(), Some("Form:age"));
+        assert_eq!(
+            Value::Object(dialogue.data().await.unwrap()),
+            json!({"kept": true})
+        );
+
+        dialogue.set_state("Form:city").await.unwrap();
+        let wrong = dialogue
+            .clone()
+            .on_unknown_state(UnknownStates::Fallback("Form:nowhere".into()));
+        assert!(matches!(
+            wrong.state_as::<Form>().await.unwrap_err(),
+            Error::InvalidInput(_)
+        ));
+        assert_eq!(
+            dialogue.state().await.unwrap().as_deref(),
+            Some("Form:city")
+        );
+
+        let reset = dialogue.clone().on_unknown_state(UnknownStates::Reset);
+        assert_eq!(reset.state_as::<Form>().await.unwrap(), None);
+        assert_eq!(
+            storage.key_count().await.unwrap(),
+            0,
+            "the dialogue is gone"
         );
     }
 

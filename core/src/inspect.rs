@@ -199,6 +199,24 @@ pub trait Inspect: Storage {
     /// errors.
     async fn put_row(&self, row: &StoredRow, how: PutRow) -> Result<bool>;
 
+    /// Rewrites row `old.id` to `new` (its state and data; `None` deletes the row) only if
+    /// it still holds what `old` holds: the same state, the same data and, where the layout
+    /// keeps one, the same write time to the millisecond. The check and the write are one
+    /// statement (one script on Redis; on SQLite one transaction of the one writer), so a
+    /// bot's write since `old` was read is never undone: then nothing is written and it
+    /// returns `false` (read the row again). The write time is kept, and with it the TTL
+    /// (on Redis the key's expiry): a dialogue migration ([`run_step`](crate::run_step))
+    /// is not a bot's write. `new` is checked as every write checks it.
+    ///
+    /// # Errors
+    /// As [`StorageOptions::put_row_text`](crate::StorageOptions::put_row_text); database
+    /// errors.
+    async fn rewrite_row(
+        &self,
+        old: &StoredRow,
+        new: Option<(Option<&str>, &Data)>,
+    ) -> Result<bool>;
+
     /// Deletes at most `batch` rows last written before `cutoff_ms`; returns how many.
     /// Call it until it returns 0 to purge everything (small batches keep locks short).
     ///

@@ -34,6 +34,8 @@ mod data;
 mod database;
 mod dialect;
 mod dialogue;
+mod dialogue_run;
+mod dialogue_steps;
 pub mod dialogue_value;
 mod duration;
 mod error;
@@ -67,7 +69,9 @@ pub use data::{
 };
 pub use database::Database;
 pub use dialect::Dialect;
-pub use dialogue::{patch_from, Dialogue, DialogueState, IntoState};
+pub use dialogue::{patch_from, Dialogue, DialogueState, IntoState, UnknownStates};
+pub use dialogue_run::{run_step, StepOptions, StepReport, REWRITE_ATTEMPTS};
+pub use dialogue_steps::{DialogueRow, DialogueStep, Rewrite, StatePattern};
 pub use duration::{
     check_duration, format_duration, named_duration, parse_duration, parse_duration_or_seconds,
     parse_millis, MAX_DURATION,

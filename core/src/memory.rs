@@ -266,6 +266,37 @@ impl Inspect for MemoryStorage {
         Ok(write)
     }
 
+    async fn rewrite_row(
+        &self,
+        old: &StoredRow,
+        new: Option<(Option<&str>, &Data)>,
+    ) -> Result<bool> {
+        if let Some((state, data)) = new {
+            self.options.put_row_text(&old.id, state, data)?;
+        }
+        let mut rows = self.rows()?;
+        let same = rows.get(&old.id).is_some_and(|(record, at)| {
+            record.state == old.state
+                && record.data == old.data
+                && old.updated_at_ms.is_none_or(|old_at| old_at == *at)
+        });
+        if !same {
+            return Ok(false);
+        }
+        match new {
+            None => {
+                rows.remove(&old.id);
+            }
+            Some((state, data)) => {
+                if let Some((record, _)) = rows.get_mut(&old.id) {
+                    record.state = state.map(str::to_owned);
+                    record.data = data.clone();
+                }
+            }
+        }
+        Ok(true)
+    }
+
     async fn stats(&self) -> Result<TableStats> {
         // The lock released before the expiry count takes it again.
         let stats = {

@@ -196,6 +196,18 @@ impl Inspect for Traced {
         traced(self.span("put_row", None), self.inner.put_row(row, how)).await
     }
 
+    async fn rewrite_row(
+        &self,
+        old: &StoredRow,
+        new: Option<(Option<&str>, &Data)>,
+    ) -> Result<bool> {
+        traced(
+            self.span("rewrite_row", None),
+            self.inner.rewrite_row(old, new),
+        )
+        .await
+    }
+
     async fn stats(&self) -> Result<TableStats> {
         traced(self.span("stats", None), self.inner.stats()).await
     }

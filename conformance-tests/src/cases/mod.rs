@@ -3,6 +3,7 @@
 pub mod adversarial;
 pub mod aiogram;
 pub mod data;
+pub mod dialogues;
 pub mod expiry;
 pub mod inspect;
 pub mod isolation;

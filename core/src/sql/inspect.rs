@@ -42,6 +42,18 @@ pub struct InspectQueries {
     /// The binds of `insert_row`: inserts the row or replaces whatever is there
     /// ([`PutRow::Replace`](crate::PutRow::Replace)).
     pub replace_row: String,
+    /// [`Inspect::rewrite_row`](crate::Inspect::rewrite_row), writing a new state and
+    /// data over a row that still holds the old ones, its write time kept. PostgreSQL and
+    /// MySQL: one statement whose condition is the old row, binds `(new_state, new_data,
+    /// id, old_state, old_data, old_updated_ms)` (MySQL binds `old_data` twice, before
+    /// the time; a layout without `updated_at` binds no time); rows changed: whether it
+    /// wrote. SQLite: `(new_state, new_data, id)`, run after the backend compared the row
+    /// in the same transaction.
+    pub rewrite_row: String,
+    /// As `rewrite_row`, deleting the row (in the aiogram layout: emptying it): binds
+    /// `(id, old_state, old_data, old_updated_ms)` (MySQL: `old_data` twice); SQLite
+    /// `(id)`.
+    pub delete_row_if: String,
 }
 
 /// The statements that write a row as given.
@@ -49,6 +61,8 @@ pub(super) struct RowWrites {
     pub(super) insert_row: String,
     pub(super) put_row: String,
     pub(super) replace_row: String,
+    pub(super) rewrite_row: String,
+    pub(super) delete_row_if: String,
 }
 
 /// How a table's rows look to the whole-table statements of one dialect and layout.
@@ -120,5 +134,7 @@ pub(super) fn inspect_queries(
         insert_row: writes.insert_row,
         put_row: writes.put_row,
         replace_row: writes.replace_row,
+        rewrite_row: writes.rewrite_row,
+        delete_row_if: writes.delete_row_if,
     }
 }

@@ -158,10 +158,18 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
     let writes = match layout {
         crate::Layout::AiogramSqlalchemy => {
             let insert_row = format!("INSERT INTO {t} (id, state, data) VALUES (?, ?, ?)");
+            // The old data compared as JSON (MariaDB has no JSON equality before 10.7):
+            // each contains the other.
+            let d = "COALESCE(NULLIF(NULLIF(data, ''), 'null'), '{}')";
+            let same = format!(
+                "id = ? AND state <=> ? AND {live}JSON_CONTAINS({d}, ?) AND JSON_CONTAINS(?, {d})"
+            );
             super::RowWrites {
                 put_row: insert_row.clone(),
                 insert_row,
                 replace_row: aiogram_queries(t).row.upsert_record,
+                rewrite_row: format!("UPDATE {t} SET state = ?, data = ? WHERE {same}"),
+                delete_row_if: format!("UPDATE {t} SET state = NULL, data = NULL WHERE {same}"),
             }
         }
         _ => {
@@ -171,7 +179,17 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
                 "INSERT INTO {t} (id, state, data, updated_at) VALUES (?, ?, ?, \
                  COALESCE(FROM_UNIXTIME(? / 1000), CURRENT_TIMESTAMP(6)))"
             );
+            // The old data compared as JSON (MariaDB has no JSON equality before 10.7):
+            // each contains the other; the write time to the millisecond, kept by
+            // assigning it (else `ON UPDATE CURRENT_TIMESTAMP` sets it).
+            let same =
+                "id = ? AND state <=> ? AND JSON_CONTAINS(data, ?) AND JSON_CONTAINS(?, data) \
+                        AND CAST(FLOOR(UNIX_TIMESTAMP(updated_at) * 1000) AS SIGNED) = ?";
             super::RowWrites {
+                rewrite_row: format!(
+                    "UPDATE {t} SET state = ?, data = ?, updated_at = updated_at WHERE {same}"
+                ),
+                delete_row_if: format!("DELETE FROM {t} WHERE {same}"),
                 put_row: insert_row.clone(),
                 replace_row: format!(
                     "{insert_row} ON DUPLICATE KEY UPDATE state = VALUES(state), \

@@ -225,10 +225,23 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
                 "{} WHERE {t}.state IS NULL AND ({t}.data IS NULL OR {t}.data IN ('', '{{}}', 'null'))",
                 upsert
             );
+            // The old data compared as JSONB: the same object, however Python spaced it.
+            let same = format!(
+                "id = $3 AND state IS NOT DISTINCT FROM $4 AND {live}{AIOGRAM_DATA} = $5::jsonb"
+            );
             super::RowWrites {
                 put_row: insert_row.clone(),
                 insert_row,
                 replace_row: upsert,
+                rewrite_row: format!(
+                    "UPDATE {t} SET state = $1, data = $2::jsonb::text WHERE {same}"
+                ),
+                delete_row_if: format!(
+                    "UPDATE {t} SET state = NULL, data = NULL WHERE {}",
+                    same.replace("$3", "$1")
+                        .replace("$4", "$2")
+                        .replace("$5", "$3")
+                ),
             }
         }
         _ => {
@@ -243,7 +256,16 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
                 "{insert}DO UPDATE SET state = EXCLUDED.state, data = EXCLUDED.data, \
                  updated_at = EXCLUDED.updated_at"
             );
+            let ms = "floor(extract(epoch FROM updated_at) * 1000)::BIGINT";
             super::RowWrites {
+                rewrite_row: format!(
+                    "UPDATE {t} SET state = $1, data = $2 WHERE id = $3 \
+                     AND state IS NOT DISTINCT FROM $4 AND data = $5 AND {ms} = $6"
+                ),
+                delete_row_if: format!(
+                    "DELETE FROM {t} WHERE id = $1 \
+                     AND state IS NOT DISTINCT FROM $2 AND data = $3 AND {ms} = $4"
+                ),
                 insert_row: format!("{insert}DO NOTHING"),
                 // To the millisecond: a row stored at .123456 s was not written after one
                 // carried as .123 (its listing says .123 too).

@@ -143,6 +143,8 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
                 put_row: insert_row.clone(),
                 insert_row,
                 replace_row: upsert,
+                rewrite_row: format!("UPDATE {t} SET state = ?1, data = ?2 WHERE id = ?3"),
+                delete_row_if: format!("UPDATE {t} SET state = NULL, data = NULL WHERE id = ?1"),
             }
         }
         _ => {
@@ -155,6 +157,8 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
                  updated_at = excluded.updated_at"
             );
             super::RowWrites {
+                rewrite_row: format!("UPDATE {t} SET state = ?1, data = ?2 WHERE id = ?3"),
+                delete_row_if: format!("DELETE FROM {t} WHERE id = ?1"),
                 insert_row: format!("{insert}DO NOTHING"),
                 put_row: format!("{replace_row} WHERE updated_at <= excluded.updated_at"),
                 replace_row,
