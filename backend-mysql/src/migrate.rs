@@ -24,7 +24,7 @@ use sqlx::mysql::MySqlConnection;
 use crate::config::MysqlConfig;
 use crate::connections::{sql, Connections};
 use crate::error::from_sqlx;
-use crate::steps::{MysqlSteps, Shared};
+use crate::steps::{MysqlLedger, MysqlSteps, Shared};
 
 /// Migrates one FSM table in a MySQL / MariaDB database.
 ///
@@ -244,6 +244,14 @@ impl Migrator for MysqlMigrator {
     async fn close(&self) -> Result<()> {
         self.conns.close().await;
         Ok(())
+    }
+
+    async fn dialogue_ledger(&self) -> Result<Box<dyn fsmstore_core::DialogueLedger + '_>> {
+        self.ensure_open()?;
+        Ok(Box::new(MysqlLedger {
+            table: fsmstore_core::ledger_name(self.shared.table()),
+            steps: self.steps().await?,
+        }))
     }
 
     async fn stamp(&self, target: MigrationTarget) -> Result<()> {

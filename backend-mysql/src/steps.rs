@@ -40,9 +40,18 @@ impl Shared {
         &self,
         conn: &mut MySqlConnection,
     ) -> Result<Vec<AppliedMigration>> {
+        self.applied_of(conn, self.table()).await
+    }
+
+    /// The version-table rows recorded under `table`.
+    pub(crate) async fn applied_of(
+        &self,
+        conn: &mut MySqlConnection,
+        table: &str,
+    ) -> Result<Vec<AppliedMigration>> {
         let rows: Vec<(i64, String, i64, bool, String, i64)> =
             sqlx::query_as(sql(&self.versions.select_applied))
-                .bind(self.table())
+                .bind(table)
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(from_sqlx)?;
@@ -457,3 +466,74 @@ pub(crate) enum Arg<'a> {
 }
 
 pub(crate) type Args<'a> = Vec<Arg<'a>>;
+
+/// Dialogue migrations' history and lock: the schema's migration session (`GET_LOCK`, or
+/// Galera's lock row with its lease), recording under
+/// [`ledger_name`](fsmstore_core::ledger_name) in the version table.
+pub(crate) struct MysqlLedger<'m> {
+    pub(crate) steps: MysqlSteps<'m>,
+    pub(crate) table: String,
+}
+
+#[async_trait]
+impl fsmstore_core::DialogueLedger for MysqlLedger<'_> {
+    async fn lock(&mut self) -> Result<()> {
+        MigrationSteps::lock(&mut self.steps).await
+    }
+
+    async fn unlock(&mut self) {
+        MigrationSteps::unlock(&mut self.steps).await;
+    }
+
+    async fn recorded(&mut self) -> Result<Vec<AppliedMigration>> {
+        let steps = &mut self.steps;
+        steps.shared.applied_of(&mut steps.conn, &self.table).await
+    }
+
+    async fn start(&mut self, version: i64, description: &str, checksum: &str) -> Result<()> {
+        if self
+            .recorded()
+            .await?
+            .iter()
+            .any(|row| row.version == version)
+        {
+            return Ok(());
+        }
+        let steps = &mut self.steps;
+        let row = vec![
+            Arg::Text(&self.table),
+            Arg::Int(version),
+            Arg::Text(description),
+            Arg::Bool(false),
+            Arg::Text(checksum),
+            Arg::Int(0),
+        ];
+        steps
+            .shared
+            .execute(&mut steps.conn, &sql(&steps.shared.versions.insert), row)
+            .await
+    }
+
+    async fn finish(&mut self, version: i64, elapsed_ms: i64) -> Result<()> {
+        let steps = &mut self.steps;
+        let done = vec![
+            Arg::Bool(true),
+            Arg::Int(elapsed_ms),
+            Arg::Text(&self.table),
+            Arg::Int(version),
+        ];
+        steps
+            .shared
+            .execute(
+                &mut steps.conn,
+                &sql(&steps.shared.versions.mark_success),
+                done,
+            )
+            .await
+    }
+
+    async fn keep(&mut self) -> Result<()> {
+        // Renews the Galera lock row's lease (nothing to do for `GET_LOCK`).
+        MigrationSteps::begin(&mut self.steps).await
+    }
+}

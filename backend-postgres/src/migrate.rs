@@ -9,8 +9,9 @@ use crate::params::{p, Param};
 use async_trait::async_trait;
 use fsmstore_core::sql::{drop_table_if_exists, MigrationLock, VersionQueries};
 use fsmstore_core::{
-    run_migration, run_stamp, AppliedMigration, Dialect, Direction, Error, MigrationReport,
-    MigrationSet, MigrationStep, MigrationSteps, MigrationTarget, Migrator, Result, StampPlan,
+    ledger_name, run_migration, run_stamp, AppliedMigration, Dialect, DialogueLedger, Direction,
+    Error, MigrationReport, MigrationSet, MigrationStep, MigrationSteps, MigrationTarget, Migrator,
+    Result, StampPlan,
 };
 use tokio_postgres::Client;
 
@@ -289,6 +290,98 @@ impl MigrationSteps for PgSteps<'_> {
     }
 }
 
+/// Dialogue migrations' history and lock: the migration session of the schema (its lock,
+/// its version table), recording under [`ledger_name`].
+struct PgLedger<'m> {
+    steps: PgSteps<'m>,
+    table: String,
+}
+
+impl PgLedger<'_> {
+    /// `write` in one round of the session (in a transaction, holding the transaction
+    /// lock behind a transaction pooler).
+    async fn round(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+        unless_recorded: Option<i64>,
+    ) -> Result<()> {
+        MigrationSteps::begin(&mut self.steps).await?;
+        let result = async {
+            if let Some(version) = unless_recorded {
+                if self
+                    .recorded_in_round()
+                    .await?
+                    .iter()
+                    .any(|row| row.version == version)
+                {
+                    return Ok(());
+                }
+            }
+            self.steps.run(sql, params).await
+        }
+        .await;
+        match result {
+            Ok(()) => MigrationSteps::commit(&mut self.steps).await,
+            Err(err) => {
+                MigrationSteps::rollback(&mut self.steps).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn recorded_in_round(&self) -> Result<Vec<AppliedMigration>> {
+        let rows = self
+            .steps
+            .client
+            .query_typed(
+                &self.steps.inner.versions.select_applied,
+                &[p(&self.table.as_str())],
+            )
+            .await
+            .map_err(from_pg)?;
+        applied_rows(&rows)
+    }
+}
+
+#[async_trait]
+impl DialogueLedger for PgLedger<'_> {
+    async fn lock(&mut self) -> Result<()> {
+        MigrationSteps::lock(&mut self.steps).await
+    }
+
+    async fn unlock(&mut self) {
+        MigrationSteps::unlock(&mut self.steps).await;
+    }
+
+    async fn recorded(&mut self) -> Result<Vec<AppliedMigration>> {
+        self.recorded_in_round().await
+    }
+
+    async fn start(&mut self, version: i64, description: &str, checksum: &str) -> Result<()> {
+        let table = self.table.clone();
+        let table = table.as_str();
+        let insert = self.steps.inner.versions.insert.clone();
+        let row = [
+            p(&table),
+            p(&version),
+            p(&description),
+            p(&false),
+            p(&checksum),
+            p(&0_i64),
+        ];
+        self.round(&insert, &row, Some(version)).await
+    }
+
+    async fn finish(&mut self, version: i64, elapsed_ms: i64) -> Result<()> {
+        let table = self.table.clone();
+        let table = table.as_str();
+        let mark = self.steps.inner.versions.mark_success.clone();
+        let row = [p(&true), p(&elapsed_ms), p(&table), p(&version)];
+        self.round(&mark, &row, None).await
+    }
+}
+
 /// The version table's rows as applied migrations.
 fn applied_rows(rows: &[tokio_postgres::Row]) -> Result<Vec<AppliedMigration>> {
     rows.iter()
@@ -371,6 +464,14 @@ impl Migrator for PgMigrator {
     async fn close(&self) -> Result<()> {
         self.conns.close();
         Ok(())
+    }
+
+    async fn dialogue_ledger(&self) -> Result<Box<dyn DialogueLedger + '_>> {
+        self.ensure_open()?;
+        Ok(Box::new(PgLedger {
+            table: ledger_name(self.inner.set.table().as_str()),
+            steps: self.steps().await?,
+        }))
     }
 
     async fn drop_tables(&self) -> Result<()> {

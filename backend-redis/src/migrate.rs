@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use fsmstore_core::migrations::checksum;
 use fsmstore_core::{
-    now_ms, AppliedMigration, BotId, ChatId, Direction, Error, Layout, Migration, MigrationPlan,
-    MigrationReport, MigrationSet, MigrationTarget, Migrator, Replay, Result, SchemaStatus,
-    StampPlan, StorageKey, TableName, UserId,
+    now_ms, AppliedMigration, BotId, ChatId, DialogueLedger, Direction, Error, Layout, Migration,
+    MigrationPlan, MigrationReport, MigrationSet, MigrationTarget, Migrator, Replay, Result,
+    SchemaStatus, StampPlan, StorageKey, TableName, UserId,
 };
 use futures_util::{stream, StreamExt, TryStreamExt};
 use redis::Script;
@@ -181,13 +181,15 @@ impl LayoutMigrator {
 
     /// The version key's rows (as the SQL version tables': version → applied migration).
     async fn rows(&self) -> Result<Vec<AppliedMigration>> {
+        self.rows_of(&self.version_key).await
+    }
+
+    /// The rows of version hash `key`.
+    async fn rows_of(&self, key: &str) -> Result<Vec<AppliedMigration>> {
         let fields: Vec<(i64, String)> = self
             .conns
             .call("migrations", Replay::Safe, |mut conn| async move {
-                redis::cmd("HGETALL")
-                    .arg(&self.version_key)
-                    .query_async(&mut conn)
-                    .await
+                redis::cmd("HGETALL").arg(key).query_async(&mut conn).await
             })
             .await?;
         let mut rows = fields
@@ -195,8 +197,7 @@ impl LayoutMigrator {
             .map(|(version, text)| {
                 let row: serde_json::Value = serde_json::from_str(&text).map_err(|err| {
                     Error::Migration(format!(
-                        "{}: version {version} is not a migration record: {err}",
-                        self.version_key
+                        "{key}: version {version} is not a migration record: {err}"
                     ))
                 })?;
                 Ok(AppliedMigration {
@@ -466,9 +467,119 @@ impl Migrator for LayoutMigrator {
         Ok(())
     }
 
-    /// Deletes the version record (the dialogues are the storage's: see
+    async fn dialogue_ledger(&self) -> Result<Box<dyn DialogueLedger + '_>> {
+        Ok(Box::new(RedisLedger {
+            key: self.dialogue_key(),
+            migrator: self,
+            lease: None,
+        }))
+    }
+
+    /// Deletes the version records (the dialogues are the storage's: see
     /// `RedisStorage::drop_table`).
     async fn drop_tables(&self) -> Result<()> {
-        self.record(None).await
+        self.record(None).await?;
+        let key = self.dialogue_key();
+        self.conns
+            .call("drop dialogue migrations", Replay::Safe, |mut conn| {
+                let key = &key;
+                async move {
+                    redis::cmd("DEL")
+                        .arg(key)
+                        .query_async::<i64>(&mut conn)
+                        .await
+                }
+            })
+            .await
+            .map(drop)
+    }
+}
+
+impl LayoutMigrator {
+    /// The hash recording dialogue migrations (as `version_key` the layout's).
+    fn dialogue_key(&self) -> String {
+        self.version_key
+            .replacen("fsmstore-migrations:", "fsmstore-dialogue-migrations:", 1)
+    }
+}
+
+/// Dialogue migrations' history and lock on Redis: a hash of its own beside the layout's
+/// version hash (version → the record as JSON), under the layout migrations' lock.
+struct RedisLedger<'m> {
+    migrator: &'m LayoutMigrator,
+    key: String,
+    lease: Option<Lease>,
+}
+
+impl RedisLedger<'_> {
+    /// Sets field `version` to `record` (only where there is none, when `if_absent`).
+    async fn put(&self, version: i64, record: String, if_absent: bool) -> Result<()> {
+        let command = if if_absent { "HSETNX" } else { "HSET" };
+        self.migrator
+            .conns
+            .call("record dialogue migration", Replay::Safe, |mut conn| {
+                let (key, record) = (&self.key, &record);
+                async move {
+                    redis::cmd(command)
+                        .arg(key)
+                        .arg(version)
+                        .arg(record)
+                        .query_async::<i64>(&mut conn)
+                        .await
+                }
+            })
+            .await
+            .map(drop)
+    }
+}
+
+#[async_trait]
+impl DialogueLedger for RedisLedger<'_> {
+    async fn lock(&mut self) -> Result<()> {
+        self.lease = Some(self.migrator.lock().await?);
+        Ok(())
+    }
+
+    async fn unlock(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.release().await;
+        }
+    }
+
+    async fn recorded(&mut self) -> Result<Vec<AppliedMigration>> {
+        self.migrator.rows_of(&self.key).await
+    }
+
+    async fn start(&mut self, version: i64, description: &str, checksum: &str) -> Result<()> {
+        let record = serde_json::json!({
+            "description": description,
+            "installed_on_ms": now_ms(),
+            "success": false,
+            "checksum": checksum,
+            "execution_time_ms": 0,
+        });
+        self.put(version, record.to_string(), true).await
+    }
+
+    async fn finish(&mut self, version: i64, elapsed_ms: i64) -> Result<()> {
+        let row = self
+            .recorded()
+            .await?
+            .into_iter()
+            .find(|row| row.version == version)
+            .ok_or_else(|| {
+                Error::Migration(format!(
+                    "{}: dialogue step {version} finished but was never recorded as started",
+                    self.key
+                ))
+            })?;
+        let record = serde_json::json!({
+            "description": row.description,
+            "installed_on_ms": row.installed_on_ms,
+            "success": true,
+            "checksum": row.checksum,
+            "execution_time_ms": elapsed_ms,
+        });
+        self.put(version, record.to_string(), false).await
     }
 }

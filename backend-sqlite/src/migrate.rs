@@ -6,9 +6,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use fsmstore_core::sql::{drop_table_if_exists, VersionQueries};
 use fsmstore_core::{
-    run_migration, run_stamp, AppliedMigration, Dialect, Direction, Error, MigrationReport,
-    MigrationSet, MigrationStep, MigrationSteps, MigrationTarget, Migrator, Result, StampPlan,
-    StorageOptions, TableName,
+    ledger_name, run_migration, run_stamp, AppliedMigration, Dialect, DialogueLedger, Direction,
+    Error, LocalIsolation, LocalLocks, MigrationReport, MigrationSet, MigrationStep,
+    MigrationSteps, MigrationTarget, Migrator, Result, StampPlan, StorageOptions, TableName,
 };
 use futures_util::FutureExt;
 use rusqlite::{Connection, TransactionBehavior};
@@ -21,6 +21,7 @@ use crate::error::from_sqlite;
 #[derive(Clone)]
 pub struct SqliteMigrator {
     connections: Arc<Connections>,
+    locks: Arc<LocalLocks>,
     shared: Arc<Shared>,
 }
 
@@ -50,15 +51,20 @@ impl SqliteMigrator {
         let mut single = config.clone();
         single.options.pool_max = 1;
         let connections = Connections::open(&single).await?;
-        Self::on_connections(connections, &config.options)
+        let locks = crate::storage::shared_locks(&config.location, config.options.table.as_str());
+        Self::on_connections(connections, locks, &config.options)
     }
 
+    /// A migrator on `connections`; `locks` are the table's in-process locks (the
+    /// dialogue migrations' lock is one of them).
     pub(crate) fn on_connections(
         connections: Arc<Connections>,
+        locks: Arc<LocalLocks>,
         options: &StorageOptions,
     ) -> Result<Self> {
         Ok(SqliteMigrator {
             connections,
+            locks,
             shared: Arc::new(Shared {
                 set: options.migration_set(Dialect::Sqlite)?,
                 versions: VersionQueries::for_table(Dialect::Sqlite, &options.version_table),
@@ -70,7 +76,11 @@ impl SqliteMigrator {
 
 impl Shared {
     fn applied(&self, conn: &Connection) -> Result<Vec<AppliedMigration>> {
-        let table = self.set.table().as_str();
+        self.applied_of(conn, self.set.table().as_str())
+    }
+
+    /// The version-table rows recorded under `table`.
+    fn applied_of(&self, conn: &Connection, table: &str) -> Result<Vec<AppliedMigration>> {
         let mut statement = conn
             .prepare_cached(&self.versions.select_applied)
             .map_err(from_sqlite)?;
@@ -281,6 +291,16 @@ impl Migrator for SqliteMigrator {
         self.connections.close().await
     }
 
+    async fn dialogue_ledger(&self) -> Result<Box<dyn DialogueLedger + '_>> {
+        Ok(Box::new(SqliteLedger {
+            locks: Arc::clone(&self.locks),
+            held: None,
+            connections: Arc::clone(&self.connections),
+            shared: Arc::clone(&self.shared),
+            table: ledger_name(self.shared.set.table().as_str()),
+        }))
+    }
+
     async fn drop_tables(&self) -> Result<()> {
         let shared = Arc::clone(&self.shared);
         self.connections
@@ -303,5 +323,107 @@ impl Migrator for SqliteMigrator {
     async fn stamp(&self, target: MigrationTarget) -> Result<()> {
         self.with_steps(move |steps, set| run_blocking(run_stamp(steps, set, target)))
             .await
+    }
+}
+
+/// How long a dialogue migration waits for another one of this process on the same table.
+const DIALOGUE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Dialogue migrations' history: the version table, under
+/// [`ledger_name`](fsmstore_core::ledger_name), each call one `IMMEDIATE` transaction of
+/// the writer. SQLite has no named lock: the lock is the table's in-process lock named
+/// [`ledger_name`](fsmstore_core::ledger_name) (no row id has a `~`), which every handle
+/// of this process on the file shares. Two processes starting at once may both walk a
+/// step: each dialogue is still changed once (the compare-and-write), and recorded once.
+struct SqliteLedger {
+    locks: Arc<LocalLocks>,
+    held: Option<fsmstore_core::LockGuard>,
+    connections: Arc<Connections>,
+    shared: Arc<Shared>,
+    table: String,
+}
+
+impl SqliteLedger {
+    /// `work` in one `IMMEDIATE` transaction, the version table created first.
+    async fn round<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection, &Shared, &str) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (shared, table) = (Arc::clone(&self.shared), self.table.clone());
+        self.connections
+            .write(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(from_sqlite)?;
+                tx.execute(&shared.versions.create, [])
+                    .map_err(from_sqlite)?;
+                let value = work(&tx, &shared, &table)?;
+                tx.commit().map_err(from_sqlite)?;
+                Ok(value)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl DialogueLedger for SqliteLedger {
+    async fn lock(&mut self) -> Result<()> {
+        let isolation = LocalIsolation::shared(Arc::clone(&self.locks), StorageOptions::default());
+        self.held = Some(
+            isolation
+                .lock_id(self.table.clone(), DIALOGUE_LOCK_WAIT)
+                .await?
+                .ok_or_else(|| Error::MigrationLockTimeout {
+                    lock: self.table.clone(),
+                    waited: DIALOGUE_LOCK_WAIT,
+                    holder: Some("another dialogue migration of this process".to_owned()),
+                })?,
+        );
+        let created = self.round(|_, _, _| Ok(())).await;
+        if created.is_err() {
+            self.held = None;
+        }
+        created
+    }
+
+    async fn unlock(&mut self) {
+        self.held = None;
+    }
+
+    async fn recorded(&mut self) -> Result<Vec<AppliedMigration>> {
+        self.round(|conn, shared, table| shared.applied_of(conn, table))
+            .await
+    }
+
+    async fn start(&mut self, version: i64, description: &str, checksum: &str) -> Result<()> {
+        let (description, checksum) = (description.to_owned(), checksum.to_owned());
+        self.round(move |conn, shared, table| {
+            if shared
+                .applied_of(conn, table)?
+                .iter()
+                .any(|row| row.version == version)
+            {
+                return Ok(());
+            }
+            conn.execute(
+                &shared.versions.insert,
+                rusqlite::params![table, version, description, false, checksum, 0_i64],
+            )
+            .map(drop)
+            .map_err(from_sqlite)
+        })
+        .await
+    }
+
+    async fn finish(&mut self, version: i64, elapsed_ms: i64) -> Result<()> {
+        self.round(move |conn, shared, table| {
+            conn.execute(
+                &shared.versions.mark_success,
+                rusqlite::params![true, elapsed_ms, table, version],
+            )
+            .map(drop)
+            .map_err(from_sqlite)
+        })
+        .await
     }
 }

@@ -117,7 +117,11 @@ impl SqliteStorage {
     /// # Errors
     /// [`Error::Migration`] for a custom migration list that is not contiguous.
     pub fn migrator(&self) -> Result<SqliteMigrator> {
-        SqliteMigrator::on_connections(Arc::clone(&self.connections), &self.options)
+        SqliteMigrator::on_connections(
+            Arc::clone(&self.connections),
+            Arc::clone(&self.locks),
+            &self.options,
+        )
     }
 
     /// Runs `work` on a reader (or the idle writer), again under the retry policy when
@@ -258,7 +262,7 @@ fn select_record(
 /// The per-key locks of `table` in `location`, shared by every storage of this process on
 /// the same file (or named in-memory database) and table. Per-key isolation on SQLite is
 /// in-process: other processes writing the same file do not see these locks.
-fn shared_locks(location: &SqliteLocation, table: &str) -> Arc<LocalLocks> {
+pub(crate) fn shared_locks(location: &SqliteLocation, table: &str) -> Arc<LocalLocks> {
     static REGISTRY: OnceLock<Mutex<HashMap<String, Weak<LocalLocks>>>> = OnceLock::new();
     let name = match location {
         SqliteLocation::File(path) => {

@@ -21,6 +21,9 @@ pub struct Capabilities {
     pub migrations: bool,
     /// Rows record when they were last written: purge by age (and expiry).
     pub updated_at: bool,
+    /// Dialogue migrations declared in code, recorded and locked
+    /// ([`Migrator::dialogue_ledger`](fsmstore_core::Migrator::dialogue_ledger)).
+    pub dialogue_migrations: bool,
     /// Expiry (`ttl`): a dialogue not written for longer reads as absent.
     pub expiry: bool,
     /// The table layout of Python's aiogram-sqlalchemy-storage: the storage group again in
@@ -46,6 +49,7 @@ impl Capabilities {
         Capabilities {
             migrations: true,
             updated_at: true,
+            dialogue_migrations: true,
             expiry: true,
             aiogram_layout: true,
             raw_sql: true,

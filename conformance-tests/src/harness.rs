@@ -25,8 +25,9 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 use crate::backend::{Backend, Capabilities};
 use crate::runner::{
-    aiogram_layout_cases, aiogram_layout_own_cases, block_on, migration_cases, run_case_in,
-    storage_cases, storage_only_cases, stored_row_cases, take_skip, updated_at_cases, Case,
+    aiogram_layout_cases, aiogram_layout_own_cases, block_on, dialogue_migration_cases,
+    migration_cases, run_case_in, storage_cases, storage_only_cases, stored_row_cases, take_skip,
+    updated_at_cases, Case,
 };
 
 /// Whether what a group of tests needs is there.
@@ -100,7 +101,12 @@ impl Suite {
         F: Fn() -> Fut + Clone + Send + 'static,
         Fut: Future<Output = Option<Arc<dyn Backend>>>,
     {
-        let cases = [storage_cases(), migration_cases()].concat();
+        let cases = [
+            storage_cases(),
+            migration_cases(),
+            dialogue_migration_cases(),
+        ]
+        .concat();
         self.cases(prefix, &cases, Layout::Fsmstore, factory);
     }
 
@@ -172,6 +178,11 @@ impl Suite {
             (caps.expiry, expiry, "expiry"),
             (caps.updated_at, purge, "updated_at"),
             (caps.migrations, migration_cases(), "migrations"),
+            (
+                caps.dialogue_migrations,
+                dialogue_migration_cases(),
+                "dialogue_migrations",
+            ),
             (caps.raw_sql, stored_row_cases(), "raw_sql"),
         ] {
             if declared {

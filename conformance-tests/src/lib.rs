@@ -36,9 +36,9 @@ pub use fsmstore_core as __core;
 pub use harness::{Needs, Suite};
 pub use runner::{
     aiogram_layout_cases, aiogram_layout_own_cases, block_on, block_on_current_thread,
-    block_on_threads, migration_cases, run_case, run_case_in, run_suite, run_test, run_test_in,
-    storage_cases, storage_only_cases, stored_row_cases, unreachable, updated_at_cases, BoxCase,
-    Case, CaseReport,
+    block_on_threads, dialogue_migration_cases, migration_cases, run_case, run_case_in, run_suite,
+    run_test, run_test_in, storage_cases, storage_only_cases, stored_row_cases, unreachable,
+    updated_at_cases, BoxCase, Case, CaseReport,
 };
 
 /// Expands the suite into one `#[test]` per case.
@@ -67,6 +67,7 @@ macro_rules! conformance_suite {
     (all: $factory:expr) => {
         $crate::conformance_suite!(storage: $factory);
         $crate::conformance_suite!(migrations: $factory);
+        $crate::__dialogue_migration_cases!(__expand_tests, $factory);
     };
     (aiogram_layout: $factory:expr) => {
         $crate::__storage_cases!(__expand_layout_tests, $factory);
@@ -181,7 +182,7 @@ macro_rules! __updated_at_cases {
             expiry::a_write_keeps_the_row_alive,
             expiry::expired_rows_are_counted_and_purged,
             expiry::a_copied_row_expires_when_it_would_have_at_its_source,
-            dialogues::a_step_keeps_the_ttl,
+            expiry::a_dialogue_migration_keeps_the_ttl,
         }
     };
 }
@@ -220,6 +221,21 @@ macro_rules! __stored_row_cases {
             stored::untouched_fields_keep_their_stored_numbers,
             stored::unreadable_numbers_are_corrupt_and_nothing_is_written,
             stored::one_corrupt_row_never_hides_the_others,
+        }
+    };
+}
+
+/// The dialogue-migration group: the one list of its cases.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! __dialogue_migration_cases {
+    ($callback:ident, $($args:tt)*) => {
+        $crate::$callback! { $($args)* ;
+            dialogues::declared_steps_run_once_and_are_recorded,
+            dialogues::an_edited_step_is_drift,
+            dialogues::instances_starting_at_once_run_each_step_once,
+            dialogues::a_killed_migration_is_resumed,
+            dialogues::older_code_leaves_newer_steps_alone,
         }
     };
 }

@@ -70,6 +70,11 @@ pub fn migration_cases() -> Vec<Case> {
     crate::__migration_cases!(__registry, ())
 }
 
+/// The dialogue-migration group: steps declared in code, recorded and locked.
+pub fn dialogue_migration_cases() -> Vec<Case> {
+    crate::__dialogue_migration_cases!(__registry, ())
+}
+
 /// How one case went.
 #[derive(Debug, Clone)]
 pub struct CaseReport {

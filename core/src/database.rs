@@ -139,6 +139,39 @@ impl Database {
         })
     }
 
+    /// Runs the bot's dialogue migrations that have not run on this table
+    /// ([`migrate_dialogues`](crate::migrate_dialogues)): call it at start-up, after the
+    /// schema is at head; many instances starting at once run each step once.
+    ///
+    /// # Errors
+    /// As [`migrate_dialogues`](crate::migrate_dialogues); [`Error::Config`] for a handle
+    /// without a migrator.
+    pub async fn migrate_dialogues(
+        &self,
+        migrations: &crate::DialogueMigrations,
+        options: &crate::StepOptions,
+        progress: &mut (dyn FnMut(i64, &crate::StepReport) + Send),
+    ) -> Result<crate::DialogueMigrationReport> {
+        let migrator = self.migrator()?;
+        let mut ledger = migrator.dialogue_ledger().await?;
+        crate::migrate_dialogues(&*self.storage, &mut *ledger, migrations, options, progress).await
+    }
+
+    /// The declared dialogue migrations beside the recorded ones
+    /// ([`dialogue_history`](crate::dialogue_history)).
+    ///
+    /// # Errors
+    /// As [`Database::migrate_dialogues`], without the lock.
+    pub async fn dialogue_history(
+        &self,
+        migrations: &crate::DialogueMigrations,
+    ) -> Result<Vec<crate::DialogueHistoryEntry>> {
+        let migrator = self.migrator()?;
+        let mut ledger = migrator.dialogue_ledger().await?;
+        let recorded = ledger.recorded().await?;
+        Ok(crate::dialogue_history(migrations, &recorded))
+    }
+
     /// Closes the pool: every view handed out fails with [`Error::Closed`] afterwards.
     /// Closing twice is fine.
     ///

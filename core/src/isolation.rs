@@ -271,26 +271,38 @@ impl Isolation for LocalIsolation {
             return Err(Error::Closed);
         }
         let id = self.options.row_id(key)?;
+        let timeout = self.options.isolation_timeout;
+        match self.lock_id(id.clone(), timeout).await? {
+            Some(guard) => Ok(guard),
+            None => Err(lock_timeout(&id, timeout)),
+        }
+    }
+}
+
+impl LocalIsolation {
+    /// The lock named `id` (a row id, or a name no row id has, such as SQLite's dialogue
+    /// migration lock), waiting at most `timeout`; `None` when it did not come.
+    pub async fn lock_id(&self, id: String, timeout: Duration) -> Result<Option<LockGuard>> {
         let entry = Arc::clone(self.locks.map().entry(id.clone()).or_default());
         let mut waiting = Waiting {
             locks: &self.locks,
             id: &id,
             entry: Some(Arc::clone(&entry)),
         };
-        let acquired =
-            tokio::time::timeout(self.options.isolation_timeout, entry.lock_owned()).await;
-        let guard = acquired.map_err(|_| lock_timeout(&id, self.options.isolation_timeout))?;
+        let Ok(guard) = tokio::time::timeout(timeout, entry.lock_owned()).await else {
+            return Ok(None);
+        };
         // The guard keeps the entry alive from here.
         drop(waiting.entry.take());
         drop(waiting);
-        Ok(LockGuard::new(
+        Ok(Some(LockGuard::new(
             LocalHeld {
                 guard: Some(guard),
                 locks: Arc::clone(&self.locks),
                 id,
             },
             None,
-        ))
+        )))
     }
 }
 

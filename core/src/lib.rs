@@ -34,6 +34,7 @@ mod data;
 mod database;
 mod dialect;
 mod dialogue;
+mod dialogue_migrations;
 mod dialogue_run;
 mod dialogue_steps;
 pub mod dialogue_value;
@@ -70,6 +71,10 @@ pub use data::{
 pub use database::Database;
 pub use dialect::Dialect;
 pub use dialogue::{patch_from, Dialogue, DialogueState, IntoState, UnknownStates};
+pub use dialogue_migrations::{
+    dialogue_history, ledger_name, migrate_dialogues, DialogueHistoryEntry, DialogueLedger,
+    DialogueMigrationReport, DialogueMigrations, DialogueStepRun,
+};
 pub use dialogue_run::{run_step, StepOptions, StepReport, REWRITE_ATTEMPTS};
 pub use dialogue_steps::{DialogueRow, DialogueStep, Rewrite, StatePattern};
 pub use duration::{

@@ -145,6 +145,17 @@ pub trait Migrator: Send + Sync {
         ))
     }
 
+    /// Where this table's dialogue migrations are recorded, under the migration lock
+    /// ([`migrate_dialogues`](crate::migrate_dialogues)): one per run.
+    ///
+    /// # Errors
+    /// [`Error::Config`] where the backend has none; database errors.
+    async fn dialogue_ledger(&self) -> Result<Box<dyn crate::DialogueLedger + '_>> {
+        Err(Error::Config(
+            "this backend records no dialogue migrations".to_owned(),
+        ))
+    }
+
     /// Upgrades to head: idempotent and safe with many instances starting at once.
     ///
     /// # Errors

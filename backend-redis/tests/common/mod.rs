@@ -25,6 +25,7 @@ impl Backend for UrlBackend {
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             expiry: true,
+            dialogue_migrations: true,
             aiogram_layout: self.aiogram_layout,
             ..Capabilities::default()
         }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fsmstore_core::{
-    run_step, Dialogue, DialogueState, DialogueStep, Inspect, StepOptions, StepReport, Storage,
-    UnknownStates,
+    run_step, Database, Dialogue, DialogueMigrationReport, DialogueMigrations, DialogueState,
+    DialogueStep, Inspect, StepOptions, StepReport, Storage, UnknownStates,
 };
 use serde_json::{json, Value};
 
@@ -362,27 +362,195 @@ pub async fn unknown_states_follow_the_policy(ctx: Ctx) {
     );
 }
 
-/// A step keeps each dialogue's write time, so a TTL runs from the bot's last write, not
-/// from the migration.
-pub async fn a_step_keeps_the_ttl(ctx: Ctx) {
-    const TTL: Duration = Duration::from_secs(3);
-    let db = ctx.database(ctx.options().ttl(TTL)).await;
-    let s = db.inspect();
-    s.set_record(&key(1), Some("Form:nmae"), &obj(json!({"a": 1})))
+/// The migrations of the next cases: a rename, then a default for the renamed state.
+fn release_2() -> DialogueMigrations {
+    DialogueMigrations::new()
+        .step(
+            1,
+            DialogueStep::rename_state("Form:nmae", "Form:name").unwrap(),
+        )
+        .step(
+            2,
+            DialogueStep::default_field("Form:name", "lang", json!("en")).unwrap(),
+        )
+}
+
+/// `n` dialogues at `Form:nmae`.
+async fn stored_before_release_2(db: &Database, n: i64) {
+    let s = db.storage();
+    for i in 1..=n {
+        s.set_record(&key(i), Some("Form:nmae"), &obj(json!({ "i": i })))
+            .await
+            .unwrap();
+    }
+}
+
+async fn migrate(db: &Database, migrations: &DialogueMigrations) -> DialogueMigrationReport {
+    db.migrate_dialogues(migrations, &StepOptions::default().batch(5), &mut |_, _| {})
         .await
-        .unwrap();
-    tokio::time::sleep(TTL / 2).await;
-    let step = DialogueStep::rename_state("Form:nmae", "Form:name").unwrap();
-    let report = run(&*s, &step, StepOptions::default()).await;
-    assert_eq!(report.changed, 1, "{report:?}");
-    assert_eq!(
-        s.get_state(&key(1)).await.unwrap().as_deref(),
-        Some("Form:name")
+        .unwrap_or_else(|err| panic!("migrate_dialogues failed: {err}"))
+}
+
+/// Declared steps run in version order, once: recorded with their checksums in a
+/// history of their own, which the schema's never shows.
+pub async fn declared_steps_run_once_and_are_recorded(ctx: Ctx) {
+    let db = ctx.database(ctx.options()).await;
+    stored_before_release_2(&db, 12).await;
+    let head = db.migrator().unwrap().current().await.unwrap();
+    let report = migrate(&db, &release_2()).await;
+    let ran: Vec<_> = report
+        .ran
+        .iter()
+        .map(|run| (run.version, run.report.changed, run.resumed))
+        .collect();
+    assert_eq!(ran, [(1, 12, false), (2, 12, false)], "{report:?}");
+    for i in 1..=12 {
+        assert_eq!(
+            db.storage().get_state(&key(i)).await.unwrap().as_deref(),
+            Some("Form:name")
+        );
+        assert_eq!(
+            Value::Object(db.storage().get_data(&key(i)).await.unwrap()),
+            json!({ "i": i, "lang": "en" })
+        );
+    }
+    let again = migrate(&db, &release_2()).await;
+    assert!(again.ran.is_empty(), "{again:?}");
+    assert_eq!(again.already_done, [1, 2]);
+
+    let history = db.dialogue_history(&release_2()).await.unwrap();
+    assert_eq!(history.len(), 2);
+    for (entry, (_, step)) in history.iter().zip(release_2().iter()) {
+        let row = entry.recorded.as_ref().expect("recorded");
+        assert!(
+            row.success && entry.checksum_ok && entry.declared,
+            "{entry:?}"
+        );
+        assert_eq!(row.checksum, step.checksum());
+        assert_eq!(entry.description, step.description());
+    }
+    let migrator = db.migrator().unwrap();
+    assert_eq!(migrator.current().await.unwrap(), head);
+    assert!(
+        migrator
+            .history()
+            .await
+            .unwrap()
+            .iter()
+            .all(|entry| entry.known),
+        "the schema's history shows only schema migrations"
     );
-    tokio::time::sleep(TTL / 2 + Duration::from_millis(600)).await;
-    assert_eq!(
-        s.get_state(&key(1)).await.unwrap(),
-        None,
-        "the migration started the dialogue's TTL again"
+}
+
+/// A recorded step the code now declares differently is refused as drift, naming the
+/// version, and nothing runs.
+pub async fn an_edited_step_is_drift(ctx: Ctx) {
+    let db = ctx.database(ctx.options()).await;
+    stored_before_release_2(&db, 3).await;
+    migrate(&db, &release_2()).await;
+    let edited = DialogueMigrations::new()
+        .step(
+            1,
+            DialogueStep::rename_state("Form:nmae", "Form:full_name").unwrap(),
+        )
+        .step(3, DialogueStep::drop_states("Form:*", false).unwrap());
+    let err = db
+        .migrate_dialogues(&edited, &StepOptions::default(), &mut |_, _| {})
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, fsmstore_core::Error::MigrationDrift { version: 1, .. }),
+        "{err}"
     );
+    assert_eq!(
+        db.storage().key_count().await.unwrap(),
+        3,
+        "step 3 did not run"
+    );
+    let history = db.dialogue_history(&edited).await.unwrap();
+    assert!(!history[0].checksum_ok, "{history:?}");
+}
+
+/// Instances starting at once run each step once between them, and both end with every
+/// step done.
+pub async fn instances_starting_at_once_run_each_step_once(ctx: Ctx) {
+    let (a, b) = (
+        ctx.database(ctx.options()).await,
+        ctx.database(ctx.options()).await,
+    );
+    stored_before_release_2(&a, 30).await;
+    let migrations = release_2();
+    let (ra, rb) = tokio::join!(migrate(&a, &migrations), migrate(&b, &migrations));
+    let runs: Vec<_> = ra
+        .ran
+        .iter()
+        .chain(&rb.ran)
+        .map(|run| run.version)
+        .collect();
+    let mut sorted = runs.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, [1, 2], "each step ran once: {ra:?} {rb:?}");
+    let changed: u64 = ra.ran.iter().chain(&rb.ran).map(|r| r.report.changed).sum();
+    assert_eq!(changed, 60, "{ra:?} {rb:?}");
+    let history = b.dialogue_history(&release_2()).await.unwrap();
+    assert!(history
+        .iter()
+        .all(|e| e.recorded.as_ref().is_some_and(|r| r.success)));
+}
+
+/// A run killed in its first step (after one page) leaves the step recorded as started;
+/// the next run resumes it and changes only what was left.
+pub async fn a_killed_migration_is_resumed(ctx: Ctx) {
+    let db = ctx.database(ctx.options()).await;
+    stored_before_release_2(&db, 20).await;
+    let killed = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let _ = db
+                .migrate_dialogues(
+                    &release_2(),
+                    &StepOptions::default().batch(5),
+                    &mut |version, report| {
+                        panic!(
+                            "killed in step {version} after {} dialogues",
+                            report.changed
+                        )
+                    },
+                )
+                .await;
+        })
+        .await
+    };
+    assert!(killed.is_err(), "the first run was to die");
+    let history = db.dialogue_history(&release_2()).await.unwrap();
+    let started = history[0]
+        .recorded
+        .as_ref()
+        .expect("step 1 recorded as started");
+    assert!(!started.success, "{started:?}");
+    assert!(history[1].recorded.is_none());
+    // The lock of the killed run is gone with it (its session, or its lease).
+    let report = migrate(&db, &release_2()).await;
+    assert!(report.ran[0].resumed, "{report:?}");
+    assert_eq!(report.ran[0].report.changed, 15, "{report:?}");
+    assert_eq!(report.ran[1].report.changed, 20, "{report:?}");
+    let history = db.dialogue_history(&release_2()).await.unwrap();
+    assert!(history
+        .iter()
+        .all(|e| e.recorded.as_ref().is_some_and(|r| r.success)));
+}
+
+/// Code that declares fewer steps than ran (an old instance restarting during a rolling
+/// deploy) leaves the newer ones as they are and starts.
+pub async fn older_code_leaves_newer_steps_alone(ctx: Ctx) {
+    let db = ctx.database(ctx.options()).await;
+    stored_before_release_2(&db, 2).await;
+    migrate(&db, &release_2()).await;
+    let release_1 = DialogueMigrations::new().step(
+        1,
+        DialogueStep::rename_state("Form:nmae", "Form:name").unwrap(),
+    );
+    let report = migrate(&db, &release_1).await;
+    assert!(report.ran.is_empty());
+    assert_eq!((report.already_done, report.unknown), (vec![1], vec![2]));
 }

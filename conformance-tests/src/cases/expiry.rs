@@ -207,3 +207,34 @@ pub async fn a_copied_row_expires_when_it_would_have_at_its_source(ctx: Ctx) {
         "the copied row's TTL started again at the copy"
     );
 }
+
+/// A step keeps each dialogue's write time, so a TTL runs from the bot's last write, not
+/// from the migration.
+pub async fn a_dialogue_migration_keeps_the_ttl(ctx: Ctx) {
+    let db = ctx.database(ctx.options().ttl(TTL)).await;
+    let s = db.inspect();
+    s.set_record(&key(1), Some("Form:nmae"), &obj(json!({"a": 1})))
+        .await
+        .unwrap();
+    tokio::time::sleep(TTL / 2).await;
+    let step = fsmstore_core::DialogueStep::rename_state("Form:nmae", "Form:name").unwrap();
+    let report = fsmstore_core::run_step(
+        &*s,
+        &step,
+        &fsmstore_core::StepOptions::default(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.changed, 1, "{report:?}");
+    assert_eq!(
+        s.get_state(&key(1)).await.unwrap().as_deref(),
+        Some("Form:name")
+    );
+    tokio::time::sleep(TTL / 2 + Duration::from_millis(600)).await;
+    assert_eq!(
+        s.get_state(&key(1)).await.unwrap(),
+        None,
+        "the migration started the dialogue's TTL again"
+    );
+}
