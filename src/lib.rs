@@ -37,7 +37,7 @@ pub use fsmstore_core::{
     data, serde_json, states, BotId, ChatId, Data, Database, DefaultKeyBuilder, Dialogue,
     DialogueState, Error, ErrorKind, IntoState, Isolation, KeyBuilder, Layout, LocalIsolation,
     LockGuard, Record, Result, SchemaPolicy, Storage, StorageExt, StorageKey, StorageOptions,
-    TableName, UserId, DEFAULT_DESTINY,
+    TableName, UnknownStates, UserId, DEFAULT_DESTINY,
 };
 
 /// `fsmstore-core`, the contract crate, whole: for backend authors and tools.
@@ -75,6 +75,43 @@ pub mod migrate {
 /// ```
 pub mod copy {
     pub use fsmstore_core::copy::{copy, verify, CopyOptions, CopyReport, VerifyReport};
+}
+
+/// Dialogue migrations: what the next release of a bot does to the dialogues stored by the
+/// last one — states renamed, regrouped or dropped, data reshaped — declared in code as
+/// versioned steps and run at start-up under the migration lock
+/// ([`Database::migrate_dialogues`]), or one step at a time ([`run_step`](dialogues::run_step),
+/// `fsmstore states`). Each dialogue is rewritten on its own by a compare-and-write that
+/// never undoes a bot's write, its TTL kept.
+///
+/// ```
+/// # #[cfg(feature = "sqlite")]
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use fsmstore::dialogues::{DialogueMigrations, DialogueStep, StepOptions};
+/// use fsmstore::{BotId, ChatId, StorageKey, UserId};
+/// let db = fsmstore::open("sqlite::memory:?schema=upgrade").await?;
+/// let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7));
+/// db.storage().set_state(&key, Some("Form:nmae")).await?; // stored by the last release
+///
+/// let migrations = DialogueMigrations::new()
+///     .step(1, DialogueStep::rename_state("Form:nmae", "Form:name")?)
+///     .step(2, DialogueStep::rename_group("Form", "Signup")?);
+/// let report = db.migrate_dialogues(&migrations, &StepOptions::default(), &mut |_, _| {}).await?;
+/// assert_eq!(report.ran.len(), 2);
+/// assert_eq!(db.storage().get_state(&key).await?.as_deref(), Some("Signup:name"));
+/// // At the next start-up nothing runs again.
+/// let again = db.migrate_dialogues(&migrations, &StepOptions::default(), &mut |_, _| {}).await?;
+/// assert_eq!(again.already_done, [1, 2]);
+/// # Ok::<(), fsmstore::Error>(())
+/// # }).unwrap();
+/// ```
+pub mod dialogues {
+    pub use fsmstore_core::{
+        dialogue_history, ledger_name, migrate_dialogues, run_step, DialogueHistoryEntry,
+        DialogueLedger, DialogueMigrationReport, DialogueMigrations, DialogueRow, DialogueStep,
+        DialogueStepRun, Rewrite, StatePattern, StepOptions, StepReport, UnknownStates,
+        REWRITE_ATTEMPTS,
+    };
 }
 
 /// Whole-table operations for operators: list rows, stats, purge by age.

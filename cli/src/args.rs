@@ -173,6 +173,110 @@ pub(crate) enum Command {
     /// writes only what is missing or changed; a row written later at the destination is
     /// kept unless --replace. Tables come from each URL's `table=`.
     Copy(CopyArgs),
+    /// List the stored states with their counts (with --known, mark the ones the code does
+    /// not know), or change the stored dialogues one step at a time: rename a state or a
+    /// group, drop states, rename, drop or default a data field. Each dialogue is
+    /// rewritten on its own, never over a bot's write, its TTL kept; running a step again
+    /// changes nothing it changed. These steps are not recorded: the versioned steps a
+    /// bot declares run from its code (`Database::migrate_dialogues`), not from here.
+    States(StatesArgs),
+}
+
+/// Arguments of `fsmstore states`.
+#[derive(Debug, Args)]
+pub(crate) struct StatesArgs {
+    /// A step to run; without one, the stored states are listed.
+    #[command(subcommand)]
+    pub(crate) step: Option<StatesCommand>,
+    /// The states the code knows, comma-separated, or `@FILE` with one per line (`#`
+    /// starts a comment): states stored but not listed are marked unknown, and the command
+    /// exits 1 when there are any.
+    #[arg(long, value_name = "LIST|@FILE")]
+    pub(crate) known: Option<String>,
+}
+
+/// One step of `fsmstore states`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum StatesCommand {
+    /// Dialogues in state OLD move to state NEW (`Form:nmae` → `Form:name`).
+    Rename {
+        /// The stored state.
+        old: String,
+        /// Its new name.
+        new: String,
+        #[command(flatten)]
+        run: StepRunArgs,
+    },
+    /// Every state of group OLD moves to group NEW (`Form:*` → `Signup:*`).
+    RenameGroup {
+        /// The stored group (the part of a state before its `:`).
+        old: String,
+        /// Its new name.
+        new: String,
+        #[command(flatten)]
+        run: StepRunArgs,
+    },
+    /// Dialogues in a state matching PATTERN (`*` any run of characters: `Old:*`) are
+    /// deleted, or with --keep-data lose only their state.
+    Drop {
+        /// A state or pattern.
+        pattern: String,
+        /// Keep the data; clear only the state.
+        #[arg(long)]
+        keep_data: bool,
+        #[command(flatten)]
+        run: StepRunArgs,
+    },
+    /// Data field OLD becomes NEW in the dialogues whose state matches --in.
+    RenameField {
+        /// The stored field.
+        old: String,
+        /// Its new name.
+        new: String,
+        /// Only in these states (a state or pattern; `*`: every dialogue).
+        #[arg(long = "in", value_name = "PATTERN", default_value = "*")]
+        states: String,
+        #[command(flatten)]
+        run: StepRunArgs,
+    },
+    /// Data field FIELD is removed from the dialogues whose state matches --in.
+    DropField {
+        /// The field.
+        field: String,
+        /// Only in these states (a state or pattern; `*`: every dialogue).
+        #[arg(long = "in", value_name = "PATTERN", default_value = "*")]
+        states: String,
+        #[command(flatten)]
+        run: StepRunArgs,
+    },
+    /// Data field FIELD is set to VALUE (JSON: `"en"`, `0`, `[]`) where it is missing, in
+    /// the dialogues whose state matches --in.
+    DefaultField {
+        /// The field.
+        field: String,
+        /// Its value, as JSON.
+        value: String,
+        /// Only in these states (a state or pattern; `*`: every dialogue).
+        #[arg(long = "in", value_name = "PATTERN", default_value = "*")]
+        states: String,
+        #[command(flatten)]
+        run: StepRunArgs,
+    },
+}
+
+/// How a step of `fsmstore states` runs.
+#[derive(Debug, Args)]
+pub(crate) struct StepRunArgs {
+    /// Count the dialogues the step would change; write nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// Dialogues read per batch.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub(crate) batch: u64,
+    /// Resume after this row id (a step that stopped prints it; running it again from the
+    /// start is as right, only slower).
+    #[arg(long, value_name = "ID")]
+    pub(crate) after: Option<String>,
 }
 
 /// Arguments of `fsmstore copy`.

@@ -11,6 +11,7 @@ mod export;
 mod inspect;
 mod migrate;
 mod output;
+mod states;
 mod teloxide_import;
 mod time;
 
@@ -96,6 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(&global, args).await,
         Command::TeloxideImport(args) => teloxide_import::run(&global, args).await,
         Command::Copy(args) => copy::run(&global, args).await,
+        Command::States(args) => states::run(&global, args).await,
     }
 }
 

@@ -695,3 +695,100 @@ fn messages_a_person_reads() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(!stderr.contains("TableName("), "{stderr}");
 }
+
+/// `fsmstore states`: the listing marks what the code does not know (exit 1); a step's dry
+/// run counts and writes nothing; the steps rename, regroup, reshape and drop; a bad
+/// value is refused before anything is written.
+#[test]
+fn states_lists_marks_unknown_and_runs_steps() {
+    let dir = temp_dir("states");
+    let url = sqlite_url(&dir);
+    ok_json(&url, &["demo", "--users", "40"]);
+    let listed = ok_json(&url, &["states"]);
+    assert_eq!(listed["dialogues"], 40);
+    assert_eq!(listed["states"].as_array().unwrap().len(), 4, "{listed}");
+
+    let known_file = dir.join("known.txt");
+    std::fs::write(&known_file, "# the code's states\nForm:name\nForm:age\n").unwrap();
+    let known = format!("@{}", known_file.display());
+    let out = fsmstore(&url, &["states", "--known", &known, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "unknown states exit 1");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["unknown_states"], 1, "{report}");
+    assert_eq!(report["unknown_dialogues"], 10, "{report}");
+    let city = report["states"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["state"] == "Form:city")
+        .unwrap()
+        .clone();
+    assert_eq!(city["known"], false);
+
+    let dry = ok_json(
+        &url,
+        &["states", "rename", "Form:city", "Form:town", "--dry-run"],
+    );
+    assert_eq!(
+        (dry["changed"].clone(), dry["dry_run"].clone()),
+        (json!(10), json!(true))
+    );
+    assert_eq!(
+        fsmstore(&url, &["states", "--known", &known]).status.code(),
+        Some(1),
+        "the dry run wrote nothing"
+    );
+    let renamed = ok_json(
+        &url,
+        &["states", "rename", "Form:city", "Form:age", "--batch", "3"],
+    );
+    assert_eq!(renamed["changed"], 10);
+    let out = fsmstore(&url, &["states", "--known", &known]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("every stored state is known"));
+
+    let grouped = ok_json(&url, &["states", "rename-group", "Form", "Signup"]);
+    assert_eq!(grouped["changed"], 30);
+    let field = ok_json(
+        &url,
+        &[
+            "states",
+            "rename-field",
+            "name",
+            "full_name",
+            "--in",
+            "Signup:*",
+        ],
+    );
+    assert!(field["changed"].as_u64().unwrap() > 0, "{field}");
+    let rows = ok_json(
+        &url,
+        &["inspect", "list", "--state", "Signup:age", "--limit", "100"],
+    );
+    for row in rows.as_array().unwrap() {
+        assert!(row["data"]["full_name"].is_string(), "{row}");
+        assert!(row["data"].get("name").is_none(), "{row}");
+    }
+
+    let out = fsmstore(&url, &["states", "default-field", "lang", "en"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not JSON"));
+    let defaulted = ok_json(
+        &url,
+        &[
+            "states",
+            "default-field",
+            "lang",
+            "\"en\"",
+            "--in",
+            "Signup:age",
+        ],
+    );
+    assert_eq!(defaulted["changed"], 20);
+
+    let dropped = ok_json(&url, &["states", "drop", "Signup:*"]);
+    assert_eq!(dropped["deleted"], 30);
+    assert_eq!(ok_json(&url, &["states"])["dialogues"], 10);
+    let out = fsmstore(&url, &["states", "rename", "Form:*", "Form:x"]);
+    assert_eq!(out.status.code(), Some(1), "a pattern is not a state name");
+}
