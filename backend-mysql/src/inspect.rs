@@ -3,7 +3,10 @@
 
 use async_trait::async_trait;
 use fsmstore_core::sql::{InspectQueries, MysqlQueries};
-use fsmstore_core::{Data, Error, Inspect, PutRow, Replay, Result, Storage, StoredRow, TableStats};
+use fsmstore_core::{
+    Data, Error, Inspect, PutRow, Replay, Result, StateChange, StatesBatch, Storage, StoredRow,
+    TableStats,
+};
 use sqlx::mysql::{MySqlConnection, MySqlRow};
 use sqlx::Row;
 
@@ -272,6 +275,91 @@ impl Inspect for MysqlStorage {
             )
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn rewrite_states(
+        &self,
+        change: &StateChange,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Option<StatesBatch>> {
+        // (regroup, from, to); a change this backend does not know is made row by row.
+        let (regroup, from, to) = match change {
+            StateChange::Rename { from, to } => (false, from.clone(), to.clone()),
+            StateChange::Regroup { from, to } => (true, from.clone(), to.clone()),
+            _ => return Ok(None),
+        };
+        let after = after.unwrap_or_default().to_owned();
+        let args = (self.inspect_queries(), after.clone(), limit);
+        let (last, rows): (Option<Vec<u8>>, i64) = self
+            .connections()
+            .call(
+                "rewrite_states",
+                Replay::Safe,
+                args,
+                |conn, (q, after, limit)| {
+                    Box::pin(async move {
+                        sqlx::query_as(sql(&q.batch_end))
+                            .bind(after.as_str())
+                            .bind(*limit)
+                            .fetch_one(&mut *conn)
+                            .await
+                            .before()
+                    })
+                },
+            )
+            .await?;
+        let Some(last) = last else {
+            return Ok(Some(StatesBatch::default()));
+        };
+        let last = String::from_utf8(last).map_err(|err| Error::CorruptData {
+            key: String::from_utf8_lossy(err.as_bytes()).into_owned(),
+            reason: "the row id is not UTF-8".to_owned(),
+        })?;
+        let args = (
+            self.inspect_queries(),
+            regroup,
+            from,
+            to,
+            after,
+            last.clone(),
+        );
+        // Replay-safe: renaming the states of a batch again changes nothing more.
+        let done = self
+            .connections()
+            .call(
+                "rewrite_states",
+                Replay::Safe,
+                args,
+                |conn, (q, regroup, from, to, after, last)| {
+                    Box::pin(async move {
+                        let query = if *regroup {
+                            let chars = from.chars().count() as i64;
+                            sqlx::query(sql(&q.regroup_states))
+                                .bind(to.as_str())
+                                .bind(chars + 1)
+                                .bind(chars)
+                                .bind(from.as_str())
+                        } else {
+                            sqlx::query(sql(&q.rename_states))
+                                .bind(to.as_str())
+                                .bind(from.as_str())
+                        };
+                        query
+                            .bind(after.as_str())
+                            .bind(last.as_str())
+                            .execute(&mut *conn)
+                            .await
+                            .applying()
+                    })
+                },
+            )
+            .await?;
+        Ok(Some(StatesBatch::new(
+            u64::try_from(rows).unwrap_or_default(),
+            done.rows_affected(),
+            Some(last),
+        )))
     }
 
     async fn purge_older_than(&self, cutoff_ms: i64, batch: u64) -> Result<u64> {

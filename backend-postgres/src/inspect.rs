@@ -2,7 +2,10 @@
 //! purge), on core's PostgreSQL statements.
 
 use async_trait::async_trait;
-use fsmstore_core::{Data, Error, Inspect, PutRow, Replay, Result, Storage, StoredRow, TableStats};
+use fsmstore_core::{
+    Data, Error, Inspect, PutRow, Replay, Result, StateChange, StatesBatch, Storage, StoredRow,
+    TableStats,
+};
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 
@@ -153,6 +156,67 @@ impl Inspect for PgStorage {
             }
         };
         Ok(changed > 0)
+    }
+
+    async fn rewrite_states(
+        &self,
+        change: &StateChange,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Option<StatesBatch>> {
+        // (regroup, from, to); a change this backend does not know is made row by row.
+        let (regroup, from, to) = match change {
+            StateChange::Rename { from, to } => (false, from.as_str(), to.as_str()),
+            StateChange::Regroup { from, to } => (true, from.as_str(), to.as_str()),
+            _ => return Ok(None),
+        };
+        let q = self.inspect_queries();
+        let after = after.unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let end = self
+            .connections()
+            .query_opt(
+                "rewrite_states",
+                Replay::Safe,
+                &q.batch_end,
+                &[p(&after), p(&limit)],
+            )
+            .await?;
+        let (last, rows): (Option<String>, i64) = match end {
+            Some(row) => (
+                row.try_get(0).map_err(from_pg)?,
+                row.try_get(1).map_err(from_pg)?,
+            ),
+            None => (None, 0),
+        };
+        let Some(last) = last else {
+            return Ok(Some(StatesBatch::default()));
+        };
+        // Replay-safe: renaming the states of a batch again changes nothing more.
+        let changed = if regroup {
+            let chars = from.chars().count() as i64;
+            let start = chars + 1;
+            self.connections()
+                .run(
+                    "rewrite_states",
+                    Replay::Safe,
+                    &q.regroup_states,
+                    &[p(&to), p(&start), p(&chars), p(&from), p(&after), p(&last)],
+                    execute_op,
+                )
+                .await?
+        } else {
+            self.connections()
+                .run(
+                    "rewrite_states",
+                    Replay::Safe,
+                    &q.rename_states,
+                    &[p(&to), p(&from), p(&after), p(&last)],
+                    execute_op,
+                )
+                .await?
+        };
+        Ok(Some(StatesBatch::new(rows as u64, changed, Some(last))))
     }
 
     async fn stats(&self) -> Result<TableStats> {

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use fsmstore_core::sql::InspectQueries;
-use fsmstore_core::{Data, Inspect, PutRow, Result, Storage, StoredRow, TableStats};
+use fsmstore_core::{
+    Data, Inspect, PutRow, Result, StateChange, StatesBatch, Storage, StoredRow, TableStats,
+};
 use rusqlite::{Connection, OptionalExtension, Params, Row};
 
 use crate::error::from_sqlite;
@@ -145,6 +147,55 @@ impl Inspect for SqliteStorage {
                 Ok(true)
             })
             .await
+    }
+
+    async fn rewrite_states(
+        &self,
+        change: &StateChange,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Option<StatesBatch>> {
+        // (regroup, from, to); a change this backend does not know is made row by row.
+        let (regroup, from, to) = match change {
+            StateChange::Rename { from, to } => (false, from.clone(), to.clone()),
+            StateChange::Regroup { from, to } => (true, from.clone(), to.clone()),
+            _ => return Ok(None),
+        };
+        let queries = Arc::clone(&self.inspect);
+        let after = after.unwrap_or_default().to_owned();
+        let batch = self
+            .connections
+            .write(move |conn| {
+                let tx = conn
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                    .map_err(from_sqlite)?;
+                let (last, rows): (Option<String>, i64) = tx
+                    .prepare_cached(&queries.batch_end)
+                    .and_then(|mut s| {
+                        s.query_row(rusqlite::params![after, limit], |row| {
+                            Ok((row.get(0)?, row.get(1)?))
+                        })
+                    })
+                    .map_err(from_sqlite)?;
+                let Some(last) = last else {
+                    return Ok(StatesBatch::default());
+                };
+                let changed = if regroup {
+                    let chars = from.chars().count() as i64;
+                    tx.prepare_cached(&queries.regroup_states)
+                        .and_then(|mut s| {
+                            s.execute(rusqlite::params![to, chars + 1, chars, from, after, last])
+                        })
+                } else {
+                    tx.prepare_cached(&queries.rename_states)
+                        .and_then(|mut s| s.execute(rusqlite::params![to, from, after, last]))
+                }
+                .map_err(from_sqlite)?;
+                tx.commit().map_err(from_sqlite)?;
+                Ok(StatesBatch::new(rows as u64, changed as u64, Some(last)))
+            })
+            .await?;
+        Ok(Some(batch))
     }
 
     async fn stats(&self) -> Result<TableStats> {

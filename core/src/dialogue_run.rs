@@ -9,7 +9,7 @@ use futures_util::stream::{self, StreamExt};
 use crate::copy::Pager;
 use crate::dialogue_steps::{DialogueStep, Rewrite};
 use crate::error::{Error, Result};
-use crate::inspect::{Inspect, StoredRow};
+use crate::inspect::{Inspect, StateChange, StoredRow};
 
 /// How many times one dialogue is read again when a bot keeps writing it between the
 /// runner's read and its write, before the run stops with [`Error::Migration`].
@@ -74,7 +74,8 @@ impl StepOptions {
 pub struct StepReport {
     /// The step, in words.
     pub description: String,
-    /// Dialogues read.
+    /// Dialogues read (where the database renames states itself, a batch of rows at a
+    /// time: the rows of the batches, in any state).
     pub examined: u64,
     /// Dialogues rewritten (state or data changed).
     pub changed: u64,
@@ -125,6 +126,11 @@ pub async fn run_step(
         dry_run: options.dry_run,
         ..StepReport::default()
     };
+    if let (false, Some(change)) = (options.dry_run, step.state_change()) {
+        if in_database(store, &change, options, &mut report, progress).await? {
+            return Ok(report);
+        }
+    }
     let mut pages = Pager::new(
         store,
         options.batch,
@@ -160,6 +166,34 @@ pub async fn run_step(
         progress(&report);
     }
     Ok(report)
+}
+
+/// A change of states alone made by the database a batch at a time
+/// ([`Inspect::rewrite_states`]); `false` when the store has no such statement.
+async fn in_database(
+    store: &dyn Inspect,
+    change: &StateChange,
+    options: &StepOptions,
+    report: &mut StepReport,
+    progress: &mut (dyn FnMut(&StepReport) + Send),
+) -> Result<bool> {
+    let mut after = options.after.clone();
+    loop {
+        let Some(batch) = store
+            .rewrite_states(change, after.as_deref(), options.batch)
+            .await?
+        else {
+            return Ok(false);
+        };
+        let Some(last) = batch.last_id else {
+            return Ok(true);
+        };
+        report.examined += batch.rows;
+        report.changed += batch.changed;
+        report.last_id = Some(last.clone());
+        after = Some(last);
+        progress(report);
+    }
 }
 
 /// Applies `step` to `row` and writes the result if the row is still as read; else reads it

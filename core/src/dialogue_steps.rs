@@ -427,6 +427,23 @@ impl DialogueStep {
         }
     }
 
+    /// The step as a change of states alone, which an SQL backend makes in the database
+    /// ([`Inspect::rewrite_states`](crate::Inspect::rewrite_states)): renames of a state or
+    /// a group.
+    pub fn state_change(&self) -> Option<crate::StateChange> {
+        match &self.kind {
+            Kind::RenameState { from, to } => Some(crate::StateChange::Rename {
+                from: from.clone(),
+                to: to.clone(),
+            }),
+            Kind::RenameGroup { from, to } => Some(crate::StateChange::Regroup {
+                from: format!("{from}:"),
+                to: format!("{to}:"),
+            }),
+            _ => None,
+        }
+    }
+
     /// Whether the step is a closure ([`DialogueStep::map`]).
     pub fn is_closure(&self) -> bool {
         matches!(self.kind, Kind::Map { .. })

@@ -105,7 +105,51 @@ pub async fn with_expiry<I: Inspect + ?Sized>(
     Ok(stats)
 }
 
-/// What [`Inspect::put_row`] does with a row already there.
+/// A change of states alone, which an SQL backend makes in the database a batch of rows
+/// per statement ([`Inspect::rewrite_states`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StateChange {
+    /// State `from` becomes `to`.
+    Rename {
+        /// The stored state.
+        from: String,
+        /// Its new name.
+        to: String,
+    },
+    /// Every state starting `from` (`"Form:"`) starts `to` (`"Signup:"`) instead.
+    Regroup {
+        /// The stored prefix, group and `:`.
+        from: String,
+        /// The new prefix.
+        to: String,
+    },
+}
+
+/// One batch of [`Inspect::rewrite_states`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StatesBatch {
+    /// Rows in the batch.
+    pub rows: u64,
+    /// Rows changed.
+    pub changed: u64,
+    /// The batch's last id (`None`: no row was after `after`).
+    pub last_id: Option<String>,
+}
+
+impl StatesBatch {
+    /// A batch of `rows` rows up to `last_id`, `changed` of them changed.
+    pub fn new(rows: u64, changed: u64, last_id: Option<String>) -> Self {
+        StatesBatch {
+            rows,
+            changed,
+            last_id,
+        }
+    }
+}
+
+/// What [`Inspect::put_row`] does with a row already there./// What [`Inspect::put_row`] does with a row already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PutRow {
@@ -216,6 +260,24 @@ pub trait Inspect: Storage {
         old: &StoredRow,
         new: Option<(Option<&str>, &Data)>,
     ) -> Result<bool>;
+
+    /// Makes `change` in the database to the rows with ids after `after`, up to `limit` of
+    /// them in id order: one statement reads the batch's last id, one `UPDATE` changes the
+    /// states in it (each row atomically, a bot's write in between never undone, write
+    /// times kept). `None` (the default, Redis and the memory store): the backend has no
+    /// such statement, and [`run_step`](crate::run_step) rewrites each dialogue instead.
+    ///
+    /// # Errors
+    /// Database errors.
+    async fn rewrite_states(
+        &self,
+        change: &StateChange,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Option<StatesBatch>> {
+        let _ = (change, after, limit);
+        Ok(None)
+    }
 
     /// Deletes at most `batch` rows last written before `cutoff_ms`; returns how many.
     /// Call it until it returns 0 to purge everything (small batches keep locks short).

@@ -82,7 +82,9 @@ pub use duration::{
     parse_millis, MAX_DURATION,
 };
 pub use error::{BoxError, Error, ErrorKind, Result};
-pub use inspect::{now_ms, with_expiry, Inspect, PutRow, StoredRow, TableStats};
+pub use inspect::{
+    now_ms, with_expiry, Inspect, PutRow, StateChange, StatesBatch, StoredRow, TableStats,
+};
 pub use isolation::{
     lock_timeout, Isolation, LocalIsolation, LocalLocks, LockGuard, LOCK_ANSWER_GRACE,
 };

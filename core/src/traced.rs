@@ -208,6 +208,19 @@ impl Inspect for Traced {
         .await
     }
 
+    async fn rewrite_states(
+        &self,
+        change: &crate::StateChange,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Option<crate::StatesBatch>> {
+        traced(
+            self.span("rewrite_states", None),
+            self.inner.rewrite_states(change, after, limit),
+        )
+        .await
+    }
+
     async fn stats(&self) -> Result<TableStats> {
         traced(self.span("stats", None), self.inner.stats()).await
     }

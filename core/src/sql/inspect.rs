@@ -54,6 +54,16 @@ pub struct InspectQueries {
     /// `(id, old_state, old_data, old_updated_ms)` (MySQL: `old_data` twice); SQLite
     /// `(id)`.
     pub delete_row_if: String,
+    /// `(after_id, limit)` → `MAX(id), COUNT(*)` of the next `limit` ids after `after_id`:
+    /// the end of a batch of [`Inspect::rewrite_states`](crate::Inspect::rewrite_states).
+    pub batch_end: String,
+    /// `(new_state, old_state, after_id, last_id)`: renames a state in the rows with ids
+    /// in `(after_id, last_id]`, write times kept; rows changed.
+    pub rename_states: String,
+    /// `(new_prefix, old_prefix_chars + 1, old_prefix_chars, old_prefix, after_id,
+    /// last_id)`: states starting `old_prefix` start `new_prefix` instead, in the rows with
+    /// ids in `(after_id, last_id]`, write times kept; rows changed.
+    pub regroup_states: String,
 }
 
 /// The statements that write a row as given.
@@ -63,6 +73,8 @@ pub(super) struct RowWrites {
     pub(super) replace_row: String,
     pub(super) rewrite_row: String,
     pub(super) delete_row_if: String,
+    pub(super) rename_states: String,
+    pub(super) regroup_states: String,
 }
 
 /// How a table's rows look to the whole-table statements of one dialect and layout.
@@ -136,5 +148,12 @@ pub(super) fn inspect_queries(
         replace_row: writes.replace_row,
         rewrite_row: writes.rewrite_row,
         delete_row_if: writes.delete_row_if,
+        batch_end: format!(
+            "SELECT MAX(id), COUNT(*) FROM (SELECT id FROM {t} WHERE id > {} ORDER BY id LIMIT {}) page",
+            p(1),
+            p(2)
+        ),
+        rename_states: writes.rename_states,
+        regroup_states: writes.regroup_states,
     }
 }

@@ -153,6 +153,19 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
     }
 }
 
+/// Renames a state in a batch of rows (`keep`: the assignment that keeps `updated_at`).
+fn rename_states(t: &str, keep: &str) -> String {
+    format!("UPDATE {t} SET state = ?{keep} WHERE state = ? AND id > ? AND id <= ?")
+}
+
+/// Moves the states of one group to another in a batch of rows.
+fn regroup_states(t: &str, keep: &str) -> String {
+    format!(
+        "UPDATE {t} SET state = CONCAT(?, SUBSTRING(state, ?)){keep} \
+         WHERE LEFT(state, ?) = ? AND id > ? AND id <= ?"
+    )
+}
+
 pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQueries {
     let live = format!("{} AND ", super::LIVE_TEXT_ROW);
     let writes = match layout {
@@ -170,6 +183,8 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
                 replace_row: aiogram_queries(t).row.upsert_record,
                 rewrite_row: format!("UPDATE {t} SET state = ?, data = ? WHERE {same}"),
                 delete_row_if: format!("UPDATE {t} SET state = NULL, data = NULL WHERE {same}"),
+                rename_states: rename_states(t, ""),
+                regroup_states: regroup_states(t, ""),
             }
         }
         _ => {
@@ -185,7 +200,11 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
             let same =
                 "id = ? AND state <=> ? AND JSON_CONTAINS(data, ?) AND JSON_CONTAINS(?, data) \
                         AND CAST(FLOOR(UNIX_TIMESTAMP(updated_at) * 1000) AS SIGNED) = ?";
+            // `updated_at` assigned itself: else `ON UPDATE CURRENT_TIMESTAMP` sets it.
+            let keep = ", updated_at = updated_at";
             super::RowWrites {
+                rename_states: rename_states(t, keep),
+                regroup_states: regroup_states(t, keep),
                 rewrite_row: format!(
                     "UPDATE {t} SET state = ?, data = ?, updated_at = updated_at WHERE {same}"
                 ),

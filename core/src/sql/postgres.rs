@@ -215,6 +215,19 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
     }
 }
 
+/// Renames a state in a batch of rows (no column but `state` changes: `updated_at` kept).
+fn rename_states(t: &str) -> String {
+    format!("UPDATE {t} SET state = $1 WHERE state = $2 AND id > $3 AND id <= $4")
+}
+
+/// Moves the states of one group to another in a batch of rows.
+fn regroup_states(t: &str) -> String {
+    format!(
+        "UPDATE {t} SET state = $1 || substr(state, $2::BIGINT::INT) \
+         WHERE substr(state, 1, $3::BIGINT::INT) = $4 AND id > $5 AND id <= $6"
+    )
+}
+
 pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQueries {
     let live = format!("{} AND ", super::LIVE_TEXT_ROW);
     let writes = match layout {
@@ -242,6 +255,8 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
                         .replace("$4", "$2")
                         .replace("$5", "$3")
                 ),
+                rename_states: rename_states(t),
+                regroup_states: regroup_states(t),
             }
         }
         _ => {
@@ -258,6 +273,8 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
             );
             let ms = "floor(extract(epoch FROM updated_at) * 1000)::BIGINT";
             super::RowWrites {
+                rename_states: rename_states(t),
+                regroup_states: regroup_states(t),
                 rewrite_row: format!(
                     "UPDATE {t} SET state = $1, data = $2 WHERE id = $3 \
                      AND state IS NOT DISTINCT FROM $4 AND data = $5 AND {ms} = $6"

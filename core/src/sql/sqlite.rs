@@ -129,6 +129,19 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
     }
 }
 
+/// Renames a state in a batch of rows (no column but `state` changes: `updated_at` kept).
+fn rename_states(t: &str) -> String {
+    format!("UPDATE {t} SET state = ?1 WHERE state = ?2 AND id > ?3 AND id <= ?4")
+}
+
+/// Moves the states of one group to another in a batch of rows.
+fn regroup_states(t: &str) -> String {
+    format!(
+        "UPDATE {t} SET state = ?1 || substr(state, ?2) \
+         WHERE substr(state, 1, ?3) = ?4 AND id > ?5 AND id <= ?6"
+    )
+}
+
 pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQueries {
     let live = format!("{} AND ", super::LIVE_TEXT_ROW);
     let writes = match layout {
@@ -145,6 +158,8 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
                 replace_row: upsert,
                 rewrite_row: format!("UPDATE {t} SET state = ?1, data = ?2 WHERE id = ?3"),
                 delete_row_if: format!("UPDATE {t} SET state = NULL, data = NULL WHERE id = ?1"),
+                rename_states: rename_states(t),
+                regroup_states: regroup_states(t),
             }
         }
         _ => {
@@ -159,6 +174,8 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
             super::RowWrites {
                 rewrite_row: format!("UPDATE {t} SET state = ?1, data = ?2 WHERE id = ?3"),
                 delete_row_if: format!("DELETE FROM {t} WHERE id = ?1"),
+                rename_states: rename_states(t),
+                regroup_states: regroup_states(t),
                 insert_row: format!("{insert}DO NOTHING"),
                 put_row: format!("{replace_row} WHERE updated_at <= excluded.updated_at"),
                 replace_row,
