@@ -565,6 +565,12 @@ pub(crate) struct BenchArgs {
     /// every other one.
     #[arg(long, value_delimiter = ',')]
     pub(crate) tasks: Vec<usize>,
+    /// A dialogue migration at scale instead: fill N dialogues in one state, then rename
+    /// that state while a bot's workload (--tasks, its first count; 8 by default) runs on
+    /// other keys; prints the rename's time and the workload's calls/s, p50 and p99 alone
+    /// and during the rename.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub(crate) rename: Option<u64>,
 }
 
 fn parse_target(text: &str) -> Result<MigrationTarget, String> {

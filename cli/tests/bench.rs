@@ -86,3 +86,40 @@ fn bench_with_floor_reports_every_phase_and_no_lost_updates() {
     assert_eq!(tables, 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `bench --rename N`: N dialogues renamed while a bot's workload runs; the report has the
+/// rename and the workload alone and during it (shape and counts, never timings).
+#[test]
+fn bench_rename_reports_the_rename_and_the_workload_beside_it() {
+    let dir =
+        std::env::temp_dir().join(format!("fsmstore-cli-bench-rename-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("b.db").display());
+    let out = Command::new(env!("CARGO_BIN_EXE_fsmstore"))
+        .args([
+            "bench", "--url", &url, "--rename", "3000", "--tasks", "2", "--json",
+        ])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run fsmstore");
+    assert!(
+        out.status.success(),
+        "bench failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["dialogues"], 3000, "{report}");
+    assert!(report["rename_seconds"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        report["baseline"]["calls"].as_u64().unwrap() > 0,
+        "{report}"
+    );
+    let (p50, p99) = (
+        report["baseline"]["p50_us"].as_f64().unwrap(),
+        report["baseline"]["p99_us"].as_f64().unwrap(),
+    );
+    assert!(0.0 < p50 && p50 <= p99, "{report}");
+    assert!(report["during"].is_object(), "{report}");
+}

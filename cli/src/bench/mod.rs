@@ -11,6 +11,7 @@ mod floor_postgres;
 mod floor_redis;
 mod floor_sqlite;
 mod isolation;
+mod rename;
 mod report;
 mod stats;
 mod teloxide;
@@ -93,6 +94,17 @@ impl Floor {
 
 pub(crate) async fn run(global: &Global, args: BenchArgs) -> anyhow::Result<ExitCode> {
     let (url, json) = (global.url.clone(), global.json);
+    if let Some(n) = args.rename {
+        let tasks = args.tasks.first().copied().unwrap_or(8).max(1);
+        let concurrency = args.concurrency;
+        let report =
+            tokio::spawn(async move { rename::run(&url, n, tasks, concurrency, json).await })
+                .await??;
+        if json {
+            output::json(&report);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     // On a runtime worker, as a bot's handlers run (not on the thread that blocks on main).
     let report = tokio::spawn(async move { bench(&url, &args).await }).await??;
     if json {
