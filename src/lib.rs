@@ -82,26 +82,65 @@ pub mod copy {
 /// versioned steps and run at start-up under the migration lock
 /// ([`Database::migrate_dialogues`]), or one step at a time ([`run_step`](dialogues::run_step),
 /// `fsmstore states`). Each dialogue is rewritten on its own by a compare-and-write that
-/// never undoes a bot's write, its TTL kept.
+/// never undoes a bot's write, its TTL kept. The README's example:
 ///
 /// ```
 /// # #[cfg(feature = "sqlite")]
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// use fsmstore::dialogues::{DialogueMigrations, DialogueStep, StepOptions};
-/// use fsmstore::{BotId, ChatId, StorageKey, UserId};
+/// use fsmstore::{BotId, ChatId, DialogueState, StorageKey, UnknownStates, UserId};
+///
+/// fsmstore::states! {
+///     pub enum Signup in "Signup" {
+///         Name => "name" | "nmae",   // a former name: read as Name, written as "Signup:name"
+///         Age => "age",
+///     }
+/// }
+///
 /// let db = fsmstore::open("sqlite::memory:?schema=upgrade").await?;
-/// let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7));
-/// db.storage().set_state(&key, Some("Form:nmae")).await?; // stored by the last release
+/// let (ann, bob) = (
+///     StorageKey::new(BotId(42), ChatId(1), UserId(1)),
+///     StorageKey::new(BotId(42), ChatId(2), UserId(2)),
+/// );
+/// // Stored by the last release.
+/// let old = fsmstore::data!({"nmae": "Ann", "age": "30"});
+/// db.storage().set_record(&ann, Some("Form:age"), &old).await?;
+/// db.storage().set_state(&bob, Some("Survey:q1")).await?;
 ///
 /// let migrations = DialogueMigrations::new()
 ///     .step(1, DialogueStep::rename_state("Form:nmae", "Form:name")?)
-///     .step(2, DialogueStep::rename_group("Form", "Signup")?);
+///     .step(2, DialogueStep::rename_group("Form", "Signup")?)
+///     .step(3, DialogueStep::rename_field("Signup:*", "nmae", "name")?)
+///     .step(4, DialogueStep::default_field("Signup:*", "lang", "en".into())?)
+///     .step(5, DialogueStep::drop_states("Survey:*", false)?) // true: keep the data, clear the state
+///     .step(6, DialogueStep::map("Signup:age", "age as a number", |row| {
+///         // Any change to one dialogue; it must be idempotent (checked on every dialogue).
+///         if let Some(fsmstore::serde_json::Value::String(age)) = row.data.get("age") {
+///             if let Ok(age) = age.parse::<u32>() {
+///                 row.data.insert("age".into(), age.into());
+///             }
+///         }
+///     })?);
+/// // At start-up, after the schema: each step once, however many instances start at once.
 /// let report = db.migrate_dialogues(&migrations, &StepOptions::default(), &mut |_, _| {}).await?;
-/// assert_eq!(report.ran.len(), 2);
-/// assert_eq!(db.storage().get_state(&key).await?.as_deref(), Some("Signup:name"));
+/// assert_eq!(report.ran.len(), 6);
+///
+/// let dialogue = db.dialogue(ann.clone());
+/// assert_eq!(dialogue.state_as::<Signup>().await?, Some(Signup::Age));
+/// assert_eq!(
+///     fsmstore::serde_json::Value::Object(dialogue.data().await?),
+///     fsmstore::serde_json::json!({"name": "Ann", "age": 30, "lang": "en"}),
+/// );
+/// assert_eq!(db.storage().get_state(&bob).await?, None);
 /// // At the next start-up nothing runs again.
 /// let again = db.migrate_dialogues(&migrations, &StepOptions::default(), &mut |_, _| {}).await?;
-/// assert_eq!(again.already_done, [1, 2]);
+/// assert_eq!(again.already_done, [1, 2, 3, 4, 5, 6]);
+///
+/// // A state the code does not know, answered by the policy the bot chose.
+/// dialogue.set_state("Signup:city").await?;
+/// let dialogue = dialogue.on_unknown_state(UnknownStates::Fallback("Signup:name".into()));
+/// assert_eq!(dialogue.state_as::<Signup>().await?, Some(Signup::Name));
+/// assert_eq!(Signup::known_names(), ["Signup:name", "Signup:age", "Signup:nmae"]);
 /// # Ok::<(), fsmstore::Error>(())
 /// # }).unwrap();
 /// ```

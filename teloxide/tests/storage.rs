@@ -49,6 +49,17 @@ fn main() -> ExitCode {
         "import",
         |target| block_on(a_teloxide_storage_moves_in_dialogue_by_dialogue(target)),
     );
+    common::each_target(
+        &mut suite,
+        &servers,
+        "a_renamed_variant_reads_by_its_alias_and_the_migration_renames_the_rows",
+        "renamed",
+        |target| {
+            block_on(
+                a_renamed_variant_reads_by_its_alias_and_the_migration_renames_the_rows(target),
+            )
+        },
+    );
     suite.run()
 }
 
@@ -268,5 +279,69 @@ async fn a_teloxide_storage_moves_in_dialogue_by_dialogue(target: Target) {
     );
     let four: Option<Dialogue> = Arc::clone(&storage).get_dialogue(ChatId(4)).await.unwrap();
     assert_eq!(four.as_deref(), Some("four"));
+    common::drop_tables(db).await;
+}
+
+/// The next release of `dialogue_bot::State`: `ReceiveFullName` renamed `ReceiveName`,
+/// keeping its old name as a serde alias for the dialogues stored by the last release.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+enum NextState {
+    Start,
+    #[serde(alias = "ReceiveFullName")]
+    ReceiveName,
+    ReceiveAge {
+        full_name: String,
+    },
+}
+
+/// A teloxide bot renames a variant: the new code reads the dialogues stored under the old
+/// name through serde's `alias` while they are there, the dialogue migration renames the
+/// stored rows (their data and the other states untouched), and the new code reads them
+/// all the same afterwards.
+async fn a_renamed_variant_reads_by_its_alias_and_the_migration_renames_the_rows(target: Target) {
+    use fsmstore::dialogues::{DialogueMigrations, DialogueStep, StepOptions};
+    let db = common::open(&target, target.options("renamed")).await;
+    let old = Arc::new(TeloxideStorage::from(&db));
+    for chat in 1..=5 {
+        let state = if chat % 2 == 0 {
+            State::ReceiveFullName
+        } else {
+            State::ReceiveAge {
+                full_name: format!("user{chat}"),
+            }
+        };
+        Arc::clone(&old)
+            .update_dialogue(ChatId(chat), state)
+            .await
+            .unwrap();
+    }
+    let new = Arc::new(TeloxideStorage::from(&db));
+    let read_all = || async {
+        let mut all = Vec::new();
+        for chat in 1..=5 {
+            let got: Option<NextState> = Arc::clone(&new).get_dialogue(ChatId(chat)).await.unwrap();
+            all.push(got.expect("a dialogue"));
+        }
+        all
+    };
+    let before = read_all().await;
+    assert_eq!(before[1], NextState::ReceiveName, "{}", target.name);
+    let migrations = DialogueMigrations::new().step(
+        1,
+        DialogueStep::rename_state("ReceiveFullName", "ReceiveName").unwrap(),
+    );
+    let report = db
+        .migrate_dialogues(&migrations, &StepOptions::default(), &mut |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        report.ran[0].report.changed, 2,
+        "{}: {report:?}",
+        target.name
+    );
+    let stats = db.inspect().stats().await.unwrap();
+    assert_eq!(stats.fresh_in(Some("ReceiveName")), 2);
+    assert_eq!(stats.fresh_in(Some("ReceiveFullName")), 0);
+    assert_eq!(read_all().await, before, "{}", target.name);
     common::drop_tables(db).await;
 }
