@@ -292,21 +292,31 @@ impl MigrationSteps for PgSteps<'_> {
 
 /// Dialogue migrations' history and lock: the migration session of the schema (its lock,
 /// its version table), recording under [`ledger_name`].
+///
+/// Behind a transaction pooler a lock lasts one transaction at most, so the run holds one
+/// open from `lock` to `unlock` (`pg_advisory_xact_lock` in it) and records its steps in
+/// it: committed at `unlock`, rolled back with the lock if the process dies (the steps run
+/// again then, changing nothing they changed).
 struct PgLedger<'m> {
     steps: PgSteps<'m>,
     table: String,
+    /// The run's transaction is open (behind a transaction pooler).
+    in_run_transaction: bool,
 }
 
 impl PgLedger<'_> {
-    /// `write` in one round of the session (in a transaction, holding the transaction
-    /// lock behind a transaction pooler).
+    /// `write` in one round of the session (in a transaction of its own, or in the run's
+    /// behind a transaction pooler).
     async fn round(
         &mut self,
         sql: &str,
         params: &[Param<'_>],
         unless_recorded: Option<i64>,
     ) -> Result<()> {
-        MigrationSteps::begin(&mut self.steps).await?;
+        let own_transaction = !self.in_run_transaction;
+        if own_transaction {
+            MigrationSteps::begin(&mut self.steps).await?;
+        }
         let result = async {
             if let Some(version) = unless_recorded {
                 if self
@@ -322,11 +332,12 @@ impl PgLedger<'_> {
         }
         .await;
         match result {
-            Ok(()) => MigrationSteps::commit(&mut self.steps).await,
-            Err(err) => {
+            Ok(()) if own_transaction => MigrationSteps::commit(&mut self.steps).await,
+            Err(err) if own_transaction => {
                 MigrationSteps::rollback(&mut self.steps).await;
                 Err(err)
             }
+            done => done,
         }
     }
 
@@ -347,11 +358,29 @@ impl PgLedger<'_> {
 #[async_trait]
 impl DialogueLedger for PgLedger<'_> {
     async fn lock(&mut self) -> Result<()> {
-        MigrationSteps::lock(&mut self.steps).await
+        if !self.steps.in_transaction() {
+            return MigrationSteps::lock(&mut self.steps).await;
+        }
+        let lock = self.steps.xact_lock();
+        let create = &self.steps.inner.versions.create;
+        let locked = self.steps.batch(&format!("BEGIN; {lock}; {create}")).await;
+        if locked.is_err() {
+            let _ = self.steps.batch("ROLLBACK").await;
+        }
+        self.steps.named_timeout(locked).await?;
+        self.in_run_transaction = true;
+        Ok(())
     }
 
     async fn unlock(&mut self) {
-        MigrationSteps::unlock(&mut self.steps).await;
+        if !self.in_run_transaction {
+            return MigrationSteps::unlock(&mut self.steps).await;
+        }
+        self.in_run_transaction = false;
+        if let Err(err) = self.steps.batch("COMMIT").await {
+            tracing::warn!(error = %err, "committing a dialogue migration's records failed; its steps run again at the next start");
+            let _ = self.steps.batch("ROLLBACK").await;
+        }
     }
 
     async fn recorded(&mut self) -> Result<Vec<AppliedMigration>> {
@@ -471,6 +500,7 @@ impl Migrator for PgMigrator {
         Ok(Box::new(PgLedger {
             table: ledger_name(self.inner.set.table().as_str()),
             steps: self.steps().await?,
+            in_run_transaction: false,
         }))
     }
 

@@ -198,6 +198,10 @@ pub(crate) struct StatesArgs {
 /// One step of `fsmstore states`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum StatesCommand {
+    /// The dialogue steps a bot's code ran on this table (`Database::migrate_dialogues`),
+    /// as recorded: version, description, when, how long, finished or not (a step not
+    /// finished is resumed by the bot's next start).
+    History,
     /// Dialogues in state OLD move to state NEW (`Form:nmae` → `Form:name`).
     Rename {
         /// The stored state.
@@ -277,6 +281,9 @@ pub(crate) struct StepRunArgs {
     /// start is as right, only slower).
     #[arg(long, value_name = "ID")]
     pub(crate) after: Option<String>,
+    /// Wait this long between batches (10ms, 1s): a gentler step beside a busy bot.
+    #[arg(long, value_parser = crate::time::parse_age, value_name = "DURATION")]
+    pub(crate) pause: Option<std::time::Duration>,
 }
 
 /// Arguments of `fsmstore copy`.

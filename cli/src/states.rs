@@ -27,6 +27,13 @@ pub(crate) async fn run(global: &Global, args: StatesArgs) -> anyhow::Result<Exi
                 })
                 .await
         }
+        Some(StatesCommand::History) => {
+            global
+                .with_database(POLICY, Access::ReadOnly, async |db| {
+                    history(global, db).await
+                })
+                .await
+        }
         Some(command) => {
             if args.known.is_some() {
                 anyhow::bail!(fsmstore::Error::InvalidInput(
@@ -161,9 +168,54 @@ async fn list(
     })
 }
 
+/// The recorded dialogue steps.
+async fn history(global: &Global, db: &fsmstore::Database) -> anyhow::Result<ExitCode> {
+    let migrator = db.migrator()?;
+    let mut ledger = migrator.dialogue_ledger().await?;
+    let recorded = ledger.recorded().await?;
+    if global.json {
+        let steps: Vec<Value> = recorded
+            .iter()
+            .map(|row| {
+                json!({
+                    "version": row.version,
+                    "description": row.description,
+                    "installed_on_ms": row.installed_on_ms,
+                    "finished": row.success,
+                    "checksum": row.checksum,
+                    "execution_time_ms": row.execution_time_ms,
+                })
+            })
+            .collect();
+        output::json(&json!({"table": global.table, "steps": steps}));
+    } else if recorded.is_empty() {
+        println!("no dialogue step has run on table {}", global.table);
+    } else {
+        let rows: Vec<Vec<String>> = recorded
+            .iter()
+            .map(|row| {
+                vec![
+                    row.version.to_string(),
+                    row.description.clone(),
+                    crate::time::format_ms(row.installed_on_ms),
+                    if row.success {
+                        format!("{} ms", row.execution_time_ms)
+                    } else {
+                        "NOT FINISHED (resumed at the bot's next start)".to_owned()
+                    },
+                    row.checksum.chars().take(12).collect(),
+                ]
+            })
+            .collect();
+        output::table(&["VERSION", "STEP", "STARTED", "TOOK", "CHECKSUM"], &rows);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The step a subcommand names, and how to run it.
 fn step_of(command: StatesCommand) -> anyhow::Result<(DialogueStep, StepRunArgs)> {
     Ok(match command {
+        StatesCommand::History => anyhow::bail!("`states history` is not a step"),
         StatesCommand::Rename { old, new, run } => (DialogueStep::rename_state(&old, &new)?, run),
         StatesCommand::RenameGroup { old, new, run } => {
             (DialogueStep::rename_group(&old, &new)?, run)
@@ -218,7 +270,8 @@ async fn run_one(
     let options = StepOptions::default()
         .batch(run.batch)
         .dry_run(run.dry_run)
-        .after(run.after.clone());
+        .after(run.after.clone())
+        .pause(run.pause.unwrap_or_default());
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template(&format!(

@@ -791,4 +791,35 @@ fn states_lists_marks_unknown_and_runs_steps() {
     assert_eq!(ok_json(&url, &["states"])["dialogues"], 10);
     let out = fsmstore(&url, &["states", "rename", "Form:*", "Form:x"]);
     assert_eq!(out.status.code(), Some(1), "a pattern is not a state name");
+    let paused = ok_json(
+        &url,
+        &["states", "drop", "Form:*", "--pause", "1ms", "--batch", "2"],
+    );
+    assert_eq!(paused["deleted"], 0);
+
+    // The steps a bot's code ran, as recorded (the command-line steps are not).
+    let empty = ok_json(&url, &["states", "history"]);
+    assert_eq!(empty["steps"], json!([]), "{empty}");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use fsmstore::dialogues::{DialogueMigrations, DialogueStep, StepOptions};
+            let db = fsmstore::open(&url).await.unwrap();
+            let migrations = DialogueMigrations::new()
+                .step(7, DialogueStep::rename_state("Form:x", "Form:y").unwrap());
+            db.migrate_dialogues(&migrations, &StepOptions::default(), &mut |_, _| {})
+                .await
+                .unwrap();
+            db.close().await.unwrap();
+        });
+    let history = ok_json(&url, &["states", "history"]);
+    assert_eq!(history["steps"][0]["version"], 7, "{history}");
+    assert_eq!(history["steps"][0]["finished"], true, "{history}");
+    assert_eq!(
+        history["steps"][0]["description"],
+        "rename state Form:x to Form:y"
+    );
+    assert!(ok(&url, &["states", "history"]).contains("rename state Form:x to Form:y"));
 }

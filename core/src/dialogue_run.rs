@@ -29,6 +29,8 @@ pub struct StepOptions {
     /// starting from the beginning is as right, only slower, since a step changes nothing
     /// it already changed).
     pub after: Option<String>,
+    /// A wait between pages: a gentler step beside a busy bot (zero: none).
+    pub pause: std::time::Duration,
 }
 
 impl Default for StepOptions {
@@ -38,6 +40,7 @@ impl Default for StepOptions {
             in_flight: 16,
             dry_run: false,
             after: None,
+            pause: std::time::Duration::ZERO,
         }
     }
 }
@@ -58,6 +61,12 @@ impl StepOptions {
     /// Start after row id `after`.
     pub fn after(mut self, after: Option<String>) -> Self {
         self.after = after;
+        self
+    }
+
+    /// Wait `pause` between pages.
+    pub fn pause(mut self, pause: std::time::Duration) -> Self {
+        self.pause = pause;
         self
     }
 
@@ -164,8 +173,16 @@ pub async fn run_step(
         }
         report.last_id = Some(last);
         progress(&report);
+        pause(options).await;
     }
     Ok(report)
+}
+
+/// The wait between pages of [`StepOptions::pause`].
+async fn pause(options: &StepOptions) {
+    if !options.pause.is_zero() {
+        tokio::time::sleep(options.pause).await;
+    }
 }
 
 /// A change of states alone made by the database a batch at a time
@@ -193,6 +210,7 @@ async fn in_database(
         report.last_id = Some(last.clone());
         after = Some(last);
         progress(report);
+        pause(options).await;
     }
 }
 

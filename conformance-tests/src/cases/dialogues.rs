@@ -193,8 +193,12 @@ pub async fn a_bot_writing_during_a_step_loses_nothing(ctx: Ctx) {
     }
     let stop = Arc::new(AtomicBool::new(false));
     let rounds = Arc::new(AtomicI64::new(0));
+    // Writes the step asks for, between its read and its write of a dialogue: `n` asked,
+    // `()` answered once the bot's write is done.
+    let (ask, asked) = std::sync::mpsc::channel::<i64>();
+    let (answer, answered) = std::sync::mpsc::channel::<()>();
     // The bot on a thread and runtime of its own, so it writes while the step's closure
-    // holds this one.
+    // holds this one: every dialogue each round, and the writes the step asks for.
     let writer = {
         let (ctx, stop, rounds) = (ctx.clone(), Arc::clone(&stop), Arc::clone(&rounds));
         std::thread::spawn(move || {
@@ -204,17 +208,30 @@ pub async fn a_bot_writing_during_a_step_loses_nothing(ctx: Ctx) {
                 .unwrap();
             runtime.block_on(async move {
                 let bot: Arc<dyn Storage> = ctx.storage().await;
+                let serve = || async {
+                    while let Ok(n) = asked.try_recv() {
+                        // A value no round writes: the dialogue surely changed.
+                        bot.update_data(&key(n), &obj(json!({ "w": -n })))
+                            .await
+                            .unwrap();
+                        answer.send(()).unwrap();
+                    }
+                };
                 let mut round = 0_i64;
                 while !stop.load(Ordering::Relaxed) || round < 3 {
                     round += 1;
                     for n in 1..=KEYS {
+                        serve().await;
                         bot.update_data(&key(n), &obj(json!({ "w": round })))
                             .await
                             .unwrap();
                     }
                     rounds.store(round, Ordering::Relaxed);
                     // A busy bot, not a loop: each dialogue written every few milliseconds.
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    for _ in 0..5 {
+                        serve().await;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                 }
                 bot.close().await.unwrap();
                 round
@@ -229,8 +246,23 @@ pub async fn a_bot_writing_during_a_step_loses_nothing(ctx: Ctx) {
         );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    // Slow on purpose: the bot writes between the runner's read and its write.
-    let step = DialogueStep::map("*", "old to new", |row| {
+    // For its first three dialogues the step has the bot write the dialogue after reading
+    // it and before writing it (on every backend, however slow its writes), and it is
+    // slow on purpose for the others, which the bot's rounds write at any time.
+    let asked_for = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let (ask, answered) = (ask, std::sync::Mutex::new(answered));
+    let step = DialogueStep::map("*", "old to new", move |row| {
+        if let Some(n) = row.data.get("old").and_then(Value::as_i64) {
+            let mut asked_for = asked_for.lock().unwrap();
+            if asked_for.len() < 3 && asked_for.insert(n) {
+                ask.send(n).unwrap();
+                answered
+                    .lock()
+                    .unwrap()
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("the bot wrote the dialogue when asked");
+            }
+        }
         std::thread::sleep(Duration::from_millis(1));
         if let Some(value) = row.data.remove("old") {
             row.data.insert("new".into(), value);
@@ -255,8 +287,8 @@ pub async fn a_bot_writing_during_a_step_loses_nothing(ctx: Ctx) {
     );
     let raced: u64 = reports.iter().map(|r| r.raced).sum();
     assert!(
-        raced > 0,
-        "the bot never wrote between a read and a write: {reports:?}"
+        raced >= 3,
+        "the bot's writes between a read and a write were not seen: {reports:?}"
     );
     for n in 1..=KEYS {
         assert_eq!(state(&*s, n).await.as_deref(), Some("Form:b"));
@@ -523,15 +555,14 @@ pub async fn a_killed_migration_is_resumed(ctx: Ctx) {
     };
     assert!(killed.is_err(), "the first run was to die");
     let history = db.dialogue_history(&release_2()).await.unwrap();
-    let started = history[0]
-        .recorded
-        .as_ref()
-        .expect("step 1 recorded as started");
-    assert!(!started.success, "{started:?}");
+    // Recorded as started — except behind a transaction pooler, where the run's records
+    // share its transaction and went with it (the step runs again, as it would resume).
+    let started = history[0].recorded.as_ref();
+    assert!(started.is_none_or(|row| !row.success), "{history:?}");
     assert!(history[1].recorded.is_none());
     // The lock of the killed run is gone with it (its session, or its lease).
     let report = migrate(&db, &release_2()).await;
-    assert!(report.ran[0].resumed, "{report:?}");
+    assert_eq!(report.ran[0].resumed, started.is_some(), "{report:?}");
     assert_eq!(report.ran[0].report.changed, 15, "{report:?}");
     assert_eq!(report.ran[1].report.changed, 20, "{report:?}");
     let history = db.dialogue_history(&release_2()).await.unwrap();

@@ -211,12 +211,16 @@ pub async fn a_copied_row_expires_when_it_would_have_at_its_source(ctx: Ctx) {
 /// A step keeps each dialogue's write time, so a TTL runs from the bot's last write, not
 /// from the migration.
 pub async fn a_dialogue_migration_keeps_the_ttl(ctx: Ctx) {
+    // Renamed 2 s into a 5 s TTL and looked at 5.7 s after the write: expired if the
+    // rename kept the write time, alive until 7 s if it started the TTL again.
+    const TTL: Duration = Duration::from_secs(5);
     let db = ctx.database(ctx.options().ttl(TTL)).await;
     let s = db.inspect();
     s.set_record(&key(1), Some("Form:nmae"), &obj(json!({"a": 1})))
         .await
         .unwrap();
-    tokio::time::sleep(TTL / 2).await;
+    let written = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let step = fsmstore_core::DialogueStep::rename_state("Form:nmae", "Form:name").unwrap();
     let report = fsmstore_core::run_step(
         &*s,
@@ -231,7 +235,8 @@ pub async fn a_dialogue_migration_keeps_the_ttl(ctx: Ctx) {
         s.get_state(&key(1)).await.unwrap().as_deref(),
         Some("Form:name")
     );
-    tokio::time::sleep(TTL / 2 + Duration::from_millis(600)).await;
+    let look = TTL + Duration::from_millis(700);
+    tokio::time::sleep(look.saturating_sub(written.elapsed())).await;
     assert_eq!(
         s.get_state(&key(1)).await.unwrap(),
         None,
