@@ -8,7 +8,7 @@ use fsmstore_core::{
     TableStats,
 };
 use sqlx::mysql::{MySqlConnection, MySqlRow};
-use sqlx::Row;
+use sqlx::{Acquire, Row};
 
 use crate::connections::{sql, Staged};
 use crate::error::{error_number, from_sqlx, ER_DUP_ENTRY};
@@ -222,59 +222,55 @@ impl Inspect for MysqlStorage {
         old: &StoredRow,
         new: Option<(Option<&str>, &Data)>,
     ) -> Result<bool> {
-        let new = match new {
-            Some((state, data)) => Some((
-                state.map(str::to_owned),
-                self.options().put_row_text(&old.id, state, data)?,
-            )),
-            None => None,
-        };
+        let new = self.options().rewrite_text(&old.id, new)?;
         let id = self.exact(old.id.clone())?;
-        let old_data = serde_json::to_string(&old.data).map_err(Error::Serialization)?;
-        // The write time is bound only where the layout keeps one.
-        let at = self
-            .options()
-            .layout
-            .has_updated_at()
-            .then_some(old.updated_at_ms);
-        let args = (
-            self.inspect_queries(),
-            new,
-            id,
-            old.state.clone(),
-            old_data,
-            at,
-        );
-        // Replay-safe: a replayed rewrite that had been applied finds the row changed and
-        // writes nothing (the runner reads it again and finds nothing left to do).
-        let done = self
-            .connections()
+        let args = (self.inspect_queries(), new, id, old.clone());
+        // One transaction: the row read `FOR UPDATE` and compared as read (state, parsed
+        // data, write time), then written by id; a bot's write waits for the commit or
+        // came first and is seen. Replay-safe: a replayed rewrite that had been applied
+        // finds the row changed and writes nothing (the runner reads it again).
+        self.connections()
             .call(
                 "rewrite_row",
                 Replay::Safe,
                 args,
-                |conn, (q, new, id, old_state, old_data, at)| {
+                |conn, (q, new, id, old)| {
                     Box::pin(async move {
-                        let query = match new {
+                        let mut tx = conn.begin().await.before()?;
+                        let now = sqlx::query(sql(&q.get_row_locked))
+                            .bind(id.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .before()?;
+                        let same = now
+                            .as_ref()
+                            .and_then(|row| stored_row(row).ok())
+                            .is_some_and(|now| {
+                                now.corrupt.is_none()
+                                    && now.state == old.state
+                                    && now.data == old.data
+                                    && now.updated_at_ms == old.updated_at_ms
+                            });
+                        if !same {
+                            tx.rollback().await.before()?;
+                            return Ok(false);
+                        }
+                        match new {
                             Some((state, text)) => sqlx::query(sql(&q.rewrite_row))
                                 .bind(state.as_deref())
-                                .bind(text.as_str()),
-                            None => sqlx::query(sql(&q.delete_row_if)),
-                        };
-                        let mut query = query
-                            .bind(id.as_str())
-                            .bind(old_state.as_deref())
-                            .bind(old_data.as_str())
-                            .bind(old_data.as_str());
-                        if let Some(at) = at {
-                            query = query.bind(*at);
+                                .bind(text.as_str())
+                                .bind(id.as_str()),
+                            None => sqlx::query(sql(&q.delete_row_if)).bind(id.as_str()),
                         }
-                        query.execute(&mut *conn).await.applying()
+                        .execute(&mut *tx)
+                        .await
+                        .before()?;
+                        tx.commit().await.applying()?;
+                        Ok(true)
                     })
                 },
             )
-            .await?;
-        Ok(done.rows_affected() > 0)
+            .await
     }
 
     async fn rewrite_states(
@@ -283,12 +279,8 @@ impl Inspect for MysqlStorage {
         after: Option<&str>,
         limit: u64,
     ) -> Result<Option<StatesBatch>> {
-        // (regroup, from, to); a change this backend does not know is made row by row.
-        let (regroup, from, to) = match change {
-            StateChange::Rename { from, to } => (false, from.clone(), to.clone()),
-            StateChange::Regroup { from, to } => (true, from.clone(), to.clone()),
-            _ => return Ok(None),
-        };
+        let (regroup, from, to) = change.parts();
+        let (from, to) = (from.to_owned(), to.to_owned());
         let after = after.unwrap_or_default().to_owned();
         let args = (self.inspect_queries(), after.clone(), limit);
         let (last, rows): (Option<Vec<u8>>, i64) = self

@@ -113,48 +113,31 @@ impl Inspect for PgStorage {
         old: &StoredRow,
         new: Option<(Option<&str>, &Data)>,
     ) -> Result<bool> {
-        if let Some((state, data)) = new {
-            self.options().put_row_text(&old.id, state, data)?;
-        }
+        self.options().rewrite_text(&old.id, new)?;
         let q = self.inspect_queries();
         let timed = self.options().layout.has_updated_at();
         let (id, old_state, old_data) = (&old.id, &old.state, Json(&old.data));
         let at = old.updated_at_ms;
         // Replay-safe: a replayed rewrite that had been applied finds the row changed and
         // writes nothing (the runner reads it again and finds nothing left to do).
-        let changed = match new {
-            Some((state, data)) => {
-                let data = Json(data);
-                let mut params = vec![p(&state), p(&data), p(id), p(old_state), p(&old_data)];
-                if timed {
-                    params.push(p(&at));
-                }
-                self.connections()
-                    .run(
-                        "rewrite_row",
-                        Replay::Safe,
-                        &q.rewrite_row,
-                        &params,
-                        execute_op,
-                    )
-                    .await?
-            }
-            None => {
-                let mut params = vec![p(id), p(old_state), p(&old_data)];
-                if timed {
-                    params.push(p(&at));
-                }
-                self.connections()
-                    .run(
-                        "rewrite_row",
-                        Replay::Safe,
-                        &q.delete_row_if,
-                        &params,
-                        execute_op,
-                    )
-                    .await?
-            }
+        let (new_state, new_data) = match new {
+            Some((state, data)) => (state, Some(Json(data))),
+            None => (None, None),
         };
+        let (sql, mut params) = match &new_data {
+            Some(data) => (
+                &q.rewrite_row,
+                vec![p(&new_state), p(data), p(id), p(old_state), p(&old_data)],
+            ),
+            None => (&q.delete_row_if, vec![p(id), p(old_state), p(&old_data)]),
+        };
+        if timed {
+            params.push(p(&at));
+        }
+        let changed = self
+            .connections()
+            .run("rewrite_row", Replay::Safe, sql, &params, execute_op)
+            .await?;
         Ok(changed > 0)
     }
 
@@ -164,12 +147,7 @@ impl Inspect for PgStorage {
         after: Option<&str>,
         limit: u64,
     ) -> Result<Option<StatesBatch>> {
-        // (regroup, from, to); a change this backend does not know is made row by row.
-        let (regroup, from, to) = match change {
-            StateChange::Rename { from, to } => (false, from.as_str(), to.as_str()),
-            StateChange::Regroup { from, to } => (true, from.as_str(), to.as_str()),
-            _ => return Ok(None),
-        };
+        let (regroup, from, to) = change.parts();
         let q = self.inspect_queries();
         let after = after.unwrap_or_default();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

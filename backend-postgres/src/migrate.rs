@@ -294,9 +294,10 @@ impl MigrationSteps for PgSteps<'_> {
 /// its version table), recording under [`ledger_name`].
 ///
 /// Behind a transaction pooler a lock lasts one transaction at most, so the run holds one
-/// open from `lock` to `unlock` (`pg_advisory_xact_lock` in it) and records its steps in
-/// it: committed at `unlock`, rolled back with the lock if the process dies (the steps run
-/// again then, changing nothing they changed).
+/// open (`pg_advisory_xact_lock` in it) while a step runs, and each record commits it and
+/// takes the lock again in the next: records are durable at once, and a step only runs
+/// under the lock (the runner reads the records again after each, in case another
+/// instance ran a step in between).
 struct PgLedger<'m> {
     steps: PgSteps<'m>,
     table: String,
@@ -313,32 +314,46 @@ impl PgLedger<'_> {
         params: &[Param<'_>],
         unless_recorded: Option<i64>,
     ) -> Result<()> {
-        let own_transaction = !self.in_run_transaction;
-        if own_transaction {
-            MigrationSteps::begin(&mut self.steps).await?;
-        }
-        let result = async {
-            if let Some(version) = unless_recorded {
-                if self
-                    .recorded_in_round()
-                    .await?
-                    .iter()
-                    .any(|row| row.version == version)
-                {
-                    return Ok(());
+        if self.in_run_transaction {
+            let written = self.write(sql, params, unless_recorded).await;
+            let relocked = match written {
+                Ok(()) => {
+                    let lock = self.steps.xact_lock();
+                    self.steps.batch(&format!("COMMIT; BEGIN; {lock}")).await
                 }
-            }
-            self.steps.run(sql, params).await
+                Err(err) => Err(err),
+            };
+            return self.steps.named_timeout(relocked).await;
         }
-        .await;
+        MigrationSteps::begin(&mut self.steps).await?;
+        let result = self.write(sql, params, unless_recorded).await;
         match result {
-            Ok(()) if own_transaction => MigrationSteps::commit(&mut self.steps).await,
-            Err(err) if own_transaction => {
+            Ok(()) => MigrationSteps::commit(&mut self.steps).await,
+            Err(err) => {
                 MigrationSteps::rollback(&mut self.steps).await;
                 Err(err)
             }
-            done => done,
         }
+    }
+
+    /// `sql` with `params`, unless step `unless_recorded` has a record.
+    async fn write(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+        unless_recorded: Option<i64>,
+    ) -> Result<()> {
+        if let Some(version) = unless_recorded {
+            if self
+                .recorded_in_round()
+                .await?
+                .iter()
+                .any(|row| row.version == version)
+            {
+                return Ok(());
+            }
+        }
+        self.steps.run(sql, params).await
     }
 
     async fn recorded_in_round(&self) -> Result<Vec<AppliedMigration>> {
@@ -385,6 +400,16 @@ impl DialogueLedger for PgLedger<'_> {
 
     async fn recorded(&mut self) -> Result<Vec<AppliedMigration>> {
         self.recorded_in_round().await
+    }
+
+    async fn keep(&mut self) -> Result<()> {
+        // The lock lives in this connection's session (or its transaction): a connection
+        // that was lost took the lock with it, and the run must not go on without it.
+        self.steps.batch("SELECT 1").await.map_err(|err| {
+            Error::Migration(format!(
+                "lost the migration lock's connection while a dialogue step ran ({err}); the next start resumes the step"
+            ))
+        })
     }
 
     async fn start(&mut self, version: i64, description: &str, checksum: &str) -> Result<()> {

@@ -112,9 +112,7 @@ impl Inspect for RedisStorage {
         old: &StoredRow,
         new: Option<(Option<&str>, &Data)>,
     ) -> Result<bool> {
-        if let Some((state, data)) = new {
-            self.options().put_row_text(&old.id, state, data)?;
-        }
+        self.options().rewrite_text(&old.id, new)?;
         self.rows().rewrite(old, new).await
     }
 

@@ -135,6 +135,22 @@ impl Lease {
 }
 
 impl Lease {
+    /// Whether the lock is still this lease's (its key holds the token): a lease whose
+    /// renewal failed may have run out, and another taken the lock.
+    ///
+    /// # Errors
+    /// Connection errors.
+    pub(crate) async fn still_held(&self) -> Result<bool> {
+        let holder: Option<String> = self
+            .conns
+            .call("lock holder", Replay::Safe, |mut conn| {
+                let key = &self.key;
+                async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }
+            })
+            .await?;
+        Ok(holder.as_deref() == Some(self.token.as_str()) && !self.renewing.is_finished())
+    }
+
     /// Releases the lock now (a process about to exit can not leave it to [`Drop`]).
     pub(crate) async fn release(mut self) {
         self.renewing.abort();

@@ -550,6 +550,20 @@ impl DialogueLedger for RedisLedger<'_> {
         self.migrator.rows_of(&self.key).await
     }
 
+    async fn keep(&mut self) -> Result<()> {
+        let held = match &self.lease {
+            Some(lease) => lease.still_held().await?,
+            None => false,
+        };
+        if held {
+            return Ok(());
+        }
+        Err(Error::Migration(format!(
+            "lost the migration lock {} while a dialogue step ran (its lease could not be renewed); the next start resumes the step",
+            self.key
+        )))
+    }
+
     async fn start(&mut self, version: i64, description: &str, checksum: &str) -> Result<()> {
         let record = serde_json::json!({
             "description": description,

@@ -107,13 +107,7 @@ impl Inspect for SqliteStorage {
         old: &StoredRow,
         new: Option<(Option<&str>, &Data)>,
     ) -> Result<bool> {
-        let new = match new {
-            Some((state, data)) => Some((
-                state.map(str::to_owned),
-                self.options().put_row_text(&old.id, state, data)?,
-            )),
-            None => None,
-        };
+        let new = self.options().rewrite_text(&old.id, new)?;
         let queries = Arc::clone(&self.inspect);
         let old = old.clone();
         self.connections
@@ -155,12 +149,8 @@ impl Inspect for SqliteStorage {
         after: Option<&str>,
         limit: u64,
     ) -> Result<Option<StatesBatch>> {
-        // (regroup, from, to); a change this backend does not know is made row by row.
-        let (regroup, from, to) = match change {
-            StateChange::Rename { from, to } => (false, from.clone(), to.clone()),
-            StateChange::Regroup { from, to } => (true, from.clone(), to.clone()),
-            _ => return Ok(None),
-        };
+        let (regroup, from, to) = change.parts();
+        let (from, to) = (from.to_owned(), to.to_owned());
         let queries = Arc::clone(&self.inspect);
         let after = after.unwrap_or_default().to_owned();
         let batch = self

@@ -22,6 +22,8 @@ use crate::error::from_sqlite;
 pub struct SqliteMigrator {
     connections: Arc<Connections>,
     locks: Arc<LocalLocks>,
+    /// The file other processes' dialogue migrations lock (a file database's).
+    lock_file: Option<std::path::PathBuf>,
     shared: Arc<Shared>,
 }
 
@@ -52,7 +54,7 @@ impl SqliteMigrator {
         single.options.pool_max = 1;
         let connections = Connections::open(&single).await?;
         let locks = crate::storage::shared_locks(&config.location, config.options.table.as_str());
-        Self::on_connections(connections, locks, &config.options)
+        Self::on_connections(connections, locks, &config.location, &config.options)
     }
 
     /// A migrator on `connections`; `locks` are the table's in-process locks (the
@@ -60,11 +62,21 @@ impl SqliteMigrator {
     pub(crate) fn on_connections(
         connections: Arc<Connections>,
         locks: Arc<LocalLocks>,
+        location: &crate::SqliteLocation,
         options: &StorageOptions,
     ) -> Result<Self> {
+        let lock_file = match location {
+            crate::SqliteLocation::File(path) => {
+                let mut name = path.as_os_str().to_owned();
+                name.push(format!(".{}~dialogues.lock", options.table.as_str()));
+                Some(std::path::PathBuf::from(name))
+            }
+            _ => None,
+        };
         Ok(SqliteMigrator {
             connections,
             locks,
+            lock_file,
             shared: Arc::new(Shared {
                 set: options.migration_set(Dialect::Sqlite)?,
                 versions: VersionQueries::for_table(Dialect::Sqlite, &options.version_table),
@@ -294,7 +306,9 @@ impl Migrator for SqliteMigrator {
     async fn dialogue_ledger(&self) -> Result<Box<dyn DialogueLedger + '_>> {
         Ok(Box::new(SqliteLedger {
             locks: Arc::clone(&self.locks),
+            lock_file: self.lock_file.clone(),
             held: None,
+            file_held: None,
             connections: Arc::clone(&self.connections),
             shared: Arc::clone(&self.shared),
             table: ledger_name(self.shared.set.table().as_str()),
@@ -331,13 +345,19 @@ const DIALOGUE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(6
 
 /// Dialogue migrations' history: the version table, under
 /// [`ledger_name`](fsmstore_core::ledger_name), each call one `IMMEDIATE` transaction of
-/// the writer. SQLite has no named lock: the lock is the table's in-process lock named
+/// the writer. SQLite has no named lock, and a step can not hold a transaction open (the
+/// bot writes meanwhile): the lock is the table's in-process lock named
 /// [`ledger_name`](fsmstore_core::ledger_name) (no row id has a `~`), which every handle
-/// of this process on the file shares. Two processes starting at once may both walk a
-/// step: each dialogue is still changed once (the compare-and-write), and recorded once.
+/// of this process shares, and for a file an exclusive lock on the file
+/// `<database>.<table>~dialogues.lock` beside it, which other processes take (the
+/// operating system releases it when the process ends, however it ends).
 struct SqliteLedger {
     locks: Arc<LocalLocks>,
+    lock_file: Option<std::path::PathBuf>,
     held: Option<fsmstore_core::LockGuard>,
+    /// The lock file's connection, in its exclusive transaction (behind a mutex: a
+    /// connection is not `Sync`; nothing else uses it).
+    file_held: Option<std::sync::Mutex<Connection>>,
     connections: Arc<Connections>,
     shared: Arc<Shared>,
     table: String,
@@ -379,14 +399,25 @@ impl DialogueLedger for SqliteLedger {
                     holder: Some("another dialogue migration of this process".to_owned()),
                 })?,
         );
+        if let Some(path) = &self.lock_file {
+            match lock_file(path, DIALOGUE_LOCK_WAIT).await {
+                Ok(file) => self.file_held = Some(std::sync::Mutex::new(file)),
+                Err(err) => {
+                    self.held = None;
+                    return Err(err);
+                }
+            }
+        }
         let created = self.round(|_, _, _| Ok(())).await;
         if created.is_err() {
-            self.held = None;
+            self.unlock().await;
         }
         created
     }
 
     async fn unlock(&mut self) {
+        // Dropping the file releases its lock.
+        self.file_held = None;
         self.held = None;
     }
 
@@ -425,5 +456,72 @@ impl DialogueLedger for SqliteLedger {
             .map_err(from_sqlite)
         })
         .await
+    }
+}
+
+/// An exclusive lock on the file `path`, waiting at most `wait`: SQLite's own, on a
+/// database file of its own (`BEGIN EXCLUSIVE`, held until the connection is dropped; the
+/// operating system releases it with the process).
+///
+/// # Errors
+/// [`Error::MigrationLockTimeout`] when another process held it all along;
+/// [`Error::Migration`] when the file can not be opened or locked.
+async fn lock_file(path: &std::path::Path, wait: std::time::Duration) -> Result<Connection> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let failed = |err: rusqlite::Error| {
+            let busy = matches!(
+                &err,
+                rusqlite::Error::SqliteFailure(e, _) if e.code == rusqlite::ErrorCode::DatabaseBusy
+            );
+            if busy {
+                Error::MigrationLockTimeout {
+                    lock: path.display().to_string(),
+                    waited: wait,
+                    holder: Some("another process's dialogue migration".to_owned()),
+                }
+            } else {
+                Error::Migration(format!(
+                    "could not lock the dialogue migrations' lock file {}: {err}",
+                    path.display()
+                ))
+            }
+        };
+        let conn = Connection::open(&path).map_err(failed)?;
+        conn.busy_timeout(wait).map_err(failed)?;
+        conn.execute_batch("BEGIN EXCLUSIVE").map_err(failed)?;
+        Ok(conn)
+    })
+    .await
+    .map_err(|err| Error::Migration(format!("the lock file's thread failed: {err}")))?
+}
+
+#[cfg(test)]
+mod lock_file_tests {
+    use super::*;
+
+    /// The lock file is exclusive (a second holder times out with the error that names the
+    /// lock) and free again once its holder is dropped.
+    #[tokio::test]
+    async fn the_lock_file_is_exclusive_and_freed_by_its_holder() {
+        let dir = std::env::temp_dir().join(format!("fsmstore-lockfile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bot.db.fsm~dialogues.lock");
+        let held = lock_file(&path, std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        let err = lock_file(&path, std::time::Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::MigrationLockTimeout { lock, .. } if lock.ends_with("~dialogues.lock")),
+            "{err:?}"
+        );
+        drop(held);
+        lock_file(&path, std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

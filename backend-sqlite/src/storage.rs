@@ -29,6 +29,8 @@ pub struct SqliteStorage {
     pub(crate) options: StorageOptions,
     /// Per-key locks, shared by every storage of this process on the same file and table.
     locks: Arc<LocalLocks>,
+    /// Where the database is (a file's dialogue migrations lock a file beside it).
+    location: crate::SqliteLocation,
 }
 
 impl std::fmt::Debug for SqliteStorage {
@@ -57,6 +59,7 @@ impl SqliteStorage {
         let locks = shared_locks(&config_location, config.options.table.as_str());
         let storage = SqliteStorage {
             locks,
+            location: config_location.clone(),
             queries: Arc::new(SqliteQueries::for_options(&config.options)),
             inspect: Arc::new(InspectQueries::for_layout(
                 Dialect::Sqlite,
@@ -120,6 +123,7 @@ impl SqliteStorage {
         SqliteMigrator::on_connections(
             Arc::clone(&self.connections),
             Arc::clone(&self.locks),
+            &self.location,
             &self.options,
         )
     }

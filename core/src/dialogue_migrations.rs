@@ -60,13 +60,15 @@ pub trait DialogueLedger: Send {
     /// Database errors.
     async fn recorded(&mut self) -> Result<Vec<AppliedMigration>>;
 
-    /// Records step `version` as started (unfinished), unless a row for it exists.
+    /// Records step `version` as started (unfinished), unless a row for it exists. The
+    /// record is durable when this returns, and the lock held.
     ///
     /// # Errors
     /// Database errors.
     async fn start(&mut self, version: i64, description: &str, checksum: &str) -> Result<()>;
 
-    /// Records step `version` as done, in `elapsed_ms`.
+    /// Records step `version` as done, in `elapsed_ms`. The record is durable when this
+    /// returns, and the lock held.
     ///
     /// # Errors
     /// Database errors.
@@ -273,8 +275,11 @@ pub async fn migrate_dialogues(
     progress: &mut (dyn FnMut(i64, &StepReport) + Send),
 ) -> Result<DialogueMigrationReport> {
     migrations.check()?;
+    // Every step runs over every dialogue: a row id to start after is for one step run by
+    // hand (`run_step`), not for a list of them.
+    let options = options.clone().after(None);
     ledger.lock().await?;
-    let result = migrate_locked(store, ledger, migrations, options, progress).await;
+    let result = migrate_locked(store, ledger, migrations, &options, progress).await;
     ledger.unlock().await;
     result
 }
@@ -300,6 +305,10 @@ async fn migrate_locked(
         tracing::warn!(versions = ?report.unknown, "dialogue steps recorded that this code does not declare (a newer release ran them); left as they are");
     }
     for (version, step) in migrations.iter() {
+        // Read again before each step: behind a transaction pooler the lock is taken anew
+        // after each record, and another instance may have run this step meanwhile.
+        let recorded = ledger.recorded().await?;
+        drift(migrations, &recorded)?;
         let row = recorded.iter().find(|row| row.version == version);
         if row.is_some_and(|row| row.success) {
             report.already_done.push(version);
@@ -310,6 +319,16 @@ async fn migrate_locked(
             ledger
                 .start(version, &step.description(), &step.checksum())
                 .await?;
+            // Behind a transaction pooler recording took the lock anew: another instance
+            // may have finished the step in between.
+            let recorded = ledger.recorded().await?;
+            if recorded
+                .iter()
+                .any(|row| row.version == version && row.success)
+            {
+                report.already_done.push(version);
+                continue;
+            }
         }
         let started = Instant::now();
         let step_report = {

@@ -126,6 +126,16 @@ pub enum StateChange {
     },
 }
 
+impl StateChange {
+    /// `(regroup, from, to)`: whether it moves a group, and what it changes into what.
+    pub fn parts(&self) -> (bool, &str, &str) {
+        match self {
+            StateChange::Rename { from, to } => (false, from, to),
+            StateChange::Regroup { from, to } => (true, from, to),
+        }
+    }
+}
+
 /// One batch of [`Inspect::rewrite_states`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -271,9 +271,7 @@ impl Inspect for MemoryStorage {
         old: &StoredRow,
         new: Option<(Option<&str>, &Data)>,
     ) -> Result<bool> {
-        if let Some((state, data)) = new {
-            self.options.put_row_text(&old.id, state, data)?;
-        }
+        self.options.rewrite_text(&old.id, new)?;
         let mut rows = self.rows()?;
         let same = rows.get(&old.id).is_some_and(|(record, at)| {
             record.state == old.state

@@ -208,18 +208,29 @@ async fn bench(url: &str, args: &BenchArgs) -> anyhow::Result<Report> {
     if let Some(second) = second {
         second.close().await?;
     }
-    let dropped = if keys_only {
-        floor_redis::delete_scratch(url, &options.table).await
+    finish(url, &db, &options.table, result).await
+}
+
+/// Drops the scratch table of `db` (on Redis: deletes its keys), closes `db`, and returns
+/// `result` — or the first error of the three.
+pub(crate) async fn finish<T>(
+    url: &str,
+    db: &fsmstore::Database,
+    table: &TableName,
+    result: anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let dropped = if Scheme::of(url)? == Scheme::Redis {
+        floor_redis::delete_scratch(url, table).await
     } else {
         async { db.migrator()?.drop_tables().await }
             .await
             .map_err(anyhow::Error::from)
     };
     let closed = db.close().await;
-    let report = result?;
+    let value = result?;
     dropped.context("drop the scratch tables")?;
     closed?;
-    Ok(report)
+    Ok(value)
 }
 
 async fn measure(

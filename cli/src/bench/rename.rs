@@ -16,8 +16,6 @@ use fsmstore::{
 use futures_util::{stream, StreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::floor_redis;
-
 /// How long the baseline workload runs alone.
 const BASELINE: Duration = Duration::from_secs(5);
 
@@ -133,18 +131,24 @@ pub(crate) async fn run(
         .await
         .context("open the storage")?;
     let result = measure(&db, n, tasks, concurrency, json_out).await;
-    let dropped = if keys_only {
-        floor_redis::delete_scratch(url, &options.table).await
+    super::finish(url, &db, &options.table, result).await
+}
+
+/// A progress bar over `n` dialogues (hidden for `--json`).
+fn progress_bar(n: u64, what: &str, hidden: bool) -> ProgressBar {
+    let bar = if hidden {
+        ProgressBar::hidden()
     } else {
-        async { db.migrator()?.drop_tables().await }
-            .await
-            .map_err(anyhow::Error::from)
+        ProgressBar::new(n)
     };
-    let closed = db.close().await;
-    let report = result?;
-    dropped.context("drop the scratch table")?;
-    closed?;
-    Ok(report)
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}} dialogues ({{per_sec}}, {{eta}})"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar
 }
 
 async fn measure(
@@ -155,18 +159,7 @@ async fn measure(
     json_out: bool,
 ) -> anyhow::Result<Value> {
     let storage = db.storage();
-    let bar = if json_out {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(n)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} filling [{bar:40}] {pos}/{len} dialogues ({per_sec}, {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+    let bar = progress_bar(n, "filling", json_out);
     let started = Instant::now();
     let mut fill = stream::iter(1..=n)
         .map(|i| {
@@ -197,18 +190,7 @@ async fn measure(
     let stop = Arc::new(AtomicBool::new(false));
     let running = tokio::spawn(workload(Arc::clone(&storage), tasks, Arc::clone(&stop)));
     let step = DialogueStep::rename_state("Bench:old", "Bench:new")?;
-    let bar = if json_out {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(n)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} renaming [{bar:40}] {pos}/{len} dialogues ({per_sec}, {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
-    );
+    let bar = progress_bar(n, "renaming", json_out);
     let started = Instant::now();
     let inspect = db.inspect();
     let renamed = run_step(

@@ -187,9 +187,13 @@ pub async fn a_bot_writing_during_a_step_loses_nothing(ctx: Ctx) {
     let s = ctx.inspect().await;
     const KEYS: i64 = 24;
     for n in 1..=KEYS {
-        s.set_record(&key(n), Some("Form:a"), &obj(json!({"old": n, "w": 0})))
-            .await
-            .unwrap();
+        s.set_record(
+            &key(n),
+            Some("Form:a"),
+            &obj(json!({"old": n, "w": 0, "list": [1, 2]})),
+        )
+        .await
+        .unwrap();
     }
     let stop = Arc::new(AtomicBool::new(false));
     let rounds = Arc::new(AtomicI64::new(0));
@@ -210,8 +214,9 @@ pub async fn a_bot_writing_during_a_step_loses_nothing(ctx: Ctx) {
                 let bot: Arc<dyn Storage> = ctx.storage().await;
                 let serve = || async {
                     while let Ok(n) = asked.try_recv() {
-                        // A value no round writes: the dialogue surely changed.
-                        bot.update_data(&key(n), &obj(json!({ "w": -n })))
+                        // A value no round writes, and the list reordered: the dialogue
+                        // surely changed, and only the order of an array tells.
+                        bot.update_data(&key(n), &obj(json!({ "w": -n, "list": [2, 1] })))
                             .await
                             .unwrap();
                         answer.send(()).unwrap();
@@ -250,6 +255,7 @@ pub async fn a_bot_writing_during_a_step_loses_nothing(ctx: Ctx) {
     // it and before writing it (on every backend, however slow its writes), and it is
     // slow on purpose for the others, which the bot's rounds write at any time.
     let asked_for = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let asked_for_after = Arc::clone(&asked_for);
     let (ask, answered) = (ask, std::sync::Mutex::new(answered));
     let step = DialogueStep::map("*", "old to new", move |row| {
         if let Some(n) = row.data.get("old").and_then(Value::as_i64) {
@@ -290,11 +296,17 @@ pub async fn a_bot_writing_during_a_step_loses_nothing(ctx: Ctx) {
         raced >= 3,
         "the bot's writes between a read and a write were not seen: {reports:?}"
     );
+    let asked_for = asked_for_after.lock().unwrap().clone();
     for n in 1..=KEYS {
         assert_eq!(state(&*s, n).await.as_deref(), Some("Form:b"));
+        let list = if asked_for.contains(&n) {
+            json!([2, 1])
+        } else {
+            json!([1, 2])
+        };
         assert_eq!(
             data(&*s, n).await,
-            json!({"new": n, "w": rounds}),
+            json!({"new": n, "w": rounds, "list": list}),
             "dialogue {n}: the bot's last write and the step's change are both there"
         );
     }
@@ -531,40 +543,67 @@ pub async fn instances_starting_at_once_run_each_step_once(ctx: Ctx) {
 }
 
 /// A run killed in its first step (after one page) leaves the step recorded as started;
-/// the next run resumes it and changes only what was left.
+/// the next run resumes it and changes only what was left, and a run killed in the second
+/// step leaves the first done: the run after it does only the rest of the second.
 pub async fn a_killed_migration_is_resumed(ctx: Ctx) {
     let db = ctx.database(ctx.options()).await;
     stored_before_release_2(&db, 20).await;
-    let killed = {
+    // Runs the migrations, killed (the task panics) after the first page of step `kill_in`.
+    let killed_in = |kill_in: i64| {
         let db = db.clone();
-        tokio::spawn(async move {
-            let _ = db
-                .migrate_dialogues(
-                    &release_2(),
-                    &StepOptions::default().batch(5),
-                    &mut |version, report| {
-                        panic!(
-                            "killed in step {version} after {} dialogues",
-                            report.changed
-                        )
-                    },
-                )
-                .await;
-        })
-        .await
+        async move {
+            tokio::spawn(async move {
+                let _ = db
+                    .migrate_dialogues(
+                        &release_2(),
+                        &StepOptions::default().batch(5),
+                        &mut |version, report| {
+                            if version == kill_in {
+                                panic!(
+                                    "killed in step {version} after {} dialogues",
+                                    report.changed
+                                )
+                            }
+                        },
+                    )
+                    .await;
+            })
+            .await
+        }
     };
-    assert!(killed.is_err(), "the first run was to die");
+    assert!(killed_in(1).await.is_err(), "the first run was to die");
     let history = db.dialogue_history(&release_2()).await.unwrap();
-    // Recorded as started — except behind a transaction pooler, where the run's records
-    // share its transaction and went with it (the step runs again, as it would resume).
-    let started = history[0].recorded.as_ref();
-    assert!(started.is_none_or(|row| !row.success), "{history:?}");
+    let started = history[0]
+        .recorded
+        .as_ref()
+        .expect("step 1 recorded as started");
+    assert!(!started.success, "{started:?}");
     assert!(history[1].recorded.is_none());
-    // The lock of the killed run is gone with it (its session, or its lease).
+
+    // Step 1 resumed and finished (15 left), step 2 killed after 5 of 20.
+    assert!(killed_in(2).await.is_err(), "the second run was to die");
+    let history = db.dialogue_history(&release_2()).await.unwrap();
+    assert!(
+        history[0].recorded.as_ref().is_some_and(|r| r.success),
+        "{history:?}"
+    );
+    assert!(
+        history[1].recorded.as_ref().is_some_and(|r| !r.success),
+        "{history:?}"
+    );
+    for i in 1..=20 {
+        assert_eq!(
+            db.storage().get_state(&key(i)).await.unwrap().as_deref(),
+            Some("Form:name")
+        );
+    }
+
+    // The lock of the killed runs is gone with them (their session, or their lease).
     let report = migrate(&db, &release_2()).await;
-    assert_eq!(report.ran[0].resumed, started.is_some(), "{report:?}");
+    assert_eq!(report.already_done, [1], "{report:?}");
+    assert_eq!(report.ran.len(), 1, "step 1 is not run again: {report:?}");
+    assert!(report.ran[0].resumed, "{report:?}");
     assert_eq!(report.ran[0].report.changed, 15, "{report:?}");
-    assert_eq!(report.ran[1].report.changed, 20, "{report:?}");
     let history = db.dialogue_history(&release_2()).await.unwrap();
     assert!(history
         .iter()

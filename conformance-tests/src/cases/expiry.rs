@@ -231,9 +231,25 @@ pub async fn a_dialogue_migration_keeps_the_ttl(ctx: Ctx) {
     .await
     .unwrap();
     assert_eq!(report.changed, 1, "{report:?}");
+    // And a step that rewrites the dialogue itself (not a rename the database makes).
+    let step =
+        fsmstore_core::DialogueStep::default_field("Form:name", "lang", json!("en")).unwrap();
+    let report = fsmstore_core::run_step(
+        &*s,
+        &step,
+        &fsmstore_core::StepOptions::default(),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.changed, 1, "{report:?}");
     assert_eq!(
         s.get_state(&key(1)).await.unwrap().as_deref(),
         Some("Form:name")
+    );
+    assert_eq!(
+        s.get_data(&key(1)).await.unwrap(),
+        obj(json!({"a": 1, "lang": "en"}))
     );
     let look = TTL + Duration::from_millis(700);
     tokio::time::sleep(look.saturating_sub(written.elapsed())).await;

@@ -90,6 +90,24 @@ impl StorageOptions {
         crate::data::validate_data(id, data, self.max_data_bytes)
     }
 
+    /// The new contents of a row rewritten by [`Inspect::rewrite_row`](crate::Inspect::rewrite_row)
+    /// (`None`: deleted) as its state and data text, checked as [`put_row_text`](Self::put_row_text)
+    /// checks them.
+    ///
+    /// # Errors
+    /// As [`put_row_text`](Self::put_row_text).
+    pub fn rewrite_text(
+        &self,
+        id: &str,
+        new: Option<(Option<&str>, &crate::data::Data)>,
+    ) -> Result<Option<(Option<String>, String)>> {
+        new.map(|(state, data)| {
+            let text = self.put_row_text(id, state, data)?;
+            Ok((state.map(str::to_owned), text))
+        })
+        .transpose()
+    }
+
     /// The row id of `key` for a `transition` to `state` with `patch`, once both are
     /// checked: every backend refuses the same input before writing anything.
     ///

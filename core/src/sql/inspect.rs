@@ -43,17 +43,19 @@ pub struct InspectQueries {
     /// ([`PutRow::Replace`](crate::PutRow::Replace)).
     pub replace_row: String,
     /// [`Inspect::rewrite_row`](crate::Inspect::rewrite_row), writing a new state and
-    /// data over a row that still holds the old ones, its write time kept. PostgreSQL and
-    /// MySQL: one statement whose condition is the old row, binds `(new_state, new_data,
-    /// id, old_state, old_data, old_updated_ms)` (MySQL binds `old_data` twice, before
-    /// the time; a layout without `updated_at` binds no time); rows changed: whether it
-    /// wrote. SQLite: `(new_state, new_data, id)`, run after the backend compared the row
-    /// in the same transaction.
+    /// data over a row that still holds the old ones, its write time kept. PostgreSQL: one
+    /// statement whose condition is the old row (data compared as `JSONB`), binds
+    /// `(new_state, new_data, id, old_state, old_data, old_updated_ms)` (a layout without
+    /// `updated_at` binds no time); rows changed: whether it wrote. SQLite and MySQL:
+    /// `(new_state, new_data, id)`, run after the backend compared the row, read in the
+    /// same transaction (`get_row_locked`), in Rust.
     pub rewrite_row: String,
     /// As `rewrite_row`, deleting the row (in the aiogram layout: emptying it): binds
-    /// `(id, old_state, old_data, old_updated_ms)` (MySQL: `old_data` twice); SQLite
-    /// `(id)`.
+    /// `(id, old_state, old_data, old_updated_ms)`; SQLite and MySQL `(id)`.
     pub delete_row_if: String,
+    /// `get_row` locking the row for the transaction (MySQL: `FOR UPDATE`; elsewhere
+    /// `get_row`).
+    pub get_row_locked: String,
     /// `(after_id, limit)` → `MAX(id), COUNT(*)` of the next `limit` ids after `after_id`:
     /// the end of a batch of [`Inspect::rewrite_states`](crate::Inspect::rewrite_states).
     pub batch_end: String,
@@ -131,6 +133,11 @@ pub(super) fn inspect_queries(
             p(3)
         ),
         get_row: format!("SELECT {columns} FROM {t} WHERE {live}id = {}", p(1)),
+        get_row_locked: format!(
+            "SELECT {columns} FROM {t} WHERE {live}id = {}{}",
+            p(1),
+            if delete_limit { " FOR UPDATE" } else { "" }
+        ),
         count_by_state: format!(
             "SELECT state, COUNT(*) AS n FROM {t} WHERE {live}1 = 1 GROUP BY state ORDER BY n DESC, state"
         ),

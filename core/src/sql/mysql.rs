@@ -154,15 +154,18 @@ pub(super) fn version_queries(v: &str) -> VersionQueries {
 }
 
 /// Renames a state in a batch of rows (`keep`: the assignment that keeps `updated_at`).
+/// States compare byte for byte (`CAST(? AS BINARY)`), whatever the column's collation
+/// (a Python-made table's is often case-insensitive, and `utf8mb4_bin` ignores trailing
+/// spaces), as every other backend compares them.
 fn rename_states(t: &str, keep: &str) -> String {
-    format!("UPDATE {t} SET state = ?{keep} WHERE state = ? AND id > ? AND id <= ?")
+    format!("UPDATE {t} SET state = ?{keep} WHERE state = CAST(? AS BINARY) AND id > ? AND id <= ?")
 }
 
 /// Moves the states of one group to another in a batch of rows.
 fn regroup_states(t: &str, keep: &str) -> String {
     format!(
         "UPDATE {t} SET state = CONCAT(?, SUBSTRING(state, ?)){keep} \
-         WHERE LEFT(state, ?) = ? AND id > ? AND id <= ?"
+         WHERE LEFT(state, ?) = CAST(? AS BINARY) AND id > ? AND id <= ?"
     )
 }
 
@@ -171,18 +174,12 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
     let writes = match layout {
         crate::Layout::AiogramSqlalchemy => {
             let insert_row = format!("INSERT INTO {t} (id, state, data) VALUES (?, ?, ?)");
-            // The old data compared as JSON (MariaDB has no JSON equality before 10.7):
-            // each contains the other.
-            let d = "COALESCE(NULLIF(NULLIF(data, ''), 'null'), '{}')";
-            let same = format!(
-                "id = ? AND state <=> ? AND {live}JSON_CONTAINS({d}, ?) AND JSON_CONTAINS(?, {d})"
-            );
             super::RowWrites {
                 put_row: insert_row.clone(),
                 insert_row,
                 replace_row: aiogram_queries(t).row.upsert_record,
-                rewrite_row: format!("UPDATE {t} SET state = ?, data = ? WHERE {same}"),
-                delete_row_if: format!("UPDATE {t} SET state = NULL, data = NULL WHERE {same}"),
+                rewrite_row: format!("UPDATE {t} SET state = ?, data = ? WHERE id = ?"),
+                delete_row_if: format!("UPDATE {t} SET state = NULL, data = NULL WHERE id = ?"),
                 rename_states: rename_states(t, ""),
                 regroup_states: regroup_states(t, ""),
             }
@@ -194,21 +191,13 @@ pub(super) fn inspect_queries(t: &str, layout: crate::Layout) -> super::InspectQ
                 "INSERT INTO {t} (id, state, data, updated_at) VALUES (?, ?, ?, \
                  COALESCE(FROM_UNIXTIME(? / 1000), CURRENT_TIMESTAMP(6)))"
             );
-            // The old data compared as JSON (MariaDB has no JSON equality before 10.7):
-            // each contains the other; the write time to the millisecond, kept by
-            // assigning it (else `ON UPDATE CURRENT_TIMESTAMP` sets it).
-            let same =
-                "id = ? AND state <=> ? AND JSON_CONTAINS(data, ?) AND JSON_CONTAINS(?, data) \
-                        AND CAST(FLOOR(UNIX_TIMESTAMP(updated_at) * 1000) AS SIGNED) = ?";
             // `updated_at` assigned itself: else `ON UPDATE CURRENT_TIMESTAMP` sets it.
             let keep = ", updated_at = updated_at";
             super::RowWrites {
                 rename_states: rename_states(t, keep),
                 regroup_states: regroup_states(t, keep),
-                rewrite_row: format!(
-                    "UPDATE {t} SET state = ?, data = ?, updated_at = updated_at WHERE {same}"
-                ),
-                delete_row_if: format!("DELETE FROM {t} WHERE {same}"),
+                rewrite_row: format!("UPDATE {t} SET state = ?, data = ?{keep} WHERE id = ?"),
+                delete_row_if: format!("DELETE FROM {t} WHERE id = ?"),
                 put_row: insert_row.clone(),
                 replace_row: format!(
                     "{insert_row} ON DUPLICATE KEY UPDATE state = VALUES(state), \
