@@ -29,6 +29,7 @@ mod config;
 mod connections;
 mod error;
 mod inspect;
+mod locks;
 mod migrate;
 mod storage;
 

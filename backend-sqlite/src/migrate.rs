@@ -53,7 +53,7 @@ impl SqliteMigrator {
         let mut single = config.clone();
         single.options.pool_max = 1;
         let connections = Connections::open(&single).await?;
-        let locks = crate::storage::shared_locks(&config.location, config.options.table.as_str());
+        let locks = crate::locks::shared_locks(&config.location, config.options.table.as_str());
         Self::on_connections(connections, locks, &config.location, &config.options)
     }
 
