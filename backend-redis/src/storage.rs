@@ -84,8 +84,9 @@ impl RedisStorage {
     }
 
     /// Deletes every key of this storage's table (its key prefix, `<table>:`), of both
-    /// layouts and the locks: what dropping the table is on an SQL database. Returns how
-    /// many keys it deleted.
+    /// layouts and the locks, and the records of its layout and dialogue migrations: what
+    /// dropping the table and its version table is on an SQL database. Returns how many
+    /// dialogue and lock keys it deleted.
     ///
     /// # Errors
     /// [`fsmstore_core::Error::Config`] when the URL or the options gave no `table` (the
@@ -97,7 +98,10 @@ impl RedisStorage {
                 "drop_table deletes the keys of a table given with table=: without one it would delete keys other dialogues share".to_owned(),
             ));
         }
-        crate::keyspace::delete_all(&self.conns, self.layout.prefix()).await
+        let deleted = crate::keyspace::delete_all(&self.conns, self.layout.prefix()).await?;
+        let records = LayoutMigrator::new(Arc::clone(&self.conns))?;
+        fsmstore_core::Migrator::drop_tables(&records).await?;
+        Ok(deleted)
     }
 
     /// Calls `each` with the dialogues teloxide's own `RedisStorage` keeps in this
