@@ -245,12 +245,7 @@ impl Inspect for MysqlStorage {
                         let same = now
                             .as_ref()
                             .and_then(|row| stored_row(row).ok())
-                            .is_some_and(|now| {
-                                now.corrupt.is_none()
-                                    && now.state == old.state
-                                    && now.data == old.data
-                                    && now.updated_at_ms == old.updated_at_ms
-                            });
+                            .is_some_and(|now| old.unchanged_in(&now));
                         if !same {
                             tx.rollback().await.before()?;
                             return Ok(false);

@@ -119,12 +119,7 @@ impl Inspect for SqliteStorage {
                     .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                     .map_err(from_sqlite)?;
                 let now = rows(&tx, &queries.get_row, [&old.id])?.pop();
-                let same = now.is_some_and(|now| {
-                    now.corrupt.is_none()
-                        && now.state == old.state
-                        && now.data == old.data
-                        && now.updated_at_ms == old.updated_at_ms
-                });
+                let same = now.is_some_and(|now| old.unchanged_in(&now));
                 if !same {
                     return Ok(false);
                 }

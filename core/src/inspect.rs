@@ -49,6 +49,18 @@ impl StoredRow {
     }
 }
 
+impl StoredRow {
+    /// Whether `now`, the row read again, still holds what this one held: the same state,
+    /// data and write time, and data that reads (what a compare-and-write compares,
+    /// [`Inspect::rewrite_row`]).
+    pub fn unchanged_in(&self, now: &StoredRow) -> bool {
+        now.corrupt.is_none()
+            && now.state == self.state
+            && now.data == self.data
+            && now.updated_at_ms == self.updated_at_ms
+    }
+}
+
 /// What a table holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TableStats {
