@@ -77,6 +77,12 @@ pub mod copy {
     pub use fsmstore_core::copy::{copy, verify, CopyOptions, CopyReport, VerifyReport};
 }
 
+/// Coalesced writes: what [`StorageOptions::write_batches`] turns on, and what it did
+/// ([`Storage::write_stats`]).
+pub mod coalesce {
+    pub use fsmstore_core::coalesce::{CoalesceStats, MAX_BATCH};
+}
+
 /// Dialogue migrations: what the next release of a bot does to the dialogues stored by the
 /// last one — states renamed, regrouped or dropped, data reshaped — declared in code as
 /// versioned steps and run at start-up under the migration lock

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::{Object, Pool, Runtime};
-use fsmstore_core::{CallRunner, Error, Fault, Phase, Replay, Result};
+use fsmstore_core::{CallRunner, Error, Failure, Fault, Phase, Replay, Result};
 use futures_util::future::BoxFuture;
 use tokio_postgres::{Row, Statement};
 
@@ -213,6 +213,141 @@ impl Connections {
             Ok(Err(error)) => Err(discard(client, fault(error, Phase::Applying))),
             Err(silent) => Err(discard(client, silent)),
         }
+    }
+
+    /// `statements` in one transaction on one connection, pipelined: `BEGIN`, each
+    /// statement and `COMMIT` go out at once, one round trip and one commit for all. The
+    /// rows each returned, only once the commit answered.
+    ///
+    /// # Errors
+    /// [`Error::OutcomeUnknown`] when the connection was lost or went silent (the commit may
+    /// have gone through); any other error means nothing was applied: a statement the
+    /// server refused aborts the transaction, and its `COMMIT` rolls back.
+    pub(crate) async fn write_batch(
+        &self,
+        statements: &[(&str, Vec<Param<'_>>)],
+    ) -> Result<Vec<Option<Row>>> {
+        self.runner
+            .run("write batch", Replay::Unsafe, from_pg, || {
+                self.batch_attempt(statements)
+            })
+            .await
+    }
+
+    async fn batch_attempt(
+        &self,
+        statements: &[(&str, Vec<Param<'_>>)],
+    ) -> std::result::Result<Vec<Option<Row>>, Fault<tokio_postgres::Error>> {
+        let client = self.client().await?;
+        let runner = &self.runner;
+        let discard = |client: Object, fault: Fault<_>| {
+            if fault.connection_suspect() {
+                drop(Object::take(client));
+            }
+            fault
+        };
+        let mut prepared = Vec::with_capacity(statements.len());
+        for (sql, _) in statements {
+            if self.config.pooler.unnamed_statements() {
+                prepared.push(None);
+                continue;
+            }
+            match runner
+                .within(Phase::Before, client.prepare_cached(sql))
+                .await
+            {
+                Ok(Ok(statement)) => prepared.push(Some(statement)),
+                Ok(Err(error)) => {
+                    let failure = classify(&error);
+                    return Err(discard(
+                        client,
+                        Fault::driver(error, failure, Phase::Before),
+                    ));
+                }
+                Err(silent) => return Err(discard(client, silent)),
+            }
+        }
+        let values: Vec<_> = statements
+            .iter()
+            .map(|(_, params)| untyped(params))
+            .collect();
+        // Each request goes out when its future is first polled: in this order.
+        let pipeline = async {
+            let begin = client.batch_execute("BEGIN");
+            let rows = futures_util::future::join_all(
+                statements.iter().zip(&prepared).zip(&values).map(
+                    |(((sql, params), statement), values)| {
+                        let client = &client;
+                        async move {
+                            match statement {
+                                Some(statement) => client.query_opt(statement, values).await,
+                                None => client.query_typed_opt(sql, params).await,
+                            }
+                        }
+                    },
+                ),
+            );
+            let commit = client.batch_execute("COMMIT");
+            futures_util::future::join3(begin, rows, commit).await
+        };
+        let (begin, rows, commit) = match runner.within(Phase::Applying, pipeline).await {
+            Ok(answers) => answers,
+            Err(silent) => return Err(discard(client, silent)),
+        };
+        // A lost connection anywhere: the commit may have gone through.
+        let lost = begin
+            .as_ref()
+            .err()
+            .into_iter()
+            .chain(rows.iter().filter_map(|row| row.as_ref().err()))
+            .chain(commit.as_ref().err())
+            .any(|error| classify(error) == Failure::ConnectionLost);
+        if lost {
+            let error = begin
+                .err()
+                .into_iter()
+                .chain(rows.into_iter().filter_map(std::result::Result::err))
+                .chain(commit.err())
+                .find(|error| classify(error) == Failure::ConnectionLost);
+            return Err(match error {
+                Some(error) => discard(
+                    client,
+                    Fault::driver(error, Failure::ConnectionLost, Phase::Applying),
+                ),
+                None => Fault::Exhausted,
+            });
+        }
+        if let Err(error) = begin {
+            // No transaction: each statement ran on its own and committed or not. What
+            // each did is not known here, so nothing is run again.
+            let failure = match classify(&error) {
+                Failure::SessionAborted => Failure::SessionAborted,
+                _ => Failure::ConnectionLost,
+            };
+            let phase = match failure {
+                Failure::SessionAborted => Phase::Before,
+                _ => Phase::Applying,
+            };
+            return Err(discard(client, Fault::driver(error, failure, phase)));
+        }
+        let mut answers = Vec::with_capacity(rows.len());
+        let mut refused = None;
+        for row in rows {
+            match row {
+                Ok(row) => answers.push(row),
+                // The first is the cause; the rest say the transaction is aborted.
+                Err(error) => {
+                    refused.get_or_insert(error);
+                }
+            }
+        }
+        // A refused statement aborted the transaction, and its COMMIT rolled back; a
+        // refused COMMIT committed nothing either.
+        if let Some(error) = refused.or(commit.err()) {
+            let failure = classify(&error);
+            return Err(discard(client, Fault::driver(error, failure, Phase::Before)));
+        }
+        Ok(answers)
     }
 
     /// A statement returning at most one row.

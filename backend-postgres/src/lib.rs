@@ -29,6 +29,7 @@ mod migrate;
 mod params;
 mod storage;
 mod tls;
+mod writes;
 
 pub use config::{PgConfig, Pooler, MAX_STATEMENT_TIMEOUT};
 pub use migrate::PgMigrator;

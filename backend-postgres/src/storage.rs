@@ -1,22 +1,24 @@
 //! [`PgStorage`]: the [`Storage`] implementation.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use fsmstore_core::coalesce::{Answer, CoalesceStats, Coalescer};
 use fsmstore_core::sql::{InspectQueries, PostgresQueries};
 use fsmstore_core::{
-    data_from_value, validate_data, validate_field, validate_state, Data, Database, Dialect, Error,
+    validate_data, validate_field, validate_state, Data, Database, Dialect, Error,
     Migrator, Record, Replay, Result, SchemaPolicy, Storage, StorageKey, StorageOptions,
 };
 use serde_json::Value;
 use tokio_postgres::types::Json;
-use tokio_postgres::Row;
 
 use crate::config::PgConfig;
 use crate::connections::Connections;
 use crate::error::{corrupt_text, from_pg};
 use crate::migrate::PgMigrator;
 use crate::params::p;
+use crate::writes::{data_of, PgWrite, PgWriter};
 
 /// FSM storage in a PostgreSQL database, over a connection pool.
 ///
@@ -31,6 +33,8 @@ struct Inner {
     conns: Arc<Connections>,
     queries: PostgresQueries,
     inspect: InspectQueries,
+    /// The writes that go together when several wait (see [`fsmstore_core::coalesce`]).
+    writes: Arc<Coalescer<PgWriter>>,
 }
 
 impl std::fmt::Debug for PgStorage {
@@ -50,15 +54,23 @@ impl PgStorage {
     /// [`Error::SchemaOutdated`] naming the command to run, and the other schema errors.
     pub async fn open(config: PgConfig) -> Result<Self> {
         config.options.check()?;
+        let queries = PostgresQueries::for_options(&config.options);
+        let batches = config.options.write_batches;
+        let conns = Arc::new(Connections::new(config)?);
+        let writer = PgWriter {
+            conns: Arc::clone(&conns),
+            queries: queries.clone(),
+        };
         let storage = PgStorage {
             inner: Arc::new(Inner {
-                queries: PostgresQueries::for_options(&config.options),
+                queries,
                 inspect: InspectQueries::for_layout(
                     Dialect::Postgres,
-                    &config.options.table,
-                    config.options.layout,
+                    &conns.config().options.table,
+                    conns.config().options.layout,
                 ),
-                conns: Arc::new(Connections::new(config)?),
+                writes: Coalescer::new(writer, batches),
+                conns,
             }),
         };
         let checked = match (storage.options().schema, storage.migrator()) {
@@ -113,6 +125,19 @@ impl PgStorage {
         self.inner.conns.config()
     }
 
+    /// Runs `write`: alone, or with the writes waiting beside it.
+    async fn write<T: Answer>(&self, write: PgWrite<'_>) -> Result<T> {
+        let writes = &self.inner.writes;
+        let alone = async {
+            writes
+                .backend()
+                .one(&write)
+                .await
+                .and_then(T::from_written)
+        };
+        writes.write(alone, || write.to_owned_write()).await
+    }
+
     /// Clears the state of `id` (deleting the row when its data is empty, in the same
     /// statement) and, for `transition`, returns the data it keeps (`set_state(None)` never
     /// reads it); removes the row if a clear of the data committed meanwhile left it empty.
@@ -156,17 +181,6 @@ impl PgStorage {
     }
 }
 
-/// The data column of `row`. A value that does not decode (a number past `f64`, which
-/// `JSONB` holds as `numeric`) is corrupt data, as on every backend: the connection is
-/// fine.
-fn data_of(id: &str, row: &Row, column: usize) -> Result<Data> {
-    let value: Value = row.try_get(column).map_err(|err| Error::CorruptData {
-        key: id.to_owned(),
-        reason: err.to_string(),
-    })?;
-    data_from_value(id, value)
-}
-
 #[async_trait]
 impl Storage for PgStorage {
     async fn get_state(&self, key: &StorageKey) -> Result<Option<String>> {
@@ -186,15 +200,14 @@ impl Storage for PgStorage {
 
     async fn set_state(&self, key: &StorageKey, state: Option<&str>) -> Result<()> {
         let id = self.options().row_id(key)?;
-        let q = &self.inner.queries;
         match state {
             Some(state) => {
                 validate_state(state)?;
-                self.inner
-                    .conns
-                    .execute("set_state", &q.row.upsert_state, &[p(&id), p(&state)])
-                    .await
-                    .map(drop)
+                self.write(PgWrite::SetState {
+                    id,
+                    state: state.to_owned(),
+                })
+                .await
             }
             // One statement: deletes the row when its data is empty, else clears the state.
             None => self.clear_state("set_state", &id, false).await.map(drop),
@@ -240,11 +253,11 @@ impl Storage for PgStorage {
             return Ok(());
         }
         validate_data(&id, data, self.options().max_data_bytes)?;
-        self.inner
-            .conns
-            .execute("set_data", &q.row.upsert_data, &[p(&id), p(&Json(data))])
-            .await
-            .map(drop)
+        self.write(PgWrite::SetData {
+            id,
+            data: Json(Cow::Borrowed(data)),
+        })
+        .await
     }
 
     async fn update_data(&self, key: &StorageKey, patch: &Data) -> Result<Data> {
@@ -253,21 +266,11 @@ impl Storage for PgStorage {
         }
         let id = self.options().row_id(key)?;
         validate_data(&id, patch, self.options().max_data_bytes)?;
-        let row = self
-            .inner
-            .conns
-            .query_opt(
-                "update_data",
-                Replay::Unsafe,
-                &self.inner.queries.merge_data,
-                &[p(&id), p(&Json(patch))],
-            )
-            .await
-            .map_err(|err| corrupt_text(&id, err))?;
-        match row {
-            Some(row) => data_of(&id, &row, 0),
-            None => Err(Error::database(false, "INSERT … RETURNING returned no row")),
-        }
+        self.write(PgWrite::UpdateData {
+            id,
+            patch: Json(Cow::Borrowed(patch)),
+        })
+        .await
     }
 
     async fn transition(
@@ -277,25 +280,17 @@ impl Storage for PgStorage {
         patch: &Data,
     ) -> Result<Data> {
         let id = self.options().transition_row_id(key, state, patch)?;
-        let q = &self.inner.queries;
         // No state and nothing to merge may leave the row empty: `clear_state` deletes it
         // then, in the same statement, and returns the data otherwise.
         if state.is_none() && patch.is_empty() {
             return self.clear_state("transition", &id, true).await;
         }
-        let row = {
-            self.inner
-                .conns
-                .query_opt(
-                    "transition",
-                    Replay::Unsafe,
-                    &q.transition,
-                    &[p(&id), p(&state), p(&Json(patch))],
-                )
-                .await
-                .map_err(|err| corrupt_text(&id, err))?
-        };
-        row.map_or_else(|| Ok(Data::new()), |row| data_of(&id, &row, 0))
+        self.write(PgWrite::Transition {
+            id,
+            state: state.map(str::to_owned),
+            patch: Json(Cow::Borrowed(patch)),
+        })
+        .await
     }
 
     async fn set_record(&self, key: &StorageKey, state: Option<&str>, data: &Data) -> Result<()> {
@@ -309,15 +304,12 @@ impl Storage for PgStorage {
                 .await
                 .map(drop);
         }
-        self.inner
-            .conns
-            .execute(
-                "set_record",
-                &q.upsert_record,
-                &[p(&id), p(&state), p(&Json(data))],
-            )
-            .await
-            .map(drop)
+        self.write(PgWrite::SetRecord {
+            id,
+            state: state.map(str::to_owned),
+            data: Json(Cow::Borrowed(data)),
+        })
+        .await
     }
 
     async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
@@ -366,17 +358,7 @@ impl Storage for PgStorage {
 
     async fn clear(&self, key: &StorageKey) -> Result<bool> {
         let id = self.options().row_id(key)?;
-        // One row back when a row was deleted: whether it was fresh (an expired row is
-        // absent, so clearing it finds nothing).
-        let row = self
-            .inner
-            .conns
-            .query_opt("clear", Replay::Unsafe, &self.inner.queries.take, &[p(&id)])
-            .await?;
-        match row {
-            Some(row) => row.try_get(0).map_err(from_pg),
-            None => Ok(false),
-        }
+        self.write(PgWrite::Clear { id }).await
     }
 
     async fn key_count(&self) -> Result<u64> {
@@ -399,6 +381,10 @@ impl Storage for PgStorage {
 
     fn options(&self) -> &StorageOptions {
         &self.inner.conns.config().options
+    }
+
+    fn write_stats(&self) -> Option<CoalesceStats> {
+        Some(self.inner.writes.stats())
     }
 
     async fn close(&self) -> Result<()> {

@@ -32,6 +32,7 @@ mod inspect;
 mod locks;
 mod migrate;
 mod storage;
+mod writes;
 
 pub use config::{SqliteConfig, SqliteLocation, SqliteMode, SqliteSync, MAX_BUSY_TIMEOUT};
 pub use migrate::SqliteMigrator;

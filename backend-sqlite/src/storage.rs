@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use fsmstore_core::coalesce::{Answer, CoalesceStats, Coalescer};
 use fsmstore_core::sql::{InspectQueries, SqliteQueries};
 use fsmstore_core::{
     parse_stored, plan_merge, retry, validate_data, validate_field, validate_state, Data, Database,
     Dialect, Error, LocalIsolation, LocalLocks, MergeWrite, Migrator, NextState, Record, Result,
     SchemaPolicy, Storage, StorageKey, StorageOptions,
 };
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension};
 use serde_json::Value;
 
 use crate::config::{SqliteConfig, SqliteLocation};
@@ -17,6 +18,7 @@ use crate::connections::Connections;
 use crate::error::from_sqlite;
 use crate::locks::shared_locks;
 use crate::migrate::SqliteMigrator;
+use crate::writes::{SqliteWrite, SqliteWriter, WriteTx};
 
 /// FSM storage in a SQLite database.
 ///
@@ -31,6 +33,8 @@ pub struct SqliteStorage {
     locks: Arc<LocalLocks>,
     /// Where the database is (a file's dialogue migrations lock a file beside it).
     location: crate::SqliteLocation,
+    /// The writes that go together when several wait.
+    writes: Arc<Coalescer<SqliteWriter>>,
 }
 
 impl std::fmt::Debug for SqliteStorage {
@@ -57,10 +61,18 @@ impl SqliteStorage {
         let connections = Connections::open(&config).await?;
         let config_location = config.location.clone();
         let locks = shared_locks(&config_location, config.options.table.as_str());
+        let queries = Arc::new(SqliteQueries::for_options(&config.options));
+        // One writer connection: one batch at a time.
+        let writer = SqliteWriter {
+            connections: Arc::clone(&connections),
+            queries: Arc::clone(&queries),
+            retry: config.options.retry,
+        };
         let storage = SqliteStorage {
             locks,
             location: config_location.clone(),
-            queries: Arc::new(SqliteQueries::for_options(&config.options)),
+            writes: Coalescer::new(writer, config.options.write_batches.min(1)),
+            queries,
             inspect: Arc::new(InspectQueries::for_layout(
                 Dialect::Sqlite,
                 &config.options.table,
@@ -159,20 +171,27 @@ impl SqliteStorage {
         self.read(operation, work).await
     }
 
-    /// Runs `work` on the writer, again under the retry policy when the database was busy
-    /// (`SQLITE_BUSY` after the busy timeout: nothing was applied). SQLite is in-process:
-    /// there is no lost reply, so no unknown outcome.
-    async fn write<T: Send + 'static>(
+    /// Runs `work`, a write of row `id`, on the writer: alone (under the retry policy
+    /// when the database was busy), or in one transaction with the writes waiting beside
+    /// it (see [`fsmstore_core::coalesce`]).
+    async fn write<T: Answer>(
         &self,
         operation: &'static str,
+        id: &str,
         work: impl Fn(&mut Connection, &SqliteQueries) -> Result<T> + Send + Sync + 'static,
     ) -> Result<T> {
         let work = Arc::new(work);
-        retry(&self.options.retry, operation, || {
-            let (work, queries) = (Arc::clone(&work), Arc::clone(&self.queries));
-            self.connections.write(move |conn| work(conn, &queries))
-        })
-        .await
+        let writes = &self.writes;
+        let alone = writes.backend().one(operation, work.clone());
+        writes
+            .write(alone, || SqliteWrite {
+                id: id.to_owned(),
+                operation,
+                work: Arc::new(move |conn: &mut Connection, q: &SqliteQueries| {
+                    work(conn, q).map(Answer::into_written)
+                }),
+            })
+            .await
     }
 }
 
@@ -184,19 +203,18 @@ fn clear_field(
     statement: &str,
     id: &str,
 ) -> Result<()> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(from_sqlite)?;
+    let tx = WriteTx::begin(conn)?;
     tx.prepare_cached(statement)
         .and_then(|mut s| s.execute([id]))
         .map_err(from_sqlite)?;
     tx.prepare_cached(&queries.delete_if_empty)
         .and_then(|mut s| s.execute([id]))
         .map_err(from_sqlite)?;
-    tx.commit().map_err(from_sqlite)
+    tx.commit()
 }
 
-/// Reads, merges `patch` and writes inside one `BEGIN IMMEDIATE`: the write lock is held
+/// Reads, merges `patch` and writes inside one `BEGIN IMMEDIATE` (or a savepoint of a
+/// batch's, which holds it already): the write lock is held
 /// from the first read, so no other connection or process can interleave. `state` is
 /// `Some(new state)` for a transition (the row goes when it ends up empty) and `None` to
 /// keep the state (`update_data`, whose non-empty patch never empties the row).
@@ -207,9 +225,7 @@ fn merge_locked(
     patch: &Data,
     next: NextState<'_>,
 ) -> Result<Data> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(from_sqlite)?;
+    let tx = WriteTx::begin(conn)?;
     // State and data read once (an expired row reads as absent) and written back whole:
     // expiry is decided by this one read, under the write lock. Core plans the write;
     // fields the patch does not name keep their stored text.
@@ -224,7 +240,7 @@ fn merge_locked(
             .and_then(|mut s| s.execute([id])),
     }
     .map_err(from_sqlite)?;
-    tx.commit().map_err(from_sqlite)?;
+    tx.commit()?;
     Ok(plan.data)
 }
 
@@ -283,7 +299,7 @@ impl Storage for SqliteStorage {
             Some(state) => {
                 validate_state(state)?;
                 let state = state.to_owned();
-                self.write("set_state", move |conn, q| {
+                self.write("set_state", &id.clone(), move |conn, q| {
                     conn.prepare_cached(&q.row.upsert_state)
                         .and_then(|mut s| s.execute([&id, &state]))
                         .map_err(from_sqlite)?;
@@ -292,7 +308,7 @@ impl Storage for SqliteStorage {
                 .await
             }
             None => {
-                self.write("set_state", move |conn, q| {
+                self.write("set_state", &id.clone(), move |conn, q| {
                     clear_field(conn, q, &q.row.clear_state, &id)
                 })
                 .await
@@ -310,13 +326,13 @@ impl Storage for SqliteStorage {
         let id = self.options.row_id(key)?;
         if data.is_empty() {
             return self
-                .write("set_data", move |conn, q| {
+                .write("set_data", &id.clone(), move |conn, q| {
                     clear_field(conn, q, &q.row.clear_data, &id)
                 })
                 .await;
         }
         let text = validate_data(&id, data, self.options.max_data_bytes)?;
-        self.write("set_data", move |conn, q| {
+        self.write("set_data", &id.clone(), move |conn, q| {
             conn.prepare_cached(&q.row.upsert_data)
                 .and_then(|mut s| s.execute([&id, &text]))
                 .map_err(from_sqlite)?;
@@ -333,7 +349,7 @@ impl Storage for SqliteStorage {
         // The limit applies to the patch, as on backends that merge inside the database.
         validate_data(&id, patch, self.options.max_data_bytes)?;
         let patch = patch.clone();
-        self.write("update_data", move |conn, q| {
+        self.write("update_data", &id.clone(), move |conn, q| {
             merge_locked(conn, q, &id, &patch, NextState::Keep)
         })
         .await
@@ -347,7 +363,7 @@ impl Storage for SqliteStorage {
     ) -> Result<Data> {
         let id = self.options.transition_row_id(key, state, patch)?;
         let (state, patch) = (state.map(str::to_owned), patch.clone());
-        self.write("transition", move |conn, q| {
+        self.write("transition", &id.clone(), move |conn, q| {
             merge_locked(conn, q, &id, &patch, NextState::Set(state.as_deref()))
         })
         .await
@@ -356,7 +372,7 @@ impl Storage for SqliteStorage {
     async fn set_record(&self, key: &StorageKey, state: Option<&str>, data: &Data) -> Result<()> {
         let (id, text) = self.options.record_row_id(key, state, data)?;
         let (state, empty) = (state.map(str::to_owned), data.is_empty());
-        self.write("set_record", move |conn, q| {
+        self.write("set_record", &id.clone(), move |conn, q| {
             match (state.as_deref(), empty) {
                 (None, true) => conn
                     .prepare_cached(&q.row.delete)
@@ -389,7 +405,7 @@ impl Storage for SqliteStorage {
 
     async fn clear(&self, key: &StorageKey) -> Result<bool> {
         let id = self.options.row_id(key)?;
-        self.write("clear", move |conn, q| {
+        self.write("clear", &id.clone(), move |conn, q| {
             // One row back when a row was deleted: whether it was fresh (an expired row
             // is absent, so clearing it finds nothing).
             let fresh: Option<bool> = conn
@@ -414,6 +430,10 @@ impl Storage for SqliteStorage {
 
     fn options(&self) -> &StorageOptions {
         &self.options
+    }
+
+    fn write_stats(&self) -> Option<CoalesceStats> {
+        Some(self.writes.stats())
     }
 
     async fn close(&self) -> Result<()> {

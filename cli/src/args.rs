@@ -572,6 +572,12 @@ pub(crate) struct BenchArgs {
     /// every other one.
     #[arg(long, value_delimiter = ',')]
     pub(crate) tasks: Vec<usize>,
+    /// What each task of --tasks runs: `mixed` (set_state, update_data, get_data),
+    /// `writes` (set_state, set_data, update_data: what coalesced writes speed up; compare
+    /// with --beside 'URL?write_batches=0') or `reads` (get_state, get_data of keys
+    /// written before the clock starts).
+    #[arg(long, value_enum, default_value = "mixed")]
+    pub(crate) workload: crate::bench::workload::Workload,
     /// A dialogue migration at scale instead: fill N dialogues in one state, then rename
     /// that state while a bot's workload (--tasks, its first count; 8 by default) runs on
     /// other keys; prints the rename's time and the workload's calls/s, p50 and p99 alone

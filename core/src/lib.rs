@@ -29,6 +29,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod call;
+pub mod coalesce;
 pub mod copy;
 mod data;
 mod database;
@@ -101,7 +102,8 @@ pub use migrator::{history, HistoryEntry, MigrationReport, Migrator, SchemaStatu
 pub use offline::offline_script;
 pub use options::{
     SchemaPolicy, StorageOptions, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_ISOLATION_TIMEOUT, DEFAULT_MAX_DATA_BYTES, DEFAULT_POOL_MAX, SHARED_URL_PARAMETERS,
+    DEFAULT_ISOLATION_TIMEOUT, DEFAULT_MAX_DATA_BYTES, DEFAULT_POOL_MAX, DEFAULT_WRITE_BATCHES,
+    SHARED_URL_PARAMETERS,
 };
 pub use planner::{
     dirty_error, verified_version, Direction, MigrationPlan, MigrationStep, MigrationTarget,

@@ -166,6 +166,12 @@ pub trait Storage: Send + Sync {
     /// The options this storage was opened with (table, key layout, limits).
     fn options(&self) -> &StorageOptions;
 
+    /// What write coalescing did since the storage opened (see
+    /// [`StorageOptions::write_batches`]); `None` for a storage that does not coalesce.
+    fn write_stats(&self) -> Option<crate::coalesce::CoalesceStats> {
+        None
+    }
+
     /// Releases connections. Later calls fail with [`Error::Closed`]; closing twice is fine.
     ///
     /// # Errors

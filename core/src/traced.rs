@@ -158,6 +158,10 @@ impl Storage for Traced {
         self.inner.options()
     }
 
+    fn write_stats(&self) -> Option<crate::coalesce::CoalesceStats> {
+        self.inner.write_stats()
+    }
+
     async fn close(&self) -> Result<()> {
         self.closed
             .store(true, std::sync::atomic::Ordering::Release);

@@ -15,7 +15,7 @@ mod rename;
 mod report;
 mod stats;
 mod teloxide;
-mod workload;
+pub(crate) mod workload;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -365,15 +365,31 @@ async fn measure(
             }
         }
     }
+    // Handles take turns within each round, so they share the machine's moments.
     let mut throughput = Vec::new();
-    for (name, handle) in &handles {
-        for &tasks in &args.tasks {
-            bar.set_message(format!("throughput {tasks} tasks"));
-            let mut runs = Vec::new();
-            for _ in 0..rounds {
-                runs.push(workload::run_throughput(handle, tasks.max(1), keys).await);
+    for &tasks in &args.tasks {
+        let tasks = tasks.max(1);
+        bar.set_message(format!("throughput {tasks} tasks"));
+        let mut runs: Vec<Vec<workload::ThroughputRun>> = handles.iter().map(|_| Vec::new()).collect();
+        let mut batched: Vec<(u64, u64)> = vec![(0, 0); handles.len()];
+        for round in 0..rounds {
+            for h in 0..handles.len() {
+                // Odd rounds run the handles in the other order.
+                let h = if round % 2 == 1 { handles.len() - 1 - h } else { h };
+                let handle = &handles[h].1;
+                let before = handle.write_stats().unwrap_or_default();
+                runs[h].push(workload::run_throughput(handle, tasks, keys, args.workload).await);
+                let after = handle.write_stats().unwrap_or_default();
+                let writes = |s: fsmstore::coalesce::CoalesceStats| s.alone + s.batched_writes;
+                batched[h].0 += after.batched_writes - before.batched_writes;
+                batched[h].1 += writes(after) - writes(before);
             }
-            throughput.push(Throughput::of(name.clone(), tasks.max(1), &runs));
+        }
+        for (h, (name, _)) in handles.iter().enumerate() {
+            let mut entry = Throughput::of(name.clone(), tasks, &runs[h]);
+            let (in_batches, writes) = batched[h];
+            entry.batched = (writes > 0).then(|| in_batches as f64 / writes as f64);
+            throughput.push(entry);
         }
     }
     Ok(Report {
@@ -388,6 +404,7 @@ async fn measure(
         isolation,
         variants,
         throughput,
+        workload: args.workload,
     })
 }
 

@@ -65,6 +65,8 @@ pub(crate) struct Report {
     pub(crate) variants: Vec<VariantReport>,
     /// `--tasks`: dialogue steps per second with N tasks at once, per handle.
     pub(crate) throughput: Vec<Throughput>,
+    /// `--workload`: what each task of `--tasks` ran.
+    pub(crate) workload: super::workload::Workload,
 }
 
 /// One handle with `tasks` tasks at once: calls per second of wall time and each call's
@@ -77,6 +79,9 @@ pub(crate) struct Throughput {
     pub(crate) p99_us: f64,
     pub(crate) errors: u64,
     pub(crate) first_error: Option<String>,
+    /// The share of writes that went in a batch of two or more (`None`: the handle does
+    /// not coalesce, or wrote nothing).
+    pub(crate) batched: Option<f64>,
 }
 
 impl Throughput {
@@ -97,6 +102,7 @@ impl Throughput {
             p99_us: median(runs.iter().map(|r| r.latency.percentile_us(99)).collect()),
             errors: runs.iter().map(|r| r.latency.errors).sum(),
             first_error: runs.iter().find_map(|r| r.latency.first_error.clone()),
+            batched: None,
         }
     }
 }
@@ -165,9 +171,11 @@ impl Report {
                 "ops_per_sec": t.ops_per_sec.round(),
                 "p50_us": round2(t.p50_us),
                 "p99_us": round2(t.p99_us),
+                "batched": t.batched.map(|b| (b * 1000.0).round() / 1000.0),
                 "errors": t.errors,
                 "first_error": t.first_error,
             })).collect::<Vec<_>>(),
+            "workload": self.workload.name(),
             "errors": self.errors(),
         })
     }
@@ -224,7 +232,7 @@ impl Report {
             );
         }
         if !self.throughput.is_empty() {
-            println!("\nthroughput: dialogue steps (set_state, update_data, get_data) on keys of each task's own; calls/s of wall time and each call's latency, medians over the rounds:");
+            println!("\nthroughput ({}): {} on keys of each task's own; calls/s of wall time and each call's latency, medians over the rounds; batched: the share of writes that went in a batch:", self.workload.name(), self.workload.calls());
             let rows: Vec<Vec<String>> = self
                 .throughput
                 .iter()
@@ -235,12 +243,14 @@ impl Report {
                         format!("{:.0}", t.ops_per_sec),
                         format!("{:.1}", t.p50_us),
                         format!("{:.1}", t.p99_us),
+                        t.batched
+                            .map_or_else(|| "-".to_owned(), |b| format!("{:.0}%", b * 100.0)),
                         t.errors.to_string(),
                     ]
                 })
                 .collect();
             output::table(
-                &["handle", "tasks", "calls/s", "p50 µs", "p99 µs", "errors"],
+                &["handle", "tasks", "calls/s", "p50 µs", "p99 µs", "batched", "errors"],
                 &rows,
             );
         }

@@ -286,39 +286,116 @@ pub(crate) struct ThroughputRun {
     pub(crate) latency: Sample,
 }
 
-/// `tasks` tasks at once, each running dialogue steps (`set_state`, `update_data`,
-/// `get_data`) on keys of its own until `steps` steps were run in all: calls per second,
-/// each call's latency, errors and the first error. The keys (negative chats, apart from
-/// the phases' keys) are left to the scratch table's drop.
+/// What each task of a throughput run does, one step per key of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Workload {
+    /// `set_state`, `update_data`, `get_data`: a dialogue step.
+    Mixed,
+    /// `set_state`, `set_data`, `update_data`: writes only.
+    Writes,
+    /// `get_state`, `get_data` of a key written before the clock starts.
+    Reads,
+}
+
+impl Workload {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Workload::Mixed => "mixed",
+            Workload::Writes => "writes",
+            Workload::Reads => "reads",
+        }
+    }
+
+    pub(crate) fn calls(self) -> &'static str {
+        match self {
+            Workload::Mixed => "set_state, update_data, get_data",
+            Workload::Writes => "set_state, set_data, update_data",
+            Workload::Reads => "get_state, get_data",
+        }
+    }
+
+    fn calls_per_step(self) -> i64 {
+        match self {
+            Workload::Mixed | Workload::Writes => 3,
+            Workload::Reads => 2,
+        }
+    }
+}
+
+/// `tasks` tasks at once, each running `workload`'s steps on keys of its own until
+/// `steps` steps were run in all: calls per second, each call's latency, errors and the
+/// first error. The keys (negative chats, apart from the phases' keys) are left to the
+/// scratch table's drop.
 pub(crate) async fn run_throughput(
     storage: &Arc<dyn Storage>,
     tasks: usize,
     steps: i64,
+    workload: Workload,
 ) -> ThroughputRun {
     let per_task = (steps / tasks as i64).max(1);
+    let key = |t: usize, i: i64| StorageKey::new(BotId(42), ChatId(-(t as i64) - 1), UserId(i));
+    let mut setup = Sample::default();
+    if workload == Workload::Reads {
+        for t in 0..tasks {
+            for i in 0..per_task {
+                let outcome = storage.set_record(&key(t, i), Some(STATE), &patch()).await;
+                if let Err(err) = outcome {
+                    setup.fail(format!("setup: {err}"));
+                }
+            }
+        }
+    }
     let started = Instant::now();
     let handles: Vec<_> = (0..tasks)
         .map(|t| {
             let storage = Arc::clone(storage);
             tokio::spawn(async move {
                 let mut sample = Sample::default();
+                let data = data_for(t as i64);
                 for i in 0..per_task {
-                    let key = StorageKey::new(BotId(42), ChatId(-(t as i64) - 1), UserId(i));
-                    let at = Instant::now();
-                    let outcome = storage.set_state(&key, Some(STATE)).await.map(|()| true);
-                    sample.record(at, outcome, i);
-                    let at = Instant::now();
-                    let outcome = storage.update_data(&key, &patch()).await.map(|_| true);
-                    sample.record(at, outcome, i);
-                    let at = Instant::now();
-                    let outcome = storage.get_data(&key).await.map(|_| true);
-                    sample.record(at, outcome, i);
+                    let key = key(t, i);
+                    match workload {
+                        Workload::Mixed | Workload::Writes => {
+                            let at = Instant::now();
+                            let outcome = storage.set_state(&key, Some(STATE)).await.map(|()| true);
+                            sample.record(at, outcome, i);
+                            if workload == Workload::Writes {
+                                let at = Instant::now();
+                                let outcome = storage.set_data(&key, &data).await.map(|()| true);
+                                sample.record(at, outcome, i);
+                            }
+                            let at = Instant::now();
+                            let outcome = storage.update_data(&key, &patch()).await.map(|merged| {
+                                merged.get("step") == Some(&json!(2))
+                            });
+                            sample.record(at, outcome, i);
+                            if workload == Workload::Mixed {
+                                let at = Instant::now();
+                                let outcome = storage.get_data(&key).await.map(|_| true);
+                                sample.record(at, outcome, i);
+                            }
+                        }
+                        Workload::Reads => {
+                            let at = Instant::now();
+                            let outcome = storage
+                                .get_state(&key)
+                                .await
+                                .map(|state| state.as_deref() == Some(STATE));
+                            sample.record(at, outcome, i);
+                            let at = Instant::now();
+                            let outcome = storage
+                                .get_data(&key)
+                                .await
+                                .map(|data| data.get("step") == Some(&json!(2)));
+                            sample.record(at, outcome, i);
+                        }
+                    }
                 }
                 sample
             })
         })
         .collect();
-    let mut latency = Sample::default();
+    let mut latency = setup;
     for handle in handles {
         match handle.await {
             Ok(sample) => {
@@ -336,7 +413,7 @@ pub(crate) async fn run_throughput(
     }
     let seconds = started.elapsed().as_secs_f64();
     latency.nanos.sort_unstable();
-    let calls = (3 * per_task * tasks as i64) as f64;
+    let calls = (workload.calls_per_step() * per_task * tasks as i64) as f64;
     ThroughputRun {
         calls_per_sec: calls / seconds.max(f64::EPSILON),
         latency,

@@ -2,6 +2,7 @@
 
 pub mod adversarial;
 pub mod aiogram;
+pub mod coalesce;
 pub mod data;
 pub mod dialogues;
 pub mod expiry;

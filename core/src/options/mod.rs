@@ -72,6 +72,7 @@ impl std::str::FromStr for SchemaPolicy {
 /// | [`retry`](StorageOptions::retry) | `retry_attempts` | 5 attempts, 5 ms to 500 ms ([`RetryPolicy`]) |
 /// | [`ttl`](StorageOptions::ttl) | `ttl` (`30m`, `7d`) | none |
 /// | [`layout`](StorageOptions::layout) | `layout` (`fsmstore`, `aiogram-sqlalchemy`) | `fsmstore` |
+/// | [`write_batches`](StorageOptions::write_batches) | `write_batches` (`0`: off) | 4 |
 /// | [`key_builder`](StorageOptions::key_builder) | — | aiogram's layout |
 ///
 /// A setting given both in a URL and in code must agree: see [`StorageOptions::merge`].
@@ -125,6 +126,12 @@ pub struct StorageOptions {
     /// is a transient [`Error::Connection`], a write [`Error::OutcomeUnknown`], and the
     /// connection is closed (default 30 s; PostgreSQL and MySQL).
     pub call_timeout: Duration,
+    /// Coalesced writes: how many batches of waiting writes may run at once (PostgreSQL,
+    /// MySQL, SQLite). A write that finds fewer running runs alone, as its own statement;
+    /// writes that arrive while they run wait and go together in one transaction, each
+    /// answered on its own after the commit. `0` turns it off: every write its own
+    /// statement and commit (default 4; SQLite has one writer and runs one at a time).
+    pub write_batches: u32,
     /// The settings a setter or a URL parameter gave, even to their default value: what
     /// [`StorageOptions::merge`] takes as "set".
     set: u16,
@@ -147,6 +154,7 @@ enum Setting {
     Migrations = 1 << 11,
     CallTimeout = 1 << 12,
     LockPoolMax = 1 << 13,
+    WriteBatches = 1 << 14,
 }
 
 impl Default for StorageOptions {
@@ -166,6 +174,7 @@ impl Default for StorageOptions {
             ttl: None,
             layout: Layout::Fsmstore,
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            write_batches: DEFAULT_WRITE_BATCHES,
             set: 0,
         }
     }
@@ -188,12 +197,16 @@ impl fmt::Debug for StorageOptions {
             .field("ttl", &self.ttl)
             .field("layout", &self.layout)
             .field("call_timeout", &self.call_timeout)
+            .field("write_batches", &self.write_batches)
             .finish()
     }
 }
 
 /// The default [`StorageOptions::call_timeout`].
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The default [`StorageOptions::write_batches`].
+pub const DEFAULT_WRITE_BATCHES: u32 = 4;
 
 /// The default [`StorageOptions::isolation_timeout`].
 pub const DEFAULT_ISOLATION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -277,6 +290,13 @@ impl StorageOptions {
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
         self.mark(Setting::CallTimeout)
+    }
+
+    /// Sets how many batches of coalesced writes may run at once (see
+    /// [`StorageOptions::write_batches`]); `0` turns coalescing off.
+    pub fn write_batches(mut self, batches: u32) -> Self {
+        self.write_batches = batches;
+        self.mark(Setting::WriteBatches)
     }
 
     /// Sets how long opening a connection, or waiting for a pooled one, may take.

@@ -128,6 +128,7 @@ impl StorageOptions {
         code.ttl = pick!(ttl, Setting::Ttl, "ttl");
         code.layout = pick!(layout, Setting::Layout, "layout");
         code.call_timeout = pick!(call_timeout, Setting::CallTimeout, "call_timeout");
+        code.write_batches = pick!(write_batches, Setting::WriteBatches, "write_batches");
         code.set |= url.set;
         Ok(code)
     }

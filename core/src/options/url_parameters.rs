@@ -8,8 +8,11 @@ use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
 use crate::table_name::TableName;
 
+/// The most [`StorageOptions::write_batches`] a URL may ask for.
+const MAX_WRITE_BATCHES: u32 = 1024;
+
 /// The URL parameters every backend understands (parsed by [`DatabaseUrl`](crate::DatabaseUrl)).
-pub const SHARED_URL_PARAMETERS: [&str; 15] = [
+pub const SHARED_URL_PARAMETERS: [&str; 16] = [
     "call_timeout",
     "call_timeout_ms",
     "connect_timeout",
@@ -25,6 +28,7 @@ pub const SHARED_URL_PARAMETERS: [&str; 15] = [
     "isolation_timeout_ms",
     "ttl",
     "layout",
+    "write_batches",
 ];
 
 impl StorageOptions {
@@ -97,6 +101,16 @@ impl StorageOptions {
                 self.retry =
                     RetryPolicy::new(attempts, self.retry.base_delay, self.retry.max_delay);
             }
+            "write_batches" => {
+                self.write_batches = u32::try_from(number(value)?)
+                    .ok()
+                    .filter(|n| *n <= MAX_WRITE_BATCHES)
+                    .ok_or_else(|| {
+                        Error::Config(format!(
+                            "URL parameter write_batches={value} must be 0 (off) to {MAX_WRITE_BATCHES}"
+                        ))
+                    })?;
+            }
             "max_data_bytes" => {
                 self.max_data_bytes = usize::try_from(number(value)?).map_err(|_| {
                     Error::Config(format!("URL parameter max_data_bytes={value} is too large"))
@@ -116,6 +130,7 @@ impl StorageOptions {
             "isolation_timeout" | "isolation_timeout_ms" => Setting::IsolationTimeout,
             "ttl" => Setting::Ttl,
             "retry_attempts" => Setting::Retry,
+            "write_batches" => Setting::WriteBatches,
             _ => Setting::MaxDataBytes,
         };
         // A URL naming one setting twice (`call_timeout=5s&call_timeout_ms=10`): refused,
