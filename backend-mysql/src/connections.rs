@@ -34,6 +34,17 @@ pub(crate) struct Failed {
     error: sqlx::Error,
 }
 
+impl Failed {
+    /// The same failure, before anything is applied: a statement inside a transaction
+    /// that is not committed yet (the server rolls it back when the connection dies).
+    pub(crate) fn uncommitted(self) -> Failed {
+        Failed {
+            phase: Phase::Before,
+            error: self.error,
+        }
+    }
+}
+
 /// The result of one attempt of a call.
 pub(crate) type Attempt<T> = std::result::Result<T, Failed>;
 

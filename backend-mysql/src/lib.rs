@@ -38,6 +38,7 @@ mod stash;
 mod statements;
 mod steps;
 mod storage;
+mod writes;
 
 pub use config::MysqlConfig;
 pub use migrate::MysqlMigrator;

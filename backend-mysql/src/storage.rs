@@ -1,13 +1,15 @@
 //! [`MysqlStorage`]: the [`Storage`] implementation.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use fsmstore_core::coalesce::{Answer, CoalesceStats, Coalescer};
 use fsmstore_core::sql::{InspectQueries, MysqlQueries, MysqlServer};
 use fsmstore_core::MAX_DURATION;
 use fsmstore_core::{
-    validate_data, validate_state, Data, Database, Dialect, Error, Layout, Migrator, NextState,
-    Record, Replay, Result, RetryPolicy, Storage, StorageKey, StorageOptions,
+    validate_data, validate_state, Data, Database, Dialect, Error, Layout, Migrator, Record,
+    Replay, Result, RetryPolicy, Storage, StorageKey, StorageOptions,
 };
 use sqlx::mysql::{MySqlPool, MySqlRow};
 use sqlx::Row;
@@ -16,9 +18,8 @@ use crate::config::MysqlConfig;
 use crate::connections::{sql, Connections, Staged};
 use crate::error::from_sqlx;
 use crate::migrate::MysqlMigrator;
-use crate::statements::{
-    clear_field, data_column, execute, merge_locked, select_row, upsert_record, Merge,
-};
+use crate::statements::{clear_field, data_column, execute, select_row};
+use crate::writes::{MysqlWrite, MysqlWriter};
 
 /// The retry policy of a storage on a Galera node unless one was set: 30 attempts, 5 ms to
 /// 1 s apart.
@@ -51,6 +52,8 @@ struct Inner {
     conns: Arc<Connections>,
     queries: MysqlQueries,
     inspect: InspectQueries,
+    /// The writes that go together when several wait (see [`fsmstore_core::coalesce`]).
+    writes: Arc<Coalescer<MysqlWriter>>,
 }
 
 impl std::fmt::Debug for MysqlStorage {
@@ -93,11 +96,18 @@ impl MysqlStorage {
             options.retry = galera_retry();
             conns.set_options(options);
         }
+        let conns = Arc::new(conns);
+        let writer = MysqlWriter {
+            conns: Arc::clone(&conns),
+            queries: queries.clone(),
+        };
+        let batches = conns.config().options.write_batches;
         let storage = MysqlStorage {
             inner: Arc::new(Inner {
-                conns: Arc::new(conns),
+                conns,
                 queries,
                 inspect,
+                writes: Coalescer::new(writer, batches),
             }),
         };
         let checked = match storage.migrator() {
@@ -273,14 +283,11 @@ impl MysqlStorage {
             .await
     }
 
-    /// A read-merge-write under the row lock.
-    async fn merge(&self, operation: &'static str, merge: Merge<'_>) -> Result<Data> {
-        self.inner
-            .conns
-            .call(operation, Replay::Unsafe, merge, |conn, merge| {
-                Box::pin(merge_locked(conn, merge))
-            })
-            .await?
+    /// Runs `write`: alone, or with the writes waiting beside it.
+    async fn coalesced<T: Answer>(&self, write: MysqlWrite<'_>) -> Result<T> {
+        let writes = &self.inner.writes;
+        let alone = async { writes.backend().one(&write).await.and_then(T::from_written) };
+        writes.write(alone, || write.to_owned_write()).await
     }
 }
 
@@ -303,9 +310,11 @@ impl Storage for MysqlStorage {
         match state {
             Some(state) => {
                 validate_state(state)?;
-                self.write("set_state", &sql.row.upsert_state, &id, Some(state))
-                    .await
-                    .map(drop)
+                self.coalesced(MysqlWrite::SetState {
+                    id,
+                    state: state.to_owned(),
+                })
+                .await
             }
             None => {
                 self.clear_field("set_state", &sql.row.clear_state, &id)
@@ -332,9 +341,7 @@ impl Storage for MysqlStorage {
             return self.clear_field("set_data", &sql.row.clear_data, &id).await;
         }
         let text = validate_data(&id, data, self.options().max_data_bytes)?;
-        self.write("set_data", &sql.row.upsert_data, &id, Some(&text))
-            .await
-            .map(drop)
+        self.coalesced(MysqlWrite::SetData { id, text }).await
     }
 
     async fn update_data(&self, key: &StorageKey, patch: &Data) -> Result<Data> {
@@ -344,13 +351,12 @@ impl Storage for MysqlStorage {
         let id = self.exact(self.options().row_id(key)?)?;
         // The limit applies to the patch, as on backends that merge inside the database.
         validate_data(&id, patch, self.options().max_data_bytes)?;
-        let merge = Merge {
-            sql: &self.inner.queries,
-            id: &id,
-            patch,
-            next: NextState::Keep,
-        };
-        self.merge("update_data", merge).await
+        self.coalesced(MysqlWrite::Merge {
+            id,
+            patch: Cow::Borrowed(patch),
+            next: None,
+        })
+        .await
     }
 
     async fn transition(
@@ -360,13 +366,12 @@ impl Storage for MysqlStorage {
         patch: &Data,
     ) -> Result<Data> {
         let id = self.exact(self.options().transition_row_id(key, state, patch)?)?;
-        let merge = Merge {
-            sql: &self.inner.queries,
-            id: &id,
-            patch,
-            next: NextState::Set(state),
-        };
-        self.merge("transition", merge).await
+        self.coalesced(MysqlWrite::Merge {
+            id,
+            patch: Cow::Borrowed(patch),
+            next: Some(state.map(str::to_owned)),
+        })
+        .await
     }
 
     async fn set_record(&self, key: &StorageKey, state: Option<&str>, data: &Data) -> Result<()> {
@@ -378,23 +383,12 @@ impl Storage for MysqlStorage {
                 .await
                 .map(drop);
         }
-        let args = (&self.inner.queries, id.as_str(), state, text.as_str());
-        self.inner
-            .conns
-            .call(
-                "set_record",
-                Replay::Unsafe,
-                args,
-                |conn, (sql, id, state, text)| {
-                    Box::pin(async move {
-                        upsert_record(conn, sql, id, *state, text)
-                            .await
-                            .map(drop)
-                            .applying()
-                    })
-                },
-            )
-            .await
+        self.coalesced(MysqlWrite::SetRecord {
+            id,
+            state: state.map(str::to_owned),
+            text,
+        })
+        .await
     }
 
     // get_value: the trait's default (a field of get_data). Core has no MySQL get_value:
@@ -417,14 +411,12 @@ impl Storage for MysqlStorage {
     async fn clear(&self, key: &StorageKey) -> Result<bool> {
         let id = self.exact(self.options().row_id(key)?)?;
         // A fresh row, deleted: found. An expired row is absent (not found), and goes too.
-        let deleted = self
-            .write("clear", &self.inner.queries.take, &id, None)
-            .await?;
+        let found = self.coalesced(MysqlWrite::Clear { id: id.clone() }).await?;
         if self.options().ttl.is_some() {
             let expired = &self.inner.queries.delete_expired;
             self.write("clear", expired, &id, None).await?;
         }
-        Ok(deleted > 0)
+        Ok(found)
     }
 
     async fn key_count(&self) -> Result<u64> {
@@ -450,6 +442,10 @@ impl Storage for MysqlStorage {
 
     fn options(&self) -> &StorageOptions {
         &self.inner.conns.config().options
+    }
+
+    fn write_stats(&self) -> Option<CoalesceStats> {
+        Some(self.inner.writes.stats())
     }
 
     async fn close(&self) -> Result<()> {

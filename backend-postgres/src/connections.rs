@@ -274,8 +274,8 @@ impl Connections {
         // Each request goes out when its future is first polled: in this order.
         let pipeline = async {
             let begin = client.batch_execute("BEGIN");
-            let rows = futures_util::future::join_all(
-                statements.iter().zip(&prepared).zip(&values).map(
+            let rows =
+                futures_util::future::join_all(statements.iter().zip(&prepared).zip(&values).map(
                     |(((sql, params), statement), values)| {
                         let client = &client;
                         async move {
@@ -285,8 +285,7 @@ impl Connections {
                             }
                         }
                     },
-                ),
-            );
+                ));
             let commit = client.batch_execute("COMMIT");
             futures_util::future::join3(begin, rows, commit).await
         };
@@ -345,7 +344,10 @@ impl Connections {
         // refused COMMIT committed nothing either.
         if let Some(error) = refused.or(commit.err()) {
             let failure = classify(&error);
-            return Err(discard(client, Fault::driver(error, failure, Phase::Before)));
+            return Err(discard(
+                client,
+                Fault::driver(error, failure, Phase::Before),
+            ));
         }
         Ok(answers)
     }

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use fsmstore_core::coalesce::{Answer, CoalesceStats, Coalescer};
 use fsmstore_core::sql::{InspectQueries, PostgresQueries};
 use fsmstore_core::{
-    validate_data, validate_field, validate_state, Data, Database, Dialect, Error,
-    Migrator, Record, Replay, Result, SchemaPolicy, Storage, StorageKey, StorageOptions,
+    validate_data, validate_field, validate_state, Data, Database, Dialect, Error, Migrator,
+    Record, Replay, Result, SchemaPolicy, Storage, StorageKey, StorageOptions,
 };
 use serde_json::Value;
 use tokio_postgres::types::Json;
@@ -128,13 +128,7 @@ impl PgStorage {
     /// Runs `write`: alone, or with the writes waiting beside it.
     async fn write<T: Answer>(&self, write: PgWrite<'_>) -> Result<T> {
         let writes = &self.inner.writes;
-        let alone = async {
-            writes
-                .backend()
-                .one(&write)
-                .await
-                .and_then(T::from_written)
-        };
+        let alone = async { writes.backend().one(&write).await.and_then(T::from_written) };
         writes.write(alone, || write.to_owned_write()).await
     }
 

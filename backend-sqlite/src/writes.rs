@@ -16,8 +16,11 @@ use rusqlite::{Connection, Savepoint, Transaction, TransactionBehavior};
 use crate::connections::Connections;
 use crate::error::from_sqlite;
 
-/// What a write does on the writer connection.
-pub(crate) type Work = dyn Fn(&mut Connection, &SqliteQueries) -> Result<Written> + Send + Sync;
+/// What a write does on the writer connection, answering `T`.
+pub(crate) type WorkOf<T> = dyn Fn(&mut Connection, &SqliteQueries) -> Result<T> + Send + Sync;
+
+/// A write as a batch runs it.
+pub(crate) type Work = WorkOf<Written>;
 
 /// One write of one row.
 pub(crate) struct SqliteWrite {
@@ -40,7 +43,7 @@ impl SqliteWriter {
     pub(crate) async fn one<T: Send + 'static>(
         &self,
         operation: &'static str,
-        work: Arc<dyn Fn(&mut Connection, &SqliteQueries) -> Result<T> + Send + Sync>,
+        work: Arc<WorkOf<T>>,
     ) -> Result<T> {
         retry(&self.retry, operation, || {
             let (work, queries) = (Arc::clone(&work), Arc::clone(&self.queries));

@@ -403,7 +403,9 @@ fn take_batch<B: BatchWrite>(pending: &mut VecDeque<Pending<B::Write>>) -> Vec<P
         let id = B::row_id(&next.write);
         let fits = batch.len() < MAX_BATCH && batch.iter().all(|p| B::row_id(&p.write) != id);
         // A row waiting behind an earlier write of the same row keeps its place after it.
-        let behind = rest.iter().any(|p: &Pending<B::Write>| B::row_id(&p.write) == id);
+        let behind = rest
+            .iter()
+            .any(|p: &Pending<B::Write>| B::row_id(&p.write) == id);
         if fits && !behind {
             batch.push(next);
         } else {

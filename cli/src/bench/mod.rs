@@ -370,12 +370,17 @@ async fn measure(
     for &tasks in &args.tasks {
         let tasks = tasks.max(1);
         bar.set_message(format!("throughput {tasks} tasks"));
-        let mut runs: Vec<Vec<workload::ThroughputRun>> = handles.iter().map(|_| Vec::new()).collect();
+        let mut runs: Vec<Vec<workload::ThroughputRun>> =
+            handles.iter().map(|_| Vec::new()).collect();
         let mut batched: Vec<(u64, u64)> = vec![(0, 0); handles.len()];
         for round in 0..rounds {
             for h in 0..handles.len() {
                 // Odd rounds run the handles in the other order.
-                let h = if round % 2 == 1 { handles.len() - 1 - h } else { h };
+                let h = if round % 2 == 1 {
+                    handles.len() - 1 - h
+                } else {
+                    h
+                };
                 let handle = &handles[h].1;
                 let before = handle.write_stats().unwrap_or_default();
                 runs[h].push(workload::run_throughput(handle, tasks, keys, args.workload).await);

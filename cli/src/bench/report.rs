@@ -250,7 +250,9 @@ impl Report {
                 })
                 .collect();
             output::table(
-                &["handle", "tasks", "calls/s", "p50 µs", "p99 µs", "batched", "errors"],
+                &[
+                    "handle", "tasks", "calls/s", "p50 µs", "p99 µs", "batched", "errors",
+                ],
                 &rows,
             );
         }

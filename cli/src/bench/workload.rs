@@ -365,9 +365,10 @@ pub(crate) async fn run_throughput(
                                 sample.record(at, outcome, i);
                             }
                             let at = Instant::now();
-                            let outcome = storage.update_data(&key, &patch()).await.map(|merged| {
-                                merged.get("step") == Some(&json!(2))
-                            });
+                            let outcome = storage
+                                .update_data(&key, &patch())
+                                .await
+                                .map(|merged| merged.get("step") == Some(&json!(2)));
                             sample.record(at, outcome, i);
                             if workload == Workload::Mixed {
                                 let at = Instant::now();

@@ -73,7 +73,9 @@ pub async fn writers_of_one_key_lose_nothing_in_batches(ctx: Ctx) {
             tokio::spawn(async move {
                 // Half on key 1, half on keys of their own.
                 let k = if n % 2 == 0 { key(1) } else { key(100 + n) };
-                let merged = s.update_data(&k, &obj(json!({ format!("f{n}"): n }))).await?;
+                let merged = s
+                    .update_data(&k, &obj(json!({ format!("f{n}"): n })))
+                    .await?;
                 assert_eq!(merged.get(&format!("f{n}")), Some(&json!(n)));
                 Ok::<_, fsmstore_core::Error>(())
             })
@@ -84,7 +86,11 @@ pub async fn writers_of_one_key_lose_nothing_in_batches(ctx: Ctx) {
     }
     let data = s.get_data(&key(1)).await.unwrap();
     for n in (0..48).step_by(2) {
-        assert_eq!(data.get(&format!("f{n}")), Some(&json!(n)), "f{n} lost: {data:?}");
+        assert_eq!(
+            data.get(&format!("f{n}")),
+            Some(&json!(n)),
+            "f{n} lost: {data:?}"
+        );
     }
 }
 

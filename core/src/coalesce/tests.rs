@@ -57,10 +57,7 @@ impl BatchWrite for Rows {
         }
         .boxed()
     }
-    fn write_batch<'a>(
-        &'a self,
-        writes: &'a [Put],
-    ) -> BoxFuture<'a, Result<Vec<Result<Written>>>> {
+    fn write_batch<'a>(&'a self, writes: &'a [Put]) -> BoxFuture<'a, Result<Vec<Result<Written>>>> {
         async move {
             self.pass().await;
             let ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
@@ -92,7 +89,13 @@ async fn put(queue: &Arc<Coalescer<Rows>>, id: &str, value: &str) -> Result<()> 
             value: value.clone(),
         };
         let queue = Arc::clone(queue);
-        async move { queue.backend().write_one(&put).await.and_then(<()>::from_written) }
+        async move {
+            queue
+                .backend()
+                .write_one(&put)
+                .await
+                .and_then(<()>::from_written)
+        }
     };
     queue.write(alone, || Put { id, value }).await
 }
@@ -144,10 +147,16 @@ async fn waiting_writes_go_in_one_batch_each_answered() {
         task.await.unwrap().unwrap();
     }
     for i in 0..20 {
-        assert_eq!(queue.backend().value(&format!("r{i:02}")), Some(format!("v{i}")));
+        assert_eq!(
+            queue.backend().value(&format!("r{i:02}")),
+            Some(format!("v{i}"))
+        );
     }
     let stats = queue.stats();
-    assert_eq!((stats.alone, stats.batches, stats.batched_writes), (1, 1, 19));
+    assert_eq!(
+        (stats.alone, stats.batches, stats.batched_writes),
+        (1, 1, 19)
+    );
     assert_eq!(queue.lock().running, 0, "the slot was given back");
 }
 
@@ -158,7 +167,11 @@ async fn a_bad_row_fails_only_its_own_call() {
     let tasks: Vec<_> = (0..6)
         .map(|i| {
             let queue = Arc::clone(&queue);
-            let value = if i == 3 { "bad".to_owned() } else { format!("v{i}") };
+            let value = if i == 3 {
+                "bad".to_owned()
+            } else {
+                format!("v{i}")
+            };
             tokio::spawn(async move { put(&queue, &format!("r{i}"), &value).await })
         })
         .collect();
@@ -170,7 +183,10 @@ async fn a_bad_row_fails_only_its_own_call() {
             assert_eq!(queue.backend().value("r3"), None);
         } else {
             result.unwrap();
-            assert_eq!(queue.backend().value(&format!("r{i}")), Some(format!("v{i}")));
+            assert_eq!(
+                queue.backend().value(&format!("r{i}")),
+                Some(format!("v{i}"))
+            );
         }
     }
     assert_eq!(queue.stats().fallbacks, 1);
@@ -183,7 +199,11 @@ async fn an_unknown_outcome_reaches_every_call_of_the_batch_and_nothing_runs_aga
     let tasks: Vec<_> = (0..5)
         .map(|i| {
             let queue = Arc::clone(&queue);
-            let value = if i == 4 { "lost".to_owned() } else { format!("v{i}") };
+            let value = if i == 4 {
+                "lost".to_owned()
+            } else {
+                format!("v{i}")
+            };
             tokio::spawn(async move { put(&queue, &format!("r{i}"), &value).await })
         })
         .collect();

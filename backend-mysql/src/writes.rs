@@ -1,0 +1,209 @@
+//! The writes core's [`Coalescer`](fsmstore_core::coalesce::Coalescer) may put together:
+//! each alone as today (its statement, or its locked merge, and its own commit), or
+//! several in one transaction on one connection, one `COMMIT` for all.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use fsmstore_core::coalesce::{BatchWrite, Written};
+use fsmstore_core::sql::MysqlQueries;
+use fsmstore_core::{Data, NextState, Replay, Result};
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use sqlx::mysql::MySqlConnection;
+use sqlx::Acquire;
+
+use crate::connections::{Attempt, Connections, Staged};
+use crate::statements::{execute, merge_locked, upsert_record, Merge};
+
+/// One write of one row; borrowed on the per-call path, owned while it waits.
+#[derive(Debug)]
+pub(crate) enum MysqlWrite<'a> {
+    /// `set_state(Some)`: core's `upsert_state`.
+    SetState { id: String, state: String },
+    /// `set_data` of a non-empty object (its JSON text): `upsert_data`.
+    SetData { id: String, text: String },
+    /// `set_record` holding something: `upsert_record`.
+    SetRecord {
+        id: String,
+        state: Option<String>,
+        text: String,
+    },
+    /// `update_data` (`next: None`) or `transition` (`next: Some(state)`): the locked
+    /// read-merge-write.
+    Merge {
+        id: String,
+        patch: Cow<'a, Data>,
+        next: Option<Option<String>>,
+    },
+    /// `clear`: core's `take` (whether a fresh row was there).
+    Clear { id: String },
+}
+
+impl MysqlWrite<'_> {
+    /// The same write, owning what it borrowed.
+    pub(crate) fn to_owned_write(&self) -> MysqlWrite<'static> {
+        match self {
+            MysqlWrite::SetState { id, state } => MysqlWrite::SetState {
+                id: id.clone(),
+                state: state.clone(),
+            },
+            MysqlWrite::SetData { id, text } => MysqlWrite::SetData {
+                id: id.clone(),
+                text: text.clone(),
+            },
+            MysqlWrite::SetRecord { id, state, text } => MysqlWrite::SetRecord {
+                id: id.clone(),
+                state: state.clone(),
+                text: text.clone(),
+            },
+            MysqlWrite::Merge { id, patch, next } => MysqlWrite::Merge {
+                id: id.clone(),
+                patch: Cow::Owned(patch.clone().into_owned()),
+                next: next.clone(),
+            },
+            MysqlWrite::Clear { id } => MysqlWrite::Clear { id: id.clone() },
+        }
+    }
+
+    fn id(&self) -> &str {
+        match self {
+            MysqlWrite::SetState { id, .. }
+            | MysqlWrite::SetData { id, .. }
+            | MysqlWrite::SetRecord { id, .. }
+            | MysqlWrite::Merge { id, .. }
+            | MysqlWrite::Clear { id } => id,
+        }
+    }
+
+    fn operation(&self) -> &'static str {
+        match self {
+            MysqlWrite::SetState { .. } => "set_state",
+            MysqlWrite::SetData { .. } => "set_data",
+            MysqlWrite::SetRecord { .. } => "set_record",
+            MysqlWrite::Merge { next: None, .. } => "update_data",
+            MysqlWrite::Merge { next: Some(_), .. } => "transition",
+            MysqlWrite::Clear { .. } => "clear",
+        }
+    }
+
+    /// The write on `conn`: alone it commits itself (autocommit, or the merge's own
+    /// transaction); inside a batch's transaction it is part of it (the merge then takes a
+    /// savepoint). The inner `Result` is the call's own error (stored data that is not an
+    /// object).
+    async fn run(&self, conn: &mut MySqlConnection, q: &MysqlQueries) -> Attempt<Result<Written>> {
+        let done = |_| Ok(Written::Done);
+        match self {
+            MysqlWrite::SetState { id, state } => {
+                execute(conn, &q.row.upsert_state, id, Some(state))
+                    .await
+                    .map(done)
+                    .applying()
+            }
+            MysqlWrite::SetData { id, text } => execute(conn, &q.row.upsert_data, id, Some(text))
+                .await
+                .map(done)
+                .applying(),
+            MysqlWrite::SetRecord { id, state, text } => {
+                upsert_record(conn, q, id, state.as_deref(), text)
+                    .await
+                    .map(done)
+                    .applying()
+            }
+            MysqlWrite::Merge { id, patch, next } => {
+                let merge = Merge {
+                    sql: q,
+                    id,
+                    patch,
+                    next: match next {
+                        None => NextState::Keep,
+                        Some(state) => NextState::Set(state.as_deref()),
+                    },
+                };
+                merge_locked(conn, &merge)
+                    .await
+                    .map(|merged| merged.map(Written::Data))
+            }
+            MysqlWrite::Clear { id } => execute(conn, &q.take, id, None)
+                .await
+                .map(|deleted| Ok(Written::Cleared(deleted > 0)))
+                .applying(),
+        }
+    }
+}
+
+/// The storage's writes: its connections and statements.
+pub(crate) struct MysqlWriter {
+    pub(crate) conns: Arc<Connections>,
+    pub(crate) queries: MysqlQueries,
+}
+
+impl MysqlWriter {
+    /// `write` alone, its own commit.
+    pub(crate) async fn one(&self, write: &MysqlWrite<'_>) -> Result<Written> {
+        self.conns
+            .call(
+                write.operation(),
+                Replay::Unsafe,
+                (&self.queries, write),
+                |conn, (q, write)| Box::pin(write.run(conn, q)),
+            )
+            .await?
+    }
+}
+
+/// `writes` in one transaction: any failure before `COMMIT` leaves nothing applied (the
+/// transaction is rolled back, or dies with its connection), so only the `COMMIT` applies.
+///
+/// The transaction reads committed data: under `REPEATABLE READ` its first read would fix a
+/// snapshot, and a later merge of the batch, reading its row after taking the row's lock,
+/// would see that snapshot instead of what another transaction committed meanwhile (a lost
+/// update; `writers_of_one_key_lose_nothing_in_batches` caught it). Alone, a merge's own
+/// transaction reads first after its lock, so it never had that problem.
+async fn run_batch(
+    conn: &mut MySqlConnection,
+    q: &MysqlQueries,
+    writes: &[MysqlWrite<'static>],
+) -> Attempt<Vec<Result<Written>>> {
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        .execute(&mut *conn)
+        .await
+        .before()?;
+    let mut tx = conn.begin().await.before()?;
+    let mut answers = Vec::with_capacity(writes.len());
+    for write in writes {
+        answers.push(write.run(&mut tx, q).await.map_err(|f| f.uncommitted())?);
+    }
+    tx.commit().await.applying()?;
+    Ok(answers)
+}
+
+impl BatchWrite for MysqlWriter {
+    type Write = MysqlWrite<'static>;
+
+    fn row_id(write: &Self::Write) -> &str {
+        write.id()
+    }
+
+    fn operation(write: &Self::Write) -> &'static str {
+        write.operation()
+    }
+
+    fn write_one<'a>(&'a self, write: &'a Self::Write) -> BoxFuture<'a, Result<Written>> {
+        self.one(write).boxed()
+    }
+
+    fn write_batch<'a>(
+        &'a self,
+        writes: &'a [Self::Write],
+    ) -> BoxFuture<'a, Result<Vec<Result<Written>>>> {
+        self.conns
+            .call(
+                "write batch",
+                Replay::Unsafe,
+                (&self.queries, writes),
+                |conn, (q, writes)| Box::pin(run_batch(conn, q, writes)),
+            )
+            .boxed()
+    }
+}
