@@ -18,7 +18,7 @@ pub(crate) fn data_column(row: &MySqlRow, index: usize, id: &str) -> Result<Data
 /// The data column's text. MariaDB's JSON is LONGTEXT, MySQL 8's a JSON column type that
 /// sqlx's `String` refuses to decode: read the text unchecked (both arrive as UTF-8 text)
 /// and parse it with core's rules, so bad stored data is `CorruptData` on both servers.
-fn data_text(row: &MySqlRow, index: usize) -> sqlx::Result<Option<String>> {
+pub(crate) fn data_text(row: &MySqlRow, index: usize) -> sqlx::Result<Option<String>> {
     row.try_get_unchecked(index)
 }
 

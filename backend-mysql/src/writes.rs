@@ -6,15 +6,15 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use fsmstore_core::coalesce::{BatchWrite, Written};
-use fsmstore_core::sql::MysqlQueries;
-use fsmstore_core::{Data, NextState, Replay, Result};
+use fsmstore_core::sql::{mysql_rows, MysqlQueries};
+use fsmstore_core::{plan_merge, Data, MergeWrite, NextState, Replay, Result};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use sqlx::mysql::MySqlConnection;
-use sqlx::Acquire;
+use sqlx::{Acquire, Row};
 
-use crate::connections::{Attempt, Connections, Staged};
-use crate::statements::{execute, merge_locked, upsert_record, Merge};
+use crate::connections::{sql, Attempt, Connections, Staged};
+use crate::statements::{data_text, execute, merge_locked, upsert_record, Merge};
 
 /// One write of one row; borrowed on the per-call path, owned while it waits.
 #[derive(Debug)]
@@ -170,12 +170,135 @@ async fn run_batch(
         .await
         .before()?;
     let mut tx = conn.begin().await.before()?;
-    let mut answers = Vec::with_capacity(writes.len());
-    for write in writes {
-        answers.push(write.run(&mut tx, q).await.map_err(|f| f.uncommitted())?);
+    let mut answers: Vec<Option<Result<Written>>> = writes.iter().map(|_| None).collect();
+    let of = |pick: fn(&MysqlWrite<'static>) -> bool| -> Vec<usize> {
+        (0..writes.len()).filter(|&i| pick(&writes[i])).collect()
+    };
+    // The plain upserts: each kind's rows in one statement (in chunks, see `chunks`).
+    let plain: [(&str, Vec<usize>); 3] = [
+        (
+            &q.row.upsert_state,
+            of(|w| matches!(w, MysqlWrite::SetState { .. })),
+        ),
+        (
+            &q.row.upsert_data,
+            of(|w| matches!(w, MysqlWrite::SetData { .. })),
+        ),
+        (
+            &q.row.upsert_record,
+            of(|w| matches!(w, MysqlWrite::SetRecord { .. })),
+        ),
+    ];
+    for (statement, rows) in &plain {
+        for chunk in chunks(rows) {
+            let text = mysql_rows(statement, chunk.len());
+            let mut query = sqlx::query(sql(&text));
+            for &i in chunk {
+                query = match &writes[i] {
+                    MysqlWrite::SetState { id, state } => {
+                        query.bind(id.as_str()).bind(state.as_str())
+                    }
+                    MysqlWrite::SetData { id, text } => query.bind(id.as_str()).bind(text.as_str()),
+                    MysqlWrite::SetRecord { id, state, text } => query
+                        .bind(id.as_str())
+                        .bind(state.as_deref())
+                        .bind(text.as_str()),
+                    _ => query,
+                };
+            }
+            query.execute(&mut *tx).await.before()?;
+            for &i in chunk {
+                answers[i] = Some(Ok(Written::Done));
+            }
+        }
+    }
+    // The merges: every row locked (inserted empty when new), read, merged in Rust and
+    // written back, each step one statement for all rows.
+    let merges = of(|w| matches!(w, MysqlWrite::Merge { .. }));
+    if !merges.is_empty() {
+        let mut stored = std::collections::HashMap::new();
+        for chunk in chunks(&merges) {
+            let text = mysql_rows(&q.lock_row, chunk.len());
+            let mut lock = sqlx::query(sql(&text));
+            for &i in chunk {
+                lock = lock.bind(writes[i].id());
+            }
+            lock.execute(&mut *tx).await.before()?;
+            let text = mysql_rows(&q.get_records, chunk.len());
+            let mut select = sqlx::query(sql(&text));
+            for &i in chunk {
+                select = select.bind(writes[i].id());
+            }
+            for row in select.fetch_all(&mut *tx).await.before()? {
+                let id: String = row.try_get_unchecked(0).before()?;
+                let state: Option<String> = row.try_get(1).before()?;
+                stored.insert(id, (state, data_text(&row, 2).before()?));
+            }
+        }
+        let mut upserts: Vec<(usize, Option<String>, String)> = Vec::new();
+        for &i in &merges {
+            let MysqlWrite::Merge { id, patch, next } = &writes[i] else {
+                continue;
+            };
+            let (state, text) = stored.remove(id.as_str()).unwrap_or((None, None));
+            let next = match next {
+                None => NextState::Keep,
+                Some(state) => NextState::Set(state.as_deref()),
+            };
+            match plan_merge(id, state, text.as_deref(), patch, next) {
+                Ok(plan) => {
+                    match plan.write {
+                        MergeWrite::Upsert { state, data } => upserts.push((i, state, data)),
+                        MergeWrite::Delete => {
+                            execute(&mut tx, &q.row.delete, id, None).await.before()?;
+                        }
+                    }
+                    answers[i] = Some(Ok(Written::Data(plan.data)));
+                }
+                // Stored data that is not an object: this call's error, its row untouched
+                // (the lock only inserted an empty row for a key that had none).
+                Err(err) => answers[i] = Some(Err(err)),
+            }
+        }
+        let rows: Vec<usize> = (0..upserts.len()).collect();
+        for chunk in chunks(&rows) {
+            let text = mysql_rows(&q.row.upsert_record, chunk.len());
+            let mut query = sqlx::query(sql(&text));
+            for &u in chunk {
+                let (i, state, data) = &upserts[u];
+                query = query
+                    .bind(writes[*i].id())
+                    .bind(state.as_deref())
+                    .bind(data.as_str());
+            }
+            query.execute(&mut *tx).await.before()?;
+        }
+    }
+    // Clears answer whether each found its row: one statement each.
+    for (i, write) in writes.iter().enumerate() {
+        if answers[i].is_none() {
+            answers[i] = Some(write.run(&mut tx, q).await.map_err(|f| f.uncommitted())?);
+        }
     }
     tx.commit().await.applying()?;
-    Ok(answers)
+    Ok(answers
+        .into_iter()
+        .map(|a| a.expect("every write answered"))
+        .collect())
+}
+
+/// `rows` in chunks of a power of two (13 rows: 8, 4, 1), so a batch of any size uses one
+/// of a few statement texts per kind and the driver's statement cache keeps them prepared.
+fn chunks(rows: &[usize]) -> Vec<&[usize]> {
+    let mut out = Vec::new();
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let size = 1usize << (usize::BITS - 1 - rest.len().leading_zeros());
+        let (chunk, tail) = rest.split_at(size);
+        out.push(chunk);
+        rest = tail;
+    }
+    out
 }
 
 impl BatchWrite for MysqlWriter {

@@ -226,7 +226,7 @@ impl Connections {
     pub(crate) async fn write_batch(
         &self,
         statements: &[(&str, Vec<Param<'_>>)],
-    ) -> Result<Vec<Option<Row>>> {
+    ) -> Result<Vec<Vec<Row>>> {
         self.runner
             .run("write batch", Replay::Unsafe, from_pg, || {
                 self.batch_attempt(statements)
@@ -237,7 +237,7 @@ impl Connections {
     async fn batch_attempt(
         &self,
         statements: &[(&str, Vec<Param<'_>>)],
-    ) -> std::result::Result<Vec<Option<Row>>, Fault<tokio_postgres::Error>> {
+    ) -> std::result::Result<Vec<Vec<Row>>, Fault<tokio_postgres::Error>> {
         let client = self.client().await?;
         let runner = &self.runner;
         let discard = |client: Object, fault: Fault<_>| {
@@ -280,8 +280,8 @@ impl Connections {
                         let client = &client;
                         async move {
                             match statement {
-                                Some(statement) => client.query_opt(statement, values).await,
-                                None => client.query_typed_opt(sql, params).await,
+                                Some(statement) => client.query(statement, values).await,
+                                None => client.query_typed(sql, params).await,
                             }
                         }
                     },

@@ -38,6 +38,15 @@ impl PgType for i64 {
 impl PgType for bool {
     const TYPE: Type = Type::BOOL;
 }
+impl PgType for Vec<&str> {
+    const TYPE: Type = Type::TEXT_ARRAY;
+}
+impl PgType for Vec<Option<&str>> {
+    const TYPE: Type = Type::TEXT_ARRAY;
+}
+impl<T> PgType for Vec<&Json<T>> {
+    const TYPE: Type = Type::JSONB_ARRAY;
+}
 
 /// `value` as a typed parameter.
 pub(crate) fn p<T: ToSql + Sync + PgType>(value: &T) -> Param<'_> {

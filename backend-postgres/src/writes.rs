@@ -48,6 +48,16 @@ pub(crate) enum PgWrite<'a> {
     },
 }
 
+impl<'a> PgWrite<'a> {
+    fn data(&self) -> Option<&Json<Cow<'a, Data>>> {
+        match self {
+            PgWrite::SetData { data, .. } | PgWrite::SetRecord { data, .. } => Some(data),
+            PgWrite::UpdateData { patch, .. } | PgWrite::Transition { patch, .. } => Some(patch),
+            _ => None,
+        }
+    }
+}
+
 fn owned(data: &Json<Cow<'_, Data>>) -> Json<Cow<'static, Data>> {
     Json(Cow::Owned(data.0.clone().into_owned()))
 }
@@ -120,24 +130,51 @@ impl PgWrite<'_> {
         }
     }
 
+    fn kind(&self) -> Kind {
+        match self {
+            PgWrite::SetState { .. } => Kind::SetState,
+            PgWrite::SetData { .. } => Kind::SetData,
+            PgWrite::SetRecord { .. } => Kind::SetRecord,
+            PgWrite::UpdateData { .. } => Kind::UpdateData,
+            PgWrite::Transition { .. } => Kind::Transition,
+            PgWrite::Clear { .. } => Kind::Clear,
+        }
+    }
+
+    fn state(&self) -> Option<&str> {
+        match self {
+            PgWrite::SetState { state, .. } => Some(state),
+            PgWrite::SetRecord { state, .. } | PgWrite::Transition { state, .. } => {
+                state.as_deref()
+            }
+            _ => None,
+        }
+    }
+
     /// The call's answer from the row its statement returned.
     fn answer(&self, row: Option<Row>) -> Result<Written> {
+        self.answer_from(row, 0)
+    }
+
+    /// The call's answer from `row`, its value in column `column` (a batch's rows have
+    /// the id first).
+    fn answer_from(&self, row: Option<Row>, column: usize) -> Result<Written> {
         let id = self.id();
         match self {
             PgWrite::SetState { .. } | PgWrite::SetData { .. } | PgWrite::SetRecord { .. } => {
                 Ok(Written::Done)
             }
             PgWrite::UpdateData { .. } => match row {
-                Some(row) => data_of(id, &row, 0).map(Written::Data),
+                Some(row) => data_of(id, &row, column).map(Written::Data),
                 None => Err(Error::database(false, "INSERT … RETURNING returned no row")),
             },
             PgWrite::Transition { .. } => row
-                .map_or_else(|| Ok(Data::new()), |row| data_of(id, &row, 0))
+                .map_or_else(|| Ok(Data::new()), |row| data_of(id, &row, column))
                 .map(Written::Data),
             // One row back when a row was deleted: whether it was fresh (an expired row is
             // absent, so clearing it finds nothing).
             PgWrite::Clear { .. } => match row {
-                Some(row) => row.try_get(0).map(Written::Cleared).map_err(from_pg),
+                Some(row) => row.try_get(column).map(Written::Cleared).map_err(from_pg),
                 None => Ok(Written::Cleared(false)),
             },
         }
@@ -162,6 +199,47 @@ pub(crate) fn data_of(id: &str, row: &Row, column: usize) -> Result<Data> {
         reason: err.to_string(),
     })?;
     data_from_value(id, value)
+}
+
+/// A kind of write: a batch writes each kind's rows in one statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    SetState,
+    SetData,
+    SetRecord,
+    UpdateData,
+    Transition,
+    Clear,
+}
+
+/// The writes of one kind in a batch, and their columns as arrays (one statement's
+/// parameters).
+struct Group<'w> {
+    kind: Kind,
+    writes: Vec<&'w PgWrite<'static>>,
+    ids: Vec<&'w str>,
+    states: Vec<Option<&'w str>>,
+    data: Vec<&'w Json<Cow<'static, Data>>>,
+}
+
+impl<'w> Group<'w> {
+    /// The statement: the write's own for a group of one, else the kind's batch
+    /// statement over the arrays.
+    fn statement<'s>(&'s self, q: &'s PostgresQueries) -> (&'s str, Vec<Param<'s>>) {
+        if let [one] = self.writes.as_slice() {
+            return one.statement(q);
+        }
+        let b = &q.batch;
+        let (ids, states, data) = (p(&self.ids), p(&self.states), p(&self.data));
+        match self.kind {
+            Kind::SetState => (&b.upsert_state, vec![ids, states]),
+            Kind::SetData => (&b.upsert_data, vec![ids, data]),
+            Kind::SetRecord => (&b.upsert_record, vec![ids, states, data]),
+            Kind::UpdateData => (&b.merge_data, vec![ids, data]),
+            Kind::Transition => (&b.transition, vec![ids, states, data]),
+            Kind::Clear => (&b.take, vec![ids]),
+        }
+    }
 }
 
 /// The storage's writes: its connections and statements.
@@ -190,6 +268,68 @@ impl PgWriter {
     }
 }
 
+impl PgWriter {
+    /// `writes` (each on another row) in one transaction, each kind in one statement.
+    async fn batch(&self, writes: &[PgWrite<'static>]) -> Result<Vec<Result<Written>>> {
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        for write in writes {
+            let kind = write.kind();
+            let group = match groups.iter().position(|g| g.kind == kind) {
+                Some(at) => &mut groups[at],
+                None => {
+                    groups.push(Group {
+                        kind,
+                        writes: Vec::new(),
+                        ids: Vec::new(),
+                        states: Vec::new(),
+                        data: Vec::new(),
+                    });
+                    groups.last_mut().expect("just pushed")
+                }
+            };
+            group.writes.push(write);
+            group.ids.push(write.id());
+            group.states.push(write.state());
+            if let Some(data) = write.data() {
+                group.data.push(data);
+            }
+        }
+        let statements: Vec<_> = groups
+            .iter()
+            .map(|group| group.statement(&self.queries))
+            .collect();
+        let results = self.conns.write_batch(&statements).await?;
+        let mut answers: Vec<(&str, Result<Written>)> = Vec::with_capacity(writes.len());
+        for (group, rows) in groups.iter().zip(results) {
+            if let [one] = group.writes.as_slice() {
+                answers.push((one.id(), one.answer(rows.into_iter().next())));
+                continue;
+            }
+            let mut by_id: std::collections::HashMap<String, Row> = rows
+                .into_iter()
+                .filter_map(|row| row.try_get::<_, String>(0).ok().map(|id| (id, row)))
+                .collect();
+            for write in &group.writes {
+                let answer = match group.kind {
+                    Kind::SetState | Kind::SetData | Kind::SetRecord => Ok(Written::Done),
+                    _ => write.answer_from(by_id.remove(write.id()), 1),
+                };
+                answers.push((write.id(), answer));
+            }
+        }
+        // In the order of `writes`: each id once.
+        let mut ordered = Vec::with_capacity(writes.len());
+        for write in writes {
+            let at = answers
+                .iter()
+                .position(|(id, _)| *id == write.id())
+                .expect("every write was answered");
+            ordered.push(answers.swap_remove(at).1);
+        }
+        Ok(ordered)
+    }
+}
+
 impl BatchWrite for PgWriter {
     type Write = PgWrite<'static>;
 
@@ -209,18 +349,6 @@ impl BatchWrite for PgWriter {
         &'a self,
         writes: &'a [Self::Write],
     ) -> BoxFuture<'a, Result<Vec<Result<Written>>>> {
-        async move {
-            let statements: Vec<_> = writes
-                .iter()
-                .map(|write| write.statement(&self.queries))
-                .collect();
-            let rows = self.conns.write_batch(&statements).await?;
-            Ok(writes
-                .iter()
-                .zip(rows)
-                .map(|(write, row)| write.answer(row))
-                .collect())
-        }
-        .boxed()
+        self.batch(writes).boxed()
     }
 }

@@ -183,6 +183,7 @@ macro_rules! __updated_at_cases {
             inspect::a_row_at_the_cutoff_is_kept,
             expiry::an_expired_row_reads_as_absent,
             expiry::a_write_to_an_expired_row_starts_from_empty,
+            expiry::batched_writes_to_expired_rows_start_from_empty,
             expiry::a_write_keeps_the_row_alive,
             expiry::expired_rows_are_counted_and_purged,
             expiry::a_copied_row_expires_when_it_would_have_at_its_source,

@@ -383,7 +383,7 @@ async fn measure(
                 };
                 let handle = &handles[h].1;
                 let before = handle.write_stats().unwrap_or_default();
-                runs[h].push(workload::run_throughput(handle, tasks, keys, args.workload).await);
+                runs[h].push(workload::run_throughput(handle, h, tasks, keys, args.workload).await);
                 let after = handle.write_stats().unwrap_or_default();
                 let writes = |s: fsmstore::coalesce::CoalesceStats| s.alone + s.batched_writes;
                 batched[h].0 += after.batched_writes - before.batched_writes;

@@ -324,16 +324,20 @@ impl Workload {
 
 /// `tasks` tasks at once, each running `workload`'s steps on keys of its own until
 /// `steps` steps were run in all: calls per second, each call's latency, errors and the
-/// first error. The keys (negative chats, apart from the phases' keys) are left to the
-/// scratch table's drop.
+/// first error. Each handle (`handle`) has keys of its own, so handles compared in one
+/// round do the same work (the first round creates the rows, later ones rewrite them).
+/// The keys (negative chats, apart from the phases' keys) are left to the scratch table's
+/// drop.
 pub(crate) async fn run_throughput(
     storage: &Arc<dyn Storage>,
+    handle: usize,
     tasks: usize,
     steps: i64,
     workload: Workload,
 ) -> ThroughputRun {
     let per_task = (steps / tasks as i64).max(1);
-    let key = |t: usize, i: i64| StorageKey::new(BotId(42), ChatId(-(t as i64) - 1), UserId(i));
+    let bot = BotId(1000 + handle as i64);
+    let key = move |t: usize, i: i64| StorageKey::new(bot, ChatId(-(t as i64) - 1), UserId(i));
     let mut setup = Sample::default();
     if workload == Workload::Reads {
         for t in 0..tasks {

@@ -79,6 +79,59 @@ pub async fn a_write_to_an_expired_row_starts_from_empty(ctx: Ctx) {
     );
 }
 
+/// The same as [`a_write_to_an_expired_row_starts_from_empty`] with the writes made at
+/// once, many of each kind, so they go in batches (coalesced writes): each batched write
+/// starts an expired row from empty too, and a cleared expired row is not "found".
+pub async fn batched_writes_to_expired_rows_start_from_empty(ctx: Ctx) {
+    let db = ctx.database(ctx.options().ttl(TTL)).await;
+    let s = db.storage();
+    for n in 1..=40 {
+        s.set_record(&key(n), Some("Old"), &obj(json!({"old": n})))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(PAST).await;
+    let tasks: Vec<_> = (1..=40)
+        .map(|n| {
+            let s = std::sync::Arc::clone(&s);
+            tokio::spawn(async move {
+                let k = key(n);
+                match n % 5 {
+                    0 => {
+                        let merged = s.update_data(&k, &obj(json!({"b": n}))).await.unwrap();
+                        assert_eq!(merged, obj(json!({"b": n})), "key {n}");
+                    }
+                    1 => s.set_state(&k, Some("New")).await.unwrap(),
+                    2 => s.set_data(&k, &obj(json!({"c": n}))).await.unwrap(),
+                    3 => {
+                        let moved = s
+                            .transition(&k, Some("Next"), &obj(json!({"d": n})))
+                            .await
+                            .unwrap();
+                        assert_eq!(moved, obj(json!({"d": n})), "key {n}");
+                    }
+                    _ => assert!(!s.clear(&k).await.unwrap(), "key {n}: an expired row found"),
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task panicked");
+    }
+    for n in 1..=40 {
+        let record = s.get_record(&key(n)).await.unwrap();
+        let expected = match n % 5 {
+            0 => (None, obj(json!({"b": n}))),
+            1 => (Some("New"), obj(json!({}))),
+            2 => (None, obj(json!({"c": n}))),
+            3 => (Some("Next"), obj(json!({"d": n}))),
+            _ => (None, obj(json!({}))),
+        };
+        assert_eq!((record.state.as_deref(), record.data), expected, "key {n}");
+    }
+    assert_eq!(s.key_count().await.unwrap(), 32);
+}
+
 /// A write keeps a row alive: rewritten every third of the TTL, it is fresh (state and
 /// every field) more than a TTL after the first write.
 pub async fn a_write_keeps_the_row_alive(ctx: Ctx) {

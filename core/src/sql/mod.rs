@@ -137,6 +137,29 @@ pub struct PostgresQueries {
     /// `clear_state` returned `{}` or `clear_data` returned a `NULL` state: a clear of the
     /// other column committed meanwhile, so neither statement saw the row empty.
     pub delete_if_empty: String,
+    /// The same writes for many rows in one statement (coalesced writes).
+    pub batch: PostgresBatchQueries,
+}
+
+/// PostgreSQL's writes of many rows in one statement: the one-row statement of the same
+/// name with the same conflict clause, its rows from one array parameter per column
+/// (`unnest`), a row at most once. Statements that return rows return the row's `id`
+/// first.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PostgresBatchQueries {
+    /// `(ids text[], states text[])`.
+    pub upsert_state: String,
+    /// `(ids text[], data jsonb[])`.
+    pub upsert_data: String,
+    /// `(ids text[], states text[], data jsonb[])`.
+    pub upsert_record: String,
+    /// `(ids text[], patches jsonb[])` → `(id, merged data)` per row.
+    pub merge_data: String,
+    /// `(ids text[], states text[], patches jsonb[])` → `(id, merged data)` per row.
+    pub transition: String,
+    /// `(ids text[])` → `(id, fresh)` per deleted row.
+    pub take: String,
 }
 
 impl PostgresQueries {
@@ -190,6 +213,46 @@ pub struct MysqlQueries {
     /// absent); rows matched: whether it wrote. Matches nothing in fsmstore's layout,
     /// which deletes rows.
     pub revive_emptied: String,
+    /// `(id)` → `(id, state, data)`: `get_record` with the id, for many rows at once (see
+    /// [`mysql_rows`]).
+    pub get_records: String,
+}
+
+/// `statement` for `rows` rows at once (coalesced writes): its one `VALUES (…)` tuple
+/// repeated, or its `IN (?)` widened to `rows` placeholders; the parameters are each row's
+/// in turn. Any other statement, or `rows` below 2, comes back as it is.
+pub fn mysql_rows(statement: &str, rows: usize) -> String {
+    if rows < 2 {
+        return statement.to_owned();
+    }
+    if let Some(at) = statement.find(" IN (?)") {
+        let marks = vec!["?"; rows].join(", ");
+        return format!("{} IN ({marks}){}", &statement[..at], &statement[at + 7..]);
+    }
+    let Some(start) = statement.find(" VALUES (").map(|at| at + 8) else {
+        return statement.to_owned();
+    };
+    let mut depth = 0usize;
+    let mut end = None;
+    for (offset, c) in statement[start..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    end = Some(start + offset + 1);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(end) = end else {
+        return statement.to_owned();
+    };
+    let tuple = &statement[start..end];
+    let tuples = vec![tuple; rows].join(", ");
+    format!("{}{tuples}{}", &statement[..start], &statement[end..])
 }
 
 impl MysqlQueries {

@@ -73,6 +73,7 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> MysqlQueries
         ),
         // fsmstore's layout deletes rows: none is emptied.
         revive_emptied: format!("UPDATE {t} SET state = ?, data = ? WHERE id = ? AND 0 = 1"),
+        get_records: format!("SELECT id, state, data FROM {t} WHERE id IN (?){and_fresh}"),
     }
 }
 
@@ -123,6 +124,7 @@ pub(super) fn aiogram_queries(t: &str) -> MysqlQueries {
             "UPDATE {t} SET state = ?, data = ? WHERE id = ? AND state IS NULL AND {}",
             super::EMPTY_TEXT_DATA
         ),
+        get_records: format!("SELECT id, state, data FROM {t} WHERE id IN (?)"),
     }
 }
 
@@ -247,4 +249,54 @@ impl MysqlServer {
     /// database.
     pub const ID_COLLATION: &'static str = "SELECT COLLATION_NAME FROM information_schema.COLUMNS \
          WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? AND COLUMN_NAME = 'id'";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::mysql_rows;
+
+    #[test]
+    fn a_statement_for_many_rows_repeats_its_tuple_or_widens_its_list() {
+        let q = super::queries("`t`", None);
+        assert_eq!(
+            mysql_rows(&q.row.upsert_state, 3),
+            q.row.upsert_state.replace(
+                "VALUES (?, ?, '{}')",
+                "VALUES (?, ?, '{}'), (?, ?, '{}'), (?, ?, '{}')"
+            )
+        );
+        assert_eq!(
+            mysql_rows(&q.get_records, 2),
+            "SELECT id, state, data FROM `t` WHERE id IN (?, ?)"
+        );
+        let ttl = super::queries("`t`", Some(std::time::Duration::from_secs(60)));
+        let widened = mysql_rows(&ttl.get_records, 2);
+        assert!(
+            widened
+                .starts_with("SELECT id, state, data FROM `t` WHERE id IN (?, ?) AND updated_at"),
+            "{widened}"
+        );
+        assert_eq!(mysql_rows(&q.row.upsert_state, 1), q.row.upsert_state);
+        assert_eq!(mysql_rows(&q.take, 5), q.take);
+        let a = super::aiogram_queries("`t`");
+        assert_eq!(
+            mysql_rows(&a.lock_row, 2)
+                .matches("(?, NULL, NULL)")
+                .count(),
+            2
+        );
+        for statement in [
+            &q.row.upsert_data,
+            &q.row.upsert_record,
+            &q.lock_row,
+            &a.row.upsert_record,
+        ] {
+            let two = mysql_rows(statement, 2);
+            assert_eq!(
+                two.matches('?').count(),
+                2 * statement.matches('?').count(),
+                "{two}"
+            );
+        }
+    }
 }

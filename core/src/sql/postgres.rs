@@ -1,6 +1,8 @@
 //! PostgreSQL statements (12+). `data` is `JSONB`; `||` is the shallow merge.
 
-use super::{common_version_queries, PostgresQueries, RowQueries, VersionQueries};
+use super::{
+    common_version_queries, PostgresBatchQueries, PostgresQueries, RowQueries, VersionQueries,
+};
 
 pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> PostgresQueries {
     // `fresh(x)`: row `x` was written within the TTL, by the server's clock (always true
@@ -37,60 +39,127 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> PostgresQuer
              WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone) RETURNING {returning}"
         )
     };
+    // The upserts' conflict clauses, shared by the one-row statements and the batches.
+    let on_state = format!(
+        "ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, \
+         data = CASE WHEN {ft} THEN t.data ELSE '{{}}'::jsonb END, updated_at = now()"
+    );
+    let on_data = format!(
+        "ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, \
+         state = CASE WHEN {ft} THEN t.state ELSE NULL END, updated_at = now()"
+    );
+    let on_record = "ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, data = EXCLUDED.data, \
+                     updated_at = now()"
+        .to_owned();
+    let on_merge = format!(
+        "ON CONFLICT (id) DO UPDATE SET \
+         data = CASE WHEN {ft} THEN {td} || EXCLUDED.data ELSE EXCLUDED.data END, \
+         state = CASE WHEN {ft} THEN t.state ELSE NULL END, updated_at = now()"
+    );
+    let on_transition = format!(
+        "ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, \
+         data = CASE WHEN {ft} THEN {td} || EXCLUDED.data ELSE EXCLUDED.data END, \
+         updated_at = now()"
+    );
+    let batch = PostgresBatchQueries {
+        upsert_state: format!(
+            "INSERT INTO {t} AS t (id, state) {} {on_state}",
+            many(ID_STATE)
+        ),
+        upsert_data: format!(
+            "INSERT INTO {t} AS t (id, data) {} {on_data}",
+            many(ID_DATA)
+        ),
+        upsert_record: format!(
+            "INSERT INTO {t} AS t (id, state, data) {} {on_record}",
+            many(ID_STATE_DATA)
+        ),
+        merge_data: format!(
+            "INSERT INTO {t} AS t (id, data) {} {on_merge} RETURNING id, data",
+            many(ID_DATA)
+        ),
+        transition: format!(
+            "INSERT INTO {t} AS t (id, state, data) {} {on_transition} RETURNING id, data",
+            many(ID_STATE_DATA)
+        ),
+        take: format!("DELETE FROM {t} WHERE id = ANY($1::text[]) RETURNING id, {f}"),
+    };
     PostgresQueries {
         row: RowQueries {
             get_record: format!("SELECT state, data FROM {t} WHERE id = $1{and_fresh}"),
             get_state: format!("SELECT state FROM {t} WHERE id = $1{and_fresh}"),
             get_data: format!("SELECT data FROM {t} WHERE id = $1{and_fresh}"),
-            upsert_state: format!(
-                "INSERT INTO {t} AS t (id, state) VALUES ($1, $2) \
-                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, \
-                 data = CASE WHEN {ft} THEN t.data ELSE '{{}}'::jsonb END, updated_at = now()"
-            ),
+            upsert_state: format!("INSERT INTO {t} AS t (id, state) VALUES ($1, $2) {on_state}"),
             // One statement: delete the row when it has no data left (or expired), else
             // clear the state and return the data it keeps (a `transition` to no state
             // with no patch).
             clear_state: clear_state("data = '{}'::jsonb"),
-            upsert_data: format!(
-                "INSERT INTO {t} AS t (id, data) VALUES ($1, $2) \
-                 ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data, \
-                 state = CASE WHEN {ft} THEN t.state ELSE NULL END, updated_at = now()"
-            ),
+            upsert_data: format!("INSERT INTO {t} AS t (id, data) VALUES ($1, $2) {on_data}"),
             clear_data: format!(
                 "WITH gone AS (DELETE FROM {t} WHERE id = $1 AND (state IS NULL OR NOT ({f})) RETURNING id) \
                  UPDATE {t} SET data = '{{}}'::jsonb, updated_at = now() \
                  WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM gone) RETURNING state IS NULL"
             ),
             upsert_record: format!(
-                "INSERT INTO {t} (id, state, data) VALUES ($1, $2, $3) \
-                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, data = EXCLUDED.data, \
-                 updated_at = now()"
+                "INSERT INTO {t} (id, state, data) VALUES ($1, $2, $3) {on_record}"
             ),
             delete: format!("DELETE FROM {t} WHERE id = $1"),
             count: format!("SELECT COUNT(*) FROM {t}{where_fresh}"),
         },
         get_value: format!("SELECT data -> $2::text FROM {t} WHERE id = $1{and_fresh}"),
         merge_data: format!(
-            "INSERT INTO {t} AS t (id, data) VALUES ($1, $2) \
-             ON CONFLICT (id) DO UPDATE SET \
-             data = CASE WHEN {ft} THEN {td} || EXCLUDED.data ELSE EXCLUDED.data END, \
-             state = CASE WHEN {ft} THEN t.state ELSE NULL END, updated_at = now() \
-             RETURNING data"
+            "INSERT INTO {t} AS t (id, data) VALUES ($1, $2) {on_merge} RETURNING data"
         ),
         // The row holds a state or a non-empty patch here (the backend runs `clear_state`
         // for "no state, empty patch"), so it is never left empty.
         transition: format!(
-            "INSERT INTO {t} AS t (id, state, data) VALUES ($1, $2, $3) \
-             ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, \
-             data = CASE WHEN {ft} THEN {td} || EXCLUDED.data ELSE EXCLUDED.data END, \
-             updated_at = now() RETURNING data"
+            "INSERT INTO {t} AS t (id, state, data) VALUES ($1, $2, $3) {on_transition} RETURNING data"
         ),
         take: format!("DELETE FROM {t} WHERE id = $1 RETURNING {f}"),
         clear_state_data: clear_state(&readable("data")),
         delete_if_empty: format!(
             "DELETE FROM {t} WHERE id = $1 AND state IS NULL AND data = '{{}}'::jsonb"
         ),
+        batch,
     }
+}
+
+/// A batch's columns: name, the parameter's array element type, and how the column's value
+/// is written from the element (`{}` stands for it).
+type Columns = &'static [(&'static str, &'static str, &'static str)];
+const ID_STATE: Columns = &[("id", "text", "{}"), ("state", "text", "{}")];
+const ID_DATA: Columns = &[("id", "text", "{}"), ("data", "jsonb", "{}")];
+const ID_STATE_DATA: Columns = &[
+    ("id", "text", "{}"),
+    ("state", "text", "{}"),
+    ("data", "jsonb", "{}"),
+];
+const ID_TEXT_DATA: Columns = &[("id", "text", "{}"), ("data", "jsonb", "{}::text")];
+const ID_STATE_TEXT_DATA: Columns = &[
+    ("id", "text", "{}"),
+    ("state", "text", "{}"),
+    ("data", "jsonb", "{}::text"),
+];
+
+/// The rows of a batch: one array parameter per column, element `i` of each one row
+/// (`SELECT u.id, u.state FROM unnest($1::text[], $2::text[]) AS u(id, state)`).
+fn many(columns: Columns) -> String {
+    let select: Vec<String> = columns
+        .iter()
+        .map(|(name, _, value)| value.replace("{}", &format!("u.{name}")))
+        .collect();
+    let arrays: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, (_, element, _))| format!("${}::{element}[]", i + 1))
+        .collect();
+    let names: Vec<&str> = columns.iter().map(|(name, _, _)| *name).collect();
+    format!(
+        "SELECT {} FROM unnest({}) AS u({})",
+        select.join(", "),
+        arrays.join(", "),
+        names.join(", ")
+    )
 }
 
 /// The smallest magnitude that reads as infinity as an `f64` (2^1024 - 2^970: halfway
@@ -135,40 +204,63 @@ pub(super) fn aiogram_queries(t: &str) -> PostgresQueries {
     ));
     let empty = super::EMPTY_TEXT_DATA;
     let live = super::LIVE_TEXT_ROW;
+    let on_state = "ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state";
+    let on_data = "ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data";
+    let on_record = "ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, data = EXCLUDED.data";
+    let on_merge =
+        format!("ON CONFLICT (id) DO UPDATE SET data = ({td} || EXCLUDED.data::jsonb)::text");
+    let on_transition = format!(
+        "ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, \
+         data = ({td} || EXCLUDED.data::jsonb)::text"
+    );
+    let batch = PostgresBatchQueries {
+        upsert_state: format!("INSERT INTO {t} AS t (id, state) {} {on_state}", many(ID_STATE)),
+        upsert_data: format!(
+            "INSERT INTO {t} AS t (id, data) {} {on_data}",
+            many(ID_TEXT_DATA)
+        ),
+        upsert_record: format!(
+            "INSERT INTO {t} AS t (id, state, data) {} {on_record}",
+            many(ID_STATE_TEXT_DATA)
+        ),
+        merge_data: format!(
+            "INSERT INTO {t} AS t (id, data) {} {on_merge} RETURNING id, data::jsonb",
+            many(ID_TEXT_DATA)
+        ),
+        transition: format!(
+            "INSERT INTO {t} AS t (id, state, data) {} {on_transition} RETURNING id, data::jsonb",
+            many(ID_STATE_TEXT_DATA)
+        ),
+        take: format!(
+            "UPDATE {t} SET state = NULL, data = NULL WHERE id = ANY($1::text[]) AND {live} RETURNING id, true"
+        ),
+    };
     PostgresQueries {
         row: RowQueries {
             get_record: format!("SELECT state, {d} FROM {t} WHERE id = $1"),
             get_state: format!("SELECT state FROM {t} WHERE id = $1"),
             get_data: format!("SELECT {d} FROM {t} WHERE id = $1"),
-            upsert_state: format!(
-                "INSERT INTO {t} AS t (id, state) VALUES ($1, $2) \
-                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state"
-            ),
+            upsert_state: format!("INSERT INTO {t} AS t (id, state) VALUES ($1, $2) {on_state}"),
             // Rows are emptied, never deleted (see `LIVE_TEXT_ROW`); `delete_if_empty`
             // only tidies an emptied row's data to `NULL`.
             clear_state: format!("UPDATE {t} SET state = NULL WHERE id = $1 RETURNING {empty}"),
             upsert_data: format!(
-                "INSERT INTO {t} AS t (id, data) VALUES ($1, $2::jsonb::text) \
-                 ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data"
+                "INSERT INTO {t} AS t (id, data) VALUES ($1, $2::jsonb::text) {on_data}"
             ),
             clear_data: format!("UPDATE {t} SET data = NULL WHERE id = $1 RETURNING state IS NULL"),
             upsert_record: format!(
-                "INSERT INTO {t} (id, state, data) VALUES ($1, $2, $3::jsonb::text) \
-                 ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, data = EXCLUDED.data"
+                "INSERT INTO {t} (id, state, data) VALUES ($1, $2, $3::jsonb::text) {on_record}"
             ),
             delete: format!("UPDATE {t} SET state = NULL, data = NULL WHERE id = $1"),
             count: format!("SELECT COUNT(*) FROM {t} WHERE {live}"),
         },
         get_value: format!("SELECT {d} -> $2::text FROM {t} WHERE id = $1"),
         merge_data: format!(
-            "INSERT INTO {t} AS t (id, data) VALUES ($1, $2::jsonb::text) \
-             ON CONFLICT (id) DO UPDATE SET data = ({td} || EXCLUDED.data::jsonb)::text \
+            "INSERT INTO {t} AS t (id, data) VALUES ($1, $2::jsonb::text) {on_merge} \
              RETURNING data::jsonb"
         ),
         transition: format!(
-            "INSERT INTO {t} AS t (id, state, data) VALUES ($1, $2, $3::jsonb::text) \
-             ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, \
-             data = ({td} || EXCLUDED.data::jsonb)::text \
+            "INSERT INTO {t} AS t (id, state, data) VALUES ($1, $2, $3::jsonb::text) {on_transition} \
              RETURNING data::jsonb"
         ),
         take: format!(
@@ -184,6 +276,7 @@ pub(super) fn aiogram_queries(t: &str) -> PostgresQueries {
         delete_if_empty: format!(
             "UPDATE {t} SET data = NULL WHERE id = $1 AND state IS NULL AND {empty}"
         ),
+        batch,
     }
 }
 
