@@ -101,7 +101,7 @@ impl MysqlStorage {
             conns: Arc::clone(&conns),
             queries: queries.clone(),
         };
-        let batches = conns.config().options.write_batches;
+        let batches = conns.config().options.effective_write_batches();
         let storage = MysqlStorage {
             inner: Arc::new(Inner {
                 conns,

@@ -155,20 +155,18 @@ impl MysqlWriter {
 /// `writes` in one transaction: any failure before `COMMIT` leaves nothing applied (the
 /// transaction is rolled back, or dies with its connection), so only the `COMMIT` applies.
 ///
-/// The transaction reads committed data: under `REPEATABLE READ` its first read would fix a
-/// snapshot, and a later merge of the batch, reading its row after taking the row's lock,
-/// would see that snapshot instead of what another transaction committed meanwhile (a lost
-/// update; `writers_of_one_key_lose_nothing_in_batches` caught it). Alone, a merge's own
-/// transaction reads first after its lock, so it never had that problem.
+/// Each kind of write is one statement for all its rows: a statement for `n` rows is the
+/// one for [`padded`]`(n)` rows, the last row repeated (an upsert of the same values, a lock
+/// or a read of the same row, changes nothing more), so a few statement texts per kind
+/// stay prepared in the driver's cache. The merges read their rows with a locking read:
+/// under `REPEATABLE READ` a plain read would see the transaction's snapshot, not what
+/// another transaction committed before the lock was taken (a lost update; the conformance
+/// case `writers_of_one_key_lose_nothing_in_batches` caught it in a first version).
 async fn run_batch(
     conn: &mut MySqlConnection,
     q: &MysqlQueries,
     writes: &[MysqlWrite<'static>],
 ) -> Attempt<Vec<Result<Written>>> {
-    sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        .execute(&mut *conn)
-        .await
-        .before()?;
     let mut tx = conn.begin().await.before()?;
     let mut answers: Vec<Option<Result<Written>>> = writes.iter().map(|_| None).collect();
     let of = |pick: fn(&MysqlWrite<'static>) -> bool| -> Vec<usize> {
@@ -190,10 +188,10 @@ async fn run_batch(
         ),
     ];
     for (statement, rows) in &plain {
-        for chunk in chunks(rows) {
+        if let Some(chunk) = padded(rows) {
             let text = mysql_rows(statement, chunk.len());
             let mut query = sqlx::query(sql(&text));
-            for &i in chunk {
+            for &i in &chunk {
                 query = match &writes[i] {
                     MysqlWrite::SetState { id, state } => {
                         query.bind(id.as_str()).bind(state.as_str())
@@ -207,7 +205,7 @@ async fn run_batch(
                 };
             }
             query.execute(&mut *tx).await.before()?;
-            for &i in chunk {
+            for &i in rows {
                 answers[i] = Some(Ok(Written::Done));
             }
         }
@@ -217,16 +215,16 @@ async fn run_batch(
     let merges = of(|w| matches!(w, MysqlWrite::Merge { .. }));
     if !merges.is_empty() {
         let mut stored = std::collections::HashMap::new();
-        for chunk in chunks(&merges) {
+        if let Some(chunk) = padded(&merges) {
             let text = mysql_rows(&q.lock_row, chunk.len());
             let mut lock = sqlx::query(sql(&text));
-            for &i in chunk {
+            for &i in &chunk {
                 lock = lock.bind(writes[i].id());
             }
             lock.execute(&mut *tx).await.before()?;
             let text = mysql_rows(&q.get_records, chunk.len());
             let mut select = sqlx::query(sql(&text));
-            for &i in chunk {
+            for &i in &chunk {
                 select = select.bind(writes[i].id());
             }
             for row in select.fetch_all(&mut *tx).await.before()? {
@@ -261,10 +259,10 @@ async fn run_batch(
             }
         }
         let rows: Vec<usize> = (0..upserts.len()).collect();
-        for chunk in chunks(&rows) {
+        if let Some(chunk) = padded(&rows) {
             let text = mysql_rows(&q.row.upsert_record, chunk.len());
             let mut query = sqlx::query(sql(&text));
-            for &u in chunk {
+            for &u in &chunk {
                 let (i, state, data) = &upserts[u];
                 query = query
                     .bind(writes[*i].id())
@@ -287,18 +285,40 @@ async fn run_batch(
         .collect())
 }
 
-/// `rows` in chunks of a power of two (13 rows: 8, 4, 1), so a batch of any size uses one
-/// of a few statement texts per kind and the driver's statement cache keeps them prepared.
-fn chunks(rows: &[usize]) -> Vec<&[usize]> {
-    let mut out = Vec::new();
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let size = 1usize << (usize::BITS - 1 - rest.len().leading_zeros());
-        let (chunk, tail) = rest.split_at(size);
-        out.push(chunk);
-        rest = tail;
+/// The row counts a batch statement is written for.
+const SIZES: [usize; 12] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64];
+
+/// `rows` padded to the next of [`SIZES`] with its last row repeated (`None` for no rows).
+fn padded(rows: &[usize]) -> Option<Vec<usize>> {
+    let last = *rows.last()?;
+    let size = SIZES
+        .iter()
+        .copied()
+        .find(|&size| size >= rows.len())
+        .unwrap_or(rows.len());
+    let mut padded = rows.to_vec();
+    padded.resize(size, last);
+    Some(padded)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rows_are_padded_to_a_few_sizes_with_the_last_row() {
+        assert_eq!(super::padded(&[]), None);
+        assert_eq!(super::padded(&[7]), Some(vec![7]));
+        assert_eq!(
+            super::padded(&[1, 2, 3, 4, 5]),
+            Some(vec![1, 2, 3, 4, 5, 5])
+        );
+        let many: Vec<usize> = (0..33).collect();
+        let padded = super::padded(&many).unwrap();
+        assert_eq!((padded.len(), padded[47]), (48, 32));
+        assert_eq!(
+            super::padded(&(0..64).collect::<Vec<_>>()).unwrap().len(),
+            64
+        );
     }
-    out
 }
 
 impl BatchWrite for MysqlWriter {

@@ -55,7 +55,7 @@ impl PgStorage {
     pub async fn open(config: PgConfig) -> Result<Self> {
         config.options.check()?;
         let queries = PostgresQueries::for_options(&config.options);
-        let batches = config.options.write_batches;
+        let batches = config.options.effective_write_batches();
         let conns = Arc::new(Connections::new(config)?);
         let writer = PgWriter {
             conns: Arc::clone(&conns),

@@ -213,8 +213,9 @@ pub struct MysqlQueries {
     /// absent); rows matched: whether it wrote. Matches nothing in fsmstore's layout,
     /// which deletes rows.
     pub revive_emptied: String,
-    /// `(id)` → `(id, state, data)`: `get_record` with the id, for many rows at once (see
-    /// [`mysql_rows`]).
+    /// `(id)` → `(id, state, data)`: `get_record` with the id and a locking read (the
+    /// latest committed row, whatever snapshot the transaction holds), for many rows at
+    /// once (see [`mysql_rows`]).
     pub get_records: String,
 }
 

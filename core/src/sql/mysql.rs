@@ -73,7 +73,9 @@ pub(super) fn queries(t: &str, ttl: Option<std::time::Duration>) -> MysqlQueries
         ),
         // fsmstore's layout deletes rows: none is emptied.
         revive_emptied: format!("UPDATE {t} SET state = ?, data = ? WHERE id = ? AND 0 = 1"),
-        get_records: format!("SELECT id, state, data FROM {t} WHERE id IN (?){and_fresh}"),
+        get_records: format!(
+            "SELECT id, state, data FROM {t} WHERE id IN (?){and_fresh} FOR UPDATE"
+        ),
     }
 }
 
@@ -124,7 +126,7 @@ pub(super) fn aiogram_queries(t: &str) -> MysqlQueries {
             "UPDATE {t} SET state = ?, data = ? WHERE id = ? AND state IS NULL AND {}",
             super::EMPTY_TEXT_DATA
         ),
-        get_records: format!("SELECT id, state, data FROM {t} WHERE id IN (?)"),
+        get_records: format!("SELECT id, state, data FROM {t} WHERE id IN (?) FOR UPDATE"),
     }
 }
 
@@ -267,7 +269,7 @@ mod tests {
         );
         assert_eq!(
             mysql_rows(&q.get_records, 2),
-            "SELECT id, state, data FROM `t` WHERE id IN (?, ?)"
+            "SELECT id, state, data FROM `t` WHERE id IN (?, ?) FOR UPDATE"
         );
         let ttl = super::queries("`t`", Some(std::time::Duration::from_secs(60)));
         let widened = mysql_rows(&ttl.get_records, 2);
