@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use fsmstore_conformance::{block_on, block_on_threads, Needs, Suite};
 use fsmstore_core::{BotId, ChatId, Error, SchemaPolicy, Storage, StorageKey, UserId};
+use fsmstore_mysql::sqlx::{self, AssertSqlSafe};
 use fsmstore_mysql::MysqlStorage;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -46,7 +47,77 @@ fn main() -> std::process::ExitCode {
             )
         },
     );
+    suite.test(
+        "a_batch_the_server_refuses_falls_back_to_each_write_alone",
+        &needs,
+        || {
+            block_on_threads(
+                2,
+                a_batch_the_server_refuses_falls_back_to_each_write_alone(),
+            )
+        },
+    );
     suite.run()
+}
+
+/// Coalesced writes: 48 writers at once, one of them writing a state a `CHECK` constraint
+/// refuses. Its batch does not commit; each of its writes runs again alone, so only the
+/// refused call fails, with the server's error, and every other one is written.
+async fn a_batch_the_server_refuses_falls_back_to_each_write_alone() {
+    let server = common::server().await.expect("probed: MariaDB is there");
+    let options = common::unique_options("fm_refused")
+        .schema(SchemaPolicy::Upgrade)
+        .write_batches(1);
+    let table = options.table.to_string();
+    let storage = Arc::new(
+        MysqlStorage::open(server.clone().options(options.clone()).unwrap())
+            .await
+            .unwrap(),
+    );
+    let mut admin = common::connection(&server).await.unwrap();
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "ALTER TABLE `{table}` ADD CONSTRAINT no_refused CHECK (state IS NULL OR state <> 'Form:refused')"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let key = |n: i64| StorageKey::new(BotId(9), ChatId(n), UserId(n));
+    let refused = 30;
+    let tasks: Vec<_> = (1..=48)
+        .map(|n| {
+            let storage = Arc::clone(&storage);
+            tokio::spawn(async move {
+                let state = if n == refused {
+                    "Form:refused"
+                } else {
+                    "Form:name"
+                };
+                storage.set_state(&key(n), Some(state)).await
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let n = i as i64 + 1;
+        let result = task.await.unwrap();
+        if n == refused {
+            let err = result.unwrap_err();
+            assert!(err.to_string().contains("no_refused"), "{err}");
+            assert_eq!(storage.get_state(&key(n)).await.unwrap(), None);
+        } else {
+            result.unwrap_or_else(|err| panic!("key {n} failed beside the refused row: {err}"));
+            assert_eq!(
+                storage.get_state(&key(n)).await.unwrap().as_deref(),
+                Some("Form:name")
+            );
+        }
+    }
+    let stats = storage.write_stats().unwrap();
+    assert!(
+        stats.fallbacks >= 1,
+        "the refused row was never in a batch: {stats:?}"
+    );
+    storage.close().await.unwrap();
+    common::drop_tables(&server, &options).await.unwrap();
 }
 
 /// `COM_STMT_EXECUTE`: the command byte of a prepared statement's execution.

@@ -44,6 +44,16 @@ fn main() -> std::process::ExitCode {
     suite.test("server_errors_say_what_the_server_said", &needs, || {
         block_on_current_thread(server_errors_say_what_the_server_said())
     });
+    suite.test(
+        "a_batch_the_server_refuses_falls_back_to_each_write_alone",
+        &needs,
+        || {
+            block_on_threads(
+                2,
+                a_batch_the_server_refuses_falls_back_to_each_write_alone(),
+            )
+        },
+    );
     suite.test("several_hosts_in_the_url_skip_a_dead_one", &needs, || {
         block_on_current_thread(several_hosts_in_the_url_skip_a_dead_one())
     });
@@ -232,6 +242,75 @@ async fn server_errors_say_what_the_server_said() {
     );
     assert!(!err.is_transient(), "{err:?}");
     storage.close().await.unwrap();
+}
+
+/// Coalesced writes: 48 writers at once, one of them writing a state a `CHECK` constraint
+/// refuses. Its batch does not commit; each of its writes runs again alone, so only the
+/// refused call fails, with the server's error, and every other one is written.
+async fn a_batch_the_server_refuses_falls_back_to_each_write_alone() {
+    let table = format!("refused_batch_{}", std::process::id());
+    let options = StorageOptions::default()
+        .table(&table)
+        .unwrap()
+        .version_table(&format!("{table}_ver"))
+        .unwrap()
+        .schema(SchemaPolicy::Upgrade)
+        .write_batches(1);
+    let config = PgConfig::from_url(&common::url())
+        .unwrap()
+        .options(options)
+        .unwrap();
+    let storage = Arc::new(PgStorage::open(config).await.unwrap());
+    let admin = common::admin().await.expect("server");
+    admin
+        .batch_execute(&format!(
+            "ALTER TABLE {table} ADD CONSTRAINT no_refused CHECK (state IS DISTINCT FROM 'Form:refused')"
+        ))
+        .await
+        .unwrap();
+    let key = |n: i64| StorageKey::new(BotId(9), ChatId(n), UserId(n));
+    let refused = 30;
+    let tasks: Vec<_> = (1..=48)
+        .map(|n| {
+            let storage = Arc::clone(&storage);
+            tokio::spawn(async move {
+                let state = if n == refused {
+                    "Form:refused"
+                } else {
+                    "Form:name"
+                };
+                storage.set_state(&key(n), Some(state)).await
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let n = i as i64 + 1;
+        let result = task.await.unwrap();
+        if n == refused {
+            let err = result.unwrap_err();
+            assert!(err.to_string().contains("no_refused"), "{err}");
+            assert_eq!(storage.get_state(&key(n)).await.unwrap(), None);
+        } else {
+            result.unwrap_or_else(|err| panic!("key {n} failed beside the refused row: {err}"));
+            assert_eq!(
+                storage.get_state(&key(n)).await.unwrap().as_deref(),
+                Some("Form:name")
+            );
+        }
+    }
+    let stats = storage.write_stats().unwrap();
+    assert!(
+        stats.fallbacks >= 1,
+        "the refused row was never in a batch: {stats:?}"
+    );
+    storage.close().await.unwrap();
+    for name in [table.clone(), format!("{table}_ver")] {
+        let name = fsmstore_core::TableName::new(&name).unwrap();
+        admin
+            .batch_execute(&drop_table_if_exists(Dialect::Postgres, &name))
+            .await
+            .unwrap();
+    }
 }
 
 /// Several hosts in the URL (tokio-postgres tries them in order for every new connection):

@@ -204,3 +204,68 @@ fn a_locked_database_never_stalls_the_runtime() {
         storage.close().await.unwrap();
     });
 }
+
+/// Coalesced writes: 48 writers at once, one of them writing a state a trigger refuses.
+/// In a batch each write has a savepoint of its own: only the refused call fails, with
+/// SQLite's message, and every other write of its batch commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_write_in_a_batch_fails_only_its_own_call() {
+    use std::sync::Arc;
+
+    use fsmstore_core::{BotId, ChatId, Storage, StorageKey, UserId};
+
+    let path = temp_file("refused-batch");
+    let options = StorageOptions::default().schema(SchemaPolicy::Upgrade);
+    let storage = Arc::new(
+        SqliteStorage::open(SqliteConfig::file(&path).options(options).unwrap())
+            .await
+            .unwrap(),
+    );
+    {
+        let conn = fsmstore_sqlite::rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TRIGGER no_refused BEFORE INSERT ON {t} WHEN NEW.state = 'Form:refused' \
+             BEGIN SELECT RAISE(ABORT, 'no_refused'); END; \
+             CREATE TRIGGER no_refused_update BEFORE UPDATE ON {t} WHEN NEW.state = 'Form:refused' \
+             BEGIN SELECT RAISE(ABORT, 'no_refused'); END;",
+            t = storage.options().table
+        ))
+        .unwrap();
+    }
+    let key = |n: i64| StorageKey::new(BotId(9), ChatId(n), UserId(n));
+    let refused = 30;
+    let tasks: Vec<_> = (1..=48)
+        .map(|n| {
+            let storage = Arc::clone(&storage);
+            tokio::spawn(async move {
+                let state = if n == refused {
+                    "Form:refused"
+                } else {
+                    "Form:name"
+                };
+                storage.set_state(&key(n), Some(state)).await
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let n = i as i64 + 1;
+        let result = task.await.unwrap();
+        if n == refused {
+            let err = result.unwrap_err();
+            assert!(err.to_string().contains("no_refused"), "{err}");
+            assert_eq!(storage.get_state(&key(n)).await.unwrap(), None);
+        } else {
+            result.unwrap_or_else(|err| panic!("key {n} failed beside the refused row: {err}"));
+            assert_eq!(
+                storage.get_state(&key(n)).await.unwrap().as_deref(),
+                Some("Form:name")
+            );
+        }
+    }
+    let stats = storage.write_stats().unwrap();
+    assert!(stats.batched_writes > 0, "no batch formed: {stats:?}");
+    storage.close().await.unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
