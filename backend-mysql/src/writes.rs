@@ -301,26 +301,6 @@ fn padded(rows: &[usize]) -> Option<Vec<usize>> {
     Some(padded)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rows_are_padded_to_a_few_sizes_with_the_last_row() {
-        assert_eq!(super::padded(&[]), None);
-        assert_eq!(super::padded(&[7]), Some(vec![7]));
-        assert_eq!(
-            super::padded(&[1, 2, 3, 4, 5]),
-            Some(vec![1, 2, 3, 4, 5, 5])
-        );
-        let many: Vec<usize> = (0..33).collect();
-        let padded = super::padded(&many).unwrap();
-        assert_eq!((padded.len(), padded[47]), (48, 32));
-        assert_eq!(
-            super::padded(&(0..64).collect::<Vec<_>>()).unwrap().len(),
-            64
-        );
-    }
-}
-
 impl BatchWrite for MysqlWriter {
     type Write = MysqlWrite<'static>;
 
@@ -348,5 +328,25 @@ impl BatchWrite for MysqlWriter {
                 |conn, (q, writes)| Box::pin(run_batch(conn, q, writes)),
             )
             .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rows_are_padded_to_a_few_sizes_with_the_last_row() {
+        assert_eq!(super::padded(&[]), None);
+        assert_eq!(super::padded(&[7]), Some(vec![7]));
+        assert_eq!(
+            super::padded(&[1, 2, 3, 4, 5]),
+            Some(vec![1, 2, 3, 4, 5, 5])
+        );
+        let many: Vec<usize> = (0..33).collect();
+        let padded = super::padded(&many).unwrap();
+        assert_eq!((padded.len(), padded[47]), (48, 32));
+        assert_eq!(
+            super::padded(&(0..64).collect::<Vec<_>>()).unwrap().len(),
+            64
+        );
     }
 }
