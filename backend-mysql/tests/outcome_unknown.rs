@@ -48,6 +48,16 @@ fn main() -> std::process::ExitCode {
         },
     );
     suite.test(
+        "a_lost_batch_commit_is_an_unknown_outcome_for_each_of_its_calls",
+        &needs,
+        || {
+            block_on_threads(
+                2,
+                a_lost_batch_commit_is_an_unknown_outcome_for_each_of_its_calls(),
+            )
+        },
+    );
+    suite.test(
         "a_batch_the_server_refuses_falls_back_to_each_write_alone",
         &needs,
         || {
@@ -123,8 +133,13 @@ async fn a_batch_the_server_refuses_falls_back_to_each_write_alone() {
 /// `COM_STMT_EXECUTE`: the command byte of a prepared statement's execution.
 const COM_STMT_EXECUTE: u8 = 0x17;
 
+/// `COM_QUERY`: the command byte of a text statement (`BEGIN`, `COMMIT`).
+const COM_QUERY: u8 = 0x03;
+
 struct Proxy {
     armed: AtomicBool,
+    /// Armed on the next `COMMIT` (a coalesced batch's) instead of a statement execution.
+    on_commit: AtomicBool,
     /// Signalled when the armed statement went through.
     forwarded: Notify,
     /// Signalled by the test when the client's socket may be closed.
@@ -136,6 +151,7 @@ async fn start_proxy(server: (String, u16)) -> (u16, Arc<Proxy>) {
     let port = listener.local_addr().unwrap().port();
     let proxy = Arc::new(Proxy {
         armed: AtomicBool::new(false),
+        on_commit: AtomicBool::new(false),
         forwarded: Notify::new(),
         close: Notify::new(),
     });
@@ -181,7 +197,11 @@ async fn pump(client: TcpStream, server: TcpStream, proxy: Arc<Proxy>) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let executes = n > 4 && buf[4] == COM_STMT_EXECUTE;
+        let executes = if proxy.on_commit.load(Ordering::SeqCst) {
+            n > 4 && buf[4] == COM_QUERY && buf[5..n].eq_ignore_ascii_case(b"COMMIT")
+        } else {
+            n > 4 && buf[4] == COM_STMT_EXECUTE
+        };
         let armed = executes && proxy.armed.swap(false, Ordering::SeqCst);
         if armed {
             cut.store(true, Ordering::SeqCst);
@@ -252,6 +272,93 @@ async fn a_lost_reply_is_an_unknown_outcome_and_never_overwrites_a_newer_write()
         direct.get_state(&key).await.unwrap().as_deref(),
         Some("Form:after")
     );
+    proxied.close().await.unwrap();
+    direct.close().await.unwrap();
+    common::drop_tables(&server, &options).await.unwrap();
+}
+
+/// Coalesced writes: the reply to a batch's `COMMIT` is lost (the proxy forwards the
+/// `COMMIT`, drops its reply, lets another connection write newer states, then closes the
+/// socket). Every call of the batch is answered `OutcomeUnknown` under its own operation,
+/// none is run again (per call or as a batch): the newer states stand.
+async fn a_lost_batch_commit_is_an_unknown_outcome_for_each_of_its_calls() {
+    let server = common::server().await.expect("probed: MariaDB is there");
+    let options = common::unique_options("fm_unknown_batch").schema(SchemaPolicy::Upgrade);
+    let direct = MysqlStorage::open(server.clone().options(options.clone()).unwrap())
+        .await
+        .unwrap();
+    let host = server.connect.get_host().to_owned();
+    let (port, proxy) = start_proxy((host, server.connect.get_port())).await;
+    let mut through = server
+        .clone()
+        .connect_options(server.connect.clone().port(port));
+    // One connection, one write at a time: the first write runs alone, the rest wait and
+    // go in one batch.
+    through.options.pool_max = 1;
+    let proxied = MysqlStorage::open(through.options(options.clone()).unwrap())
+        .await
+        .unwrap();
+    let key = |n: i64| StorageKey::new(BotId(1), ChatId(-100), UserId(n));
+    proxied
+        .set_state(&key(0), Some("Form:first"))
+        .await
+        .unwrap();
+
+    proxy.on_commit.store(true, Ordering::SeqCst);
+    proxy.armed.store(true, Ordering::SeqCst);
+    let writes: Vec<_> = (1..=10)
+        .map(|n| {
+            let proxied = proxied.clone();
+            tokio::spawn(async move { proxied.set_state(&key(n), Some("Form:stale")).await })
+        })
+        .collect();
+    tokio::time::timeout(Duration::from_secs(20), proxy.forwarded.notified())
+        .await
+        .expect("no batch COMMIT went through the proxy within 20 s");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for n in 1..=10 {
+        direct.set_state(&key(n), Some("Form:newer")).await.unwrap();
+    }
+    proxy.close.notify_one();
+
+    let mut unknown = 0;
+    for write in writes {
+        match write.await.unwrap() {
+            // The one that ran alone, before the batch.
+            Ok(()) => {}
+            Err(err) => {
+                assert!(
+                    matches!(
+                        err,
+                        Error::OutcomeUnknown {
+                            operation: "set_state",
+                            ..
+                        }
+                    ),
+                    "{err:?}"
+                );
+                unknown += 1;
+            }
+        }
+    }
+    assert!(
+        unknown >= 2,
+        "no batch of two or more lost its commit: {unknown}"
+    );
+    let stats = proxied.write_stats().unwrap();
+    assert_eq!(stats.fallbacks, 0, "a lost batch was run again: {stats:?}");
+    // Nothing ran again: every newer state stands.
+    for n in 1..=10 {
+        assert_eq!(
+            direct.get_state(&key(n)).await.unwrap().as_deref(),
+            Some("Form:newer"),
+            "key {n}"
+        );
+    }
+    proxied
+        .set_state(&key(1), Some("Form:after"))
+        .await
+        .unwrap();
     proxied.close().await.unwrap();
     direct.close().await.unwrap();
     common::drop_tables(&server, &options).await.unwrap();
