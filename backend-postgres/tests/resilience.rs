@@ -268,37 +268,11 @@ async fn a_batch_the_server_refuses_falls_back_to_each_write_alone() {
         ))
         .await
         .unwrap();
-    let key = |n: i64| StorageKey::new(BotId(9), ChatId(n), UserId(n));
-    let refused = 30;
-    let tasks: Vec<_> = (1..=48)
-        .map(|n| {
-            let storage = Arc::clone(&storage);
-            tokio::spawn(async move {
-                let state = if n == refused {
-                    "Form:refused"
-                } else {
-                    "Form:name"
-                };
-                storage.set_state(&key(n), Some(state)).await
-            })
-        })
-        .collect();
-    for (i, task) in tasks.into_iter().enumerate() {
-        let n = i as i64 + 1;
-        let result = task.await.unwrap();
-        if n == refused {
-            let err = result.unwrap_err();
-            assert!(err.to_string().contains("no_refused"), "{err}");
-            assert_eq!(storage.get_state(&key(n)).await.unwrap(), None);
-        } else {
-            result.unwrap_or_else(|err| panic!("key {n} failed beside the refused row: {err}"));
-            assert_eq!(
-                storage.get_state(&key(n)).await.unwrap().as_deref(),
-                Some("Form:name")
-            );
-        }
-    }
-    let stats = storage.write_stats().unwrap();
+    let stats = fsmstore_conformance::cases::coalesce::writers_beside_a_refused_state(
+        Arc::clone(&storage) as Arc<dyn Storage>,
+        "no_refused",
+    )
+    .await;
     assert!(
         stats.fallbacks >= 1,
         "the refused row was never in a batch: {stats:?}"

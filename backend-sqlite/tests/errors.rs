@@ -212,7 +212,7 @@ fn a_locked_database_never_stalls_the_runtime() {
 async fn a_refused_write_in_a_batch_fails_only_its_own_call() {
     use std::sync::Arc;
 
-    use fsmstore_core::{BotId, ChatId, Storage, StorageKey, UserId};
+    use fsmstore_core::Storage;
 
     let path = temp_file("refused-batch");
     let options = StorageOptions::default().schema(SchemaPolicy::Upgrade);
@@ -232,37 +232,11 @@ async fn a_refused_write_in_a_batch_fails_only_its_own_call() {
         ))
         .unwrap();
     }
-    let key = |n: i64| StorageKey::new(BotId(9), ChatId(n), UserId(n));
-    let refused = 30;
-    let tasks: Vec<_> = (1..=48)
-        .map(|n| {
-            let storage = Arc::clone(&storage);
-            tokio::spawn(async move {
-                let state = if n == refused {
-                    "Form:refused"
-                } else {
-                    "Form:name"
-                };
-                storage.set_state(&key(n), Some(state)).await
-            })
-        })
-        .collect();
-    for (i, task) in tasks.into_iter().enumerate() {
-        let n = i as i64 + 1;
-        let result = task.await.unwrap();
-        if n == refused {
-            let err = result.unwrap_err();
-            assert!(err.to_string().contains("no_refused"), "{err}");
-            assert_eq!(storage.get_state(&key(n)).await.unwrap(), None);
-        } else {
-            result.unwrap_or_else(|err| panic!("key {n} failed beside the refused row: {err}"));
-            assert_eq!(
-                storage.get_state(&key(n)).await.unwrap().as_deref(),
-                Some("Form:name")
-            );
-        }
-    }
-    let stats = storage.write_stats().unwrap();
+    let stats = fsmstore_conformance::cases::coalesce::writers_beside_a_refused_state(
+        Arc::clone(&storage) as Arc<dyn Storage>,
+        "no_refused",
+    )
+    .await;
     assert!(stats.batched_writes > 0, "no batch formed: {stats:?}");
     storage.close().await.unwrap();
     for suffix in ["", "-wal", "-shm"] {

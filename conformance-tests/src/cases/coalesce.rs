@@ -149,3 +149,50 @@ pub async fn no_batches_when_turned_off(ctx: Ctx) {
     }
     assert_eq!(s.key_count().await.unwrap(), 32);
 }
+
+/// For a backend's own test of a batch the database refuses (a constraint or trigger the
+/// test added that refuses the state `"Form:refused"`): 48 writers at once, writer 30
+/// writing that state. Only writer 30's call fails, with an error naming `constraint`,
+/// and writes nothing; every other state is written. Returns what coalescing did.
+pub async fn writers_beside_a_refused_state(
+    storage: Arc<dyn fsmstore_core::Storage>,
+    constraint: &str,
+) -> fsmstore_core::coalesce::CoalesceStats {
+    let key = |n: i64| {
+        fsmstore_core::StorageKey::new(
+            fsmstore_core::BotId(9),
+            fsmstore_core::ChatId(n),
+            fsmstore_core::UserId(n),
+        )
+    };
+    let refused = 30;
+    let tasks: Vec<_> = (1..=48)
+        .map(|n| {
+            let storage = Arc::clone(&storage);
+            tokio::spawn(async move {
+                let state = if n == refused {
+                    "Form:refused"
+                } else {
+                    "Form:name"
+                };
+                storage.set_state(&key(n), Some(state)).await
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let n = i as i64 + 1;
+        let result = task.await.expect("task panicked");
+        if n == refused {
+            let err = result.expect_err("the refused state was written");
+            assert!(err.to_string().contains(constraint), "{err}");
+            assert_eq!(storage.get_state(&key(n)).await.unwrap(), None);
+        } else {
+            result.unwrap_or_else(|err| panic!("key {n} failed beside the refused row: {err}"));
+            assert_eq!(
+                storage.get_state(&key(n)).await.unwrap().as_deref(),
+                Some("Form:name")
+            );
+        }
+    }
+    storage.write_stats().expect("a storage that coalesces")
+}
