@@ -351,11 +351,15 @@ impl Connections {
         // A refused statement aborted the transaction, and its COMMIT rolled back; a
         // refused COMMIT committed nothing either.
         if let Some(error) = refused.or(commit.err()) {
-            let failure = classify(&error);
-            return Err(discard(
-                client,
-                Fault::driver(error, failure, Phase::Before),
-            ));
+            // A statement the client itself refused (while encoding it, no SQLSTATE) was
+            // never sent, and the rest of the pipeline and its COMMIT were: what committed
+            // is not known.
+            let (failure, phase) = if error.as_db_error().is_none() {
+                (Failure::ConnectionLost, Phase::Applying)
+            } else {
+                (classify(&error), Phase::Before)
+            };
+            return Err(discard(client, Fault::driver(error, failure, phase)));
         }
         Ok(answers)
     }

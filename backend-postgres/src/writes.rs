@@ -305,14 +305,28 @@ impl PgWriter {
                 answers.push((one.id(), one.answer(rows.into_iter().next())));
                 continue;
             }
-            let mut by_id: std::collections::HashMap<String, Row> = rows
-                .into_iter()
-                .filter_map(|row| row.try_get::<_, String>(0).ok().map(|id| (id, row)))
-                .collect();
+            let mut by_id = std::collections::HashMap::with_capacity(rows.len());
+            for row in rows {
+                let id: String = row.try_get(0).map_err(from_pg)?;
+                by_id.insert(id, row);
+            }
             for write in &group.writes {
+                let row = by_id.remove(write.id());
                 let answer = match group.kind {
                     Kind::SetState | Kind::SetData | Kind::SetRecord => Ok(Written::Done),
-                    _ => write.answer_from(by_id.remove(write.id()), 1),
+                    // An upsert returns every row it wrote: a row that did not come back
+                    // under its own id (a table comparing ids otherwise than byte for
+                    // byte) is not answered with a guess.
+                    Kind::UpdateData | Kind::Transition if row.is_none() => {
+                        Err(Error::outcome_unknown(
+                            write.operation(),
+                            format!(
+                                "its batch committed but returned no row for id {:?}",
+                                write.id()
+                            ),
+                        ))
+                    }
+                    _ => write.answer_from(row, 1),
                 };
                 answers.push((write.id(), answer));
             }

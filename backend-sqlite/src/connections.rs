@@ -204,16 +204,38 @@ fn enable_wal(conn: &Connection, timeout: std::time::Duration) -> Result<()> {
 }
 
 fn lock(slot: &Slot) -> MutexGuard<'_, Option<Connection>> {
-    // A panic inside `work` leaves the connection usable: SQLite rolls back an open
-    // transaction when its `Transaction` guard is dropped during unwinding.
+    // A panic inside `work` leaves the connection usable: `Idle` (below) rolls back what
+    // it left open.
     slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Runs `work` on the slot's connection and leaves the connection with no transaction
+/// open, whatever `work` did (returned, failed or panicked): a transaction begun by hand
+/// (a coalesced batch's `BEGIN IMMEDIATE`) and left open would make every later write on
+/// this connection part of it, answered but never committed. When even `ROLLBACK` fails
+/// the connection is closed: later calls fail with [`Error::Closed`] instead of writing
+/// into a transaction nobody commits.
 fn with_slot<T>(
     mut guard: MutexGuard<'_, Option<Connection>>,
     work: impl FnOnce(&mut Connection) -> Result<T>,
 ) -> Result<T> {
-    match guard.as_mut() {
+    struct Idle<'g, 'c>(&'g mut MutexGuard<'c, Option<Connection>>);
+    impl Drop for Idle<'_, '_> {
+        fn drop(&mut self) {
+            let open = self.0.as_ref().is_some_and(|conn| !conn.is_autocommit());
+            if open {
+                let rolled_back = self.0.as_ref().is_some_and(|conn| {
+                    conn.execute_batch("ROLLBACK").is_ok() && conn.is_autocommit()
+                });
+                if !rolled_back {
+                    tracing::error!("a SQLite connection kept a transaction open and could not roll it back: closing it");
+                    self.0.take();
+                }
+            }
+        }
+    }
+    let idle = Idle(&mut guard);
+    match idle.0.as_mut() {
         Some(conn) => work(conn),
         None => Err(Error::Closed),
     }

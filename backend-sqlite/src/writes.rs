@@ -93,14 +93,12 @@ impl BatchWrite for SqliteWriter {
                         Ok(answer)
                     })
                     .collect();
-                match answers.and_then(|answers| conn.execute_batch("COMMIT").map(|()| answers)) {
-                    Ok(answers) => Ok(answers),
-                    Err(err) => {
-                        // Nothing of the batch stays: each write runs again on its own.
-                        let _ = conn.execute_batch("ROLLBACK");
-                        Err(from_sqlite(err))
-                    }
-                }
+                // On an error (or a panic) the connection's slot rolls back what is open
+                // (`connections::with_slot`): nothing of the batch stays, and each write
+                // runs again on its own.
+                answers
+                    .and_then(|answers| conn.execute_batch("COMMIT").map(|()| answers))
+                    .map_err(from_sqlite)
             })
             .boxed()
     }

@@ -18,7 +18,7 @@
 //!
 //! [`StorageOptions::write_batches`]: crate::StorageOptions::write_batches
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -151,6 +151,9 @@ struct Queue<W> {
     pending: VecDeque<Pending<W>>,
     /// Writes running alone and batch tasks running: at most `limit`.
     running: usize,
+    /// The rows of the batches running: a write of one of them waits for the next batch,
+    /// so two batches never hold locks on one row (and never wait for each other).
+    busy: HashSet<String>,
 }
 
 /// The write queue of one storage (see the module docs).
@@ -183,6 +186,7 @@ impl<B: BatchWrite> Coalescer<B> {
             queue: Mutex::new(Queue {
                 pending: VecDeque::new(),
                 running: 0,
+                busy: HashSet::new(),
             }),
             counters: Counters::default(),
             runtime: tokio::runtime::Handle::try_current().ok(),
@@ -226,22 +230,28 @@ impl<B: BatchWrite> Coalescer<B> {
         if self.limit == 0 {
             return alone.await;
         }
-        let waiting = {
+        let slot_taken = {
             let mut queue = self.lock();
-            if queue.running < self.limit && queue.pending.is_empty() {
+            let free = queue.running < self.limit && queue.pending.is_empty();
+            if free {
                 queue.running += 1;
-                None
-            } else {
-                let write = queued();
-                let operation = B::operation(&write);
-                let (answer, receiver) = oneshot::channel();
-                queue.pending.push_back(Pending { write, answer });
-                let start = queue.running < self.limit;
-                if start {
-                    queue.running += 1;
-                }
-                Some((receiver, operation, start))
             }
+            free
+        };
+        let waiting = if slot_taken {
+            None
+        } else {
+            // Copied outside the lock; a slot freed meanwhile starts a batch below.
+            let write = queued();
+            let operation = B::operation(&write);
+            let (answer, receiver) = oneshot::channel();
+            let mut queue = self.lock();
+            queue.pending.push_back(Pending { write, answer });
+            let start = queue.running < self.limit;
+            if start {
+                queue.running += 1;
+            }
+            Some((receiver, operation, start))
         };
         match waiting {
             None => {
@@ -275,29 +285,49 @@ impl<B: BatchWrite> Coalescer<B> {
             slot.coalescer.run_batches().await;
             slot.finished = true;
         };
-        match tokio::runtime::Handle::try_current()
-            .ok()
-            .or_else(|| self.runtime.clone())
-        {
+        // On the caller's runtime when its workers poll tasks on their own; a current-thread
+        // runtime polls them only inside its `block_on`, which may have returned for good:
+        // then the storage's own runtime.
+        let current = tokio::runtime::Handle::try_current().ok();
+        let runtime = match current {
+            Some(handle)
+                if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                Some(handle)
+            }
+            current => self.runtime.clone().or(current),
+        };
+        match runtime {
             Some(runtime) => drop(runtime.spawn(task)),
             // No runtime at all: dropping the task answers what waits (see `BatchSlot`).
             None => drop(task),
         }
     }
 
-    /// Runs batches until nothing waits; gives its slot back then.
+    /// Runs batches until nothing waits that it may take; gives its slot back then.
     async fn run_batches(&self) {
         loop {
-            let batch = {
+            let (batch, rows) = {
                 let mut queue = self.lock();
-                let batch = take_batch::<B>(&mut queue.pending);
+                let Queue { pending, busy, .. } = &mut *queue;
+                let batch = take_batch::<B>(pending, busy);
                 if batch.is_empty() {
                     queue.running -= 1;
                     return;
                 }
-                batch
+                let rows: Vec<String> = batch
+                    .iter()
+                    .map(|p| B::row_id(&p.write).to_owned())
+                    .collect();
+                queue.busy.extend(rows.iter().cloned());
+                (batch, rows)
+            };
+            let done = BusyRows {
+                coalescer: self,
+                rows,
             };
             self.run_batch(batch).await;
+            drop(done);
         }
     }
 
@@ -309,8 +339,7 @@ impl<B: BatchWrite> Coalescer<B> {
             drop(one.answer.send(answer));
             return;
         }
-        // Rows in one order in every batch: two batches never wait for each other's rows
-        // in opposite orders.
+        // Rows in one order (two batches never share a row: see `Queue::busy`).
         batch.sort_by(|a, b| B::row_id(&a.write).cmp(B::row_id(&b.write)));
         let (writes, answers): (Vec<_>, Vec<_>) =
             batch.into_iter().map(|p| (p.write, p.answer)).unzip();
@@ -390,10 +419,28 @@ impl<B: BatchWrite> Coalescer<B> {
     }
 }
 
-/// The next batch: up to [`MAX_BATCH`] writes, a row at most once (a later write of a row
-/// waits for the next batch, in order), leaving out writes whose caller is gone (never
-/// written).
-fn take_batch<B: BatchWrite>(pending: &mut VecDeque<Pending<B::Write>>) -> Vec<Pending<B::Write>> {
+/// The rows of a running batch, given back when it ends (or its task is dropped).
+struct BusyRows<'a, B: BatchWrite> {
+    coalescer: &'a Coalescer<B>,
+    rows: Vec<String>,
+}
+
+impl<B: BatchWrite> Drop for BusyRows<'_, B> {
+    fn drop(&mut self) {
+        let mut queue = self.coalescer.lock();
+        for row in &self.rows {
+            queue.busy.remove(row);
+        }
+    }
+}
+
+/// The next batch: up to [`MAX_BATCH`] writes, a row at most once and none of a batch
+/// running (a later write of a row waits for the next batch, in order), leaving out
+/// writes whose caller is gone (never written).
+fn take_batch<B: BatchWrite>(
+    pending: &mut VecDeque<Pending<B::Write>>,
+    busy: &HashSet<String>,
+) -> Vec<Pending<B::Write>> {
     let mut batch: Vec<Pending<B::Write>> = Vec::new();
     let mut rest = VecDeque::new();
     while let Some(next) = pending.pop_front() {
@@ -401,7 +448,9 @@ fn take_batch<B: BatchWrite>(pending: &mut VecDeque<Pending<B::Write>>) -> Vec<P
             continue;
         }
         let id = B::row_id(&next.write);
-        let fits = batch.len() < MAX_BATCH && batch.iter().all(|p| B::row_id(&p.write) != id);
+        let fits = batch.len() < MAX_BATCH
+            && !busy.contains(id)
+            && batch.iter().all(|p| B::row_id(&p.write) != id);
         // A row waiting behind an earlier write of the same row keeps its place after it.
         let behind = rest
             .iter()

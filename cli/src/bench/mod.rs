@@ -394,9 +394,12 @@ async fn measure(
             let mut entry = Throughput::of(name.clone(), tasks, &runs[h]);
             let (in_batches, writes) = batched[h];
             entry.batched = (writes > 0).then(|| in_batches as f64 / writes as f64);
-            throughput.push(entry);
+            throughput.push((h, entry));
         }
     }
+    // Reported per handle, each at every task count.
+    throughput.sort_by_key(|(h, _)| *h);
+    let throughput: Vec<Throughput> = throughput.into_iter().map(|(_, entry)| entry).collect();
     Ok(Report {
         backend: dialect_name(url),
         keys,

@@ -18,6 +18,11 @@ struct Put {
 #[derive(Default)]
 struct Rows {
     rows: StdMutex<HashMap<String, String>>,
+    /// The rows of the batches running now, and whether two batches ever shared one.
+    in_flight: StdMutex<Vec<String>>,
+    shared: std::sync::atomic::AtomicBool,
+    /// How long each write (alone or a batch) takes.
+    delay: Duration,
     /// The ids of each batch, as it ran.
     batches: StdMutex<Vec<Vec<String>>>,
     /// Holds every write until a permit is added.
@@ -46,6 +51,7 @@ impl BatchWrite for Rows {
     fn write_one<'a>(&'a self, write: &'a Put) -> BoxFuture<'a, Result<Written>> {
         async move {
             self.pass().await;
+            tokio::time::sleep(self.delay).await;
             if write.value == "bad" {
                 return Err(Error::database(false, "bad row"));
             }
@@ -59,6 +65,18 @@ impl BatchWrite for Rows {
     }
     fn write_batch<'a>(&'a self, writes: &'a [Put]) -> BoxFuture<'a, Result<Vec<Result<Written>>>> {
         async move {
+            {
+                let mut in_flight = self.in_flight.lock().unwrap();
+                if writes.iter().any(|w| in_flight.contains(&w.id)) {
+                    self.shared.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                in_flight.extend(writes.iter().map(|w| w.id.clone()));
+            }
+            tokio::time::sleep(self.delay).await;
+            self.in_flight
+                .lock()
+                .unwrap()
+                .retain(|id| writes.iter().all(|w| &w.id != id));
             self.pass().await;
             let ids: Vec<String> = writes.iter().map(|w| w.id.clone()).collect();
             let mut unique = ids.clone();
@@ -286,4 +304,32 @@ async fn no_batches_asked_means_every_write_alone() {
     }
     assert_eq!(queue.stats(), CoalesceStats::default());
     assert_eq!(queue.backend().rows.lock().unwrap().len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_batches_never_write_one_row_at_once() {
+    let rows = Rows {
+        delay: Duration::from_millis(2),
+        ..Rows::default()
+    };
+    let queue = Coalescer::new(rows, 3);
+    // 6 rows, each written by 20 tasks: every batch would like a row another one has.
+    let tasks: Vec<_> = (0..120)
+        .map(|i| {
+            let queue = Arc::clone(&queue);
+            tokio::spawn(async move { put(&queue, &format!("r{}", i % 6), &format!("v{i}")).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert!(queue.stats().batches > 1, "{:?}", queue.stats());
+    assert!(
+        !queue
+            .backend()
+            .shared
+            .load(std::sync::atomic::Ordering::SeqCst),
+        "two batches wrote one row at once"
+    );
+    assert!(queue.lock().busy.is_empty());
 }
