@@ -191,9 +191,20 @@ async fn pump(client: TcpStream, server: TcpStream, proxy: Arc<Proxy>) {
     let _ = down.await;
 }
 
-async fn a_lost_reply_is_an_unknown_outcome_and_never_overwrites_a_newer_write() {
+/// A scratch table, a storage on it opened directly, and one opened through the proxy
+/// with one connection (one write at a time: a write runs alone, the writes that arrive
+/// meanwhile wait and go in one batch).
+struct Proxied {
+    server: fsmstore_mysql::MysqlConfig,
+    options: fsmstore_core::StorageOptions,
+    direct: MysqlStorage,
+    proxied: MysqlStorage,
+    proxy: Arc<Proxy>,
+}
+
+async fn proxied(prefix: &str) -> Proxied {
     let server = common::server().await.expect("probed: MariaDB is there");
-    let options = common::unique_options("fm_unknown").schema(SchemaPolicy::Upgrade);
+    let options = common::unique_options(prefix).schema(SchemaPolicy::Upgrade);
     let direct = MysqlStorage::open(server.clone().options(options.clone()).unwrap())
         .await
         .unwrap();
@@ -206,6 +217,23 @@ async fn a_lost_reply_is_an_unknown_outcome_and_never_overwrites_a_newer_write()
     let proxied = MysqlStorage::open(through.options(options.clone()).unwrap())
         .await
         .unwrap();
+    Proxied {
+        server,
+        options,
+        direct,
+        proxied,
+        proxy,
+    }
+}
+
+async fn a_lost_reply_is_an_unknown_outcome_and_never_overwrites_a_newer_write() {
+    let Proxied {
+        server,
+        options,
+        direct,
+        proxied,
+        proxy,
+    } = proxied("fm_unknown").await;
     let key = StorageKey::new(BotId(1), ChatId(-100), UserId(7));
     // Warm the connection and its prepared statement.
     proxied.set_state(&key, Some("Form:first")).await.unwrap();
@@ -256,22 +284,13 @@ async fn a_lost_reply_is_an_unknown_outcome_and_never_overwrites_a_newer_write()
 /// socket). Every call of the batch is answered `OutcomeUnknown` under its own operation,
 /// none is run again (per call or as a batch): the newer states stand.
 async fn a_lost_batch_commit_is_an_unknown_outcome_for_each_of_its_calls() {
-    let server = common::server().await.expect("probed: MariaDB is there");
-    let options = common::unique_options("fm_unknown_batch").schema(SchemaPolicy::Upgrade);
-    let direct = MysqlStorage::open(server.clone().options(options.clone()).unwrap())
-        .await
-        .unwrap();
-    let host = server.connect.get_host().to_owned();
-    let (port, proxy) = start_proxy((host, server.connect.get_port())).await;
-    let mut through = server
-        .clone()
-        .connect_options(server.connect.clone().port(port));
-    // One connection, one write at a time: the first write runs alone, the rest wait and
-    // go in one batch.
-    through.options.pool_max = 1;
-    let proxied = MysqlStorage::open(through.options(options.clone()).unwrap())
-        .await
-        .unwrap();
+    let Proxied {
+        server,
+        options,
+        direct,
+        proxied,
+        proxy,
+    } = proxied("fm_unknown_batch").await;
     let key = |n: i64| StorageKey::new(BotId(1), ChatId(-100), UserId(n));
     proxied
         .set_state(&key(0), Some("Form:first"))
