@@ -50,7 +50,7 @@ pub struct MysqlStorage {
 
 struct Inner {
     conns: Arc<Connections>,
-    queries: MysqlQueries,
+    queries: Arc<MysqlQueries>,
     inspect: InspectQueries,
     /// The writes that go together when several wait (see [`fsmstore_core::coalesce`]).
     writes: Arc<Coalescer<MysqlWriter>>,
@@ -77,7 +77,7 @@ impl MysqlStorage {
     pub async fn open(config: MysqlConfig) -> Result<Self> {
         config.options.check()?;
         fsmstore_core::check_duration("lock_timeout", config.lock_timeout, MAX_DURATION)?;
-        let queries = MysqlQueries::for_options(&config.options);
+        let queries = Arc::new(MysqlQueries::for_options(&config.options));
         let inspect = InspectQueries::for_layout(
             Dialect::Mysql,
             &config.options.table,
@@ -99,7 +99,7 @@ impl MysqlStorage {
         let conns = Arc::new(conns);
         let writer = MysqlWriter {
             conns: Arc::clone(&conns),
-            queries: queries.clone(),
+            queries: Arc::clone(&queries),
         };
         let batches = conns.config().options.effective_write_batches();
         let storage = MysqlStorage {

@@ -135,7 +135,7 @@ impl MysqlWrite<'_> {
 /// The storage's writes: its connections and statements.
 pub(crate) struct MysqlWriter {
     pub(crate) conns: Arc<Connections>,
-    pub(crate) queries: MysqlQueries,
+    pub(crate) queries: Arc<MysqlQueries>,
 }
 
 impl MysqlWriter {

@@ -106,6 +106,15 @@ fn query_op<'c>(
     })
 }
 
+/// `fault` of an attempt on `client`: a connection that failed or went silent is taken out
+/// of the pool, never handed to the next call.
+fn discard(client: Object, fault: Fault<tokio_postgres::Error>) -> Fault<tokio_postgres::Error> {
+    if fault.connection_suspect() {
+        drop(Object::take(client));
+    }
+    fault
+}
+
 impl Connections {
     /// The connections for `config`: a pool of `pool_max`, and a lock pool of
     /// `lock_pool_max` (default: as large). Connects lazily.
@@ -192,12 +201,6 @@ impl Connections {
             let failure = classify(&error);
             Fault::driver(error, failure, phase)
         };
-        let discard = |client: Object, fault: Fault<_>| {
-            if fault.connection_suspect() {
-                drop(Object::take(client));
-            }
-            fault
-        };
         // Preparing runs nothing: any failure here leaves the row as it was. Behind a
         // transaction pooler nothing is prepared: the unnamed statement is parsed, bound
         // and run in one round trip, on whichever server connection it gets.
@@ -248,12 +251,6 @@ impl Connections {
     ) -> std::result::Result<Vec<Vec<Row>>, Fault<tokio_postgres::Error>> {
         let client = self.client().await?;
         let runner = &self.runner;
-        let discard = |client: Object, fault: Fault<_>| {
-            if fault.connection_suspect() {
-                drop(Object::take(client));
-            }
-            fault
-        };
         let mut prepared = Vec::with_capacity(statements.len());
         for (sql, _) in statements {
             if self.config.pooler.unnamed_statements() {

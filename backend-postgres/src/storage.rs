@@ -31,7 +31,7 @@ pub struct PgStorage {
 
 struct Inner {
     conns: Arc<Connections>,
-    queries: PostgresQueries,
+    queries: Arc<PostgresQueries>,
     inspect: InspectQueries,
     /// The writes that go together when several wait (see [`fsmstore_core::coalesce`]).
     writes: Arc<Coalescer<PgWriter>>,
@@ -54,12 +54,12 @@ impl PgStorage {
     /// [`Error::SchemaOutdated`] naming the command to run, and the other schema errors.
     pub async fn open(config: PgConfig) -> Result<Self> {
         config.options.check()?;
-        let queries = PostgresQueries::for_options(&config.options);
+        let queries = Arc::new(PostgresQueries::for_options(&config.options));
         let batches = config.options.effective_write_batches();
         let conns = Arc::new(Connections::new(config)?);
         let writer = PgWriter {
             conns: Arc::clone(&conns),
-            queries: queries.clone(),
+            queries: Arc::clone(&queries),
         };
         let storage = PgStorage {
             inner: Arc::new(Inner {

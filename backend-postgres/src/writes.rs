@@ -216,6 +216,8 @@ enum Kind {
 /// parameters).
 struct Group<'w> {
     kind: Kind,
+    /// Where each write stands in the batch.
+    at: Vec<usize>,
     writes: Vec<&'w PgWrite<'static>>,
     ids: Vec<&'w str>,
     states: Vec<Option<&'w str>>,
@@ -246,7 +248,7 @@ impl<'w> Group<'w> {
 #[derive(Debug)]
 pub(crate) struct PgWriter {
     pub(crate) conns: Arc<Connections>,
-    pub(crate) queries: PostgresQueries,
+    pub(crate) queries: Arc<PostgresQueries>,
 }
 
 impl PgWriter {
@@ -272,13 +274,14 @@ impl PgWriter {
     /// `writes` (each on another row) in one transaction, each kind in one statement.
     async fn batch(&self, writes: &[PgWrite<'static>]) -> Result<Vec<Result<Written>>> {
         let mut groups: Vec<Group<'_>> = Vec::new();
-        for write in writes {
+        for (at, write) in writes.iter().enumerate() {
             let kind = write.kind();
             let group = match groups.iter().position(|g| g.kind == kind) {
                 Some(at) => &mut groups[at],
                 None => {
                     groups.push(Group {
                         kind,
+                        at: Vec::new(),
                         writes: Vec::new(),
                         ids: Vec::new(),
                         states: Vec::new(),
@@ -287,6 +290,7 @@ impl PgWriter {
                     groups.last_mut().expect("just pushed")
                 }
             };
+            group.at.push(at);
             group.writes.push(write);
             group.ids.push(write.id());
             group.states.push(write.state());
@@ -299,10 +303,10 @@ impl PgWriter {
             .map(|group| group.statement(&self.queries))
             .collect();
         let results = self.conns.write_batch(&statements).await?;
-        let mut answers: Vec<(&str, Result<Written>)> = Vec::with_capacity(writes.len());
+        let mut answers: Vec<Option<Result<Written>>> = writes.iter().map(|_| None).collect();
         for (group, rows) in groups.iter().zip(results) {
-            if let [one] = group.writes.as_slice() {
-                answers.push((one.id(), one.answer(rows.into_iter().next())));
+            if let ([one], [at]) = (group.writes.as_slice(), group.at.as_slice()) {
+                answers[*at] = Some(one.answer(rows.into_iter().next()));
                 continue;
             }
             let mut by_id = std::collections::HashMap::with_capacity(rows.len());
@@ -310,7 +314,7 @@ impl PgWriter {
                 let id: String = row.try_get(0).map_err(from_pg)?;
                 by_id.insert(id, row);
             }
-            for write in &group.writes {
+            for (write, &at) in group.writes.iter().zip(&group.at) {
                 let row = by_id.remove(write.id());
                 let answer = match group.kind {
                     Kind::SetState | Kind::SetData | Kind::SetRecord => Ok(Written::Done),
@@ -328,19 +332,13 @@ impl PgWriter {
                     }
                     _ => write.answer_from(row, 1),
                 };
-                answers.push((write.id(), answer));
+                answers[at] = Some(answer);
             }
         }
-        // In the order of `writes`: each id once.
-        let mut ordered = Vec::with_capacity(writes.len());
-        for write in writes {
-            let at = answers
-                .iter()
-                .position(|(id, _)| *id == write.id())
-                .expect("every write was answered");
-            ordered.push(answers.swap_remove(at).1);
-        }
-        Ok(ordered)
+        Ok(answers
+            .into_iter()
+            .map(|answer| answer.expect("every write is in one group"))
+            .collect())
     }
 }
 

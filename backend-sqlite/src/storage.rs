@@ -177,7 +177,7 @@ impl SqliteStorage {
     async fn write<T: Answer>(
         &self,
         operation: &'static str,
-        id: &str,
+        id: String,
         work: impl Fn(&mut Connection, &SqliteQueries) -> Result<T> + Send + Sync + 'static,
     ) -> Result<T> {
         let work = Arc::new(work);
@@ -185,7 +185,7 @@ impl SqliteStorage {
         let alone = writes.backend().one(operation, work.clone());
         writes
             .write(alone, || SqliteWrite {
-                id: id.to_owned(),
+                id,
                 operation,
                 work: Arc::new(move |conn: &mut Connection, q: &SqliteQueries| {
                     work(conn, q).map(Answer::into_written)
@@ -299,7 +299,7 @@ impl Storage for SqliteStorage {
             Some(state) => {
                 validate_state(state)?;
                 let state = state.to_owned();
-                self.write("set_state", &id.clone(), move |conn, q| {
+                self.write("set_state", id.clone(), move |conn, q| {
                     conn.prepare_cached(&q.row.upsert_state)
                         .and_then(|mut s| s.execute([&id, &state]))
                         .map_err(from_sqlite)?;
@@ -308,7 +308,7 @@ impl Storage for SqliteStorage {
                 .await
             }
             None => {
-                self.write("set_state", &id.clone(), move |conn, q| {
+                self.write("set_state", id.clone(), move |conn, q| {
                     clear_field(conn, q, &q.row.clear_state, &id)
                 })
                 .await
@@ -326,13 +326,13 @@ impl Storage for SqliteStorage {
         let id = self.options.row_id(key)?;
         if data.is_empty() {
             return self
-                .write("set_data", &id.clone(), move |conn, q| {
+                .write("set_data", id.clone(), move |conn, q| {
                     clear_field(conn, q, &q.row.clear_data, &id)
                 })
                 .await;
         }
         let text = validate_data(&id, data, self.options.max_data_bytes)?;
-        self.write("set_data", &id.clone(), move |conn, q| {
+        self.write("set_data", id.clone(), move |conn, q| {
             conn.prepare_cached(&q.row.upsert_data)
                 .and_then(|mut s| s.execute([&id, &text]))
                 .map_err(from_sqlite)?;
@@ -349,7 +349,7 @@ impl Storage for SqliteStorage {
         // The limit applies to the patch, as on backends that merge inside the database.
         validate_data(&id, patch, self.options.max_data_bytes)?;
         let patch = patch.clone();
-        self.write("update_data", &id.clone(), move |conn, q| {
+        self.write("update_data", id.clone(), move |conn, q| {
             merge_locked(conn, q, &id, &patch, NextState::Keep)
         })
         .await
@@ -363,7 +363,7 @@ impl Storage for SqliteStorage {
     ) -> Result<Data> {
         let id = self.options.transition_row_id(key, state, patch)?;
         let (state, patch) = (state.map(str::to_owned), patch.clone());
-        self.write("transition", &id.clone(), move |conn, q| {
+        self.write("transition", id.clone(), move |conn, q| {
             merge_locked(conn, q, &id, &patch, NextState::Set(state.as_deref()))
         })
         .await
@@ -372,7 +372,7 @@ impl Storage for SqliteStorage {
     async fn set_record(&self, key: &StorageKey, state: Option<&str>, data: &Data) -> Result<()> {
         let (id, text) = self.options.record_row_id(key, state, data)?;
         let (state, empty) = (state.map(str::to_owned), data.is_empty());
-        self.write("set_record", &id.clone(), move |conn, q| {
+        self.write("set_record", id.clone(), move |conn, q| {
             match (state.as_deref(), empty) {
                 (None, true) => conn
                     .prepare_cached(&q.row.delete)
@@ -405,7 +405,7 @@ impl Storage for SqliteStorage {
 
     async fn clear(&self, key: &StorageKey) -> Result<bool> {
         let id = self.options.row_id(key)?;
-        self.write("clear", &id.clone(), move |conn, q| {
+        self.write("clear", id.clone(), move |conn, q| {
             // One row back when a row was deleted: whether it was fresh (an expired row
             // is absent, so clearing it finds nothing).
             let fresh: Option<bool> = conn
