@@ -32,15 +32,27 @@ pub(crate) fn sql(text: &str) -> SqlStr {
 pub(crate) struct Failed {
     phase: Phase,
     error: sqlx::Error,
+    /// The connection may be left in a state a later call must not see (a transaction
+    /// begun in a script and not ended): it is closed, never reused.
+    close: bool,
 }
 
 impl Failed {
-    /// The same failure, before anything is applied: a statement inside a transaction
-    /// that is not committed yet (the server rolls it back when the connection dies).
-    pub(crate) fn uncommitted(self) -> Failed {
+    /// A failure in `phase` after which the connection is closed, not reused.
+    pub(crate) fn closing(phase: Phase, error: sqlx::Error) -> Failed {
         Failed {
-            phase: Phase::Before,
-            error: self.error,
+            phase,
+            error,
+            close: true,
+        }
+    }
+
+    /// A failure in `phase`; the connection goes back through sqlx's pool, which tests it.
+    pub(crate) fn at(phase: Phase, error: sqlx::Error) -> Failed {
+        Failed {
+            phase,
+            error,
+            close: false,
         }
     }
 }
@@ -61,6 +73,7 @@ impl<T> Staged<T> for sqlx::Result<T> {
         self.map_err(|error| Failed {
             phase: Phase::Before,
             error,
+            close: false,
         })
     }
 
@@ -68,6 +81,7 @@ impl<T> Staged<T> for sqlx::Result<T> {
         self.map_err(|error| Failed {
             phase: Phase::Applying,
             error,
+            close: false,
         })
     }
 }
@@ -240,7 +254,11 @@ impl Connections {
                 }
             }
         }
-        let Failed { phase, error } = match self
+        let Failed {
+            phase,
+            error,
+            close,
+        } = match self
             .runner
             .within(Phase::Applying, op(&mut conn, args))
             .await
@@ -258,7 +276,7 @@ impl Connections {
             }
         };
         let kind = classify(&error);
-        if kind == Kind::Unreachable {
+        if close || kind == Kind::Unreachable {
             // A node cut off from the cluster (1047) still answers pings: this connection
             // must not go back to the pool.
             conn.close_on_drop();

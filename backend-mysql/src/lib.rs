@@ -34,6 +34,7 @@ mod failover;
 mod inspect;
 mod isolation;
 mod migrate;
+mod script;
 mod stash;
 mod statements;
 mod steps;

@@ -1,19 +1,23 @@
 //! The writes core's [`Coalescer`](fsmstore_core::coalesce::Coalescer) may put together:
 //! each alone as today (its statement, or its locked merge, and its own commit), or
-//! several in one transaction on one connection, one `COMMIT` for all.
+//! several in one transaction on one connection, one `COMMIT` for all, sent as one or two
+//! scripts of text statements (`script.rs`).
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use fsmstore_core::coalesce::{BatchWrite, Written};
 use fsmstore_core::sql::{mysql_rows, MysqlQueries};
-use fsmstore_core::{plan_merge, Data, MergeWrite, NextState, Replay, Result};
+use fsmstore_core::{plan_merge, Data, MergeWrite, NextState, Phase, Replay, Result};
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 use sqlx::mysql::MySqlConnection;
-use sqlx::{Acquire, Row};
+use sqlx::{AssertSqlSafe, Row};
 
-use crate::connections::{sql, Attempt, Connections, Staged};
+use crate::connections::{sql, Attempt, Connections, Failed, Staged};
+use crate::script::{Script, Tag, Value};
 use crate::statements::{data_text, execute, merge_locked, upsert_record, Merge};
 
 /// One write of one row; borrowed on the per-call path, owned while it waits.
@@ -152,153 +156,301 @@ impl MysqlWriter {
     }
 }
 
-/// `writes` in one transaction: any failure before `COMMIT` leaves nothing applied (the
-/// transaction is rolled back, or dies with its connection), so only the `COMMIT` applies.
+/// A row whose values take more text than this is written by its own prepared statement
+/// inside the batch's transaction (a hexadecimal literal doubles its bytes; a statement
+/// must stay under the server's `max_allowed_packet`).
+const ROW_BYTES: usize = 64 * 1024;
+
+/// A multi-row statement's text is at most this long (or one row).
+const STATEMENT_BYTES: usize = 256 * 1024;
+
+/// A script is sent once its text would grow past this.
+const SCRIPT_BYTES: usize = 1024 * 1024;
+
+/// `writes` in one transaction, in one round trip when none is a merge and in two when
+/// some are (their rows are read under lock before they are merged in Rust):
 ///
-/// Each kind of write is one statement for all its rows: a statement for `n` rows is the
-/// one for [`padded`]`(n)` rows, the last row repeated (an upsert of the same values, a lock
-/// or a read of the same row, changes nothing more), so a few statement texts per kind
-/// stay prepared in the driver's cache. The merges read their rows with a locking read:
-/// under `REPEATABLE READ` a plain read would see the transaction's snapshot, not what
-/// another transaction committed before the lock was taken (a lost update; the conformance
-/// case `writers_of_one_key_lose_nothing_in_batches` caught it in a first version).
+/// 1. `BEGIN` (read committed: a locking read of a row that is not there takes no gap lock,
+///    so batches inserting beside each other never wait on each other's gaps); one
+///    multi-row statement per kind of plain write (`upsert_state`, `upsert_data`,
+///    `upsert_record`); one locking read (`FOR UPDATE`) of the merges' rows, which locks
+///    those that are there and reads what was committed last (a plain read would see a
+///    snapshot, not what another transaction committed before the lock was taken: the
+///    conformance case `writers_of_one_key_lose_nothing_in_batches` caught that lost
+///    update in a first version);
+/// 2. only if some merge's row was not there (or expired): `lock_row` of those rows (an
+///    empty row for each, or the lock of the one another writer inserted meanwhile) and
+///    the locking read of them again;
+/// 3. the merged rows' `upsert_record` (and `delete` where a merge empties a row), each
+///    `clear`'s `take` on its own (its affected rows answer whether it found a row), and
+///    `COMMIT`.
+///
+/// Each step is a [`Script`]: the statements as text, sent together. A server that refuses
+/// a statement runs none after it (no `COMMIT`): the transaction is rolled back and the
+/// batch did not commit. A connection lost once the `COMMIT` was sent leaves the outcome
+/// unknown. A row too large for a literal runs as its own prepared statement in the
+/// transaction.
 async fn run_batch(
     conn: &mut MySqlConnection,
     q: &MysqlQueries,
     writes: &[MysqlWrite<'static>],
 ) -> Attempt<Vec<Result<Written>>> {
-    let mut tx = conn.begin().await.before()?;
-    let mut answers: Vec<Option<Result<Written>>> = writes.iter().map(|_| None).collect();
-    let of = |pick: fn(&MysqlWrite<'static>) -> bool| -> Vec<usize> {
-        (0..writes.len()).filter(|&i| pick(&writes[i])).collect()
+    let mut run = Batch {
+        conn,
+        q,
+        script: Script::default(),
+        answers: writes.iter().map(|_| None).collect(),
+        stored: HashMap::new(),
+        committing: false,
     };
-    // The plain upserts: each kind's rows in one statement (in chunks, see `chunks`).
-    let plain: [(&str, Vec<usize>); 3] = [
-        (
-            &q.row.upsert_state,
-            of(|w| matches!(w, MysqlWrite::SetState { .. })),
-        ),
-        (
-            &q.row.upsert_data,
-            of(|w| matches!(w, MysqlWrite::SetData { .. })),
-        ),
-        (
-            &q.row.upsert_record,
-            of(|w| matches!(w, MysqlWrite::SetRecord { .. })),
-        ),
-    ];
-    for (statement, rows) in &plain {
-        if let Some(chunk) = padded(rows) {
-            let text = mysql_rows(statement, chunk.len());
-            let mut query = sqlx::query(sql(&text));
-            for &i in &chunk {
-                query = match &writes[i] {
-                    MysqlWrite::SetState { id, state } => {
-                        query.bind(id.as_str()).bind(state.as_str())
-                    }
-                    MysqlWrite::SetData { id, text } => query.bind(id.as_str()).bind(text.as_str()),
-                    MysqlWrite::SetRecord { id, state, text } => query
-                        .bind(id.as_str())
-                        .bind(state.as_deref())
-                        .bind(text.as_str()),
-                    _ => query,
-                };
-            }
-            query.execute(&mut *tx).await.before()?;
-            for &i in rows {
-                answers[i] = Some(Ok(Written::Done));
-            }
-        }
+    match run.all(writes).await {
+        Ok(()) => Ok(run
+            .answers
+            .into_iter()
+            .map(|a| a.expect("every write answered"))
+            .collect()),
+        Err(error) => Err(run.failed(error).await),
     }
-    // The merges: every row locked (inserted empty when new), read, merged in Rust and
-    // written back, each step one statement for all rows.
-    let merges = of(|w| matches!(w, MysqlWrite::Merge { .. }));
-    if !merges.is_empty() {
-        let mut stored = std::collections::HashMap::new();
-        if let Some(chunk) = padded(&merges) {
-            let text = mysql_rows(&q.lock_row, chunk.len());
-            let mut lock = sqlx::query(sql(&text));
-            for &i in &chunk {
-                lock = lock.bind(writes[i].id());
-            }
-            lock.execute(&mut *tx).await.before()?;
-            let text = mysql_rows(&q.get_records, chunk.len());
-            let mut select = sqlx::query(sql(&text));
-            for &i in &chunk {
-                select = select.bind(writes[i].id());
-            }
-            for row in select.fetch_all(&mut *tx).await.before()? {
-                let id: String = row.try_get_unchecked(0).before()?;
-                let state: Option<String> = row.try_get(1).before()?;
-                stored.insert(id, (state, data_text(&row, 2).before()?));
-            }
-        }
-        let mut upserts: Vec<(usize, Option<String>, String)> = Vec::new();
-        for &i in &merges {
-            let MysqlWrite::Merge { id, patch, next } = &writes[i] else {
-                continue;
-            };
-            let (state, text) = stored.remove(id.as_str()).unwrap_or((None, None));
-            let next = match next {
-                None => NextState::Keep,
-                Some(state) => NextState::Set(state.as_deref()),
-            };
-            match plan_merge(id, state, text.as_deref(), patch, next) {
-                Ok(plan) => {
-                    match plan.write {
-                        MergeWrite::Upsert { state, data } => upserts.push((i, state, data)),
-                        MergeWrite::Delete => {
-                            execute(&mut tx, &q.row.delete, id, None).await.before()?;
-                        }
-                    }
-                    answers[i] = Some(Ok(Written::Data(plan.data)));
-                }
-                // Stored data that is not an object: this call's error, its row untouched
-                // (the lock only inserted an empty row for a key that had none).
-                Err(err) => answers[i] = Some(Err(err)),
-            }
-        }
-        let rows: Vec<usize> = (0..upserts.len()).collect();
-        if let Some(chunk) = padded(&rows) {
-            let text = mysql_rows(&q.row.upsert_record, chunk.len());
-            let mut query = sqlx::query(sql(&text));
-            for &u in &chunk {
-                let (i, state, data) = &upserts[u];
-                query = query
-                    .bind(writes[*i].id())
-                    .bind(state.as_deref())
-                    .bind(data.as_str());
-            }
-            query.execute(&mut *tx).await.before()?;
-        }
-    }
-    // Clears answer whether each found its row: one statement each.
-    for (i, write) in writes.iter().enumerate() {
-        if answers[i].is_none() {
-            answers[i] = Some(write.run(&mut tx, q).await.map_err(|f| f.uncommitted())?);
-        }
-    }
-    tx.commit().await.applying()?;
-    Ok(answers
-        .into_iter()
-        .map(|a| a.expect("every write answered"))
-        .collect())
 }
 
-/// The row counts a batch statement is written for.
-const SIZES: [usize; 12] = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64];
+/// One batch being written.
+struct Batch<'c> {
+    conn: &'c mut MySqlConnection,
+    q: &'c MysqlQueries,
+    /// Statements not sent yet.
+    script: Script,
+    answers: Vec<Option<Result<Written>>>,
+    /// The merges' rows as read under lock: state and data text by row id.
+    stored: HashMap<String, (Option<String>, Option<String>)>,
+    /// Whether the script with the `COMMIT` was sent.
+    committing: bool,
+}
 
-/// `rows` padded to the next of [`SIZES`] with its last row repeated (`None` for no rows).
-fn padded(rows: &[usize]) -> Option<Vec<usize>> {
-    let last = *rows.last()?;
-    let size = SIZES
-        .iter()
-        .copied()
-        .find(|&size| size >= rows.len())
-        .unwrap_or(rows.len());
-    let mut padded = rows.to_vec();
-    padded.resize(size, last);
-    Some(padded)
+impl Batch<'_> {
+    async fn all(&mut self, writes: &[MysqlWrite<'static>]) -> sqlx::Result<()> {
+        let q = self.q;
+        // Read committed: a locking read of a row that is not there takes no gap lock, so
+        // batches that insert beside each other never wait on each other's gaps.
+        self.add(
+            "SET TRANSACTION ISOLATION LEVEL READ COMMITTED",
+            &[],
+            Tag::Plain,
+        )
+        .await?;
+        self.add("BEGIN", &[], Tag::Plain).await?;
+        // The plain writes: each kind's rows in one statement.
+        type Values = for<'w> fn(&'w MysqlWrite<'static>) -> Option<Vec<Value<'w>>>;
+        let kinds: [(&str, Values); 3] = [
+            (&q.row.upsert_state, |w| match w {
+                MysqlWrite::SetState { id, state } => {
+                    Some(vec![Value::Text(id), Value::Text(state)])
+                }
+                _ => None,
+            }),
+            (&q.row.upsert_data, |w| match w {
+                MysqlWrite::SetData { id, text } => Some(vec![Value::Text(id), Value::Text(text)]),
+                _ => None,
+            }),
+            (&q.row.upsert_record, |w| match w {
+                MysqlWrite::SetRecord { id, state, text } => Some(vec![
+                    Value::Text(id),
+                    state.as_deref().map_or(Value::Null, Value::Text),
+                    Value::Text(text),
+                ]),
+                _ => None,
+            }),
+        ];
+        for (statement, values) in kinds {
+            let mut rows = Vec::new();
+            for (i, write) in writes.iter().enumerate() {
+                if let Some(row) = values(write) {
+                    rows.push(row);
+                    self.answers[i] = Some(Ok(Written::Done));
+                }
+            }
+            let large = self.add_rows(statement, rows, Tag::Plain).await?;
+            for row in large {
+                self.prepared(statement, &row).await?;
+            }
+        }
+        // The merges: every row locked and read in one statement each, merged in Rust.
+        let merges: Vec<usize> = (0..writes.len())
+            .filter(|&i| matches!(writes[i], MysqlWrite::Merge { .. }))
+            .collect();
+        if !merges.is_empty() {
+            let ids = |pick: &dyn Fn(&str) -> bool| -> Vec<Vec<Value<'_>>> {
+                merges
+                    .iter()
+                    .map(|&i| writes[i].id())
+                    .filter(|id| pick(id))
+                    .map(|id| vec![Value::Text(id)])
+                    .collect()
+            };
+            self.add_rows(&q.get_records, ids(&|_| true), Tag::Rows)
+                .await?;
+            self.flush().await?;
+            // Rows not there (or expired) were not locked: `lock_row` inserts an empty row
+            // for each (or locks the one another writer inserted meanwhile), and they are
+            // read again under that lock.
+            let missing = ids(&|id| !self.stored.contains_key(id));
+            if !missing.is_empty() {
+                self.add_rows(&q.lock_row, missing.clone(), Tag::Plain)
+                    .await?;
+                self.add_rows(&q.get_records, missing, Tag::Rows).await?;
+                self.flush().await?;
+            }
+            let mut upserts = Vec::new();
+            for &i in &merges {
+                let MysqlWrite::Merge { id, patch, next } = &writes[i] else {
+                    continue;
+                };
+                let (state, text) = self.stored.remove(id.as_str()).unwrap_or((None, None));
+                let next = match next {
+                    None => NextState::Keep,
+                    Some(state) => NextState::Set(state.as_deref()),
+                };
+                match plan_merge(id, state, text.as_deref(), patch, next) {
+                    Ok(plan) => {
+                        match plan.write {
+                            MergeWrite::Upsert { state, data } => upserts.push((i, state, data)),
+                            MergeWrite::Delete => {
+                                self.add(&q.row.delete, &[Value::Text(id)], Tag::Plain)
+                                    .await?;
+                            }
+                        }
+                        self.answers[i] = Some(Ok(Written::Data(plan.data)));
+                    }
+                    // Stored data that is not an object: this call's error, its row
+                    // untouched (the lock only inserted an empty row for a key that had none).
+                    Err(err) => self.answers[i] = Some(Err(err)),
+                }
+            }
+            let rows = upserts
+                .iter()
+                .map(|(i, state, data)| {
+                    vec![
+                        Value::Text(writes[*i].id()),
+                        state.as_deref().map_or(Value::Null, Value::Text),
+                        Value::Text(data),
+                    ]
+                })
+                .collect();
+            let large = self
+                .add_rows(&q.row.upsert_record, rows, Tag::Plain)
+                .await?;
+            for row in large {
+                self.prepared(&q.row.upsert_record, &row).await?;
+            }
+        }
+        // Clears answer whether each found its row: one statement each.
+        for (i, write) in writes.iter().enumerate() {
+            if let MysqlWrite::Clear { id } = write {
+                self.add(&q.take, &[Value::Text(id)], Tag::Affected(i))
+                    .await?;
+            }
+        }
+        self.add("COMMIT", &[], Tag::Plain).await?;
+        self.committing = true;
+        self.flush().await
+    }
+
+    /// Adds one statement, sending what came before first when the script would grow past
+    /// [`SCRIPT_BYTES`].
+    async fn add(&mut self, statement: &str, values: &[Value<'_>], tag: Tag) -> sqlx::Result<()> {
+        let size = statement.len() + values.iter().map(Value::text_len).sum::<usize>();
+        if !self.script.is_empty() && self.script.len() + size > SCRIPT_BYTES {
+            self.flush().await?;
+        }
+        self.script.add(statement, values, tag)
+    }
+
+    /// Adds `statement` for `rows`, as few statements as [`STATEMENT_BYTES`] allows; returns
+    /// the rows too large for a literal (see [`ROW_BYTES`]), for prepared statements.
+    async fn add_rows<'v>(
+        &mut self,
+        statement: &str,
+        rows: Vec<Vec<Value<'v>>>,
+        tag: Tag,
+    ) -> sqlx::Result<Vec<Vec<Value<'v>>>> {
+        let size = |row: &Vec<Value<'_>>| row.iter().map(Value::text_len).sum::<usize>() + 8;
+        let (large, rows): (Vec<_>, Vec<_>) =
+            rows.into_iter().partition(|row| size(row) > ROW_BYTES);
+        let mut rest = rows.as_slice();
+        while !rest.is_empty() {
+            let mut take = 0;
+            let mut bytes = statement.len();
+            while take < rest.len() && (take == 0 || bytes + size(&rest[take]) <= STATEMENT_BYTES) {
+                bytes += size(&rest[take]);
+                take += 1;
+            }
+            let values: Vec<Value<'_>> = rest[..take].iter().flatten().copied().collect();
+            self.add(&mysql_rows(statement, take), &values, tag).await?;
+            rest = &rest[take..];
+        }
+        Ok(large)
+    }
+
+    /// One row of `statement` as a prepared statement, in the transaction (begun by what
+    /// was added before, sent first).
+    async fn prepared(&mut self, statement: &str, row: &[Value<'_>]) -> sqlx::Result<()> {
+        self.flush().await?;
+        let mut query = sqlx::query(sql(statement));
+        for value in row {
+            query = match value {
+                Value::Text(text) => query.bind(*text),
+                Value::Null => query.bind(None::<&str>),
+            };
+        }
+        query.execute(&mut *self.conn).await.map(drop)
+    }
+
+    /// Sends the script, and takes in what it answered: the merges' rows, the clears'
+    /// counts.
+    async fn flush(&mut self) -> sqlx::Result<()> {
+        if self.script.is_empty() {
+            return Ok(());
+        }
+        let script = std::mem::take(&mut self.script);
+        for answer in script.send(self.conn).await? {
+            match answer.tag {
+                Tag::Plain => {}
+                Tag::Rows => {
+                    for row in answer.rows {
+                        let id: String = row.try_get_unchecked(0)?;
+                        let state: Option<String> = row.try_get(1)?;
+                        self.stored.insert(id, (state, data_text(&row, 2)?));
+                    }
+                }
+                Tag::Affected(i) => {
+                    self.answers[i] = Some(Ok(Written::Cleared(answer.affected > 0)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// What a failed batch leaves. A statement the server refused ran none after it, so no
+    /// `COMMIT`: its transaction is rolled back here and the batch did not commit (the
+    /// connection is closed if even that fails). Any other failure closes the connection
+    /// (the server rolls back what did not commit); once the `COMMIT` was sent its outcome
+    /// is unknown.
+    async fn failed(&mut self, error: sqlx::Error) -> Failed {
+        if matches!(error, sqlx::Error::Database(_)) {
+            let rollback = sqlx::raw_sql(AssertSqlSafe("ROLLBACK"))
+                .execute(&mut *self.conn)
+                .await;
+            return match rollback {
+                Ok(_) => Failed::at(Phase::Before, error),
+                Err(_) => Failed::closing(Phase::Before, error),
+            };
+        }
+        let phase = if self.committing {
+            Phase::Applying
+        } else {
+            Phase::Before
+        };
+        Failed::closing(phase, error)
+    }
 }
 
 impl BatchWrite for MysqlWriter {
@@ -328,25 +480,5 @@ impl BatchWrite for MysqlWriter {
                 |conn, (q, writes)| Box::pin(run_batch(conn, q, writes)),
             )
             .boxed()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rows_are_padded_to_a_few_sizes_with_the_last_row() {
-        assert_eq!(super::padded(&[]), None);
-        assert_eq!(super::padded(&[7]), Some(vec![7]));
-        assert_eq!(
-            super::padded(&[1, 2, 3, 4, 5]),
-            Some(vec![1, 2, 3, 4, 5, 5])
-        );
-        let many: Vec<usize> = (0..33).collect();
-        let padded = super::padded(&many).unwrap();
-        assert_eq!((padded.len(), padded[47]), (48, 32));
-        assert_eq!(
-            super::padded(&(0..64).collect::<Vec<_>>()).unwrap().len(),
-            64
-        );
     }
 }

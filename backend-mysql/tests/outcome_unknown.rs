@@ -107,12 +107,13 @@ async fn a_batch_the_server_refuses_falls_back_to_each_write_alone() {
 /// `COM_STMT_EXECUTE`: the command byte of a prepared statement's execution.
 const COM_STMT_EXECUTE: u8 = 0x17;
 
-/// `COM_QUERY`: the command byte of a text statement (`BEGIN`, `COMMIT`).
+/// `COM_QUERY`: the command byte of text statements (`BEGIN`, a batch's script).
 const COM_QUERY: u8 = 0x03;
 
 struct Proxy {
     armed: AtomicBool,
-    /// Armed on the next `COMMIT` (a coalesced batch's) instead of a statement execution.
+    /// Armed on the next text query ending in `COMMIT` (a coalesced batch's last script)
+    /// instead of a statement execution.
     on_commit: AtomicBool,
     /// Signalled when the armed statement went through.
     forwarded: Notify,
@@ -172,7 +173,11 @@ async fn pump(client: TcpStream, server: TcpStream, proxy: Arc<Proxy>) {
             Ok(n) => n,
         };
         let executes = if proxy.on_commit.load(Ordering::SeqCst) {
-            n > 4 && buf[4] == COM_QUERY && buf[5..n].eq_ignore_ascii_case(b"COMMIT")
+            // A batch's last script ends with its `COMMIT`.
+            n > 4
+                && buf[4] == COM_QUERY
+                && buf[5..n].len() >= 6
+                && buf[n - 6..n].eq_ignore_ascii_case(b"COMMIT")
         } else {
             n > 4 && buf[4] == COM_STMT_EXECUTE
         };
