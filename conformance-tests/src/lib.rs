@@ -115,6 +115,7 @@ macro_rules! __storage_cases {
             update::concurrent_writers_on_distinct_keys,
             coalesce::many_writers_each_get_their_own_answer,
             coalesce::writers_of_one_key_lose_nothing_in_batches,
+            coalesce::batched_values_come_back_byte_for_byte,
             coalesce::a_refused_write_fails_only_its_own_call,
             coalesce::no_batches_when_turned_off,
             transition::transition_on_absent_key_creates,

@@ -63,6 +63,78 @@ pub async fn many_writers_each_get_their_own_answer(ctx: Ctx) {
     }
 }
 
+/// Values that could end or bend a statement's text, and values too large to go with the
+/// others, written by 48 tasks at once (in batches where the backend coalesces): every
+/// state and every byte of data comes back as written, and each merge answers its own.
+pub async fn batched_values_come_back_byte_for_byte(ctx: Ctx) {
+    let s = ctx.storage().await;
+    let before = s.write_stats();
+    let tricky = [
+        "it's \\ \"quoted\" ; -- ? /* */ `tick`",
+        "\\'); DROP TABLE t; --",
+        "Привет, 世界 🤖 \u{1F600}\u{200B}",
+        "tab\tnewline\nreturn\r\u{7f}",
+        "?",
+    ];
+    // Some rows far larger than a batch statement's share of its text.
+    let large = "x".repeat(100 * 1024);
+    let tasks: Vec<_> = (1..=48)
+        .map(|n| {
+            let s = Arc::clone(&s);
+            let text = if n % 8 == 0 {
+                format!("{large}{n}")
+            } else {
+                format!("{}{n}", tricky[n as usize % tricky.len()])
+            };
+            tokio::spawn(async move {
+                let k = key(n);
+                let state = format!("Form:{}", tricky[n as usize % tricky.len()]);
+                s.set_state(&k, Some(&state)).await?;
+                s.set_data(&k, &obj(json!({ "text": text.clone(), "n": n })))
+                    .await?;
+                let merged = s
+                    .update_data(&k, &obj(json!({ "again": text.clone() })))
+                    .await?;
+                assert_eq!(
+                    merged,
+                    obj(json!({ "text": text.clone(), "n": n, "again": text.clone() })),
+                    "key {n}: update_data"
+                );
+                if n % 3 == 0 {
+                    s.set_record(&k, Some(&state), &obj(json!({ "record": text.clone() })))
+                        .await?;
+                }
+                Ok::<_, fsmstore_core::Error>((state, text))
+            })
+        })
+        .collect();
+    for (n, task) in (1..=48).zip(tasks) {
+        let (state, text) = task.await.expect("task panicked").unwrap();
+        let record = s.get_record(&key(n)).await.unwrap();
+        assert_eq!(record.state.as_deref(), Some(state.as_str()), "key {n}");
+        let data = if n % 3 == 0 {
+            obj(json!({ "record": text }))
+        } else {
+            obj(json!({ "text": text.clone(), "n": n, "again": text }))
+        };
+        assert_eq!(record.data, data, "key {n}");
+    }
+    if let (Some(before), Some(after)) = (before, s.write_stats()) {
+        if s.options().write_batches > 0 {
+            assert!(
+                after.batched_writes > before.batched_writes,
+                "48 writers and no batch: {after:?}"
+            );
+        }
+        // Nothing here is refused: a batch that fell back to per-call writes would mean a
+        // value broke the batch's statements.
+        assert_eq!(
+            after.fallbacks, before.fallbacks,
+            "a batch fell back: {after:?}"
+        );
+    }
+}
+
 /// Writes of one key from many tasks at once: a key goes at most once in a batch, so no
 /// merge is lost and every answer holds the merges before it.
 pub async fn writers_of_one_key_lose_nothing_in_batches(ctx: Ctx) {
