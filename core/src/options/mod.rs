@@ -72,7 +72,7 @@ impl std::str::FromStr for SchemaPolicy {
 /// | [`retry`](StorageOptions::retry) | `retry_attempts` | 5 attempts, 5 ms to 500 ms ([`RetryPolicy`]) |
 /// | [`ttl`](StorageOptions::ttl) | `ttl` (`30m`, `7d`) | none |
 /// | [`layout`](StorageOptions::layout) | `layout` (`fsmstore`, `aiogram-sqlalchemy`) | `fsmstore` |
-/// | [`write_batches`](StorageOptions::write_batches) | `write_batches` (`0`: off) | 4 |
+/// | [`write_batches`](StorageOptions::write_batches) | `write_batches` (`0`: off) | 2 |
 /// | [`key_builder`](StorageOptions::key_builder) | — | aiogram's layout |
 ///
 /// A setting given both in a URL and in code must agree: see [`StorageOptions::merge`].
@@ -130,9 +130,10 @@ pub struct StorageOptions {
     /// MySQL, SQLite), at most `pool_max`. A write that finds fewer running runs alone, as
     /// its own statement; writes that arrive while that many run wait and go together, one
     /// statement per kind of write and one commit, each answered on its own after the
-    /// commit. `0` turns it off: every write its own statement and commit (default 4: at 64
-    /// writers on this project's benchmark machine 2 and 4 wrote the most, 10 less; SQLite
-    /// has one writer and runs one at a time).
+    /// commit. `0` turns it off: every write its own statement and commit (default 2: at 64
+    /// writers on this project's 2-core benchmark machine 2 wrote the most on PostgreSQL
+    /// and MariaDB, 4 about 15 % less, 6 and more less again; SQLite has one writer and
+    /// runs one at a time).
     pub write_batches: u32,
     /// The settings a setter or a URL parameter gave, even to their default value: what
     /// [`StorageOptions::merge`] takes as "set".
@@ -208,7 +209,7 @@ impl fmt::Debug for StorageOptions {
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The default [`StorageOptions::write_batches`].
-pub const DEFAULT_WRITE_BATCHES: u32 = 4;
+pub const DEFAULT_WRITE_BATCHES: u32 = 2;
 
 /// The default [`StorageOptions::isolation_timeout`].
 pub const DEFAULT_ISOLATION_TIMEOUT: Duration = Duration::from_secs(30);
