@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use fsmstore_core::{query_string, DatabaseUrl, Error, Result, StorageOptions, MAX_DURATION};
+use log::LevelFilter;
 
 /// The URL parameters only this backend reads.
 const MYSQL_PARAMETERS: [&str; 3] = ["lock_timeout", "lock_timeout_s", "hosts"];
@@ -13,6 +14,7 @@ const MYSQL_PARAMETERS: [&str; 3] = ["lock_timeout", "lock_timeout_s", "hosts"];
 /// (unless `connect_timeout_ms` is shorter): a dead node is left after this.
 const FAILOVER_WAIT: Duration = Duration::from_secs(2);
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use sqlx::ConnectOptions;
 
 use crate::error::{from_connect, from_sqlx};
 
@@ -178,10 +180,19 @@ impl MysqlConfig {
     }
 
     /// The connection settings of every host: `connect`'s first, then the failover hosts.
+    ///
+    /// sqlx logs the text of every statement (at DEBUG, and at WARN past 1 s): a coalesced
+    /// batch's text holds its values (`script.rs`), a chat's state and data, so statements
+    /// are logged at TRACE only, where a reader asked for everything.
     pub(crate) fn host_options(&self) -> Vec<MySqlConnectOptions> {
-        let mut all = vec![self.connect.clone()];
+        let quiet = |options: MySqlConnectOptions| {
+            options
+                .log_statements(LevelFilter::Trace)
+                .log_slow_statements(LevelFilter::Trace, Duration::from_secs(1))
+        };
+        let mut all = vec![quiet(self.connect.clone())];
         for (host, port) in &self.failover_hosts {
-            all.push(self.connect.clone().host(host).port(*port));
+            all.push(quiet(self.connect.clone().host(host).port(*port)));
         }
         all
     }
@@ -299,6 +310,21 @@ fn parse_hosts(hosts: &str) -> Result<Vec<(String, u16)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A batch's statement text holds chats' states and data: sqlx logs statements at
+    /// TRACE only, on every host (its defaults are DEBUG, and WARN past 1 s).
+    #[test]
+    fn statements_are_logged_at_trace_only() {
+        let config =
+            MysqlConfig::from_url("mysql://bot@db:3306/bots?hosts=db2:3306,db3:3306").unwrap();
+        let hosts = config.host_options();
+        assert_eq!(hosts.len(), 3);
+        for host in hosts {
+            let debug = format!("{host:?}");
+            assert!(debug.contains("statements_level: Trace"), "{debug}");
+            assert!(debug.contains("slow_statements_level: Trace"), "{debug}");
+        }
+    }
 
     #[test]
     fn urls() {

@@ -162,10 +162,11 @@ impl MysqlWriter {
 const ROW_BYTES: usize = 64 * 1024;
 
 /// A multi-row statement's text is at most this long (or one row).
-const STATEMENT_BYTES: usize = 256 * 1024;
+const STATEMENT_BYTES: usize = 128 * 1024;
 
-/// A script is sent once its text would grow past this.
-const SCRIPT_BYTES: usize = 1024 * 1024;
+/// A script is sent once its text would grow past this: half of the smallest
+/// `max_allowed_packet` a server has had by default (1 MiB, MySQL 5.6).
+const SCRIPT_BYTES: usize = 512 * 1024;
 
 /// `writes` in one transaction, in one round trip when none is a merge and in two when
 /// some are (their rows are read under lock before they are merged in Rust):

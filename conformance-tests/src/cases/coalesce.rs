@@ -63,9 +63,11 @@ pub async fn many_writers_each_get_their_own_answer(ctx: Ctx) {
     }
 }
 
-/// Values that could end or bend a statement's text, and values too large to go with the
-/// others, written by 48 tasks at once (in batches where the backend coalesces): every
-/// state and every byte of data comes back as written, and each merge answers its own.
+/// Values that could end or bend a statement's text, values large enough to split a batch's
+/// statements, values too large to go with the others, no state and clears, written by 48
+/// tasks at once (in batches where the backend coalesces): every state and every byte of
+/// data comes back as written, each merge and each clear answers its own, and no batch
+/// falls back to per-call writes.
 pub async fn batched_values_come_back_byte_for_byte(ctx: Ctx) {
     let s = ctx.storage().await;
     let before = s.write_stats();
@@ -76,19 +78,21 @@ pub async fn batched_values_come_back_byte_for_byte(ctx: Ctx) {
         "tab\tnewline\nreturn\r\u{7f}",
         "?",
     ];
-    // Some rows far larger than a batch statement's share of its text.
-    let large = "x".repeat(100 * 1024);
+    // Some rows far larger than a batch statement's share of its text, some large enough
+    // that a few fill one.
+    let (large, medium) = ("x".repeat(100 * 1024), "y".repeat(30 * 1024));
+    let text_of = |n: i64| match n % 8 {
+        0 => format!("{large}{n}"),
+        4 => format!("{medium}{n}"),
+        _ => format!("{}{n}", tricky[n as usize % tricky.len()]),
+    };
+    let state_of = |n: i64| format!("Form:{}", tricky[n as usize % tricky.len()]);
     let tasks: Vec<_> = (1..=48)
         .map(|n| {
             let s = Arc::clone(&s);
-            let text = if n % 8 == 0 {
-                format!("{large}{n}")
-            } else {
-                format!("{}{n}", tricky[n as usize % tricky.len()])
-            };
+            let (state, text) = (state_of(n), text_of(n));
             tokio::spawn(async move {
                 let k = key(n);
-                let state = format!("Form:{}", tricky[n as usize % tricky.len()]);
                 s.set_state(&k, Some(&state)).await?;
                 s.set_data(&k, &obj(json!({ "text": text.clone(), "n": n })))
                     .await?;
@@ -100,23 +104,38 @@ pub async fn batched_values_come_back_byte_for_byte(ctx: Ctx) {
                     obj(json!({ "text": text.clone(), "n": n, "again": text.clone() })),
                     "key {n}: update_data"
                 );
-                if n % 3 == 0 {
-                    s.set_record(&k, Some(&state), &obj(json!({ "record": text.clone() })))
+                if n % 7 == 0 {
+                    assert!(s.clear(&k).await?, "key {n}: clear found no row");
+                } else if n % 3 == 0 {
+                    s.set_record(&k, Some(&state), &obj(json!({ "record": text })))
+                        .await?;
+                } else if n % 5 == 0 {
+                    s.set_record(&k, None, &obj(json!({ "record": text })))
                         .await?;
                 }
-                Ok::<_, fsmstore_core::Error>((state, text))
+                Ok::<_, fsmstore_core::Error>(())
             })
         })
         .collect();
-    for (n, task) in (1..=48).zip(tasks) {
-        let (state, text) = task.await.expect("task panicked").unwrap();
-        let record = s.get_record(&key(n)).await.unwrap();
-        assert_eq!(record.state.as_deref(), Some(state.as_str()), "key {n}");
-        let data = if n % 3 == 0 {
-            obj(json!({ "record": text }))
+    for task in tasks {
+        task.await.expect("task panicked").unwrap();
+    }
+    for n in 1..=48 {
+        let (state, text) = (state_of(n), text_of(n));
+        let (state, data) = if n % 7 == 0 {
+            (None, obj(json!({})))
+        } else if n % 3 == 0 {
+            (Some(state), obj(json!({ "record": text })))
+        } else if n % 5 == 0 {
+            (None, obj(json!({ "record": text })))
         } else {
-            obj(json!({ "text": text.clone(), "n": n, "again": text }))
+            (
+                Some(state),
+                obj(json!({ "text": text.clone(), "n": n, "again": text })),
+            )
         };
+        let record = s.get_record(&key(n)).await.unwrap();
+        assert_eq!(record.state, state, "key {n}");
         assert_eq!(record.data, data, "key {n}");
     }
     if let (Some(before), Some(after)) = (before, s.write_stats()) {
