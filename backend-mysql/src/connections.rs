@@ -239,7 +239,12 @@ impl Connections {
             Err(err) => return Err(from_sqlx(err).into()),
         };
         if replay == Replay::Unsafe && idle >= PING_AFTER_IDLE {
-            match self.runner.within(Phase::Before, conn.ping()).await {
+            // Boxed, as the rare path it is (see `ConnectionStash::checkout`).
+            match self
+                .runner
+                .within(Phase::Before, Box::pin(conn.ping()))
+                .await
+            {
                 Ok(Ok(())) => {}
                 Ok(Err(err)) => {
                     self.leave_if_down(host, moves).await;

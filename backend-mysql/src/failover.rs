@@ -36,7 +36,8 @@ impl Failover {
     /// `wsrep_ready`). Run after a connection to it failed: one lost connection
     /// (`wait_timeout`, `KILL`) is no reason to move, a host that refuses new ones is.
     pub(crate) async fn answers(&self, index: usize) -> bool {
-        let probe = async {
+        // Boxed: a connect's future is kilobytes, and every call's future would carry it.
+        let probe = Box::pin(async {
             let mut conn = <sqlx::mysql::MySqlConnection as sqlx::Connection>::connect_with(
                 &self.hosts[index],
             )
@@ -47,7 +48,7 @@ impl Failover {
                 .await?;
             let _ = sqlx::Connection::close(conn).await;
             Ok::<_, sqlx::Error>(ready.is_none_or(|(_, value)| value == "ON"))
-        };
+        });
         matches!(
             tokio::time::timeout(std::time::Duration::from_secs(1), probe).await,
             Ok(Ok(true))

@@ -48,6 +48,16 @@ impl ConnectionStash {
         &self,
         pool: &MySqlPool,
     ) -> sqlx::Result<(PoolConnection<MySql>, Duration)> {
+        if let Some(stashed) = self.pop() {
+            return Ok(stashed);
+        }
+        // Boxed: the pool's acquire future is large, and every call's future would carry
+        // it (and copy it when boxed) for the rare call that finds the stash empty.
+        Box::pin(self.wait(pool)).await
+    }
+
+    /// [`checkout`](Self::checkout) when the stash was empty.
+    async fn wait(&self, pool: &MySqlPool) -> sqlx::Result<(PoolConnection<MySql>, Duration)> {
         loop {
             if let Some(stashed) = self.pop() {
                 return Ok(stashed);

@@ -30,6 +30,9 @@ fn main() -> std::process::ExitCode {
         &needs,
         || block_on_threads(4, killed_connections_recover_without_reopening()),
     );
+    suite.test("call_futures_stay_small", &needs, || {
+        block_on(call_futures_stay_small())
+    });
     suite.test(
         "unreachable_server_is_a_transient_error_that_says_why",
         &Needs::Met,
@@ -37,6 +40,22 @@ fn main() -> std::process::ExitCode {
     );
     suite.run()
 }
+
+/// Each call's future is boxed and copied whole: the pool wait, the ping and the failover
+/// probe (a connect) are boxed where they are reached, so no call's future carries them.
+/// With them inline, reads were 8 416 bytes and writes 25 248.
+async fn call_futures_stay_small() {
+    let config = common::server().await.expect("probed: MariaDB is there");
+    // Trust: the table is never created, and the futures are made, never polled.
+    let options = common::unique_options("fm_footprint").schema(SchemaPolicy::Trust);
+    let storage = MysqlStorage::open(config.options(options).unwrap())
+        .await
+        .unwrap();
+    fsmstore_conformance::footprint::assert_call_futures_at_most(&storage, LIMIT);
+}
+
+/// Measured: 1 392 (reads) to 1 640 bytes (writes).
+const LIMIT: usize = 2048;
 
 fn key(n: i64) -> StorageKey {
     StorageKey::new(BotId(1), ChatId(-100), UserId(n))

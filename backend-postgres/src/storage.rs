@@ -128,7 +128,7 @@ impl PgStorage {
     /// Runs `write`: alone, or with the writes waiting beside it.
     async fn write<T: Answer>(&self, write: PgWrite<'_>) -> Result<T> {
         let writes = &self.inner.writes;
-        let alone = async { writes.backend().one(&write).await.and_then(T::from_written) };
+        let alone = || async { writes.backend().one(&write).await.and_then(T::from_written) };
         writes.write(alone, || write.to_owned_write()).await
     }
 

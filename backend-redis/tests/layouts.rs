@@ -641,6 +641,13 @@ async fn delete_pattern(conn: &mut MultiplexedConnection, pattern: &str) {
     }
 }
 
+/// Each call's future is boxed and copied whole; the Redis storage boxes its calls' work,
+/// so their futures are a few pointers (40 to 64 bytes).
+async fn call_futures_stay_small() {
+    let storage = storage("footprint", Layout::Fsmstore, "").await;
+    fsmstore_conformance::footprint::assert_call_futures_at_most(&storage, 256);
+}
+
 fn main() -> std::process::ExitCode {
     use fsmstore_conformance::{block_on, Needs, Suite};
     let redis = Needs::probe("Redis unreachable", || block_on(raw()).map(drop));
@@ -660,6 +667,9 @@ fn main() -> std::process::ExitCode {
         &redis,
         || block_on(a_merge_into_corrupt_aiogram_data_writes_nothing()),
     );
+    suite.test("call_futures_stay_small", &redis, || {
+        block_on(call_futures_stay_small())
+    });
     suite.test("expiry_is_set_on_the_keys_written", &redis, || {
         block_on(expiry_is_set_on_the_keys_written())
     });

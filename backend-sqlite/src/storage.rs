@@ -182,7 +182,8 @@ impl SqliteStorage {
     ) -> Result<T> {
         let work = Arc::new(work);
         let writes = &self.writes;
-        let alone = writes.backend().one(operation, work.clone());
+        let own = Arc::clone(&work);
+        let alone = move || writes.backend().one(operation, own);
         writes
             .write(alone, || SqliteWrite {
                 id,

@@ -44,6 +44,12 @@ fn bench_with_floor_reports_every_phase_and_no_lost_updates() {
             for field in ["ops_per_sec", "p50_us", "p99_us"] {
                 assert!(phase[side][field].is_number(), "{side}.{field} in {phase}");
             }
+            // The process's CPU time and its threads' runs per call (Linux's schedstat).
+            if cfg!(target_os = "linux") {
+                let cpu = phase[side]["cpu_us"].as_f64().unwrap();
+                assert!(cpu > 0.0, "{side}.cpu_us in {phase}");
+                assert!(phase[side]["runs"].is_number(), "{side}.runs in {phase}");
+            }
         }
         assert!(phase["ratio"].is_number(), "{phase}");
         assert_eq!(phase["errors"], 0, "{phase}");

@@ -23,6 +23,7 @@ mod backend;
 pub mod cases;
 mod ctx;
 pub mod faults;
+pub mod footprint;
 mod harness;
 pub mod netns;
 mod runner;

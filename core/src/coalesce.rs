@@ -216,19 +216,21 @@ impl<B: BatchWrite> Coalescer<B> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Runs one write: `alone` (the per-call path) when a batch slot is free and nobody
-    /// waits, else `queued()` in the next batch.
+    /// Runs one write: `alone()` (the per-call path) when a batch slot is free and nobody
+    /// waits, else `queued()` in the next batch. `alone` makes its future only when it runs:
+    /// a future passed by value would sit in this one's twice (argument and await), and
+    /// every call's boxed future is copied whole.
     ///
     /// # Errors
     /// The write's own error; [`Error::OutcomeUnknown`] when its batch's outcome is not
     /// known, or the batch's task ended without answering.
-    pub async fn write<T: Answer>(
+    pub async fn write<T: Answer, F: Future<Output = Result<T>>>(
         self: &Arc<Self>,
-        alone: impl Future<Output = Result<T>>,
+        alone: impl FnOnce() -> F,
         queued: impl FnOnce() -> B::Write,
     ) -> Result<T> {
         if self.limit == 0 {
-            return alone.await;
+            return alone().await;
         }
         let slot_taken = {
             let mut queue = self.lock();
@@ -257,7 +259,7 @@ impl<B: BatchWrite> Coalescer<B> {
             None => {
                 self.counters.alone.fetch_add(1, Ordering::Relaxed);
                 let _slot = AloneSlot(Arc::clone(self));
-                alone.await
+                alone().await
             }
             Some((receiver, operation, start)) => {
                 if start {

@@ -6,6 +6,7 @@
 //! `StorageKey::new(BotId(42), ChatId(i), UserId(i))`), the floor's `fsm:-{i}:{i}`, prefilled rows `fsm:{j}:{j}`
 //! with `j` above the benchmark's keys, so all of them interleave in the primary key.
 
+mod cpu;
 mod floor_mysql;
 mod floor_postgres;
 mod floor_redis;

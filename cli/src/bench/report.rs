@@ -186,9 +186,15 @@ impl Report {
             self.backend, self.keys, self.rounds, self.rows_at_start
         );
         let with_floor = self.phases.iter().any(|p| p.floor.is_some());
-        let mut headers = vec!["phase", "fsmstore ops/s", "p50 µs", "p99 µs"];
+        let mut headers = vec!["phase", "fsmstore ops/s", "p50 µs", "p99 µs", "cpu µs"];
         if with_floor {
-            headers.extend(["floor ops/s", "p50 µs", "p99 µs", "fsmstore/floor"]);
+            headers.extend([
+                "floor ops/s",
+                "p50 µs",
+                "p99 µs",
+                "cpu µs",
+                "fsmstore/floor",
+            ]);
         }
         let rows: Vec<Vec<String>> = self.phases.iter().map(PhaseReport::row).collect();
         output::table(&headers, &rows);
@@ -223,9 +229,11 @@ impl Report {
                     "with ops/s",
                     "p50 µs",
                     "p99 µs",
+                    "cpu µs",
                     "without ops/s",
                     "p50 µs",
                     "p99 µs",
+                    "cpu µs",
                     "with/without",
                 ],
                 &rows,
@@ -259,10 +267,13 @@ impl Report {
     }
 }
 
-fn cells(stats: &Stats) -> [String; 3] {
+fn cells(stats: &Stats) -> [String; 4] {
     [
         format!("{:.0}", stats.ops_per_sec),
         format!("{:.1}", stats.p50_us),
         format!("{:.1}", stats.p99_us),
+        stats
+            .cpu_us
+            .map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.1}")),
     ]
 }

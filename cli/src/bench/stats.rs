@@ -10,6 +10,10 @@ pub(crate) struct Stats {
     pub(crate) ops_per_sec: f64,
     pub(crate) p50_us: f64,
     pub(crate) p99_us: f64,
+    /// The process's CPU time per call (median over the rounds), when it could be read.
+    pub(crate) cpu_us: Option<f64>,
+    /// Times a thread of the process was put on a CPU, per call (median over the rounds).
+    pub(crate) runs: Option<f64>,
 }
 
 impl Stats {
@@ -18,6 +22,8 @@ impl Stats {
             ops_per_sec: median(rounds.iter().map(Sample::ops_per_sec)),
             p50_us: median(rounds.iter().map(|s| s.percentile_us(50))),
             p99_us: median(rounds.iter().map(|s| s.percentile_us(99))),
+            cpu_us: median_of(rounds, Sample::cpu_us_per_call),
+            runs: median_of(rounds, Sample::runs_per_call),
         }
     }
 
@@ -26,8 +32,16 @@ impl Stats {
             "ops_per_sec": round2(self.ops_per_sec),
             "p50_us": round2(self.p50_us),
             "p99_us": round2(self.p99_us),
+            "cpu_us": self.cpu_us.map(round2),
+            "runs": self.runs.map(round2),
         })
     }
+}
+
+/// The median of a figure every round has; `None` if one round lacks it.
+fn median_of(rounds: &[Sample], figure: impl Fn(&Sample) -> Option<f64>) -> Option<f64> {
+    let values = rounds.iter().map(figure).collect::<Option<Vec<f64>>>()?;
+    (!values.is_empty()).then(|| median(values.into_iter()))
 }
 
 fn median(values: impl Iterator<Item = f64>) -> f64 {

@@ -9,6 +9,8 @@ use fsmstore::serde_json::{json, Value};
 use fsmstore::{BotId, ChatId, Data, Storage, StorageKey, UserId};
 use indicatif::ProgressBar;
 
+use super::cpu::{Cpu, CpuClock};
+
 /// The state every key is put in.
 pub(crate) const STATE: &str = "Form:name";
 
@@ -127,9 +129,26 @@ pub(crate) struct Sample {
     /// Calls that failed or returned something other than expected.
     pub(crate) errors: u64,
     pub(crate) first_error: Option<String>,
+    /// The scheduler's count for the process over the calls (`None` where it can not be
+    /// read, and for samples that do not measure it).
+    pub(crate) cpu: Option<Cpu>,
 }
 
 impl Sample {
+    /// The process's CPU time per call, microseconds.
+    pub(crate) fn cpu_us_per_call(&self) -> Option<f64> {
+        let calls = self.nanos.len();
+        (calls > 0).then_some(())?;
+        Some(self.cpu?.nanos as f64 / calls as f64 / 1000.0)
+    }
+
+    /// Times a thread of the process was put on a CPU, per call.
+    pub(crate) fn runs_per_call(&self) -> Option<f64> {
+        let calls = self.nanos.len();
+        (calls > 0).then_some(())?;
+        Some(self.cpu?.runs as f64 / calls as f64)
+    }
+
     /// Calls per second of call time (the checks between calls are not counted).
     pub(crate) fn ops_per_sec(&self) -> f64 {
         let total: u64 = self.nanos.iter().sum();
@@ -172,6 +191,13 @@ impl Sample {
 /// How often the progress bar moves (per call would add to what is measured).
 const BAR_STEP: i64 = 128;
 
+/// Lets the calling thread leave its CPU before the CPU clock is read: the scheduler adds a
+/// running thread's time when it stops, so a thread that ran calls without sleeping (an
+/// in-thread SQLite read) would show none of them yet. Outside the calls' timings.
+async fn settle() {
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+}
+
 /// Runs `phase` over keys `1..=keys`, one awaited call at a time, checking each answer.
 pub(crate) async fn run_phase<T: Target>(
     target: &T,
@@ -184,6 +210,8 @@ pub(crate) async fn run_phase<T: Target>(
         ..Sample::default()
     };
     let patch = patch();
+    settle().await;
+    let cpu = CpuClock::start();
     for i in 1..=keys {
         let data = (phase == Phase::SetData).then(|| data_for(i));
         let started = Instant::now();
@@ -215,6 +243,8 @@ pub(crate) async fn run_phase<T: Target>(
             bar.inc(BAR_STEP as u64);
         }
     }
+    settle().await;
+    sample.cpu = cpu.elapsed();
     bar.inc((keys % BAR_STEP) as u64);
     sample.nanos.sort_unstable();
     sample

@@ -107,7 +107,7 @@ async fn put(queue: &Arc<Coalescer<Rows>>, id: &str, value: &str) -> Result<()> 
             value: value.clone(),
         };
         let queue = Arc::clone(queue);
-        async move {
+        move || async move {
             queue
                 .backend()
                 .write_one(&put)
