@@ -239,7 +239,7 @@ impl Connections {
             Err(err) => return Err(from_sqlx(err).into()),
         };
         if replay == Replay::Unsafe && idle >= PING_AFTER_IDLE {
-            // Boxed, as the rare path it is (see `ConnectionStash::checkout`).
+            // Boxed (see `ConnectionStash::checkout`): reads and busy connections skip it.
             match self
                 .runner
                 .within(Phase::Before, Box::pin(conn.ping()))

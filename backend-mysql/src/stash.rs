@@ -52,7 +52,7 @@ impl ConnectionStash {
             return Ok(stashed);
         }
         // Boxed: the pool's acquire future is large, and every call's future would carry
-        // it (and copy it when boxed) for the rare call that finds the stash empty.
+        // it (and copy it when boxed), also the calls that find a stashed connection.
         Box::pin(self.wait(pool)).await
     }
 

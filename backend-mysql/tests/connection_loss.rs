@@ -52,6 +52,7 @@ async fn call_futures_stay_small() {
         .await
         .unwrap();
     fsmstore_conformance::footprint::assert_call_futures_at_most(&storage, LIMIT);
+    storage.close().await.unwrap();
 }
 
 /// Measured: 1 392 (reads) to 1 640 bytes (writes).

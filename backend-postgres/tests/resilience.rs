@@ -392,4 +392,5 @@ async fn call_futures_stay_small() {
     let storage = PgStorage::open(config).await.unwrap();
     // 3 856 (reads) to 4 296 bytes (writes; 11 976 before the change).
     fsmstore_conformance::footprint::assert_call_futures_at_most(&storage, 5120);
+    storage.close().await.unwrap();
 }

@@ -641,8 +641,9 @@ async fn delete_pattern(conn: &mut MultiplexedConnection, pattern: &str) {
     }
 }
 
-/// Each call's future is boxed and copied whole; the Redis storage boxes its calls' work,
-/// so their futures are a few pointers (40 to 64 bytes).
+/// Each call's future is boxed and copied whole; the Redis storage hands each call to its
+/// layout's boxed future, so its own futures are a few pointers (40 to 64 bytes). This
+/// holds that outer layer only.
 async fn call_futures_stay_small() {
     let storage = storage("footprint", Layout::Fsmstore, "").await;
     fsmstore_conformance::footprint::assert_call_futures_at_most(&storage, 256);

@@ -1,6 +1,7 @@
 //! Conversation keys and how they become row ids.
 
 use crate::error::{Error, Result};
+use std::fmt::Write as _;
 
 /// The destiny of an ordinary dialogue (aiogram's `DEFAULT_DESTINY`).
 pub const DEFAULT_DESTINY: &str = "default";
@@ -166,34 +167,42 @@ impl DefaultKeyBuilder {
 
 impl KeyBuilder for DefaultKeyBuilder {
     fn build(&self, key: &StorageKey) -> Result<String> {
-        let mut parts: Vec<String> = vec![self.prefix.clone()];
-        if self.with_bot_id {
-            parts.push(key.bot_id.to_string());
-        }
-        if self.with_business_connection_id {
-            if let Some(id) = key
-                .business_connection_id
-                .as_deref()
-                .filter(|id| !id.is_empty())
-            {
-                parts.push(id.to_owned());
-            }
-        }
-        parts.push(key.chat_id.to_string());
-        if let Some(thread) = key.thread_id.filter(|&thread| thread != 0) {
-            parts.push(thread.to_string());
-        }
-        parts.push(key.user_id.to_string());
-        if self.with_destiny {
-            parts.push(key.destiny.clone());
-        } else if key.destiny != DEFAULT_DESTINY {
+        if !self.with_destiny && key.destiny != DEFAULT_DESTINY {
             return Err(Error::InvalidKey(format!(
                 "destiny {:?} needs a key builder with with_destiny(true); \
                  without it every destiny would share one row",
                 key.destiny
             )));
         }
-        Ok(parts.join(&self.separator))
+        // One string written in place (every call builds one): no part is allocated alone.
+        let mut id = String::with_capacity(self.prefix.len() + 4 * self.separator.len() + 48);
+        id.push_str(&self.prefix);
+        let mut part = |text: &dyn std::fmt::Display| {
+            id.push_str(&self.separator);
+            // Writing to a String can not fail.
+            let _ = write!(id, "{text}");
+        };
+        if self.with_bot_id {
+            part(&key.bot_id);
+        }
+        if self.with_business_connection_id {
+            if let Some(business) = key
+                .business_connection_id
+                .as_deref()
+                .filter(|business| !business.is_empty())
+            {
+                part(&business);
+            }
+        }
+        part(&key.chat_id);
+        if let Some(thread) = key.thread_id.filter(|&thread| thread != 0) {
+            part(&thread);
+        }
+        part(&key.user_id);
+        if self.with_destiny {
+            part(&key.destiny);
+        }
+        Ok(id)
     }
 }
 

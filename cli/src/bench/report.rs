@@ -27,8 +27,8 @@ impl PhaseReport {
         }
     }
 
-    /// Its table row: phase, ops/s, p50, p99, then the floor's (or the plain handle's) and
-    /// the ratio when there is one.
+    /// Its table row: phase, ops/s, p50, p99, CPU per call, then the floor's (or the plain
+    /// handle's) and the ratio when there is one.
     fn row(&self) -> Vec<String> {
         let mut row = vec![self.phase.name().to_owned()];
         row.extend(cells(&self.fsm));

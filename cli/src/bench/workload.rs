@@ -137,16 +137,19 @@ pub(crate) struct Sample {
 impl Sample {
     /// The process's CPU time per call, microseconds.
     pub(crate) fn cpu_us_per_call(&self) -> Option<f64> {
-        let calls = self.nanos.len();
-        (calls > 0).then_some(())?;
-        Some(self.cpu?.nanos as f64 / calls as f64 / 1000.0)
+        self.per_call(self.cpu?.nanos as f64 / 1000.0)
     }
 
     /// Times a thread of the process was put on a CPU, per call.
     pub(crate) fn runs_per_call(&self) -> Option<f64> {
-        let calls = self.nanos.len();
-        (calls > 0).then_some(())?;
-        Some(self.cpu?.runs as f64 / calls as f64)
+        self.per_call(self.cpu?.runs as f64)
+    }
+
+    fn per_call(&self, total: f64) -> Option<f64> {
+        if self.nanos.is_empty() {
+            return None;
+        }
+        Some(total / self.nanos.len() as f64)
     }
 
     /// Calls per second of call time (the checks between calls are not counted).
@@ -192,8 +195,9 @@ impl Sample {
 const BAR_STEP: i64 = 128;
 
 /// Lets the calling thread leave its CPU before the CPU clock is read: the scheduler adds a
-/// running thread's time when it stops, so a thread that ran calls without sleeping (an
-/// in-thread SQLite read) would show none of them yet. Outside the calls' timings.
+/// running thread's time at each tick and when it stops, so a thread that ran calls without
+/// sleeping (in-thread SQLite reads) would show up to a tick less. Outside the calls'
+/// timings.
 async fn settle() {
     tokio::time::sleep(std::time::Duration::from_millis(2)).await;
 }
