@@ -222,18 +222,23 @@ fn a_url_without_a_host_is_a_config_error() {
     assert!(!err.is_transient());
 }
 
-/// A server error keeps the server's words in the message (not just "db error") and is
-/// permanent.
-async fn server_errors_say_what_the_server_said() {
+/// A storage on `<prefix>_<pid>`, which is never created: the schema is trusted, not checked.
+async fn on_a_table_never_created(prefix: &str) -> PgStorage {
     let options = StorageOptions::default()
-        .table(&format!("never_created_{}", std::process::id()))
+        .table(&format!("{prefix}_{}", std::process::id()))
         .unwrap()
         .schema(SchemaPolicy::Trust);
     let config = PgConfig::from_url(&common::url())
         .unwrap()
         .options(options)
         .unwrap();
-    let storage = PgStorage::open(config).await.unwrap();
+    PgStorage::open(config).await.unwrap()
+}
+
+/// A server error keeps the server's words in the message (not just "db error") and is
+/// permanent.
+async fn server_errors_say_what_the_server_said() {
+    let storage = on_a_table_never_created("never_created").await;
     let err = storage
         .get_state(&StorageKey::new(BotId(1), ChatId(2), UserId(3)))
         .await
@@ -380,16 +385,8 @@ async fn a_held_migration_lock_is_waited_for_at_most_the_lock_timeout() {
 /// Each call's future is boxed and copied whole: a write's per-call path is made only when
 /// it runs (not passed to the coalescer as a future, where it sat twice).
 async fn call_futures_stay_small() {
-    let options = StorageOptions::default()
-        .table(&format!("footprint_{}", std::process::id()))
-        .unwrap()
-        .schema(SchemaPolicy::Trust);
-    let config = PgConfig::from_url(&common::url())
-        .unwrap()
-        .options(options)
-        .unwrap();
-    // Trust: the table is never created, and the futures are made, never polled.
-    let storage = PgStorage::open(config).await.unwrap();
+    // The futures are made, never polled.
+    let storage = on_a_table_never_created("footprint").await;
     // 3 856 (reads) to 4 296 bytes (writes; 11 976 before the change).
     fsmstore_conformance::footprint::assert_call_futures_at_most(&storage, 5120);
     storage.close().await.unwrap();

@@ -53,14 +53,27 @@ pub async fn many_writers_each_get_their_own_answer(ctx: Ctx) {
     }
     assert_eq!(s.key_count().await.unwrap(), 48);
     // A backend that coalesces put some of these 64 × 5 writes in batches.
-    if let (Some(before), Some(after)) = (before, s.write_stats()) {
-        if s.options().write_batches > 0 {
-            assert!(
-                after.batched_writes > before.batched_writes,
-                "64 writers and no batch: {after:?}"
-            );
-        }
+    batched_since(&*s, before, "64 writers");
+}
+
+/// A backend that coalesces put some of the writes since `before` in batches (when its
+/// `write_batches` is not 0). The stats before and after, where it keeps them.
+fn batched_since(
+    s: &dyn fsmstore_core::Storage,
+    before: Option<fsmstore_core::coalesce::CoalesceStats>,
+    writers: &str,
+) -> Option<(
+    fsmstore_core::coalesce::CoalesceStats,
+    fsmstore_core::coalesce::CoalesceStats,
+)> {
+    let (before, after) = (before?, s.write_stats()?);
+    if s.options().write_batches > 0 {
+        assert!(
+            after.batched_writes > before.batched_writes,
+            "{writers} and no batch: {after:?}"
+        );
     }
+    Some((before, after))
 }
 
 /// Values that could end or bend a statement's text, values large enough to split a batch's
@@ -138,13 +151,7 @@ pub async fn batched_values_come_back_byte_for_byte(ctx: Ctx) {
         assert_eq!(record.state, state, "key {n}");
         assert_eq!(record.data, data, "key {n}");
     }
-    if let (Some(before), Some(after)) = (before, s.write_stats()) {
-        if s.options().write_batches > 0 {
-            assert!(
-                after.batched_writes > before.batched_writes,
-                "48 writers and no batch: {after:?}"
-            );
-        }
+    if let Some((before, after)) = batched_since(&*s, before, "48 writers") {
         // Nothing here is refused: a batch that fell back to per-call writes would mean a
         // value broke the batch's statements.
         assert_eq!(
