@@ -1,7 +1,8 @@
 //! How large each call's future is. Every call of the object-safe [`Storage`] trait boxes
 //! its future, copying it whole, and a future is as large as the largest state of every
-//! path it might take: a connect or a pool wait reached from a call (rare paths) made the
-//! MySQL backend's reads 8 KiB and its writes 25 KiB, copied on every call. Each backend's
+//! path it might take: a connect, a pool wait and a ping reached from a call (paths most
+//! calls do not take) made the MySQL backend's reads 8 KiB and its writes 25 KiB, copied on
+//! every call. Each backend's
 //! tests hold its futures under a limit of its own with [`assert_call_futures_at_most`].
 
 use fsmstore_core::{BotId, ChatId, Data, Storage, StorageKey, UserId};
