@@ -3,6 +3,8 @@
 //!
 //! [`Database`]: crate::Database
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -63,7 +65,7 @@ impl Traced {
 }
 
 /// Runs `call` in `span`, with an event for a failure.
-async fn traced<T>(span: Span, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+async fn traced<T>(span: Span, call: impl Future<Output = Result<T>>) -> Result<T> {
     async {
         let result = call.await;
         if let Err(err) = &result {
@@ -75,79 +77,169 @@ async fn traced<T>(span: Span, call: impl std::future::Future<Output = Result<T>
     .await
 }
 
+/// The future of one per-key call: `$call` itself, the backend's own boxed future, when
+/// neither its span nor the failure event would be recorded (no subscriber, or one that
+/// filters `fsmstore` below debug), else `$call` inside the span. The first is the hot
+/// path of a bot with tracing off: no second box, no `Instrumented` layer on every poll.
+macro_rules! per_key {
+    ($self:ident, $op:literal, $key:expr, $call:expr) => {{
+        let span = $self.span($op, Some($key));
+        if span.is_disabled() && !failures_recorded() {
+            $call
+        } else {
+            Box::pin(traced(span, $call))
+        }
+    }};
+}
+
+/// Whether a subscriber would record [`traced`]'s failure event (it may want the event
+/// without the span).
+fn failures_recorded() -> bool {
+    tracing::event_enabled!(target: "fsmstore", tracing::Level::DEBUG)
+}
+
+/// The boxed future every `async_trait` method returns.
+type Call<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+// The per-key methods are written as `async_trait` expands them, so that they can return
+// the backend's future unwrapped (see `per_key!`); the rest are plain `async fn`s.
 #[async_trait]
 impl Storage for Traced {
-    async fn get_state(&self, key: &StorageKey) -> Result<Option<String>> {
-        traced(self.span("get_state", Some(key)), self.inner.get_state(key)).await
+    fn get_state<'a, 'b, 'async_trait>(
+        &'a self,
+        key: &'b StorageKey,
+    ) -> Call<'async_trait, Option<String>>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        Self: 'async_trait,
+    {
+        per_key!(self, "get_state", key, self.inner.get_state(key))
     }
 
-    async fn set_state(&self, key: &StorageKey, state: Option<&str>) -> Result<()> {
-        traced(
-            self.span("set_state", Some(key)),
-            self.inner.set_state(key, state),
+    fn set_state<'a, 'b, 'c, 'async_trait>(
+        &'a self,
+        key: &'b StorageKey,
+        state: Option<&'c str>,
+    ) -> Call<'async_trait, ()>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        'c: 'async_trait,
+        Self: 'async_trait,
+    {
+        per_key!(self, "set_state", key, self.inner.set_state(key, state))
+    }
+
+    fn get_data<'a, 'b, 'async_trait>(&'a self, key: &'b StorageKey) -> Call<'async_trait, Data>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        Self: 'async_trait,
+    {
+        per_key!(self, "get_data", key, self.inner.get_data(key))
+    }
+
+    fn set_data<'a, 'b, 'c, 'async_trait>(
+        &'a self,
+        key: &'b StorageKey,
+        data: &'c Data,
+    ) -> Call<'async_trait, ()>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        'c: 'async_trait,
+        Self: 'async_trait,
+    {
+        per_key!(self, "set_data", key, self.inner.set_data(key, data))
+    }
+
+    fn update_data<'a, 'b, 'c, 'async_trait>(
+        &'a self,
+        key: &'b StorageKey,
+        patch: &'c Data,
+    ) -> Call<'async_trait, Data>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        'c: 'async_trait,
+        Self: 'async_trait,
+    {
+        per_key!(self, "update_data", key, self.inner.update_data(key, patch))
+    }
+
+    fn transition<'a, 'b, 'c, 'd, 'async_trait>(
+        &'a self,
+        key: &'b StorageKey,
+        state: Option<&'c str>,
+        patch: &'d Data,
+    ) -> Call<'async_trait, Data>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        'c: 'async_trait,
+        'd: 'async_trait,
+        Self: 'async_trait,
+    {
+        per_key!(
+            self,
+            "transition",
+            key,
+            self.inner.transition(key, state, patch)
         )
-        .await
     }
 
-    async fn get_data(&self, key: &StorageKey) -> Result<Data> {
-        traced(self.span("get_data", Some(key)), self.inner.get_data(key)).await
-    }
-
-    async fn set_data(&self, key: &StorageKey, data: &Data) -> Result<()> {
-        traced(
-            self.span("set_data", Some(key)),
-            self.inner.set_data(key, data),
+    fn set_record<'a, 'b, 'c, 'd, 'async_trait>(
+        &'a self,
+        key: &'b StorageKey,
+        state: Option<&'c str>,
+        data: &'d Data,
+    ) -> Call<'async_trait, ()>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        'c: 'async_trait,
+        'd: 'async_trait,
+        Self: 'async_trait,
+    {
+        per_key!(
+            self,
+            "set_record",
+            key,
+            self.inner.set_record(key, state, data)
         )
-        .await
     }
 
-    async fn update_data(&self, key: &StorageKey, patch: &Data) -> Result<Data> {
-        traced(
-            self.span("update_data", Some(key)),
-            self.inner.update_data(key, patch),
-        )
-        .await
+    fn get_value<'a, 'b, 'c, 'async_trait>(
+        &'a self,
+        key: &'b StorageKey,
+        field: &'c str,
+    ) -> Call<'async_trait, Option<Value>>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        'c: 'async_trait,
+        Self: 'async_trait,
+    {
+        per_key!(self, "get_value", key, self.inner.get_value(key, field))
     }
 
-    async fn transition(
-        &self,
-        key: &StorageKey,
-        state: Option<&str>,
-        patch: &Data,
-    ) -> Result<Data> {
-        traced(
-            self.span("transition", Some(key)),
-            self.inner.transition(key, state, patch),
-        )
-        .await
+    fn get_record<'a, 'b, 'async_trait>(&'a self, key: &'b StorageKey) -> Call<'async_trait, Record>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        Self: 'async_trait,
+    {
+        per_key!(self, "get_record", key, self.inner.get_record(key))
     }
 
-    async fn set_record(&self, key: &StorageKey, state: Option<&str>, data: &Data) -> Result<()> {
-        traced(
-            self.span("set_record", Some(key)),
-            self.inner.set_record(key, state, data),
-        )
-        .await
-    }
-
-    async fn get_value(&self, key: &StorageKey, field: &str) -> Result<Option<Value>> {
-        traced(
-            self.span("get_value", Some(key)),
-            self.inner.get_value(key, field),
-        )
-        .await
-    }
-
-    async fn get_record(&self, key: &StorageKey) -> Result<Record> {
-        traced(
-            self.span("get_record", Some(key)),
-            self.inner.get_record(key),
-        )
-        .await
-    }
-
-    async fn clear(&self, key: &StorageKey) -> Result<bool> {
-        traced(self.span("clear", Some(key)), self.inner.clear(key)).await
+    fn clear<'a, 'b, 'async_trait>(&'a self, key: &'b StorageKey) -> Call<'async_trait, bool>
+    where
+        'a: 'async_trait,
+        'b: 'async_trait,
+        Self: 'async_trait,
+    {
+        per_key!(self, "clear", key, self.inner.clear(key))
     }
 
     async fn key_count(&self) -> Result<u64> {
@@ -296,6 +388,77 @@ mod tests {
         fn event(&self, _: &Event<'_>) {}
         fn enter(&self, _: &Id) {}
         fn exit(&self, _: &Id) {}
+    }
+
+    /// Takes events only, spans never: what a filter for failures without spans does.
+    #[derive(Default, Clone)]
+    struct EventsOnly(Arc<Mutex<Vec<String>>>);
+
+    impl Subscriber for EventsOnly {
+        fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+            metadata.is_event()
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &SpanRecord<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, event: &Event<'_>) {
+            let mut text = String::new();
+            event.record(&mut Visitor(&mut text));
+            self.0.lock().unwrap().push(text);
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    /// With its span filtered out a call takes the unwrapped path, which must not lose the
+    /// failure event a subscriber still asks for.
+    #[test]
+    fn a_failure_is_recorded_when_only_events_are_enabled() {
+        let events = EventsOnly::default();
+        let storage = Traced::new("memory", Arc::new(MemoryStorage::new()));
+        let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7));
+        tracing::subscriber::with_default(events.clone(), || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                storage.set_state(&key, Some("Form:a")).await.unwrap();
+                assert!(events.0.lock().unwrap().is_empty(), "a success is no event");
+                storage.close().await.unwrap();
+                let err = storage.get_data(&key).await.unwrap_err();
+                assert!(matches!(err, crate::Error::Closed), "{err:?}");
+            });
+        });
+        let text = events.0.lock().unwrap().join("\n");
+        assert!(text.contains("call failed"), "{text}");
+        assert!(text.contains("kind=Closed"), "{text}");
+    }
+
+    /// With no subscriber at all, every per-key call still runs and answers.
+    #[test]
+    fn calls_answer_with_tracing_off() {
+        let storage = Traced::new("memory", Arc::new(MemoryStorage::new()));
+        let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            storage.set_state(&key, Some("Form:a")).await.unwrap();
+            let patch = crate::data!({"n": 1});
+            assert_eq!(storage.update_data(&key, &patch).await.unwrap(), patch);
+            assert_eq!(
+                storage.get_state(&key).await.unwrap().as_deref(),
+                Some("Form:a")
+            );
+            assert_eq!(
+                storage.get_value(&key, "n").await.unwrap(),
+                Some(serde_json::json!(1))
+            );
+            assert!(storage.clear(&key).await.unwrap());
+            assert_eq!(storage.get_data(&key).await.unwrap(), Data::new());
+        });
     }
 
     #[test]
