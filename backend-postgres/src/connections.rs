@@ -2,7 +2,9 @@
 //! and its isolation share: the pools, the settings, the closed flag, and core's
 //! [`CallRunner`] running each statement.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 
 use deadpool_postgres::{Object, Pool, Runtime};
 use fsmstore_core::{CallRunner, Error, Failure, Fault, Phase, Replay, Result};
@@ -207,10 +209,17 @@ impl Connections {
         let prepared = if self.config.pooler.unnamed_statements() {
             None
         } else {
-            match runner
-                .within(Phase::Before, client.prepare_cached(sql))
-                .await
-            {
+            // A statement this connection prepared before answers from its cache on the
+            // first poll, waiting for nothing: no timer is armed for it. Only a first
+            // prepare, a round trip, runs under the statement timeout.
+            let prepared = {
+                let mut prepare = std::pin::pin!(client.prepare_cached(sql));
+                match std::future::poll_fn(|cx| Poll::Ready(prepare.as_mut().poll(cx))).await {
+                    Poll::Ready(prepared) => Ok(prepared),
+                    Poll::Pending => runner.within(Phase::Before, prepare).await,
+                }
+            };
+            match prepared {
                 Ok(Ok(statement)) => Some(statement),
                 Ok(Err(error)) => return Err(discard(client, fault(error, Phase::Before))),
                 Err(silent) => return Err(discard(client, silent)),
