@@ -2,11 +2,9 @@
 //! and its isolation share: the pools, the settings, the closed flag, and core's
 //! [`CallRunner`] running each statement.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Poll;
 
-use deadpool_postgres::{Object, Pool, Runtime};
+use deadpool_postgres::Runtime;
 use fsmstore_core::{CallRunner, Error, Failure, Fault, Phase, Replay, Result};
 use futures_util::future::BoxFuture;
 use tokio_postgres::{Row, Statement};
@@ -14,6 +12,7 @@ use tokio_postgres::{Row, Statement};
 use crate::config::PgConfig;
 use crate::error::{classify, from_pg, from_pool};
 use crate::params::{untyped, Param};
+use crate::pooled::{Manager, Object, Pool};
 
 /// The connections of one storage (or of a migrator opened on its own).
 pub(crate) struct Connections {
@@ -44,7 +43,7 @@ impl std::fmt::Debug for Connections {
 /// 34.4 µs at the median against 27.4 µs on a handle with one connection
 /// (docs/benchmarks.md, "The fast read path").
 fn build_pool(config: &PgConfig, size: u32) -> Result<Pool> {
-    Pool::builder(crate::tls::manager(config)?)
+    Pool::builder(Manager(crate::tls::manager(config)?))
         .queue_mode(deadpool::managed::QueueMode::Lifo)
         .max_size(size as usize)
         .runtime(Runtime::Tokio1)
@@ -197,7 +196,7 @@ impl Connections {
         op: PgOp<T>,
     ) -> std::result::Result<T, Fault<tokio_postgres::Error>> {
         // Waiting for a connection already retried until the connect timeout.
-        let client = self.client().await?;
+        let mut client = self.client().await?;
         let runner = &self.runner;
         let fault = |error: tokio_postgres::Error, phase| {
             let failure = classify(&error);
@@ -205,28 +204,26 @@ impl Connections {
         };
         // Preparing runs nothing: any failure here leaves the row as it was. Behind a
         // transaction pooler nothing is prepared: the unnamed statement is parsed, bound
-        // and run in one round trip, on whichever server connection it gets.
-        let prepared = if self.config.pooler.unnamed_statements() {
+        // and run in one round trip, on whichever server connection it gets. A statement
+        // this connection prepared before is found by its text, waiting for nothing; only
+        // a first prepare, a round trip, runs under the statement timeout.
+        let unnamed = self.config.pooler.unnamed_statements();
+        let fresh = if unnamed || client.prepared(sql).is_some() {
             None
         } else {
-            // A statement this connection prepared before answers from its cache on the
-            // first poll, waiting for nothing: no timer is armed for it. Only a first
-            // prepare, a round trip, runs under the statement timeout.
-            let prepared = {
-                let mut prepare = std::pin::pin!(client.prepare_cached(sql));
-                match std::future::poll_fn(|cx| Poll::Ready(prepare.as_mut().poll(cx))).await {
-                    Poll::Ready(prepared) => Ok(prepared),
-                    Poll::Pending => runner.within(Phase::Before, prepare).await,
-                }
-            };
-            match prepared {
+            match runner.within(Phase::Before, client.prepare_new(sql)).await {
                 Ok(Ok(statement)) => Some(statement),
                 Ok(Err(error)) => return Err(discard(client, fault(error, Phase::Before))),
                 Err(silent) => return Err(discard(client, silent)),
             }
         };
+        let prepared = match &fresh {
+            Some(statement) => Some(statement),
+            None if unnamed => None,
+            None => client.prepared(sql),
+        };
         match runner
-            .within(Phase::Applying, op(&client, prepared.as_ref(), sql, params))
+            .within(Phase::Applying, op(&client, prepared, sql, params))
             .await
         {
             Ok(Ok(value)) => Ok(value),

@@ -1,6 +1,6 @@
 //! tokio-postgres and pool errors as fsmstore errors.
 
-use deadpool_postgres::PoolError;
+use crate::pooled::PoolError;
 use fsmstore_core::{Error, Failure};
 use tokio_postgres::error::SqlState;
 

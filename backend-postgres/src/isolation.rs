@@ -15,8 +15,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::pooled::{Object, Pool};
 use async_trait::async_trait;
-use deadpool_postgres::{Object, Pool};
 use fsmstore_core::sql::KeyLock;
 use fsmstore_core::{
     lock_timeout, Error, Isolation, LocalIsolation, LockGuard, Result, StorageKey, StorageOptions,

@@ -27,6 +27,7 @@ mod inspect;
 mod isolation;
 mod migrate;
 mod params;
+mod pooled;
 mod storage;
 mod tls;
 mod writes;
