@@ -1,7 +1,6 @@
 //! Conversation keys and how they become row ids.
 
 use crate::error::{Error, Result};
-use std::fmt::Write as _;
 
 /// The destiny of an ordinary dialogue (aiogram's `DEFAULT_DESTINY`).
 pub const DEFAULT_DESTINY: &str = "default";
@@ -177,13 +176,13 @@ impl KeyBuilder for DefaultKeyBuilder {
         // One string written in place (every call builds one): no part is allocated alone.
         let mut id = String::with_capacity(self.prefix.len() + 4 * self.separator.len() + 48);
         id.push_str(&self.prefix);
-        let mut part = |text: &dyn std::fmt::Display| {
+        let mut digits = itoa::Buffer::new();
+        let mut part = |text: &str| {
             id.push_str(&self.separator);
-            // Writing to a String can not fail.
-            let _ = write!(id, "{text}");
+            id.push_str(text);
         };
         if self.with_bot_id {
-            part(&key.bot_id);
+            part(digits.format(key.bot_id));
         }
         if self.with_business_connection_id {
             if let Some(business) = key
@@ -191,14 +190,15 @@ impl KeyBuilder for DefaultKeyBuilder {
                 .as_deref()
                 .filter(|business| !business.is_empty())
             {
-                part(&business);
+                part(business);
             }
         }
-        part(&key.chat_id);
+        // Numbers through `itoa`, not `fmt`: a third of the instructions of building a key.
+        part(digits.format(key.chat_id));
         if let Some(thread) = key.thread_id.filter(|&thread| thread != 0) {
-            part(&thread);
+            part(digits.format(thread));
         }
-        part(&key.user_id);
+        part(digits.format(key.user_id));
         if self.with_destiny {
             part(&key.destiny);
         }
@@ -240,6 +240,33 @@ mod tests {
                 expected,
                 "flags {bot} {business} {destiny}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// Any ids, thread and flags: the key is aiogram's parts, each number as Python's
+        /// `str(int)` writes it, joined by the separator.
+        #[test]
+        fn numbers_are_written_as_python_writes_them(
+            bot: i64,
+            chat: i64,
+            user: i64,
+            thread: Option<i64>,
+            with_bot: bool,
+        ) {
+            let mut key = StorageKey::new(BotId(bot), ChatId(chat), UserId(user));
+            key.thread_id = thread;
+            let builder = DefaultKeyBuilder::default().with_bot_id(with_bot);
+            let mut parts = vec!["fsm".to_owned()];
+            if with_bot {
+                parts.push(bot.to_string());
+            }
+            parts.push(chat.to_string());
+            if let Some(thread) = thread.filter(|&thread| thread != 0) {
+                parts.push(thread.to_string());
+            }
+            parts.push(user.to_string());
+            proptest::prop_assert_eq!(build(&builder, &key), parts.join(":"));
         }
     }
 
