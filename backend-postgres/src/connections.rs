@@ -205,8 +205,9 @@ impl Connections {
         // Preparing runs nothing: any failure here leaves the row as it was. Behind a
         // transaction pooler nothing is prepared: the unnamed statement is parsed, bound
         // and run in one round trip, on whichever server connection it gets. A statement
-        // this connection prepared before is found by its text, waiting for nothing; only
-        // a first prepare, a round trip, runs under the statement timeout.
+        // this connection prepared and kept is found by its text, waiting for nothing; a
+        // first prepare (a round trip), or one past the kept texts, runs under the
+        // statement timeout.
         let unnamed = self.config.pooler.unnamed_statements();
         let fresh = if unnamed || client.prepared(sql).is_some() {
             None

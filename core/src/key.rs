@@ -243,15 +243,28 @@ mod tests {
         }
     }
 
+    /// Any `i64`, the edges often.
+    fn number() -> impl proptest::strategy::Strategy<Value = i64> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(0),
+            Just(-1),
+            Just(i64::MIN),
+            Just(i64::MAX),
+            any::<i64>()
+        ]
+    }
+
     proptest::proptest! {
-        /// Any ids, thread and flags: the key is aiogram's parts, each number as Python's
-        /// `str(int)` writes it, joined by the separator.
+        /// Any ids, thread and flag: the key is aiogram's parts joined by the separator,
+        /// each number in decimal with a leading minus, as Python's `str(int)` writes it
+        /// (the text of Rust's `to_string` too, the reference here).
         #[test]
         fn numbers_are_written_as_python_writes_them(
-            bot: i64,
-            chat: i64,
-            user: i64,
-            thread: Option<i64>,
+            bot in number(),
+            chat in number(),
+            user in number(),
+            thread in proptest::option::of(number()),
             with_bot: bool,
         ) {
             let mut key = StorageKey::new(BotId(bot), ChatId(chat), UserId(user));

@@ -77,25 +77,33 @@ async fn traced<T>(span: Span, call: impl Future<Output = Result<T>>) -> Result<
     .await
 }
 
-/// The future of one per-key call: `$call` itself, the backend's own boxed future, when
-/// neither its span nor the failure event would be recorded (no subscriber, or one that
-/// filters `fsmstore` below debug), else `$call` inside the span. The first is the hot
-/// path of a bot with tracing off: no second box, no `Instrumented` layer on every poll.
+/// The future of one per-key call. With tracing off ([`quiet`]) it is `$call` itself, the
+/// backend's own boxed future: no second box, no `Instrumented` layer polled on every
+/// wake-up. Otherwise it is what it always was: at its first poll, the span is made (its
+/// parent and filters are those where the call is awaited, e.g. inside a handler's span)
+/// and `$call` runs in it.
 macro_rules! per_key {
     ($self:ident, $op:literal, $key:expr, $call:expr) => {{
-        let span = $self.span($op, Some($key));
-        if span.is_disabled() && !failures_recorded() {
+        if quiet() {
             $call
         } else {
-            Box::pin(traced(span, $call))
+            Box::pin(async move { traced($self.span($op, Some($key)), $call).await })
         }
     }};
 }
 
-/// Whether a subscriber would record [`traced`]'s failure event (it may want the event
-/// without the span).
-fn failures_recorded() -> bool {
-    tracing::event_enabled!(target: "fsmstore", tracing::Level::DEBUG)
+/// Whether no span or event of `fsmstore` (all at debug) could be recorded, wherever the
+/// call is awaited:
+/// * no `tracing` subscriber takes debug: the most verbose level any of them reports (the
+///   bound every filter gives, span-scoped directives included) is below it;
+/// * and no `log` logger does: tracing's `log` feature hands records to `log` while no
+///   global subscriber is set (a teloxide bot's `pretty_env_logger`), as its macros decide.
+///
+/// Global levels, read without a lock. A bot whose subscriber stays at info takes the
+/// unwrapped path, even with `tracing_subscriber`'s bridge from `log` installed.
+fn quiet() -> bool {
+    tracing::level_filters::LevelFilter::current() < tracing::Level::DEBUG
+        && (tracing::dispatcher::has_been_set() || log::max_level() < log::Level::Debug)
 }
 
 /// The boxed future every `async_trait` method returns.
@@ -436,29 +444,69 @@ mod tests {
         assert!(text.contains("kind=Closed"), "{text}");
     }
 
-    /// With no subscriber at all, every per-key call still runs and answers.
+    /// A span's name and its parent's.
+    type Made = (&'static str, Option<&'static str>);
+
+    /// Names the parent of each new span: the span entered where it was made.
+    #[derive(Default, Clone)]
+    struct Parents {
+        names: Arc<Mutex<Vec<&'static str>>>,
+        entered: Arc<Mutex<Vec<u64>>>,
+        made: Arc<Mutex<Vec<Made>>>,
+    }
+
+    impl Subscriber for Parents {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn new_span(&self, span: &Attributes<'_>) -> Id {
+            let mut names = self.names.lock().unwrap();
+            names.push(span.metadata().name());
+            let parent = self
+                .entered
+                .lock()
+                .unwrap()
+                .last()
+                .map(|&id| names[id as usize - 1]);
+            self.made
+                .lock()
+                .unwrap()
+                .push((span.metadata().name(), parent));
+            Id::from_u64(names.len() as u64)
+        }
+        fn record(&self, _: &Id, _: &SpanRecord<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, _: &Event<'_>) {}
+        fn enter(&self, id: &Id) {
+            self.entered.lock().unwrap().push(id.into_u64());
+        }
+        fn exit(&self, _: &Id) {
+            self.entered.lock().unwrap().pop();
+        }
+    }
+
+    /// A call's span is made where its future is awaited, as `async_trait`'s lazy body made
+    /// it: a bot that instruments the call with its handler's span gets fsmstore's span
+    /// inside it (and a span-scoped filter sees that scope).
     #[test]
-    fn calls_answer_with_tracing_off() {
+    fn the_span_is_made_where_the_call_is_awaited() {
+        let parents = Parents::default();
         let storage = Traced::new("memory", Arc::new(MemoryStorage::new()));
         let key = StorageKey::new(BotId(42), ChatId(-100), UserId(7));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            storage.set_state(&key, Some("Form:a")).await.unwrap();
-            let patch = crate::data!({"n": 1});
-            assert_eq!(storage.update_data(&key, &patch).await.unwrap(), patch);
-            assert_eq!(
-                storage.get_state(&key).await.unwrap().as_deref(),
-                Some("Form:a")
-            );
-            assert_eq!(
-                storage.get_value(&key, "n").await.unwrap(),
-                Some(serde_json::json!(1))
-            );
-            assert!(storage.clear(&key).await.unwrap());
-            assert_eq!(storage.get_data(&key).await.unwrap(), Data::new());
+        tracing::subscriber::with_default(parents.clone(), || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let call = storage.get_state(&key);
+            let handler = tracing::info_span!("handler");
+            runtime.block_on(call.instrument(handler)).unwrap();
         });
+        let made = parents.made.lock().unwrap().clone();
+        assert_eq!(
+            made,
+            vec![("handler", None), ("fsmstore", Some("handler"))],
+            "{made:?}"
+        );
     }
 
     #[test]
