@@ -55,8 +55,9 @@ async fn call_futures_stay_small() {
     storage.close().await.unwrap();
 }
 
-/// Measured: 1 392 (reads) to 1 640 bytes (writes).
-const LIMIT: usize = 2048;
+/// Measured: 1 024 (reads, within glibc's tcache: 1 032 bytes) to 1 272 bytes (writes); 1 392
+/// to 1 640 before the call runner awaited a call's first attempt alone.
+const LIMIT: usize = 1536;
 
 fn key(n: i64) -> StorageKey {
     StorageKey::new(BotId(1), ChatId(-100), UserId(n))

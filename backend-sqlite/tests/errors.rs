@@ -252,6 +252,6 @@ async fn call_futures_stay_small() {
     let storage = SqliteStorage::open(SqliteConfig::memory().options(options).unwrap())
         .await
         .unwrap();
-    // 544 (reads) to 872 bytes (writes; 1 680 before the change).
+    // 536 (reads) to 864 bytes (writes; 1 680 before the coalescer took a closure).
     fsmstore_conformance::footprint::assert_call_futures_at_most(&storage, 1024);
 }

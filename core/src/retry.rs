@@ -96,27 +96,57 @@ pub fn is_conflict(err: &Error) -> bool {
 ///
 /// # Errors
 /// The last attempt's error.
-pub async fn retry<T, F, Fut>(
+pub fn retry<'a, T, F, Fut>(
+    policy: &'a RetryPolicy,
+    operation: &'static str,
+    call: F,
+) -> impl Future<Output = Result<T>> + 'a
+where
+    T: 'a,
+    F: FnMut() -> Fut + 'a,
+    Fut: Future<Output = Result<T>> + 'a,
+{
+    retry_from(policy, operation, 1, call)
+}
+
+/// [`retry`], counting from `attempt` (the runs already made, plus one).
+pub(crate) async fn retry_from<T, F, Fut>(
     policy: &RetryPolicy,
     operation: &'static str,
+    mut attempt: u32,
     mut call: F,
 ) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let mut attempt = 1;
     loop {
         match call().await {
-            Err(err) if is_conflict(&err) && attempt < policy.max_attempts => {
-                let pause = policy.pause(attempt);
-                tracing::debug!(operation, attempt, ?pause, error = %err, "conflict: running the call again");
-                tokio::time::sleep(pause).await;
+            Err(err) if again(policy, attempt, &err) => {
+                pause(policy, operation, attempt, &err).await;
                 attempt += 1;
             }
             outcome => return outcome,
         }
     }
+}
+
+/// Whether a call whose run `attempt` failed with `err` runs again.
+pub(crate) fn again(policy: &RetryPolicy, attempt: u32, err: &Error) -> bool {
+    is_conflict(err) && attempt < policy.max_attempts
+}
+
+/// The pause after run `attempt` failed with the conflict `err`: a plain `Sleep` to await,
+/// not one more future around it.
+pub(crate) fn pause(
+    policy: &RetryPolicy,
+    operation: &'static str,
+    attempt: u32,
+    err: &Error,
+) -> tokio::time::Sleep {
+    let pause = policy.pause(attempt);
+    tracing::debug!(operation, attempt, ?pause, error = %err, "conflict: running the call again");
+    tokio::time::sleep(pause)
 }
 
 /// A cheap pseudo-random number (no `rand` dependency) to spread retries apart.
