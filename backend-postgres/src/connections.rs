@@ -209,7 +209,9 @@ impl Connections {
         // first prepare (a round trip), or one past the kept texts, runs under the
         // statement timeout.
         let unnamed = self.config.pooler.unnamed_statements();
-        let fresh = if unnamed || client.prepared(sql).is_some() {
+        // One scan of the kept texts per call: the slot found here is read below.
+        let kept = if unnamed { None } else { client.slot(sql) };
+        let fresh = if unnamed || kept.is_some() {
             None
         } else {
             // Boxed: a first prepare is rare, and inline it made every call's future 1.1 KB
@@ -223,10 +225,10 @@ impl Connections {
                 Err(silent) => return Err(discard(client, silent)),
             }
         };
-        let prepared = match &fresh {
-            Some(statement) => Some(statement),
-            None if unnamed => None,
-            None => client.prepared(sql),
+        let prepared = match (&fresh, kept) {
+            (Some(statement), _) => Some(statement),
+            (None, Some(slot)) => Some(client.kept(slot)),
+            (None, None) => None,
         };
         match runner
             .within(Phase::Applying, op(&client, prepared, sql, params))

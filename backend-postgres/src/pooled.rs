@@ -37,6 +37,11 @@ pub(crate) struct Client {
     prepared: Slots<Statement>,
 }
 
+/// Where a connection keeps one statement: found once per call, then read without a
+/// second scan. Slots are only ever appended, so one stays valid for its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Slot(usize);
+
 /// Up to [`SLOTS`] values by statement text.
 struct Slots<S> {
     entries: Vec<(Box<str>, S)>,
@@ -49,11 +54,16 @@ impl<S> Slots<S> {
         }
     }
 
-    fn get(&self, text: &str) -> Option<&S> {
+    /// Where `text` is kept, if it is.
+    fn position(&self, text: &str) -> Option<Slot> {
         self.entries
             .iter()
-            .find(|(kept, _)| kept.len() == text.len() && **kept == *text)
-            .map(|(_, value)| value)
+            .position(|(kept, _)| kept.len() == text.len() && **kept == *text)
+            .map(Slot)
+    }
+
+    fn get(&self, slot: Slot) -> &S {
+        &self.entries[slot.0].1
     }
 
     fn is_full(&self) -> bool {
@@ -83,9 +93,14 @@ impl DerefMut for Client {
 }
 
 impl Client {
-    /// The statement `sql` prepared on this connection before, if it was.
-    pub(crate) fn prepared(&self, sql: &str) -> Option<&Statement> {
-        self.prepared.get(sql)
+    /// Where the statement `sql` prepared on this connection before is kept, if it was.
+    pub(crate) fn slot(&self, sql: &str) -> Option<Slot> {
+        self.prepared.position(sql)
+    }
+
+    /// The statement kept in `slot` (from [`Client::slot`] on this connection).
+    pub(crate) fn kept(&self, slot: Slot) -> &Statement {
+        self.prepared.get(slot)
     }
 
     /// Prepares `sql` on this connection (one round trip) and keeps it for the next call;
@@ -133,17 +148,22 @@ impl deadpool::managed::Manager for Manager {
 mod tests {
     use super::{Slots, SLOTS};
 
+    /// The value kept for `text`: one scan, then the slot.
+    fn find<S: Copy>(slots: &Slots<S>, text: &str) -> Option<S> {
+        slots.position(text).map(|slot| *slots.get(slot))
+    }
+
     #[test]
     fn a_kept_text_is_found_and_no_other() {
         let mut slots = Slots::new();
         slots.insert("SELECT state FROM t WHERE id = $1", 1);
         slots.insert("SELECT data FROM t WHERE id = $1", 2);
-        assert_eq!(slots.get("SELECT state FROM t WHERE id = $1"), Some(&1));
-        assert_eq!(slots.get("SELECT data FROM t WHERE id = $1"), Some(&2));
+        assert_eq!(find(&slots, "SELECT state FROM t WHERE id = $1"), Some(1));
+        assert_eq!(find(&slots, "SELECT data FROM t WHERE id = $1"), Some(2));
         // Same length as the first, one byte apart.
-        assert_eq!(slots.get("SELECT state FROM t WHERE id = $2"), None);
-        assert_eq!(slots.get("SELECT state FROM t WHERE id = $"), None);
-        assert_eq!(slots.get(""), None);
+        assert_eq!(find(&slots, "SELECT state FROM t WHERE id = $2"), None);
+        assert_eq!(find(&slots, "SELECT state FROM t WHERE id = $"), None);
+        assert_eq!(find(&slots, ""), None);
     }
 
     #[test]
@@ -155,9 +175,9 @@ mod tests {
         }
         assert!(slots.is_full());
         slots.insert("SELECT past", usize::MAX);
-        assert_eq!(slots.get("SELECT past"), None);
+        assert_eq!(find(&slots, "SELECT past"), None);
         for i in 0..SLOTS {
-            assert_eq!(slots.get(&format!("SELECT {i}")), Some(&i));
+            assert_eq!(find(&slots, &format!("SELECT {i}")), Some(i));
         }
     }
 }
