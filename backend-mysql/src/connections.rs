@@ -6,21 +6,27 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fsmstore_core::{CallRunner, Error, Failure, Fault, Phase, Replay, Result, StorageOptions};
+use fsmstore_core::{
+    CallRunner, ConnectionStash, Error, Failure, Fault, Phase, Replay, Result, StorageOptions,
+};
 use futures_util::future::BoxFuture;
-use sqlx::mysql::{MySqlConnection, MySqlPool};
+use sqlx::mysql::{MySql, MySqlConnection, MySqlPool};
+use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, Connection, SqlSafeStr, SqlStr};
 
 use crate::config::MysqlConfig;
 use crate::error::{classify, from_sqlx, Failure as Kind};
 use crate::failover::Failover;
-use crate::stash::ConnectionStash;
 
 /// A write on a connection idle at least this long is preceded by a ping: a connection the
 /// server dropped while idle (restart, `wait_timeout`, `KILL`) is found before the write is
 /// sent, so the write can go to another connection instead of ending with an unknown
 /// outcome. Busy connections skip the round trip.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// A stashed connection idle longer than this goes back through sqlx's pool instead, which
+/// tests it and applies its idle and lifetime limits.
+const STASH_IDLE: Duration = Duration::from_secs(30);
 
 /// A statement text from core as a sqlx string. Core builds every statement from validated,
 /// quoted identifiers and binds every value, which is what `AssertSqlSafe` asserts.
@@ -99,8 +105,13 @@ pub(crate) struct Connections {
     failover: Failover,
     config: MysqlConfig,
     closed: AtomicBool,
-    /// Connections of calls that succeeded, kept for the next call (see `stash.rs`).
-    stash: ConnectionStash,
+    /// Connections of calls that succeeded, kept for the next call ([`ConnectionStash`]):
+    /// sqlx pings every connection released to its pool (`COM_PING`, in a spawned task)
+    /// before it can be acquired again, a second round trip per call that made calls up to
+    /// 1.5x (2.5x for `update_data`) slower than the same statements on one bare connection
+    /// (docs/benchmarks.md). A connection idle longer than [`STASH_IDLE`] goes back through
+    /// the pool instead, which tests it and applies its idle and lifetime limits.
+    stash: ConnectionStash<PoolConnection<MySql>>,
     runner: CallRunner,
 }
 
@@ -121,7 +132,7 @@ impl Connections {
             runner: CallRunner::new("MySQL", &config.options),
             config,
             closed: AtomicBool::new(false),
-            stash: ConnectionStash::default(),
+            stash: ConnectionStash::new(|_, idle| idle < STASH_IDLE),
         })
     }
 
@@ -136,9 +147,22 @@ impl Connections {
         &self.config
     }
 
-    /// The pool, for statements of a caller's own.
+    /// The pool, for statements of a caller's own beside the storage's: the connections
+    /// the stash kept idle go back to it first, so such a caller finds one.
     pub(crate) fn pool(&self) -> &MySqlPool {
+        self.stash.release();
         &self.pool
+    }
+
+    /// A connection of the pool for a statement of the storage's own (the migrator's
+    /// reads, the collation check): a stashed one if there is one. It goes back to the
+    /// pool when dropped.
+    ///
+    /// # Errors
+    /// The pool's error when none came within the connect timeout.
+    pub(crate) async fn acquire(&self) -> sqlx::Result<PoolConnection<MySql>> {
+        let (conn, _) = self.stash.checkout(|| self.pool.acquire()).await?;
+        Ok(conn)
     }
 
     /// The pool of per-key locks.
@@ -221,7 +245,7 @@ impl Connections {
         }
         // Waiting for a connection already retried until the connect timeout.
         let host = self.failover.current();
-        let (mut conn, idle) = match self.stash.checkout(&self.pool).await {
+        let (mut conn, idle) = match self.stash.checkout(|| self.pool.acquire()).await {
             Ok(checked_out) => checked_out,
             // No connection came: if the current host takes no fresh one either (refused,
             // silent, not ready), the next connection goes to the next host. A busy pool

@@ -35,7 +35,6 @@ mod inspect;
 mod isolation;
 mod migrate;
 mod script;
-mod stash;
 mod statements;
 mod steps;
 mod storage;

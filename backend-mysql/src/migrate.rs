@@ -121,7 +121,7 @@ impl MysqlMigrator {
 
     /// The version table's rows for this FSM table (empty when it does not exist).
     async fn read_applied(&self) -> Result<Vec<AppliedMigration>> {
-        let mut conn = self.conns.pool().acquire().await.map_err(from_sqlx)?;
+        let mut conn = self.conns.acquire().await.map_err(from_sqlx)?;
         if !self.exists(&mut conn, &self.shared.version_table).await? {
             return Ok(Vec::new());
         }
@@ -151,7 +151,7 @@ impl Migrator for MysqlMigrator {
 
     async fn table_exists(&self) -> Result<bool> {
         self.ensure_open()?;
-        let mut conn = self.conns.pool().acquire().await.map_err(from_sqlx)?;
+        let mut conn = self.conns.acquire().await.map_err(from_sqlx)?;
         self.exists(&mut conn, self.shared.set.table().as_str())
             .await
     }

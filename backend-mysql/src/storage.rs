@@ -33,9 +33,9 @@ pub fn galera_retry() -> RetryPolicy {
 
 /// Whether the server behind `pool` is a Galera node with replication on (`wsrep_on`;
 /// MySQL has no such variable: false).
-async fn is_galera(pool: &sqlx::MySqlPool) -> bool {
+async fn is_galera<'e>(executor: impl sqlx::MySqlExecutor<'e>) -> bool {
     sqlx::query_scalar::<_, i64>(MysqlServer::GALERA_ON)
-        .fetch_one(pool)
+        .fetch_one(executor)
         .await
         .is_ok_and(|on| on == 1)
 }
@@ -135,7 +135,10 @@ impl MysqlStorage {
 
     /// Whether this storage's server is a Galera cluster node.
     pub async fn is_galera(&self) -> bool {
-        is_galera(self.inner.conns.pool()).await
+        match self.inner.conns.acquire().await {
+            Ok(mut conn) => is_galera(&mut *conn).await,
+            Err(_) => false,
+        }
     }
 
     /// Refuses a table in the aiogram layout whose ids compare in a collation that is not
@@ -147,9 +150,10 @@ impl MysqlStorage {
     /// [`Error::Config`] naming the `ALTER TABLE` that fixes it; database errors.
     async fn check_id_collation(&self) -> Result<()> {
         let table = self.options().table.as_str();
+        let mut conn = self.inner.conns.acquire().await.map_err(from_sqlx)?;
         let collation: Option<Option<String>> = sqlx::query_scalar(MysqlServer::ID_COLLATION)
             .bind(table)
-            .fetch_optional(self.inner.conns.pool())
+            .fetch_optional(&mut *conn)
             .await
             .map_err(from_sqlx)?;
         match collation.flatten() {
@@ -209,6 +213,12 @@ impl MysqlStorage {
     }
 
     /// The pool, for callers that want to run their own statements beside the storage.
+    ///
+    /// The storage keeps the connections of its last calls idle, out of the pool, for its
+    /// next calls; asking for the pool hands them back first, so a statement run on it
+    /// right away finds one. Ask for the pool where the statement runs rather than keeping
+    /// a clone: with every connection kept idle again by later calls (`pool_max` of them),
+    /// a clone's `acquire` waits for the pool's timeout.
     pub fn pool(&self) -> &MySqlPool {
         self.inner.conns.pool()
     }

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::Runtime;
-use fsmstore_core::{CallRunner, Error, Failure, Fault, Phase, Replay, Result};
+use fsmstore_core::{CallRunner, ConnectionStash, Error, Failure, Fault, Phase, Replay, Result};
 use futures_util::future::BoxFuture;
 use tokio_postgres::{Row, Statement};
 
@@ -17,6 +17,12 @@ use crate::pooled::{Manager, Object, Pool};
 /// The connections of one storage (or of a migrator opened on its own).
 pub(crate) struct Connections {
     pool: Pool,
+    /// Connections of calls that succeeded, kept for the next call ([`ConnectionStash`]):
+    /// deadpool's checkout and return (its wait timeout, hooks, recycling, and the copies
+    /// of their futures) cost about two thousand instructions a call, an eighth of a point
+    /// read (docs/benchmarks.md). A stashed connection whose connection task ended (the
+    /// server closed it) is not handed out: deadpool drops it, as its recycling would.
+    stash: ConnectionStash<Object>,
     /// Connections holding per-key locks ([`fsmstore_core::Database::isolation`]).
     lock_pool: Pool,
     config: PgConfig,
@@ -133,6 +139,7 @@ impl Connections {
         config.check_pooler()?;
         Ok(Connections {
             pool: build_pool(&config, size)?,
+            stash: ConnectionStash::new(|client, _| !client.is_closed()),
             lock_pool: build_pool(&config, locks)?,
             runner: CallRunner::new("PostgreSQL", &config.options),
             config,
@@ -158,17 +165,22 @@ impl Connections {
     /// Closes both pools: calls after this fail with [`Error::Closed`].
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.stash.drain();
         self.pool.close();
         self.lock_pool.close();
     }
 
-    /// A pooled connection, for a caller that runs a statement of its own (the migrator's
-    /// reads, the open check).
+    /// A pooled connection: a stashed one if there is one. Every caller of the pool comes
+    /// here (a call's attempt, the migrator's reads, the open check), so none waits on the
+    /// pool while a connection sits idle in the stash. Dropped, it goes back to the pool.
     pub(crate) async fn client(&self) -> Result<Object> {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        self.pool.get().await.map_err(from_pool)
+        match self.stash.checkout(|| self.pool.get()).await {
+            Ok((client, _)) => Ok(client),
+            Err(err) => Err(from_pool(err)),
+        }
     }
 
     /// Runs `op` on `sql` (prepared once per connection, or an unnamed statement behind a
@@ -234,7 +246,10 @@ impl Connections {
             .within(Phase::Applying, op(&client, prepared, sql, params))
             .await
         {
-            Ok(Ok(value)) => Ok(value),
+            Ok(Ok(value)) => {
+                self.stash.checkin(client);
+                Ok(value)
+            }
             Ok(Err(error)) => Err(discard(client, fault(error, Phase::Applying))),
             Err(silent) => Err(discard(client, silent)),
         }
@@ -372,6 +387,7 @@ impl Connections {
             };
             return Err(discard(client, Fault::driver(error, failure, phase)));
         }
+        self.stash.checkin(client);
         Ok(answers)
     }
 

@@ -59,6 +59,7 @@ mod planner;
 mod remedy;
 mod retry;
 pub mod sql;
+mod stash;
 mod storage;
 mod table_name;
 mod traced;
@@ -111,6 +112,7 @@ pub use planner::{
 };
 pub use remedy::Remedy;
 pub use retry::{is_conflict, retry, RetryPolicy};
+pub use stash::ConnectionStash;
 pub use storage::{object_from, to_json_value, Storage, StorageExt};
 pub use table_name::{TableName, DEFAULT_TABLE, DEFAULT_VERSION_TABLE};
 pub use traced::Traced;

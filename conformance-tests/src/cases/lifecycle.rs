@@ -1,6 +1,8 @@
 //! Rows live exactly as long as they hold something; the reference scenarios of aiogram
 //! and teloxide.
 
+use std::time::{Duration, Instant};
+
 use fsmstore_core::{BotId, ChatId, Data, StorageKey, UserId};
 use serde_json::json;
 
@@ -204,5 +206,61 @@ pub async fn clearing_state_and_data_at_once_leaves_no_row(ctx: Ctx) {
         s.key_count().await.unwrap(),
         0,
         "rows holding nothing were left"
+    );
+}
+
+/// One connection (`pool_max=1`) serves everything a handle does: calls, the whole-table
+/// reads, the migrator, and calls from several tasks at once, in turn. A connection a call
+/// keeps for the next one (the server backends' stash) goes to whichever caller asks next;
+/// none waits for the pool's timeout (10 s here) while it sits idle.
+pub async fn one_connection_serves_calls_and_whole_table_operations(ctx: Ctx) {
+    let wait = Duration::from_secs(10);
+    let db = ctx
+        .database(ctx.options().pool_max(1).connect_timeout(wait))
+        .await;
+    let s = db.storage();
+    let inspect = db.inspect();
+    let migrator = db.migrator().ok();
+    let started = Instant::now();
+    for round in 0..3_i64 {
+        s.set_state(&key(1), Some("Form:a")).await.unwrap();
+        assert_eq!(inspect.stats().await.unwrap().rows, 1, "round {round}");
+        s.update_data(&key(1), &obj(json!({"round": round})))
+            .await
+            .unwrap();
+        if let Some(migrator) = &migrator {
+            // Its reads take a connection of the same pool.
+            migrator.applied().await.unwrap();
+        }
+        assert_eq!(
+            s.get_data(&key(1)).await.unwrap(),
+            obj(json!({"round": round}))
+        );
+        let id = db.options().row_id(&key(1)).unwrap();
+        assert!(inspect.get_row(&id).await.unwrap().is_some());
+    }
+    let tasks: Vec<_> = (0..8_i64)
+        .map(|t| {
+            let s = std::sync::Arc::clone(&s);
+            let inspect = std::sync::Arc::clone(&inspect);
+            tokio::spawn(async move {
+                for step in 0..5_i64 {
+                    s.update_data(&key(100 + t), &obj(json!({ "step": step })))
+                        .await
+                        .unwrap();
+                    inspect.stats().await.unwrap();
+                }
+                s.get_data(&key(100 + t)).await.unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), obj(json!({"step": 4})));
+    }
+    assert_eq!(inspect.stats().await.unwrap().rows, 9);
+    let took = started.elapsed();
+    assert!(
+        took < wait,
+        "one connection took {took:?}: a caller waited for the pool"
     );
 }

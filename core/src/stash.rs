@@ -1,0 +1,272 @@
+//! [`ConnectionStash`]: the connections of calls that succeeded, kept for the next call
+//! instead of going back through the driver's pool.
+//!
+//! Why: a pool's checkout and return are general: sqlx pings every released MySQL
+//! connection (`COM_PING`, a second round trip per call) before it can be acquired again,
+//! and deadpool's checkout (its wait timeout, hooks, recycling and the copies of its
+//! futures) cost PostgreSQL's point reads about two thousand instructions a call, an eighth
+//! of the call (docs/benchmarks.md). A call that succeeded left its connection clean
+//! (transaction committed, result read), so the next call can take it as it is; a call that
+//! failed or was cancelled drops its connection, and the pool tests or closes it as before.
+//! Each stashed connection still holds its pool slot, so the pool's size bounds the total;
+//! every caller that needs a connection of the same pool goes through
+//! [`ConnectionStash::checkout`], or one idle in the stash could make it wait for the
+//! pool's timeout.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use futures_util::future::{select, Either};
+use tokio::sync::Notify;
+
+/// Connections kept between calls, most recently used last.
+pub struct ConnectionStash<C> {
+    slots: Mutex<Slots<C>>,
+    /// Whether a stashed connection (idle this long) may serve the next call; one that may
+    /// not is dropped, back to its pool.
+    usable: fn(&C, Duration) -> bool,
+    /// Signalled when a connection is stashed while callers wait for one.
+    stashed: Notify,
+    /// Callers waiting in [`ConnectionStash::checkout`].
+    waiting: AtomicUsize,
+}
+
+struct Slots<C> {
+    connections: Vec<(C, Instant)>,
+    /// Set by [`ConnectionStash::drain`]: nothing is stashed afterwards.
+    closed: bool,
+}
+
+impl<C> std::fmt::Debug for ConnectionStash<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let slots = self.lock();
+        f.debug_struct("ConnectionStash")
+            .field("stashed", &slots.connections.len())
+            .field("closed", &slots.closed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> ConnectionStash<C> {
+    /// An empty stash whose connections serve a call while `usable` says so.
+    #[must_use]
+    pub fn new(usable: fn(&C, Duration) -> bool) -> Self {
+        ConnectionStash {
+            slots: Mutex::new(Slots {
+                connections: Vec::new(),
+                closed: false,
+            }),
+            usable,
+            stashed: Notify::new(),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// A connection and how long it was idle: the most recently stashed usable one, else
+    /// one from `acquire` (idle for an unknown time: `Duration::MAX`). A caller waiting on
+    /// the pool also takes a connection stashed meanwhile (else the stash could hold every
+    /// connection while callers time out in the pool's queue).
+    ///
+    /// # Errors
+    /// `acquire`'s error (the pool's wait timed out, a connect failed).
+    pub async fn checkout<E, A>(
+        &self,
+        acquire: impl FnMut() -> A,
+    ) -> std::result::Result<(C, Duration), E>
+    where
+        A: Future<Output = std::result::Result<C, E>>,
+    {
+        if let Some(stashed) = self.pop() {
+            return Ok(stashed);
+        }
+        // Boxed: a pool's acquire future is large, and every call's future would carry it
+        // (and copy it when boxed), also the calls that find a stashed connection.
+        Box::pin(self.wait(acquire)).await
+    }
+
+    /// [`checkout`](Self::checkout) when the stash had nothing usable.
+    async fn wait<E, A>(
+        &self,
+        mut acquire: impl FnMut() -> A,
+    ) -> std::result::Result<(C, Duration), E>
+    where
+        A: Future<Output = std::result::Result<C, E>>,
+    {
+        loop {
+            let stashed = self.stashed.notified();
+            let mut stashed = std::pin::pin!(stashed);
+            stashed.as_mut().enable();
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            // Looked at after registering: one stashed since the caller's look is taken.
+            let outcome = match self.pop() {
+                Some(stashed) => Some(Ok(stashed)),
+                None => match select(std::pin::pin!(acquire()), stashed).await {
+                    Either::Left((acquired, _)) => Some(acquired.map(|conn| (conn, Duration::MAX))),
+                    Either::Right(((), _)) => None,
+                },
+            };
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            if let Some(outcome) = outcome {
+                return outcome;
+            }
+        }
+    }
+
+    /// The most recently stashed connection, if it is usable (an unusable one is dropped:
+    /// its pool tests or closes it on the way back).
+    fn pop(&self) -> Option<(C, Duration)> {
+        let (conn, since) = self.lock().connections.pop()?;
+        let idle = since.elapsed();
+        (self.usable)(&conn, idle).then_some((conn, idle))
+    }
+
+    /// Keeps the connection of a call that succeeded for the next caller.
+    pub fn checkin(&self, conn: C) {
+        let mut slots = self.lock();
+        if slots.closed {
+            return;
+        }
+        slots.connections.push((conn, Instant::now()));
+        drop(slots);
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.stashed.notify_one();
+        }
+    }
+
+    /// Hands every stashed connection back to its pool (a caller of the pool itself, beside
+    /// the stash, then finds them there); the stash keeps working.
+    pub fn release(&self) {
+        let connections = std::mem::take(&mut self.lock().connections);
+        drop(connections);
+    }
+
+    /// Hands every stashed connection back to its pool and stashes nothing more (before
+    /// the pool closes: a pool may wait for every checked-out connection).
+    pub fn drain(&self) {
+        let mut slots = self.lock();
+        slots.closed = true;
+        let connections = std::mem::take(&mut slots.connections);
+        drop(slots);
+        drop(connections);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots<C>> {
+        // The slots hold no invariant a panic could break half-way.
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+    use super::*;
+
+    /// A connection of a pool of `permits` slots: `id` tells connections apart.
+    struct Conn {
+        id: usize,
+        _slot: OwnedSemaphorePermit,
+    }
+
+    fn always(_: &Conn, _: Duration) -> bool {
+        true
+    }
+
+    /// A pool's acquire: a slot within `wait`, else an error.
+    async fn acquire(
+        pool: &Arc<Semaphore>,
+        id: usize,
+        wait: Duration,
+    ) -> std::result::Result<Conn, &'static str> {
+        match tokio::time::timeout(wait, Arc::clone(pool).acquire_owned()).await {
+            Ok(Ok(slot)) => Ok(Conn { id, _slot: slot }),
+            _ => Err("pool timed out"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_last_stashed_serves_first() {
+        let pool = Arc::new(Semaphore::new(2));
+        let stash = ConnectionStash::new(always);
+        let wait = Duration::from_secs(1);
+        let (a, idle) = stash.checkout(|| acquire(&pool, 1, wait)).await.unwrap();
+        assert_eq!(
+            idle,
+            Duration::MAX,
+            "a fresh connection's idle time is unknown"
+        );
+        let (b, _) = stash.checkout(|| acquire(&pool, 2, wait)).await.unwrap();
+        stash.checkin(a);
+        stash.checkin(b);
+        let (first, idle) = stash.checkout(|| acquire(&pool, 9, wait)).await.unwrap();
+        assert_eq!(first.id, 2);
+        assert!(idle < Duration::from_secs(1));
+        let (second, _) = stash.checkout(|| acquire(&pool, 9, wait)).await.unwrap();
+        assert_eq!(second.id, 1);
+    }
+
+    #[tokio::test]
+    async fn a_caller_waiting_on_the_pool_takes_a_connection_stashed_meanwhile() {
+        let pool = Arc::new(Semaphore::new(1));
+        let stash = Arc::new(ConnectionStash::new(always));
+        let wait = Duration::from_secs(5);
+        let (held, _) = stash.checkout(|| acquire(&pool, 1, wait)).await.unwrap();
+        let waiter = {
+            let (stash, pool) = (Arc::clone(&stash), Arc::clone(&pool));
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let (conn, _) = stash.checkout(|| acquire(&pool, 2, wait)).await.unwrap();
+                (conn.id, started.elapsed())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stash.checkin(held);
+        let (id, waited) = waiter.await.unwrap();
+        assert_eq!(id, 1, "the stashed connection, not a new one from the pool");
+        assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    }
+
+    #[tokio::test]
+    async fn an_unusable_connection_goes_back_to_the_pool() {
+        let pool = Arc::new(Semaphore::new(1));
+        let stash = ConnectionStash::new(|conn: &Conn, _| conn.id != 1);
+        let wait = Duration::from_secs(1);
+        let (a, _) = stash.checkout(|| acquire(&pool, 1, wait)).await.unwrap();
+        stash.checkin(a);
+        // Connection 1 is not usable: dropped, its slot free again for a fresh one.
+        let (b, idle) = stash.checkout(|| acquire(&pool, 2, wait)).await.unwrap();
+        assert_eq!((b.id, idle), (2, Duration::MAX));
+    }
+
+    #[tokio::test]
+    async fn released_connections_serve_the_pools_own_callers() {
+        let pool = Arc::new(Semaphore::new(1));
+        let stash = ConnectionStash::new(always);
+        let wait = Duration::from_millis(200);
+        let (a, _) = stash.checkout(|| acquire(&pool, 1, wait)).await.unwrap();
+        stash.checkin(a);
+        assert!(
+            acquire(&pool, 2, wait).await.is_err(),
+            "the stash holds the slot"
+        );
+        stash.release();
+        assert!(acquire(&pool, 2, wait).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_drained_stash_keeps_nothing() {
+        let pool = Arc::new(Semaphore::new(1));
+        let stash = ConnectionStash::new(always);
+        let wait = Duration::from_millis(200);
+        let (a, _) = stash.checkout(|| acquire(&pool, 1, wait)).await.unwrap();
+        stash.drain();
+        stash.checkin(a);
+        assert_eq!(pool.available_permits(), 1, "dropped, not stashed");
+        let (b, idle) = stash.checkout(|| acquire(&pool, 2, wait)).await.unwrap();
+        assert_eq!((b.id, idle), (2, Duration::MAX));
+    }
+}
