@@ -148,8 +148,9 @@ impl Connections {
     }
 
     /// The pool, for statements of a caller's own beside the storage's: the connections
-    /// the stash kept idle go back to it first, so such a caller finds one.
-    pub(crate) fn pool(&self) -> &MySqlPool {
+    /// the stash kept idle go back to it first, so such a caller finds one. The storage's
+    /// own statements go through [`Connections::acquire`] instead.
+    pub(crate) fn pool_handed_back(&self) -> &MySqlPool {
         self.stash.release();
         &self.pool
     }

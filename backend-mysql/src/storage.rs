@@ -31,7 +31,7 @@ pub fn galera_retry() -> RetryPolicy {
     )
 }
 
-/// Whether the server behind `pool` is a Galera node with replication on (`wsrep_on`;
+/// Whether the server behind `executor` is a Galera node with replication on (`wsrep_on`;
 /// MySQL has no such variable: false).
 async fn is_galera<'e>(executor: impl sqlx::MySqlExecutor<'e>) -> bool {
     sqlx::query_scalar::<_, i64>(MysqlServer::GALERA_ON)
@@ -85,7 +85,7 @@ impl MysqlStorage {
         );
         let (size, locks) = (config.options.pool_max, config.options.lock_pool_size());
         let mut conns = Connections::open(config, size, locks).await?;
-        if !conns.config().options.retry_is_set() && is_galera(conns.pool()).await {
+        if !conns.config().options.retry_is_set() && is_galera(conns.pool_handed_back()).await {
             // Every Galera node takes writes; two nodes' transactions on one key meet only
             // at commit, where one fails certification (1213, rolled back: safe to run
             // again). Under contention that takes more attempts than on one server
@@ -218,9 +218,10 @@ impl MysqlStorage {
     /// next calls; asking for the pool hands them back first, so a statement run on it
     /// right away finds one. Ask for the pool where the statement runs rather than keeping
     /// a clone: with every connection kept idle again by later calls (`pool_max` of them),
-    /// a clone's `acquire` waits for the pool's timeout.
+    /// a clone's `acquire` waits for the pool's timeout. Under load, the storage's calls
+    /// waiting in the pool's queue come first, as they would for any connection freed.
     pub fn pool(&self) -> &MySqlPool {
-        self.inner.conns.pool()
+        self.inner.conns.pool_handed_back()
     }
 
     /// The connections, for the whole-table operations.

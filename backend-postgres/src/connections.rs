@@ -1,6 +1,6 @@
 //! [`Connections`]: what a PostgreSQL storage, its whole-table operations, its migrator
-//! and its isolation share: the pools, the settings, the closed flag, and core's
-//! [`CallRunner`] running each statement.
+//! and its isolation share: the pools, the connection stash in front of the pool, the
+//! settings, the closed flag, and core's [`CallRunner`] running each statement.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

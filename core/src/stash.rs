@@ -39,6 +39,22 @@ struct Slots<C> {
     closed: bool,
 }
 
+/// A caller counted in [`ConnectionStash::waiting`] while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl<C> std::fmt::Debug for ConnectionStash<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let slots = self.lock();
@@ -67,13 +83,14 @@ impl<C> ConnectionStash<C> {
     /// A connection and how long it was idle: the most recently stashed usable one, else
     /// one from `acquire` (idle for an unknown time: `Duration::MAX`). A caller waiting on
     /// the pool also takes a connection stashed meanwhile (else the stash could hold every
-    /// connection while callers time out in the pool's queue).
+    /// connection while callers time out in the pool's queue); it keeps its place in the
+    /// pool's queue, and the pool's wait timeout, until one of the two comes.
     ///
     /// # Errors
     /// `acquire`'s error (the pool's wait timed out, a connect failed).
     pub async fn checkout<E, A>(
         &self,
-        acquire: impl FnMut() -> A,
+        acquire: impl FnOnce() -> A,
     ) -> std::result::Result<(C, Duration), E>
     where
         A: Future<Output = std::result::Result<C, E>>,
@@ -87,39 +104,45 @@ impl<C> ConnectionStash<C> {
     }
 
     /// [`checkout`](Self::checkout) when the stash had nothing usable.
-    async fn wait<E, A>(
-        &self,
-        mut acquire: impl FnMut() -> A,
-    ) -> std::result::Result<(C, Duration), E>
+    async fn wait<E, A>(&self, acquire: impl FnOnce() -> A) -> std::result::Result<(C, Duration), E>
     where
         A: Future<Output = std::result::Result<C, E>>,
     {
+        // Counted until this future ends, however it ends (a cancelled call too): while
+        // it is counted, a check-in signals `stashed`.
+        let _waiting = Waiting::enter(&self.waiting);
+        // One wait on the pool for the whole checkout: its place in the queue and its
+        // timeout hold across the turns below.
+        let mut acquired = std::pin::pin!(acquire());
         loop {
             let stashed = self.stashed.notified();
             let mut stashed = std::pin::pin!(stashed);
             stashed.as_mut().enable();
-            self.waiting.fetch_add(1, Ordering::SeqCst);
-            // Looked at after registering: one stashed since the caller's look is taken.
-            let outcome = match self.pop() {
-                Some(stashed) => Some(Ok(stashed)),
-                None => match select(std::pin::pin!(acquire()), stashed).await {
-                    Either::Left((acquired, _)) => Some(acquired.map(|conn| (conn, Duration::MAX))),
-                    Either::Right(((), _)) => None,
-                },
-            };
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-            if let Some(outcome) = outcome {
-                return outcome;
+            // Looked at after registering (and after counting this caller): a connection
+            // stashed before is found here, one stashed after signals `stashed`.
+            if let Some(stashed) = self.pop() {
+                return Ok(stashed);
+            }
+            match select(acquired.as_mut(), stashed).await {
+                Either::Left((acquired, _)) => {
+                    return acquired.map(|conn| (conn, Duration::MAX));
+                }
+                // Another caller may take it first: then wait on.
+                Either::Right(((), _)) => {}
             }
         }
     }
 
-    /// The most recently stashed connection, if it is usable (an unusable one is dropped:
-    /// its pool tests or closes it on the way back).
+    /// The most recently stashed usable connection. Unusable ones on the way are dropped:
+    /// their pool tests or closes them.
     fn pop(&self) -> Option<(C, Duration)> {
-        let (conn, since) = self.lock().connections.pop()?;
-        let idle = since.elapsed();
-        (self.usable)(&conn, idle).then_some((conn, idle))
+        loop {
+            let (conn, since) = self.lock().connections.pop()?;
+            let idle = since.elapsed();
+            if (self.usable)(&conn, idle) {
+                return Some((conn, idle));
+            }
+        }
     }
 
     /// Keeps the connection of a call that succeeded for the next caller.
@@ -268,5 +291,84 @@ mod tests {
         assert_eq!(pool.available_permits(), 1, "dropped, not stashed");
         let (b, idle) = stash.checkout(|| acquire(&pool, 2, wait)).await.unwrap();
         assert_eq!((b.id, idle), (2, Duration::MAX));
+    }
+
+    #[tokio::test]
+    async fn unusable_connections_are_passed_over_to_a_usable_one() {
+        let pool = Arc::new(Semaphore::new(3));
+        let stash = ConnectionStash::new(|conn: &Conn, _| conn.id == 1);
+        let wait = Duration::from_secs(1);
+        for id in 1..=3 {
+            let (conn, _) = stash.checkout(|| acquire(&pool, id, wait)).await.unwrap();
+            stash.checkin(conn);
+        }
+        // Stashed 1, 2, 3 (3 on top): 3 and 2 are dropped on the way to 1.
+        let (conn, idle) = stash.checkout(|| acquire(&pool, 9, wait)).await.unwrap();
+        assert_eq!(conn.id, 1);
+        assert!(idle < wait);
+        assert_eq!(pool.available_permits(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_keeps_the_pools_timeout_across_wake_ups() {
+        let pool = Arc::new(Semaphore::new(1));
+        let stash = Arc::new(ConnectionStash::new(always));
+        let (mut busy, _) = stash
+            .checkout(|| acquire(&pool, 1, Duration::from_secs(1)))
+            .await
+            .unwrap();
+        let waiter = {
+            let (stash, pool) = (Arc::clone(&stash), Arc::clone(&pool));
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let outcome = stash
+                    .checkout(|| acquire(&pool, 2, Duration::from_millis(300)))
+                    .await;
+                (outcome.map(|(conn, _)| conn.id), started.elapsed())
+            })
+        };
+        // Another caller checks its connection in and takes it back at once, every 50 ms
+        // for 2 s: each check-in wakes the waiter, which finds nothing.
+        let cycling = Instant::now();
+        while cycling.elapsed() < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stash.checkin(busy);
+            busy = stash
+                .checkout(|| acquire(&pool, 3, Duration::from_secs(1)))
+                .await
+                .unwrap()
+                .0;
+            assert_eq!(busy.id, 1);
+        }
+        let (outcome, waited) = waiter.await.unwrap();
+        assert_eq!(outcome, Err("pool timed out"));
+        assert!(
+            waited < Duration::from_secs(1),
+            "the pool's 300 ms wait started over on each wake-up: {waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_waiter_is_no_longer_counted() {
+        let pool = Arc::new(Semaphore::new(1));
+        let stash = Arc::new(ConnectionStash::new(always));
+        let (held, _) = stash
+            .checkout(|| acquire(&pool, 1, Duration::from_secs(1)))
+            .await
+            .unwrap();
+        let waiter = {
+            let (stash, pool) = (Arc::clone(&stash), Arc::clone(&pool));
+            tokio::spawn(async move {
+                let _ = stash
+                    .checkout(|| acquire(&pool, 2, Duration::from_secs(10)))
+                    .await;
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(stash.waiting.load(Ordering::SeqCst), 1);
+        waiter.abort();
+        let _ = waiter.await;
+        assert_eq!(stash.waiting.load(Ordering::SeqCst), 0);
+        drop(held);
     }
 }
