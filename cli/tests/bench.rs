@@ -44,6 +44,20 @@ fn bench_with_floor_reports_every_phase_and_no_lost_updates() {
             for field in ["ops_per_sec", "p50_us", "p99_us"] {
                 assert!(phase[side][field].is_number(), "{side}.{field} in {phase}");
             }
+            // Each round's p50 (3 rounds, the default), whose median is `p50_us`.
+            let mut rounds: Vec<f64> = phase[side]["p50_rounds_us"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{side}.p50_rounds_us in {phase}"))
+                .iter()
+                .map(|p| p.as_f64().unwrap())
+                .collect();
+            assert_eq!(rounds.len(), 3, "{side}.p50_rounds_us in {phase}");
+            rounds.sort_by(f64::total_cmp);
+            assert_eq!(
+                rounds[1],
+                phase[side]["p50_us"].as_f64().unwrap(),
+                "{phase}"
+            );
             // The process's CPU time and its threads' runs per call (Linux's schedstat).
             if cfg!(target_os = "linux") {
                 let cpu = phase[side]["cpu_us"].as_f64().unwrap();

@@ -42,6 +42,7 @@ impl PhaseReport {
     /// fsmstore's time per call over the floor's (median throughputs): 1.05 = 5 % slower.
     fn ratio(&self) -> Option<f64> {
         self.floor
+            .as_ref()
             .filter(|floor| self.fsm.ops_per_sec > 0.0 && floor.ops_per_sec > 0.0)
             .map(|floor| floor.ops_per_sec / self.fsm.ops_per_sec)
     }

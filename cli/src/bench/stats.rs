@@ -5,10 +5,12 @@ use fsmstore::serde_json::{json, Value};
 use super::workload::Sample;
 
 /// One side's figures for one phase: medians over the rounds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Stats {
     pub(crate) ops_per_sec: f64,
     pub(crate) p50_us: f64,
+    /// Each round's p50, in the order the rounds ran (the sides take turns going first).
+    pub(crate) p50_rounds_us: Vec<f64>,
     pub(crate) p99_us: f64,
     /// The process's CPU time per call (median over the rounds), when it could be read.
     pub(crate) cpu_us: Option<f64>,
@@ -21,6 +23,7 @@ impl Stats {
         Stats {
             ops_per_sec: median(rounds.iter().map(Sample::ops_per_sec)),
             p50_us: median(rounds.iter().map(|s| s.percentile_us(50))),
+            p50_rounds_us: rounds.iter().map(|s| s.percentile_us(50)).collect(),
             p99_us: median(rounds.iter().map(|s| s.percentile_us(99))),
             cpu_us: median_of(rounds, Sample::cpu_us_per_call),
             runs: median_of(rounds, Sample::runs_per_call),
@@ -31,6 +34,7 @@ impl Stats {
         json!({
             "ops_per_sec": round2(self.ops_per_sec),
             "p50_us": round2(self.p50_us),
+            "p50_rounds_us": self.p50_rounds_us.iter().copied().map(round2).collect::<Vec<_>>(),
             "p99_us": round2(self.p99_us),
             "cpu_us": self.cpu_us.map(round2),
             "runs": self.runs.map(round2),
