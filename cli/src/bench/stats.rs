@@ -1,15 +1,16 @@
-//! One side's figures for one phase: medians over the rounds.
+//! One side's figures for one phase: medians over the rounds, and each round's p50.
 
 use fsmstore::serde_json::{json, Value};
 
 use super::workload::Sample;
 
-/// One side's figures for one phase: medians over the rounds.
+/// One side's figures for one phase: medians over the rounds, and each round's p50.
 #[derive(Debug, Clone)]
 pub(crate) struct Stats {
     pub(crate) ops_per_sec: f64,
     pub(crate) p50_us: f64,
-    /// Each round's p50, in the order the rounds ran (the sides take turns going first).
+    /// Each round's p50, in the order the rounds ran (in the phases and the teloxide calls
+    /// the two sides take turns going first).
     pub(crate) p50_rounds_us: Vec<f64>,
     pub(crate) p99_us: f64,
     /// The process's CPU time per call (median over the rounds), when it could be read.
