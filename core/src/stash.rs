@@ -175,11 +175,8 @@ impl<C> ConnectionStash<C> {
     /// Hands every stashed connection back to its pool and stashes nothing more (before
     /// the pool closes: a pool may wait for every checked-out connection).
     pub fn drain(&self) {
-        let mut slots = self.lock();
-        slots.closed = true;
-        let connections = std::mem::take(&mut slots.connections);
-        drop(slots);
-        drop(connections);
+        self.lock().closed = true;
+        self.release();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Slots<C>> {
@@ -218,24 +215,34 @@ mod tests {
         }
     }
 
+    /// A connection from `stash`, else a new one `id` from `pool` within `wait`.
+    async fn take(
+        stash: &ConnectionStash<Conn>,
+        pool: &Arc<Semaphore>,
+        id: usize,
+        wait: Duration,
+    ) -> std::result::Result<(Conn, Duration), &'static str> {
+        stash.checkout(|| acquire(pool, id, wait)).await
+    }
+
     #[tokio::test]
     async fn the_last_stashed_serves_first() {
         let pool = Arc::new(Semaphore::new(2));
         let stash = ConnectionStash::new(always);
         let wait = Duration::from_secs(1);
-        let (a, idle) = stash.checkout(|| acquire(&pool, 1, wait)).await.unwrap();
+        let (a, idle) = take(&stash, &pool, 1, wait).await.unwrap();
         assert_eq!(
             idle,
             Duration::MAX,
             "a fresh connection's idle time is unknown"
         );
-        let (b, _) = stash.checkout(|| acquire(&pool, 2, wait)).await.unwrap();
+        let (b, _) = take(&stash, &pool, 2, wait).await.unwrap();
         stash.checkin(a);
         stash.checkin(b);
-        let (first, idle) = stash.checkout(|| acquire(&pool, 9, wait)).await.unwrap();
+        let (first, idle) = take(&stash, &pool, 9, wait).await.unwrap();
         assert_eq!(first.id, 2);
         assert!(idle < Duration::from_secs(1));
-        let (second, _) = stash.checkout(|| acquire(&pool, 9, wait)).await.unwrap();
+        let (second, _) = take(&stash, &pool, 9, wait).await.unwrap();
         assert_eq!(second.id, 1);
     }
 
@@ -244,12 +251,12 @@ mod tests {
         let pool = Arc::new(Semaphore::new(1));
         let stash = Arc::new(ConnectionStash::new(always));
         let wait = Duration::from_secs(5);
-        let (held, _) = stash.checkout(|| acquire(&pool, 1, wait)).await.unwrap();
+        let (held, _) = take(&stash, &pool, 1, wait).await.unwrap();
         let waiter = {
             let (stash, pool) = (Arc::clone(&stash), Arc::clone(&pool));
             tokio::spawn(async move {
                 let started = Instant::now();
-                let (conn, _) = stash.checkout(|| acquire(&pool, 2, wait)).await.unwrap();
+                let (conn, _) = take(&stash, &pool, 2, wait).await.unwrap();
                 (conn.id, started.elapsed())
             })
         };
@@ -265,10 +272,10 @@ mod tests {
         let pool = Arc::new(Semaphore::new(1));
         let stash = ConnectionStash::new(|conn: &Conn, _| conn.id != 1);
         let wait = Duration::from_secs(1);
-        let (a, _) = stash.checkout(|| acquire(&pool, 1, wait)).await.unwrap();
+        let (a, _) = take(&stash, &pool, 1, wait).await.unwrap();
         stash.checkin(a);
         // Connection 1 is not usable: dropped, its slot free again for a fresh one.
-        let (b, idle) = stash.checkout(|| acquire(&pool, 2, wait)).await.unwrap();
+        let (b, idle) = take(&stash, &pool, 2, wait).await.unwrap();
         assert_eq!((b.id, idle), (2, Duration::MAX));
     }
 
@@ -277,7 +284,7 @@ mod tests {
         let pool = Arc::new(Semaphore::new(1));
         let stash = ConnectionStash::new(always);
         let wait = Duration::from_millis(200);
-        let (a, _) = stash.checkout(|| acquire(&pool, 1, wait)).await.unwrap();
+        let (a, _) = take(&stash, &pool, 1, wait).await.unwrap();
         stash.checkin(a);
         assert!(
             acquire(&pool, 2, wait).await.is_err(),
@@ -292,11 +299,11 @@ mod tests {
         let pool = Arc::new(Semaphore::new(1));
         let stash = ConnectionStash::new(always);
         let wait = Duration::from_millis(200);
-        let (a, _) = stash.checkout(|| acquire(&pool, 1, wait)).await.unwrap();
+        let (a, _) = take(&stash, &pool, 1, wait).await.unwrap();
         stash.drain();
         stash.checkin(a);
         assert_eq!(pool.available_permits(), 1, "dropped, not stashed");
-        let (b, idle) = stash.checkout(|| acquire(&pool, 2, wait)).await.unwrap();
+        let (b, idle) = take(&stash, &pool, 2, wait).await.unwrap();
         assert_eq!((b.id, idle), (2, Duration::MAX));
     }
 
@@ -307,13 +314,13 @@ mod tests {
         let wait = Duration::from_secs(1);
         let mut held = Vec::new();
         for id in 1..=3 {
-            held.push(stash.checkout(|| acquire(&pool, id, wait)).await.unwrap().0);
+            held.push(take(&stash, &pool, id, wait).await.unwrap().0);
         }
         for conn in held {
             stash.checkin(conn);
         }
         // Stashed 1, 2, 3 (3 on top): 3 and 2 are dropped on the way to 1.
-        let (conn, idle) = stash.checkout(|| acquire(&pool, 9, wait)).await.unwrap();
+        let (conn, idle) = take(&stash, &pool, 9, wait).await.unwrap();
         assert_eq!(conn.id, 1);
         assert!(idle < wait);
         assert_eq!(pool.available_permits(), 2);
@@ -323,17 +330,14 @@ mod tests {
     async fn a_waiter_keeps_the_pools_timeout_across_wake_ups() {
         let pool = Arc::new(Semaphore::new(1));
         let stash = Arc::new(ConnectionStash::new(always));
-        let (mut busy, _) = stash
-            .checkout(|| acquire(&pool, 1, Duration::from_secs(1)))
+        let (mut busy, _) = take(&stash, &pool, 1, Duration::from_secs(1))
             .await
             .unwrap();
         let waiter = {
             let (stash, pool) = (Arc::clone(&stash), Arc::clone(&pool));
             tokio::spawn(async move {
                 let started = Instant::now();
-                let outcome = stash
-                    .checkout(|| acquire(&pool, 2, Duration::from_millis(300)))
-                    .await;
+                let outcome = take(&stash, &pool, 2, Duration::from_millis(300)).await;
                 (outcome.map(|(conn, _)| conn.id), started.elapsed())
             })
         };
@@ -343,8 +347,7 @@ mod tests {
         while cycling.elapsed() < Duration::from_secs(2) {
             tokio::time::sleep(Duration::from_millis(50)).await;
             stash.checkin(busy);
-            busy = stash
-                .checkout(|| acquire(&pool, 3, Duration::from_secs(1)))
+            busy = take(&stash, &pool, 3, Duration::from_secs(1))
                 .await
                 .unwrap()
                 .0;
@@ -362,16 +365,13 @@ mod tests {
     async fn a_cancelled_waiter_is_no_longer_counted() {
         let pool = Arc::new(Semaphore::new(1));
         let stash = Arc::new(ConnectionStash::new(always));
-        let (held, _) = stash
-            .checkout(|| acquire(&pool, 1, Duration::from_secs(1)))
+        let (held, _) = take(&stash, &pool, 1, Duration::from_secs(1))
             .await
             .unwrap();
         let waiter = {
             let (stash, pool) = (Arc::clone(&stash), Arc::clone(&pool));
             tokio::spawn(async move {
-                let _ = stash
-                    .checkout(|| acquire(&pool, 2, Duration::from_secs(10)))
-                    .await;
+                let _ = take(&stash, &pool, 2, Duration::from_secs(10)).await;
             })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
