@@ -199,7 +199,7 @@ impl MysqlConfig {
 
     /// How long waiting for a pooled connection may take: the connect timeout, shorter
     /// when there is another host to fail over to.
-    fn acquire_timeout(&self) -> Duration {
+    pub(crate) fn acquire_timeout(&self) -> Duration {
         if self.failover_hosts.is_empty() {
             self.options.connect_timeout
         } else {

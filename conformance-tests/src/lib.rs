@@ -132,6 +132,7 @@ macro_rules! __storage_cases {
             lifecycle::set_record_replaces_state_and_data,
             lifecycle::clearing_state_and_data_at_once_leaves_no_row,
             lifecycle::one_connection_serves_calls_and_whole_table_operations,
+            lifecycle::a_caller_is_served_while_another_calls_back_to_back,
             lifecycle::teloxide_scenario,
             lifecycle::aiogram_storage_semantics,
             payload::unicode_keys_and_values,

@@ -13,20 +13,30 @@
 //! [`ConnectionStash::checkout`], or one idle in the stash could make it wait for the
 //! pool's timeout.
 //!
-//! Waiters are not served in order: a task making calls back to back takes its connection
-//! again before a waiter woken for it runs, so under sustained overload (more callers than
-//! connections, all the time) a waiter can end with the pool's timeout, a transient
-//! `Error::Connection`. Handing each connection checked in to the caller waiting longest
-//! was tried: at 64 tasks on distinct keys, one statement per call, PostgreSQL fell from
-//! 11 917 to 3 597 calls/s and its p99 from 5.8 to 61 ms (docs/benchmarks.md).
+//! Waiters are not served in order while they are within their *patience*: a task making
+//! calls back to back takes its connection again before a waiter woken for it runs, which
+//! keeps one task going on a warm connection. Handing every connection checked in to the
+//! caller waiting longest was tried: at 64 tasks on distinct keys, one statement per call,
+//! PostgreSQL fell from 11 917 to 3 597 calls/s and its p99 from 5.8 to 61 ms
+//! (docs/benchmarks.md). But under sustained overload (more callers than connections, all
+//! the time) that order alone could let a waiter end with the pool's timeout, a transient
+//! `Error::Connection`, while connections were free. So a caller that has waited its
+//! patience (the backends give half the pool's wait timeout) gets in line: a connection
+//! checked in goes to the first in line, before the stash and before any later caller.
+//! Under a load the connections keep up with nobody waits that long, and nothing changes.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use futures_util::future::{select, Either};
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
+
+/// The line of callers past their patience is swept of those that left (cancelled, or
+/// served by the pool) when it reaches this length.
+const SWEEP_AT: usize = 64;
 
 /// Connections kept between calls, most recently used last.
 pub struct ConnectionStash<C> {
@@ -34,6 +44,8 @@ pub struct ConnectionStash<C> {
     /// Whether a stashed connection (idle this long) may serve the next call; one that may
     /// not is dropped, back to its pool.
     usable: fn(&C, Duration) -> bool,
+    /// How long a caller waits before it gets in line for the next connection checked in.
+    patience: Duration,
     /// Signalled when a connection is stashed while callers wait for one.
     stashed: Notify,
     /// Callers waiting in [`ConnectionStash::checkout`].
@@ -42,6 +54,9 @@ pub struct ConnectionStash<C> {
 
 struct Slots<C> {
     connections: Vec<(C, Instant)>,
+    /// Callers that have waited their patience, first come first: a connection checked in
+    /// goes to the first still waiting.
+    in_line: VecDeque<oneshot::Sender<C>>,
     /// Set by [`ConnectionStash::drain`]: nothing is stashed afterwards.
     closed: bool,
 }
@@ -67,21 +82,28 @@ impl<C> std::fmt::Debug for ConnectionStash<C> {
         let slots = self.lock();
         f.debug_struct("ConnectionStash")
             .field("stashed", &slots.connections.len())
+            .field("in_line", &slots.in_line.len())
+            .field("patience", &self.patience)
             .field("closed", &slots.closed)
             .finish_non_exhaustive()
     }
 }
 
 impl<C> ConnectionStash<C> {
-    /// An empty stash whose connections serve a call while `usable` says so.
+    /// An empty stash whose connections serve a call while `usable` says so, and whose
+    /// callers get in line for the next connection checked in once they have waited
+    /// `patience` (give less than the pool's wait timeout, so a caller in line is served
+    /// before the pool gives up on it).
     #[must_use]
-    pub fn new(usable: fn(&C, Duration) -> bool) -> Self {
+    pub fn new(usable: fn(&C, Duration) -> bool, patience: Duration) -> Self {
         ConnectionStash {
             slots: Mutex::new(Slots {
                 connections: Vec::new(),
+                in_line: VecDeque::new(),
                 closed: false,
             }),
             usable,
+            patience,
             stashed: Notify::new(),
             waiting: AtomicUsize::new(0),
         }
@@ -91,7 +113,9 @@ impl<C> ConnectionStash<C> {
     /// one from `acquire` (idle for an unknown time: `Duration::MAX`). A caller waiting on
     /// the pool also takes a connection stashed meanwhile (else the stash could hold every
     /// connection while callers time out in the pool's queue); it keeps its place in the
-    /// pool's queue, and the pool's wait timeout, until one of the two comes.
+    /// pool's queue, and the pool's wait timeout, until one of the two comes. Once it has
+    /// waited the stash's patience it is in line: the next connection checked in is its own
+    /// unless someone got in line before it.
     ///
     /// # Errors
     /// `acquire`'s error (the pool's wait timed out, a connect failed).
@@ -121,6 +145,7 @@ impl<C> ConnectionStash<C> {
         // One wait on the pool for the whole checkout: its place in the queue and its
         // timeout hold across the turns below.
         let mut acquired = std::pin::pin!(acquire());
+        let mut patience = std::pin::pin!(tokio::time::sleep(self.patience));
         loop {
             let stashed = self.stashed.notified();
             let mut stashed = std::pin::pin!(stashed);
@@ -130,14 +155,50 @@ impl<C> ConnectionStash<C> {
             if let Some(stashed) = self.pop() {
                 return Ok(stashed);
             }
-            match select(acquired.as_mut(), stashed).await {
+            match select(acquired.as_mut(), select(stashed, patience.as_mut())).await {
                 Either::Left((acquired, _)) => {
                     return acquired.map(|conn| (conn, Duration::MAX));
                 }
                 // Another caller may take it first: then wait on.
-                Either::Right(((), _)) => {}
+                Either::Right((Either::Left(_), _)) => {}
+                Either::Right((Either::Right(_), _)) => break,
             }
         }
+        // Waited its patience: in line for the next check-in, still in the pool's queue.
+        let handed = loop {
+            match self.pop_or_get_in_line() {
+                Ok(Some(stashed)) => return Ok(stashed),
+                Ok(None) => {}
+                Err(handed) => break handed,
+            }
+        };
+        match select(acquired.as_mut(), handed).await {
+            Either::Left((acquired, _)) => acquired.map(|conn| (conn, Duration::MAX)),
+            Either::Right((Ok(conn), _)) => Ok((conn, Duration::ZERO)),
+            // Let go of by `drain`: the pool's answer.
+            Either::Right((Err(_), _)) => acquired.await.map(|conn| (conn, Duration::MAX)),
+        }
+    }
+
+    /// The most recently stashed connection if it is usable (`Ok(None)`: it was not, and
+    /// was dropped), else a place at the end of the line, in one turn of the lock so that
+    /// no check-in falls between the two.
+    #[allow(clippy::type_complexity)]
+    fn pop_or_get_in_line(
+        &self,
+    ) -> std::result::Result<Option<(C, Duration)>, oneshot::Receiver<C>> {
+        let mut slots = self.lock();
+        let Some((conn, since)) = slots.connections.pop() else {
+            if slots.in_line.len() >= SWEEP_AT {
+                slots.in_line.retain(|place| !place.is_closed());
+            }
+            let (place, handed) = oneshot::channel();
+            slots.in_line.push_back(place);
+            return Err(handed);
+        };
+        drop(slots);
+        let idle = since.elapsed();
+        Ok((self.usable)(&conn, idle).then_some((conn, idle)))
     }
 
     /// The most recently stashed usable connection. Unusable ones on the way are dropped:
@@ -152,11 +213,20 @@ impl<C> ConnectionStash<C> {
         }
     }
 
-    /// Keeps the connection of a call that succeeded for the next caller.
+    /// Keeps the connection of a call that succeeded for the next caller: the first in line
+    /// if there is one, else the stash.
     pub fn checkin(&self, conn: C) {
         let mut slots = self.lock();
         if slots.closed {
             return;
+        }
+        let mut conn = conn;
+        while let Some(place) = slots.in_line.pop_front() {
+            match place.send(conn) {
+                Ok(()) => return,
+                // That caller left (cancelled, or served by the pool).
+                Err(back) => conn = back,
+            }
         }
         slots.connections.push((conn, Instant::now()));
         drop(slots);
@@ -173,9 +243,15 @@ impl<C> ConnectionStash<C> {
     }
 
     /// Hands every stashed connection back to its pool and stashes nothing more (before
-    /// the pool closes: a pool may wait for every checked-out connection).
+    /// the pool closes: a pool may wait for every checked-out connection); callers in line
+    /// wait for the pool alone.
     pub fn drain(&self) {
-        self.lock().closed = true;
+        let in_line = {
+            let mut slots = self.lock();
+            slots.closed = true;
+            std::mem::take(&mut slots.in_line)
+        };
+        drop(in_line);
         self.release();
     }
 
@@ -198,6 +274,9 @@ mod tests {
         id: usize,
         _slot: OwnedSemaphorePermit,
     }
+
+    /// A patience no test reaches: callers never get in line.
+    const PATIENT: Duration = Duration::from_secs(3600);
 
     fn always(_: &Conn, _: Duration) -> bool {
         true
@@ -228,7 +307,7 @@ mod tests {
     #[tokio::test]
     async fn the_last_stashed_serves_first() {
         let pool = Arc::new(Semaphore::new(2));
-        let stash = ConnectionStash::new(always);
+        let stash = ConnectionStash::new(always, PATIENT);
         let wait = Duration::from_secs(1);
         let (a, idle) = take(&stash, &pool, 1, wait).await.unwrap();
         assert_eq!(
@@ -249,7 +328,7 @@ mod tests {
     #[tokio::test]
     async fn a_caller_waiting_on_the_pool_takes_a_connection_stashed_meanwhile() {
         let pool = Arc::new(Semaphore::new(1));
-        let stash = Arc::new(ConnectionStash::new(always));
+        let stash = Arc::new(ConnectionStash::new(always, PATIENT));
         let wait = Duration::from_secs(5);
         let (held, _) = take(&stash, &pool, 1, wait).await.unwrap();
         let waiter = {
@@ -270,7 +349,7 @@ mod tests {
     #[tokio::test]
     async fn an_unusable_connection_goes_back_to_the_pool() {
         let pool = Arc::new(Semaphore::new(1));
-        let stash = ConnectionStash::new(|conn: &Conn, _| conn.id != 1);
+        let stash = ConnectionStash::new(|conn: &Conn, _| conn.id != 1, PATIENT);
         let wait = Duration::from_secs(1);
         let (a, _) = take(&stash, &pool, 1, wait).await.unwrap();
         stash.checkin(a);
@@ -282,7 +361,7 @@ mod tests {
     #[tokio::test]
     async fn released_connections_serve_the_pools_own_callers() {
         let pool = Arc::new(Semaphore::new(1));
-        let stash = ConnectionStash::new(always);
+        let stash = ConnectionStash::new(always, PATIENT);
         let wait = Duration::from_millis(200);
         let (a, _) = take(&stash, &pool, 1, wait).await.unwrap();
         stash.checkin(a);
@@ -297,7 +376,7 @@ mod tests {
     #[tokio::test]
     async fn a_drained_stash_keeps_nothing() {
         let pool = Arc::new(Semaphore::new(1));
-        let stash = ConnectionStash::new(always);
+        let stash = ConnectionStash::new(always, PATIENT);
         let wait = Duration::from_millis(200);
         let (a, _) = take(&stash, &pool, 1, wait).await.unwrap();
         stash.drain();
@@ -310,7 +389,7 @@ mod tests {
     #[tokio::test]
     async fn unusable_connections_are_passed_over_to_a_usable_one() {
         let pool = Arc::new(Semaphore::new(3));
-        let stash = ConnectionStash::new(|conn: &Conn, _| conn.id == 1);
+        let stash = ConnectionStash::new(|conn: &Conn, _| conn.id == 1, PATIENT);
         let wait = Duration::from_secs(1);
         let mut held = Vec::new();
         for id in 1..=3 {
@@ -329,7 +408,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_keeps_the_pools_timeout_across_wake_ups() {
         let pool = Arc::new(Semaphore::new(1));
-        let stash = Arc::new(ConnectionStash::new(always));
+        let stash = Arc::new(ConnectionStash::new(always, PATIENT));
         let (mut busy, _) = take(&stash, &pool, 1, Duration::from_secs(1))
             .await
             .unwrap();
@@ -361,10 +440,112 @@ mod tests {
         );
     }
 
+    /// A task that waits for a connection from `stash` within `wait` (the pool's timeout)
+    /// and checks it in again at once: its id, or the pool's error, and how long it waited.
+    fn waiter(
+        stash: &Arc<ConnectionStash<Conn>>,
+        pool: &Arc<Semaphore>,
+        wait: Duration,
+    ) -> tokio::task::JoinHandle<(std::result::Result<usize, &'static str>, Duration)> {
+        let (stash, pool) = (Arc::clone(stash), Arc::clone(pool));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = take(&stash, &pool, 2, wait).await;
+            let waited = started.elapsed();
+            (
+                outcome.map(|(conn, _)| {
+                    let id = conn.id;
+                    stash.checkin(conn);
+                    id
+                }),
+                waited,
+            )
+        })
+    }
+
+    #[tokio::test]
+    async fn a_caller_past_its_patience_gets_the_next_connection_checked_in() {
+        let pool = Arc::new(Semaphore::new(1));
+        let stash = Arc::new(ConnectionStash::new(always, Duration::from_millis(100)));
+        let (mut busy, _) = take(&stash, &pool, 1, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let waiting = waiter(&stash, &pool, Duration::from_millis(600));
+        // Another caller checks its connection in and takes it back at once, every 20 ms
+        // for 1 s: within its patience the waiter finds nothing each time it is woken;
+        // past it, the next check-in is its own, and the caller waits for it back.
+        let cycling = Instant::now();
+        let mut served_from_the_pool = 0;
+        while cycling.elapsed() < Duration::from_secs(1) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            stash.checkin(busy);
+            let (conn, idle) = take(&stash, &pool, 3, Duration::from_secs(2))
+                .await
+                .unwrap();
+            served_from_the_pool += usize::from(idle == Duration::MAX);
+            busy = conn;
+            assert_eq!(busy.id, 1, "one connection, passed back and forth");
+        }
+        assert_eq!(served_from_the_pool, 0);
+        let (outcome, waited) = waiting.await.unwrap();
+        assert_eq!(
+            outcome,
+            Ok(1),
+            "the waiter timed out in the pool while the connection was checked in every 20 ms"
+        );
+        assert!(
+            waited >= Duration::from_millis(100) && waited < Duration::from_millis(400),
+            "served at the first check-in after its patience: waited {waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_checked_in_passes_over_callers_in_line_that_left() {
+        let pool = Arc::new(Semaphore::new(1));
+        let stash = Arc::new(ConnectionStash::new(always, Duration::from_millis(20)));
+        let (held, _) = take(&stash, &pool, 1, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let left = waiter(&stash, &pool, Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(stash.lock().in_line.len(), 1, "past its patience, in line");
+        left.abort();
+        let _ = left.await;
+        stash.checkin(held);
+        assert_eq!(
+            stash.lock().connections.len(),
+            1,
+            "stashed, not sent to nobody"
+        );
+        let (conn, idle) = take(&stash, &pool, 9, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(conn.id, 1);
+        assert!(idle < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_drained_stash_leaves_callers_in_line_to_the_pool() {
+        let pool = Arc::new(Semaphore::new(1));
+        let stash = Arc::new(ConnectionStash::new(always, Duration::from_millis(20)));
+        let (held, _) = take(&stash, &pool, 1, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let waiting = waiter(&stash, &pool, Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stash.drain();
+        assert!(stash.lock().in_line.is_empty());
+        // The connection goes back to the pool, and the pool serves the waiter a new one.
+        drop(held);
+        let (outcome, waited) = waiting.await.unwrap();
+        assert_eq!(outcome, Ok(2));
+        assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    }
+
     #[tokio::test]
     async fn a_cancelled_waiter_is_no_longer_counted() {
         let pool = Arc::new(Semaphore::new(1));
-        let stash = Arc::new(ConnectionStash::new(always));
+        let stash = Arc::new(ConnectionStash::new(always, PATIENT));
         let (held, _) = take(&stash, &pool, 1, Duration::from_secs(1))
             .await
             .unwrap();

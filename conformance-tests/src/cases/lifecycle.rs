@@ -1,6 +1,8 @@
 //! Rows live exactly as long as they hold something; the reference scenarios of aiogram
 //! and teloxide.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fsmstore_core::{BotId, ChatId, Data, StorageKey, UserId};
@@ -8,6 +10,49 @@ use serde_json::json;
 
 use super::{key, obj};
 use crate::Ctx;
+
+/// A caller that waits for a connection is served while another caller makes calls back to
+/// back on the same one-connection pool: it gets in line once it has waited half the pool's
+/// wait, instead of losing every wake-up to the caller that checks the connection in and
+/// takes it again at once, until the pool gives up on it.
+pub async fn a_caller_is_served_while_another_calls_back_to_back(ctx: Ctx) {
+    let wait = Duration::from_secs(2);
+    let db = ctx
+        .database(ctx.options().pool_max(1).connect_timeout(wait))
+        .await;
+    let s = db.storage();
+    s.set_state(&key(1), Some("Form:busy")).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = {
+        let (s, stop) = (Arc::clone(&s), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut calls = 0_u64;
+            while !stop.load(Ordering::Relaxed) {
+                let state = s.get_state(&key(1)).await.unwrap();
+                assert_eq!(state.as_deref(), Some("Form:busy"));
+                calls += 1;
+            }
+            calls
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let answer = s.set_state(&key(2), Some("Form:waited")).await;
+    let waited = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let calls = busy.await.unwrap();
+    assert!(calls > 0, "the other caller made no call");
+    assert!(
+        answer.is_ok(),
+        "{answer:?} after {waited:?}, while the only connection was checked in after each of \
+         {calls} calls"
+    );
+    assert!(waited < wait, "waited {waited:?}");
+    assert_eq!(
+        s.get_state(&key(2)).await.unwrap().as_deref(),
+        Some("Form:waited")
+    );
+}
 
 /// `clear` removes state and data.
 pub async fn clear_removes_state_and_data(ctx: Ctx) {
