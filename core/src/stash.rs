@@ -23,7 +23,12 @@
 //! `Error::Connection`, while connections were free. So a caller that has waited its
 //! patience (the backends give half the pool's wait timeout) gets in line: a connection
 //! checked in goes to the first in line, before the stash and before any later caller.
-//! Under a load the connections keep up with nobody waits that long, and nothing changes.
+//! Under a load the connections keep up with nobody waits that long, and the only change is
+//! the timer each wait sets (measured within the spread). Past the patience the stash
+//! serves in line, the mode that cost throughput above: by then callers are already half
+//! way to failing, and being served is worth more than the throughput. A caller can still
+//! end with the pool's timeout when the line ahead of it is longer than the check-ins left
+//! in the other half of its wait.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -35,7 +40,8 @@ use futures_util::future::{select, Either};
 use tokio::sync::{oneshot, Notify};
 
 /// The line of callers past their patience is swept of those that left (cancelled, or
-/// served by the pool) when it reaches this length.
+/// served by the pool) when it reaches this length, and then when it has doubled since the
+/// last sweep (so a long line of callers still waiting is not swept on every arrival).
 const SWEEP_AT: usize = 64;
 
 /// Connections kept between calls, most recently used last.
@@ -57,6 +63,8 @@ struct Slots<C> {
     /// Callers that have waited their patience, first come first: a connection checked in
     /// goes to the first still waiting.
     in_line: VecDeque<oneshot::Sender<C>>,
+    /// The length of `in_line` at which it is swept next.
+    sweep_at: usize,
     /// Set by [`ConnectionStash::drain`]: nothing is stashed afterwards.
     closed: bool,
 }
@@ -92,14 +100,15 @@ impl<C> std::fmt::Debug for ConnectionStash<C> {
 impl<C> ConnectionStash<C> {
     /// An empty stash whose connections serve a call while `usable` says so, and whose
     /// callers get in line for the next connection checked in once they have waited
-    /// `patience` (give less than the pool's wait timeout, so a caller in line is served
-    /// before the pool gives up on it).
+    /// `patience` (give less than the pool's wait timeout, so a caller in line can be
+    /// served before the pool gives up on it).
     #[must_use]
     pub fn new(usable: fn(&C, Duration) -> bool, patience: Duration) -> Self {
         ConnectionStash {
             slots: Mutex::new(Slots {
                 connections: Vec::new(),
                 in_line: VecDeque::new(),
+                sweep_at: SWEEP_AT,
                 closed: false,
             }),
             usable,
@@ -165,34 +174,52 @@ impl<C> ConnectionStash<C> {
             }
         }
         // Waited its patience: in line for the next check-in, still in the pool's queue.
-        let handed = loop {
-            match self.pop_or_get_in_line() {
+        loop {
+            let handed = match self.pop_or_get_in_line() {
                 Ok(Some(stashed)) => return Ok(stashed),
-                Ok(None) => {}
-                Err(handed) => break handed,
+                Ok(None) => continue,
+                Err(handed) => handed,
+            };
+            match select(acquired.as_mut(), handed).await {
+                Either::Left((acquired, mut handed)) => {
+                    // A connection handed over at the same moment is not wasted.
+                    handed.close();
+                    if let Ok(conn) = handed.try_recv() {
+                        self.checkin(conn);
+                    }
+                    return acquired.map(|conn| (conn, Duration::MAX));
+                }
+                Either::Right((Ok(conn), _)) => {
+                    if (self.usable)(&conn, Duration::ZERO) {
+                        return Ok((conn, Duration::ZERO));
+                    }
+                    // Closed since it was checked in: back to its pool, and in line again.
+                }
+                // Let go of by `drain`: the pool's answer.
+                Either::Right((Err(_), _)) => {
+                    return acquired.await.map(|conn| (conn, Duration::MAX));
+                }
             }
-        };
-        match select(acquired.as_mut(), handed).await {
-            Either::Left((acquired, _)) => acquired.map(|conn| (conn, Duration::MAX)),
-            Either::Right((Ok(conn), _)) => Ok((conn, Duration::ZERO)),
-            // Let go of by `drain`: the pool's answer.
-            Either::Right((Err(_), _)) => acquired.await.map(|conn| (conn, Duration::MAX)),
         }
     }
 
     /// The most recently stashed connection if it is usable (`Ok(None)`: it was not, and
     /// was dropped), else a place at the end of the line, in one turn of the lock so that
-    /// no check-in falls between the two.
+    /// no check-in falls between the two. A drained stash gives a place nobody will serve.
     #[allow(clippy::type_complexity)]
     fn pop_or_get_in_line(
         &self,
     ) -> std::result::Result<Option<(C, Duration)>, oneshot::Receiver<C>> {
         let mut slots = self.lock();
         let Some((conn, since)) = slots.connections.pop() else {
-            if slots.in_line.len() >= SWEEP_AT {
-                slots.in_line.retain(|place| !place.is_closed());
-            }
             let (place, handed) = oneshot::channel();
+            if slots.closed {
+                return Err(handed);
+            }
+            if slots.in_line.len() >= slots.sweep_at {
+                slots.in_line.retain(|place| !place.is_closed());
+                slots.sweep_at = SWEEP_AT.max(2 * slots.in_line.len());
+            }
             slots.in_line.push_back(place);
             return Err(handed);
         };
@@ -463,6 +490,19 @@ mod tests {
         })
     }
 
+    /// Waits (up to 5 s) until `n` callers are in line.
+    async fn until_in_line(stash: &ConnectionStash<Conn>, n: usize) {
+        let started = Instant::now();
+        while stash.lock().in_line.len() != n {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{} in line, not {n}",
+                stash.lock().in_line.len()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     #[tokio::test]
     async fn a_caller_past_its_patience_gets_the_next_connection_checked_in() {
         let pool = Arc::new(Semaphore::new(1));
@@ -470,16 +510,17 @@ mod tests {
         let (mut busy, _) = take(&stash, &pool, 1, Duration::from_secs(1))
             .await
             .unwrap();
-        let waiting = waiter(&stash, &pool, Duration::from_millis(600));
-        // Another caller checks its connection in and takes it back at once, every 20 ms
-        // for 1 s: within its patience the waiter finds nothing each time it is woken;
-        // past it, the next check-in is its own, and the caller waits for it back.
+        let waiting = waiter(&stash, &pool, Duration::from_secs(2));
+        // Another caller checks its connection in and takes it back at once, every 20 ms:
+        // within its patience the waiter finds nothing each time it is woken; past it, the
+        // next check-in is its own, and the caller waits for it back. Without the line the
+        // waiter ends with the pool's 2 s timeout.
         let cycling = Instant::now();
         let mut served_from_the_pool = 0;
-        while cycling.elapsed() < Duration::from_secs(1) {
+        while !waiting.is_finished() && cycling.elapsed() < Duration::from_secs(3) {
             tokio::time::sleep(Duration::from_millis(20)).await;
             stash.checkin(busy);
-            let (conn, idle) = take(&stash, &pool, 3, Duration::from_secs(2))
+            let (conn, idle) = take(&stash, &pool, 3, Duration::from_secs(5))
                 .await
                 .unwrap();
             served_from_the_pool += usize::from(idle == Duration::MAX);
@@ -494,7 +535,7 @@ mod tests {
             "the waiter timed out in the pool while the connection was checked in every 20 ms"
         );
         assert!(
-            waited >= Duration::from_millis(100) && waited < Duration::from_millis(400),
+            waited >= Duration::from_millis(100) && waited < Duration::from_millis(1500),
             "served at the first check-in after its patience: waited {waited:?}"
         );
     }
@@ -507,8 +548,7 @@ mod tests {
             .await
             .unwrap();
         let left = waiter(&stash, &pool, Duration::from_secs(10));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(stash.lock().in_line.len(), 1, "past its patience, in line");
+        until_in_line(&stash, 1).await;
         left.abort();
         let _ = left.await;
         stash.checkin(held);
@@ -532,7 +572,7 @@ mod tests {
             .await
             .unwrap();
         let waiting = waiter(&stash, &pool, Duration::from_secs(5));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        until_in_line(&stash, 1).await;
         stash.drain();
         assert!(stash.lock().in_line.is_empty());
         // The connection goes back to the pool, and the pool serves the waiter a new one.
@@ -540,6 +580,29 @@ mod tests {
         let (outcome, waited) = waiting.await.unwrap();
         assert_eq!(outcome, Ok(2));
         assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_caller_in_line_passes_over_a_connection_closed_since_it_was_checked_in() {
+        let pool = Arc::new(Semaphore::new(2));
+        let stash = Arc::new(ConnectionStash::new(
+            |conn: &Conn, _| conn.id != 1,
+            Duration::from_millis(20),
+        ));
+        let (closed, _) = take(&stash, &pool, 1, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let (good, _) = take(&stash, &pool, 3, Duration::from_secs(1))
+            .await
+            .unwrap();
+        let waiting = waiter(&stash, &pool, Duration::from_secs(5));
+        until_in_line(&stash, 1).await;
+        stash.checkin(closed);
+        // Handed over, found unusable, dropped: its slot serves the waiter's wait on the
+        // pool, with a new connection.
+        let (outcome, _) = waiting.await.unwrap();
+        assert_eq!(outcome, Ok(2), "not the connection closed in the meantime");
+        drop(good);
     }
 
     #[tokio::test]
