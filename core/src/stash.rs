@@ -28,7 +28,10 @@
 //! serves in line, the mode that cost throughput above: by then callers are already half
 //! way to failing, and being served is worth more than the throughput. A caller can still
 //! end with the pool's timeout when the line ahead of it is longer than the check-ins left
-//! in the other half of its wait.
+//! in the other half of its wait. A short fixed patience (100 ms) was tried: at 64 tasks on
+//! ten connections, where a few callers wait that long, the line formed and stayed (while
+//! it takes every check-in, the callers behind it wait their patience too), and p99 went
+//! from 5–33 ms to 103 ms.
 
 use std::collections::VecDeque;
 use std::future::Future;
