@@ -130,8 +130,7 @@ impl Connections {
             lock_pool,
             failover: Failover::new(hosts, host),
             runner: CallRunner::new("MySQL", &config.options),
-            // In line for the next connection checked in after half the pool's wait.
-            stash: ConnectionStash::new(|_, idle| idle < STASH_IDLE, config.acquire_timeout() / 2),
+            stash: ConnectionStash::new(|_, idle| idle < STASH_IDLE, config.acquire_timeout()),
             config,
             closed: AtomicBool::new(false),
         })

@@ -139,10 +139,9 @@ impl Connections {
         config.check_pooler()?;
         Ok(Connections {
             pool: build_pool(&config, size)?,
-            // In line for the next connection checked in after half the pool's wait.
             stash: ConnectionStash::new(
                 |client, _| !client.is_closed(),
-                config.options.connect_timeout / 2,
+                config.options.connect_timeout,
             ),
             lock_pool: build_pool(&config, locks)?,
             runner: CallRunner::new("PostgreSQL", &config.options),

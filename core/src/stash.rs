@@ -21,7 +21,7 @@
 //! (docs/benchmarks.md). But under sustained overload (more callers than connections, all
 //! the time) that order alone could let a waiter end with the pool's timeout, a transient
 //! `Error::Connection`, while connections were free. So a caller that has waited its
-//! patience (the backends give half the pool's wait timeout) gets in line: a connection
+//! patience (half the pool's wait timeout) gets in line: a connection
 //! checked in goes to the first in line, before the stash and before any later caller.
 //! Under a load the connections keep up with nobody waits that long, and the only change is
 //! the timer each wait sets (measured within the spread). Past the patience the stash
@@ -101,12 +101,12 @@ impl<C> std::fmt::Debug for ConnectionStash<C> {
 }
 
 impl<C> ConnectionStash<C> {
-    /// An empty stash whose connections serve a call while `usable` says so, and whose
-    /// callers get in line for the next connection checked in once they have waited
-    /// `patience` (give less than the pool's wait timeout, so a caller in line can be
-    /// served before the pool gives up on it).
+    /// An empty stash whose connections serve a call while `usable` says so, in front of a
+    /// pool whose wait for a connection times out after `pool_wait`: a caller that has waited
+    /// half of it gets in line for the next connection checked in, so it can still be served
+    /// before the pool gives up on it.
     #[must_use]
-    pub fn new(usable: fn(&C, Duration) -> bool, patience: Duration) -> Self {
+    pub fn new(usable: fn(&C, Duration) -> bool, pool_wait: Duration) -> Self {
         ConnectionStash {
             slots: Mutex::new(Slots {
                 connections: Vec::new(),
@@ -115,7 +115,7 @@ impl<C> ConnectionStash<C> {
                 closed: false,
             }),
             usable,
-            patience,
+            patience: pool_wait / 2,
             stashed: Notify::new(),
             waiting: AtomicUsize::new(0),
         }
@@ -227,20 +227,24 @@ impl<C> ConnectionStash<C> {
             return Err(handed);
         };
         drop(slots);
-        let idle = since.elapsed();
-        Ok((self.usable)(&conn, idle).then_some((conn, idle)))
+        Ok(self.if_usable(conn, since))
     }
 
-    /// The most recently stashed usable connection. Unusable ones on the way are dropped:
-    /// their pool tests or closes them.
+    /// The most recently stashed usable connection. Unusable ones on the way are dropped.
     fn pop(&self) -> Option<(C, Duration)> {
         loop {
             let (conn, since) = self.lock().connections.pop()?;
-            let idle = since.elapsed();
-            if (self.usable)(&conn, idle) {
-                return Some((conn, idle));
+            if let Some(usable) = self.if_usable(conn, since) {
+                return Some(usable);
             }
         }
+    }
+
+    /// A connection stashed `since`, with how long it was idle, if `usable` says it may
+    /// serve a call; else `None`, and it is dropped: its pool tests or closes it.
+    fn if_usable(&self, conn: C, since: Instant) -> Option<(C, Duration)> {
+        let idle = since.elapsed();
+        (self.usable)(&conn, idle).then_some((conn, idle))
     }
 
     /// Keeps the connection of a call that succeeded for the next caller: the first in line
@@ -305,7 +309,7 @@ mod tests {
         _slot: OwnedSemaphorePermit,
     }
 
-    /// A patience no test reaches: callers never get in line.
+    /// A pool wait whose half no test reaches: callers never get in line.
     const PATIENT: Duration = Duration::from_secs(3600);
 
     fn always(_: &Conn, _: Duration) -> bool {
@@ -332,6 +336,42 @@ mod tests {
         wait: Duration,
     ) -> std::result::Result<(Conn, Duration), &'static str> {
         stash.checkout(|| acquire(pool, id, wait)).await
+    }
+
+    /// A task that waits for a connection from `stash` within `wait` (the pool's timeout)
+    /// and checks it in again at once: its id, or the pool's error, and how long it waited.
+    fn waiter(
+        stash: &Arc<ConnectionStash<Conn>>,
+        pool: &Arc<Semaphore>,
+        wait: Duration,
+    ) -> tokio::task::JoinHandle<(std::result::Result<usize, &'static str>, Duration)> {
+        let (stash, pool) = (Arc::clone(stash), Arc::clone(pool));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = take(&stash, &pool, 2, wait).await;
+            let waited = started.elapsed();
+            (
+                outcome.map(|(conn, _)| {
+                    let id = conn.id;
+                    stash.checkin(conn);
+                    id
+                }),
+                waited,
+            )
+        })
+    }
+
+    /// Waits (up to 5 s) until `n` callers are in line.
+    async fn until_in_line(stash: &ConnectionStash<Conn>, n: usize) {
+        let started = Instant::now();
+        while stash.lock().in_line.len() != n {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{} in line, not {n}",
+                stash.lock().in_line.len()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     #[tokio::test]
@@ -361,18 +401,15 @@ mod tests {
         let stash = Arc::new(ConnectionStash::new(always, PATIENT));
         let wait = Duration::from_secs(5);
         let (held, _) = take(&stash, &pool, 1, wait).await.unwrap();
-        let waiter = {
-            let (stash, pool) = (Arc::clone(&stash), Arc::clone(&pool));
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let (conn, _) = take(&stash, &pool, 2, wait).await.unwrap();
-                (conn.id, started.elapsed())
-            })
-        };
+        let waiting = waiter(&stash, &pool, wait);
         tokio::time::sleep(Duration::from_millis(50)).await;
         stash.checkin(held);
-        let (id, waited) = waiter.await.unwrap();
-        assert_eq!(id, 1, "the stashed connection, not a new one from the pool");
+        let (outcome, waited) = waiting.await.unwrap();
+        assert_eq!(
+            outcome,
+            Ok(1),
+            "the stashed connection, not a new one from the pool"
+        );
         assert!(waited < Duration::from_secs(2), "waited {waited:?}");
     }
 
@@ -442,14 +479,7 @@ mod tests {
         let (mut busy, _) = take(&stash, &pool, 1, Duration::from_secs(1))
             .await
             .unwrap();
-        let waiter = {
-            let (stash, pool) = (Arc::clone(&stash), Arc::clone(&pool));
-            tokio::spawn(async move {
-                let started = Instant::now();
-                let outcome = take(&stash, &pool, 2, Duration::from_millis(300)).await;
-                (outcome.map(|(conn, _)| conn.id), started.elapsed())
-            })
-        };
+        let waiting = waiter(&stash, &pool, Duration::from_millis(300));
         // Another caller checks its connection in and takes it back at once, every 50 ms
         // for 2 s: each check-in wakes the waiter, which finds nothing.
         let cycling = Instant::now();
@@ -462,7 +492,7 @@ mod tests {
                 .0;
             assert_eq!(busy.id, 1);
         }
-        let (outcome, waited) = waiter.await.unwrap();
+        let (outcome, waited) = waiting.await.unwrap();
         assert_eq!(outcome, Err("pool timed out"));
         assert!(
             waited < Duration::from_secs(1),
@@ -470,46 +500,10 @@ mod tests {
         );
     }
 
-    /// A task that waits for a connection from `stash` within `wait` (the pool's timeout)
-    /// and checks it in again at once: its id, or the pool's error, and how long it waited.
-    fn waiter(
-        stash: &Arc<ConnectionStash<Conn>>,
-        pool: &Arc<Semaphore>,
-        wait: Duration,
-    ) -> tokio::task::JoinHandle<(std::result::Result<usize, &'static str>, Duration)> {
-        let (stash, pool) = (Arc::clone(stash), Arc::clone(pool));
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let outcome = take(&stash, &pool, 2, wait).await;
-            let waited = started.elapsed();
-            (
-                outcome.map(|(conn, _)| {
-                    let id = conn.id;
-                    stash.checkin(conn);
-                    id
-                }),
-                waited,
-            )
-        })
-    }
-
-    /// Waits (up to 5 s) until `n` callers are in line.
-    async fn until_in_line(stash: &ConnectionStash<Conn>, n: usize) {
-        let started = Instant::now();
-        while stash.lock().in_line.len() != n {
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "{} in line, not {n}",
-                stash.lock().in_line.len()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
     #[tokio::test]
     async fn a_caller_past_its_patience_gets_the_next_connection_checked_in() {
         let pool = Arc::new(Semaphore::new(1));
-        let stash = Arc::new(ConnectionStash::new(always, Duration::from_millis(100)));
+        let stash = Arc::new(ConnectionStash::new(always, Duration::from_millis(200)));
         let (mut busy, _) = take(&stash, &pool, 1, Duration::from_secs(1))
             .await
             .unwrap();
@@ -546,7 +540,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_checked_in_passes_over_callers_in_line_that_left() {
         let pool = Arc::new(Semaphore::new(1));
-        let stash = Arc::new(ConnectionStash::new(always, Duration::from_millis(20)));
+        let stash = Arc::new(ConnectionStash::new(always, Duration::from_millis(40)));
         let (held, _) = take(&stash, &pool, 1, Duration::from_secs(1))
             .await
             .unwrap();
@@ -570,7 +564,7 @@ mod tests {
     #[tokio::test]
     async fn a_drained_stash_leaves_callers_in_line_to_the_pool() {
         let pool = Arc::new(Semaphore::new(1));
-        let stash = Arc::new(ConnectionStash::new(always, Duration::from_millis(20)));
+        let stash = Arc::new(ConnectionStash::new(always, Duration::from_millis(40)));
         let (held, _) = take(&stash, &pool, 1, Duration::from_secs(1))
             .await
             .unwrap();
@@ -590,7 +584,7 @@ mod tests {
         let pool = Arc::new(Semaphore::new(2));
         let stash = Arc::new(ConnectionStash::new(
             |conn: &Conn, _| conn.id != 1,
-            Duration::from_millis(20),
+            Duration::from_millis(40),
         ));
         let (closed, _) = take(&stash, &pool, 1, Duration::from_secs(1))
             .await
